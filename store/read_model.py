@@ -1,0 +1,66 @@
+"""How each event moves the task read model (`tasks` row).
+
+Kept apart from the SQL so the rules are plain data a unit test can check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from schemas import EventEnvelope
+from schemas.tasks import TaskStatus
+
+
+@dataclass(frozen=True, slots=True)
+class TaskUpdate:
+    """Columns an event sets; None leaves a column as it is."""
+
+    task_type: str | None = None
+    status: TaskStatus | None = None
+    progress: float | None = None
+    input: dict[str, Any] | None = None
+    owner: str | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def _step_progress(data: dict[str, Any], done_fraction: float) -> float | None:
+    total = data.get("total_steps")
+    if not isinstance(total, int) or total < 1:
+        return None
+    index = int(data.get("index", 1))
+    return round(min(100.0, max(0.0, ((index - 1) + done_fraction) / total * 100.0)), 3)
+
+
+def update_for(envelope: EventEnvelope) -> TaskUpdate:
+    data = envelope.data
+    match envelope.type:
+        case "task.created.v1":
+            return TaskUpdate(
+                task_type=data.get("task_type"),
+                status=TaskStatus.RUNNING,
+                progress=0.0,
+                input=data.get("input"),
+                owner=data.get("owner"),
+            )
+        case "task.step.started.v1":
+            return TaskUpdate(progress=_step_progress(data, 0.0))
+        case "task.step.progress.v1":
+            return TaskUpdate(progress=_step_progress(data, float(data.get("percent", 0)) / 100))
+        case "task.step.completed.v1":
+            return TaskUpdate(progress=_step_progress(data, 1.0))
+        case "task.paused.v1":
+            return TaskUpdate(status=TaskStatus.PAUSED)
+        case "task.resumed.v1":
+            return TaskUpdate(status=TaskStatus.RUNNING)
+        case "task.completed.v1":
+            return TaskUpdate(
+                status=TaskStatus.COMPLETED, progress=100.0, result=data.get("result")
+            )
+        case "task.failed.v1":
+            return TaskUpdate(status=TaskStatus.FAILED, error=data.get("error"))
+        case "task.cancelled.v1":
+            return TaskUpdate(status=TaskStatus.CANCELLED, error=data.get("reason"))
+        case _:
+            return TaskUpdate()

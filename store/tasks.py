@@ -1,0 +1,102 @@
+"""Reads of the task read model: one task, and pages of tasks newest first."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+_COLUMNS = (
+    "task_id, task_type, status, progress, input, owner, result, error, last_seq,"
+    " created_at, updated_at"
+)
+
+
+class InvalidCursorError(ValueError):
+    """A page cursor that this store did not hand out."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    task_id: str
+    task_type: str | None
+    status: str
+    progress: float
+    input: dict[str, Any] | None
+    owner: str | None
+    result: dict[str, Any] | None
+    error: str | None
+    last_seq: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    tasks: list[TaskRecord]
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: datetime, task_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{task_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, task_id = raw.split("|", 1)
+        return datetime.fromisoformat(when), task_id
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidCursorError(f"invalid cursor {cursor!r}") from exc
+
+
+class TaskReader:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(f"SELECT {_COLUMNS} FROM tasks WHERE task_id = %s", (task_id,))
+            row = await cur.fetchone()
+        return None if row is None else TaskRecord(**row)
+
+    async def page(
+        self,
+        *,
+        status: str | None = None,
+        task_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        conditions: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            conditions.append("status = %s")
+            params.append(status)
+        if task_type is not None:
+            conditions.append("task_type = %s")
+            params.append(task_type)
+        if cursor is not None:
+            created_at, task_id = decode_cursor(cursor)
+            conditions.append("(created_at, task_id) < (%s, %s)")
+            params.extend([created_at, task_id])
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        params.append(limit + 1)
+        query = (
+            f"SELECT {_COLUMNS} FROM tasks {where} ORDER BY created_at DESC, task_id DESC LIMIT %s"
+        )
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query.encode(), params)
+            rows = await cur.fetchall()
+        records = [TaskRecord(**row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit and records:
+            last = records[-1]
+            next_cursor = encode_cursor(last.created_at, last.task_id)
+        return TaskPage(records, next_cursor)
