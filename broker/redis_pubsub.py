@@ -1,0 +1,319 @@
+"""The process's ONE Redis pub/sub connection, shared by every live subscription.
+
+A redis-py `PubSub` holds a pool connection for as long as it lives, so one per
+SSE client would cost a Redis connection per browser tab. Here one `PubSub` and
+one reader task serve every subscriber; topics are reference-counted through
+the `Fanout`.
+
+The reader loop, one iteration per connection:
+
+    open: PubSub.connect(), then SUBSCRIBE every topic that has subscribers
+    read: get_message(timeout=health_check_interval) until the connection fails
+          - "message"   → Fanout.deliver
+          - "subscribe" → that topic is confirmed (wakes its waiting subscribers;
+                          after a reconnect also pushes their resync notice)
+          - nothing within the interval → PING; a second silent interval means
+            the connection is dead even if TCP has not said so
+    teardown, back off (capped, jittered), open again
+
+Why it waits without spinning and without the redis-py trap: `get_message`
+raises while the `PubSub` has no connection, which is the case until its first
+SUBSCRIBE. The reader calls the public `PubSub.connect()` before anything is
+subscribed, so a read with no channels is an ordinary blocking socket read.
+
+Why confirmations are counted: redis-py's `subscribe()` only sends the command.
+Redis answers every SUBSCRIBE of a channel, in order, even a redundant one, so
+the reader counts the SUBSCRIBEs sent for a topic on the current connection and
+the topic is confirmed when its count returns to zero. A confirmation left over
+from an earlier, abandoned subscription can thus never confirm a newer one.
+
+Locking: only the reader reads. Every command on the `PubSub` (SUBSCRIBE,
+UNSUBSCRIBE, PING) and every swap of the current `PubSub` happen under one lock,
+so no command can land on a connection that is being torn down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from broker.fanout import Fanout, FanoutSubscription
+from broker.protocol import BrokerNotConnectedError, BrokerStatus, BrokerUnavailableError
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_INITIAL = 0.1
+BACKOFF_CAP = 5.0
+
+
+class SharedPubSub:
+    """Subscriptions over one `PubSub`, kept alive by a reconnecting reader task."""
+
+    def __init__(
+        self,
+        client: Redis,
+        fanout: Fanout,
+        *,
+        subscribe_timeout: float,
+        health_check_interval: float,
+    ) -> None:
+        self._client = client
+        self._fanout = fanout
+        self._subscribe_timeout = subscribe_timeout
+        self._health_check_interval = health_check_interval
+        self._status = BrokerStatus.DISCONNECTED
+        # The PubSub commands may use (None while reconnecting), and the one the reader
+        # owns until it is discarded (so stop() can close it whatever the reader was doing).
+        self._pubsub: PubSub | None = None
+        self._owned: PubSub | None = None
+        self._lock = asyncio.Lock()
+        # Topics that have subscribers → set once Redis confirmed them on the current connection.
+        self._confirmed: dict[str, asyncio.Event] = {}
+        # SUBSCRIBEs sent on the current connection and not yet answered, per topic.
+        self._outstanding: dict[str, int] = {}
+        # Topics whose subscribers get a resync notice once their re-subscription is confirmed.
+        self._resync_on_confirm: set[str] = set()
+        self._unsubscribe_pending: set[str] = set()
+        self._unsubscriber: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._first_attempt = asyncio.Event()
+        self._stopped = False
+        self._reconnects = 0
+
+    @property
+    def status(self) -> BrokerStatus:
+        return self._status
+
+    @property
+    def reconnects(self) -> int:
+        """Connections lost and re-established since start (for metrics)."""
+        return self._reconnects
+
+    async def start(self) -> None:
+        """Start the reader; return once its first connection attempt succeeded or failed."""
+        if self._stopped:
+            raise BrokerNotConnectedError("the broker was closed")
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._run(), name="taskplane-broker-pubsub")
+        await self._first_attempt.wait()
+
+    async def stop(self) -> None:
+        """Stop the reader and release the connection; every subscription ends."""
+        if self._stopped:
+            return
+        self._set_status(BrokerStatus.CLOSED)
+        self._stopped = True
+        self._first_attempt.set()  # a concurrent start() must not wait for a reader that is gone
+        for event in self._confirmed.values():
+            event.set()  # waiters see `_stopped` and raise instead of timing out
+        self._fanout.close_all()
+        tasks = [task for task in (self._reader, self._unsubscriber) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        async with self._lock:  # lets a subscriber's SUBSCRIBE in flight finish first
+            self._pubsub = None
+        if self._owned is not None:
+            await _discard(self._owned)
+            self._owned = None
+
+    @asynccontextmanager
+    async def subscription(
+        self, topic: str, queue_size: int | None
+    ) -> AsyncIterator[FanoutSubscription]:
+        if self._stopped:
+            raise BrokerNotConnectedError("the broker was closed")
+        subscription, first = self._fanout.add(topic, queue_size)
+        try:
+            if first:
+                self._confirmed[topic] = asyncio.Event()
+                await self._send_subscribe(topic)
+            await self._wait_confirmed(topic)
+            yield subscription
+        finally:
+            # Synchronous on purpose: a consumer that leaves under cancellation (a
+            # vanished SSE client, an anyio cancel scope) must not need to await Redis.
+            self._release(subscription)
+
+    async def _wait_confirmed(self, topic: str) -> None:
+        event = self._confirmed[topic]
+        try:
+            async with asyncio.timeout(self._subscribe_timeout):
+                await event.wait()
+        except TimeoutError:
+            raise BrokerUnavailableError(
+                f"Redis did not confirm the subscription to {topic!r} "
+                f"within {self._subscribe_timeout} s (pub/sub is {self._status.value})"
+            ) from None
+        if self._stopped:
+            raise BrokerNotConnectedError("the broker was closed")
+
+    async def _send_subscribe(self, topic: str) -> None:
+        async with self._lock:
+            pubsub = self._pubsub
+            if pubsub is None or topic not in self._confirmed:
+                return  # reconnecting (it subscribes every wanted topic), or already left
+            self._outstanding[topic] = self._outstanding.get(topic, 0) + 1
+            try:
+                await pubsub.subscribe(topic)
+            except (RedisError, OSError) as exc:
+                # The reader fails on the same broken connection and re-subscribes everything.
+                logger.debug("SUBSCRIBE %s failed (%s); left to the reconnect", topic, exc)
+
+    def _release(self, subscription: FanoutSubscription) -> None:
+        topic = subscription.topic
+        if not self._fanout.remove(subscription):
+            return
+        del self._confirmed[topic]
+        self._resync_on_confirm.discard(topic)
+        if self._stopped:
+            return
+        self._unsubscribe_pending.add(topic)
+        if self._unsubscriber is None or self._unsubscriber.done():
+            self._unsubscriber = asyncio.create_task(
+                self._flush_unsubscribes(), name="taskplane-broker-unsubscribe"
+            )
+
+    async def _flush_unsubscribes(self) -> None:
+        """UNSUBSCRIBE the topics whose last subscriber left, batched, off the caller's task."""
+        while self._unsubscribe_pending:
+            async with self._lock:
+                # A topic that gained a subscriber again meanwhile stays subscribed.
+                topics = [t for t in self._unsubscribe_pending if t not in self._fanout]
+                self._unsubscribe_pending.clear()
+                pubsub = self._pubsub
+                if pubsub is None or not topics:
+                    continue  # a new connection subscribes only topics that have subscribers
+                try:
+                    await pubsub.unsubscribe(*topics)
+                except (RedisError, OSError) as exc:
+                    logger.debug("UNSUBSCRIBE failed (%s); left to the reconnect", exc)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = BACKOFF_INITIAL
+        while True:
+            self._set_status(BrokerStatus.CONNECTING)
+            try:
+                pubsub = await self._open()
+            except (RedisError, OSError) as exc:
+                self._set_status(BrokerStatus.DISCONNECTED)
+                self._first_attempt.set()
+                logger.warning("Redis pub/sub connect failed (%s); retry in %.1f s", exc, delay)
+                await asyncio.sleep(_jittered(delay))
+                delay = min(delay * 2, BACKOFF_CAP)
+                continue
+            connected_at = loop.time()
+            self._set_status(BrokerStatus.CONNECTED)
+            self._first_attempt.set()
+            try:
+                await self._read(pubsub)
+            except (RedisError, OSError) as exc:
+                logger.warning("Redis pub/sub connection lost (%s); reconnecting", exc)
+            except Exception:
+                # A bug in routing must not end live fan-out for good: a new
+                # connection and a resync notice heal whatever it broke.
+                logger.exception("Redis pub/sub reader failed; reconnecting")
+            await self._teardown(pubsub)
+            self._reconnects += 1
+            self._set_status(BrokerStatus.DISCONNECTED)
+            # A connection that keeps dying right after it opened must not become a hot loop.
+            stable = loop.time() - connected_at > BACKOFF_CAP
+            delay = BACKOFF_INITIAL if stable else min(delay * 2, BACKOFF_CAP)
+            await asyncio.sleep(_jittered(delay))
+
+    async def _open(self) -> PubSub:
+        pubsub = self._owned = self._client.pubsub()
+        try:
+            # Hold a connection before anything is subscribed: see the module docstring.
+            await pubsub.connect()  # type: ignore[no-untyped-call]
+            async with self._lock:
+                self._outstanding.clear()
+                topics = list(self._confirmed)
+                if topics:
+                    await pubsub.subscribe(*topics)
+                    self._outstanding.update(dict.fromkeys(topics, 1))
+                self._pubsub = pubsub
+        except BaseException:
+            await _discard(pubsub)
+            self._owned = None
+            raise
+        return pubsub
+
+    async def _teardown(self, pubsub: PubSub) -> None:
+        async with self._lock:  # lets a SUBSCRIBE in flight on the dead connection finish
+            self._pubsub = None
+        # What was published during the break is gone: every topic waits for its new
+        # confirmation, and then its subscribers are told to re-read the store.
+        for topic, event in self._confirmed.items():
+            event.clear()
+            self._resync_on_confirm.add(topic)
+        await _discard(pubsub)
+        self._owned = None
+
+    async def _read(self, pubsub: PubSub) -> None:
+        awaiting_pong = False
+        while True:
+            message = await pubsub.get_message(timeout=self._health_check_interval)
+            if message is not None:
+                awaiting_pong = False  # any traffic proves the connection alive
+                self._route(message)
+            elif awaiting_pong:
+                raise RedisConnectionError(
+                    f"no reply to PING within {self._health_check_interval} s"
+                )
+            else:
+                async with self._lock:
+                    await pubsub.ping()
+                awaiting_pong = True
+
+    def _route(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "message":
+            channel: bytes = message["channel"]
+            try:
+                payload = message["data"].decode()
+            except UnicodeDecodeError:
+                logger.warning("dropped a message on %r that is not UTF-8 text", channel)
+                return
+            self._fanout.deliver(channel.decode(), payload)
+        elif kind == "subscribe":
+            self._on_confirmed(message["channel"].decode())
+
+    def _on_confirmed(self, topic: str) -> None:
+        remaining = self._outstanding.pop(topic, 0) - 1
+        if remaining > 0:
+            self._outstanding[topic] = remaining
+            return
+        event = self._confirmed.get(topic)
+        if event is None:
+            return  # its last subscriber already left; an UNSUBSCRIBE follows
+        event.set()
+        if topic in self._resync_on_confirm:
+            self._resync_on_confirm.discard(topic)
+            self._fanout.resync_topic(topic)
+
+    def _set_status(self, status: BrokerStatus) -> None:
+        if self._stopped or status is self._status:
+            return
+        logger.info("Redis pub/sub: %s -> %s", self._status.value, status.value)
+        self._status = status
+
+
+def _jittered(delay: float) -> float:
+    # Many API processes lose Redis at the same moment; jitter spreads their reconnects.
+    return delay * random.uniform(0.5, 1.0)  # noqa: S311 -- jitter, not cryptography
+
+
+async def _discard(pubsub: PubSub) -> None:
+    with suppress(RedisError, OSError):
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
