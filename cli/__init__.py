@@ -1,0 +1,1 @@
+"""The `taskplane` command line (see `cli.main`)."""

@@ -1,0 +1,319 @@
+"""`taskplane`: run the whole local stack, or one of its processes.
+
+    taskplane up           servers + migrations + worker + API, in the foreground
+    taskplane services     only the servers (for tests, or to run worker/API yourself)
+    taskplane migrate      apply pending migrations to TASKPLANE_DATABASE_URL
+    taskplane clean-state  delete the local stack's data, unless it is running
+    taskplane worker       = python -m worker
+    taskplane api          = python -m api
+
+`up` is a small supervisor rather than a process manager: it owns its children
+(see devstack.process), stops them in order (API, worker, Temporal, Redis,
+Postgres) on Ctrl-C or SIGTERM, and treats any child dying on its own as fatal,
+so a broken stack is never half up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import runpy
+import shlex
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import FrameType
+
+import httpx
+import psycopg
+
+from devstack.aio import run_sync
+from devstack.lock import DataDirInUseError, held_elsewhere
+from devstack.ports import PortInUseError, ensure_free
+from devstack.postgres import socket_dir_for
+from devstack.process import ManagedProcess, ProcessFailedError
+from devstack.stack import LocalStack, StackError
+from settings import ConfigurationError, Settings, get_settings
+
+log = logging.getLogger("taskplane")
+
+HEALTH_TIMEOUT_SECONDS = 60.0
+SUPERVISE_INTERVAL_SECONDS = 0.5
+NOISY_LOGGERS = ("temporalio", "redis", "httpx", "httpcore", "asyncio")
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    """Servers, migrations, worker and API; blocks until Ctrl-C or a child dies."""
+    ensure_free(
+        settings.api_port, "the API", "set TASKPLANE_API_PORT to another port", settings.api_host
+    )
+    _stop_on_signals()
+    with LocalStack(settings, settings.state_dir) as stack:
+        _log_migrations(_migrate(stack.database_url))
+        env = _child_env(stack)
+        logs = stack.logs_dir
+        worker = ManagedProcess(
+            "worker", [sys.executable, "-m", "worker"], log_path=logs / "worker.log", env=env
+        )
+        api = ManagedProcess(
+            "api", [sys.executable, "-m", "api"], log_path=logs / "api.log", env=env
+        )
+        apps = [worker, api]  # started in this order, stopped in the reverse one
+        env_file = _write_env_file(stack)
+        try:
+            for app in apps:
+                app.start()
+            api_url = f"http://{_connect_host(settings.api_host)}:{settings.api_port}"
+            took = api.wait_ready(
+                lambda: _healthy(f"{api_url}/healthz"), timeout=HEALTH_TIMEOUT_SECONDS
+            )
+            log.info("api healthy in %.2fs", took)
+            _banner(stack, settings, api_url, env_file)
+            return _supervise([*stack.processes(), *apps])
+        except KeyboardInterrupt:
+            log.info("stopping (interrupted)")
+            return 0
+        finally:
+            _hold_signals()  # a second Ctrl-C must not cut the shutdown short
+            for app in reversed(apps):
+                app.stop()
+            env_file.unlink(missing_ok=True)
+    # leaving the `with` stopped Temporal, Redis, then Postgres
+
+
+def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
+    """Only the servers; their URLs go to <state_dir>/services.env."""
+    _stop_on_signals()
+    with LocalStack(settings, settings.state_dir) as stack:
+        if args.migrate:
+            _log_migrations(_migrate(stack.database_url))
+        env_file = _write_env_file(stack)
+        try:
+            _banner(stack, settings, None, env_file)
+            return _supervise(stack.processes())
+        except KeyboardInterrupt:
+            log.info("stopping (interrupted)")
+            return 0
+        finally:
+            _hold_signals()
+            env_file.unlink(missing_ok=True)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    _log_migrations(_migrate(settings.require_database_url()))
+    return 0
+
+
+def cmd_clean_state(settings: Settings, args: argparse.Namespace) -> int:
+    """Delete the state folder, unless a running stack still uses it."""
+    state_dir = settings.state_dir.absolute()
+    busy = [p.name for p in _server_dirs(state_dir) if held_elsewhere(p)]
+    if busy:
+        log.error("%s is in use (%s); stop `taskplane up` first", state_dir, ", ".join(busy))
+        return 1
+    socket_dir = socket_dir_for(state_dir / "postgres", 5432)
+    for folder in (state_dir, socket_dir):
+        if folder.exists():
+            shutil.rmtree(folder)
+            log.info("deleted %s", folder)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_module("worker")
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_module("api")
+
+
+# -- pieces ------------------------------------------------------------------------------
+
+
+def _migrate(database_url: str) -> list[str]:
+    # Imported here so the launcher's other commands work without the store's deps.
+    from store.migrate import migrate
+
+    return run_sync(lambda: migrate(database_url))
+
+
+def _server_dirs(state_dir: Path) -> list[Path]:
+    return [state_dir / name for name in ("postgres", "redis", "temporal")]
+
+
+def _log_migrations(applied: list[str]) -> None:
+    if applied:
+        log.info("applied migrations: %s", ", ".join(applied))
+    else:
+        log.info("database schema is up to date")
+
+
+def _run_module(name: str) -> int:
+    """`python -m <name>` in this process (same interpreter, same signals)."""
+    sys.argv = [name]
+    runpy.run_module(name, run_name="__main__", alter_sys=True)
+    return 0
+
+
+def _child_env(stack: LocalStack) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(_service_vars(stack))
+    env["PYTHONUNBUFFERED"] = "1"  # their log files fill as things happen
+    return env
+
+
+def _service_vars(stack: LocalStack) -> dict[str, str]:
+    return {
+        "TASKPLANE_DATABASE_URL": stack.database_url,
+        "TASKPLANE_REDIS_URL": stack.redis_url,
+        "TASKPLANE_TEMPORAL_ADDRESS": stack.temporal_address,
+    }
+
+
+def _write_env_file(stack: LocalStack) -> Path:
+    """`export` lines a shell (or a test run) can source to reach these servers."""
+    path = stack.state_dir / "services.env"
+    lines = [f"export {key}={shlex.quote(value)}" for key, value in _service_vars(stack).items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _connect_host(bind_host: str) -> str:
+    return "127.0.0.1" if bind_host in {"0.0.0.0", "", "::"} else bind_host  # noqa: S104
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _supervise(processes: Sequence[ManagedProcess]) -> int:
+    """Block until one of `processes` exits; then report it and return 1."""
+    while True:
+        for process in processes:
+            code = process.poll()
+            if code is not None:
+                log.error("%s", process.describe_exit(f"exited unexpectedly (code {code})"))
+                return 1
+        time.sleep(SUPERVISE_INTERVAL_SECONDS)
+
+
+def _banner(stack: LocalStack, settings: Settings, api_url: str | None, env_file: Path) -> None:
+    rows: list[tuple[str, str]] = []
+    if api_url is not None:
+        rows += [("API", api_url), ("API docs", f"{api_url}/docs")]
+    if stack.temporal_ui_url is not None:
+        rows.append(("Temporal Web UI", stack.temporal_ui_url))
+    rows += [
+        ("Temporal gRPC", f"{stack.temporal_address} (namespace {settings.temporal_namespace})"),
+        ("Postgres", _redact(stack.database_url)),
+        ("Redis", _redact(stack.redis_url)),
+        ("Logs", str(stack.logs_dir)),
+        ("Env file", str(env_file)),
+    ]
+    width = max(len(label) for label, _ in rows)
+    body = "".join(f"  {label:<{width}}  {value}\n" for label, value in rows)
+    what = "Taskplane is up" if api_url is not None else "Taskplane services are up"
+    sys.stdout.write(f"\n{what} (Ctrl-C stops everything):\n{body}\n")
+    sys.stdout.flush()
+
+
+def _redact(url: str) -> str:
+    """Hide a password in `scheme://user:password@host` URLs."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def _stop_on_signals() -> None:
+    """SIGINT and SIGTERM both raise KeyboardInterrupt, which unwinds the stack in order.
+
+    SIGINT is set explicitly: a shell starting us in the background without job
+    control (`taskplane up &` in a script) hands us SIGINT *ignored*, and
+    Python then keeps it ignored.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def _hold_signals() -> None:
+    def still_stopping(signum: int, frame: FrameType | None) -> None:
+        log.warning("already stopping; please wait (each process gets a grace period)")
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, still_stopping)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# -- entry point -------------------------------------------------------------------------
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskplane", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("up", cmd_up, "run servers, migrations, worker and API until Ctrl-C")
+    services = add("services", cmd_services, "run only the servers until Ctrl-C")
+    services.add_argument("--migrate", action="store_true", help="also apply migrations")
+    add("migrate", cmd_migrate, "apply pending migrations to TASKPLANE_DATABASE_URL")
+    add("clean-state", cmd_clean_state, "delete the local stack's data (state folder)")
+    add("worker", cmd_worker, "run the worker (python -m worker)")
+    add("api", cmd_api, "run the API server (python -m api)")
+    return parser
+
+
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,  # e.g. TASKPLANE_DATABASE_URL names an unreachable server
+    StackError,
+    PortInUseError,
+    DataDirInUseError,
+    ProcessFailedError,
+    ConfigurationError,
+)
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    settings = get_settings()
+    if args.command not in {"worker", "api"}:  # those configure their own logging
+        _configure_logging(settings.log_level)
+    handler: Command = args.handler
+    try:
+        return handler(settings, args)
+    except EXPECTED_ERRORS as exc:
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

