@@ -1,0 +1,9 @@
+"""Activity names: the workflow refers to activities by these strings only,
+so `workflows/` never imports the activity code (store, broker) into the sandbox."""
+
+RECORD_EVENT = "record_event"
+DEMO_STEP = "demo_step"
+
+# ApplicationError types.
+INVALID_EVENT = "InvalidEvent"
+STEP_FAILED = "StepFailed"

@@ -1,0 +1,1 @@
+"""Temporal client factory, search attributes, ids."""

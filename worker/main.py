@@ -1,0 +1,99 @@
+"""The worker process: Temporal worker (workflows + activities) and the outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import timedelta
+
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities import DemoActivities, EventRecorder, RecordingActivities
+from broker.redis import RedisBroker
+from settings import Settings, get_settings
+from store import EventStore, Outbox, open_pool
+from telemetry import configure_logging
+from telemetry.exit import exit_now
+from temporal.client import connect_client, ensure_search_attributes
+from worker.relay import OutboxRelay
+from workflows.task_workflow import TaskWorkflow
+
+log = logging.getLogger(__name__)
+
+# Our own pure modules and pydantic are imported once, not per workflow run.
+SANDBOX_PASSTHROUGH = ("schemas", "activities.names", "temporal.search_attributes", "pydantic")
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    pool = await open_pool(
+        settings.require_database_url(),
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+    )
+    broker = RedisBroker(
+        settings.require_redis_url(),
+        stream_maxlen=settings.broker_stream_maxlen,
+        publish_timeout=settings.publish_timeout_seconds,
+    )
+    try:
+        await broker.connect()
+        client = await connect_client(settings)
+        await ensure_search_attributes(client, settings.temporal_namespace)
+        outbox = Outbox(pool)
+        recorder = EventRecorder(
+            EventStore(pool), outbox, broker, publish_timeout=settings.publish_timeout_seconds
+        )
+        relay = OutboxRelay(
+            outbox,
+            broker,
+            grace=timedelta(seconds=settings.outbox_grace_seconds),
+            poll_interval=settings.outbox_poll_seconds,
+            batch_size=settings.outbox_batch_size,
+            publish_timeout=settings.publish_timeout_seconds,
+        )
+        worker = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[TaskWorkflow],
+            activities=[
+                RecordingActivities(recorder).record_event,
+                DemoActivities(recorder).run_step,
+            ],
+            workflow_runner=workflow_runner(),
+            graceful_shutdown_timeout=timedelta(seconds=10),
+        )
+        relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        async with worker:
+            log.info("worker started", extra={"task_queue": settings.task_queue})
+            await stop.wait()
+            log.info("worker stopping")
+        relay_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay_task
+    finally:
+        await broker.close()
+        await pool.close()
+
+
+async def _main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(settings, stop)
+
+
+def main() -> None:
+    asyncio.run(_main())
+    exit_now(0)

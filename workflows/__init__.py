@@ -1,0 +1,1 @@
+"""Temporal workflows. Keep imports here light: the sandbox re-imports workflow modules."""
