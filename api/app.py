@@ -1,0 +1,94 @@
+"""The FastAPI application: lifespan-owned clients, routes, problem+json errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.problems import install_problem_handlers
+from api.routes import events, health, tasks
+from api.services import Services
+from api.streaming import COUNTERS
+from broker import EventBroker
+from broker.redis import RedisBroker
+from settings import Settings, get_settings
+from store import EventStore, TaskReader, open_pool
+from telemetry.metrics import observe
+from temporal.client import connect_client
+
+
+def create_app(settings: Settings | None = None, *, broker: EventBroker | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await open_pool(
+            settings.require_database_url(),
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+        )
+        the_broker = broker or RedisBroker(
+            settings.require_redis_url(), publish_timeout=settings.publish_timeout_seconds
+        )
+        try:
+            await the_broker.connect()
+            client = await connect_client(settings)
+            app.state.services = Services(
+                settings=settings,
+                pool=pool,
+                broker=the_broker,
+                temporal=client,
+                events=EventStore(pool),
+                tasks=TaskReader(pool),
+            )
+            yield
+        finally:
+            await the_broker.close()
+            await pool.close()
+
+    app = FastAPI(
+        title="Taskplane",
+        version="0.1.0",
+        summary="Observable, controllable, never-lose-an-event tasks on Temporal.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(tasks.router)
+    app.include_router(events.router)
+    app.include_router(health.router)
+    _register_metrics_once(app, settings)
+    return app
+
+
+_metrics_registered = False
+
+
+def _register_metrics_once(app: FastAPI, settings: Settings) -> None:
+    """OpenTelemetry instruments are process-wide; several apps (tests) share them."""
+    global _metrics_registered
+    if _metrics_registered:
+        return
+    _metrics_registered = True
+
+    def broker_of_app() -> EventBroker | None:
+        services: Services | None = getattr(app.state, "services", None)
+        return services.broker if services else None
+
+    observe("taskplane_sse_streams_open", "SSE streams open now", lambda: COUNTERS.open_streams)
+    observe(
+        "taskplane_sse_heals", "streams healed from the store", lambda: COUNTERS.heals, counter=True
+    )
+    observe(
+        "taskplane_sse_duplicates_dropped",
+        "live deliveries dropped as already sent",
+        lambda: COUNTERS.dropped_duplicates,
+        counter=True,
+    )
+
+    def broker_connected() -> float:
+        current = broker_of_app()
+        return 1.0 if current is not None and current.status().value == "connected" else 0.0
+
+    observe("taskplane_broker_connected", "1 when the broker connection is up", broker_connected)

@@ -1,0 +1,71 @@
+"""Find a task: the store knows it once its first event is recorded; before
+that only Temporal does, and the task is `pending`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from temporalio.client import WorkflowExecutionDescription
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.models import TaskView
+from api.problems import ProblemError
+from api.services import Services
+from schemas.tasks import TaskStatus
+from store import TaskRecord
+from temporal.client import workflow_id_for
+
+
+def parse_task_id(task_id: str) -> str:
+    """Task ids are UUIDs; anything else cannot name a task."""
+    try:
+        return str(uuid.UUID(task_id))
+    except ValueError:
+        raise ProblemError(404, f"no task {task_id!r}") from None
+
+
+async def describe_workflow(
+    services: Services, task_id: str
+) -> WorkflowExecutionDescription | None:
+    handle = services.temporal.get_workflow_handle(workflow_id_for(task_id))
+    try:
+        return await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+def view_from_record(record: TaskRecord) -> TaskView:
+    return TaskView(
+        task_id=record.task_id,
+        type=record.task_type,
+        status=TaskStatus(record.status),
+        progress=record.progress,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        result=record.result,
+        error=record.error,
+    )
+
+
+async def find_task(services: Services, task_id: str) -> TaskView:
+    """The task's view, or a 404 problem when neither the store nor Temporal knows it."""
+    task_id = parse_task_id(task_id)
+    record = await services.tasks.get(task_id)
+    if record is not None:
+        return view_from_record(record)
+    description = await describe_workflow(services, task_id)
+    if description is None:
+        raise ProblemError(404, f"no task {task_id}")
+    started = description.start_time or datetime.now(UTC)
+    task_type = await description.memo_value("task_type", None, type_hint=str)
+    return TaskView(
+        task_id=task_id,
+        type=task_type,
+        status=TaskStatus.PENDING,
+        progress=0.0,
+        created_at=started,
+        updated_at=started,
+    )

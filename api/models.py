@@ -1,0 +1,58 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, HttpUrl
+
+from schemas.tasks import TaskStatus
+
+
+class WebhookSpec(BaseModel):
+    url: HttpUrl
+    secret: str | None = Field(default=None, pattern=r"^whsec_[A-Za-z0-9+/=]+$")
+    events: list[str] | None = None
+
+
+class CreateTaskRequest(BaseModel):
+    type: str = Field(min_length=1, examples=["demo.pipeline"])
+    input: dict[str, Any] = Field(
+        default_factory=dict, examples=[{"steps": 3, "step_seconds": 0.5}]
+    )
+    webhook: WebhookSpec | None = None
+
+
+class TaskLinks(BaseModel):
+    self: str
+    events: str
+    history: str
+
+
+class CreateTaskResponse(BaseModel):
+    task_id: str
+    workflow_id: str
+    status: TaskStatus
+    links: TaskLinks
+
+
+class TaskView(BaseModel):
+    task_id: str
+    type: str | None
+    status: TaskStatus
+    progress: float
+    created_at: datetime
+    updated_at: datetime
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class TaskPageView(BaseModel):
+    tasks: list[TaskView]
+    next_cursor: str | None
+
+
+class ControlResponse(BaseModel):
+    task_id: str
+    status: TaskStatus

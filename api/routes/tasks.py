@@ -1,0 +1,192 @@
+"""Create, read, list and steer tasks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import ValidationError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from api.deps import ServicesDep
+from api.lookup import find_task, parse_task_id, view_from_record
+from api.models import (
+    ControlResponse,
+    CreateTaskRequest,
+    CreateTaskResponse,
+    TaskLinks,
+    TaskPageView,
+    TaskView,
+)
+from api.problems import ProblemError
+from schemas.tasks import TASK_INPUT_MODELS, TaskStatus, TaskStatusView, TaskWorkflowInput
+from store import InvalidCursorError
+from temporal.client import workflow_id_for
+from temporal.search_attributes import TASK_STATUS, TASK_TYPE
+
+router = APIRouter(tags=["tasks"])
+
+# Fixed namespace for task ids derived from tenant + Idempotency-Key.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("0b0e3c38-8c36-4f4e-bb0d-2f5f6f1d9a77")
+DEFAULT_TENANT = "default"
+
+
+def _request_hash(body: CreateTaskRequest) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _links(task_id: str) -> TaskLinks:
+    base = f"/tasks/{task_id}"
+    return TaskLinks(self=base, events=f"{base}/events", history=f"{base}/history")
+
+
+@router.post("/tasks", status_code=202, response_model=CreateTaskResponse)
+async def create_task(
+    body: CreateTaskRequest,
+    request: Request,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> CreateTaskResponse:
+    input_model = TASK_INPUT_MODELS.get(body.type)
+    if input_model is None:
+        raise ProblemError(
+            422, f"unknown task type {body.type!r}", known_types=sorted(TASK_INPUT_MODELS)
+        )
+    try:
+        task_input = input_model.model_validate(body.input).model_dump(mode="json")
+    except ValidationError as exc:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        raise ProblemError(422, f"invalid input for {body.type}", errors=errors) from None
+
+    if idempotency_key is not None:
+        task_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{DEFAULT_TENANT}:{idempotency_key}"))
+    else:
+        task_id = str(uuid.uuid4())
+    request_hash = _request_hash(body)
+    workflow_id = workflow_id_for(task_id)
+    try:
+        await services.temporal.start_workflow(
+            "TaskWorkflow",
+            TaskWorkflowInput(task_id=task_id, task_type=body.type, input=task_input),
+            id=workflow_id,
+            task_queue=services.settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            memo={"request_hash": request_hash, "task_type": body.type},
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(TASK_TYPE, body.type),
+                    SearchAttributePair(TASK_STATUS, TaskStatus.PENDING.value),
+                ]
+            ),
+            static_summary=f"{body.type} task {task_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        if idempotency_key is None:
+            raise
+    if idempotency_key is not None:
+        description = await services.temporal.get_workflow_handle(workflow_id).describe()
+        existing_hash = await description.memo_value("request_hash", None, type_hint=str)
+        if existing_hash != request_hash:
+            raise ProblemError(
+                422, "Idempotency-Key was already used with a different request body"
+            )
+    view = await find_task(services, task_id)
+    return CreateTaskResponse(
+        task_id=task_id, workflow_id=workflow_id, status=view.status, links=_links(task_id)
+    )
+
+
+@router.get("/tasks/{task_id}", response_model=TaskView)
+async def get_task(task_id: str, services: ServicesDep) -> TaskView:
+    return await find_task(services, task_id)
+
+
+@router.get("/tasks", response_model=TaskPageView)
+async def list_tasks(
+    services: ServicesDep,
+    status: TaskStatus | None = None,
+    type: Annotated[str | None, Query(min_length=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> TaskPageView:
+    try:
+        page = await services.tasks.page(
+            status=status.value if status else None, task_type=type, limit=limit, cursor=cursor
+        )
+    except InvalidCursorError as exc:
+        raise ProblemError(400, str(exc)) from None
+    return TaskPageView(
+        tasks=[view_from_record(record) for record in page.tasks], next_cursor=page.next_cursor
+    )
+
+
+async def _current_state(services: ServicesDep, task_id: str) -> TaskStatusView:
+    view = await find_task(services, task_id)
+    if view.status.terminal:
+        raise ProblemError(
+            409, f"task {task_id} is {view.status.value}", task_status=view.status.value
+        )
+    handle = services.temporal.get_workflow_handle(workflow_id_for(task_id))
+    state: TaskStatusView = await handle.query("status", result_type=TaskStatusView)
+    return state
+
+
+async def _signal(services: ServicesDep, task_id: str, name: str) -> None:
+    await services.temporal.get_workflow_handle(workflow_id_for(task_id)).signal(name)
+
+
+@router.post("/tasks/{task_id}/pause", status_code=202, response_model=ControlResponse)
+async def pause_task(task_id: str, services: ServicesDep) -> ControlResponse:
+    task_id = parse_task_id(task_id)
+    state = await _current_state(services, task_id)
+    if state.status == TaskStatus.PAUSED or state.pause_requested:
+        raise ProblemError(409, f"task {task_id} is already paused", task_status=state.status.value)
+    await _signal(services, task_id, "pause")
+    return ControlResponse(task_id=task_id, status=TaskStatus.PAUSED)
+
+
+@router.post("/tasks/{task_id}/resume", status_code=202, response_model=ControlResponse)
+async def resume_task(task_id: str, services: ServicesDep) -> ControlResponse:
+    task_id = parse_task_id(task_id)
+    state = await _current_state(services, task_id)
+    if state.status != TaskStatus.PAUSED and not state.pause_requested:
+        raise ProblemError(409, f"task {task_id} is not paused", task_status=state.status.value)
+    await _signal(services, task_id, "resume")
+    return ControlResponse(task_id=task_id, status=TaskStatus.RUNNING)
+
+
+@router.post("/tasks/{task_id}/cancel", status_code=202, response_model=ControlResponse)
+async def cancel_task(task_id: str, services: ServicesDep) -> ControlResponse:
+    task_id = parse_task_id(task_id)
+    await _current_state(services, task_id)
+    await _signal(services, task_id, "cancel")
+    return ControlResponse(task_id=task_id, status=TaskStatus.CANCELLED)
+
+
+@router.get("/tasks/{task_id}/history")
+async def task_history(
+    task_id: str,
+    services: ServicesDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """A page of events in `sequence` order; `next_after` resumes after it."""
+    await find_task(services, task_id)
+    events = await services.events.history(parse_task_id(task_id), after=after, limit=limit)
+    next_after = events[-1].sequence if events else after
+    # The stored envelopes are served as stored: no re-serialisation.
+    body = (
+        '{"events":[' + ",".join(e.envelope_json for e in events) + f'],"next_after":{next_after}}}'
+    )
+    return Response(body, media_type="application/json")
