@@ -1,0 +1,103 @@
+"""The worker and the API as real processes against the session's real servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ProcessStack:
+    """`python -m worker` and `python -m api`, as `taskplane up` runs them."""
+
+    def __init__(self, services: Any, log_dir: Path, **settings: str) -> None:
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "TASKPLANE_DATABASE_URL": services.database_url,
+            "TASKPLANE_REDIS_URL": services.redis_url,
+            "TASKPLANE_TEMPORAL_ADDRESS": services.temporal_address,
+            "TASKPLANE_TASK_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
+            "TASKPLANE_API_PORT": str(self.port),
+            "TASKPLANE_OUTBOX_GRACE_SECONDS": "0.5",
+            **{f"TASKPLANE_{k.upper()}": v for k, v in settings.items()},
+        }
+        self.log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", name], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def stop(self, name: str, *, kill: bool = False) -> None:
+        process = self.processes.pop(name)
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited: {self.log_tail(name)}")
+            try:
+                response = httpx.get(f"{self.base_url}/readyz", timeout=2)
+                if response.status_code == 200:
+                    return
+                last = response.text
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.2)
+        raise RuntimeError(f"API not ready: {last}\n{self.log_tail('api')}")
+
+    def log_tail(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+
+@pytest.fixture(scope="session")
+def stack(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStack]:
+    processes = ProcessStack(services, tmp_path_factory.mktemp("e2e-logs"))
+    processes.start("worker")
+    processes.start("api")
+    try:
+        processes.wait_ready()
+        yield processes
+    finally:
+        processes.stop_all()
+
+
+@pytest.fixture
+async def client(stack: ProcessStack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+        yield http
