@@ -15,8 +15,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.identity import ActivityEventIds
-from activities.names import DEMO_STEP, STEP_FAILED
+from activities.names import DEMO_STEP, INVALID_EVENT, STEP_FAILED
 from activities.recorder import EventRecorder
+from schemas import InvalidEventError
 from schemas.tasks import DemoStepInput, DemoStepResult
 from telemetry.logs import bind_log_context
 
@@ -33,11 +34,37 @@ class DemoActivities:
     async def _record(
         self, ids: ActivityEventIds, kind: str, step: DemoStepInput, **data: Any
     ) -> None:
+        try:
+            await self._recorder.record(
+                event_id=ids.next(kind),
+                task_id=step.task_id,
+                event_type=f"task.step.{kind}.v1",
+                data={"index": step.index, "name": step.name, **data},
+            )
+        except InvalidEventError as exc:
+            # The same data would be refused on every attempt: fail the step for good.
+            raise ApplicationError(str(exc), type=INVALID_EVENT, non_retryable=True) from exc
+
+    async def _record_failed(
+        self,
+        ids: ActivityEventIds,
+        step: DemoStepInput,
+        *,
+        attempt: int,
+        error: str,
+        will_retry: bool,
+    ) -> None:
         await self._recorder.record(
-            event_id=ids.next(kind),
+            event_id=ids.failed(attempt),
             task_id=step.task_id,
-            event_type=f"task.step.{kind}.v1",
-            data={"index": step.index, "name": step.name, **data},
+            event_type="task.step.failed.v1",
+            data={
+                "index": step.index,
+                "name": step.name,
+                "error": error,
+                "attempt": attempt,
+                "will_retry": will_retry,
+            },
         )
 
     @activity.defn(name=DEMO_STEP)
@@ -46,9 +73,21 @@ class DemoActivities:
         bind_log_context(task_id=step.task_id, workflow_id=info.workflow_id, step=step.index)
         ids = ActivityEventIds(info)
         total = {"total_steps": step.total_steps}
+        if info.attempt > 1:
+            # If the previous attempt died silently (timed out, worker killed), say so
+            # now; if it recorded its own failure, this is the same id and dedupes.
+            await self._record_failed(
+                ids,
+                step,
+                attempt=info.attempt - 1,
+                error=f"attempt {info.attempt - 1} did not finish (timed out or worker stopped)",
+                will_retry=True,
+            )
         await self._record(ids, "started", step, attempt=info.attempt, **total)
         started = time.monotonic()
         try:
+            if info.attempt <= step.hang_attempts:
+                await _hang()
             await self._work(ids, step, started)
             if step.fail:
                 raise ApplicationError(
@@ -57,15 +96,23 @@ class DemoActivities:
                     non_retryable=True,
                 )
         except asyncio.CancelledError:
+            details = activity.cancellation_details()
+            if details is not None and details.timed_out:
+                await self._record_failed(
+                    ids,
+                    step,
+                    attempt=info.attempt,
+                    error=f"attempt {info.attempt} timed out",
+                    will_retry=info.attempt < step.max_attempts,
+                )
             raise
         except Exception as exc:
             retryable = not (isinstance(exc, ApplicationError) and exc.non_retryable)
-            await self._record(
+            await self._record_failed(
                 ids,
-                "failed",
                 step,
-                error=str(exc) or type(exc).__name__,
                 attempt=info.attempt,
+                error=str(exc) or type(exc).__name__,
                 will_retry=retryable and info.attempt < step.max_attempts,
             )
             raise
@@ -94,6 +141,12 @@ class DemoActivities:
                 message=f"tick {tick}/{ticks}",
                 total_steps=step.total_steps,
             )
+
+
+async def _hang() -> None:
+    """Never finish on our own; only a timeout or a cancel ends this attempt."""
+    while True:
+        await _sleep_heartbeating(time.monotonic() + HEARTBEAT_EVERY_SECONDS)
 
 
 async def _sleep_heartbeating(deadline: float) -> None:

@@ -7,20 +7,28 @@ attempt dedupes while a new attempt records new events.
 
 from __future__ import annotations
 
-import uuid
-
 from temporalio import activity
 
-EVENT_ID_NAMESPACE = uuid.UUID("6f1c1d2e-53a4-4c5e-9b8e-7a4f0d7c2b11")
+from schemas.ids import activity_event_id, attempt_prefix, step_failed_event_id
 
 
 class ActivityEventIds:
     def __init__(self, info: activity.Info) -> None:
-        self._prefix = (
-            f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}/{info.attempt}"
+        self._info = info
+        # Optional only for activities started outside a workflow, which we never do.
+        self._workflow_id = info.workflow_id or ""
+        self._run_id = info.workflow_run_id or ""
+        self._prefix = attempt_prefix(
+            self._workflow_id, self._run_id, info.activity_id, info.attempt
         )
         self._counter = 0
 
     def next(self, kind: str) -> str:
         self._counter += 1
-        return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{self._prefix}/{kind}/{self._counter}"))
+        return activity_event_id(self._prefix, kind, self._counter)
+
+    def failed(self, attempt: int | None = None) -> str:
+        """The one id of `attempt`'s step.failed event (this attempt by default)."""
+        return step_failed_event_id(
+            self._workflow_id, self._run_id, self._info.activity_id, attempt or self._info.attempt
+        )

@@ -29,10 +29,12 @@ from devstack.aio import run_sync
 from devstack.lock import DataDirLock
 from devstack.ports import LOOPBACK, accepts_connections, ensure_free
 from devstack.process import ManagedProcess
+from temporal.client import ensure_search_attributes
+from temporal.search_attributes import CLI_TYPES
 
 log = logging.getLogger(__name__)
 
-SEARCH_ATTRIBUTES = {"TaskStatus": "Keyword", "TaskType": "Keyword"}
+SEARCH_ATTRIBUTES = CLI_TYPES
 
 
 def temporal_binary() -> Path:
@@ -149,7 +151,9 @@ class TemporalDevServer:
             return False
         try:
             found = run_sync(
-                lambda: asyncio.wait_for(search_attribute_names(self.address, self.namespace), 5)
+                lambda: asyncio.wait_for(
+                    registered_search_attributes(self.address, self.namespace), 5
+                )
             )
         except (RPCError, RuntimeError, TimeoutError) as exc:
             log.debug("temporal not usable yet: %s", exc)
@@ -157,9 +161,14 @@ class TemporalDevServer:
         return set(SEARCH_ATTRIBUTES) <= found
 
 
-async def search_attribute_names(address: str, namespace: str) -> set[str]:
-    """The custom search attributes registered in `namespace`."""
+async def registered_search_attributes(address: str, namespace: str) -> set[str]:
+    """Register what `namespace` lacks; return the custom search attributes it has.
+
+    `--search-attribute` only takes effect on a fresh database: a state folder
+    from before an attribute was added would otherwise never get it.
+    """
     client = await Client.connect(address, namespace=namespace)
+    await ensure_search_attributes(client, namespace)
     response = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=namespace)
     )

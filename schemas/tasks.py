@@ -34,6 +34,11 @@ class DemoPipelineInput(BaseModel):
     step_seconds: float = Field(default=0.5, ge=0, le=3600)
     fail_at_step: int | None = Field(default=None, ge=1)
     progress_ticks: int = Field(default=0, ge=0, le=100_000)
+    # For rehearsing timeouts: step `hang_at_step` hangs on its first `hang_attempts` attempts.
+    hang_at_step: int | None = Field(default=None, ge=1)
+    hang_attempts: int = Field(default=1, ge=1)
+    # A step attempt's start-to-close timeout; default: twice step_seconds plus 30 s.
+    step_timeout_seconds: float | None = Field(default=None, ge=1)
 
 
 TASK_INPUT_MODELS: dict[str, type[BaseModel]] = {
@@ -77,6 +82,7 @@ class DemoStepInput(BaseModel):
     progress_ticks: int = Field(ge=0)
     fail: bool = False
     max_attempts: int = Field(default=3, ge=1)
+    hang_attempts: int = Field(default=0, ge=0)
 
 
 class DemoStepResult(BaseModel):

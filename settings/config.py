@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     sse_client_queue_size: int = Field(default=256, ge=1)
     sse_history_page_size: int = Field(default=500, ge=1, le=1000)
 
+    # Worker: how long SIGTERM waits for running activities; 0 cached workflows
+    # makes every workflow task replay from history (a determinism check).
+    worker_shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
+
     db_pool_min_size: int = Field(default=1, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
 

@@ -10,12 +10,18 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
+from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from settings import Settings
 from temporal.search_attributes import ALL_KEYS
 
 log = logging.getLogger(__name__)
+
+_INDEXED_TYPES = {
+    SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+}
 
 
 def workflow_id_for(task_id: str) -> str:
@@ -40,7 +46,7 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
         ListSearchAttributesRequest(namespace=namespace)
     )
     missing = {
-        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        key.name: _INDEXED_TYPES[key.indexed_value_type]
         for key in ALL_KEYS
         if key.name not in existing.custom_attributes
     }

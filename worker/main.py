@@ -8,6 +8,7 @@ import logging
 import signal
 from datetime import timedelta
 
+from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -30,6 +31,33 @@ SANDBOX_PASSTHROUGH = ("schemas", "activities.names", "temporal.search_attribute
 def workflow_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
+    )
+
+
+def build_worker(
+    client: Client,
+    recorder: EventRecorder,
+    *,
+    task_queue: str,
+    shutdown_grace: timedelta = timedelta(seconds=10),
+    max_cached_workflows: int = 1000,
+) -> Worker:
+    """The Temporal worker with every workflow and activity; tests build theirs here too."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[TaskWorkflow],
+        activities=[
+            RecordingActivities(recorder).record_event,
+            DemoActivities(recorder).run_step,
+        ],
+        workflow_runner=workflow_runner(),
+        graceful_shutdown_timeout=shutdown_grace,
+        max_cached_workflows=max_cached_workflows,
+        # Heartbeats reach the server at least every second, so a cancel (which
+        # rides on the heartbeat response) stops a step within about a second.
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
+        default_heartbeat_throttle_interval=timedelta(seconds=1),
     )
 
 
@@ -60,16 +88,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             batch_size=settings.outbox_batch_size,
             publish_timeout=settings.publish_timeout_seconds,
         )
-        worker = Worker(
+        worker = build_worker(
             client,
+            recorder,
             task_queue=settings.task_queue,
-            workflows=[TaskWorkflow],
-            activities=[
-                RecordingActivities(recorder).record_event,
-                DemoActivities(recorder).run_step,
-            ],
-            workflow_runner=workflow_runner(),
-            graceful_shutdown_timeout=timedelta(seconds=10),
+            shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
+            max_cached_workflows=settings.worker_max_cached_workflows,
         )
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         async with worker:

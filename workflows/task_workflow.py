@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.names import DEMO_STEP, INVALID_EVENT, RECORD_EVENT, STEP_FAILED
+    from schemas.ids import step_failed_event_id
     from schemas.tasks import (
         DemoPipelineInput,
         DemoStepInput,
@@ -28,7 +29,12 @@ with workflow.unsafe.imports_passed_through():
         TaskWorkflowInput,
         TaskWorkflowResult,
     )
-    from temporal.search_attributes import TASK_STATUS
+    from temporal.search_attributes import TASK_STATUS, TASK_STEP
+
+# Patches: each guards a change of commands, so histories of older runs still replay.
+# Retire one (docs/versioning.md) once no run that started before it can be open.
+PATCH_TASK_STEP_ATTRIBUTE = "task-step-search-attribute"
+PATCH_TIMEOUT_STEP_FAILED = "timeout-step-failed-event"
 
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
@@ -100,6 +106,9 @@ class TaskWorkflow:
         for index in range(1, params.steps + 1):
             await self._step_boundary()
             self._current_step = index
+            if workflow.patched(PATCH_TASK_STEP_ATTRIBUTE):
+                workflow.upsert_search_attributes([TASK_STEP.value_set(index)])
+            workflow.set_current_details(f"step {index} of {params.steps} running")
             step = DemoStepInput(
                 task_id=self._task_id,
                 index=index,
@@ -109,12 +118,14 @@ class TaskWorkflow:
                 progress_ticks=params.progress_ticks,
                 fail=params.fail_at_step == index,
                 max_attempts=STEP_MAX_ATTEMPTS,
+                hang_attempts=params.hang_attempts if params.hang_at_step == index else 0,
             )
+            timeout = params.step_timeout_seconds or params.step_seconds * 2 + 30
             activity_task = workflow.start_activity(
                 DEMO_STEP,
                 step,
                 result_type=DemoStepResult,
-                start_to_close_timeout=timedelta(seconds=params.step_seconds * 2 + 30),
+                start_to_close_timeout=timedelta(seconds=timeout),
                 heartbeat_timeout=STEP_HEARTBEAT_TIMEOUT,
                 retry_policy=STEP_RETRY,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -122,15 +133,38 @@ class TaskWorkflow:
             self._running_step = activity_task
             try:
                 done = await activity_task
-            except ActivityError:
+            except ActivityError as exc:
                 if self._cancel_reason is not None:
                     raise _CancelRequestedError from None
+                if isinstance(exc.cause, TimeoutError) and workflow.patched(
+                    PATCH_TIMEOUT_STEP_FAILED
+                ):
+                    await self._last_attempt_timed_out(step, exc)
                 raise
             finally:
                 self._running_step = None
             outputs.append(done.output)
         await self._step_boundary()
         return {"steps": params.steps, "outputs": outputs}
+
+    async def _last_attempt_timed_out(self, step: DemoStepInput, exc: ActivityError) -> None:
+        """The last attempt timed out and could not say so itself: say it, once.
+
+        Same event id as the activity would use, so if it did speak, this dedupes.
+        """
+        info = workflow.info()
+        attempt = STEP_MAX_ATTEMPTS
+        await self._emit(
+            "task.step.failed.v1",
+            {
+                "index": step.index,
+                "name": step.name,
+                "error": f"attempt {attempt} timed out: {exc.cause}",
+                "attempt": attempt,
+                "will_retry": False,
+            },
+            event_id=step_failed_event_id(info.workflow_id, info.run_id, exc.activity_id, attempt),
+        )
 
     async def _step_boundary(self) -> None:
         """Where pause and cancel take effect: between steps, never inside one."""
@@ -153,12 +187,14 @@ class TaskWorkflow:
         self._set_status(TaskStatus.CANCELLED)
         return TaskWorkflowResult(status=TaskStatus.CANCELLED, error=reason)
 
-    async def _emit(self, event_type: str, data: dict[str, Any]) -> RecordEventResult:
+    async def _emit(
+        self, event_type: str, data: dict[str, Any], *, event_id: str | None = None
+    ) -> RecordEventResult:
         async with self._emit_lock:
             result: RecordEventResult = await workflow.execute_local_activity(
                 RECORD_EVENT,
                 RecordEventInput(
-                    event_id=str(workflow.uuid4()),
+                    event_id=event_id or str(workflow.uuid4()),
                     task_id=self._task_id,
                     event_type=event_type,
                     data=data,
@@ -172,6 +208,8 @@ class TaskWorkflow:
     def _set_status(self, status: TaskStatus) -> None:
         self._status = status
         workflow.upsert_search_attributes([TASK_STATUS.value_set(status.value)])
+        if status is not TaskStatus.RUNNING:
+            workflow.set_current_details(f"{status.value} at step {self._current_step or 0}")
 
     @workflow.signal
     def pause(self) -> None:

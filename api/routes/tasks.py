@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import ValidationError
 from temporalio.common import (
     SearchAttributePair,
@@ -18,6 +17,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.deps import ServicesDep
+from api.idempotency import parse_idempotency_key, request_fingerprint, task_id_for_key
 from api.lookup import find_task, parse_task_id, view_from_record
 from api.models import (
     ControlResponse,
@@ -35,14 +35,7 @@ from temporal.search_attributes import TASK_STATUS, TASK_TYPE
 
 router = APIRouter(tags=["tasks"])
 
-# Fixed namespace for task ids derived from tenant + Idempotency-Key.
-IDEMPOTENCY_NAMESPACE = uuid.UUID("0b0e3c38-8c36-4f4e-bb0d-2f5f6f1d9a77")
 DEFAULT_TENANT = "default"
-
-
-def _request_hash(body: CreateTaskRequest) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _links(task_id: str) -> TaskLinks:
@@ -50,31 +43,44 @@ def _links(task_id: str) -> TaskLinks:
     return TaskLinks(self=base, events=f"{base}/events", history=f"{base}/history")
 
 
-@router.post("/tasks", status_code=202, response_model=CreateTaskResponse)
-async def create_task(
-    body: CreateTaskRequest,
-    request: Request,
-    services: ServicesDep,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> CreateTaskResponse:
+def _validated_input(body: CreateTaskRequest) -> dict[str, Any]:
     input_model = TASK_INPUT_MODELS.get(body.type)
     if input_model is None:
         raise ProblemError(
             422, f"unknown task type {body.type!r}", known_types=sorted(TASK_INPUT_MODELS)
         )
     try:
-        task_input = input_model.model_validate(body.input).model_dump(mode="json")
+        return input_model.model_validate(body.input).model_dump(mode="json")
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         raise ProblemError(422, f"invalid input for {body.type}", errors=errors) from None
 
-    if idempotency_key is not None:
-        task_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{DEFAULT_TENANT}:{idempotency_key}"))
-    else:
-        task_id = str(uuid.uuid4())
-    request_hash = _request_hash(body)
+
+@router.post(
+    "/tasks",
+    status_code=202,
+    response_model=CreateTaskResponse,
+    responses={
+        200: {"model": CreateTaskResponse, "description": "The task this Idempotency-Key made."},
+        400: {"description": "Malformed Idempotency-Key."},
+        422: {"description": "Unknown type, bad input, or a reused key with another body."},
+    },
+)
+async def create_task(
+    body: CreateTaskRequest,
+    response: Response,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> CreateTaskResponse:
+    """Start a task; with an `Idempotency-Key`, a repeat returns the same task (200)."""
+    key = parse_idempotency_key(idempotency_key) if idempotency_key is not None else None
+    task_input = _validated_input(body)
+    task_id = task_id_for_key(DEFAULT_TENANT, key) if key else str(uuid.uuid4())
+    fingerprint = request_fingerprint(body.model_dump(mode="json"))
+    # Names this request: if the workflow's memo carries it, this request started it.
+    nonce = str(uuid.uuid4())
     workflow_id = workflow_id_for(task_id)
-    try:
+    with contextlib.suppress(WorkflowAlreadyStartedError):  # closed under the same id
         await services.temporal.start_workflow(
             "TaskWorkflow",
             TaskWorkflowInput(task_id=task_id, task_type=body.type, input=task_input),
@@ -82,7 +88,7 @@ async def create_task(
             task_queue=services.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            memo={"request_hash": request_hash, "task_type": body.type},
+            memo={"request_hash": fingerprint, "request_nonce": nonce, "task_type": body.type},
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(TASK_TYPE, body.type),
@@ -91,16 +97,14 @@ async def create_task(
             ),
             static_summary=f"{body.type} task {task_id}",
         )
-    except WorkflowAlreadyStartedError:
-        if idempotency_key is None:
-            raise
-    if idempotency_key is not None:
+    if key is not None:
         description = await services.temporal.get_workflow_handle(workflow_id).describe()
-        existing_hash = await description.memo_value("request_hash", None, type_hint=str)
-        if existing_hash != request_hash:
+        if await description.memo_value("request_hash", None, type_hint=str) != fingerprint:
             raise ProblemError(
-                422, "Idempotency-Key was already used with a different request body"
+                422, "this Idempotency-Key was already used with a different request body"
             )
+        if await description.memo_value("request_nonce", None, type_hint=str) != nonce:
+            response.status_code = 200
     view = await find_task(services, task_id)
     return CreateTaskResponse(
         task_id=task_id, workflow_id=workflow_id, status=view.status, links=_links(task_id)

@@ -96,6 +96,9 @@ def test_demo_pipeline_input_defaults_and_bounds() -> None:
         "step_seconds": 0.5,
         "fail_at_step": None,
         "progress_ticks": 0,
+        "hang_at_step": None,
+        "hang_attempts": 1,
+        "step_timeout_seconds": None,
     }
     for bad in (
         {"steps": 0},

@@ -1,0 +1,184 @@
+"""Record workflow histories for the replay tests (a maintenance script, not a test).
+
+Run it against real servers when a workflow change needs `workflow.patched`,
+BEFORE changing the workflow, so the histories are those of the version running
+in production:
+
+    .venv/bin/taskplane services --migrate &      # or any TASKPLANE_* servers
+    set -a; . .taskplane/services.env; set +a
+    .venv/bin/python -m tests.replay.record_histories v1
+
+With `--incompatible` it also (re)records `incompatible.json`, from a
+deliberately different workflow registered under the same name, which replay
+must reject; keep the existing one otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import workflow
+from temporalio.client import Client, WorkflowHandle
+
+from activities import EventRecorder
+from activities.names import DEMO_STEP
+from broker.redis import RedisBroker
+from schemas.tasks import (
+    DemoStepInput,
+    DemoStepResult,
+    TaskStatus,
+    TaskWorkflowInput,
+    TaskWorkflowResult,
+)
+from settings import Settings
+from store import EventStore, Outbox, open_pool
+from temporal.client import connect_client
+from worker.main import build_worker, workflow_runner
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+@workflow.defn(name="TaskWorkflow")
+class IncompatibleTaskWorkflow:
+    """Skips `task.created` and runs a step first: not what TaskWorkflow does."""
+
+    @workflow.run
+    async def run(self, request: TaskWorkflowInput) -> TaskWorkflowResult:
+        await workflow.execute_activity(
+            DEMO_STEP,
+            DemoStepInput(
+                task_id=request.task_id,
+                index=1,
+                total_steps=1,
+                name="x",
+                step_seconds=0,
+                progress_ticks=0,
+            ),
+            result_type=DemoStepResult,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        return TaskWorkflowResult(status=TaskStatus.COMPLETED)
+
+
+async def _start(
+    client: Client, queue: str, task_input: dict[str, Any]
+) -> WorkflowHandle[Any, Any]:
+    task_id = str(uuid.uuid4())
+    return await client.start_workflow(
+        "TaskWorkflow",
+        TaskWorkflowInput(task_id=task_id, task_type="demo.pipeline", input=task_input),
+        id=f"task-{task_id}",
+        task_queue=queue,
+    )
+
+
+async def _status(handle: WorkflowHandle[Any, Any], wanted: str) -> None:
+    for _ in range(200):
+        state = await handle.query("status")
+        if state["status"] == wanted:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"never reached {wanted}")
+
+
+async def _finish(handle: WorkflowHandle[Any, Any]) -> None:
+    with contextlib.suppress(Exception):  # failed and cancelled runs are scenarios too
+        await handle.result()
+
+
+async def completed(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    handle = await _start(client, queue, {"steps": 2, "step_seconds": 0.1, "progress_ticks": 2})
+    await _finish(handle)
+    return handle
+
+
+async def failed(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    handle = await _start(client, queue, {"steps": 3, "step_seconds": 0, "fail_at_step": 2})
+    await _finish(handle)
+    return handle
+
+
+async def paused_resumed(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    handle = await _start(client, queue, {"steps": 3, "step_seconds": 0.3})
+    await asyncio.sleep(0.1)
+    await handle.signal("pause")
+    await _status(handle, "paused")
+    await handle.signal("resume")
+    await _finish(handle)
+    return handle
+
+
+async def cancelled_while_paused(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    handle = await _start(client, queue, {"steps": 3, "step_seconds": 0.3})
+    await asyncio.sleep(0.1)
+    await handle.signal("pause")
+    await _status(handle, "paused")
+    await handle.signal("cancel", "recorded scenario")
+    await _finish(handle)
+    return handle
+
+
+async def cancelled_natively(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    handle = await _start(client, queue, {"steps": 2, "step_seconds": 5})
+    await asyncio.sleep(0.5)
+    await handle.cancel()
+    await _finish(handle)
+    return handle
+
+
+SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]]] = {
+    "completed": completed,
+    "failed": failed,
+    "paused_resumed": paused_resumed,
+    "cancelled_while_paused": cancelled_while_paused,
+    "cancelled_natively": cancelled_natively,
+}
+
+
+async def record(version: str) -> None:
+    settings = Settings()
+    pool = await open_pool(settings.require_database_url())
+    broker = RedisBroker(settings.require_redis_url())
+    await broker.connect()
+    client = await connect_client(settings)
+    recorder = EventRecorder(EventStore(pool), Outbox(pool), broker)
+    queue = f"record-{uuid.uuid4().hex[:8]}"
+    HISTORIES.mkdir(exist_ok=True)
+    try:
+        async with build_worker(client, recorder, task_queue=queue):
+            for name, scenario in SCENARIOS.items():
+                handle = await scenario(client, queue)
+                history = await handle.fetch_history()
+                (HISTORIES / f"{version}_{name}.json").write_text(history.to_json())
+        if "--incompatible" not in sys.argv:
+            return
+        odd_queue = f"{queue}-incompatible"
+        from temporalio.worker import Worker
+
+        from activities import DemoActivities
+
+        async with Worker(
+            client,
+            task_queue=odd_queue,
+            workflows=[IncompatibleTaskWorkflow],
+            activities=[DemoActivities(recorder).run_step],
+            workflow_runner=workflow_runner(),
+        ):
+            handle = await _start(client, odd_queue, {"steps": 1})
+            await _finish(handle)
+            (HISTORIES / "incompatible.json").write_text((await handle.fetch_history()).to_json())
+    finally:
+        await broker.close()
+        await pool.close()
+
+
+if __name__ == "__main__":
+    versions = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    asyncio.run(record(versions[0] if versions else "v1"))
