@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker import BrokerError, EventBroker, topic_for
-from schemas import EventEnvelope, validate_data
+from schemas import EventEnvelope, check_size, validate_data
 from schemas.tasks import RecordEventResult
 from store import EventStore, Outbox
 
@@ -40,9 +40,11 @@ class EventRecorder:
         """Validate, append (dedupe by id), publish; a publish failure leaves the row pending.
 
         Raises `schemas.InvalidEventError` before anything is written when the
-        data does not match the type's model.
+        data does not match the type's model, or `OversizedEventError` (one of
+        them) when the envelope would exceed 64 KiB.
         """
         model = validate_data(event_type, data)
+        # Built from the validated model, never from the caller's dict: one canonical shape.
         envelope = EventEnvelope(
             id=event_id,
             type=event_type,
@@ -50,6 +52,7 @@ class EventRecorder:
             time=datetime.now(UTC),
             data=model.model_dump(mode="json"),
         )
+        check_size(envelope)
         appended = await self._store.append(envelope)
         fields = {"task_id": task_id, "event_type": event_type, "sequence": appended.sequence}
         if appended.duplicate:

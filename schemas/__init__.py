@@ -1,26 +1,43 @@
 """Event envelope, event models, the type registry, and the task-type models."""
 
-from schemas.envelope import EVENT_SOURCE, EventEnvelope, format_time
+from schemas.decode import decode_event
+from schemas.envelope import EVENT_SOURCE, MAX_SEQUENCE, EventEnvelope, format_time
+from schemas.errors import (
+    MAX_EVENT_BYTES,
+    InvalidEventDataError,
+    InvalidEventError,
+    MalformedEventError,
+    OversizedEventError,
+    UnknownEventTypeError,
+)
 from schemas.events import EventData
 from schemas.registry import (
     EVENT_MODELS,
     TERMINAL_EVENT_TYPES,
-    InvalidEventError,
     is_terminal,
     model_for,
     validate_data,
 )
+from schemas.size import check_size
 from schemas.tasks import TASK_INPUT_MODELS, TaskStatus
 
 __all__ = [
     "EVENT_MODELS",
     "EVENT_SOURCE",
+    "MAX_EVENT_BYTES",
+    "MAX_SEQUENCE",
     "TASK_INPUT_MODELS",
     "TERMINAL_EVENT_TYPES",
     "EventData",
     "EventEnvelope",
+    "InvalidEventDataError",
     "InvalidEventError",
+    "MalformedEventError",
+    "OversizedEventError",
     "TaskStatus",
+    "UnknownEventTypeError",
+    "check_size",
+    "decode_event",
     "format_time",
     "is_terminal",
     "model_for",

@@ -1,18 +1,63 @@
 """The CloudEvents 1.0 envelope every Taskplane event travels in.
 
-`sequence` is a CloudEvents extension attribute: the per-task, dense, 1-based
-position assigned by the store when the event commits. An envelope is built
-without it (it does not exist yet) and the store splices it in.
+Attribute names, types and spellings follow the CloudEvents 1.0 core spec and
+its JSON event format (https://github.com/cloudevents/spec/blob/v1.0.2/):
+
+- `specversion` "1.0", `id`, `source` (URI-reference), `type` are required;
+  `subject` (the task id), `time` (RFC 3339, always UTC with a `Z` here) and
+  `datacontenttype` "application/json" are optional in the spec and always
+  set by Taskplane; `data` is a JSON object (never `data_base64`).
+- `sequence` is an extension attribute of CloudEvents type Integer (a signed
+  32-bit JSON number): the per-task, dense, 1-based position assigned by the
+  store when the event commits. An envelope is built without it (it does not
+  exist yet) and the store splices it in.
+- Unknown extension attributes are carried through, but their names must be
+  lowercase ASCII letters and digits and their values JSON strings, integers
+  or booleans, as the spec requires.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 EVENT_SOURCE = "/taskplane"
+SPEC_VERSION: Final = "1.0"
+DATA_CONTENT_TYPE: Final = "application/json"
+# CloudEvents `Integer` is a signed 32-bit number.
+MAX_SEQUENCE = 2**31 - 1
+
+# What every serialized Taskplane event carries (`decode_event` and the JSON Schemas
+# require all of them): the four CloudEvents requires, plus the optional ones we always set.
+REQUIRED_ATTRIBUTES: frozenset[str] = frozenset(
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "datacontenttype",
+        "data",
+        "sequence",
+    }
+)
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})",
+)
+_EXTENSION_NAME = re.compile(r"[a-z0-9]+")
 
 
 def format_time(value: datetime) -> str:
@@ -23,15 +68,36 @@ def format_time(value: datetime) -> str:
 class EventEnvelope(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    specversion: Literal["1.0"] = "1.0"
+    specversion: Literal["1.0"] = SPEC_VERSION
     id: str = Field(min_length=1)
     source: str = Field(default=EVENT_SOURCE, min_length=1)
     type: str = Field(min_length=1)
     subject: str = Field(min_length=1, description="The task id.")
-    time: datetime
-    datacontenttype: Literal["application/json"] = "application/json"
+    time: AwareDatetime
+    datacontenttype: Literal["application/json"] = DATA_CONTENT_TYPE
     data: dict[str, Any]
-    sequence: int | None = Field(default=None, ge=1)
+    sequence: int | None = Field(default=None, ge=1, le=MAX_SEQUENCE, strict=True)
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _require_rfc3339(cls, value: object) -> object:
+        # pydantic also takes unix numbers and other ISO 8601 shapes; the spec does not.
+        if isinstance(value, str) and not _RFC3339.fullmatch(value):
+            raise ValueError("time must be an RFC 3339 timestamp with an offset")
+        if isinstance(value, int | float):
+            raise ValueError("time must be an RFC 3339 string, not a number")
+        return value
+
+    @model_validator(mode="after")
+    def _check_extensions(self) -> EventEnvelope:
+        for name, value in (self.model_extra or {}).items():
+            if not _EXTENSION_NAME.fullmatch(name):
+                raise ValueError(
+                    f"extension attribute {name!r}: names are lowercase letters and digits"
+                )
+            if not isinstance(value, str | int | bool):
+                raise ValueError(f"extension attribute {name!r}: value must be a string/int/bool")
+        return self
 
     @field_serializer("time")
     def _serialize_time(self, value: datetime) -> str:
@@ -42,6 +108,9 @@ class EventEnvelope(BaseModel):
         return self.subject
 
     def with_sequence(self, sequence: int) -> EventEnvelope:
+        # model_copy skips validation; the bound is re-checked here on purpose.
+        if not 1 <= sequence <= MAX_SEQUENCE:
+            raise ValueError(f"sequence {sequence} outside 1..{MAX_SEQUENCE}")
         return self.model_copy(update={"sequence": sequence})
 
     def to_json(self) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import ValidationError
 
+from schemas.errors import (
+    InvalidEventDataError,
+    InvalidEventError,
+    UnknownEventTypeError,
+    describe,
+)
 from schemas.events import (
     EventData,
     StepCompletedV1,
@@ -41,22 +45,35 @@ TERMINAL_EVENT_TYPES: frozenset[str] = frozenset(
 )
 
 
-class InvalidEventError(ValueError):
-    """An event's type is unknown or its data does not match the type's model."""
+__all__ = [
+    "EVENT_MODELS",
+    "TERMINAL_EVENT_TYPES",
+    "InvalidEventError",
+    "is_terminal",
+    "model_for",
+    "validate_data",
+]
 
 
 def model_for(event_type: str) -> type[EventData]:
     try:
         return EVENT_MODELS[event_type]
     except KeyError:
-        raise InvalidEventError(f"unknown event type {event_type!r}") from None
+        raise UnknownEventTypeError(event_type) from None
 
 
-def validate_data(event_type: str, data: dict[str, Any]) -> EventData:
+def validate_data(event_type: str, data: object, *, strict: bool = False) -> EventData:
+    """The type's model, validated from `data`.
+
+    Publishers validate laxly (the model's output is canonical anyway);
+    consumers pass `strict=True`, so a `"3"` where the contract says integer
+    is refused rather than guessed at.
+    """
+    model = model_for(event_type)
     try:
-        return model_for(event_type).model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError as exc:
-        raise InvalidEventError(f"invalid data for {event_type}: {exc}") from exc
+        raise InvalidEventDataError(event_type, describe(exc)) from exc
 
 
 def is_terminal(event_type: str) -> bool:

@@ -1,0 +1,62 @@
+"""One realistic `data` per event type: the examples in the AsyncAPI document
+and docs, and the fixtures the contract tests push through every check.
+
+A test fails when a registered type has no example here, so a new type cannot
+ship without one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXAMPLE_DATA: dict[str, dict[str, Any]] = {
+    "task.created.v1": {
+        "task_type": "demo.pipeline",
+        "input": {"steps": 3, "step_seconds": 0.5},
+        "owner": "alice",
+    },
+    "task.step.started.v1": {"index": 1, "name": "step-1", "attempt": 1, "total_steps": 3},
+    "task.step.progress.v1": {
+        "index": 1,
+        "name": "step-1",
+        "percent": 50.0,
+        "message": "tick 2/4",
+        "total_steps": 3,
+        "attempt": 1,
+    },
+    "task.step.completed.v1": {
+        "index": 1,
+        "name": "step-1",
+        "output": {"slept_seconds": 0.5, "ticks": 4},
+        "duration_seconds": 0.503,
+        "total_steps": 3,
+        "attempt": 1,
+    },
+    "task.step.failed.v1": {
+        "index": 2,
+        "name": "step-2",
+        "error": "step 2 failed as asked (fail_at_step=2)",
+        "attempt": 1,
+        "will_retry": False,
+    },
+    "task.paused.v1": {"reason": "maintenance window"},
+    "task.resumed.v1": {},
+    "task.completed.v1": {"result": {"steps": 3}},
+    "task.failed.v1": {"error": "step 2 failed as asked (fail_at_step=2)", "step": 2},
+    "task.cancelled.v1": {"reason": "no longer needed"},
+}
+
+
+def example_envelope(event_type: str) -> dict[str, Any]:
+    """A whole serialized event of `event_type`, as a consumer receives it."""
+    return {
+        "specversion": "1.0",
+        "id": "0b0f3c1e-7a5d-4f61-9a8e-2f0c1d2e3f40",
+        "source": "/taskplane",
+        "type": event_type,
+        "subject": "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
+        "time": "2026-01-02T03:04:05.678901Z",
+        "datacontenttype": "application/json",
+        "data": EXAMPLE_DATA[event_type],
+        "sequence": 1 if event_type == "task.created.v1" else 4,
+    }
