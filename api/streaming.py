@@ -5,20 +5,28 @@ reading history, or an event committed in between would be missed. Live
 deliveries whose `sequence` was already sent are dropped; a jump in `sequence`,
 or a resync notice from the broker (queue overflow, reconnect), is healed by
 reading the missing events from the store. The store is the truth.
+
+A stream also ends, cleanly, after `idle_timeout` seconds without an event:
+the client resumes with `Last-Event-ID`, possibly on another API process, and
+nothing is held for a client that may be long gone.
+
+`events()` is ONE async generator with no generator nested inside it, so
+closing it (the client went away) runs its cleanup at once: the subscription
+is released in the same step, never left for the garbage collector.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from pydantic import ValidationError
-
-from broker import EventBroker, topic_for
-from schemas import EventEnvelope, is_terminal
+from broker import BrokerNotConnectedError, Delivery, EventBroker, Subscription, topic_for
+from schemas import InvalidEventError, decode_event, is_terminal
 from store import StoredEvent
+from telemetry.metrics import observe
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +57,56 @@ class StreamCounters:
     """Process-wide counts an operator watches (exported as metrics)."""
 
     open_streams: int = 0
-    heals: int = 0
+    heals: int = 0  # catch-ups from the store, for either reason below
+    gap_heals: int = 0  # a live `sequence` jumped
+    resync_heals: int = 0  # the broker said "you may have missed some" (overflow, reconnect)
     dropped_duplicates: int = 0
     invalid_messages: int = 0
+    idle_timeouts: int = 0
+    send_timeouts: int = 0
+    rejected: int = 0  # answered 503: the process was at its stream cap
 
 
 COUNTERS = StreamCounters()
+
+
+class StreamGate:
+    """At most `limit` streams at once; the API holds one gate per app (= per process)."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"the stream limit must be at least 1, got {limit}")
+        self.limit = limit
+        self.open = 0
+
+    @property
+    def full(self) -> bool:
+        return self.open >= self.limit
+
+    def try_acquire(self) -> bool:
+        if self.full:
+            return False
+        self.open += 1
+        return True
+
+    def release(self) -> None:
+        self.open -= 1
+
+
+def live_event(payload: str, task_id: str) -> tuple[int, str] | None:
+    """(sequence, type) of a live message, or None when it is not a valid event of this task.
+
+    Strict (`schemas.decode_event`): the payload is forwarded to the client as
+    it came, so a look-alike that is not exactly a Taskplane event must never
+    pass for the next one. Refusing it costs nothing: the store heals the gap.
+    """
+    try:
+        envelope = decode_event(payload)
+    except InvalidEventError:
+        return None
+    if envelope.subject != task_id or envelope.sequence is None:
+        return None
+    return envelope.sequence, envelope.type
 
 
 class TaskEventStream:
@@ -68,6 +120,7 @@ class TaskEventStream:
         broker: EventBroker,
         queue_size: int,
         page_size: int,
+        idle_timeout: float = 300.0,
     ) -> None:
         self._task_id = task_id
         self._last = after
@@ -76,71 +129,148 @@ class TaskEventStream:
         self._broker = broker
         self._queue_size = queue_size
         self._page_size = page_size
+        self._idle_timeout = idle_timeout
+        self._catching_up = True  # history first: everything after the client's cursor
+        self._idle_deadline = 0.0
+        self._fields = {"task_id": task_id}
 
-    async def _catch_up(self) -> AsyncIterator[OutgoingEvent]:
-        """Everything the store has after the last sent sequence, page by page."""
-        while True:
-            page = await self._store.history(self._task_id, after=self._last, limit=self._page_size)
-            for stored in page:
-                self._last = stored.sequence
-                yield OutgoingEvent(stored.sequence, stored.event_type, stored.envelope_json)
-            if len(page) < self._page_size:
-                return
-
-    async def events(self) -> AsyncIterator[OutgoingEvent]:
+    async def events(self) -> AsyncGenerator[OutgoingEvent, None]:
         COUNTERS.open_streams += 1
         try:
-            async for event in self._events():
-                yield event
+            async with self._broker.subscribe(
+                topic_for(self._task_id), queue_size=self._queue_size
+            ) as subscription:
+                if not self._history:
+                    last = await self._store.last_sequence(self._task_id)
+                    self._last = max(self._last, last or 0)
+                self._idle_deadline = _now() + self._idle_timeout
+                while (batch := await self._next_batch(subscription)) is not None:
+                    for event in batch:
+                        yield event
+                        if event.terminal:
+                            return
+                    self._idle_deadline = _now() + self._idle_timeout
         finally:
             COUNTERS.open_streams -= 1
 
-    async def _events(self) -> AsyncIterator[OutgoingEvent]:
-        fields = {"task_id": self._task_id}
-        async with self._broker.subscribe(
-            topic_for(self._task_id), queue_size=self._queue_size
-        ) as subscription:
-            if not self._history:
-                self._last = max(self._last, await self._store.last_sequence(self._task_id) or 0)
-            async for event in self._catch_up():
-                yield event
-                if event.terminal:
-                    return
-            async for delivery in subscription:
-                if delivery.resync or delivery.payload is None:
-                    COUNTERS.heals += 1
-                    log.info("stream resync from store", extra={**fields, "sequence": self._last})
-                    async for event in self._catch_up():
-                        yield event
-                        if event.terminal:
-                            return
-                    continue
-                try:
-                    envelope = EventEnvelope.model_validate_json(delivery.payload)
-                except ValidationError:
-                    COUNTERS.invalid_messages += 1
-                    log.warning(
-                        "invalid broker message dropped",
-                        extra={**fields, "raw": delivery.payload[:2000]},
-                    )
-                    continue
-                sequence = envelope.sequence or 0
-                if sequence <= self._last:
-                    COUNTERS.dropped_duplicates += 1
-                    continue
-                if sequence > self._last + 1:
-                    COUNTERS.heals += 1
-                    log.info(
-                        "sequence gap healed from store",
-                        extra={**fields, "sequence": sequence, "after": self._last},
-                    )
-                    async for event in self._catch_up():
-                        yield event
-                        if event.terminal:
-                            return
-                    continue
-                self._last = sequence
-                event = OutgoingEvent(sequence, envelope.type, delivery.payload)
-                yield event
-                if event.terminal:
-                    return
+    async def _next_batch(self, subscription: Subscription) -> list[OutgoingEvent] | None:
+        """The next events to send (a store page, or one live event); None ends the stream."""
+        while True:
+            if self._catching_up:
+                page = await self._store.history(
+                    self._task_id, after=self._last, limit=self._page_size
+                )
+                self._catching_up = len(page) == self._page_size  # a full page: read on
+                if page:
+                    self._last = page[-1].sequence
+                    return [OutgoingEvent(e.sequence, e.event_type, e.envelope_json) for e in page]
+                continue
+            try:
+                delivery = await subscription.get(timeout=max(self._idle_deadline - _now(), 0.0))
+            except BrokerNotConnectedError:
+                return None  # the broker closed (shutdown): the client resumes elsewhere
+            if delivery is None:
+                COUNTERS.idle_timeouts += 1
+                log.info("idle stream ended", extra={**self._fields, "sequence": self._last})
+                return None
+            event = self._live(delivery)
+            if event is not None:
+                return [event]
+
+    def _live(self, delivery: Delivery) -> OutgoingEvent | None:
+        """The delivery as the next event to send, or None (skipped, or a catch-up is due)."""
+        if delivery.resync or delivery.payload is None:
+            COUNTERS.heals += 1
+            COUNTERS.resync_heals += 1
+            log.info("stream resync from store", extra={**self._fields, "sequence": self._last})
+            self._catching_up = True
+            return None
+        decoded = live_event(delivery.payload, self._task_id)
+        if decoded is None:
+            COUNTERS.invalid_messages += 1
+            log.warning(
+                "invalid broker message skipped",
+                extra={**self._fields, "raw": delivery.payload[:2000]},
+            )
+            return None
+        sequence, event_type = decoded
+        if sequence <= self._last:
+            COUNTERS.dropped_duplicates += 1
+            return None
+        if sequence > self._last + 1:
+            COUNTERS.heals += 1
+            COUNTERS.gap_heals += 1
+            log.info(
+                "sequence gap healed from store",
+                extra={**self._fields, "sequence": sequence, "after": self._last},
+            )
+            self._catching_up = True
+            return None
+        self._last = sequence
+        return OutgoingEvent(sequence, event_type, delivery.payload)
+
+
+def register_stream_metrics(
+    broker: Callable[[], EventBroker | None], gate: Callable[[], StreamGate | None]
+) -> None:
+    """Export the streams' counters and the broker's fan-out, once per process."""
+    for name, description in (
+        ("heals", "streams healed from the store (gaps and resync notices)"),
+        ("gap_heals", "streams healed from the store after a sequence gap"),
+        ("resync_heals", "streams healed from the store after a queue overflow or reconnect"),
+        ("idle_timeouts", "streams ended after the idle timeout"),
+        ("send_timeouts", "streams dropped because the client stopped reading"),
+        ("rejected", "streams refused with 503 at the stream cap"),
+        ("invalid_messages", "broker messages refused by the event decoder and skipped"),
+    ):
+        observe(f"taskplane_sse_{name}", description, _counter(name), counter=True)
+    observe(
+        "taskplane_sse_duplicates_dropped",
+        "live deliveries dropped as already sent",
+        _counter("dropped_duplicates"),
+        counter=True,
+    )
+    observe("taskplane_sse_streams_open", "SSE streams open now", _counter("open_streams"))
+
+    def limit() -> float:
+        current = gate()
+        return float(current.limit) if current is not None else 0.0
+
+    observe("taskplane_sse_streams_limit", "the stream cap of this process", limit)
+
+    def stat(field: str) -> Callable[[], float]:
+        def read() -> float:
+            current = broker()
+            return float(getattr(current.stats(), field)) if current is not None else 0.0
+
+        return read
+
+    for field, description in (
+        ("topics", "topics with a live subscriber"),
+        ("subscribers", "live subscriptions (one per open stream)"),
+        ("buffered", "deliveries waiting in all subscriber queues"),
+        ("max_buffered", "deliveries waiting in the deepest subscriber queue"),
+    ):
+        observe(f"taskplane_broker_{field}", description, stat(field))
+    for field, description in (
+        ("dropped", "live messages dropped by a full subscriber queue (then healed)"),
+        ("resyncs", "resync notices sent to subscribers (overflows and reconnects)"),
+        ("reconnects", "live broker connections lost and re-established"),
+    ):
+        observe(f"taskplane_broker_{field}", description, stat(field), counter=True)
+    observe("taskplane_asyncio_tasks", "asyncio tasks alive in this process", _task_count)
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _counter(name: str) -> Callable[[], float]:
+    return lambda: float(getattr(COUNTERS, name))
+
+
+def _task_count() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # scraped outside the event loop's thread
+        return 0.0

@@ -204,6 +204,13 @@ class Fanout:
         return sum(s.buffered for subscribers in self._topics.values() for s in subscribers)
 
     @property
+    def max_buffered(self) -> int:
+        """The deepest single queue right now: how far the slowest subscriber lags."""
+        return max(
+            (s.buffered for subscribers in self._topics.values() for s in subscribers), default=0
+        )
+
+    @property
     def delivered(self) -> int:
         return self._counters.delivered
 

@@ -1,6 +1,7 @@
 """`MemoryBroker`: the single-process `EventBroker` for unit tests.
 
-It delivers through the same `Fanout` as `RedisBroker`, so overflow and resync
+It delivers through the same `Fanout` as `RedisBroker`, and consumes through
+the same `GroupConsumer`, so overflow, resync, redelivery and dead-lettering
 behave identically; what it cannot show is anything about the network. Two
 switches let tests of the layers above rehearse a broker outage without Redis:
 `unavailable` (publish raises, ping says no) and `simulate_reconnect()` (every
@@ -12,26 +13,37 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+from broker.durable import DurableCounters, GroupConsumer
 from broker.fanout import Fanout, FanoutSubscription
+from broker.memory_streams import MemoryGroupBackend, MemoryStream
 from broker.protocol import (
     BrokerNotConnectedError,
+    BrokerStats,
     BrokerStatus,
     BrokerUnavailableError,
+    DeadLetter,
+    DurableConsumer,
     Subscription,
 )
+from broker.stats import collect_stats
 
 
 class MemoryBroker:
     def __init__(self, default_queue_size: int = 256) -> None:
         self._fanout = Fanout(default_queue_size)
         self._status = BrokerStatus.DISCONNECTED
-        # Stands in for the durable stream: (topic, payload) in publish order.
-        self.published: list[tuple[str, str]] = []
+        self._stream = MemoryStream()
+        self._durable = DurableCounters()
         self.unavailable = False
 
     @property
     def fanout(self) -> Fanout:
         return self._fanout
+
+    @property
+    def published(self) -> list[tuple[str, str]]:
+        """The durable stream: (topic, payload) in publish order."""
+        return self._stream.entries
 
     async def connect(self) -> None:
         if self._status is BrokerStatus.CLOSED:
@@ -45,6 +57,9 @@ class MemoryBroker:
     def status(self) -> BrokerStatus:
         return self._status
 
+    def stats(self) -> BrokerStats:
+        return collect_stats(self._fanout, self._durable)
+
     async def ping(self) -> bool:
         return self._status is BrokerStatus.CONNECTED and not self.unavailable
 
@@ -52,13 +67,44 @@ class MemoryBroker:
         self._require_connected()
         if self.unavailable:
             raise BrokerUnavailableError("MemoryBroker.unavailable is set")
-        self.published.append((topic, payload))
+        self._stream.append(topic, payload)
         self._fanout.deliver(topic, payload)
 
     def subscribe(
         self, topic: str, *, queue_size: int | None = None
     ) -> AbstractAsyncContextManager[Subscription]:
         return self._subscription(topic, queue_size)
+
+    def consume(
+        self,
+        group: str,
+        *,
+        consumer: str,
+        batch_size: int = 16,
+        block_seconds: float = 1.0,
+        claim_idle_seconds: float = 30.0,
+        max_deliveries: int = 5,
+        from_start: bool = False,
+    ) -> AbstractAsyncContextManager[DurableConsumer]:
+        self._require_connected()
+        return self._consumer(
+            GroupConsumer(
+                MemoryGroupBackend(self._stream, group=group, consumer=consumer),
+                group=group,
+                consumer=consumer,
+                counters=self._durable,
+                is_closed=lambda: self._status is BrokerStatus.CLOSED,
+                batch_size=batch_size,
+                block_seconds=block_seconds,
+                claim_idle_seconds=claim_idle_seconds,
+                max_deliveries=max_deliveries,
+            ),
+            from_start,
+        )
+
+    async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
+        """The newest `count` dead letters, oldest first."""
+        return self._stream.dead[-count:]
 
     def simulate_reconnect(self) -> None:
         """Push the resync notice a real broker sends after its connection came back."""
@@ -74,6 +120,16 @@ class MemoryBroker:
             yield subscription
         finally:
             self._fanout.remove(subscription)
+
+    @asynccontextmanager
+    async def _consumer(
+        self, consumer: GroupConsumer, from_start: bool
+    ) -> AsyncIterator[GroupConsumer]:
+        await consumer.start(from_start=from_start)
+        try:
+            yield consumer
+        finally:
+            consumer.close()
 
     def _require_connected(self) -> None:
         if self._status is not BrokerStatus.CONNECTED:

@@ -1,9 +1,16 @@
 """The contract between the event path and whatever carries events between processes.
 
-The store is the truth; the broker is a doorbell. A subscriber may therefore be
-told "you may have missed something" (`Delivery.resync`) instead of being given
-every message: the SSE layer then re-reads the store. That is what lets the
-broker keep every per-client queue bounded.
+Two ways to receive, for two kinds of reader:
+
+- `subscribe(topic)`: live fan-out for SSE. The store is the truth; the broker
+  is a doorbell. A subscriber may be told "you may have missed something"
+  (`Delivery.resync`) instead of being given every message: the SSE layer then
+  re-reads the store. That is what lets the broker keep every per-client queue
+  bounded.
+- `consume(group, consumer=...)`: durable, at-least-once delivery of every
+  published event to a consumer group (worker handlers). Nothing is dropped:
+  a message is redelivered until it is acknowledged, and set aside in a
+  dead-letter stream when it is not a valid event or failed too often.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from schemas import EventEnvelope
 
 
 class BrokerError(Exception):
@@ -25,6 +34,17 @@ class BrokerUnavailableError(BrokerError):
 
 class BrokerNotConnectedError(BrokerError):
     """The broker was used before `connect()` or after `close()`."""
+
+
+class DeadLetterReason(enum.StrEnum):
+    """Why a durable message was set aside instead of handled."""
+
+    MALFORMED = "malformed"  # not JSON, or an envelope attribute missing / mistyped
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_DATA = "invalid_data"
+    OVERSIZED = "oversized"
+    MAX_DELIVERIES = "max_deliveries"  # delivered that often and never acknowledged
+    REJECTED = "rejected"  # the handler said it can never succeed
 
 
 class BrokerStatus(enum.StrEnum):
@@ -54,6 +74,78 @@ class Delivery:
     resync: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerStats:
+    """A snapshot for metrics: live fan-out now, and counts since the broker was made."""
+
+    topics: int = 0  # topics with at least one subscriber
+    subscribers: int = 0
+    buffered: int = 0  # deliveries waiting in all subscriber queues now
+    max_buffered: int = 0  # the deepest single subscriber queue now
+    delivered: int = 0
+    dropped: int = 0  # messages a full (or resyncing) subscriber queue could not take
+    resyncs: int = 0  # resync notices queued: overflows and reconnects
+    reconnects: int = 0  # live connections lost and re-established
+    # Durable consumption, over every consumer of this broker.
+    consumed: int = 0  # valid messages handed to consumers
+    redelivered: int = 0  # ... of which were claimed again
+    acked: int = 0
+    invalid: int = 0  # refused by validation (and dead-lettered)
+    dead_lettered: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DurableMessage:
+    """One validated event from the durable stream, delivered to one consumer of a group."""
+
+    message_id: str  # the broker's id of this stream entry; `ack` takes the message
+    topic: str
+    envelope: EventEnvelope
+    payload: str  # the envelope JSON exactly as published
+    deliveries: int  # 1 on the first delivery, more when it was claimed again
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message set aside for a person to look at; the raw payload is kept as it came."""
+
+    message_id: str
+    group: str
+    consumer: str
+    reason: DeadLetterReason
+    error: str
+    topic: str | None
+    payload: str | None
+    deliveries: int
+
+
+class DurableConsumer(Protocol):
+    """One consumer's view of a group: iterate for messages, then `ack` each one handled.
+
+    A message not acknowledged stays pending and is delivered again — to any
+    consumer of the group — once it has been idle for the claim interval;
+    after `max_deliveries` deliveries it is dead-lettered instead. Invalid
+    messages never reach the iterator: they are counted, logged and
+    dead-lettered. Iteration ends when the broker closes.
+    """
+
+    @property
+    def group(self) -> str: ...
+
+    @property
+    def consumer(self) -> str: ...
+
+    def __aiter__(self) -> AsyncIterator[DurableMessage]: ...
+
+    async def ack(self, message: DurableMessage) -> None:
+        """Done with it: the group will not deliver it again."""
+        ...
+
+    async def dead_letter(self, message: DurableMessage, error: str) -> None:
+        """Set it aside now (reason `rejected`: it can never succeed), and ack it."""
+        ...
+
+
 class Subscription(Protocol):
     """A live subscription to one topic; iterate it for `Delivery` items."""
 
@@ -77,7 +169,11 @@ class EventBroker(Protocol):
         """Release every connection and end every open subscription."""
         ...
 
-    def status(self) -> BrokerStatus: ...
+    def status(self) -> BrokerStatus:
+        """The live connection's state; before any subscription, the last command's outcome."""
+        ...
+
+    def stats(self) -> BrokerStats: ...
 
     async def ping(self) -> bool:
         """True when the broker answers now (used by readiness checks)."""
@@ -97,5 +193,24 @@ class EventBroker(Protocol):
 
         Leaving releases the subscription; the process's shared connection
         unsubscribes from the topic when its last subscriber leaves.
+        """
+        ...
+
+    def consume(
+        self,
+        group: str,
+        *,
+        consumer: str,
+        batch_size: int = 16,
+        block_seconds: float = 1.0,
+        claim_idle_seconds: float = 30.0,
+        max_deliveries: int = 5,
+        from_start: bool = False,
+    ) -> AbstractAsyncContextManager[DurableConsumer]:
+        """Join consumer group `group` (created on first use) as `consumer`.
+
+        Every event published after the group was created (or every event still
+        in the stream, with `from_start`) is delivered to at least one consumer
+        of the group until acknowledged; see `DurableConsumer`.
         """
         ...

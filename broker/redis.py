@@ -2,12 +2,17 @@
 
 `publish` is one round trip (a non-transactional pipeline): PUBLISH to the live
 topic, and XADD to one capped stream that durable consumers read with consumer
-groups. Live subscriptions all share one pub/sub connection (`SharedPubSub`).
+groups (`consume`, see `broker.redis_streams`). Live subscriptions all share one
+pub/sub connection (`SharedPubSub`), opened with the first subscription.
 
-Two connection pools, on purpose: the publish pool may retry once (a pooled
-connection that died while idle), while the pub/sub pool must never retry or
-reconnect behind the reader's back — redis-py re-subscribes a reconnected
-`PubSub` silently, which would hide the messages lost in the break.
+Connections, each with a name in CLIENT LIST (`<client_name>-…`):
+
+- `-publish`: the command pool (PUBLISH + XADD, PING, stream acks and claims).
+  It may retry once: a pooled connection that died while idle.
+- `-pubsub`: the one pub/sub connection. It must never retry or reconnect behind
+  the reader's back — redis-py re-subscribes a reconnected `PubSub` silently,
+  which would hide the messages lost in the break.
+- `-consume`: one per `consume()` context, for its blocking XREADGROUP.
 
 Every redis-py error is turned into `BrokerUnavailableError` here; callers never
 see a redis exception.
@@ -16,21 +21,30 @@ see a redis exception.
 from __future__ import annotations
 
 import asyncio
-from contextlib import AbstractAsyncContextManager, suppress
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from broker.durable import DurableCounters, GroupConsumer
 from broker.fanout import Fanout
 from broker.protocol import (
     BrokerNotConnectedError,
+    BrokerStats,
     BrokerStatus,
     BrokerUnavailableError,
+    DeadLetter,
+    DurableConsumer,
     Subscription,
 )
 from broker.redis_pubsub import SharedPubSub
+from broker.redis_streams import RedisGroupBackend, read_dead_letters
+from broker.stats import collect_stats
+
+DEAD_LETTER_MAXLEN = 10_000
 
 
 class RedisBroker:
@@ -54,9 +68,13 @@ class RedisBroker:
         self._health_check_interval = health_check_interval
         self._client_name = client_name
         self._fanout = Fanout(default_queue_size)
+        self._durable = DurableCounters()
         self._commands: Redis | None = None
         self._pubsub_client: Redis | None = None
         self._shared: SharedPubSub | None = None
+        self._readers: set[Redis] = set()
+        # What the last command (connect's probe, ping, publish) found, until a reader runs.
+        self._command_status = BrokerStatus.DISCONNECTED
         self._closed = False
 
     @property
@@ -73,12 +91,20 @@ class RedisBroker:
         """The CLIENT SETNAME of the pub/sub connection, to find it in CLIENT LIST."""
         return f"{self._client_name}-pubsub"
 
-    async def connect(self) -> None:
-        """Open the pools and start the pub/sub reader.
+    @property
+    def stream_key(self) -> str:
+        """The durable stream every publish appends to (consumer groups read it)."""
+        return self._stream_key
 
-        Returns after the reader's first connection attempt, successful or not:
-        a process must be able to start while Redis is down (readiness reports
-        it, and the reader keeps retrying).
+    @property
+    def dead_letter_key(self) -> str:
+        return f"{self._stream_key}:dead"
+
+    async def connect(self) -> None:
+        """Create the clients and probe Redis once; never fails because Redis is down.
+
+        A process must be able to start while Redis is down: `status()` and
+        `ping()` report it, and every later command tries again.
         """
         if self._closed:
             raise BrokerNotConnectedError("the broker was closed")
@@ -107,7 +133,7 @@ class RedisBroker:
                 subscribe_timeout=self._subscribe_timeout,
                 health_check_interval=self._health_check_interval,
             )
-        await self._shared.start()
+        await self._probe()
 
     async def close(self) -> None:
         if self._closed:
@@ -116,26 +142,35 @@ class RedisBroker:
         if self._shared is not None:
             await self._shared.stop()
         self._fanout.close_all()
-        for client in (self._commands, self._pubsub_client):
+        for client in (self._commands, self._pubsub_client, *self._readers):
             if client is not None:
                 with suppress(RedisError, OSError):
                     await client.aclose()
+        self._readers.clear()
 
     def status(self) -> BrokerStatus:
         if self._closed:
             return BrokerStatus.CLOSED
         if self._shared is None:
             return BrokerStatus.DISCONNECTED
-        return self._shared.status
+        if self._shared.started:
+            return self._shared.status
+        return self._command_status
+
+    def stats(self) -> BrokerStats:
+        return collect_stats(self._fanout, self._durable, reconnects=self.reconnects)
 
     async def ping(self) -> bool:
+        """Redis answers now, and the live connection (once there is one) is up."""
         if self._closed or self._commands is None:
             return False
-        try:
-            async with asyncio.timeout(self._publish_timeout):
-                return bool(await self._commands.ping())
-        except (RedisError, OSError, TimeoutError):
+        if not await self._probe():
             return False
+        return (
+            self._shared is None
+            or not self._shared.started
+            or self._shared.status is (BrokerStatus.CONNECTED)
+        )
 
     async def publish(self, topic: str, payload: str) -> None:
         commands = self._require_commands()
@@ -151,11 +186,14 @@ class RedisBroker:
                     )
                     await pipe.execute()
         except TimeoutError as exc:
+            self._command_status = BrokerStatus.DISCONNECTED
             raise BrokerUnavailableError(
                 f"publish to {topic!r} timed out after {self._publish_timeout} s"
             ) from exc
         except (RedisError, OSError) as exc:
+            self._command_status = BrokerStatus.DISCONNECTED
             raise BrokerUnavailableError(f"publish to {topic!r} failed: {exc}") from exc
+        self._command_status = BrokerStatus.CONNECTED
 
     def subscribe(
         self, topic: str, *, queue_size: int | None = None
@@ -163,6 +201,92 @@ class RedisBroker:
         if self._closed or self._shared is None:
             raise BrokerNotConnectedError(f"RedisBroker is {self.status().value}")
         return self._shared.subscription(topic, queue_size)
+
+    def consume(
+        self,
+        group: str,
+        *,
+        consumer: str,
+        batch_size: int = 16,
+        block_seconds: float = 1.0,
+        claim_idle_seconds: float = 30.0,
+        max_deliveries: int = 5,
+        from_start: bool = False,
+    ) -> AbstractAsyncContextManager[DurableConsumer]:
+        self._require_commands()
+        return self._consuming(
+            group,
+            consumer,
+            from_start=from_start,
+            batch_size=batch_size,
+            block_seconds=block_seconds,
+            claim_idle_seconds=claim_idle_seconds,
+            max_deliveries=max_deliveries,
+        )
+
+    async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
+        """The newest `count` dead letters, oldest first."""
+        return await read_dead_letters(self._require_commands(), self.dead_letter_key, count)
+
+    @asynccontextmanager
+    async def _consuming(
+        self,
+        group: str,
+        consumer: str,
+        *,
+        from_start: bool,
+        batch_size: int,
+        block_seconds: float,
+        claim_idle_seconds: float,
+        max_deliveries: int,
+    ) -> AsyncIterator[GroupConsumer]:
+        reader = Redis.from_url(
+            self._url,
+            # A blocked XREADGROUP answers within `block_seconds`; the margin covers the trip.
+            socket_timeout=block_seconds + self._publish_timeout + 1.0,
+            socket_connect_timeout=self._publish_timeout,
+            retry=Retry(NoBackoff(), 1),
+            client_name=f"{self._client_name}-consume",
+        )
+        backend = RedisGroupBackend(
+            self._require_commands(),
+            reader,
+            stream_key=self._stream_key,
+            dead_key=self.dead_letter_key,
+            dead_maxlen=DEAD_LETTER_MAXLEN,
+            group=group,
+            consumer=consumer,
+        )
+        group_consumer = GroupConsumer(
+            backend,
+            group=group,
+            consumer=consumer,
+            counters=self._durable,
+            is_closed=lambda: self._closed,
+            batch_size=batch_size,
+            block_seconds=block_seconds,
+            claim_idle_seconds=claim_idle_seconds,
+            max_deliveries=max_deliveries,
+        )
+        self._readers.add(reader)
+        try:
+            await group_consumer.start(from_start=from_start)
+            yield group_consumer
+        finally:
+            group_consumer.close()
+            self._readers.discard(reader)
+            with suppress(RedisError, OSError):
+                await reader.aclose()
+
+    async def _probe(self) -> bool:
+        commands = self._require_commands()
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                answered = bool(await commands.ping())
+        except (RedisError, OSError, TimeoutError):
+            answered = False
+        self._command_status = BrokerStatus.CONNECTED if answered else BrokerStatus.DISCONNECTED
+        return answered
 
     def _require_commands(self) -> Redis:
         if self._closed or self._commands is None:

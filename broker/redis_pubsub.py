@@ -3,7 +3,9 @@
 A redis-py `PubSub` holds a pool connection for as long as it lives, so one per
 SSE client would cost a Redis connection per browser tab. Here one `PubSub` and
 one reader task serve every subscriber; topics are reference-counted through
-the `Fanout`.
+the `Fanout`. The reader starts with the first subscription (a process that
+only publishes never holds the connection) and then stays, idle if need be,
+until the broker closes.
 
 The reader loop, one iteration per connection:
 
@@ -85,7 +87,6 @@ class SharedPubSub:
         self._unsubscribe_pending: set[str] = set()
         self._unsubscriber: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._first_attempt = asyncio.Event()
         self._stopped = False
         self._reconnects = 0
 
@@ -98,13 +99,15 @@ class SharedPubSub:
         """Connections lost and re-established since start (for metrics)."""
         return self._reconnects
 
-    async def start(self) -> None:
-        """Start the reader; return once its first connection attempt succeeded or failed."""
-        if self._stopped:
-            raise BrokerNotConnectedError("the broker was closed")
+    @property
+    def started(self) -> bool:
+        """Whether the reader runs: it starts with the first subscription, not before."""
+        return self._reader is not None
+
+    def _ensure_reader(self) -> None:
+        # Lazily: a process that only publishes (the worker) never holds a pub/sub connection.
         if self._reader is None:
             self._reader = asyncio.create_task(self._run(), name="taskplane-broker-pubsub")
-        await self._first_attempt.wait()
 
     async def stop(self) -> None:
         """Stop the reader and release the connection; every subscription ends."""
@@ -112,7 +115,6 @@ class SharedPubSub:
             return
         self._set_status(BrokerStatus.CLOSED)
         self._stopped = True
-        self._first_attempt.set()  # a concurrent start() must not wait for a reader that is gone
         for event in self._confirmed.values():
             event.set()  # waiters see `_stopped` and raise instead of timing out
         self._fanout.close_all()
@@ -132,6 +134,7 @@ class SharedPubSub:
     ) -> AsyncIterator[FanoutSubscription]:
         if self._stopped:
             raise BrokerNotConnectedError("the broker was closed")
+        self._ensure_reader()
         subscription, first = self._fanout.add(topic, queue_size)
         try:
             if first:
@@ -207,14 +210,12 @@ class SharedPubSub:
                 pubsub = await self._open()
             except (RedisError, OSError) as exc:
                 self._set_status(BrokerStatus.DISCONNECTED)
-                self._first_attempt.set()
                 logger.warning("Redis pub/sub connect failed (%s); retry in %.1f s", exc, delay)
                 await asyncio.sleep(_jittered(delay))
                 delay = min(delay * 2, BACKOFF_CAP)
                 continue
             connected_at = loop.time()
             self._set_status(BrokerStatus.CONNECTED)
-            self._first_attempt.set()
             try:
                 await self._read(pubsub)
             except (RedisError, OSError) as exc:
@@ -280,12 +281,18 @@ class SharedPubSub:
         kind = message["type"]
         if kind == "message":
             channel: bytes = message["channel"]
+            topic = channel.decode()
+            confirmed = self._confirmed.get(topic)
+            if confirmed is None or not confirmed.is_set():
+                # Sent before this topic's (re-)subscription was confirmed: older than
+                # what its subscribers will read from the store, or for nobody at all.
+                return
             try:
                 payload = message["data"].decode()
             except UnicodeDecodeError:
                 logger.warning("dropped a message on %r that is not UTF-8 text", channel)
                 return
-            self._fanout.deliver(channel.decode(), payload)
+            self._fanout.deliver(topic, payload)
         elif kind == "subscribe":
             self._on_confirmed(message["channel"].decode())
 

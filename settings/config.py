@@ -47,6 +47,22 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     sse_client_queue_size: int = Field(default=256, ge=1)
     sse_history_page_size: int = Field(default=500, ge=1, le=1000)
+    # Stream hygiene: a stream with no event for this long ends (the client resumes
+    # with Last-Event-ID); past the cap new streams get 503; a client that takes no
+    # bytes for the send timeout is dropped; `retry:` tells EventSource when to reconnect.
+    sse_idle_timeout_seconds: float = Field(default=300.0, gt=0)
+    sse_max_streams: int = Field(default=5000, ge=1)
+    sse_send_timeout_seconds: float = Field(default=30.0, gt=0)
+    sse_retry_ms: int = Field(default=2000, ge=0)
+
+    # Redis: the CLIENT SETNAME prefix of this process's connections (`-publish`, `-pubsub`, …).
+    redis_client_name: str = "taskplane"
+
+    # Durable event handlers in the worker: `module:attribute` paths to
+    # `worker.handlers.EventHandler` objects, comma-separated (none by default).
+    event_handlers: str = ""
+    handler_claim_idle_seconds: float = Field(default=30.0, gt=0)
+    handler_max_deliveries: int = Field(default=5, ge=1)
 
     # Worker: how long SIGTERM waits for running activities; 0 cached workflows
     # makes every workflow task replay from history (a determinism check).

@@ -1,4 +1,5 @@
-"""The behaviour every `EventBroker` must show, written once and run against each one.
+"""The behaviour every `EventBroker` must show, written once and run against each one:
+live subscriptions (bounded, resyncing) and durable consumption (at least once).
 
 A test module subclasses `BrokerContract` as `Test…` and provides `make_broker`,
 a fixture returning a factory of new, unconnected brokers. The base class builds
@@ -15,27 +16,35 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
+import orjson
 import pytest
 
 from broker import (
     BrokerNotConnectedError,
     BrokerStatus,
+    DeadLetter,
+    DeadLetterReason,
     Delivery,
+    DurableConsumer,
+    DurableMessage,
     EventBroker,
     Subscription,
 )
 from broker.fanout import Fanout
+from schemas.examples import example_envelope
 
 RESYNC = Delivery(payload=None, resync=True)
 
 
 class ContractBroker(EventBroker, Protocol):
-    """What the contract needs beyond `EventBroker`: the fan-out's counters."""
+    """What the contract needs beyond `EventBroker`: the fan-out and the dead letters."""
 
     @property
     def fanout(self) -> Fanout: ...
+
+    async def dead_letters(self, count: int = 100) -> list[DeadLetter]: ...
 
 
 BrokerFactory = Callable[[], ContractBroker]
@@ -221,3 +230,187 @@ class BrokerContract:
             async with broker.subscribe(topic):
                 pass
         await broker.close()  # idempotent
+
+    # -- durable consumption -------------------------------------------------------------
+
+    async def test_every_group_gets_every_event_once_in_order(self, broker: ContractBroker) -> None:
+        async with (
+            broker.consume("billing", consumer="b1", block_seconds=0.1) as billing,
+            broker.consume("audit", consumer="a1", block_seconds=0.1) as audit,
+        ):
+            events = [valid_event() for _ in range(5)]
+            for event in events:
+                await broker.publish(new_topic(), event)
+            for consumer in (billing, audit):
+                got = [await next_message(consumer) for _ in events]
+                assert [m.payload for m in got] == events
+                assert all(m.deliveries == 1 for m in got)
+                for message in got:
+                    await consumer.ack(message)
+                assert await nothing_arrives(consumer)
+
+    async def test_a_group_sees_only_what_was_published_after_it_was_created(
+        self, broker: ContractBroker
+    ) -> None:
+        before = valid_event()
+        await broker.publish(new_topic(), before)
+        async with broker.consume("late", consumer="c", block_seconds=0.1) as late:
+            after = valid_event()
+            await broker.publish(new_topic(), after)
+            assert (await next_message(late)).payload == after
+        async with broker.consume(
+            "replay", consumer="c", block_seconds=0.1, from_start=True
+        ) as replay:
+            assert [(await next_message(replay)).payload for _ in range(2)] == [before, after]
+
+    async def test_consumers_of_one_group_share_the_work(self, broker: ContractBroker) -> None:
+        async with (
+            broker.consume("g", consumer="one", block_seconds=0.05, batch_size=2) as one,
+            broker.consume("g", consumer="two", block_seconds=0.05, batch_size=2) as two,
+        ):
+            events = [valid_event() for _ in range(12)]
+            for event in events:
+                await broker.publish(new_topic(), event)
+            received: dict[str, list[str]] = {"one": [], "two": []}
+
+            async def take(consumer: DurableConsumer) -> None:
+                while sum(len(v) for v in received.values()) < len(events):
+                    try:
+                        message = await next_message(consumer, within=0.3)
+                    except AssertionError:
+                        continue
+                    received[consumer.consumer].append(message.payload)
+                    await consumer.ack(message)
+
+            await asyncio.wait_for(asyncio.gather(take(one), take(two)), 10)
+        assert sorted(received["one"] + received["two"]) == sorted(events)
+        assert not set(received["one"]) & set(received["two"])
+
+    async def test_a_dead_consumers_pending_message_is_claimed_by_the_living(
+        self, broker: ContractBroker
+    ) -> None:
+        event = valid_event()
+        options: dict[str, Any] = {"block_seconds": 0.05, "claim_idle_seconds": 0.3}
+        async with broker.consume("g", consumer="doomed", **options) as doomed:
+            await broker.publish(new_topic(), event)
+            taken = await next_message(doomed)
+            assert taken.payload == event
+        # `doomed` left without acknowledging: its message stays pending in the group.
+        async with broker.consume("g", consumer="survivor", **options) as survivor:
+            claimed = await next_message(survivor, within=5)
+            assert (claimed.payload, claimed.message_id) == (event, taken.message_id)
+            assert claimed.deliveries == 2
+            await survivor.ack(claimed)
+            assert await nothing_arrives(survivor, quiet=0.8)
+        assert broker.stats().redelivered >= 1
+
+    async def test_a_restarted_consumer_first_gets_its_own_pending(
+        self, broker: ContractBroker
+    ) -> None:
+        event = valid_event()
+        async with broker.consume("g", consumer="same", block_seconds=0.05) as first:
+            await broker.publish(new_topic(), event)
+            assert (await next_message(first)).payload == event
+        async with broker.consume("g", consumer="same", block_seconds=0.05) as again:
+            message = await next_message(again)
+            assert message.payload == event
+            assert message.deliveries == 2
+
+    async def test_invalid_messages_are_dead_lettered_and_consumption_goes_on(
+        self, broker: ContractBroker
+    ) -> None:
+        unknown = orjson.loads(valid_event())
+        unknown["type"] = "task.exploded.v1"
+        missing = orjson.loads(valid_event())
+        del missing["subject"]
+        mistyped = orjson.loads(valid_event("task.step.progress.v1"))
+        mistyped["data"]["percent"] = "fifty"
+        oversized = orjson.loads(valid_event())
+        oversized["data"]["input"] = {"blob": "x" * 70_000}
+        bad = {
+            "malformed": "{not json",
+            "unknown_type": orjson.dumps(unknown).decode(),
+            "malformed ": orjson.dumps(missing).decode(),  # a missing envelope attribute
+            "invalid_data": orjson.dumps(mistyped).decode(),
+            "oversized": orjson.dumps(oversized).decode(),
+        }
+        good = valid_event()
+        invalid_before = broker.stats().invalid
+        async with broker.consume("g", consumer="c", block_seconds=0.05) as consumer:
+            for payload in bad.values():
+                await broker.publish("task.bad", payload)
+            await broker.publish(new_topic(), good)
+            assert (await next_message(consumer)).payload == good
+            assert await nothing_arrives(consumer)
+        letters = await broker.dead_letters()
+        assert [(d.reason.value, d.payload) for d in letters] == [
+            (reason.strip(), payload) for reason, payload in bad.items()
+        ]
+        assert all(d.group == "g" and d.consumer == "c" and d.error for d in letters)
+        assert broker.stats().invalid - invalid_before == len(bad)
+
+    async def test_a_message_that_keeps_failing_is_dead_lettered(
+        self, broker: ContractBroker
+    ) -> None:
+        event = valid_event()
+        options: dict[str, Any] = {
+            "block_seconds": 0.05,
+            "claim_idle_seconds": 0.2,
+            "max_deliveries": 2,
+        }
+        async with broker.consume("g", consumer="c", **options) as consumer:
+            await broker.publish(new_topic(), event)
+            first = await next_message(consumer)  # "fails": never acknowledged
+            second = await next_message(consumer, within=5)
+            assert (first.deliveries, second.deliveries) == (1, 2)
+            assert second.message_id == first.message_id
+            assert await nothing_arrives(consumer, quiet=0.8)
+        (letter,) = await broker.dead_letters()
+        assert letter.reason is DeadLetterReason.MAX_DELIVERIES
+        assert (letter.payload, letter.message_id) == (event, first.message_id)
+
+    async def test_a_rejected_message_is_dead_lettered_at_once(
+        self, broker: ContractBroker
+    ) -> None:
+        event = valid_event()
+        options: dict[str, Any] = {"block_seconds": 0.05, "claim_idle_seconds": 0.2}
+        async with broker.consume("g", consumer="c", **options) as consumer:
+            await broker.publish(new_topic(), event)
+            message = await next_message(consumer)
+            await consumer.dead_letter(message, "the endpoint said 410 Gone")
+            assert await nothing_arrives(consumer, quiet=0.6)
+        (letter,) = await broker.dead_letters()
+        assert (letter.reason, letter.error) == (
+            DeadLetterReason.REJECTED,
+            "the endpoint said 410 Gone",
+        )
+
+    async def test_consuming_ends_when_the_broker_closes(self, broker: ContractBroker) -> None:
+        async with broker.consume("g", consumer="c", block_seconds=0.05) as consumer:
+            waiting = asyncio.ensure_future(anext(aiter(consumer)))
+            await asyncio.sleep(0.1)
+            await broker.close()
+            with pytest.raises(StopAsyncIteration):
+                await asyncio.wait_for(waiting, 5)
+
+
+def valid_event(event_type: str = "task.created.v1") -> str:
+    """A valid serialized event with a fresh id, as the store publishes it."""
+    envelope = example_envelope(event_type)
+    envelope["id"] = str(uuid.uuid4())
+    return orjson.dumps(envelope).decode()
+
+
+async def next_message(consumer: DurableConsumer, within: float = 5.0) -> DurableMessage:
+    try:
+        return await asyncio.wait_for(anext(aiter(consumer)), within)
+    except TimeoutError:
+        raise AssertionError(f"no message for {consumer.consumer} within {within} s") from None
+
+
+async def nothing_arrives(consumer: DurableConsumer, quiet: float = 0.3) -> bool:
+    try:
+        message = await asyncio.wait_for(anext(aiter(consumer)), quiet)
+    except TimeoutError:
+        return True
+    raise AssertionError(f"unexpected message {message}")

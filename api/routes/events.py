@@ -3,6 +3,12 @@
 sse-starlette frames the events, sends the `: ping` comments and, crucially,
 watches `receive()` for `http.disconnect`, so a vanished client releases its
 subscription at once instead of at its next write.
+
+Hygiene, per process: at most `sse_max_streams` streams (past it, 503 with
+`Retry-After`); a client that takes no bytes for `sse_send_timeout_seconds` is
+dropped; a stream idle for `sse_idle_timeout_seconds` ends (the client resumes
+with `Last-Event-ID`). The first frame is `retry: <sse_retry_ms>`, which sets
+how long a browser's `EventSource` waits before it reconnects.
 """
 
 from __future__ import annotations
@@ -10,18 +16,84 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated
+from contextlib import aclosing
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from api.deps import ServicesDep
 from api.lookup import find_task, parse_task_id
-from api.problems import ProblemError, problem_body
-from api.streaming import TaskEventStream
+from api.problems import PROBLEM_JSON, ProblemError, problem_body
+from api.sse_contract import SSE_RESPONSES
+from api.streaming import COUNTERS, StreamGate, TaskEventStream
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["events"])
+
+# How long a client refused at the stream cap should wait before it tries again.
+RETRY_AFTER_SECONDS = 5
+
+
+def get_stream_gate(request: Request) -> StreamGate:
+    gate: StreamGate = request.app.state.stream_gate
+    return gate
+
+
+StreamGateDep = Annotated[StreamGate, Depends(get_stream_gate)]
+
+
+def too_many_streams(gate: StreamGate, path: str) -> JSONResponse:
+    COUNTERS.rejected += 1
+    body = problem_body(
+        503,
+        f"this API process already serves its maximum of {gate.limit} streams; try again",
+        instance=path,
+    )
+    return JSONResponse(
+        body,
+        status_code=503,
+        media_type=PROBLEM_JSON,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+class TaskEventResponse(EventSourceResponse):
+    """An `EventSourceResponse` that holds one slot of the stream cap for exactly its lifetime.
+
+    The slot is taken when the ASGI server runs the response and given back in
+    `finally`, whatever ends it: the last event, a disconnect (even one before
+    the first byte, when the body never starts), a send timeout, a shutdown.
+    A generator's own `finally` would not do: a body iterator that never
+    started never runs it.
+    """
+
+    def __init__(
+        self,
+        content: AsyncIterator[ServerSentEvent],
+        *,
+        gate: StreamGate,
+        task_id: str,
+        **options: Any,
+    ) -> None:
+        super().__init__(content, **options)
+        self.__gate = gate
+        self.__task_id = task_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.__gate.try_acquire():
+            await too_many_streams(self.__gate, scope["path"])(scope, receive, send)
+            return
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            COUNTERS.send_timeouts += 1
+            log.info("client stopped reading; stream dropped", extra={"task_id": self.__task_id})
+        finally:
+            self.__gate.release()
 
 
 def _resume_point(last_event_id: str | None, after: int | None) -> int:
@@ -43,18 +115,25 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
     "/tasks/{task_id}/events",
     response_class=EventSourceResponse,
     responses={
-        200: {"content": {"text/event-stream": {}}, "description": "The task's events as SSE."},
-        204: {"description": "The task ended and the client has every event: stop reconnecting."},
-        404: {"description": "No such task."},
+        **SSE_RESPONSES,
+        503: {
+            "description": "This API process serves its maximum of streams: retry after"
+            " `Retry-After` seconds (or on another process).",
+            "content": {PROBLEM_JSON: {}},
+        },
     },
 )
 async def task_events(
     task_id: str,
+    request: Request,
     services: ServicesDep,
+    gate: StreamGateDep,
     after: Annotated[int | None, Query(ge=0)] = None,
     history: bool = True,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response:
+    if gate.full:  # before any store or Temporal work; the response takes the slot itself
+        return too_many_streams(gate, request.url.path)
     task_id = parse_task_id(task_id)
     resume_after = _resume_point(last_event_id, after)
     view = await find_task(services, task_id)
@@ -71,24 +150,31 @@ async def task_events(
         broker=services.broker,
         queue_size=settings.sse_client_queue_size,
         page_size=settings.sse_history_page_size,
+        idle_timeout=settings.sse_idle_timeout_seconds,
     )
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
+        if settings.sse_retry_ms:
+            yield ServerSentEvent(retry=settings.sse_retry_ms)
         try:
-            async for event in stream.events():
-                yield ServerSentEvent(
-                    data=event.envelope_json, event=event.event_type, id=str(event.sequence)
-                )
+            async with aclosing(stream.events()) as events:
+                async for event in events:
+                    yield ServerSentEvent(
+                        data=event.envelope_json, event=event.event_type, id=str(event.sequence)
+                    )
         except Exception as exc:
             # The response has started: the error can only travel inside the stream.
             log.exception("stream failed", extra={"task_id": task_id})
             problem = problem_body(503, f"the stream failed: {type(exc).__name__}")
             yield ServerSentEvent(data=json.dumps(problem), event="error")
 
-    return EventSourceResponse(
+    return TaskEventResponse(
         frames(),
+        gate=gate,
+        task_id=task_id,
         ping=settings.sse_heartbeat_seconds,
         ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+        send_timeout=settings.sse_send_timeout_seconds,
         sep="\n",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

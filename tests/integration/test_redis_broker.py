@@ -27,12 +27,15 @@ from broker import (
     RedisBroker,
     Subscription,
 )
+from broker.redis_streams import RedisGroupBackend
 from tests.broker_contract import (
     RESYNC,
     BrokerContract,
     BrokerFactory,
     new_topic,
+    next_message,
     receive,
+    valid_event,
     wait_until_routed,
 )
 
@@ -127,7 +130,8 @@ async def test_200_subscriptions_over_50_topics_share_one_pubsub_connection(
 ) -> None:
     pubsub_name = redis_broker.pubsub_client_name
     broker_prefix = pubsub_name.removesuffix("-pubsub")
-    assert len(await _connections_of(admin, pubsub_name)) == 1
+    # Connected but not subscribed yet: no pub/sub connection (the worker's case).
+    assert await _connections_of(admin, pubsub_name) == []
     connections_before = await _connections_of(admin, broker_prefix)
 
     topics = [new_topic() for _ in range(50)]
@@ -145,8 +149,8 @@ async def test_200_subscriptions_over_50_topics_share_one_pubsub_connection(
     holders = [asyncio.create_task(hold(topics[n % 50])) for n in range(200)]
     await _eventually(all_confirmed)
 
-    # No connection was added for 200 subscribers: the one pub/sub connection holds 50 channels.
-    assert len(await _connections_of(admin, broker_prefix)) == len(connections_before)
+    # 200 subscribers added ONE connection: the pub/sub connection, holding 50 channels.
+    assert len(await _connections_of(admin, broker_prefix)) == len(connections_before) + 1
     (pubsub,) = await _connections_of(admin, broker_prefix, kind="pubsub")
     assert pubsub["name"] == pubsub_name
     assert int(pubsub["sub"]) == 50
@@ -311,3 +315,33 @@ async def test_flooding_a_slow_subscriber_does_not_grow_memory(
         assert after - before < 512 * 1024
         assert redis_broker.fanout.buffered <= 4 + 1
         assert (await receive(slow)).payload == "warm-up"
+
+
+async def test_idle_consumers_with_nothing_pending_are_forgotten(redis_url: str) -> None:
+    broker = _broker(redis_url)
+    await broker.connect()
+    commands = Redis.from_url(redis_url)
+    stream = broker.stream_key
+    try:
+        async with broker.consume("g", consumer="done", block_seconds=0.05) as done:
+            await broker.publish(new_topic(), valid_event())
+            await done.ack(await next_message(done))
+        async with broker.consume("g", consumer="holding", block_seconds=0.05) as holding:
+            await broker.publish(new_topic(), valid_event())
+            await next_message(holding)  # never acknowledged: it must stay
+        backend = RedisGroupBackend(
+            commands,
+            commands,
+            stream_key=stream,
+            dead_key=broker.dead_letter_key,
+            dead_maxlen=10,
+            group="g",
+            consumer="pruner",
+        )
+        assert await backend.forget_idle_consumers(0) == 1
+        consumers = await commands.xinfo_consumers(stream, "g")
+        assert [c["name"] for c in consumers] == [b"holding"]
+    finally:
+        await commands.delete(stream)
+        await commands.aclose()
+        await broker.close()

@@ -7,11 +7,16 @@ can make the broker lose, repeat and reorder messages on purpose.
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from datetime import UTC, datetime
 
-from api.streaming import OutgoingEvent, TaskEventStream
+import orjson
+import pytest
+
+from api.streaming import COUNTERS, OutgoingEvent, StreamGate, TaskEventStream
 from broker import MemoryBroker, topic_for
 from schemas import EventEnvelope
+from schemas.examples import EXAMPLE_DATA
 from store import StoredEvent
 
 TASK = "00000000-0000-4000-8000-000000000001"
@@ -24,7 +29,11 @@ class ListHistory:
     def add(self, event_type: str = "task.step.progress.v1") -> str:
         sequence = len(self.events) + 1
         envelope = EventEnvelope(
-            id=f"e{sequence}", type=event_type, subject=TASK, time=datetime.now(UTC), data={}
+            id=f"e{sequence}",
+            type=event_type,
+            subject=TASK,
+            time=datetime.now(UTC),
+            data=EXAMPLE_DATA[event_type],
         ).with_sequence(sequence)
         text = envelope.to_json()
         self.events.append(StoredEvent(sequence, event_type, text))
@@ -44,6 +53,7 @@ async def run_stream(
     after: int = 0,
     live: bool = True,
     queue_size: int = 16,
+    idle_timeout: float = 30.0,
 ) -> tuple[asyncio.Task[list[OutgoingEvent]], asyncio.Event]:
     subscribed = asyncio.Event()
     stream = TaskEventStream(
@@ -54,6 +64,7 @@ async def run_stream(
         broker=broker,
         queue_size=queue_size,
         page_size=3,
+        idle_timeout=idle_timeout,
     )
 
     async def consume() -> list[OutgoingEvent]:
@@ -132,3 +143,113 @@ async def test_resume_after_and_live_only() -> None:
     assert [e.sequence for e in await asyncio.wait_for(resumed, 5)] == [4, 5, 6]
     assert [e.sequence for e in await asyncio.wait_for(live_only, 5)] == [6]
     assert broker.fanout.subscriber_count == 0  # both released their subscription
+
+
+async def test_live_events_are_forwarded_without_touching_the_store_again() -> None:
+    broker, history = MemoryBroker(), ListHistory()
+    await broker.connect()
+    history.add("task.created.v1")
+    reads: list[int] = []
+    read = history.history
+
+    async def counting(task_id: str, *, after: int = 0, limit: int = 100) -> list[StoredEvent]:
+        reads.append(after)
+        return await read(task_id, after=after, limit=limit)
+
+    history.history = counting  # type: ignore[method-assign]
+    heals = COUNTERS.heals
+    task, _ = await run_stream(history, broker)
+    await until_subscribed(broker)
+    for _ in range(5):
+        await broker.publish(topic_for(TASK), history.add())
+    await broker.publish(topic_for(TASK), history.add("task.completed.v1"))
+    events = await asyncio.wait_for(task, 5)
+    assert [e.sequence for e in events] == list(range(1, 8))
+    assert reads == [0]  # the history read only; every live event came from the broker
+    assert COUNTERS.heals == heals
+
+
+async def test_heals_are_counted_by_reason() -> None:
+    broker, history = MemoryBroker(), ListHistory()
+    await broker.connect()
+    gap, resync = COUNTERS.gap_heals, COUNTERS.resync_heals
+    task, _ = await run_stream(history, broker)
+    await until_subscribed(broker)
+    history.add("task.created.v1")  # never published: the next one shows a gap
+    await broker.publish(topic_for(TASK), history.add())
+    await asyncio.sleep(0.05)  # the stream heals the gap
+    history.add()  # lost in the "reconnect"
+    broker.simulate_reconnect()
+    await asyncio.sleep(0.05)  # the stream heals after the resync notice
+    await broker.publish(topic_for(TASK), history.add("task.completed.v1"))
+    events = await asyncio.wait_for(task, 5)
+    assert [e.sequence for e in events] == [1, 2, 3, 4]
+    assert (COUNTERS.gap_heals - gap, COUNTERS.resync_heals - resync) == (1, 1)
+
+
+async def test_a_forged_or_invalid_live_message_is_skipped_and_counted() -> None:
+    broker, history = MemoryBroker(), ListHistory()
+    await broker.connect()
+    history.add("task.created.v1")
+    task, subscribed = await run_stream(history, broker)
+    await asyncio.wait_for(subscribed.wait(), 5)
+    real = history.add()
+    forged = orjson.loads(real)
+    forged["type"] = "task.exploded.v1"  # right task, right next sequence, unknown type
+    other_task = orjson.loads(real)
+    other_task["subject"] = "00000000-0000-4000-8000-000000000002"
+    invalid = COUNTERS.invalid_messages
+    for junk in ("not json", orjson.dumps(forged).decode(), orjson.dumps(other_task).decode()):
+        await broker.publish(topic_for(TASK), junk)
+    await broker.publish(topic_for(TASK), real)
+    await broker.publish(topic_for(TASK), history.add("task.completed.v1"))
+    events = await asyncio.wait_for(task, 5)
+    assert [e.envelope_json for e in events] == [e.envelope_json for e in history.events]
+    assert COUNTERS.invalid_messages - invalid == 3
+
+
+async def test_an_idle_stream_ends_cleanly_and_releases_its_subscription() -> None:
+    broker, history = MemoryBroker(), ListHistory()
+    await broker.connect()
+    history.add("task.created.v1")
+    idle = COUNTERS.idle_timeouts
+    task, _ = await run_stream(history, broker, idle_timeout=0.3)
+    await until_subscribed(broker)
+    await asyncio.sleep(0.2)
+    await broker.publish(topic_for(TASK), history.add())  # an event restarts the idle clock
+    events = await asyncio.wait_for(task, 5)
+    assert [e.sequence for e in events] == [1, 2]
+    assert COUNTERS.idle_timeouts - idle == 1
+    assert broker.fanout.subscriber_count == 0
+
+
+async def test_closing_the_stream_mid_way_releases_everything_at_once() -> None:
+    broker, history = MemoryBroker(), ListHistory()
+    await broker.connect()
+    for _ in range(5):
+        history.add()
+    open_before = COUNTERS.open_streams
+    stream = TaskEventStream(
+        TASK, after=0, history=True, store=history, broker=broker, queue_size=4, page_size=2
+    )
+    async with aclosing(stream.events()) as events:
+        first = await anext(events)  # suspended at a yield inside a history page
+        assert first.sequence == 1
+        assert broker.fanout.subscriber_count == 1
+        assert COUNTERS.open_streams == open_before + 1
+    # No await in between: the subscription went with the generator, not with the GC.
+    assert broker.fanout.subscriber_count == 0
+    assert COUNTERS.open_streams == open_before
+
+
+def test_the_stream_gate_counts_and_refuses_past_its_limit() -> None:
+    gate = StreamGate(2)
+    assert gate.try_acquire()
+    assert gate.try_acquire()
+    assert gate.full
+    assert not gate.try_acquire()
+    gate.release()
+    assert gate.open == 1
+    assert gate.try_acquire()
+    with pytest.raises(ValueError, match="at least 1"):
+        StreamGate(0)

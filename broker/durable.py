@@ -1,0 +1,289 @@
+"""Durable, at-least-once consumption of the event stream by consumer groups.
+
+Both brokers consume through `GroupConsumer`, the way both subscribe through
+`Fanout`: what a broker provides is a `GroupBackend` (read new entries, claim
+idle ones, acknowledge, dead-letter); what an entry means — valid event, bad
+bytes, a message that keeps failing, one trimmed away — is decided here once.
+
+One `__anext__`, in order of preference:
+
+    1. this consumer's own pending entries, once, when it starts (a consumer
+       that restarts under the same name picks up where it died);
+    2. every `claim_idle / 2` seconds: entries of ANY consumer of the group that
+       have been pending longer than `claim_idle` are claimed — a dead
+       consumer's work, or a failed handler's retry;
+    3. new entries, waiting up to `block_seconds` for one.
+
+An entry claimed more than `max_deliveries` times, or that is not a valid
+event (`schemas.decode_event` says why), is dead-lettered and acknowledged;
+the consumer goes on. Broker outages are waited out with backoff: nothing is
+lost, since an entry leaves the group only when acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from broker.protocol import (
+    BrokerUnavailableError,
+    DeadLetterReason,
+    DurableMessage,
+)
+from schemas import (
+    InvalidEventDataError,
+    InvalidEventError,
+    OversizedEventError,
+    UnknownEventTypeError,
+    decode_event,
+)
+
+log = logging.getLogger(__name__)
+
+BACKOFF_INITIAL = 0.1
+BACKOFF_CAP = 5.0
+# Every process joins under a new name (host-pid), so a group collects the names of dead
+# workers; once they hold nothing pending and have been silent this long, they are removed.
+FORGET_CONSUMERS_AFTER_SECONDS = 3600.0
+FORGET_EVERY_SECONDS = 600.0
+# How much of a refused payload goes into the log line; the dead-letter entry keeps it all.
+LOGGED_PAYLOAD_CHARS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One entry as a backend read it; `payload` is None when it is gone (trimmed)."""
+
+    message_id: str
+    topic: str | None
+    payload: str | bytes | None
+    deliveries: int
+
+
+@dataclass(slots=True)
+class DurableCounters:
+    """Counts over every consumer of one broker (for metrics)."""
+
+    delivered: int = 0  # valid messages handed to a consumer
+    redelivered: int = 0  # ... of which were claimed again (after a failure or a death)
+    acked: int = 0
+    invalid: int = 0  # refused by validation
+    dead_lettered: int = 0  # invalid ones, too-often-delivered ones, rejected ones
+    gone: int = 0  # pending entries trimmed from the stream before anyone handled them
+
+
+class GroupBackend(Protocol):
+    """What a broker does for one consumer of one group; raises `BrokerUnavailableError`."""
+
+    async def ensure_group(self, *, from_start: bool) -> None: ...
+
+    async def read_own_pending(self, count: int) -> list[StreamEntry]: ...
+
+    async def read_new(self, count: int, block_seconds: float) -> list[StreamEntry]: ...
+
+    async def claim_idle(self, min_idle_seconds: float, count: int) -> list[StreamEntry]: ...
+
+    async def ack(self, message_id: str) -> None: ...
+
+    async def dead_letter(self, entry: StreamEntry, reason: DeadLetterReason, error: str) -> None:
+        """Store the entry in the dead-letter stream and acknowledge it, atomically."""
+        ...
+
+    async def forget_idle_consumers(self, idle_seconds: float) -> int:
+        """Remove consumers with nothing pending that have not read for `idle_seconds`."""
+        ...
+
+
+def refusal_reason(exc: InvalidEventError) -> DeadLetterReason:
+    if isinstance(exc, OversizedEventError):
+        return DeadLetterReason.OVERSIZED
+    if isinstance(exc, UnknownEventTypeError):
+        return DeadLetterReason.UNKNOWN_TYPE
+    if isinstance(exc, InvalidEventDataError):
+        return DeadLetterReason.INVALID_DATA
+    return DeadLetterReason.MALFORMED
+
+
+def as_text(raw: str | bytes) -> str:
+    return raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
+
+
+class GroupConsumer:
+    """One consumer of one group; implements `broker.protocol.DurableConsumer`."""
+
+    def __init__(
+        self,
+        backend: GroupBackend,
+        *,
+        group: str,
+        consumer: str,
+        counters: DurableCounters,
+        is_closed: Callable[[], bool],
+        batch_size: int,
+        block_seconds: float,
+        claim_idle_seconds: float,
+        max_deliveries: int,
+    ) -> None:
+        if batch_size < 1 or max_deliveries < 1:
+            raise ValueError("batch_size and max_deliveries must be at least 1")
+        if block_seconds <= 0 or claim_idle_seconds <= 0:
+            raise ValueError("block_seconds and claim_idle_seconds must be positive")
+        self._backend = backend
+        self._group = group
+        self._consumer = consumer
+        self._counters = counters
+        self._is_closed = is_closed
+        self._batch_size = batch_size
+        self._block = block_seconds
+        self._claim_idle = claim_idle_seconds
+        self._max_deliveries = max_deliveries
+        self._buffer: deque[StreamEntry] = deque()
+        self._from_start = False
+        self._group_ready = False
+        self._closed = False
+        self._own_pending_read = False
+        self._next_claim = 0.0
+        self._next_forget = 0.0
+        self._backoff = BACKOFF_INITIAL
+        self._fields = {"group": group, "consumer": consumer}
+
+    @property
+    def group(self) -> str:
+        return self._group
+
+    @property
+    def consumer(self) -> str:
+        return self._consumer
+
+    async def start(self, *, from_start: bool) -> None:
+        """Create the group if it does not exist; during an outage, leave that to the reads."""
+        self._from_start = from_start
+        try:
+            await self._backend.ensure_group(from_start=from_start)
+            self._group_ready = True
+        except BrokerUnavailableError as exc:
+            log.warning("consumer group not created yet", extra={**self._fields, "error": str(exc)})
+
+    def close(self) -> None:
+        """End the iteration (the consume context was left)."""
+        self._closed = True
+
+    def _stopped(self) -> bool:
+        return self._closed or self._is_closed()
+
+    def __aiter__(self) -> GroupConsumer:
+        return self
+
+    async def __anext__(self) -> DurableMessage:
+        while not self._stopped():
+            try:
+                if not self._buffer:
+                    self._buffer.extend(await self._fetch())
+                while self._buffer:
+                    message = await self._admit(self._buffer.popleft())
+                    if message is not None:
+                        self._backoff = BACKOFF_INITIAL
+                        return message
+                self._backoff = BACKOFF_INITIAL
+            except BrokerUnavailableError as exc:
+                # What could not be read, acked or set aside stays pending in the
+                # group and is claimed again: waiting out the outage loses nothing.
+                if self._stopped():
+                    break
+                log.warning(
+                    "durable consumer cannot reach the broker; retrying in %.1f s",
+                    self._backoff,
+                    extra={**self._fields, "error": str(exc)},
+                )
+                await asyncio.sleep(self._backoff * random.uniform(0.5, 1.0))  # noqa: S311 -- jitter
+                self._backoff = min(self._backoff * 2, BACKOFF_CAP)
+        raise StopAsyncIteration
+
+    async def ack(self, message: DurableMessage) -> None:
+        await self._backend.ack(message.message_id)
+        self._counters.acked += 1
+
+    async def dead_letter(self, message: DurableMessage, error: str) -> None:
+        entry = StreamEntry(message.message_id, message.topic, message.payload, message.deliveries)
+        await self._set_aside(entry, DeadLetterReason.REJECTED, error)
+
+    async def _fetch(self) -> list[StreamEntry]:
+        if not self._group_ready:
+            await self._backend.ensure_group(from_start=self._from_start)
+            self._group_ready = True
+        if not self._own_pending_read:
+            own = await self._backend.read_own_pending(self._batch_size * 64)
+            self._own_pending_read = True
+            if own:
+                log.info("own pending messages", extra={**self._fields, "count": len(own)})
+                return own
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._next_forget:
+            self._next_forget = loop.time() + FORGET_EVERY_SECONDS
+            forgotten = await self._backend.forget_idle_consumers(FORGET_CONSUMERS_AFTER_SECONDS)
+            if forgotten:
+                log.info("forgot idle consumers", extra={**self._fields, "count": forgotten})
+        if loop.time() >= self._next_claim:
+            self._next_claim = loop.time() + self._claim_idle / 2
+            claimed = await self._backend.claim_idle(self._claim_idle, self._batch_size)
+            if claimed:
+                log.info("claimed idle messages", extra={**self._fields, "count": len(claimed)})
+                return claimed
+        block = min(self._block, max(self._next_claim - loop.time(), 0.01))
+        return await self._backend.read_new(self._batch_size, block)
+
+    async def _admit(self, entry: StreamEntry) -> DurableMessage | None:
+        """The entry as a message to handle, or None once it was set aside."""
+        fields = {**self._fields, "message_id": entry.message_id, "deliveries": entry.deliveries}
+        if entry.payload is None:
+            self._counters.gone += 1
+            log.warning("pending message was trimmed from the stream; acknowledged", extra=fields)
+            await self._backend.ack(entry.message_id)
+            return None
+        if entry.deliveries > self._max_deliveries:
+            error = f"delivered {entry.deliveries - 1} times without being acknowledged"
+            await self._set_aside(entry, DeadLetterReason.MAX_DELIVERIES, error)
+            return None
+        try:
+            envelope = decode_event(entry.payload)
+        except InvalidEventError as exc:
+            self._counters.invalid += 1
+            log.warning(
+                "invalid message refused",
+                extra={
+                    **fields,
+                    "reason": refusal_reason(exc).value,
+                    "error": str(exc),
+                    "raw": as_text(entry.payload)[:LOGGED_PAYLOAD_CHARS],
+                },
+            )
+            await self._set_aside(entry, refusal_reason(exc), str(exc))
+            return None
+        self._counters.delivered += 1
+        if entry.deliveries > 1:
+            self._counters.redelivered += 1
+        return DurableMessage(
+            message_id=entry.message_id,
+            topic=entry.topic or "",
+            envelope=envelope,
+            payload=as_text(entry.payload),
+            deliveries=entry.deliveries,
+        )
+
+    async def _set_aside(self, entry: StreamEntry, reason: DeadLetterReason, error: str) -> None:
+        await self._backend.dead_letter(entry, reason, error)
+        self._counters.dead_lettered += 1
+        log.warning(
+            "message dead-lettered",
+            extra={
+                **self._fields,
+                "message_id": entry.message_id,
+                "reason": reason.value,
+                "error": error,
+            },
+        )

@@ -1,0 +1,218 @@
+"""Consumer groups on the Redis stream `RedisBroker.publish` appends to.
+
+`RedisGroupBackend` is the Redis half of `broker.durable.GroupConsumer`:
+
+    read_new          XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS key >
+    read_own_pending  XPENDING key g - + n c            then XCLAIM … 0 <ids>
+    claim_idle        XPENDING key g IDLE ms - + n      then XCLAIM … ms <ids>
+    ack               XACK key g id
+    dead_letter       MULTI; XADD key:dead …; XACK key g id; EXEC
+    forget_idle_…     XINFO CONSUMERS key g          then XGROUP DELCONSUMER (idle, none pending)
+
+Why XPENDING + XCLAIM rather than XAUTOCLAIM: the delivery count decides when
+a message is dead-lettered, and only XPENDING reports it; and Redis 6.2 (the
+embedded server) answers XAUTOCLAIM of a trimmed entry with a bare nil, no id,
+so it could never be acknowledged. XCLAIM names its ids, so an id asked for
+and not returned is either trimmed (then acknowledged as gone) or was just
+claimed by another consumer (XCLAIM's min-idle check lost the race; skipped).
+
+The blocking XREADGROUP runs on the consumer's own connection (`reader`), so
+it never holds a connection of the publish pool for `block` milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from broker.durable import StreamEntry
+from broker.protocol import BrokerUnavailableError, DeadLetter, DeadLetterReason
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
+class RedisGroupBackend:
+    def __init__(
+        self,
+        commands: Redis,
+        reader: Redis,
+        *,
+        stream_key: str,
+        dead_key: str,
+        dead_maxlen: int,
+        group: str,
+        consumer: str,
+    ) -> None:
+        self._commands = commands
+        self._reader = reader
+        self._key = stream_key
+        self._dead_key = dead_key
+        self._dead_maxlen = dead_maxlen
+        self._group = group
+        self._consumer = consumer
+
+    async def ensure_group(self, *, from_start: bool) -> None:
+        try:
+            await self._commands.xgroup_create(
+                self._key, self._group, id="0" if from_start else "$", mkstream=True
+            )
+            log.info("consumer group created", extra={"group": self._group, "stream": self._key})
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise BrokerUnavailableError(f"XGROUP CREATE {self._group}: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailableError(f"XGROUP CREATE {self._group}: {exc}") from exc
+
+    async def read_new(self, count: int, block_seconds: float) -> list[StreamEntry]:
+        reply: Any = await self._call(
+            self._reader.xreadgroup(
+                self._group,
+                self._consumer,
+                {self._key: ">"},
+                count=count,
+                block=max(int(block_seconds * 1000), 1),
+            )
+        )
+        entries: list[StreamEntry] = []
+        for _stream, messages in reply or []:
+            for message_id, fields in messages:
+                entries.append(self._entry(message_id, fields, deliveries=1))
+        return entries
+
+    async def read_own_pending(self, count: int) -> list[StreamEntry]:
+        return await self._claim(min_idle_ms=0, count=count, owner=self._consumer)
+
+    async def claim_idle(self, min_idle_seconds: float, count: int) -> list[StreamEntry]:
+        return await self._claim(min_idle_ms=int(min_idle_seconds * 1000), count=count, owner=None)
+
+    async def ack(self, message_id: str) -> None:
+        await self._call(self._commands.xack(self._key, self._group, message_id))
+
+    async def dead_letter(self, entry: StreamEntry, reason: DeadLetterReason, error: str) -> None:
+        fields: dict[Any, Any] = {
+            "message_id": entry.message_id,
+            "group": self._group,
+            "consumer": self._consumer,
+            "reason": reason.value,
+            "error": error,
+            "topic": entry.topic or "",
+            "payload": entry.payload if entry.payload is not None else "",
+            "deliveries": entry.deliveries,
+        }
+
+        async def store_and_ack() -> None:
+            async with self._commands.pipeline(transaction=True) as pipe:
+                pipe.xadd(self._dead_key, fields, maxlen=self._dead_maxlen, approximate=True)
+                pipe.xack(self._key, self._group, entry.message_id)
+                await pipe.execute()
+
+        await self._call(store_and_ack())
+
+    async def forget_idle_consumers(self, idle_seconds: float) -> int:
+        consumers: Any = await self._call(self._commands.xinfo_consumers(self._key, self._group))
+        idle_ms = idle_seconds * 1000
+        forgotten = [
+            _text(c["name"])
+            for c in consumers
+            if c["pending"] == 0 and c["idle"] >= idle_ms and _text(c["name"]) != self._consumer
+        ]
+        for name in forgotten:
+            await self._call(self._commands.xgroup_delconsumer(self._key, self._group, name))
+        return len(forgotten)
+
+    async def _claim(self, *, min_idle_ms: int, count: int, owner: str | None) -> list[StreamEntry]:
+        pending: Any = await self._call(
+            self._commands.xpending_range(
+                self._key,
+                self._group,
+                min="-",
+                max="+",
+                count=count,
+                consumername=owner,
+                idle=min_idle_ms or None,
+            )
+        )
+        if not pending:
+            return []
+        ids: list[Any] = [_text(p["message_id"]) for p in pending]
+        delivered = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
+        claimed: Any = await self._call(
+            self._commands.xclaim(self._key, self._group, self._consumer, min_idle_ms, ids)
+        )
+        entries = [
+            self._entry(message_id, fields, deliveries=delivered[_text(message_id)] + 1)
+            for message_id, fields in claimed
+            if message_id is not None
+        ]
+        if len(entries) < len(claimed):  # Redis 6.2 answers a trimmed entry with nil
+            entries.extend(await self._gone(set(ids) - {e.message_id for e in entries}, delivered))
+        return entries
+
+    async def _gone(self, candidates: set[str], delivered: dict[str, int]) -> list[StreamEntry]:
+        """Of the ids XCLAIM did not return, those no longer in the stream."""
+        gone = []
+        for message_id in sorted(candidates):
+            if not await self._call(self._commands.xrange(self._key, message_id, message_id)):
+                gone.append(StreamEntry(message_id, None, None, delivered[message_id] + 1))
+        return gone
+
+    def _entry(
+        self, message_id: bytes | str, fields: dict[Any, Any], *, deliveries: int
+    ) -> StreamEntry:
+        topic = fields.get(b"topic", fields.get("topic"))
+        payload = fields.get(b"payload", fields.get("payload"))
+        return StreamEntry(
+            _text(message_id),
+            _text(topic) if topic is not None else None,
+            payload if payload is not None else b"",
+            deliveries,
+        )
+
+    async def _call(self, command: Awaitable[T]) -> T:
+        try:
+            return await command
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                # The group (or the whole stream) vanished: Redis lost its data, or
+                # someone destroyed the group. Recreate it over what the stream holds.
+                log.warning("consumer group is gone; recreating it", extra={"group": self._group})
+                await self.ensure_group(from_start=True)
+            raise BrokerUnavailableError(f"stream command failed: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailableError(f"stream command failed: {exc}") from exc
+
+
+async def read_dead_letters(commands: Redis, dead_key: str, count: int) -> list[DeadLetter]:
+    """The newest `count` dead letters, oldest first."""
+    try:
+        entries: Any = await commands.xrevrange(dead_key, count=count)
+    except (RedisError, OSError) as exc:
+        raise BrokerUnavailableError(f"XREVRANGE {dead_key}: {exc}") from exc
+    letters = []
+    for _entry_id, raw in reversed(entries or []):
+        fields = {_text(k): v for k, v in raw.items()}
+        letters.append(
+            DeadLetter(
+                message_id=_text(fields.get("message_id")),
+                group=_text(fields.get("group")),
+                consumer=_text(fields.get("consumer")),
+                reason=DeadLetterReason(_text(fields.get("reason"))),
+                error=_text(fields.get("error")),
+                topic=_text(fields.get("topic")) or None,
+                payload=_text(fields.get("payload")),
+                deliveries=int(_text(fields.get("deliveries")) or 0),
+            )
+        )
+    return letters

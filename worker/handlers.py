@@ -1,0 +1,224 @@
+"""Durable event handlers: every event, to every registered handler, with one effect each.
+
+Each `EventHandler` is a consumer group of its own (its `name`), so handlers
+progress independently and a slow webhook never holds back another handler.
+The runner consumes the group at least once (`EventBroker.consume`) and makes
+the effect happen once through `processed_events`: the handler runs inside
+the transaction that records `(handler name, event id)`, and writes its own
+rows through the connection it is given, so the mark and the effect commit
+together. Only then is the message acknowledged. A crash anywhere before the
+acknowledgement means a redelivery, which finds the mark and only acknowledges.
+
+A handler that raises is retried — the message stays pending and is claimed
+again after `claim_idle_seconds` — and dead-lettered after `max_deliveries`.
+A handler that knows it can never succeed raises `PermanentHandlerError` to
+dead-letter the message at once.
+
+Handlers are registered in code (`HandlerRunner.register`) or named in
+`TASKPLANE_EVENT_HANDLERS` as `module:attribute` paths to `EventHandler` objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from psycopg import AsyncConnection
+
+from broker import (
+    BrokerError,
+    BrokerNotConnectedError,
+    DurableConsumer,
+    DurableMessage,
+    EventBroker,
+)
+from schemas import EventEnvelope
+from settings import Settings
+from store.processed import ProcessedEvents
+
+log = logging.getLogger(__name__)
+
+HandlerFunc = Callable[[EventEnvelope, AsyncConnection], Awaitable[None]]
+
+RESTART_DELAY_SECONDS = 1.0
+
+
+class PermanentHandlerError(Exception):
+    """Raised by a handler that can never succeed with this event: dead-letter it now."""
+
+
+class HandlerConfigurationError(ValueError):
+    """A `TASKPLANE_EVENT_HANDLERS` entry that does not name an `EventHandler`."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventHandler:
+    """One durable handler. `name` is its consumer group and its key in `processed_events`."""
+
+    name: str
+    handle: HandlerFunc
+    event_types: frozenset[str] | None = None  # None: every type
+
+    def wants(self, event_type: str) -> bool:
+        return self.event_types is None or event_type in self.event_types
+
+
+@dataclass(slots=True)
+class HandlerCounters:
+    handled: int = 0  # effects committed
+    duplicates: int = 0  # deliveries of an event already processed: acknowledged only
+    failures: int = 0  # handler errors (the message is retried, then dead-lettered)
+    skipped: int = 0  # types the handler does not want: acknowledged only
+
+
+def default_consumer_name() -> str:
+    """Unique per process; a dead process's pending messages are claimed by the living."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def load_handlers(spec: str) -> list[EventHandler]:
+    """`"pkg.module:attr, other.module:attr"` → the `EventHandler` objects they name."""
+    handlers = []
+    for path in (part.strip() for part in spec.split(",")):
+        if not path:
+            continue
+        module_name, _, attribute = path.partition(":")
+        try:
+            handler = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise HandlerConfigurationError(f"cannot load event handler {path!r}: {exc}") from exc
+        if not isinstance(handler, EventHandler):
+            raise HandlerConfigurationError(f"{path!r} is not an EventHandler")
+        handlers.append(handler)
+    return handlers
+
+
+class HandlerRunner:
+    def __init__(
+        self,
+        broker: EventBroker,
+        processed: ProcessedEvents,
+        *,
+        consumer: str | None = None,
+        claim_idle_seconds: float = 30.0,
+        max_deliveries: int = 5,
+        block_seconds: float = 1.0,
+        batch_size: int = 16,
+    ) -> None:
+        self._broker = broker
+        self._processed = processed
+        self._consumer = consumer or default_consumer_name()
+        self._claim_idle = claim_idle_seconds
+        self._max_deliveries = max_deliveries
+        self._block = block_seconds
+        self._batch_size = batch_size
+        self._handlers: dict[str, EventHandler] = {}
+        self.counters = HandlerCounters()
+
+    @property
+    def handlers(self) -> Sequence[EventHandler]:
+        return list(self._handlers.values())
+
+    def register(self, handler: EventHandler) -> None:
+        if handler.name in self._handlers:
+            raise HandlerConfigurationError(f"two event handlers are named {handler.name!r}")
+        self._handlers[handler.name] = handler
+
+    async def run(self) -> None:
+        """Consume for every handler until cancelled or the broker closes."""
+        if not self._handlers:
+            log.info("no durable event handlers registered")
+            return
+        log.info(
+            "durable event handlers started",
+            extra={"handlers": sorted(self._handlers), "consumer": self._consumer},
+        )
+        async with asyncio.TaskGroup() as group:
+            for handler in self._handlers.values():
+                group.create_task(self._run_one(handler), name=f"handler-{handler.name}")
+
+    async def _run_one(self, handler: EventHandler) -> None:
+        while True:
+            try:
+                async with self._broker.consume(
+                    handler.name,
+                    consumer=self._consumer,
+                    claim_idle_seconds=self._claim_idle,
+                    max_deliveries=self._max_deliveries,
+                    block_seconds=self._block,
+                    batch_size=self._batch_size,
+                ) as consumer:
+                    async for message in consumer:
+                        await self._handle(handler, consumer, message)
+                return  # the broker closed
+            except BrokerNotConnectedError:
+                return  # closed before (or while) joining the group
+            except Exception:
+                # A bug or an unforeseen failure must not stop this handler for good.
+                log.exception(
+                    "event handler loop failed; restarting", extra={"handler": handler.name}
+                )
+                await asyncio.sleep(RESTART_DELAY_SECONDS)
+
+    async def _handle(
+        self, handler: EventHandler, consumer: DurableConsumer, message: DurableMessage
+    ) -> None:
+        envelope = message.envelope
+        fields = {
+            "handler": handler.name,
+            "event_id": envelope.id,
+            "event_type": envelope.type,
+            "task_id": envelope.subject,
+            "sequence": envelope.sequence,
+            "deliveries": message.deliveries,
+        }
+        if not handler.wants(envelope.type):
+            self.counters.skipped += 1
+        else:
+            try:
+                async with self._processed.first_time(handler.name, envelope.id) as conn:
+                    if conn is not None:
+                        await handler.handle(envelope, conn)
+            except PermanentHandlerError as exc:
+                self.counters.failures += 1
+                log.warning("event handler gave up", extra={**fields, "error": str(exc)})
+                await self._quietly(consumer.dead_letter(message, str(exc)), fields)
+                return
+            except Exception:
+                self.counters.failures += 1
+                log.exception("event handler failed; the event will be retried", extra=fields)
+                return
+            if conn is None:
+                self.counters.duplicates += 1
+                log.info("event already processed; acknowledging", extra=fields)
+            else:
+                self.counters.handled += 1  # committed, with its processed mark
+        await self._quietly(consumer.ack(message), fields)
+
+    @staticmethod
+    async def _quietly(command: Awaitable[None], fields: Mapping[str, object]) -> None:
+        try:
+            await command
+        except BrokerError as exc:
+            # Still pending in the group: it is claimed again, found processed, and acked then.
+            log.warning("could not acknowledge; left pending", extra={**fields, "error": str(exc)})
+
+
+def build_handler_runner(
+    broker: EventBroker, processed: ProcessedEvents, settings: Settings
+) -> HandlerRunner:
+    """The worker's runner, with the handlers `TASKPLANE_EVENT_HANDLERS` names (none by default)."""
+    runner = HandlerRunner(
+        broker,
+        processed,
+        claim_idle_seconds=settings.handler_claim_idle_seconds,
+        max_deliveries=settings.handler_max_deliveries,
+    )
+    for handler in load_handlers(settings.event_handlers):
+        runner.register(handler)
+    return runner
