@@ -9,10 +9,12 @@ from fastapi import FastAPI
 
 from api.problems import install_problem_handlers
 from api.routes import events, health, tasks
+from api.routes import schemas as schema_routes
 from api.services import Services
-from api.streaming import COUNTERS
+from api.streaming import StreamGate, register_stream_metrics
 from broker import EventBroker
 from broker.redis import RedisBroker
+from schemas.plugins import installed_plugins, register_input_models
 from settings import Settings, get_settings
 from store import EventStore, TaskReader, open_pool
 from telemetry.metrics import observe
@@ -21,6 +23,7 @@ from temporal.client import connect_client
 
 def create_app(settings: Settings | None = None, *, broker: EventBroker | None = None) -> FastAPI:
     settings = settings or get_settings()
+    register_input_models(installed_plugins())  # plugin task types are accepted too
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,7 +33,9 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
             max_size=settings.db_pool_max_size,
         )
         the_broker = broker or RedisBroker(
-            settings.require_redis_url(), publish_timeout=settings.publish_timeout_seconds
+            settings.require_redis_url(),
+            publish_timeout=settings.publish_timeout_seconds,
+            client_name=f"{settings.redis_client_name}-api",
         )
         try:
             await the_broker.connect()
@@ -54,10 +59,13 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
         summary="Observable, controllable, never-lose-an-event tasks on Temporal.",
         lifespan=lifespan,
     )
+    # The cap on concurrent SSE streams: one gate per app, and one app per process.
+    app.state.stream_gate = StreamGate(settings.sse_max_streams)
     install_problem_handlers(app)
     app.include_router(tasks.router)
     app.include_router(events.router)
     app.include_router(health.router)
+    app.include_router(schema_routes.router)
     _register_metrics_once(app, settings)
     return app
 
@@ -76,16 +84,11 @@ def _register_metrics_once(app: FastAPI, settings: Settings) -> None:
         services: Services | None = getattr(app.state, "services", None)
         return services.broker if services else None
 
-    observe("taskplane_sse_streams_open", "SSE streams open now", lambda: COUNTERS.open_streams)
-    observe(
-        "taskplane_sse_heals", "streams healed from the store", lambda: COUNTERS.heals, counter=True
-    )
-    observe(
-        "taskplane_sse_duplicates_dropped",
-        "live deliveries dropped as already sent",
-        lambda: COUNTERS.dropped_duplicates,
-        counter=True,
-    )
+    def gate_of_app() -> StreamGate | None:
+        gate: StreamGate | None = getattr(app.state, "stream_gate", None)
+        return gate
+
+    register_stream_metrics(broker_of_app, gate_of_app)
 
     def broker_connected() -> float:
         current = broker_of_app()

@@ -39,11 +39,37 @@ class DemoPipelineInput(BaseModel):
     hang_attempts: int = Field(default=1, ge=1)
     # A step attempt's start-to-close timeout; default: twice step_seconds plus 30 s.
     step_timeout_seconds: float | None = Field(default=None, ge=1)
+    # Step `flaky_at_step` fails (retryably) on its first `flaky_attempts` attempts.
+    flaky_at_step: int | None = Field(default=None, ge=1)
+    flaky_attempts: int = Field(default=1, ge=1)
+    # A durable timer before the first step ("run this in an hour").
+    start_delay_seconds: float = Field(default=0, ge=0, le=366 * 24 * 3600)
+
+
+class DemoFanoutInput(BaseModel):
+    """`demo.fanout`: `branches` steps run in parallel, at most `max_parallel` at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    branches: int = Field(default=4, ge=1, le=1000)
+    max_parallel: int = Field(default=2, ge=1, le=100)
+    step_seconds: float = Field(default=0.5, ge=0, le=3600)
+    progress_ticks: int = Field(default=0, ge=0, le=100_000)
+    fail_at_branch: int | None = Field(default=None, ge=1)
 
 
 TASK_INPUT_MODELS: dict[str, type[BaseModel]] = {
     "demo.pipeline": DemoPipelineInput,
+    "demo.fanout": DemoFanoutInput,
 }
+
+
+def register_task_input(task_type: str, model: type[BaseModel]) -> None:
+    """Make the API accept `task_type` with inputs validated by `model` (plugins)."""
+    existing = TASK_INPUT_MODELS.get(task_type)
+    if existing is not None and existing is not model:
+        raise ValueError(f"task type {task_type!r} is already registered")
+    TASK_INPUT_MODELS[task_type] = model
 
 
 class TaskWorkflowInput(BaseModel):
@@ -83,6 +109,7 @@ class DemoStepInput(BaseModel):
     fail: bool = False
     max_attempts: int = Field(default=3, ge=1)
     hang_attempts: int = Field(default=0, ge=0)
+    flaky_attempts: int = Field(default=0, ge=0)
 
 
 class DemoStepResult(BaseModel):

@@ -30,7 +30,11 @@ WITH task AS (
         task_type  = COALESCE(EXCLUDED.task_type, t.task_type),
         status     = CASE WHEN t.status IN ('completed', 'failed', 'cancelled') THEN t.status
                           ELSE COALESCE(%(status)s::text, t.status) END,
-        progress   = COALESCE(%(progress)s::float8, t.progress),
+        progress   = CASE
+            WHEN %(total_steps)s::int IS NOT NULL THEN GREATEST(t.progress, LEAST(100.0,
+                100.0 * (t.steps_completed + %(step_fraction)s::float8) / %(total_steps)s::int))
+            ELSE COALESCE(%(progress)s::float8, t.progress) END,
+        steps_completed = t.steps_completed + CASE WHEN %(completes_step)s THEN 1 ELSE 0 END,
         input      = COALESCE(EXCLUDED.input, t.input),
         owner      = COALESCE(EXCLUDED.owner, t.owner),
         result     = COALESCE(EXCLUDED.result, t.result),
@@ -91,6 +95,10 @@ class EventStore:
             "owner": update.owner,
             "result": Jsonb(update.result) if update.result is not None else None,
             "error": update.error,
+            # `t.steps_completed` is the count before this event: a completing step adds 1.
+            "step_fraction": update.step_fraction,
+            "total_steps": update.total_steps,
+            "completes_step": update.completes_step,
             "time": envelope.time,
             "event_id": envelope.id,
             "event_type": envelope.type,

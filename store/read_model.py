@@ -1,6 +1,9 @@
 """How each event moves the task read model (`tasks` row).
 
 Kept apart from the SQL so the rules are plain data a unit test can check.
+Progress of a task with steps is `(steps completed + fraction of the reporting
+step) / total steps`, never going backwards; counting completed steps (rather
+than reading the step's index) keeps it right when steps run in parallel.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ class TaskUpdate:
     owner: str | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    # Step events: how far the reporting step is (0..1) and of how many steps.
+    step_fraction: float | None = None
+    total_steps: int | None = None
+    completes_step: bool = False
 
 
-def _step_progress(data: dict[str, Any], done_fraction: float) -> float | None:
+def _step(data: dict[str, Any], fraction: float, *, completes: bool = False) -> TaskUpdate:
     total = data.get("total_steps")
     if not isinstance(total, int) or total < 1:
-        return None
-    index = int(data.get("index", 1))
-    return round(min(100.0, max(0.0, ((index - 1) + done_fraction) / total * 100.0)), 3)
+        return TaskUpdate()
+    return TaskUpdate(step_fraction=fraction, total_steps=total, completes_step=completes)
 
 
 def update_for(envelope: EventEnvelope) -> TaskUpdate:
@@ -45,11 +51,11 @@ def update_for(envelope: EventEnvelope) -> TaskUpdate:
                 owner=data.get("owner"),
             )
         case "task.step.started.v1":
-            return TaskUpdate(progress=_step_progress(data, 0.0))
+            return _step(data, 0.0)
         case "task.step.progress.v1":
-            return TaskUpdate(progress=_step_progress(data, float(data.get("percent", 0)) / 100))
+            return _step(data, min(1.0, max(0.0, float(data.get("percent", 0)) / 100)))
         case "task.step.completed.v1":
-            return TaskUpdate(progress=_step_progress(data, 1.0))
+            return _step(data, 1.0, completes=True)
         case "task.paused.v1":
             return TaskUpdate(status=TaskStatus.PAUSED)
         case "task.resumed.v1":

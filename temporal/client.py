@@ -18,7 +18,7 @@ from temporal.search_attributes import ALL_KEYS
 
 log = logging.getLogger(__name__)
 
-_INDEXED_TYPES = {
+INDEXED_VALUE_TYPES = {
     SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
 }
@@ -46,7 +46,7 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
         ListSearchAttributesRequest(namespace=namespace)
     )
     missing = {
-        key.name: _INDEXED_TYPES[key.indexed_value_type]
+        key.name: INDEXED_VALUE_TYPES[key.indexed_value_type]
         for key in ALL_KEYS
         if key.name not in existing.custom_attributes
     }

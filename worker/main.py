@@ -1,4 +1,4 @@
-"""The worker process: Temporal worker (workflows + activities) and the outbox relay."""
+"""The worker process: Temporal worker (workflows + activities), outbox relay, durable handlers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -14,23 +16,38 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities import DemoActivities, EventRecorder, RecordingActivities
 from broker.redis import RedisBroker
+from schemas.plugins import TaskTypePlugin, installed_plugins, register_input_models
 from settings import Settings, get_settings
 from store import EventStore, Outbox, open_pool
+from store.processed import ProcessedEvents
 from telemetry import configure_logging
 from telemetry.exit import exit_now
 from temporal.client import connect_client, ensure_search_attributes
+from worker.handlers import build_handler_runner
 from worker.relay import OutboxRelay
+from workflows.registry import register_runner
 from workflows.task_workflow import TaskWorkflow
 
 log = logging.getLogger(__name__)
 
 # Our own pure modules and pydantic are imported once, not per workflow run.
-SANDBOX_PASSTHROUGH = ("schemas", "activities.names", "temporal.search_attributes", "pydantic")
+SANDBOX_PASSTHROUGH = (
+    "schemas",
+    "activities.names",
+    "temporal.search_attributes",
+    "pydantic",
+    # The registry's state (built-in and plugin runners) must be the worker's, not a
+    # fresh copy per run; runners are deterministic functions, safe to share.
+    "workflows.registry",
+    "workflows.context",
+    "workflows.demo",
+)
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
+def workflow_runner(extra_passthrough: Sequence[str] = ()) -> SandboxedWorkflowRunner:
+    modules = (*SANDBOX_PASSTHROUGH, *extra_passthrough)
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
     )
 
 
@@ -41,8 +58,14 @@ def build_worker(
     task_queue: str,
     shutdown_grace: timedelta = timedelta(seconds=10),
     max_cached_workflows: int = 1000,
+    plugins: Sequence[TaskTypePlugin] = (),
 ) -> Worker:
     """The Temporal worker with every workflow and activity; tests build theirs here too."""
+    plugin_activities: list[Callable[..., Any]] = []
+    for plugin in plugins:
+        register_runner(plugin.name, plugin.runner)
+        plugin_activities.extend(plugin.activities(recorder))
+    register_input_models(plugins)
     return Worker(
         client,
         task_queue=task_queue,
@@ -50,8 +73,9 @@ def build_worker(
         activities=[
             RecordingActivities(recorder).record_event,
             DemoActivities(recorder).run_step,
+            *plugin_activities,
         ],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner([m for p in plugins for m in p.sandbox_modules]),
         graceful_shutdown_timeout=shutdown_grace,
         max_cached_workflows=max_cached_workflows,
         # Heartbeats reach the server at least every second, so a cancel (which
@@ -71,6 +95,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         settings.require_redis_url(),
         stream_maxlen=settings.broker_stream_maxlen,
         publish_timeout=settings.publish_timeout_seconds,
+        client_name=f"{settings.redis_client_name}-worker",
     )
     try:
         await broker.connect()
@@ -94,15 +119,19 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             task_queue=settings.task_queue,
             shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
             max_cached_workflows=settings.worker_max_cached_workflows,
+            plugins=installed_plugins(),
         )
+        handlers = build_handler_runner(broker, ProcessedEvents(pool), settings)
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        handlers_task = asyncio.create_task(handlers.run(), name="event-handlers")
         async with worker:
             log.info("worker started", extra={"task_queue": settings.task_queue})
             await stop.wait()
             log.info("worker stopping")
-        relay_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay_task
+        for task in (relay_task, handlers_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     finally:
         await broker.close()
         await pool.close()

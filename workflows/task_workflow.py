@@ -1,27 +1,30 @@
 """`TaskWorkflow`: one task = one workflow run. Deterministic code only.
 
-Task-level events go through `_emit`, which runs the `record_event` local
-activity under a lock, so events from the main loop and from handlers come out
-in one defined order. Step activities record their own step events.
+The workflow owns what every task type shares: task-level events through
+`_emit` (the `record_event` local activity, under a lock, so events from the
+main loop and from handlers come out in one defined order), pause and cancel at
+step boundaries, search attributes and details for operators, and the failure
+events of attempts that could not report themselves. What a task *does* is its
+type's runner (`workflows.registry`), which calls `run_step`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.names import DEMO_STEP, INVALID_EVENT, RECORD_EVENT, STEP_FAILED
+    from activities.names import INVALID_EVENT, RECORD_EVENT, STEP_FAILED
     from schemas.ids import step_failed_event_id
     from schemas.tasks import (
-        DemoPipelineInput,
-        DemoStepInput,
-        DemoStepResult,
         RecordEventInput,
         RecordEventResult,
         TaskStatus,
@@ -30,6 +33,8 @@ with workflow.unsafe.imports_passed_through():
         TaskWorkflowResult,
     )
     from temporal.search_attributes import TASK_STATUS, TASK_STEP
+    from workflows.demo import STEP_MAX_ATTEMPTS
+    from workflows.registry import runner_for
 
 # Patches: each guards a change of commands, so histories of older runs still replay.
 # Retire one (docs/versioning.md) once no run that started before it can be open.
@@ -43,19 +48,20 @@ RECORD_RETRY = RetryPolicy(
     maximum_attempts=0,  # never give up on an event: the store may be down for a while
     non_retryable_error_types=[INVALID_EVENT],
 )
-STEP_MAX_ATTEMPTS = 3
 STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=STEP_MAX_ATTEMPTS,
-    non_retryable_error_types=[STEP_FAILED],
+    non_retryable_error_types=[STEP_FAILED, INVALID_EVENT],
 )
 STEP_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
 
 class _CancelRequestedError(Exception):
-    """The `cancel` signal arrived; unwinds the step loop."""
+    """The `cancel` signal arrived; unwinds the runner."""
 
 
 @workflow.defn(name="TaskWorkflow")
@@ -66,9 +72,16 @@ class TaskWorkflow:
         self._pause_requested = False
         self._cancel_reason: str | None = None
         self._current_step: int | None = None
+        self._failed_step: int | None = None
         self._total_steps: int | None = None
         self._emit_lock = asyncio.Lock()
-        self._running_step: workflow.ActivityHandle[DemoStepResult] | None = None
+        self._boundary_lock = asyncio.Lock()
+        # Insertion-ordered, so cancelling them issues commands in a replayable order.
+        self._running: dict[int, workflow.ActivityHandle[Any]] = {}
+
+    @property
+    def task_id(self) -> str:
+        return self._task_id
 
     @workflow.run
     async def run(self, request: TaskWorkflowInput) -> TaskWorkflowResult:
@@ -79,11 +92,13 @@ class TaskWorkflow:
         )
         self._set_status(TaskStatus.RUNNING)
         try:
-            if request.task_type != "demo.pipeline":
+            runner = runner_for(request.task_type)
+            if runner is None:
                 raise ApplicationError(
                     f"unknown task type {request.task_type!r}", type="UnknownTaskType"
                 )
-            result = await self._run_demo(DemoPipelineInput.model_validate(request.input))
+            result = await runner(self, request.input)
+            await self._step_boundary()
         except _CancelRequestedError:
             return await self._finish_cancelled(self._cancel_reason)
         except asyncio.CancelledError:
@@ -93,61 +108,71 @@ class TaskWorkflow:
         except (ActivityError, ApplicationError) as exc:
             cause = exc.cause if isinstance(exc, ActivityError) and exc.cause else exc
             message = str(cause) or type(cause).__name__
-            await self._emit("task.failed.v1", {"error": message, "step": self._current_step})
+            step = self._failed_step or self._current_step
+            await self._emit("task.failed.v1", {"error": message, "step": step})
             self._set_status(TaskStatus.FAILED)
             raise ApplicationError(f"task failed: {message}", non_retryable=True) from exc
         await self._emit("task.completed.v1", {"result": result})
         self._set_status(TaskStatus.COMPLETED)
         return TaskWorkflowResult(status=TaskStatus.COMPLETED, result=result)
 
-    async def _run_demo(self, params: DemoPipelineInput) -> dict[str, Any]:
-        self._total_steps = params.steps
-        outputs: list[dict[str, Any]] = []
-        for index in range(1, params.steps + 1):
-            await self._step_boundary()
-            self._current_step = index
-            if workflow.patched(PATCH_TASK_STEP_ATTRIBUTE):
-                workflow.upsert_search_attributes([TASK_STEP.value_set(index)])
-            workflow.set_current_details(f"step {index} of {params.steps} running")
-            step = DemoStepInput(
-                task_id=self._task_id,
-                index=index,
-                total_steps=params.steps,
-                name=f"step-{index}",
-                step_seconds=params.step_seconds,
-                progress_ticks=params.progress_ticks,
-                fail=params.fail_at_step == index,
-                max_attempts=STEP_MAX_ATTEMPTS,
-                hang_attempts=params.hang_attempts if params.hang_at_step == index else 0,
-            )
-            timeout = params.step_timeout_seconds or params.step_seconds * 2 + 30
-            activity_task = workflow.start_activity(
-                DEMO_STEP,
-                step,
-                result_type=DemoStepResult,
-                start_to_close_timeout=timedelta(seconds=timeout),
-                heartbeat_timeout=STEP_HEARTBEAT_TIMEOUT,
-                retry_policy=STEP_RETRY,
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
-            self._running_step = activity_task
-            try:
-                done = await activity_task
-            except ActivityError as exc:
-                if self._cancel_reason is not None:
-                    raise _CancelRequestedError from None
-                if isinstance(exc.cause, TimeoutError) and workflow.patched(
-                    PATCH_TIMEOUT_STEP_FAILED
-                ):
-                    await self._last_attempt_timed_out(step, exc)
-                raise
-            finally:
-                self._running_step = None
-            outputs.append(done.output)
-        await self._step_boundary()
-        return {"steps": params.steps, "outputs": outputs}
+    # --- StepContext: what runners call ------------------------------------------------
 
-    async def _last_attempt_timed_out(self, step: DemoStepInput, exc: ActivityError) -> None:
+    def set_total_steps(self, total: int) -> None:
+        self._total_steps = total
+
+    async def delay(self, seconds: float) -> None:
+        # Only inputs that ask for it reach this timer, and no input from before it
+        # existed can, so older histories replay unchanged without a patch.
+        workflow.set_current_details(f"starting in {seconds:g} s")
+        with contextlib.suppress(TimeoutError):  # the delay passed: the usual way out
+            await workflow.wait_condition(
+                lambda: self._cancel_reason is not None, timeout=timedelta(seconds=seconds)
+            )
+
+    async def run_step(
+        self,
+        activity: str,
+        step: BaseModel,
+        *,
+        index: int,
+        name: str,
+        result_type: type[ResultT],
+        attempt_timeout: timedelta,
+    ) -> ResultT:
+        await self._step_boundary()
+        self._current_step = index
+        if workflow.patched(PATCH_TASK_STEP_ATTRIBUTE):
+            workflow.upsert_search_attributes([TASK_STEP.value_set(index)])
+        workflow.set_current_details(f"step {index} of {self._total_steps} running")
+        handle = workflow.start_activity(
+            activity,
+            step,
+            result_type=result_type,
+            start_to_close_timeout=attempt_timeout,
+            heartbeat_timeout=STEP_HEARTBEAT_TIMEOUT,
+            retry_policy=STEP_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        self._running[index] = handle
+        try:
+            result: ResultT = await handle
+            return result
+        except ActivityError as exc:
+            if self._cancel_reason is not None:
+                raise _CancelRequestedError from None
+            self._failed_step = self._failed_step or index
+            if isinstance(exc.cause, ActivityTimeoutError) and workflow.patched(
+                PATCH_TIMEOUT_STEP_FAILED
+            ):
+                await self._last_attempt_timed_out(index, name, exc)
+            raise
+        finally:
+            self._running.pop(index, None)
+
+    # --- the shared machinery ----------------------------------------------------------
+
+    async def _last_attempt_timed_out(self, index: int, name: str, exc: ActivityError) -> None:
         """The last attempt timed out and could not say so itself: say it, once.
 
         Same event id as the activity would use, so if it did speak, this dedupes.
@@ -157,8 +182,8 @@ class TaskWorkflow:
         await self._emit(
             "task.step.failed.v1",
             {
-                "index": step.index,
-                "name": step.name,
+                "index": index,
+                "name": name,
                 "error": f"attempt {attempt} timed out: {exc.cause}",
                 "attempt": attempt,
                 "will_retry": False,
@@ -167,20 +192,27 @@ class TaskWorkflow:
         )
 
     async def _step_boundary(self) -> None:
-        """Where pause and cancel take effect: between steps, never inside one."""
+        """Where pause and cancel take effect: between steps, never inside one.
+
+        Parallel steps all pass through here; the lock makes the first one emit
+        `task.paused.v1` (and later `task.resumed.v1`) and the others just wait.
+        """
         if self._cancel_reason is not None:
             raise _CancelRequestedError
         if not self._pause_requested:
             return
-        await self._emit("task.paused.v1", {"reason": None})
-        self._set_status(TaskStatus.PAUSED)
-        await workflow.wait_condition(
-            lambda: not self._pause_requested or self._cancel_reason is not None
-        )
-        if self._cancel_reason is not None:
-            raise _CancelRequestedError
-        await self._emit("task.resumed.v1", {})
-        self._set_status(TaskStatus.RUNNING)
+        async with self._boundary_lock:
+            if self._pause_requested and self._status is not TaskStatus.PAUSED:
+                await self._emit("task.paused.v1", {"reason": None})
+                self._set_status(TaskStatus.PAUSED)
+            await workflow.wait_condition(
+                lambda: not self._pause_requested or self._cancel_reason is not None
+            )
+            if self._cancel_reason is not None:
+                raise _CancelRequestedError
+            if self._status is TaskStatus.PAUSED:
+                await self._emit("task.resumed.v1", {})
+                self._set_status(TaskStatus.RUNNING)
 
     async def _finish_cancelled(self, reason: str | None) -> TaskWorkflowResult:
         await self._emit("task.cancelled.v1", {"reason": reason})
@@ -225,8 +257,8 @@ class TaskWorkflow:
         if self._status.terminal or self._cancel_reason is not None:
             return
         self._cancel_reason = reason or "cancelled by request"
-        if self._running_step is not None:
-            self._running_step.cancel()
+        for handle in self._running.values():
+            handle.cancel()
 
     @workflow.query
     def status(self) -> TaskStatusView:

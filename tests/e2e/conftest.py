@@ -97,7 +97,35 @@ def stack(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
         processes.stop_all()
 
 
+@pytest.fixture(scope="session")
+def replaying_stack(
+    services: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProcessStack]:
+    """A worker that caches no workflow: every workflow task replays the whole history,
+    so any non-determinism in the workflow code fails the tests that use it."""
+    processes = ProcessStack(
+        services, tmp_path_factory.mktemp("e2e-replaying"), worker_max_cached_workflows="0"
+    )
+    processes.start("worker")
+    processes.start("api")
+    try:
+        processes.wait_ready()
+        yield processes
+    finally:
+        processes.stop_all()
+
+
 @pytest.fixture
 async def client(stack: ProcessStack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture(params=["cached", "replaying"])
+async def both_workers_client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """The API of the normal stack, then of the one whose worker replays every task."""
+    chosen: ProcessStack = request.getfixturevalue(
+        "stack" if request.param == "cached" else "replaying_stack"
+    )
+    async with httpx.AsyncClient(base_url=chosen.base_url, timeout=30) as http:
         yield http

@@ -13,6 +13,13 @@ from tests.sse import Frame, collect_events
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture
+def client(both_workers_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Every test here runs twice: with a caching worker and with a replaying one."""
+    return both_workers_client
+
+
 TERMINAL = {"task.completed.v1", "task.failed.v1", "task.cancelled.v1"}
 
 

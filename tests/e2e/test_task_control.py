@@ -19,6 +19,12 @@ from tests.sse import collect_events
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture
+def client(both_workers_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Every test here runs twice: with a caching worker and with a replaying one."""
+    return both_workers_client
+
+
 async def listed(temporal: Client, query: str, within: float = 10) -> list[str]:
     """Workflow ids matching `query`, polling: the visibility store updates asynchronously."""
     deadline = time.monotonic() + within

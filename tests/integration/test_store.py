@@ -141,6 +141,37 @@ async def test_read_model_follows_events_and_terminal_status_sticks(
     assert record.task_type == "demo.pipeline"
 
 
+async def test_progress_counts_completed_steps_even_when_they_run_in_parallel(
+    pool: AsyncConnectionPool,
+) -> None:
+    store, reader = EventStore(pool), TaskReader(pool)
+    task_id = new_task_id()
+
+    async def progress_now() -> float:
+        record = await reader.get(task_id)
+        assert record is not None
+        return record.progress
+
+    def step(kind: str, index: int, **extra: Any) -> EventEnvelope:
+        data = {"index": index, "name": f"s{index}", "total_steps": 4, **extra}
+        return event(task_id, f"task.step.{kind}.v1", data)
+
+    await store.append(event(task_id, "task.created.v1", {"task_type": "demo.fanout", "input": {}}))
+    await store.append(step("started", 3, attempt=1))
+    await store.append(step("started", 4, attempt=1))
+    await store.append(step("progress", 4, percent=50))
+    assert await progress_now() == 12.5  # (0 completed + 0.5) / 4
+    await store.append(step("completed", 4, duration_seconds=1))
+    assert await progress_now() == 25.0
+    await store.append(step("progress", 3, percent=20))
+    assert await progress_now() == 30.0  # (1 + 0.2) / 4
+    await store.append(step("started", 1, attempt=1))  # a new step never moves progress back
+    assert await progress_now() == 30.0
+    for index in (3, 1, 2):
+        await store.append(step("completed", index, duration_seconds=1))
+    assert await progress_now() == 100.0
+
+
 async def test_task_pages_newest_first_with_filters_and_cursor(pool: AsyncConnectionPool) -> None:
     store, reader = EventStore(pool), TaskReader(pool)
     kind = f"kind-{uuid.uuid4().hex[:8]}"

@@ -21,33 +21,20 @@ def test_created_sets_type_input_and_running() -> None:
     assert update.input == {"steps": 2}
 
 
-def test_progress_spans_all_steps() -> None:
-    started = update_for(
-        envelope("task.step.started.v1", {"index": 2, "name": "s", "attempt": 1, "total_steps": 4})
-    )
-    halfway = update_for(
-        envelope(
-            "task.step.progress.v1", {"index": 2, "name": "s", "percent": 50, "total_steps": 4}
-        )
-    )
-    done = update_for(
-        envelope(
-            "task.step.completed.v1",
-            {"index": 4, "name": "s", "duration_seconds": 1, "total_steps": 4},
-        )
-    )
-    assert started.progress == 25.0
-    assert halfway.progress == 37.5
-    assert done.progress == 100.0
+def test_step_events_carry_fraction_and_total() -> None:
+    step = {"index": 2, "name": "s", "total_steps": 4}
+    started = update_for(envelope("task.step.started.v1", {**step, "attempt": 1}))
+    halfway = update_for(envelope("task.step.progress.v1", {**step, "percent": 50}))
+    done = update_for(envelope("task.step.completed.v1", {**step, "duration_seconds": 1}))
+    assert (started.step_fraction, started.total_steps, started.completes_step) == (0.0, 4, False)
+    assert (halfway.step_fraction, halfway.completes_step) == (0.5, False)
+    assert (done.step_fraction, done.completes_step) == (1.0, True)
 
 
 def test_progress_unknown_without_total_steps() -> None:
-    assert (
-        update_for(
-            envelope("task.step.progress.v1", {"index": 1, "name": "s", "percent": 10})
-        ).progress
-        is None
-    )
+    update = update_for(envelope("task.step.progress.v1", {"index": 1, "name": "s", "percent": 10}))
+    assert update.total_steps is None
+    assert update.progress is None
 
 
 def test_terminal_events_set_status_result_and_error() -> None:

@@ -99,6 +99,9 @@ def test_demo_pipeline_input_defaults_and_bounds() -> None:
         "hang_at_step": None,
         "hang_attempts": 1,
         "step_timeout_seconds": None,
+        "flaky_at_step": None,
+        "flaky_attempts": 1,
+        "start_delay_seconds": 0,
     }
     for bad in (
         {"steps": 0},
