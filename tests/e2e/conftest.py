@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +86,10 @@ class ProcessStack:
             self.stop(name)
 
 
-@pytest.fixture(scope="session")
-def stack(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStack]:
-    processes = ProcessStack(services, tmp_path_factory.mktemp("e2e-logs"))
+@contextmanager
+def running_stack(services: Any, log_dir: Path, **settings: str) -> Iterator[ProcessStack]:
+    """A worker and an API, ready, stopped on exit."""
+    processes = ProcessStack(services, log_dir, **settings)
     processes.start("worker")
     processes.start("api")
     try:
@@ -95,6 +97,12 @@ def stack(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
         yield processes
     finally:
         processes.stop_all()
+
+
+@pytest.fixture(scope="session")
+def stack(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStack]:
+    with running_stack(services, tmp_path_factory.mktemp("e2e-logs")) as processes:
+        yield processes
 
 
 @pytest.fixture(scope="session")
@@ -103,16 +111,9 @@ def replaying_stack(
 ) -> Iterator[ProcessStack]:
     """A worker that caches no workflow: every workflow task replays the whole history,
     so any non-determinism in the workflow code fails the tests that use it."""
-    processes = ProcessStack(
-        services, tmp_path_factory.mktemp("e2e-replaying"), worker_max_cached_workflows="0"
-    )
-    processes.start("worker")
-    processes.start("api")
-    try:
-        processes.wait_ready()
+    log_dir = tmp_path_factory.mktemp("e2e-replaying")
+    with running_stack(services, log_dir, worker_max_cached_workflows="0") as processes:
         yield processes
-    finally:
-        processes.stop_all()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ProcessStack
+from tests.e2e.conftest import ProcessStack, running_stack
 from tests.sse import Frame, collect_events
 
 pytestmark = pytest.mark.e2e
@@ -28,14 +28,8 @@ TERMINAL = {"task.completed.v1", "task.failed.v1", "task.cancelled.v1"}
 
 @pytest.fixture
 def own_stack(services: Any, tmp_path: Path) -> Iterator[ProcessStack]:
-    stack = ProcessStack(services, tmp_path, worker_shutdown_grace_seconds="8")
-    stack.start("worker")
-    stack.start("api")
-    try:
-        stack.wait_ready()
+    with running_stack(services, tmp_path, worker_shutdown_grace_seconds="8") as stack:
         yield stack
-    finally:
-        stack.stop_all()
 
 
 @pytest.fixture
