@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install up services test lint format migrate worker api clean-state
+.PHONY: help install up services test lint format migrate worker api clean-state schemas bench
 
 help:
 	@echo "make up           run the whole local stack (Ctrl-C stops it)"
@@ -22,7 +22,9 @@ help:
 	@echo "make format       ruff format and ruff check --fix"
 	@echo "make services     run only Postgres, Redis and Temporal"
 	@echo "make migrate      apply migrations to TASKPLANE_DATABASE_URL"
+	@echo "make schemas      regenerate schemas/json/ and docs/asyncapi.json from the event models"
 	@echo "make worker|api   run one process against TASKPLANE_* servers"
+	@echo "make bench        benchmarks (~7 min; BENCH_ARGS=--quick: ~1.5 min): bench/results/, docs/performance.md"
 	@echo "make clean-state  delete $(STATE_DIR)/ (all local data)"
 
 $(STAMP): pyproject.toml
@@ -55,6 +57,15 @@ format: $(STAMP)
 
 migrate: $(STAMP)
 	$(BIN)/taskplane migrate
+
+# Refuses a change that breaks a published event schema (docs/events.md).
+schemas: $(STAMP)
+	$(BIN)/python -m schemas.export
+
+# Starts its own servers on free ports; prints a table, writes bench/results/<mode>.json.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 worker: $(STAMP)
 	$(BIN)/taskplane worker

@@ -1,0 +1,101 @@
+"""What every part of a bench run shares: the servers, one client of each kind, sizes."""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from psycopg_pool import AsyncConnectionPool
+from temporalio.client import Client
+
+from bench.procs import tree_cpu_seconds
+from bench.stack import Endpoints
+from broker.redis import RedisBroker
+
+
+@dataclass
+class Sizes:
+    """How much work each part does; `quick()` is the ~1-minute smoke run."""
+
+    throughput_rounds: int = 3
+    throughput_variants: str = ""  # comma-separated names; empty: every variant
+    throughput_diagnostics: bool = True
+    throughput_concurrency: int = 20
+    throughput_warmup_seconds: float = 2.0
+    throughput_window_seconds: float = 6.0
+    latency_rounds: int = 2
+    latency_tasks: int = 8
+    latency_rate: float = 200.0  # events/s over all tasks
+    latency_seconds: float = 15.0
+    capacity_steps: tuple[int, ...] = (1000, 2000, 3000, 4000, 5000)
+    capacity_topics: int = 100
+    capacity_floor_streams: int = 2000
+    fanout_clients: int = 1000
+    fanout_events: int = 10
+    replay_events: int = 10_000
+    replay_repeats: int = 5
+    lever_events: int = 500
+    lever_rounds: int = 5
+
+    def override(self, assignments: list[str]) -> Sizes:
+        """`name=value` strings (from `--set`); tuples as comma-separated integers."""
+        for assignment in assignments:
+            name, _, raw = assignment.partition("=")
+            current = getattr(self, name)  # AttributeError names an unknown size
+            value: object
+            if isinstance(current, tuple):
+                value = tuple(int(part) for part in raw.split(","))
+            elif isinstance(current, bool):
+                value = raw.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                value = type(current)(raw)
+            setattr(self, name, value)
+        return self
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            throughput_rounds=1,
+            throughput_diagnostics=False,
+            throughput_concurrency=10,
+            throughput_warmup_seconds=1.0,
+            throughput_window_seconds=2.0,
+            latency_rounds=1,
+            latency_tasks=4,
+            latency_rate=100.0,
+            latency_seconds=4.0,
+            capacity_steps=(250, 500),
+            capacity_topics=25,
+            capacity_floor_streams=500,
+            fanout_clients=200,
+            fanout_events=3,
+            replay_events=2000,
+            replay_repeats=2,
+            lever_events=100,
+            lever_rounds=1,
+        )
+
+
+@dataclass
+class BenchContext:
+    endpoints: Endpoints
+    client: Client
+    pool: AsyncConnectionPool
+    broker: RedisBroker
+    log_dir: Path
+    sizes: Sizes
+    # name → pid of the servers the bench started (empty for servers it was given).
+    server_pids: dict[str, int] = field(default_factory=dict)
+
+    def cpu_snapshot(self) -> dict[str, float]:
+        """CPU seconds so far: this process (the in-process worker and driver) and each server."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        snapshot = {"bench_process": usage.ru_utime + usage.ru_stime}
+        for name, pid in self.server_pids.items():
+            snapshot[name] = tree_cpu_seconds(pid)
+        return snapshot
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in before if name in after}

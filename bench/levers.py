@@ -1,0 +1,153 @@
+"""Part 5: speed levers, measured and reported (never applied here: production is not the bench's).
+
+- Recording one event (`EventRecorder.record`: validate, append, publish,
+  mark published), sequentially for one task, on a loop of its own in a
+  thread of its own, so `time.thread_time()` is the recording's CPU alone:
+  production on asyncio's loop; production on uvloop; and with each Postgres
+  write as one autocommit round trip (`fewer_round_trips_recorder`).
+- Decoding one live message in the API: `schemas.decode_event` (what each SSE
+  stream does with every broker message, so a fan-out to N clients decodes the
+  same message N times) against a bare `orjson.loads`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import uvloop
+from psycopg_pool import AsyncConnectionPool
+
+from activities import EventRecorder
+from bench.context import BenchContext, cpu_delta
+from bench.recorders import fewer_round_trips_recorder
+from bench.stats import median
+from broker.redis import RedisBroker
+from schemas import decode_event
+from store import EventStore, Outbox, open_pool
+
+RECORDERS = ("production", "production_uvloop", "fewer_round_trips")
+
+
+async def _record_many(ctx: BenchContext, kind: str, events: int) -> dict[str, float]:
+    """Record `events` progress events of one new task; wall and CPU per event (ms)."""
+    pool = await open_pool(ctx.endpoints.database_url, min_size=2, max_size=4)
+    autocommit = AsyncConnectionPool(
+        ctx.endpoints.database_url, min_size=2, max_size=4, kwargs={"autocommit": True}, open=False
+    )
+    await autocommit.open(wait=True)
+    broker = RedisBroker(ctx.endpoints.redis_url)
+    await broker.connect()
+    try:
+        recorder: EventRecorder
+        if kind == "fewer_round_trips":
+            recorder = fewer_round_trips_recorder(broker, autocommit)
+        else:
+            recorder = EventRecorder(EventStore(pool), Outbox(pool), broker)
+        task_id = str(uuid.uuid4())
+        await recorder.record(
+            event_id=str(uuid.uuid4()),
+            task_id=task_id,
+            event_type="task.created.v1",
+            data={"task_type": "demo.pipeline", "input": {}},
+        )
+        servers = ctx.cpu_snapshot()  # before the pools close: backends' CPU dies with them
+        wall, cpu = time.perf_counter(), time.thread_time()
+        for tick in range(1, events + 1):
+            await recorder.record(
+                event_id=str(uuid.uuid4()),
+                task_id=task_id,
+                event_type="task.step.progress.v1",
+                data={
+                    "index": 1,
+                    "name": "step-1",
+                    "percent": round(tick * 100 / events, 3),
+                    "message": f"tick {tick}/{events}",
+                    "total_steps": 1,
+                },
+            )
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        servers = cpu_delta(servers, ctx.cpu_snapshot())
+    finally:
+        await broker.close()
+        await pool.close()
+        await autocommit.close()
+    result = {"wall_ms": wall * 1000 / events, "cpu_ms": cpu * 1000 / events}
+    for name in ("postgres", "redis"):
+        if name in servers:
+            result[f"{name}_cpu_ms"] = servers[name] * 1000 / events
+    return result
+
+
+def _in_thread(ctx: BenchContext, kind: str, events: int) -> dict[str, float]:
+    """One run on a fresh loop in this (worker) thread: uvloop's or asyncio's."""
+    recorder = kind.removesuffix("_uvloop")
+    if kind.endswith("_uvloop"):
+        return uvloop.run(_record_many(ctx, recorder, events))
+    return asyncio.run(_record_many(ctx, recorder, events))
+
+
+async def _recording(ctx: BenchContext) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in RECORDERS}
+    events = ctx.sizes.lever_events
+    for _ in range(ctx.sizes.lever_rounds):
+        for kind in RECORDERS:
+            runs[kind].append(await asyncio.to_thread(_in_thread, ctx, kind, events))
+    summary: dict[str, Any] = {"events_per_run": events, "rounds": ctx.sizes.lever_rounds}
+    for kind, results in runs.items():
+        summary[kind] = {key: round(median([r[key] for r in results]), 3) for key in results[0]}
+    return summary
+
+
+def _decode_cost(iterations: int = 2000) -> dict[str, float]:
+    payload = orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/taskplane",
+            "type": "task.step.progress.v1",
+            "subject": str(uuid.uuid4()),
+            "time": "2026-11-27T10:00:00.123456Z",
+            "datacontenttype": "application/json",
+            "data": {
+                "index": 2,
+                "name": "step-2",
+                "percent": 42.5,
+                "message": "tick 17/40",
+                "total_steps": 3,
+            },
+            "sequence": 57,
+        }
+    ).decode()
+    decode_event(payload)  # warm
+
+    def per_call_us(fn: Callable[[str], Any]) -> float:
+        began = time.perf_counter()
+        for _ in range(iterations):
+            fn(payload)
+        return (time.perf_counter() - began) * 1e6 / iterations
+
+    decode_us = per_call_us(decode_event)
+    loads_us = per_call_us(orjson.loads)
+    return {
+        "decode_event_us": round(decode_us, 2),
+        "orjson_loads_us": round(loads_us, 2),
+        "decode_ms_per_1000_clients": round(decode_us, 2),  # µs per client = ms per 1,000
+    }
+
+
+async def run(ctx: BenchContext) -> dict[str, Any]:
+    recording = await _recording(ctx)
+    for kind in RECORDERS:
+        r = recording[kind]
+        print(f"  record() {kind:<18} {r['wall_ms']:.3f} ms wall  {r['cpu_ms']:.3f} ms CPU /event")
+    decode = _decode_cost()
+    print(
+        f"  decode_event {decode['decode_event_us']} µs/message"
+        f" (orjson.loads {decode['orjson_loads_us']} µs)"
+    )
+    return {"record": recording, "decode": decode}

@@ -1,0 +1,27 @@
+"""Inputs of the bench's own workflows (pure pydantic: safe to pass through the sandbox)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class BenchPipelineInput(BaseModel):
+    """A pipeline of `steps` steps, shaped like `demo.pipeline`."""
+
+    task_id: str
+    steps: int = Field(default=5, ge=1)
+    step_seconds: float = Field(default=0, ge=0)
+    progress_ticks: int = Field(default=0, ge=0)
+    # BenchEmitEveryEvent only: how the workflow records each event.
+    via: Literal["local_activity", "activity"] = "local_activity"
+    # BenchBare only, to take production's cost apart: its two task-level events
+    # through the `record_event` local activity, and its search-attribute upserts
+    # (TaskStatus at start and end, TaskStep at every step).
+    task_events: bool = False
+    upserts: bool = False
+
+
+class BenchPipelineResult(BaseModel):
+    steps: int

@@ -1,0 +1,217 @@
+"""Recorders the throughput and levers parts swap in for the production `EventRecorder`.
+
+Each keeps the production `record(...)` signature, so the production
+`TaskWorkflow`, `DemoActivities` and `record_event` run unchanged on top of
+it, and each writes through the production `EventStore.append` (its SQL and
+parameters, never a copy), changing only how connections and transactions
+are handed to it:
+
+- `NoIoRecorder`: validates and builds the envelope like production, then
+  stops: no Postgres, no Redis. Separates what the workflow's shape costs
+  (local activities, search attributes) from what the I/O costs.
+- `BatchingRecorder`: group commit. Concurrent `record` calls queue up; one
+  writer appends everything queued inside ONE transaction (each append its
+  own savepoint, as `EventStore.append` nests), commits once, publishes, and
+  marks the outbox rows in one UPDATE. Saves commits (fsyncs), not round trips.
+- `fewer_round_trips_recorder`: production's recorder whose Postgres writes
+  each go out as ONE autocommit statement instead of BEGIN, statement, COMMIT.
+  Measures a lever only: without the explicit transaction a duplicate id
+  would keep its sequence bump, so the statement would need changing first.
+- `BatchAppender`: the one-transaction append, used to seed the replay part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from activities.recorder import EventRecorder
+from broker import BrokerError, EventBroker, topic_for
+from schemas import EventEnvelope, check_size, validate_data
+from schemas.tasks import RecordEventResult
+from store import AppendResult, EventStore, Outbox
+
+log = logging.getLogger(__name__)
+
+
+def build_envelope(
+    event_id: str, task_id: str, event_type: str, data: dict[str, Any]
+) -> EventEnvelope:
+    """What `EventRecorder.record` builds before it appends: validated data, time = now."""
+    model = validate_data(event_type, data)
+    envelope = EventEnvelope(
+        id=event_id,
+        type=event_type,
+        subject=task_id,
+        time=datetime.now(UTC),
+        data=model.model_dump(mode="json"),
+    )
+    check_size(envelope)
+    return envelope
+
+
+class _OneConnection:
+    """Stands in for the pool `EventStore` takes: every checkout is one given connection.
+
+    Inside the caller's open transaction, `EventStore.append`'s own
+    `conn.transaction()` becomes a savepoint (psycopg nests them).
+    """
+
+    def __init__(self, conn: AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        yield self._conn
+
+
+class _NoTransaction:
+    """An autocommit connection whose `transaction()` sends nothing (no BEGIN/COMMIT)."""
+
+    def __init__(self, conn: AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        yield None
+
+    async def execute(self, query: Any, params: Any = None) -> Any:
+        return await self._conn.execute(query, params)
+
+    async def commit(self) -> None:
+        pass
+
+
+class _NoTransactionPool:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[_NoTransaction]:
+        async with self._pool.connection() as conn:
+            yield _NoTransaction(conn)
+
+
+def fewer_round_trips_recorder(
+    broker: EventBroker, autocommit_pool: AsyncConnectionPool
+) -> EventRecorder:
+    """Production's recorder, store and outbox over autocommit connections, no BEGIN/COMMIT."""
+    store = EventStore(cast(AsyncConnectionPool, _NoTransactionPool(autocommit_pool)))
+    return EventRecorder(store, Outbox(autocommit_pool), broker)
+
+
+class BatchAppender:
+    """Append many events through `EventStore.append` inside one transaction."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def append_many(self, envelopes: Sequence[EventEnvelope]) -> list[AppendResult]:
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+            store = EventStore(cast(AsyncConnectionPool, _OneConnection(conn)))
+            return [await store.append(envelope) for envelope in envelopes]
+
+
+async def mark_published(pool: AsyncConnectionPool, outbox_ids: list[int]) -> None:
+    """`Outbox.mark_published` for many rows in one statement."""
+    if outbox_ids:
+        async with pool.connection() as conn:
+            await conn.execute(
+                "UPDATE outbox SET published_at = now(), attempts = attempts + 1"
+                " WHERE id = ANY(%s)",
+                (outbox_ids,),
+            )
+
+
+class NoIoRecorder(EventRecorder):
+    def __init__(self) -> None:  # no store, outbox or broker: that is the point
+        pass
+
+    async def record(
+        self, *, event_id: str, task_id: str, event_type: str, data: dict[str, Any]
+    ) -> RecordEventResult:
+        build_envelope(event_id, task_id, event_type, data).to_json()
+        return RecordEventResult(sequence=1, duplicate=False)
+
+
+@dataclass(slots=True)
+class _Pending:
+    envelope: EventEnvelope
+    done: asyncio.Future[RecordEventResult]
+
+
+class BatchingRecorder(EventRecorder):
+    """Group commit: everything queued while the previous batch was written goes next."""
+
+    def __init__(
+        self,
+        broker: EventBroker,
+        pool: AsyncConnectionPool,
+        *,
+        publish_timeout: float = 1.0,
+        max_batch: int = 100,
+    ) -> None:
+        super().__init__(EventStore(pool), Outbox(pool), broker, publish_timeout=publish_timeout)
+        self._appender = BatchAppender(pool)
+        self._pool = pool
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._max_batch = max_batch
+        self.batch_sizes: list[int] = []
+
+    async def record(
+        self, *, event_id: str, task_id: str, event_type: str, data: dict[str, Any]
+    ) -> RecordEventResult:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_forever(), name="bench-batch-writer")
+        envelope = build_envelope(event_id, task_id, event_type, data)
+        done: asyncio.Future[RecordEventResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(envelope, done))
+        return await done
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    async def _write_forever(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < self._max_batch:
+                batch.append(self._queue.get_nowait())
+            self.batch_sizes.append(len(batch))
+            try:
+                await self._write(batch)
+            except Exception as exc:
+                for pending in batch:
+                    if not pending.done.done():
+                        pending.done.set_exception(exc)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        appended = await self._appender.append_many([p.envelope for p in batch])
+        published: list[int] = []
+        for pending, row in zip(batch, appended, strict=True):
+            if row.duplicate or row.outbox_id is None:
+                continue
+            try:
+                async with asyncio.timeout(self._publish_timeout):
+                    topic = topic_for(pending.envelope.subject)
+                    await self._broker.publish(topic, row.envelope_json)
+                published.append(row.outbox_id)
+            except (BrokerError, TimeoutError):
+                log.warning("bench batch publish failed; left to the outbox relay")
+        await mark_published(self._pool, published)
+        # Like production, a caller returns only once its outbox row is marked.
+        for pending, row in zip(batch, appended, strict=True):
+            pending.done.set_result(
+                RecordEventResult(sequence=row.sequence, duplicate=row.duplicate)
+            )

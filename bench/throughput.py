@@ -1,0 +1,283 @@
+"""Part 1: task and event throughput of `demo.pipeline` against bare Temporal.
+
+Every variant runs the same pipeline (5 steps, `step_seconds=0`, no progress
+ticks) on a fresh in-process worker built like the production one, with C
+workflows in flight at all times (closed loop); a run's rate is the number of
+workflows completed inside a fixed window after a warm-up, per second.
+Variants run in interleaved rounds (the order rotates each round) and each
+variant's ratio to bare Temporal is taken per round, against
+the baseline run of the same round, then the median over rounds is reported:
+the machine is shared and its noise moves whole rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from activities import EventRecorder
+from bench.context import BenchContext, cpu_delta
+from bench.models import BenchPipelineInput
+from bench.recorders import BatchingRecorder, NoIoRecorder
+from bench.stats import median
+from bench.worker import bench_worker
+from schemas.tasks import TaskWorkflowInput
+from store import EventStore, Outbox
+from temporal.client import workflow_id_for
+
+STEPS = 5
+BASELINE = "bare_temporal"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    workflow: str
+    recorder: str  # "none" | "production" | "no_io" | "batched"
+    make_input: Callable[[str], Any]
+    # Diagnostics take production's cost apart (part of a full run; skipped
+    # by --quick unless named in `throughput_variants`).
+    diagnostic: bool = False
+
+
+def _task_input(task_id: str) -> TaskWorkflowInput:
+    return TaskWorkflowInput(
+        task_id=task_id,
+        task_type="demo.pipeline",
+        input={"steps": STEPS, "step_seconds": 0, "progress_ticks": 0},
+    )
+
+
+def _bench_input(via: str, **flags: bool) -> Callable[[str], BenchPipelineInput]:
+    def make(task_id: str) -> BenchPipelineInput:
+        return BenchPipelineInput.model_validate(
+            {"task_id": task_id, "steps": STEPS, "via": via, **flags}
+        )
+
+    return make
+
+
+VARIANTS = (
+    Variant(
+        BASELINE,
+        "bare Temporal: 5 no-op step activities, nothing recorded",
+        "BenchBare",
+        "none",
+        _bench_input("local_activity"),
+    ),
+    Variant(
+        "taskplane",
+        "production: steps record their own events, task events by local activity",
+        "TaskWorkflow",
+        "production",
+        _task_input,
+    ),
+    Variant(
+        "taskplane_batched",
+        "production shape, group commit (one transaction per batch of queued events)",
+        "TaskWorkflow",
+        "batched",
+        _task_input,
+    ),
+    Variant(
+        "local_activity_per_event",
+        "every event recorded by the workflow through a local activity",
+        "BenchEmitEveryEvent",
+        "production",
+        _bench_input("local_activity"),
+    ),
+    Variant(
+        "activity_per_event",
+        "every event recorded by the workflow through a regular activity",
+        "BenchEmitEveryEvent",
+        "production",
+        _bench_input("activity"),
+    ),
+    Variant(
+        "taskplane_no_io",
+        "production workflow and activities, recorder without Postgres/Redis",
+        "TaskWorkflow",
+        "no_io",
+        _task_input,
+    ),
+    Variant(
+        "bare_plus_task_events",
+        "bare + production's 2 task-level local activities (recorder without I/O)",
+        "BenchBare",
+        "no_io",
+        _bench_input("local_activity", task_events=True),
+        diagnostic=True,
+    ),
+    Variant(
+        "bare_plus_upserts",
+        "bare + production's search-attribute upserts (status x2, step x5)",
+        "BenchBare",
+        "none",
+        _bench_input("local_activity", upserts=True),
+        diagnostic=True,
+    ),
+)
+
+
+def _recorder(ctx: BenchContext, kind: str) -> EventRecorder:
+    store, outbox = EventStore(ctx.pool), Outbox(ctx.pool)
+    if kind == "production":
+        return EventRecorder(store, outbox, ctx.broker)
+    if kind == "batched":
+        return BatchingRecorder(ctx.broker, ctx.pool)
+    return NoIoRecorder()
+
+
+@dataclass
+class Window:
+    seconds: float
+    completed: list[str]
+    cpu: dict[str, float]
+
+
+async def _closed_loop(
+    ctx: BenchContext,
+    variant: Variant,
+    task_queue: str,
+    *,
+    lanes: int,
+    warmup: float,
+    window: float,
+) -> Window:
+    """`lanes` workflows in flight at all times; count what completes inside the window.
+
+    A steady state, not a batch: no ramp-up or tail in the figure. When the
+    window closes, lanes stop starting workflows and the ones in flight finish
+    (outside the window), so no run leaves work behind for the next.
+    """
+    completions: list[tuple[float, str]] = []
+    closing = asyncio.Event()
+
+    async def lane() -> None:
+        while not closing.is_set():
+            task_id = str(uuid.uuid4())
+            handle = await ctx.client.start_workflow(
+                variant.workflow,
+                variant.make_input(task_id),
+                id=workflow_id_for(task_id),
+                task_queue=task_queue,
+            )
+            await handle.result()
+            completions.append((time.monotonic(), task_id))
+
+    tasks = [asyncio.create_task(lane()) for _ in range(lanes)]
+    try:
+        await asyncio.sleep(warmup)
+        before = ctx.cpu_snapshot()
+        opened = time.monotonic()
+        await asyncio.sleep(window)
+        closed = time.monotonic()
+        cpu = cpu_delta(before, ctx.cpu_snapshot())
+        closing.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=120)
+    finally:
+        for task in tasks:
+            task.cancel()
+    completed = [task_id for at, task_id in completions if opened <= at <= closed]
+    return Window(closed - opened, completed, cpu)
+
+
+async def _count_events(ctx: BenchContext, task_ids: list[str]) -> int:
+    async with ctx.pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) FROM events WHERE task_id = ANY(%s)", (task_ids,)
+        )
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def run_variant(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
+    sizes = ctx.sizes
+    recorder = _recorder(ctx, variant.recorder)
+    task_queue = f"bench-{variant.name}-{uuid.uuid4().hex[:6]}"
+    try:
+        async with bench_worker(ctx.client, recorder, task_queue=task_queue):
+            window = await _closed_loop(
+                ctx,
+                variant,
+                task_queue,
+                lanes=sizes.throughput_concurrency,
+                warmup=sizes.throughput_warmup_seconds,
+                window=sizes.throughput_window_seconds,
+            )
+    finally:
+        if isinstance(recorder, BatchingRecorder):
+            await recorder.close()
+    records = variant.recorder in ("production", "batched")
+    events = await _count_events(ctx, window.completed) if records else 0
+    tasks = len(window.completed)
+    per_task = max(tasks, 1)
+    result: dict[str, Any] = {
+        "tasks": tasks,
+        "seconds": round(window.seconds, 3),
+        "tasks_per_s": round(tasks / window.seconds, 2),
+        "events": events,
+        "events_per_s": round(events / window.seconds, 1),
+        "cpu_ms_per_task": {
+            name: round(sec * 1000 / per_task, 2) for name, sec in window.cpu.items()
+        },
+    }
+    if isinstance(recorder, BatchingRecorder) and recorder.batch_sizes:
+        result["mean_batch_size"] = round(sum(recorder.batch_sizes) / len(recorder.batch_sizes), 2)
+    return result
+
+
+async def run(ctx: BenchContext) -> dict[str, Any]:
+    wanted = {name for name in ctx.sizes.throughput_variants.split(",") if name} or {
+        variant.name
+        for variant in VARIANTS
+        if ctx.sizes.throughput_diagnostics or not variant.diagnostic
+    }
+    wanted.add(BASELINE)
+    variants = tuple(variant for variant in VARIANTS if variant.name in wanted)
+    rounds: list[dict[str, dict[str, Any]]] = []
+    for index in range(ctx.sizes.throughput_rounds):
+        shift = index % len(variants)
+        order = variants[shift:] + variants[:shift]  # rotate: no variant always runs first
+        this_round: dict[str, dict[str, Any]] = {}
+        for variant in order:
+            this_round[variant.name] = await run_variant(ctx, variant)
+            print(
+                f"  throughput round {index + 1}: {variant.name:<26}"
+                f" {this_round[variant.name]['tasks_per_s']:7.2f} tasks/s",
+                flush=True,
+            )
+        rounds.append(this_round)
+    return summarise(rounds, variants)
+
+
+def summarise(
+    rounds: list[dict[str, dict[str, Any]]], variants: tuple[Variant, ...]
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {"steps": STEPS, "rounds": rounds, "variants": {}}
+    for variant in variants:
+        runs = [r[variant.name] for r in rounds if variant.name in r]
+        ratios = [
+            r[variant.name]["tasks_per_s"] / r[BASELINE]["tasks_per_s"]
+            for r in rounds
+            if variant.name in r and BASELINE in r
+        ]
+        cpu_names = runs[0]["cpu_ms_per_task"].keys() if runs else ()
+        summary["variants"][variant.name] = {
+            "description": variant.description,
+            "median_tasks_per_s": round(median([r["tasks_per_s"] for r in runs]), 2),
+            "median_events_per_s": round(median([r["events_per_s"] for r in runs]), 1),
+            "events_per_task": round(runs[0]["events"] / runs[0]["tasks"], 2) if runs else 0,
+            "median_ratio_to_bare": round(median(ratios), 3) if ratios else None,
+            "ratios_to_bare": [round(r, 3) for r in ratios],
+            "median_cpu_ms_per_task": {
+                name: round(median([r["cpu_ms_per_task"][name] for r in runs]), 2)
+                for name in cpu_names
+            },
+        }
+    return summary

@@ -1,0 +1,73 @@
+"""The bench's Temporal worker: production workflows and activities plus the bench's own.
+
+Built with the production worker's settings (`worker.main`: the same sandbox
+runner with the same pass-through modules, workflow cache, heartbeat
+throttling), so a variant differs from production only in what it names.
+
+`python -m bench.worker` runs it as a process of its own (the latency part's
+Workflow Streams side), configured by the same `TASKPLANE_*` variables as
+`python -m worker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import DemoActivities, EventRecorder, RecordingActivities
+from bench.activities import noop_step, streamed_step
+from bench.workflows import BareWorkflow, EmitEveryEventWorkflow, StreamedPipelineWorkflow
+from worker.main import workflow_runner
+from workflows.task_workflow import TaskWorkflow
+
+
+def bench_worker(client: Client, recorder: EventRecorder, *, task_queue: str) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[TaskWorkflow, BareWorkflow, EmitEveryEventWorkflow, StreamedPipelineWorkflow],
+        activities=[
+            RecordingActivities(recorder).record_event,
+            DemoActivities(recorder).run_step,
+            noop_step,
+            streamed_step,
+        ],
+        workflow_runner=workflow_runner(),
+        graceful_shutdown_timeout=timedelta(seconds=5),
+        max_cached_workflows=1000,
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
+        default_heartbeat_throttle_interval=timedelta(seconds=1),
+    )
+
+
+async def _main() -> None:
+    from bench.recorders import NoIoRecorder
+    from settings import get_settings
+    from telemetry import configure_logging
+    from temporal.client import connect_client
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = await connect_client(settings)
+    # This process only runs the Workflow Streams side: nothing goes to the store.
+    async with bench_worker(client, NoIoRecorder(), task_queue=settings.task_queue):
+        await stop.wait()
+
+
+def main() -> None:
+    from telemetry.exit import exit_now
+
+    asyncio.run(_main())
+    exit_now(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The bench must not rot: a seconds-long slice of two of its parts on the session's servers.
+
+No timing is asserted, only that each part runs end to end and produces
+sane (positive, complete) figures. The full bench is `make bench`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bench import replay, throughput
+from bench.context import BenchContext, Sizes
+from bench.report import targets
+from bench.stack import Endpoints
+from broker.redis import RedisBroker
+from settings import Settings
+from store import open_pool
+from temporal.client import connect_client
+
+pytestmark = pytest.mark.bench
+
+
+@pytest.fixture
+async def ctx(
+    database_url: str, redis_url: str, temporal_address: str, tmp_path: Path
+) -> AsyncIterator[BenchContext]:
+    endpoints = Endpoints(database_url, redis_url, temporal_address)
+    pool = await open_pool(database_url, min_size=1, max_size=8)
+    broker = RedisBroker(redis_url)
+    await broker.connect()
+    client = await connect_client(
+        Settings(database_url=database_url, redis_url=redis_url, temporal_address=temporal_address)
+    )
+    sizes = Sizes.quick().override(
+        [
+            "throughput_variants=taskplane",
+            "throughput_concurrency=4",
+            "throughput_warmup_seconds=0.5",
+            "throughput_window_seconds=2",
+            "replay_events=300",
+            "replay_repeats=1",
+        ]
+    )
+    yield BenchContext(endpoints, client, pool, broker, tmp_path, sizes)
+    await broker.close()
+    await pool.close()
+
+
+async def test_throughput_slice_measures_both_variants_and_their_ratio(
+    ctx: BenchContext,
+) -> None:
+    result = await throughput.run(ctx)
+
+    variants = result["variants"]
+    assert set(variants) == {"bare_temporal", "taskplane"}
+    assert variants["bare_temporal"]["median_tasks_per_s"] > 0
+    assert variants["taskplane"]["median_tasks_per_s"] > 0
+    # Every completed demo.pipeline of 5 steps recorded its 12 events.
+    assert variants["taskplane"]["events_per_task"] == 12
+    assert variants["taskplane"]["median_ratio_to_bare"] > 0
+    (target,) = targets({"throughput": result})
+    assert target["measured"] == variants["taskplane"]["median_ratio_to_bare"]
+
+
+async def test_replay_slice_reads_every_event_over_sse_and_history(ctx: BenchContext) -> None:
+    result = await replay.run(ctx)
+
+    for way in ("sse", "history_1000", "history_100"):
+        assert result[way]["events_read"] == [300], way
+        assert result[way]["median_events_per_s"] > 0
