@@ -43,6 +43,7 @@ from psycopg import sql
 
 from devstack.lock import DataDirLock
 from devstack.process import ManagedProcess, ProcessFailedError
+from devstack.server import SupervisedServer
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def postgres_bin_dir() -> Path:
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(SupervisedServer):
     """Postgres on a unix socket under `data_dir`; data kept across runs."""
 
     def __init__(
@@ -135,17 +136,6 @@ class EmbeddedPostgres:
             raise
         log.info("postgres ready in %.2fs on %s", time.monotonic() - began, self.socket_dir)
         return self.url
-
-    def stop(self) -> None:
-        """Fast shutdown; idempotent. The data stays."""
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-        self._lock.release()
-
-    @property
-    def process(self) -> ManagedProcess | None:
-        return self._process
 
     # -- steps -----------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ import redis
 from devstack.lock import DataDirLock
 from devstack.ports import LOOPBACK, free_port, port_in_use
 from devstack.process import ManagedProcess
+from devstack.server import SupervisedServer
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def redis_server_binary() -> Path:
     return Path(spec.origin).parent / "bin" / "redis-server"
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(SupervisedServer):
     """Redis on 127.0.0.1:<port> with its AOF in `data_dir`."""
 
     def __init__(
@@ -95,17 +96,6 @@ class EmbeddedRedis:
             raise
         log.info("redis ready in %.2fs on port %d", time.monotonic() - began, self.port)
         return self.url
-
-    def stop(self) -> None:
-        """Stop the server (AOF flushed); idempotent."""
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-        self._lock.release()
-
-    @property
-    def process(self) -> ManagedProcess | None:
-        return self._process
 
     def _choose_port(self) -> int:
         if self.requested_port is not None:

@@ -29,6 +29,7 @@ from devstack.aio import run_sync
 from devstack.lock import DataDirLock
 from devstack.ports import LOOPBACK, accepts_connections, ensure_free
 from devstack.process import ManagedProcess
+from devstack.server import SupervisedServer
 from temporal.client import ensure_search_attributes
 from temporal.search_attributes import CLI_TYPES
 
@@ -52,7 +53,7 @@ def temporal_binary() -> Path:
     return Path(found)
 
 
-class TemporalDevServer:
+class TemporalDevServer(SupervisedServer):
     """`temporal server start-dev` on 127.0.0.1:<port> with its SQLite file in `data_dir`."""
 
     def __init__(
@@ -134,17 +135,6 @@ class TemporalDevServer:
             raise
         log.info("temporal ready in %.2fs on %s", time.monotonic() - began, self.address)
         return self.address
-
-    def stop(self) -> None:
-        """Stop the server; idempotent. Its SQLite file stays."""
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-        self._lock.release()
-
-    @property
-    def process(self) -> ManagedProcess | None:
-        return self._process
 
     def _usable(self) -> bool:
         if not accepts_connections(self.port):
