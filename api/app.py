@@ -66,14 +66,14 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
     app.include_router(events.router)
     app.include_router(health.router)
     app.include_router(schema_routes.router)
-    _register_metrics_once(app, settings)
+    _register_metrics_once(app)
     return app
 
 
 _metrics_registered = False
 
 
-def _register_metrics_once(app: FastAPI, settings: Settings) -> None:
+def _register_metrics_once(app: FastAPI) -> None:
     """OpenTelemetry instruments are process-wide; several apps (tests) share them."""
     global _metrics_registered
     if _metrics_registered:

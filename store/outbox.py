@@ -78,13 +78,3 @@ class Outbox:
             rows = await cursor.fetchall()
             events = [PendingEvent(int(i), str(t), int(s), str(env)) for i, t, s, env in rows]
             yield OutboxBatch(conn, events)
-
-    async def pending_stats(self) -> tuple[int, float]:
-        """(pending count, age in seconds of the oldest pending row)."""
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)"
-                " FROM outbox WHERE published_at IS NULL"
-            )
-            row = await cursor.fetchone()
-        return (0, 0.0) if row is None else (int(row[0]), float(row[1]))

@@ -11,8 +11,6 @@ import contextvars
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,15 +29,6 @@ def log_context() -> dict[str, Any]:
 def bind_log_context(**fields: Any) -> None:
     """Add fields to the current context (an asyncio task inherits a copy)."""
     _context.set({**(_context.get() or {}), **fields})
-
-
-@contextmanager
-def scoped_log_context(**fields: Any) -> Iterator[None]:
-    token = _context.set({**(_context.get() or {}), **fields})
-    try:
-        yield
-    finally:
-        _context.reset(token)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

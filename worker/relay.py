@@ -34,7 +34,6 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._publish_timeout = publish_timeout
-        self.published_total = 0
 
     async def relay_once(self) -> int:
         """Publish one batch of pending rows; returns how many were published."""
@@ -59,7 +58,6 @@ class OutboxRelay:
                     extra={"task_id": pending.task_id, "sequence": pending.sequence},
                 )
             await batch.mark_published(published)
-        self.published_total += len(published)
         return len(published)
 
     async def run(self) -> None:

