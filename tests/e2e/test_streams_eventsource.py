@@ -52,6 +52,9 @@ async def test_eventsource_resumes_after_the_api_process_is_killed_and_restarted
             await asyncio.to_thread(api.wait_ready)
 
             await asyncio.wait_for(running, 60)
+        # A fresh connection: the pooled one sat idle past uvicorn's 5 s keep-alive, and
+        # reusing it races the server closing it ("Server disconnected").
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
             stored = (await http.get(f"/tasks/{task_id}/history", params={"limit": 1000})).json()
 
     assert source.closed  # stopped by the 204, not by giving up
