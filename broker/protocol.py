@@ -141,6 +141,10 @@ class DurableConsumer(Protocol):
         """Done with it: the group will not deliver it again."""
         ...
 
+    def close(self) -> None:
+        """End the iteration after the read in flight, without cancelling it."""
+        ...
+
     async def dead_letter(self, message: DurableMessage, error: str) -> None:
         """Set it aside now (reason `rejected`: it can never succeed), and ack it."""
         ...

@@ -409,8 +409,18 @@ async def next_message(consumer: DurableConsumer, within: float = 5.0) -> Durabl
 
 
 async def nothing_arrives(consumer: DurableConsumer, quiet: float = 0.3) -> bool:
+    """True when no message comes within `quiet` s; ends `consumer` either way.
+
+    The consumer is stopped with `close()`, as the worker stops it, rather than by
+    cancelling its read in flight: cancelling a blocked XREADGROUP inside redis-py
+    sometimes never completed, which hung the test.
+    """
+    waiting = asyncio.ensure_future(anext(aiter(consumer)))
+    done, _ = await asyncio.wait({waiting}, timeout=quiet)
+    if waiting not in done:
+        consumer.close()
     try:
-        message = await asyncio.wait_for(anext(aiter(consumer)), quiet)
-    except TimeoutError:
+        message = await asyncio.wait_for(waiting, 10)
+    except StopAsyncIteration:
         return True
     raise AssertionError(f"unexpected message {message}")
