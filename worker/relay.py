@@ -1,20 +1,68 @@
 """The outbox relay: publish what a recording activity could not.
 
-Rows are claimed with `FOR UPDATE SKIP LOCKED`, so any number of workers can
-relay at once; a row is only taken after a grace period, so the relay does not
-race the activity that is about to mark its own row published.
+When it runs a round:
+
+- at start-up (rows a dead worker left behind), then on a slow poll
+  (`outbox_poll_seconds`) as a safety net;
+- at once when this process's recorder hands a row over (`publish_failed`) or
+  any worker's recorder does (Postgres NOTIFY on `store.outbox.OUTBOX_CHANNEL`,
+  heard by `listen`), so a row another process could not publish does not wait
+  for the poll;
+- after a publish error it backs off (doubling up to `max_backoff`) and ignores
+  "handed over" wake-ups, which during an outage only say the broker is still
+  down; a "broker back" wake-up (a recorder's publish worked again) ends the
+  back-off at once.
+
+Claims are per task (`Outbox.claim`): several relays never publish one task's
+rows at the same time, and each publishes them oldest first; a failure stops
+the round, so a task's later row is never published before its earlier one by
+the relay. Rows are marked in the claim's transaction: a relay that dies
+mid-round leaves its rows pending, and they are published again (consumers
+drop duplicates by event id and sequence).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from activities import EventRecorder
+from activities.faults import kill_after_commit
 from broker import BrokerError, EventBroker, topic_for
-from store import Outbox
+from settings import Settings
+from store import EventStore, Outbox, OutboxBacklog, OutboxNotice
+from store.outbox import outbox_notices
+from telemetry.metrics import observe
 
 log = logging.getLogger(__name__)
+
+LISTEN_RETRY_SECONDS = 0.5
+
+
+@dataclass(slots=True)
+class RelayStats:
+    """Counters since start, and the backlog as of the last refresh (cached for metrics)."""
+
+    published: int = 0
+    failed: int = 0
+    rounds: int = 0
+    pending: int = 0
+    oldest_pending_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    published: int
+    failed: bool  # a publish failed: back off
+    full: bool  # the batch was full: more may be waiting
 
 
 class OutboxRelay:
@@ -27,50 +75,225 @@ class OutboxRelay:
         poll_interval: float,
         batch_size: int,
         publish_timeout: float,
+        max_backoff: float = 5.0,
+        backlog_interval: float = 5.0,
     ) -> None:
+        if grace.total_seconds() <= publish_timeout:
+            log.warning(
+                "outbox grace period is not longer than the publish timeout: the relay may"
+                " publish rows the recorder is still publishing (harmless duplicates)",
+                extra={"grace": grace.total_seconds(), "publish_timeout": publish_timeout},
+            )
         self._outbox = outbox
         self._broker = broker
         self._grace = grace
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._publish_timeout = publish_timeout
+        self._max_backoff = max(max_backoff, poll_interval)
+        self._backlog_interval = backlog_interval
+        self._backlog_at = float("-inf")
+        self._wake = asyncio.Event()
+        self._backing_off = False
+        self._broker_back = False  # a "broker back" notice arrived during the current round
+        self._listening = False
+        self.stats = RelayStats()
 
-    async def relay_once(self) -> int:
-        """Publish one batch of pending rows; returns how many were published."""
+    @property
+    def listening(self) -> bool:
+        """True while the LISTEN connection is up (other workers' notices reach us)."""
+        return self._listening
+
+    # --- wake-ups (PublishListener for this process's recorder, and NOTIFY) ------------
+
+    def publish_failed(self) -> None:
+        self.notice(OutboxNotice.HANDED_OVER)
+
+    def publish_recovered(self) -> None:
+        self.notice(OutboxNotice.BROKER_BACK)
+
+    def notice(self, notice: OutboxNotice | None) -> None:
+        """Run a round now; while backing off, only when the broker is back.
+
+        During an outage every hand over says only that the broker is still down.
+        """
+        if notice is OutboxNotice.BROKER_BACK:
+            self._broker_back = True
+        elif self._backing_off:
+            return
+        self._wake.set()
+
+    # --- the rounds ------------------------------------------------------------------
+
+    async def relay_once(self) -> RoundResult:
+        """Publish one batch of claimable rows."""
         published: list[int] = []
+        failed = False
         async with self._outbox.claim(grace=self._grace, limit=self._batch_size) as batch:
             for pending in batch.events:
+                fields = {
+                    "task_id": pending.task_id,
+                    "sequence": pending.sequence,
+                    "event_id": pending.event_id,
+                }
                 try:
                     async with asyncio.timeout(self._publish_timeout):
                         await self._broker.publish(
                             topic_for(pending.task_id), pending.envelope_json
                         )
                 except (BrokerError, TimeoutError) as exc:
-                    await batch.mark_failed(pending.outbox_id, str(exc) or type(exc).__name__)
-                    log.warning(
-                        "relay publish failed",
-                        extra={"task_id": pending.task_id, "sequence": pending.sequence},
-                    )
-                    break  # keep per-task order: try the rest on the next round
+                    error = str(exc) or type(exc).__name__
+                    await batch.mark_failed(pending.outbox_id, error)
+                    self.stats.failed += 1
+                    failed = True
+                    log.warning("relay publish failed", extra={**fields, "error": error})
+                    break  # the broker is likely down for all; keep per-task order
                 published.append(pending.outbox_id)
-                log.info(
-                    "relayed pending event",
-                    extra={"task_id": pending.task_id, "sequence": pending.sequence},
-                )
+                log.info("relayed pending event", extra=fields)
             await batch.mark_published(published)
-        return len(published)
+        self.stats.published += len(published)
+        self.stats.rounds += 1
+        full = len(batch.events) >= self._batch_size and not failed
+        return RoundResult(len(published), failed, full)
 
-    async def run(self) -> None:
-        backoff = self._poll_interval
+    async def refresh_backlog(self) -> OutboxBacklog:
+        """Read the backlog now and cache it for the metrics."""
+        backlog = await self._outbox.backlog()
+        self.stats.pending = backlog.pending
+        self.stats.oldest_pending_seconds = backlog.oldest_age_seconds
+        self._backlog_at = time.monotonic()
+        return backlog
+
+    async def run(self, listen_conninfo: str | None = None) -> None:
+        """Relay until cancelled; with `listen_conninfo`, also wake on other workers' NOTIFY."""
+        listener = None
+        if listen_conninfo is not None:
+            listener = asyncio.create_task(self.listen(listen_conninfo), name="outbox-listen")
+        try:
+            await self._loop()
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _loop(self) -> None:
+        delay = self._poll_interval
         while True:
+            self._wake.clear()
+            self._broker_back = False
             try:
-                count = await self.relay_once()
-                backoff = self._poll_interval
-                if count >= self._batch_size:
-                    continue  # more may be waiting
-            except asyncio.CancelledError:
-                raise
+                result = await self.relay_once()
+            except psycopg.Error as exc:
+                log.warning("outbox relay round failed", extra={"error": str(exc)})
+                result = RoundResult(0, failed=True, full=False)
             except Exception:
                 log.exception("outbox relay round failed")
-                backoff = min(backoff * 2, 30.0)
-            await asyncio.sleep(backoff)
+                result = RoundResult(0, failed=True, full=False)
+            if result.failed:
+                delay = min(delay * 2, self._max_backoff) if self._backing_off else delay
+                self._backing_off = True
+                if not self._broker_back:
+                    self._wake.clear()  # hand overs during a failed round: the same outage
+            else:
+                delay = self._poll_interval
+                self._backing_off = False
+            await self._maybe_refresh_backlog(force=result.published > 0)
+            if result.full:
+                continue  # more may be waiting
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    async def _maybe_refresh_backlog(self, *, force: bool) -> None:
+        if not force and time.monotonic() - self._backlog_at < self._backlog_interval:
+            return
+        try:
+            await self.refresh_backlog()
+        except psycopg.Error as exc:
+            log.debug("could not read the outbox backlog", extra={"error": str(exc)})
+
+    async def listen(self, conninfo: str) -> None:
+        """Wake on the outbox channel; reconnect after losing the connection."""
+        delay = LISTEN_RETRY_SECONDS
+        while True:
+            try:
+                async for notice in outbox_notices(conninfo):
+                    delay = LISTEN_RETRY_SECONDS
+                    self._listening = True
+                    # None: (re)connected, and NOTIFYs sent meanwhile are lost: look now.
+                    self.notice(notice)
+            except (psycopg.Error, OSError) as exc:
+                self._listening = False
+                log.warning(
+                    "outbox listener lost its connection; retrying",
+                    extra={"error": str(exc), "retry_in": delay},
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._max_backoff)
+
+
+def build_recorder_and_relay(
+    settings: Settings, pool: AsyncConnectionPool, broker: EventBroker
+) -> tuple[EventRecorder, OutboxRelay]:
+    """The worker's recording path: the recorder, and the relay it wakes."""
+    outbox = Outbox(pool)
+    relay = OutboxRelay(
+        outbox,
+        broker,
+        grace=timedelta(seconds=settings.outbox_grace_seconds),
+        poll_interval=settings.outbox_poll_seconds,
+        batch_size=settings.outbox_batch_size,
+        publish_timeout=settings.publish_timeout_seconds,
+        max_backoff=settings.relay_max_backoff_seconds,
+        backlog_interval=settings.relay_backlog_seconds,
+    )
+    fault = settings.outbox_test_kill_after_commit
+    if fault:
+        log.critical("TEST ONLY fault injection on: SIGKILL after committing %s", fault)
+    recorder = EventRecorder(
+        EventStore(pool),
+        outbox,
+        broker,
+        publish_timeout=settings.publish_timeout_seconds,
+        publish_listener=relay,
+        after_commit=kill_after_commit(fault) if fault else None,
+    )
+    return recorder, relay
+
+
+_current: OutboxRelay | None = None
+
+
+def register_relay_metrics(relay: OutboxRelay) -> None:
+    """Export the relay's counters and cached backlog; instruments are made once per process."""
+    global _current
+    first = _current is None
+    _current = relay
+    if not first:
+        return
+
+    def read(field: str) -> Callable[[], float]:
+        def value() -> float:
+            return float(getattr(_current.stats, field)) if _current is not None else 0.0
+
+        return value
+
+    observe("taskplane_outbox_pending", "outbox rows not yet published", read("pending"))
+    observe(
+        "taskplane_outbox_oldest_pending_seconds",
+        "age of the oldest unpublished outbox row",
+        read("oldest_pending_seconds"),
+    )
+    observe(
+        "taskplane_relay_published",
+        "events the outbox relay published",
+        read("published"),
+        counter=True,
+    )
+    observe(
+        "taskplane_relay_failed",
+        "outbox relay publishes that failed",
+        read("failed"),
+        counter=True,
+    )

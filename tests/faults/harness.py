@@ -1,0 +1,249 @@
+"""What every fault test sets up: a worker, an API, tasks, and observers of each task.
+
+`in_process_worker` assembles the worker the way `worker.main.run_worker` does — the
+same `build_recorder_and_relay`, Temporal worker, relay (with its LISTEN) and durable
+handler runner — but inside the test's event loop, on whatever URLs the test gives
+it (a proxy it can break, a Redis it can stop), with the fault tests' effects
+handler. Only the kill test needs a worker *process* (tests/e2e's `ProcessStack`).
+
+Observers of a run, all compared with the store by `tests.invariants`:
+
+- `SSEWatcher`: one SSE client of one task, from its first event;
+- the effects handler (`tests.faults.effects`), a durable consumer group;
+- `BrokerStreamView`: the broker's own durable stream (a publish may land twice
+  there; every event must land at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import EventRecorder
+from broker.redis import RedisBroker
+from settings import Settings
+from store import open_pool
+from store.processed import ProcessedEvents
+from temporal.client import connect_client
+from tests.faults.effects import effects_handler, handled
+from tests.invariants import Event, Observer, load_history
+from tests.sse import read_frames
+from worker.handlers import HandlerRunner
+from worker.main import build_worker
+from worker.relay import OutboxRelay, build_recorder_and_relay
+
+STREAM = "taskplane:events"
+QUICK_TASK = {"steps": 2, "step_seconds": 0.3, "progress_ticks": 3}
+
+MakeWorker = Callable[[Client, EventRecorder, str], Worker]
+
+
+def fault_settings(**overrides: Any) -> Settings:
+    """Settings for a test's worker: quick relay and handler timings, no metrics ports."""
+    values: dict[str, Any] = {
+        "task_queue": f"faults-{uuid.uuid4().hex[:8]}",
+        "publish_timeout_seconds": 0.3,
+        "outbox_grace_seconds": 0.5,
+        "outbox_poll_seconds": 1.0,
+        "relay_max_backoff_seconds": 1.0,
+        "handler_claim_idle_seconds": 1.0,
+        "worker_metrics_port": None,
+        "worker_metrics_temporal_port": None,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@dataclass
+class InProcessWorker:
+    settings: Settings
+    pool: AsyncConnectionPool
+    broker: RedisBroker
+    recorder: EventRecorder
+    relay: OutboxRelay
+    handlers: HandlerRunner
+    group: str
+
+
+@asynccontextmanager
+async def in_process_worker(
+    settings: Settings, *, group: str, make_worker: MakeWorker | None = None
+) -> AsyncIterator[InProcessWorker]:
+    pool = await open_pool(settings.require_database_url(), min_size=1, max_size=8)
+    broker = RedisBroker(
+        settings.require_redis_url(),
+        publish_timeout=settings.publish_timeout_seconds,
+        client_name=f"taskplane-faults-{group}",
+    )
+    background: list[asyncio.Task[None]] = []
+    try:
+        await broker.connect()
+        client = await connect_client(settings)
+        recorder, relay = build_recorder_and_relay(settings, pool, broker)
+        handlers = HandlerRunner(
+            broker,
+            ProcessedEvents(pool),
+            claim_idle_seconds=settings.handler_claim_idle_seconds,
+            block_seconds=0.2,
+        )
+        handlers.register(effects_handler(group))
+        worker = (make_worker or _default_worker)(client, recorder, settings.task_queue)
+        background = [
+            asyncio.create_task(relay.run(settings.require_database_url()), name="relay"),
+            asyncio.create_task(handlers.run(), name="handlers"),
+        ]
+        async with worker:
+            yield InProcessWorker(settings, pool, broker, recorder, relay, handlers, group)
+    finally:
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await broker.close()
+        await pool.close()
+
+
+def _default_worker(client: Client, recorder: EventRecorder, task_queue: str) -> Worker:
+    return build_worker(client, recorder, task_queue=task_queue)
+
+
+@dataclass
+class SSEWatcher:
+    """One SSE client of one task, reading from its first event until the stream ends."""
+
+    name: str
+    task_id: str
+    envelopes: list[dict[str, Any]] = field(default_factory=list)
+    status: int | None = None
+    error: str | None = None  # how the stream broke, if it did (the checker then sees gaps)
+    reading: asyncio.Task[None] | None = None
+
+    def start(self, http: httpx.AsyncClient) -> None:
+        self.reading = asyncio.create_task(self._read(http), name=f"sse-{self.name}")
+
+    async def _read(self, http: httpx.AsyncClient) -> None:
+        path = f"/tasks/{self.task_id}/events"
+        try:
+            async with http.stream("GET", path, timeout=60) as response:
+                self.status = response.status_code
+                async for frame in read_frames(response):
+                    if frame.data_lines and frame.event != "error":
+                        self.envelopes.append(frame.json())
+        except httpx.HTTPError as exc:
+            self.error = repr(exc)
+
+    def observer(self) -> Observer:
+        return Observer.sse(self.name, self.task_id, self.envelopes)
+
+    async def stop(self) -> None:
+        if self.reading is not None:
+            self.reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.reading
+
+
+class BrokerStreamView:
+    """Events that reached the broker's durable stream since `mark()`, for some tasks."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._redis = Redis.from_url(redis_url, decode_responses=True)
+        self._after = "0-0"
+
+    async def mark(self) -> None:
+        newest: Any = await self._redis.xrevrange(STREAM, count=1)
+        self._after = newest[0][0] if newest else "0-0"
+
+    async def events(self, task_ids: Iterable[str]) -> list[Event]:
+        """What the stream holds for these tasks; nothing while Redis cannot be reached."""
+        wanted = set(task_ids)
+        try:
+            entries: Any = await self._redis.xrange(STREAM, min=f"({self._after}")
+        except RedisError:
+            return []
+        found: list[Event] = []
+        for _, fields in entries:
+            # Other tests in the session publish deliberate garbage to this stream.
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                found.append(Event.from_envelope(fields["payload"]))
+        return [e for e in found if e.task_id in wanted]
+
+    async def group_ready(self, group: str, within: float = 20) -> None:
+        deadline = time.monotonic() + within
+        while True:
+            with contextlib.suppress(Exception):
+                groups: Any = await self._redis.xinfo_groups(STREAM)
+                if any(g["name"] == group for g in groups):
+                    return
+            assert time.monotonic() < deadline, f"consumer group {group} never appeared"
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+async def create_task(http: httpx.AsyncClient, task_input: dict[str, Any] | None = None) -> str:
+    response = await http.post(
+        "/tasks", json={"type": "demo.pipeline", "input": task_input or QUICK_TASK}
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["task_id"])
+
+
+def watch(http: httpx.AsyncClient, task_id: str, clients: int = 2) -> list[SSEWatcher]:
+    watchers = [SSEWatcher(f"sse {n} of {task_id[:8]}", task_id) for n in range(clients)]
+    for watcher in watchers:
+        watcher.start(http)
+    return watchers
+
+
+def collector(
+    pool: AsyncConnectionPool,
+    task_ids: list[str],
+    watchers: list[SSEWatcher],
+    group: str,
+    stream: BrokerStreamView | None = None,
+) -> Callable[[], Awaitable[tuple[list[Event], list[Observer]]]]:
+    """What `wait_until_delivered` polls: the store's history and every observer's view."""
+
+    async def collect() -> tuple[list[Event], list[Observer]]:
+        history = await load_history(pool, task_ids)
+        observers = [w.observer() for w in watchers]
+        observers.append(Observer(f"handler {group}", await handled(pool, group, task_ids)))
+        if stream is not None:
+            observers.append(
+                Observer("broker stream", await stream.events(task_ids), at_least_once=True)
+            )
+        return history, observers
+
+    return collect
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float = 20, what: str = "") -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what or check.__name__}"
+        await asyncio.sleep(0.05)
+
+
+async def pending_rows(pool: AsyncConnectionPool, task_ids: list[str]) -> int:
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) FROM outbox WHERE task_id = ANY(%s) AND published_at IS NULL",
+            (task_ids,),
+        )
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,287 @@
+"""The outbox relay on the real Postgres and Redis: what it claims, in what order, when it wakes.
+
+Broker outages are real: the relay's Redis connection goes through a proxy the
+test takes down (tests/faults/proxy.py), never a fake broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from activities import EventRecorder
+from broker import Subscription, topic_for
+from broker.redis import RedisBroker
+from schemas import EventEnvelope
+from store import EventStore, Outbox, open_pool
+from telemetry.metrics import metrics_text
+from tests.faults.proxy import fault_proxy
+from tests.own_database import own_database
+from worker.relay import OutboxRelay, register_relay_metrics
+
+FOREVER = timedelta(hours=1)
+
+
+def progress(task_id: str, percent: float) -> EventEnvelope:
+    return EventEnvelope(
+        id=str(uuid.uuid4()),
+        type="task.step.progress.v1",
+        subject=task_id,
+        time=datetime.now(UTC),
+        data={"index": 1, "name": "s", "percent": percent, "total_steps": 1},
+    )
+
+
+async def orphans(pool: AsyncConnectionPool, per_task: int, tasks: int = 1) -> list[str]:
+    """Tasks whose events are committed and never published (as after a crash)."""
+    store = EventStore(pool)
+    task_ids = [str(uuid.uuid4()) for _ in range(tasks)]
+    for n in range(per_task):
+        for task_id in task_ids:
+            await store.append(progress(task_id, n))
+    return task_ids
+
+
+def relay_for(pool: AsyncConnectionPool, broker: RedisBroker, **overrides: Any) -> OutboxRelay:
+    options: dict[str, Any] = {
+        "grace": FOREVER,
+        "poll_interval": 30.0,
+        "batch_size": 100,
+        "publish_timeout": 0.3,
+        "max_backoff": 30.0,
+        **overrides,
+    }
+    return OutboxRelay(Outbox(pool), broker, **options)
+
+
+@pytest.fixture
+async def db_url(database_url: str) -> AsyncIterator[str]:
+    """A database of this test's own: no other relay of the session takes its rows."""
+    async with own_database(database_url, "relay") as url:
+        yield url
+
+
+@pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    the_pool = await open_pool(db_url, min_size=1, max_size=4)
+    yield the_pool
+    await the_pool.close()
+
+
+@pytest.fixture
+async def broker(redis_url: str) -> AsyncIterator[RedisBroker]:
+    the_broker = RedisBroker(redis_url, publish_timeout=0.3, client_name="taskplane-relay-test")
+    await the_broker.connect()
+    yield the_broker
+    await the_broker.close()
+
+
+@contextlib.asynccontextmanager
+async def running(relay: OutboxRelay, conninfo: str | None = None) -> AsyncIterator[None]:
+    task = asyncio.create_task(relay.run(conninfo))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def received(subscription: Subscription, count: int, within: float = 5) -> list[int]:
+    """The sequences of the next `count` messages on a subscription."""
+    sequences: list[int] = []
+    deadline = time.monotonic() + within
+    while len(sequences) < count:
+        delivery = await subscription.get(timeout=max(0.01, deadline - time.monotonic()))
+        assert delivery is not None, f"only {sequences} arrived"
+        if delivery.payload is not None:
+            sequences.append(int(orjson.loads(delivery.payload)["sequence"]))
+    return sequences
+
+
+async def until(check: Callable[[], bool], within: float = 5) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+async def test_handed_over_rows_skip_the_grace_period_orphans_wait_for_it(
+    pool: AsyncConnectionPool,
+) -> None:
+    outbox = Outbox(pool)
+    (orphaned, handed) = await orphans(pool, 2, tasks=2)
+    async with outbox.claim(grace=timedelta(0), limit=10_000) as batch:
+        handed_row = next(e.outbox_id for e in batch.events if e.task_id == handed)
+    await outbox.hand_over(handed_row, "publish failed")
+    async with outbox.claim(grace=FOREVER, limit=10_000) as batch:
+        claimed = [(e.task_id, e.sequence) for e in batch.events]
+        assert (handed, 1) in claimed
+        assert orphaned not in {t for t, _ in claimed}
+    async with outbox.claim(grace=timedelta(0), limit=10_000) as batch:
+        mine = [(e.task_id, e.sequence) for e in batch.events if e.task_id == orphaned]
+        assert mine == [(orphaned, 1), (orphaned, 2)]  # oldest first
+        await batch.mark_published([e.outbox_id for e in batch.events])
+
+
+async def test_a_task_is_claimed_by_one_relay_at_a_time(
+    pool: AsyncConnectionPool, db_url: str
+) -> None:
+    other_process = await open_pool(db_url, min_size=1, max_size=1)
+    try:
+        first, second = Outbox(pool), Outbox(other_process)
+        task_ids = await orphans(pool, 3, tasks=2)
+        async with first.claim(grace=timedelta(0), limit=10_000) as held:
+            mine = [(e.task_id, e.sequence) for e in held.events if e.task_id in task_ids]
+            assert sorted(mine) == sorted((t, s) for t in task_ids for s in (1, 2, 3))
+            async with second.claim(grace=timedelta(0), limit=10_000) as other:
+                assert not {e.task_id for e in other.events} & set(task_ids)
+        # Released without marking: the next claim gets them again, still oldest first.
+        async with second.claim(grace=timedelta(0), limit=10_000) as batch:
+            again = [(e.task_id, e.sequence) for e in batch.events if e.task_id == task_ids[0]]
+            assert again == [(task_ids[0], 1), (task_ids[0], 2), (task_ids[0], 3)]
+            await batch.mark_published([e.outbox_id for e in batch.events])
+    finally:
+        await other_process.close()
+
+
+async def test_two_relays_publish_each_task_once_in_order(
+    pool: AsyncConnectionPool, db_url: str, redis_url: str, broker: RedisBroker
+) -> None:
+    task_ids = await orphans(pool, 12, tasks=3)
+    other_pool = await open_pool(db_url, min_size=1, max_size=2)
+    other_broker = RedisBroker(redis_url, publish_timeout=0.3, client_name="taskplane-relay-2")
+    await other_broker.connect()
+    relays = [
+        relay_for(pool, broker, grace=timedelta(0), batch_size=5),
+        relay_for(other_pool, other_broker, grace=timedelta(0), batch_size=5),
+    ]
+    try:
+        async with contextlib.AsyncExitStack() as subscriptions:
+            subs = [
+                await subscriptions.enter_async_context(broker.subscribe(topic_for(t)))
+                for t in task_ids
+            ]
+
+            async def drain(relay: OutboxRelay) -> None:
+                while (await relay.relay_once()).published:
+                    pass
+
+            await asyncio.gather(*(drain(r) for r in relays))
+            for sub in subs:
+                assert await received(sub, 12) == list(range(1, 13))
+                assert await sub.get(timeout=0.2) is None  # and nothing twice
+        assert sum(r.stats.published for r in relays) >= 36
+    finally:
+        await other_broker.close()
+        await other_pool.close()
+
+
+async def test_a_hand_over_in_another_process_wakes_the_relay_at_once(
+    pool: AsyncConnectionPool, db_url: str, broker: RedisBroker
+) -> None:
+    relay = relay_for(pool, broker)  # polls every 30 s, takes orphans after an hour
+    other_process = await open_pool(db_url, min_size=1, max_size=1)
+    try:
+        async with running(relay, db_url):
+            await until(lambda: relay.listening)
+            rounds = relay.stats.rounds
+            (task_id,) = await orphans(other_process, 2)
+            async with broker.subscribe(topic_for(task_id)) as sub:
+                async with Outbox(other_process).claim(grace=timedelta(0), limit=10_000) as b:
+                    second = next(
+                        e.outbox_id for e in b.events if (e.task_id, e.sequence) == (task_id, 2)
+                    )
+                began = time.monotonic()
+                await Outbox(other_process).hand_over(second, "publish failed")
+                assert await received(sub, 1) == [2]  # handed over; 1 is an orphan: it waits
+                assert time.monotonic() - began < 2
+                await until(lambda: relay.stats.rounds > rounds)  # (counted after the commit)
+                assert await sub.get(timeout=0.3) is None
+    finally:
+        await other_process.close()
+
+
+async def test_back_off_while_the_broker_is_down_ends_when_a_publish_works_again(
+    pool: AsyncConnectionPool, redis_url: str, broker: RedisBroker
+) -> None:
+    where = urlsplit(redis_url)
+    async with fault_proxy(host=where.hostname, port=where.port) as proxy:
+        proxied = RedisBroker(
+            f"redis://127.0.0.1:{proxy.port}/0", publish_timeout=0.3, client_name="taskplane-p"
+        )
+        await proxied.connect()
+        relay = relay_for(pool, proxied)
+        recorder = EventRecorder(
+            EventStore(pool), Outbox(pool), proxied, publish_timeout=0.3, publish_listener=relay
+        )
+        task_id = str(uuid.uuid4())
+
+        async def record(percent: float) -> None:
+            await recorder.record(
+                event_id=str(uuid.uuid4()),
+                task_id=task_id,
+                event_type="task.step.progress.v1",
+                data={"index": 1, "name": "s", "percent": percent, "total_steps": 1},
+            )
+
+        try:
+            async with running(relay), broker.subscribe(topic_for(task_id)) as sub:
+                await proxy.outage()
+                for n in range(3):
+                    await record(n)  # never fails, though nothing can be published
+                # Woken by the first hand over (the poll is 30 s away), it failed ...
+                await until(lambda: relay.stats.failed >= 1)
+                await asyncio.sleep(0.2)
+                rounds = relay.stats.rounds
+                await record(3)  # a hand over while backing off does not wake it
+                await asyncio.sleep(0.3)
+                assert relay.stats.rounds == rounds
+                await proxy.restore()
+                began = time.monotonic()
+                await record(4)  # published by the recorder: the broker is back
+                assert sorted(await received(sub, 5)) == [1, 2, 3, 4, 5]
+                assert time.monotonic() - began < 2  # not the 30 s back-off
+                await until(lambda: relay.stats.published >= 4)  # the four handed over
+        finally:
+            await proxied.close()
+
+
+async def test_the_backlog_and_counters_are_metrics(
+    pool: AsyncConnectionPool, broker: RedisBroker
+) -> None:
+    relay = relay_for(pool, broker)
+    register_relay_metrics(relay)
+    await orphans(pool, 2)
+    backlog = await relay.refresh_backlog()
+    assert backlog.pending >= 2
+    assert relay.stats.pending == backlog.pending
+    samples = {
+        line.split(" ")[0].split("{")[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics_text().decode().splitlines()
+        if line.startswith(("taskplane_outbox", "taskplane_relay"))
+    }
+    assert samples["taskplane_outbox_pending"] == backlog.pending
+    assert samples["taskplane_outbox_oldest_pending_seconds"] >= 0
+    assert "taskplane_relay_published_total" in samples
+    assert "taskplane_relay_failed_total" in samples
+    relay = relay_for(pool, broker, grace=timedelta(0))
+    register_relay_metrics(relay)  # a second relay in one process: metrics follow it
+    while (await relay.relay_once()).published:
+        pass
+    await relay.refresh_backlog()
+    after = dict(
+        line.split(" ", 1) for line in metrics_text().decode().splitlines() if line[0] != "#"
+    )
+    pending = next(v for k, v in after.items() if k.startswith("taskplane_outbox_pending"))
+    assert float(pending) == relay.stats.pending == 0
