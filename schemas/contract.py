@@ -24,6 +24,7 @@ from schemas.envelope import (
     MAX_SEQUENCE,
     REQUIRED_ATTRIBUTES,
     SPEC_VERSION,
+    TRACEPARENT_PATTERN,
 )
 from schemas.errors import MAX_EVENT_BYTES
 from schemas.examples import example_envelope
@@ -90,6 +91,19 @@ def envelope_properties(event_type: str, data: dict[str, Any]) -> dict[str, Any]
                 "CloudEvents extension (Integer): the event's 1-based position in its"
                 " task, dense and increasing; the SSE frame id."
             ),
+        },
+        "traceparent": {
+            "type": "string",
+            "pattern": TRACEPARENT_PATTERN,
+            "description": (
+                "CloudEvents distributed-tracing extension: the W3C Trace Context"
+                " `traceparent` of the span that recorded the event (only while tracing is on)."
+            ),
+        },
+        "tracestate": {
+            "type": "string",
+            "maxLength": 512,
+            "description": "CloudEvents distributed-tracing extension: W3C `tracestate`.",
         },
         "data": data,
     }

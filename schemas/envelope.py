@@ -11,6 +11,8 @@ its JSON event format (https://github.com/cloudevents/spec/blob/v1.0.2/):
   32-bit JSON number): the per-task, dense, 1-based position assigned by the
   store when the event commits. An envelope is built without it (it does not
   exist yet) and the store splices it in.
+- `traceparent` and `tracestate` are the CloudEvents distributed-tracing
+  extension (W3C Trace Context strings), set only while tracing is on.
 - Unknown extension attributes are carried through, but their names must be
   lowercase ASCII letters and digits and their values JSON strings, integers
   or booleans, as the spec requires.
@@ -58,6 +60,8 @@ _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})",
 )
 _EXTENSION_NAME = re.compile(r"[a-z0-9]+")
+# W3C Trace Context `traceparent`: version-traceid-parentid-flags, lowercase hex.
+TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
 def format_time(value: datetime) -> str:
@@ -77,6 +81,17 @@ class EventEnvelope(BaseModel):
     datacontenttype: Literal["application/json"] = DATA_CONTENT_TYPE
     data: dict[str, Any]
     sequence: int | None = Field(default=None, ge=1, le=MAX_SEQUENCE, strict=True)
+    # CloudEvents distributed-tracing extension: the W3C Trace Context of the span that
+    # recorded the event, so a consumer's span joins the task's trace. Absent while
+    # tracing is off (docs/operations.md).
+    traceparent: str | None = Field(
+        default=None,
+        pattern=TRACEPARENT_PATTERN,
+        description="W3C `traceparent` of the span that recorded the event.",
+    )
+    tracestate: str | None = Field(
+        default=None, max_length=512, description="W3C `tracestate` that came with it."
+    )
 
     @field_validator("time", mode="before")
     @classmethod

@@ -131,8 +131,17 @@ def test_bad_envelope_attributes_are_malformed(changes: dict[str, Any]) -> None:
 
 
 def test_a_well_formed_extension_attribute_is_carried_through() -> None:
-    decoded = decode_event(raw(traceparent="00-abc-def-01"))
-    assert decoded.model_extra == {"traceparent": "00-abc-def-01"}
+    decoded = decode_event(raw(partitionkey="tenant-a"))
+    assert decoded.model_extra == {"partitionkey": "tenant-a"}
+
+
+def test_the_tracing_extension_is_known_and_checked() -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    decoded = decode_event(raw(traceparent=traceparent, tracestate="vendor=1"))
+    assert (decoded.traceparent, decoded.tracestate) == (traceparent, "vendor=1")
+    assert decoded.model_extra == {}
+    with pytest.raises(MalformedEventError, match="traceparent"):
+        decode_event(raw(traceparent="00-abc-def-01"))
 
 
 def test_unknown_type_says_which() -> None:
