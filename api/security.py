@@ -1,0 +1,33 @@
+"""Wires tenants, stream tokens and limits into an app (docs/security.md).
+
+One call from `create_app`, so the order of the middlewares is decided here:
+authentication runs first (outermost), so a request without a key is refused
+before a byte of its body is read; the body limit runs inside it.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api.auth import install_auth
+from api.limits import BodyLimitMiddleware, RateLimiter, TenantStreamGate
+from api.openapi import document_problems
+from api.routes import stream_tokens
+from api.stream_tokens import StreamTokens
+from settings import Settings
+
+
+def install_security(app: FastAPI, settings: Settings) -> None:
+    tokens = StreamTokens.from_settings(settings)
+    app.state.stream_tokens = tokens
+    app.state.creation_limiter = RateLimiter(
+        settings.limit_task_create_per_second, settings.limit_task_create_burst
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limit_body_bytes)
+    keys = install_auth(app, settings, tokens)  # added last: the outermost of the two
+    # One tenant in open mode: the per-process cap (503) is the only stream limit there.
+    app.state.tenant_streams = TenantStreamGate(
+        settings.limit_streams_per_tenant, enabled=not keys.open
+    )
+    app.include_router(stream_tokens.router)
+    document_problems(app, settings)
