@@ -1,0 +1,459 @@
+// The Taskplane task page: a live list of tasks, a form to start one, and a task view
+// with a progress bar per step, the event log as it arrives, and the control buttons.
+//
+// The list polls `GET /tasks` every 2 s instead of holding one EventSource per task:
+// it needs only each task's status and progress (the read model has both), a page
+// of 25 tasks would otherwise hold 25 streams per viewer against the API's stream
+// cap, and one request every 2 s is cheap. The task view, which needs every event,
+// streams (stream.js). Polling pauses while the tab is hidden.
+
+import { api, ApiError, onKeyNeeded } from "./api.js";
+import { TaskStream } from "./stream.js";
+
+const LIST_POLL_MS = 2000;
+const LIST_LIMIT = 25;
+const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+const FALLBACK_EVENTS = {
+  "task.created.v1": false,
+  "task.step.started.v1": false,
+  "task.step.progress.v1": false,
+  "task.step.completed.v1": false,
+  "task.step.failed.v1": false,
+  "task.paused.v1": false,
+  "task.resumed.v1": false,
+  "task.completed.v1": true,
+  "task.failed.v1": true,
+  "task.cancelled.v1": true,
+};
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...children) => {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+};
+
+const page = {
+  config: null,
+  eventTypes: Object.keys(FALLBACK_EVENTS),
+  terminalTypes: new Set(Object.keys(FALLBACK_EVENTS).filter((t) => FALLBACK_EVENTS[t])),
+  listTimer: null,
+  view: null, // the open task view, if any
+};
+
+// -- the API key ------------------------------------------------------------------------
+
+onKeyNeeded(
+  (reason) =>
+    new Promise((resolve) => {
+      const panel = $("key-panel");
+      $("key-reason").textContent = reason || "This API needs a key.";
+      panel.hidden = false;
+      $("key-input").value = "";
+      $("key-input").focus();
+      $("key-form").onsubmit = (event) => {
+        event.preventDefault();
+        const key = $("key-input").value.trim();
+        if (!key) return;
+        panel.hidden = true;
+        resolve(key);
+      };
+    }),
+);
+
+// -- start-up and routing -----------------------------------------------------------------
+
+async function start() {
+  $("create-form").addEventListener("submit", createTask);
+  $("task-type").addEventListener("change", fillDefaultInput);
+  for (const action of ["pause", "resume", "cancel"]) {
+    $(`${action}-button`).addEventListener("click", () => page.view?.control(action));
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && !$("list-view").hidden) refreshList();
+  });
+  window.addEventListener("hashchange", route);
+  await Promise.all([loadConfig(), loadEventTypes()]);
+  route();
+}
+
+async function loadConfig() {
+  try {
+    page.config = await api("ui-config");
+  } catch (error) {
+    showError("create-error", error);
+    page.config = { temporal_ui_url: "", temporal_namespace: "default", task_types: {} };
+  }
+  const select = $("task-type");
+  select.replaceChildren(
+    ...Object.keys(page.config.task_types).map((type) => el("option", { value: type }, type)),
+  );
+  fillDefaultInput();
+}
+
+async function loadEventTypes() {
+  try {
+    const index = await api("schemas/events");
+    const entries = Object.entries(index.events || {});
+    if (entries.length) {
+      page.eventTypes = entries.map(([type]) => type);
+      page.terminalTypes = new Set(entries.filter(([, e]) => e.terminal).map(([type]) => type));
+    }
+  } catch {
+    // keep the v1 catalogue built in above
+  }
+}
+
+function route() {
+  const match = location.hash.match(/^#\/tasks\/([0-9a-fA-F-]{36})$/);
+  page.view?.close();
+  page.view = null;
+  if (match) {
+    $("list-view").hidden = true;
+    $("task-view").hidden = false;
+    stopListPolling();
+    page.view = new TaskView(match[1].toLowerCase());
+    page.view.open();
+  } else {
+    $("task-view").hidden = true;
+    $("list-view").hidden = false;
+    document.title = "Taskplane";
+    refreshList();
+  }
+}
+
+// -- the task list ------------------------------------------------------------------------
+
+function stopListPolling() {
+  clearTimeout(page.listTimer);
+  page.listTimer = null;
+}
+
+async function refreshList() {
+  stopListPolling();
+  try {
+    const body = await api(`tasks?limit=${LIST_LIMIT}`);
+    renderList(body.tasks);
+    $("list-error").textContent = "";
+  } catch (error) {
+    showError("list-error", error);
+  }
+  if (!$("list-view").hidden && !document.hidden) {
+    page.listTimer = setTimeout(refreshList, LIST_POLL_MS);
+  }
+}
+
+function renderList(tasks) {
+  const list = $("task-list");
+  const existing = new Map([...list.children].map((item) => [item.dataset.taskId, item]));
+  const items = tasks.map((task) => {
+    const item = existing.get(task.task_id) || newListItem(task);
+    updateListItem(item, task);
+    return item;
+  });
+  // Re-append in order: existing nodes move (keeping focus), new ones appear.
+  list.replaceChildren(...items);
+  $("tasks-empty").hidden = tasks.length > 0;
+}
+
+function newListItem(task) {
+  const progress = el("progress", { max: 100, className: "task-progress" });
+  progress.setAttribute("aria-label", `progress of task ${task.task_id}`);
+  const item = el(
+    "li",
+    { className: "task-item" },
+    el("a", { href: `#/tasks/${task.task_id}`, className: "task-link" }, el("code", {}, "")),
+    el("span", { className: "task-type" }),
+    el("span", { className: "status" }),
+    progress,
+    el("span", { className: "percent" }),
+  );
+  item.dataset.taskId = task.task_id;
+  return item;
+}
+
+function updateListItem(item, task) {
+  item.querySelector("code").textContent = task.task_id.slice(0, 8);
+  item.querySelector(".task-link").setAttribute("aria-label", `task ${task.task_id}`);
+  item.querySelector(".task-type").textContent = task.type || "?";
+  const status = item.querySelector(".status");
+  status.textContent = task.status;
+  status.dataset.status = task.status;
+  item.dataset.status = task.status;
+  item.querySelector("progress").value = task.progress;
+  item.querySelector(".percent").textContent = `${Math.round(task.progress)}%`;
+}
+
+// -- the form -----------------------------------------------------------------------------
+
+function fillDefaultInput() {
+  const type = $("task-type").value;
+  const input = page.config?.task_types?.[type] ?? {};
+  $("task-input").value = JSON.stringify(input, null, 2);
+}
+
+async function createTask(event) {
+  event.preventDefault();
+  const button = $("create-button");
+  $("create-error").textContent = "";
+  let input;
+  try {
+    input = JSON.parse($("task-input").value || "{}");
+  } catch (error) {
+    $("create-error").textContent = `The input is not valid JSON: ${error.message}`;
+    $("task-input").focus();
+    return;
+  }
+  button.disabled = true;
+  try {
+    const created = await api("tasks", { method: "POST", body: { type: $("task-type").value, input } });
+    location.hash = `#/tasks/${created.task_id}`;
+  } catch (error) {
+    showError("create-error", error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function showError(id, error) {
+  let text = error instanceof ApiError ? error.message : `Cannot reach the API (${error})`;
+  for (const item of error?.problem?.errors || []) {
+    text += `\n${(item.loc || []).join(".")}: ${item.msg}`;
+  }
+  $(id).textContent = text;
+}
+
+// -- the task view ------------------------------------------------------------------------
+
+class TaskView {
+  constructor(taskId) {
+    this.taskId = taskId;
+    this.status = "pending";
+    this.taskType = null;
+    this.steps = new Map(); // index -> {name, percent, state, attempt}
+    this.totalSteps = null;
+    this.pauseRequested = false;
+    this.cancelRequested = false;
+    this.busy = false;
+    this.stream = null;
+    this.closed = false;
+  }
+
+  async open() {
+    $("task-id").textContent = this.taskId;
+    document.title = `Task ${this.taskId.slice(0, 8)} · Taskplane`;
+    $("steps").replaceChildren();
+    $("log").replaceChildren();
+    $("result").textContent = "";
+    $("result-section").hidden = true;
+    $("control-error").textContent = "";
+    $("task-error").textContent = "";
+    const link = $("temporal-link");
+    const ui = page.config?.temporal_ui_url;
+    link.hidden = !ui;
+    if (ui) {
+      const ns = encodeURIComponent(page.config.temporal_namespace || "default");
+      link.href = `${ui}/namespaces/${ns}/workflows/task-${this.taskId}`;
+    }
+    this.render();
+    try {
+      const task = await api(`tasks/${this.taskId}`);
+      if (this.closed) return;
+      this.taskType = task.type;
+      if (this.status === "pending") this.status = task.status;
+      this.render();
+    } catch (error) {
+      showError("task-error", error);
+      if (error instanceof ApiError && error.status === 404) return;
+    }
+    if (this.closed) return;
+    this.stream = new TaskStream(this.taskId, {
+      eventTypes: page.eventTypes,
+      terminalTypes: page.terminalTypes,
+      onEvent: (envelope) => this.apply(envelope),
+      onState: (state) => {
+        const label = $("stream-state");
+        label.textContent = state;
+        label.dataset.state = state;
+      },
+    });
+    this.stream.start();
+  }
+
+  close() {
+    this.closed = true;
+    this.stream?.stop();
+  }
+
+  apply(envelope) {
+    const data = envelope.data || {};
+    const type = envelope.type;
+    this.appendLog(envelope);
+    if (data.total_steps) this.totalSteps = data.total_steps;
+    switch (type) {
+      case "task.created.v1": {
+        this.taskType = data.task_type;
+        const planned = data.input?.steps ?? data.input?.branches;
+        if (Number.isInteger(planned) && !this.totalSteps) this.totalSteps = planned;
+        this.status = "running";
+        break;
+      }
+      case "task.step.started.v1":
+        this.step(data).state = "running";
+        this.step(data).attempt = data.attempt;
+        this.step(data).percent = 0;
+        break;
+      case "task.step.progress.v1":
+        this.step(data).percent = data.percent;
+        break;
+      case "task.step.completed.v1":
+        Object.assign(this.step(data), { percent: 100, state: "completed" });
+        break;
+      case "task.step.failed.v1":
+        this.step(data).state = data.will_retry ? "retrying" : "failed";
+        break;
+      case "task.paused.v1":
+        this.status = "paused";
+        this.pauseRequested = false;
+        break;
+      case "task.resumed.v1":
+        this.status = "running";
+        this.pauseRequested = false;
+        break;
+      case "task.completed.v1":
+        this.status = "completed";
+        this.showResult(JSON.stringify(data.result ?? {}, null, 2));
+        break;
+      case "task.failed.v1":
+        this.status = "failed";
+        this.showResult(data.error);
+        break;
+      case "task.cancelled.v1":
+        this.status = "cancelled";
+        this.showResult(data.reason || "cancelled");
+        break;
+      default:
+        break;
+    }
+    this.render();
+  }
+
+  step(data) {
+    let step = this.steps.get(data.index);
+    if (!step) {
+      step = { name: data.name, percent: 0, state: "waiting", attempt: null };
+      this.steps.set(data.index, step);
+    }
+    if (data.name) step.name = data.name;
+    return step;
+  }
+
+  showResult(text) {
+    $("result-section").hidden = false;
+    $("result").textContent = text;
+  }
+
+  appendLog(envelope) {
+    const log = $("log");
+    const data = envelope.data || {};
+    const time = (envelope.time || "").slice(11, 23);
+    let detail = "";
+    if (data.name) detail += ` ${data.name}`;
+    if (data.percent !== undefined) detail += ` ${Math.round(data.percent)}%`;
+    if (data.attempt > 1) detail += ` attempt ${data.attempt}`;
+    if (data.error) detail += ` — ${data.error}`;
+    const item = el(
+      "li",
+      {},
+      el("span", { className: "seq" }, `#${envelope.sequence}`),
+      " ",
+      el("time", { dateTime: envelope.time || "" }, time),
+      " ",
+      el("span", { className: "type" }, envelope.type),
+      detail,
+    );
+    item.dataset.seq = String(envelope.sequence);
+    item.dataset.type = envelope.type;
+    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
+    log.append(item);
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+
+  render() {
+    $("task-type-label").textContent = this.taskType || "…";
+    const status = $("task-status");
+    status.textContent = this.pauseRequested && this.status === "running" ? "running (pausing…)" : this.status;
+    status.dataset.status = this.status;
+    $("task-view").dataset.status = this.status;
+    this.renderSteps();
+    this.renderButtons();
+  }
+
+  renderSteps() {
+    const total = Math.max(this.totalSteps || 0, ...this.steps.keys(), 0);
+    const list = $("steps");
+    let sum = 0;
+    for (let index = 1; index <= total; index += 1) {
+      const step = this.steps.get(index) || { name: this.placeholder(index), percent: 0, state: "waiting" };
+      if (this.status === "completed") Object.assign(step, { percent: 100, state: "completed" });
+      sum += step.percent;
+      let item = list.querySelector(`li[data-index="${index}"]`);
+      if (!item) {
+        const id = `step-bar-${index}`;
+        item = el(
+          "li",
+          { className: "step" },
+          el("label", { htmlFor: id, className: "step-name" }),
+          el("progress", { id, max: 100, value: 0 }),
+          el("span", { className: "percent" }),
+          el("span", { className: "step-state" }),
+        );
+        item.dataset.index = String(index);
+        list.append(item);
+      }
+      item.dataset.state = step.state;
+      item.querySelector(".step-name").textContent = step.name;
+      item.querySelector("progress").value = step.percent;
+      item.querySelector(".percent").textContent = `${Math.round(step.percent)}%`;
+      const attempt = step.attempt > 1 ? ` (attempt ${step.attempt})` : "";
+      item.querySelector(".step-state").textContent = `${step.state}${attempt}`;
+    }
+    const overall = total ? sum / total : 0;
+    $("task-progress").value = overall;
+    $("task-progress-text").textContent = `${Math.round(overall)}%`;
+  }
+
+  placeholder(index) {
+    // Until a step starts, its name is unknown; the built-in types name them like this.
+    return this.taskType === "demo.fanout" ? `branch-${index}` : `step-${index}`;
+  }
+
+  renderButtons() {
+    const terminal = TERMINAL.has(this.status);
+    const canPause = this.status === "running" && !this.pauseRequested;
+    const canResume = this.status === "paused" || (this.pauseRequested && !terminal);
+    const canCancel = !terminal && !this.cancelRequested;
+    $("pause-button").disabled = this.busy || !canPause;
+    $("resume-button").disabled = this.busy || !canResume;
+    $("cancel-button").disabled = this.busy || !canCancel;
+  }
+
+  async control(action) {
+    this.busy = true;
+    this.renderButtons();
+    $("control-error").textContent = "";
+    try {
+      await api(`tasks/${this.taskId}/${action}`, { method: "POST" });
+      if (action === "pause") this.pauseRequested = true;
+      if (action === "resume") this.pauseRequested = false;
+      if (action === "cancel") this.cancelRequested = true;
+    } catch (error) {
+      showError("control-error", error);
+    } finally {
+      this.busy = false;
+      this.render();
+    }
+  }
+}
+
+start();

@@ -1,0 +1,367 @@
+"""`taskplane tasks …`: create, list, show, steer and watch tasks from a terminal or a script.
+
+    taskplane tasks create TYPE [--input JSON] [--watch]
+    taskplane tasks list [--status S] [--type T] [--limit N]
+    taskplane tasks show ID
+    taskplane tasks pause|resume|cancel ID
+    taskplane tasks watch ID
+
+Every command takes `--api URL` (default `TASKPLANE_API_URL`, else
+http://127.0.0.1:8000), `--key KEY` (default `TASKPLANE_API_KEY`; sent as
+`Authorization: Bearer`) and `--json` (machine-readable output: the API's JSON,
+or one event envelope per line for `watch`).
+
+Exit codes, so a script can tell what happened (docs/cli.md):
+
+    0  done; for `watch` (and `create --watch`): the task completed
+    1  the task failed
+    2  usage error: bad arguments or --input, or the API refused the request as invalid
+    3  the task was cancelled
+    4  no such task (404)
+    5  the transition is not allowed now (409: resume a running task, pause a finished one)
+    6  any other API error: unreachable, 401/403, 5xx, the stream given up on
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from cli.watch import (
+    BarsRenderer,
+    JsonRenderer,
+    Renderer,
+    StreamEnd,
+    StreamGaveUpError,
+    StreamRefusedError,
+    TaskProgress,
+    TextRenderer,
+    follow,
+)
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CANCELLED = 3
+EXIT_NOT_FOUND = 4
+EXIT_CONFLICT = 5
+EXIT_API_ERROR = 6
+
+EXIT_CODES_HELP = """exit codes:
+  0  ok; for watch and create --watch: the task completed
+  1  the task failed
+  2  usage error (arguments, --input), or the API refused the request as invalid
+  3  the task was cancelled
+  4  no such task
+  5  the transition is not allowed now (409)
+  6  any other API error (unreachable, 401/403, 5xx)"""
+
+STATUS_EXIT = {"completed": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
+REQUEST_TIMEOUT_SECONDS = 30.0
+
+
+class ApiError(Exception):
+    """The API answered with an error (problem+json), or could not be reached."""
+
+    def __init__(self, status: int | None, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+    @property
+    def exit_code(self) -> int:
+        if self.status == 404:
+            return EXIT_NOT_FOUND
+        if self.status == 409:
+            return EXIT_CONFLICT
+        if self.status in {400, 422}:
+            return EXIT_USAGE
+        return EXIT_API_ERROR
+
+
+class TaskApi:
+    """The few REST calls the CLI makes, with problem+json turned into `ApiError`."""
+
+    def __init__(self, base_url: str, key: str | None) -> None:
+        headers = {"User-Agent": "taskplane-cli"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=REQUEST_TIMEOUT_SECONDS
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def call(self, method: str, path: str, **options: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **options)
+        except httpx.HTTPError as exc:
+            raise ApiError(None, f"cannot reach the API at {self.http.base_url}: {exc}") from exc
+        if response.is_error:
+            raise ApiError(response.status_code, _problem_text(response))
+        return response.json() if response.content else None
+
+
+def _problem_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    if not isinstance(body, dict):
+        return f"HTTP {response.status_code}"
+    text = f"{response.status_code} {body.get('title', '')}: {body.get('detail', '')}".strip()
+    for error in body.get("errors") or []:
+        location = ".".join(str(part) for part in error.get("loc", []))
+        text += f"\n  {location}: {error.get('msg', '')}"
+    return text
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_create(api: TaskApi, args: argparse.Namespace, out: TextIO) -> int:
+    task_input = _parse_input(args.input)
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    created = api.call(
+        "POST", "/tasks", json={"type": args.type, "input": task_input}, headers=headers
+    )
+    if args.json and not args.watch:
+        _write_json(out, created)
+    elif not args.json:
+        out.write(f"task {created['task_id']} created ({args.type}): {created['status']}\n")
+        out.flush()
+    if args.watch:
+        return _watch(api, created["task_id"], args, out)
+    return EXIT_OK
+
+
+def cmd_list(api: TaskApi, args: argparse.Namespace, out: TextIO) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.status:
+        params["status"] = args.status
+    if args.type:
+        params["type"] = args.type
+    if args.cursor:
+        params["cursor"] = args.cursor
+    page = api.call("GET", "/tasks", params=params)
+    if args.json:
+        _write_json(out, page)
+        return EXIT_OK
+    rows = [("TASK ID", "TYPE", "STATUS", "PROGRESS", "UPDATED")]
+    rows += [
+        (
+            task["task_id"],
+            task.get("type") or "?",
+            task["status"],
+            f"{task['progress']:.0f}%",
+            task["updated_at"],
+        )
+        for task in page["tasks"]
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        out.write("\n")
+    if page.get("next_cursor"):
+        out.write(f"more: --cursor {page['next_cursor']}\n")
+    return EXIT_OK
+
+
+def cmd_show(api: TaskApi, args: argparse.Namespace, out: TextIO) -> int:
+    task = api.call("GET", f"/tasks/{args.task_id}")
+    if args.json:
+        _write_json(out, task)
+        return EXIT_OK
+    for field in ("task_id", "type", "status", "progress", "created_at", "updated_at"):
+        value = task.get(field)
+        if field == "progress":
+            value = f"{value:.0f}%"
+        out.write(f"{field + ':':<12} {value}\n")
+    if task.get("result") is not None:
+        out.write(f"{'result:':<12} {json.dumps(task['result'])}\n")
+    if task.get("error"):
+        out.write(f"{'error:':<12} {task['error']}\n")
+    return EXIT_OK
+
+
+def _control(action: str) -> Callable[[TaskApi, argparse.Namespace, TextIO], int]:
+    def command(api: TaskApi, args: argparse.Namespace, out: TextIO) -> int:
+        answer = api.call("POST", f"/tasks/{args.task_id}/{action}")
+        if args.json:
+            _write_json(out, answer)
+        else:
+            out.write(f"task {answer['task_id']}: {action} requested ({answer['status']})\n")
+        return EXIT_OK
+
+    command.__doc__ = f"Ask the task to {action}."
+    return command
+
+
+def cmd_watch(api: TaskApi, args: argparse.Namespace, out: TextIO) -> int:
+    api.call("GET", f"/tasks/{args.task_id}")  # a clear 404 before any streaming
+    return _watch(api, args.task_id, args, out)
+
+
+def _watch(api: TaskApi, task_id: str, args: argparse.Namespace, out: TextIO) -> int:
+    renderer: Renderer
+    if args.json:
+        renderer = JsonRenderer(out)
+    elif out.isatty():
+        renderer = BarsRenderer(out)
+    else:
+        renderer = TextRenderer(out)
+    progress = TaskProgress(task_id)
+    end = StreamEnd()
+    events = follow(
+        api.http,
+        task_id,
+        after=args.after,
+        end=end,
+        give_up_after=args.give_up_after,
+        on_connection=renderer.connection,
+    )
+    # Over live bars the connection's ups and downs show on the task line instead.
+    stream_log = logging.getLogger("cli.watch")
+    quiet = isinstance(renderer, BarsRenderer) and not stream_log.isEnabledFor(logging.DEBUG)
+    level = stream_log.level
+    if quiet:
+        stream_log.setLevel(logging.ERROR)
+    try:
+        for envelope in events:
+            progress.apply(envelope)
+            renderer.event(envelope, progress)
+    except StreamRefusedError as exc:
+        raise ApiError(exc.status, str(exc)) from exc
+    except StreamGaveUpError as exc:
+        raise ApiError(None, str(exc)) from exc
+    finally:
+        stream_log.setLevel(level)
+    if end.terminal_type is None:  # 204: the task had ended before anything new came
+        progress.status = api.call("GET", f"/tasks/{task_id}")["status"]
+    renderer.finish(progress)
+    return STATUS_EXIT.get(progress.status, EXIT_API_ERROR)
+
+
+def _parse_input(raw: str) -> dict[str, Any]:
+    try:
+        text = Path(raw[1:]).read_text() if raw.startswith("@") else raw
+    except OSError as exc:
+        raise UsageError(f"--input: cannot read {raw[1:]}: {exc.strerror}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--input is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError("--input must be a JSON object")
+    return value
+
+
+def _write_json(out: TextIO, value: Any) -> None:
+    out.write(json.dumps(value, indent=2) + "\n")
+
+
+class UsageError(Exception):
+    """Arguments that parse but make no sense (exit code 2)."""
+
+
+# -- argparse ------------------------------------------------------------------------------
+
+TaskCommand = Callable[[TaskApi, argparse.Namespace, TextIO], int]
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--api", metavar="URL", help="the API (default: TASKPLANE_API_URL)")
+    common.add_argument("--key", help="an API key (default: TASKPLANE_API_KEY)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    return common
+
+
+def _watch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--after", type=int, default=0, metavar="N", help="start after event N (default: all)"
+    )
+    parser.add_argument(
+        "--give-up-after",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="stop (exit 6) when the API stays unreachable this long (default 120)",
+    )
+
+
+def register(commands: Any) -> None:
+    """Add `tasks` and its subcommands to the `taskplane` parser (cli/main.py)."""
+    tasks = commands.add_parser(
+        "tasks",
+        help="create, list, show, steer and watch tasks through the API",
+        description="Create, list, show, steer and watch tasks through the API.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tasks.set_defaults(handler=run)
+    sub = tasks.add_subparsers(dest="task_command", required=True, metavar="COMMAND")
+    common = _common_options()
+
+    def add(name: str, command: TaskCommand, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = sub.add_parser(
+            name, help=help_text, description=help_text, parents=[common]
+        )
+        parser.set_defaults(task_handler=command)
+        return parser
+
+    create = add("create", cmd_create, "start a task of TYPE")
+    create.add_argument("type", metavar="TYPE", help="e.g. demo.pipeline, demo.fanout")
+    create.add_argument(
+        "--input", default="{}", metavar="JSON", help="the input as JSON, or @file.json"
+    )
+    create.add_argument("--idempotency-key", metavar="KEY", help="repeat-safe creation")
+    create.add_argument("--watch", action="store_true", help="then watch it to its end")
+    _watch_options(create)
+
+    listing = add("list", cmd_list, "list tasks, newest first")
+    listing.add_argument("--status", help="only tasks with this status")
+    listing.add_argument("--type", help="only tasks of this type")
+    listing.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    listing.add_argument("--cursor", help="the next page (from a previous listing)")
+
+    for name, command, help_text in (
+        ("show", cmd_show, "a task's status, progress and result"),
+        ("pause", _control("pause"), "pause a task at its next step boundary"),
+        ("resume", _control("resume"), "resume a paused task"),
+        ("cancel", _control("cancel"), "cancel a task"),
+    ):
+        add(name, command, help_text).add_argument("task_id", metavar="ID")
+
+    watch = add("watch", cmd_watch, "follow a task's events live, a bar per step")
+    watch.add_argument("task_id", metavar="ID")
+    _watch_options(watch)
+
+
+def run(settings: Settings, args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run the chosen `tasks` subcommand; every failure becomes a documented exit code."""
+    out = out or sys.stdout
+    key = args.key or (settings.api_key.get_secret_value() if settings.api_key else None)
+    api = TaskApi(args.api or settings.api_url, key)
+    command: TaskCommand = args.task_handler
+    try:
+        return command(api, args, out)
+    except UsageError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    except ApiError as exc:
+        log.error("%s", exc.detail)
+        return exc.exit_code
+    finally:
+        api.close()

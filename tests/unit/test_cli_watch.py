@@ -1,0 +1,76 @@
+"""The CLI's SSE parsing and progress rendering, without a server (the e2e tests in
+tests/e2e/test_cli_tasks.py run the same code against the real stack)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import httpx
+import orjson
+
+from cli.watch import BarsRenderer, TaskProgress, TextRenderer, _frames, describe
+
+
+def envelope(sequence: int, event_type: str, **data: Any) -> dict[str, Any]:
+    return {"sequence": sequence, "type": event_type, "data": data}
+
+
+def test_frames_follow_the_sse_rules() -> None:
+    body = (
+        b"retry: 300\n\n"
+        b": ping\n\n"
+        b'id: 1\nevent: task.created.v1\ndata: {"a":\ndata: 1}\n data: no field\n\n'
+        b"id: 2\r\nevent: task.paused.v1\r\ndata:{}\r\n\r\n"
+    )
+    frames = list(_frames(httpx.Response(200, content=body)))
+    assert frames == [
+        ("message", "", "", "300"),
+        ("task.created.v1", '{"a":\n1}', "1", None),
+        ("task.paused.v1", "{}", "2", None),
+    ]
+
+
+def test_progress_follows_steps_retries_and_the_end() -> None:
+    progress = TaskProgress("t")
+    events = [
+        envelope(1, "task.created.v1", task_type="demo.pipeline", input={"steps": 2}),
+        envelope(2, "task.step.started.v1", index=1, name="step-1", attempt=1),
+        envelope(3, "task.step.progress.v1", index=1, name="step-1", percent=50.0),
+        envelope(4, "task.step.failed.v1", index=1, name="step-1", attempt=1, will_retry=True),
+    ]
+    for event in events:
+        progress.apply(event)
+    assert (progress.total_steps, progress.steps[1].state, progress.percent) == (2, "retrying", 25)
+    progress.apply(envelope(5, "task.step.started.v1", index=1, name="step-1", attempt=2))
+    progress.apply(envelope(6, "task.step.completed.v1", index=1, name="step-1"))
+    progress.apply(envelope(7, "task.paused.v1"))
+    assert (progress.status, progress.percent, progress.steps[1].attempt) == ("paused", 50, 2)
+    progress.apply(envelope(8, "task.cancelled.v1", reason="operator"))
+    assert progress.status == "cancelled"
+
+
+def test_bars_redraw_in_place_and_text_is_one_line_per_event() -> None:
+    tty = io.StringIO()
+    bars = BarsRenderer(tty)
+    progress = TaskProgress("t", task_type="demo.pipeline", status="running", total_steps=2)
+    bars.draw(progress)
+    progress.apply(envelope(3, "task.step.progress.v1", index=1, name="step-1", percent=50.0))
+    bars.draw(progress)
+    first, second = tty.getvalue().split("\x1b[3F")  # the second draw goes back 3 lines
+    assert first.count("\n") == second.count("\n") == 3  # the task line + 2 steps
+    assert "step-1" in second
+    assert " 50%" in second
+
+    plain = io.StringIO()
+    text = TextRenderer(plain)
+    text.event(envelope(3, "task.step.progress.v1", name="step-1", percent=50.0), progress)
+    text.event(envelope(9, "task.failed.v1", error="boom"), progress)
+    assert plain.getvalue() == "#3 task.step.progress.v1 step-1 50%\n#9 task.failed.v1 — boom\n"
+    assert "\x1b" not in plain.getvalue()
+
+
+def test_describe_handles_every_v1_type() -> None:
+    index = orjson.loads(open("schemas/json/index.json", "rb").read())  # noqa: SIM115
+    for number, event_type in enumerate(index["events"], start=1):
+        assert describe(envelope(number, event_type)).startswith(f"#{number} {event_type}")
