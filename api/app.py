@@ -7,9 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import webhooks
+from api.middleware import RequestContextMiddleware
 from api.problems import install_problem_handlers
 from api.routes import events, health, tasks
 from api.routes import schemas as schema_routes
+from api.routes.ui import install_page
+from api.security import install_security
 from api.services import Services
 from api.streaming import StreamGate, register_stream_metrics
 from broker import EventBroker
@@ -17,7 +21,7 @@ from broker.redis import RedisBroker
 from schemas.plugins import installed_plugins, register_input_models
 from settings import Settings, get_settings
 from store import EventStore, TaskReader, open_pool
-from telemetry.metrics import observe
+from telemetry.metrics import observe, observe_pool
 from temporal.client import connect_client
 
 
@@ -61,12 +65,18 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
     )
     # The cap on concurrent SSE streams: one gate per app, and one app per process.
     app.state.stream_gate = StreamGate(settings.sse_max_streams)
+    install_security(app, settings)  # API keys, tenants, stream tokens, limits
     install_problem_handlers(app)
     app.include_router(tasks.router)
     app.include_router(events.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(schema_routes.router)
+    install_page(app)  # the task page at `/` (api/static/)
     _register_metrics_once(app)
+    # Added last, so it is the outermost: every response, whoever makes it, gets its
+    # X-Request-ID, and every log line of the request its `request_id`.
+    app.add_middleware(RequestContextMiddleware)
     return app
 
 
@@ -95,3 +105,9 @@ def _register_metrics_once(app: FastAPI) -> None:
         return 1.0 if current is not None and current.status().value == "connected" else 0.0
 
     observe("taskplane_broker_connected", "1 when the broker connection is up", broker_connected)
+
+    def pool_stats() -> dict[str, int] | None:
+        services: Services | None = getattr(app.state, "services", None)
+        return services.pool.get_stats() if services else None
+
+    observe_pool(pool_stats)

@@ -14,6 +14,7 @@ from api.problems import ProblemError
 from api.services import Services
 from schemas.tasks import TaskStatus
 from store import TaskRecord
+from store.tenants import TaskOwners
 from temporal.client import workflow_id_for
 
 
@@ -50,9 +51,14 @@ def view_from_record(record: TaskRecord) -> TaskView:
     )
 
 
-async def find_task(services: Services, task_id: str) -> TaskView:
-    """The task's view, or a 404 problem when neither the store nor Temporal knows it."""
+async def find_task(services: Services, task_id: str, tenant: str) -> TaskView:
+    """The task's view, or a 404 problem when neither the store nor Temporal knows it,
+    or when it belongs to another tenant: for them it does not exist (no 403, which
+    would confirm the id). Ownership is checked first, so a pending task (known only
+    to Temporal) is checked as well: its owner row is written before it starts."""
     task_id = parse_task_id(task_id)
+    if await TaskOwners(services.pool).owner_of(task_id) != tenant:
+        raise ProblemError(404, f"no task {task_id}")
     record = await services.tasks.get(task_id)
     if record is not None:
         return view_from_record(record)

@@ -9,11 +9,13 @@ from api.listener import listening_socket
 from settings import get_settings
 from telemetry import configure_logging
 from telemetry.exit import exit_now
+from telemetry.tracing import configure_tracing, shutdown_tracing
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
+    configure_tracing(settings, component="api")
     config = uvicorn.Config(
         create_app(settings),
         host=settings.api_host,
@@ -27,4 +29,5 @@ def main() -> None:
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
+    shutdown_tracing()
     exit_now(0 if server.started else 3)

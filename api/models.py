@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, HttpUrl
 
@@ -14,6 +14,33 @@ class WebhookSpec(BaseModel):
     url: HttpUrl
     secret: str | None = Field(default=None, pattern=r"^whsec_[A-Za-z0-9+/=]+$")
     events: list[str] | None = None
+
+
+class WebhookView(BaseModel):
+    """A task's webhook as created; `secret` only when the server generated it."""
+
+    url: str
+    events: list[str] | None = Field(description="Event types sent; null: every type.")
+    secret: str | None = Field(default=None, exclude_if=lambda value: value is None)
+
+
+class WebhookDeliveryView(BaseModel):
+    event_id: str
+    event_type: str
+    sequence: int
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
+class WebhookStateView(BaseModel):
+    url: str
+    events: list[str] | None
+    disabled_reason: str | None = None
+    deliveries: list[WebhookDeliveryView]
 
 
 class CreateTaskRequest(BaseModel):
@@ -35,6 +62,7 @@ class CreateTaskResponse(BaseModel):
     workflow_id: str
     status: TaskStatus
     links: TaskLinks
+    webhook: WebhookView | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class TaskView(BaseModel):

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -16,11 +17,20 @@ PROBLEM_JSON = "application/problem+json"
 class ProblemError(Exception):
     """Raise from a handler to answer with a problem+json body."""
 
-    def __init__(self, status: int, detail: str, *, title: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.title = title or HTTPStatus(status).phrase
+        self.headers = headers  # e.g. Retry-After, WWW-Authenticate
         self.extra = extra
 
 
@@ -50,17 +60,48 @@ def problem_response(
     )
 
 
+# Query parameters that are resume points (sequence numbers or page cursors).
+CURSOR_PARAMETERS = frozenset({"after", "cursor"})
+
+
+def _is_cursor(loc: list[Any]) -> bool:
+    return len(loc) >= 2 and loc[0] == "query" and loc[1] in CURSOR_PARAMETERS
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (RFC 9110: a 405 lists them all),
+    found by asking the routes, so nested routers count too."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
         body = problem_body(
             exc.status, exc.detail, title=exc.title, instance=request.url.path, **exc.extra
         )
-        return JSONResponse(body, status_code=exc.status, media_type=PROBLEM_JSON)
+        return JSONResponse(
+            body, status_code=exc.status, media_type=PROBLEM_JSON, headers=exc.headers
+        )
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return problem_response(exc.status_code, str(exc.detail), request=request)
+        response = problem_response(exc.status_code, str(exc.detail), request=request)
+        response.headers.update(exc.headers or {})
+        allowed = _allowed_methods(request) if exc.status_code == 405 else []
+        if allowed:  # Starlette names only the first route of the path
+            response.headers["Allow"] = ", ".join(allowed)
+        return response
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -72,7 +113,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             }
             for err in exc.errors()
         ]
-        return problem_response(422, "the request is not valid", request=request, errors=errors)
+        # A cursor the client made up is a bad request (400), like a malformed
+        # `Last-Event-ID`; other invalid parameters and bodies stay 422.
+        status = 400 if errors and all(_is_cursor(e["loc"]) for e in errors) else 422
+        return problem_response(status, "the request is not valid", request=request, errors=errors)
 
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)

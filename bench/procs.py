@@ -84,6 +84,10 @@ class ChildProcess:
             "TASKPLANE_TEMPORAL_ADDRESS": endpoints.temporal_address,
             "TASKPLANE_TASK_QUEUE": self.task_queue,
             "TASKPLANE_API_PORT": str(self.port),
+            # A worker's metrics endpoints: free ports, never the defaults a running
+            # `taskplane up` may hold.
+            "TASKPLANE_WORKER_METRICS_PORT": str(free_port()),
+            "TASKPLANE_WORKER_METRICS_TEMPORAL_PORT": str(free_port()),
             **{f"TASKPLANE_{k.upper()}": v for k, v in settings.items()},
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -6,6 +6,7 @@
     taskplane clean-state  delete the local stack's data, unless it is running
     taskplane worker       = python -m worker
     taskplane api          = python -m api
+    taskplane tasks …      create, list, show, pause, resume, cancel, watch tasks (cli/tasks.py)
 
 `up` is a small supervisor rather than a process manager: it owns its children
 (see devstack.process), stops them in order (API, worker, Temporal, Redis,
@@ -31,9 +32,10 @@ from types import FrameType
 import httpx
 import psycopg
 
+from cli import tasks
 from devstack.aio import run_sync
 from devstack.lock import DataDirInUseError, held_elsewhere
-from devstack.ports import PortInUseError, ensure_free
+from devstack.ports import PortInUseError, ensure_free, free_port, port_in_use
 from devstack.postgres import socket_dir_for
 from devstack.process import ManagedProcess, ProcessFailedError
 from devstack.stack import LocalStack, StackError
@@ -58,6 +60,8 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     with LocalStack(settings, settings.state_dir) as stack:
         _log_migrations(_migrate(stack.database_url))
         env = _child_env(stack)
+        metrics_env, metrics_rows = _worker_metrics(settings)
+        env.update(metrics_env)
         logs = stack.logs_dir
         worker = ManagedProcess(
             "worker", [sys.executable, "-m", "worker"], log_path=logs / "worker.log", env=env
@@ -75,7 +79,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
                 lambda: _healthy(f"{api_url}/healthz"), timeout=HEALTH_TIMEOUT_SECONDS
             )
             log.info("api healthy in %.2fs", took)
-            _banner(stack, settings, api_url, env_file)
+            _banner(stack, settings, api_url, env_file, metrics_rows)
             return _supervise([*stack.processes(), *apps])
         except KeyboardInterrupt:
             log.info("stopping (interrupted)")
@@ -177,6 +181,34 @@ def _service_vars(stack: LocalStack) -> dict[str, str]:
     }
 
 
+def _worker_metrics(settings: Settings) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The worker's two metrics ports (ours, the Temporal SDK's): the configured ones
+    when free, else free ones (a second stack on this machine must not collide);
+    the settings for the worker, and the banner's rows."""
+    env: dict[str, str] = {}
+    rows: list[tuple[str, str]] = []
+    host = settings.worker_metrics_host
+    for name, label, port in (
+        ("TASKPLANE_WORKER_METRICS_PORT", "Worker metrics", settings.worker_metrics_port),
+        (
+            "TASKPLANE_WORKER_METRICS_TEMPORAL_PORT",
+            "Temporal SDK metrics",
+            settings.worker_metrics_temporal_port,
+        ),
+    ):
+        if port is None:  # turned off
+            env[name] = ""
+            continue
+        if port == 0 or port_in_use(port, host):
+            chosen = free_port(host)
+            if port:
+                log.warning("%s: port %d is taken; using %d", label, port, chosen)
+            port = chosen
+        env[name] = str(port)
+        rows.append((label, f"http://{_connect_host(host)}:{port}/metrics"))
+    return env, rows
+
+
 def _write_env_file(stack: LocalStack) -> Path:
     """`export` lines a shell (or a test run) can source to reach these servers."""
     path = stack.state_dir / "services.env"
@@ -207,10 +239,17 @@ def _supervise(processes: Sequence[ManagedProcess]) -> int:
         time.sleep(SUPERVISE_INTERVAL_SECONDS)
 
 
-def _banner(stack: LocalStack, settings: Settings, api_url: str | None, env_file: Path) -> None:
+def _banner(
+    stack: LocalStack,
+    settings: Settings,
+    api_url: str | None,
+    env_file: Path,
+    metrics_rows: Sequence[tuple[str, str]] = (),
+) -> None:
     rows: list[tuple[str, str]] = []
     if api_url is not None:
         rows += [("API", api_url), ("API docs", f"{api_url}/docs")]
+        rows += [("API metrics", f"{api_url}/metrics"), *metrics_rows]
     if stack.temporal_ui_url is not None:
         rows.append(("Temporal Web UI", stack.temporal_ui_url))
     rows += [
@@ -287,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("clean-state", cmd_clean_state, "delete the local stack's data (state folder)")
     add("worker", cmd_worker, "run the worker (python -m worker)")
     add("api", cmd_api, "run the API server (python -m api)")
+    tasks.register(commands)  # `taskplane tasks …`: cli/tasks.py
     return parser
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -73,6 +74,88 @@ class Settings(BaseSettings):
     db_pool_max_size: int = Field(default=10, ge=1)
 
     log_level: str = "INFO"
+
+    # The task page and the CLI (`taskplane tasks …`). The CLI reads `api_url` and
+    # `api_key` (TASKPLANE_API_URL, TASKPLANE_API_KEY): which API to talk to, with which
+    # key. The API serves `temporal_ui_url` to the page for its links into the Temporal
+    # Web UI; unset, the page's own host on `temporal_ui_port`.
+    api_url: str = "http://127.0.0.1:8000"
+    api_key: SecretStr | None = None
+    temporal_ui_url: str | None = None
+
+    # Webhooks (docs/webhooks.md). URLs reaching loopback, private, link-local or other
+    # non-public addresses are refused (SSRF) unless `allow_private_networks`; a failed
+    # delivery is retried after base * 4^(attempt-1) seconds (capped, jittered) until
+    # `max_attempts` or `max_age_seconds`; a claimed delivery is leased for `lease_seconds`.
+    webhook_allow_private_networks: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=10, ge=1)
+    webhook_max_age_seconds: float = Field(default=86_400.0, gt=0)
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=21_600.0, gt=0)
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_batch_size: int = Field(default=32, ge=1)
+    webhook_disable_on_gone: bool = True
+
+    # Observability (docs/operations.md). The worker serves our metrics on
+    # `worker_metrics_port` and the Temporal SDK's own on `worker_metrics_temporal_port`
+    # (both on `worker_metrics_host`; empty or negative turns one off); gauges read from
+    # the store (tasks by status) refresh every `metrics_refresh_seconds`. Traces go to
+    # `tracing_exporter`: "none" (default: no spans are made at all), "console" or "otlp"
+    # (OTLP/HTTP to `tracing_otlp_endpoint`), sampled at `tracing_sample_ratio`.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int | None = Field(default=9464, le=65535)
+    worker_metrics_temporal_port: int | None = Field(default=9465, le=65535)
+    metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+    tracing_exporter: Literal["none", "console", "otlp"] = "none"
+    tracing_otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    tracing_sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    tracing_service_name: str = "taskplane"
+    # A secured Temporal cluster or Temporal Cloud: TLS (system CAs unless `ca_path`),
+    # mTLS with a client cert and key, and/or an API key (which turns TLS on by itself).
+    temporal_tls: bool | None = None  # None: on when an API key or a client cert is set
+    temporal_tls_cert_path: Path | None = None
+    temporal_tls_key_path: Path | None = None
+    temporal_tls_ca_path: Path | None = None
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: SecretStr | None = None
+
+    # Tenants, stream tokens and limits (docs/security.md). `api_keys`:
+    # "tenant:key,tenant:sha256:<hex>,…" (empty: the API runs open as tenant `default`).
+    # Stream tokens are HMAC-signed with `stream_token_secret` (unset: a random secret per
+    # process, so a token works only on the process that minted it). Limits answer with
+    # problem+json: 413 body, 422 page size, 429 streams per tenant / creation rate.
+    api_keys: SecretStr = SecretStr("")
+    stream_token_secret: SecretStr | None = None
+    stream_token_ttl_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    limit_body_bytes: int = Field(default=1_048_576, ge=1)
+    limit_tasks_page_size: int = Field(default=500, ge=1, le=1000)
+    limit_history_page_size: int = Field(default=1000, ge=1, le=1000)
+    limit_streams_per_tenant: int = Field(default=1000, ge=1)
+    limit_task_create_per_second: float = Field(default=50.0, gt=0)
+    limit_task_create_burst: int = Field(default=200, ge=1)
+
+    # Outbox relay (docs/delivery.md; the grace/poll/batch knobs are under "Event path").
+    # After a publish error the relay backs off up to `relay_max_backoff_seconds`; it
+    # refreshes the pending-count/oldest-age metrics every `relay_backlog_seconds`;
+    # `relay_listen` wakes it on other workers' NOTIFY. TEST ONLY, never in production:
+    # `outbox_test_kill_after_commit` = an event type after whose commit (before its
+    # publish) the worker SIGKILLs itself (tests/faults/).
+    relay_max_backoff_seconds: float = Field(default=5.0, gt=0)
+    relay_backlog_seconds: float = Field(default=5.0, gt=0)
+    relay_listen: bool = True
+    outbox_test_kill_after_commit: str = ""
+
+    @field_validator("worker_metrics_port", "worker_metrics_temporal_port", mode="before")
+    @classmethod
+    def _port_or_off(cls, value: object) -> object:
+        """An empty or negative port turns that metrics endpoint off."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if int(str(value)) < 0:
+            return None
+        return value
 
     def require_database_url(self) -> str:
         return _required(self.database_url, "TASKPLANE_DATABASE_URL")

@@ -1,7 +1,7 @@
 """Postgres: migrations, the event store, the outbox and the task read model."""
 
 from store.events import AppendResult, EventStore, StoredEvent
-from store.outbox import Outbox, PendingEvent
+from store.outbox import Outbox, OutboxBacklog, OutboxNotice, PendingEvent
 from store.pool import open_pool
 from store.tasks import InvalidCursorError, TaskPage, TaskReader, TaskRecord
 
@@ -10,6 +10,8 @@ __all__ = [
     "EventStore",
     "InvalidCursorError",
     "Outbox",
+    "OutboxBacklog",
+    "OutboxNotice",
     "PendingEvent",
     "StoredEvent",
     "TaskPage",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,10 +12,18 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from store.tenants import DEFAULT_TENANT
+
 _COLUMNS = (
     "task_id, task_type, status, progress, input, owner, result, error, last_seq,"
     " created_at, updated_at"
 )
+# The same columns, unambiguous when `task_owners` is joined in.
+_SELECTED = ", ".join(
+    name if name == "task_id" else f"tasks.{name}" for name in _COLUMNS.split(", ")
+)
+# Longer than any cursor this store hands out (an ISO timestamp, `|`, a UUID, base64).
+MAX_CURSOR_LENGTH = 200
 
 
 class InvalidCursorError(ValueError):
@@ -48,12 +57,19 @@ def encode_cursor(created_at: datetime, task_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The cursor's position; anything this store did not hand out is refused here,
+    before it reaches SQL (a NUL byte or an absurd date would fail there as a 5xx)."""
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidCursorError(f"invalid cursor: longer than {MAX_CURSOR_LENGTH} characters")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, task_id = raw.split("|", 1)
-        return datetime.fromisoformat(when), task_id
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidCursorError(f"invalid cursor {cursor!r}") from exc
+        created_at = datetime.fromisoformat(when)
+        if created_at.tzinfo is None:
+            raise ValueError("cursor time without a time zone")
+        return created_at, str(uuid.UUID(task_id))
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as exc:
+        raise InvalidCursorError(f"invalid cursor {cursor[:40]!r}") from exc
 
 
 class TaskReader:
@@ -73,9 +89,21 @@ class TaskReader:
         task_type: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        tenant: str | None = None,
     ) -> TaskPage:
+        """Newest first; with `tenant`, only that tenant's tasks (ownership in
+        `task_owners`; a task without a row is `DEFAULT_TENANT`'s)."""
         conditions: list[str] = []
         params: list[Any] = []
+        source = "tasks"
+        if tenant is not None:
+            if tenant == DEFAULT_TENANT:
+                source = "tasks LEFT JOIN task_owners o USING (task_id)"
+                conditions.append("(o.tenant = %s OR o.tenant IS NULL)")
+            else:
+                source = "tasks JOIN task_owners o USING (task_id)"
+                conditions.append("o.tenant = %s")
+            params.append(tenant)
         if status is not None:
             conditions.append("status = %s")
             params.append(status)
@@ -84,12 +112,13 @@ class TaskReader:
             params.append(task_type)
         if cursor is not None:
             created_at, task_id = decode_cursor(cursor)
-            conditions.append("(created_at, task_id) < (%s, %s)")
+            conditions.append("(tasks.created_at, task_id) < (%s, %s)")
             params.extend([created_at, task_id])
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         params.append(limit + 1)
         query = (
-            f"SELECT {_COLUMNS} FROM tasks {where} ORDER BY created_at DESC, task_id DESC LIMIT %s"
+            f"SELECT {_SELECTED} FROM {source} {where}"
+            " ORDER BY tasks.created_at DESC, task_id DESC LIMIT %s"
         )
         async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query.encode(), params)

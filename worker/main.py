@@ -18,13 +18,19 @@ from activities import DemoActivities, EventRecorder, RecordingActivities
 from broker.redis import RedisBroker
 from schemas.plugins import TaskTypePlugin, installed_plugins, register_input_models
 from settings import Settings, get_settings
-from store import EventStore, Outbox, open_pool
+from store import open_pool
 from store.processed import ProcessedEvents
+from store.webhooks import WebhookStore
 from telemetry import configure_logging
 from telemetry.exit import exit_now
+from telemetry.tracing import configure_tracing, shutdown_tracing
 from temporal.client import connect_client, ensure_search_attributes
+from temporal.interceptors import LogContextInterceptor
+from temporal.runtime import metrics_runtime
 from worker.handlers import build_handler_runner
-from worker.relay import OutboxRelay
+from worker.metrics import start_worker_metrics
+from worker.relay import build_recorder_and_relay, register_relay_metrics
+from worker.webhooks import start_webhooks
 from workflows.registry import register_runner
 from workflows.task_workflow import TaskWorkflow
 
@@ -76,6 +82,7 @@ def build_worker(
             *plugin_activities,
         ],
         workflow_runner=workflow_runner([m for p in plugins for m in p.sandbox_modules]),
+        interceptors=[LogContextInterceptor()],  # tracing, when on, comes with the client
         graceful_shutdown_timeout=shutdown_grace,
         max_cached_workflows=max_cached_workflows,
         # Heartbeats reach the server at least every second, so a cancel (which
@@ -97,22 +104,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         publish_timeout=settings.publish_timeout_seconds,
         client_name=f"{settings.redis_client_name}-worker",
     )
+    metrics = start_worker_metrics(settings, pool, broker)
     try:
         await broker.connect()
-        client = await connect_client(settings)
+        sdk_metrics = metrics_runtime(
+            settings.worker_metrics_host, settings.worker_metrics_temporal_port
+        )
+        client = await connect_client(settings, runtime=sdk_metrics)
         await ensure_search_attributes(client, settings.temporal_namespace)
-        outbox = Outbox(pool)
-        recorder = EventRecorder(
-            EventStore(pool), outbox, broker, publish_timeout=settings.publish_timeout_seconds
-        )
-        relay = OutboxRelay(
-            outbox,
-            broker,
-            grace=timedelta(seconds=settings.outbox_grace_seconds),
-            poll_interval=settings.outbox_poll_seconds,
-            batch_size=settings.outbox_batch_size,
-            publish_timeout=settings.publish_timeout_seconds,
-        )
+        recorder, relay = build_recorder_and_relay(settings, pool, broker)
+        register_relay_metrics(relay)
         worker = build_worker(
             client,
             recorder,
@@ -122,17 +123,24 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             plugins=installed_plugins(),
         )
         handlers = build_handler_runner(broker, ProcessedEvents(pool), settings)
-        relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        webhook_handler, webhooks = start_webhooks(WebhookStore(pool), settings)
+        handlers.register(webhook_handler)  # built in: the first durable handler
+        relay_task = asyncio.create_task(
+            relay.run(settings.require_database_url() if settings.relay_listen else None),
+            name="outbox-relay",
+        )
         handlers_task = asyncio.create_task(handlers.run(), name="event-handlers")
+        webhooks_task = asyncio.create_task(webhooks.run(), name="webhook-deliveries")
         async with worker:
             log.info("worker started", extra={"task_queue": settings.task_queue})
             await stop.wait()
             log.info("worker stopping")
-        for task in (relay_task, handlers_task):
+        for task in (relay_task, handlers_task, webhooks_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     finally:
+        await metrics.aclose()
         await broker.close()
         await pool.close()
 
@@ -140,6 +148,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 async def _main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
+    configure_tracing(settings, component="worker")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -149,4 +158,5 @@ async def _main() -> None:
 
 def main() -> None:
     asyncio.run(_main())
+    shutdown_tracing()
     exit_now(0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -91,6 +92,7 @@ class TaskWorkflow:
             {"task_type": request.task_type, "input": request.input, "owner": request.owner},
         )
         self._set_status(TaskStatus.RUNNING)
+        self._log("task started", task_type=request.task_type)
         try:
             runner = runner_for(request.task_type)
             if runner is None:
@@ -111,9 +113,11 @@ class TaskWorkflow:
             step = self._failed_step or self._current_step
             await self._emit("task.failed.v1", {"error": message, "step": step})
             self._set_status(TaskStatus.FAILED)
+            self._log("task failed", level=logging.WARNING, error=message, step=step)
             raise ApplicationError(f"task failed: {message}", non_retryable=True) from exc
         await self._emit("task.completed.v1", {"result": result})
         self._set_status(TaskStatus.COMPLETED)
+        self._log("task completed")
         return TaskWorkflowResult(status=TaskStatus.COMPLETED, result=result)
 
     # --- StepContext: what runners call ------------------------------------------------
@@ -205,6 +209,7 @@ class TaskWorkflow:
             if self._pause_requested and self._status is not TaskStatus.PAUSED:
                 await self._emit("task.paused.v1", {"reason": None})
                 self._set_status(TaskStatus.PAUSED)
+                self._log("task paused", step=self._current_step)
             await workflow.wait_condition(
                 lambda: not self._pause_requested or self._cancel_reason is not None
             )
@@ -213,10 +218,12 @@ class TaskWorkflow:
             if self._status is TaskStatus.PAUSED:
                 await self._emit("task.resumed.v1", {})
                 self._set_status(TaskStatus.RUNNING)
+                self._log("task resumed", step=self._current_step)
 
     async def _finish_cancelled(self, reason: str | None) -> TaskWorkflowResult:
         await self._emit("task.cancelled.v1", {"reason": reason})
         self._set_status(TaskStatus.CANCELLED)
+        self._log("task cancelled", reason=reason)
         return TaskWorkflowResult(status=TaskStatus.CANCELLED, error=reason)
 
     async def _emit(
@@ -236,6 +243,12 @@ class TaskWorkflow:
                 retry_policy=RECORD_RETRY,
             )
             return result
+
+    def _log(self, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
+        """A line through the workflow logger: skipped while replaying, so logged once per
+        occurrence, with `workflow_id`/`run_id` added by the SDK and `task_id` here.
+        Logging issues no command, so it needs no patch."""
+        workflow.logger.log(level, message, extra={"task_id": self._task_id, **fields})
 
     def _set_status(self, status: TaskStatus) -> None:
         self._status = status

@@ -25,11 +25,14 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
+from api.auth import StreamTenantDep
 from api.deps import ServicesDep
+from api.limits import MAX_SEQUENCE, TenantStreamGate, TenantStreamsDep, parse_sequence
 from api.lookup import find_task, parse_task_id
 from api.problems import PROBLEM_JSON, ProblemError, problem_body
 from api.sse_contract import SSE_RESPONSES
-from api.streaming import COUNTERS, StreamGate, TaskEventStream
+from api.streaming import COUNTERS, OutgoingEvent, StreamGate, TaskEventStream
+from telemetry.tracing import event_span
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["events"])
@@ -62,7 +65,8 @@ def too_many_streams(gate: StreamGate, path: str) -> JSONResponse:
 
 
 class TaskEventResponse(EventSourceResponse):
-    """An `EventSourceResponse` that holds one slot of the stream cap for exactly its lifetime.
+    """An `EventSourceResponse` that holds one slot of the stream cap (and one of its
+    tenant's) for exactly its lifetime.
 
     The slot is taken when the ASGI server runs the response and given back in
     `finally`, whatever ends it: the last event, a disconnect (even one before
@@ -76,16 +80,25 @@ class TaskEventResponse(EventSourceResponse):
         content: AsyncIterator[ServerSentEvent],
         *,
         gate: StreamGate,
+        tenant_gate: TenantStreamGate,
+        tenant: str,
         task_id: str,
         **options: Any,
     ) -> None:
         super().__init__(content, **options)
         self.__gate = gate
+        self.__tenant_gate = tenant_gate
+        self.__tenant = tenant
         self.__task_id = task_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.__gate.try_acquire():
             await too_many_streams(self.__gate, scope["path"])(scope, receive, send)
+            return
+        if not self.__tenant_gate.try_acquire(self.__tenant):
+            self.__gate.release()
+            refusal = self.__tenant_gate.refusal(self.__tenant)
+            await _problem_response(refusal, scope["path"])(scope, receive, send)
             return
         try:
             await super().__call__(scope, receive, send)
@@ -93,21 +106,25 @@ class TaskEventResponse(EventSourceResponse):
             COUNTERS.send_timeouts += 1
             log.info("client stopped reading; stream dropped", extra={"task_id": self.__task_id})
         finally:
+            self.__tenant_gate.release(self.__tenant)
             self.__gate.release()
+
+
+def _problem_response(problem: ProblemError, path: str) -> JSONResponse:
+    body = problem_body(problem.status, problem.detail, instance=path)
+    return JSONResponse(
+        body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+    )
+
+
+def _span_fields(event: OutgoingEvent) -> dict[str, str | int]:
+    return {"taskplane.event_type": event.event_type, "taskplane.sequence": event.sequence}
 
 
 def _resume_point(last_event_id: str | None, after: int | None) -> int:
     """`Last-Event-ID` wins over `?after`: a browser reconnects with both."""
     if last_event_id is not None and last_event_id.strip():
-        try:
-            value = int(last_event_id.strip())
-        except ValueError:
-            raise ProblemError(
-                400, f"Last-Event-ID must be a sequence number, got {last_event_id!r}"
-            ) from None
-        if value < 0:
-            raise ProblemError(400, "Last-Event-ID must not be negative")
-        return value
+        return parse_sequence(last_event_id, "Last-Event-ID")
     return after or 0
 
 
@@ -121,6 +138,11 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
             " `Retry-After` seconds (or on another process).",
             "content": {PROBLEM_JSON: {}},
         },
+        429: {
+            "description": "The tenant has its maximum of open streams on this process"
+            " (`TASKPLANE_LIMIT_STREAMS_PER_TENANT`): retry after `Retry-After` seconds.",
+            "content": {PROBLEM_JSON: {}},
+        },
     },
 )
 async def task_events(
@@ -128,15 +150,19 @@ async def task_events(
     request: Request,
     services: ServicesDep,
     gate: StreamGateDep,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    tenant_gate: TenantStreamsDep,
+    tenant: StreamTenantDep,
+    after: Annotated[int | None, Query(ge=0, le=MAX_SEQUENCE)] = None,
     history: bool = True,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response:
     if gate.full:  # before any store or Temporal work; the response takes the slot itself
         return too_many_streams(gate, request.url.path)
+    if tenant_gate.full(tenant):
+        raise tenant_gate.refusal(tenant)
     task_id = parse_task_id(task_id)
     resume_after = _resume_point(last_event_id, after)
-    view = await find_task(services, task_id)
+    view = await find_task(services, task_id, tenant)
     if view.status.terminal:
         last_sequence = await services.events.last_sequence(task_id) or 0
         if resume_after >= last_sequence or not history:
@@ -159,9 +185,10 @@ async def task_events(
         try:
             async with aclosing(stream.events()) as events:
                 async for event in events:
-                    yield ServerSentEvent(
-                        data=event.envelope_json, event=event.event_type, id=str(event.sequence)
-                    )
+                    with event_span("sse deliver", event.envelope_json, _span_fields(event)):
+                        yield ServerSentEvent(
+                            data=event.envelope_json, event=event.event_type, id=str(event.sequence)
+                        )
         except Exception as exc:
             # The response has started: the error can only travel inside the stream.
             log.exception("stream failed", extra={"task_id": task_id})
@@ -171,6 +198,8 @@ async def task_events(
     return TaskEventResponse(
         frames(),
         gate=gate,
+        tenant_gate=tenant_gate,
+        tenant=tenant,
         task_id=task_id,
         ping=settings.sse_heartbeat_seconds,
         ping_message_factory=lambda: ServerSentEvent(comment="ping"),

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from api.deps import ServicesDep
 from api.services import Services
@@ -58,6 +58,6 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)  # documented as text, as served
 async def metrics() -> Response:
     return Response(metrics_text(), media_type=METRICS_CONTENT_TYPE)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import ValidationError
+from temporalio.client import WorkflowQueryFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -15,9 +17,12 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
+from api.auth import TenantDep
 from api.deps import ServicesDep
 from api.idempotency import parse_idempotency_key, request_fingerprint, task_id_for_key
+from api.limits import MAX_SEQUENCE, CreationLimiterDep, check_creation_rate, check_page_size
 from api.lookup import find_task, parse_task_id, view_from_record
 from api.models import (
     ControlResponse,
@@ -28,14 +33,20 @@ from api.models import (
     TaskView,
 )
 from api.problems import ProblemError
+from api.webhooks import subscribe_webhook
 from schemas.tasks import TASK_INPUT_MODELS, TaskStatus, TaskStatusView, TaskWorkflowInput
 from store import InvalidCursorError
+from store.tenants import TaskOwners
 from temporal.client import workflow_id_for
 from temporal.search_attributes import TASK_STATUS, TASK_TYPE
 
 router = APIRouter(tags=["tasks"])
 
-DEFAULT_TENANT = "default"
+# Page sizes when the client gives none (never above the configured maximum).
+DEFAULT_TASKS_PAGE = 50
+DEFAULT_HISTORY_PAGE = 100
+PAGE_SIZE_DOC = "Tasks per page: default 50, at most TASKPLANE_LIMIT_TASKS_PAGE_SIZE (500)."
+HISTORY_SIZE_DOC = "Events per page: default 100, at most TASKPLANE_LIMIT_HISTORY_PAGE_SIZE (1000)."
 
 
 def _links(task_id: str) -> TaskLinks:
@@ -50,7 +61,10 @@ def _validated_input(body: CreateTaskRequest) -> dict[str, Any]:
             422, f"unknown task type {body.type!r}", known_types=sorted(TASK_INPUT_MODELS)
         )
     try:
-        return input_model.model_validate(body.input).model_dump(mode="json")
+        # Strict, as JSON: `false` is no number and "3" no integer (the OpenAPI document
+        # says so, and the fuzzer holds the API to it); JSON mode still reads dates.
+        validated = input_model.model_validate_json(json.dumps(body.input), strict=True)
+        return validated.model_dump(mode="json")
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         raise ProblemError(422, f"invalid input for {body.type}", errors=errors) from None
@@ -64,26 +78,37 @@ def _validated_input(body: CreateTaskRequest) -> dict[str, Any]:
         200: {"model": CreateTaskResponse, "description": "The task this Idempotency-Key made."},
         400: {"description": "Malformed Idempotency-Key."},
         422: {"description": "Unknown type, bad input, or a reused key with another body."},
+        429: {"description": "The tenant creates tasks too fast: retry after `Retry-After`."},
     },
 )
 async def create_task(
     body: CreateTaskRequest,
     response: Response,
     services: ServicesDep,
+    tenant: TenantDep,
+    limiter: CreationLimiterDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> CreateTaskResponse:
     """Start a task; with an `Idempotency-Key`, a repeat returns the same task (200)."""
+    check_creation_rate(limiter, tenant)
     key = parse_idempotency_key(idempotency_key) if idempotency_key is not None else None
     task_input = _validated_input(body)
-    task_id = task_id_for_key(DEFAULT_TENANT, key) if key else str(uuid.uuid4())
+    # Keys are scoped per tenant: the same key in two tenants names two tasks.
+    task_id = task_id_for_key(tenant, key) if key else str(uuid.uuid4())
+    # Ownership first, before the workflow (or anything else about it) exists.
+    if await TaskOwners(services.pool).claim(task_id, tenant) != tenant:
+        raise ProblemError(409, f"task id {task_id} is taken")
     fingerprint = request_fingerprint(body.model_dump(mode="json"))
+    webhook = await subscribe_webhook(  # stored before the task's first event can exist
+        services, task_id, body.webhook, request_hash=fingerprint, idempotent=key is not None
+    )
     # Names this request: if the workflow's memo carries it, this request started it.
     nonce = str(uuid.uuid4())
     workflow_id = workflow_id_for(task_id)
     with contextlib.suppress(WorkflowAlreadyStartedError):  # closed under the same id
         await services.temporal.start_workflow(
             "TaskWorkflow",
-            TaskWorkflowInput(task_id=task_id, task_type=body.type, input=task_input),
+            TaskWorkflowInput(task_id=task_id, task_type=body.type, input=task_input, owner=tenant),
             id=workflow_id,
             task_queue=services.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -105,28 +130,41 @@ async def create_task(
             )
         if await description.memo_value("request_nonce", None, type_hint=str) != nonce:
             response.status_code = 200
-    view = await find_task(services, task_id)
+    view = await find_task(services, task_id, tenant)
     return CreateTaskResponse(
-        task_id=task_id, workflow_id=workflow_id, status=view.status, links=_links(task_id)
+        task_id=task_id,
+        workflow_id=workflow_id,
+        status=view.status,
+        links=_links(task_id),
+        webhook=webhook,
     )
 
 
 @router.get("/tasks/{task_id}", response_model=TaskView)
-async def get_task(task_id: str, services: ServicesDep) -> TaskView:
-    return await find_task(services, task_id)
+async def get_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> TaskView:
+    return await find_task(services, task_id, tenant)
 
 
 @router.get("/tasks", response_model=TaskPageView)
 async def list_tasks(
     services: ServicesDep,
+    tenant: TenantDep,
     status: TaskStatus | None = None,
-    type: Annotated[str | None, Query(min_length=1)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    type: Annotated[str | None, Query(min_length=1, max_length=200, pattern=r"^[^\x00]+$")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000, description=PAGE_SIZE_DOC)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> TaskPageView:
+    """The tenant's tasks, newest first; `next_cursor` fetches the next page."""
+    most = services.settings.limit_tasks_page_size
+    limit = min(DEFAULT_TASKS_PAGE, most) if limit is None else limit
+    check_page_size(limit, most, "limit_tasks_page_size")
     try:
         page = await services.tasks.page(
-            status=status.value if status else None, task_type=type, limit=limit, cursor=cursor
+            status=status.value if status else None,
+            task_type=type,
+            limit=limit,
+            cursor=cursor,
+            tenant=tenant,
         )
     except InvalidCursorError as exc:
         raise ProblemError(400, str(exc)) from None
@@ -135,45 +173,78 @@ async def list_tasks(
     )
 
 
-async def _current_state(services: ServicesDep, task_id: str) -> TaskStatusView:
-    view = await find_task(services, task_id)
+async def _current_state(services: ServicesDep, task_id: str, tenant: str) -> TaskStatusView:
+    view = await find_task(services, task_id, tenant)
     if view.status.terminal:
         raise ProblemError(
             409, f"task {task_id} is {view.status.value}", task_status=view.status.value
         )
     handle = services.temporal.get_workflow_handle(workflow_id_for(task_id))
-    state: TaskStatusView = await handle.query("status", result_type=TaskStatusView)
+    try:
+        state: TaskStatusView = await handle.query("status", result_type=TaskStatusView)
+    except WorkflowQueryFailedError as exc:  # e.g. a workflow that failed outside its code
+        raise ProblemError(409, f"task {task_id} cannot be controlled now: {exc}") from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # its history is gone (retention)
+            raise ProblemError(409, f"task {task_id} has already ended") from None
+        raise
     return state
 
 
 async def _signal(services: ServicesDep, task_id: str, name: str) -> None:
-    await services.temporal.get_workflow_handle(workflow_id_for(task_id)).signal(name)
+    try:
+        await services.temporal.get_workflow_handle(workflow_id_for(task_id)).signal(name)
+    except RPCError as exc:
+        # The task ended between the status check and the signal: too late, not a 5xx.
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ProblemError(409, f"task {task_id} has already ended") from None
+        raise
 
 
-@router.post("/tasks/{task_id}/pause", status_code=202, response_model=ControlResponse)
-async def pause_task(task_id: str, services: ServicesDep) -> ControlResponse:
+_CONTROL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The transition makes no sense now (e.g. the task has ended)."}
+}
+
+
+@router.post(
+    "/tasks/{task_id}/pause",
+    status_code=202,
+    response_model=ControlResponse,
+    responses=_CONTROL_RESPONSES,
+)
+async def pause_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> ControlResponse:
     task_id = parse_task_id(task_id)
-    state = await _current_state(services, task_id)
+    state = await _current_state(services, task_id, tenant)
     if state.status == TaskStatus.PAUSED or state.pause_requested:
         raise ProblemError(409, f"task {task_id} is already paused", task_status=state.status.value)
     await _signal(services, task_id, "pause")
     return ControlResponse(task_id=task_id, status=TaskStatus.PAUSED)
 
 
-@router.post("/tasks/{task_id}/resume", status_code=202, response_model=ControlResponse)
-async def resume_task(task_id: str, services: ServicesDep) -> ControlResponse:
+@router.post(
+    "/tasks/{task_id}/resume",
+    status_code=202,
+    response_model=ControlResponse,
+    responses=_CONTROL_RESPONSES,
+)
+async def resume_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> ControlResponse:
     task_id = parse_task_id(task_id)
-    state = await _current_state(services, task_id)
+    state = await _current_state(services, task_id, tenant)
     if state.status != TaskStatus.PAUSED and not state.pause_requested:
         raise ProblemError(409, f"task {task_id} is not paused", task_status=state.status.value)
     await _signal(services, task_id, "resume")
     return ControlResponse(task_id=task_id, status=TaskStatus.RUNNING)
 
 
-@router.post("/tasks/{task_id}/cancel", status_code=202, response_model=ControlResponse)
-async def cancel_task(task_id: str, services: ServicesDep) -> ControlResponse:
+@router.post(
+    "/tasks/{task_id}/cancel",
+    status_code=202,
+    response_model=ControlResponse,
+    responses=_CONTROL_RESPONSES,
+)
+async def cancel_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> ControlResponse:
     task_id = parse_task_id(task_id)
-    await _current_state(services, task_id)
+    await _current_state(services, task_id, tenant)
     await _signal(services, task_id, "cancel")
     return ControlResponse(task_id=task_id, status=TaskStatus.CANCELLED)
 
@@ -182,11 +253,15 @@ async def cancel_task(task_id: str, services: ServicesDep) -> ControlResponse:
 async def task_history(
     task_id: str,
     services: ServicesDep,
-    after: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    tenant: TenantDep,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQUENCE)] = 0,
+    limit: Annotated[int | None, Query(ge=1, le=1000, description=HISTORY_SIZE_DOC)] = None,
 ) -> Response:
     """A page of events in `sequence` order; `next_after` resumes after it."""
-    await find_task(services, task_id)
+    most = services.settings.limit_history_page_size
+    limit = min(DEFAULT_HISTORY_PAGE, most) if limit is None else limit
+    check_page_size(limit, most, "limit_history_page_size")
+    await find_task(services, task_id, tenant)
     events = await services.events.history(parse_task_id(task_id), after=after, limit=limit)
     next_after = events[-1].sequence if events else after
     # The stored envelopes are served as stored: no re-serialisation.

@@ -29,6 +29,10 @@ class ProcessStack:
     def __init__(self, services: Any, log_dir: Path, **settings: str) -> None:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        # Each stack's worker serves its metrics (ours, and the Temporal SDK's) on ports
+        # of its own, so stacks side by side never collide on the defaults.
+        self.worker_metrics_port = _free_port()
+        self.worker_temporal_metrics_port = _free_port()
         self.env = {
             **os.environ,
             "TASKPLANE_DATABASE_URL": services.database_url,
@@ -37,6 +41,8 @@ class ProcessStack:
             "TASKPLANE_TASK_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
             "TASKPLANE_API_PORT": str(self.port),
             "TASKPLANE_OUTBOX_GRACE_SECONDS": "0.5",
+            "TASKPLANE_WORKER_METRICS_PORT": str(self.worker_metrics_port),
+            "TASKPLANE_WORKER_METRICS_TEMPORAL_PORT": str(self.worker_temporal_metrics_port),
             **{f"TASKPLANE_{k.upper()}": v for k, v in settings.items()},
         }
         self.log_dir = log_dir
