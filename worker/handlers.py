@@ -21,6 +21,7 @@ Handlers are registered in code (`HandlerRunner.register`) or named in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -133,6 +134,8 @@ class HandlerRunner:
         self._block = block_seconds
         self._batch_size = batch_size
         self._handlers: dict[str, EventHandler] = {}
+        self._consumers: set[DurableConsumer] = set()
+        self._stopping = False
         self.counters = HandlerCounters()
 
     @property
@@ -144,8 +147,19 @@ class HandlerRunner:
             raise HandlerConfigurationError(f"two event handlers are named {handler.name!r}")
         self._handlers[handler.name] = handler
 
+    def stop(self) -> None:
+        """End every handler loop after its current read (at most `block_seconds`).
+
+        Stop with this, not by cancelling `run()`: a cancellation that lands inside
+        redis-py's blocking XREADGROUP can leave the task hanging (seen in tests), while
+        closing a consumer only ends its iteration once the read returns.
+        """
+        self._stopping = True
+        for consumer in list(self._consumers):
+            consumer.close()
+
     async def run(self) -> None:
-        """Consume for every handler until cancelled or the broker closes."""
+        """Consume for every handler until `stop()` or the broker closes."""
         if not self._handlers:
             log.info("no durable event handlers registered")
             return
@@ -158,7 +172,7 @@ class HandlerRunner:
                 group.create_task(self._run_one(handler), name=f"handler-{handler.name}")
 
     async def _run_one(self, handler: EventHandler) -> None:
-        while True:
+        while not self._stopping:
             try:
                 async with self._broker.consume(
                     handler.name,
@@ -168,9 +182,15 @@ class HandlerRunner:
                     block_seconds=self._block,
                     batch_size=self._batch_size,
                 ) as consumer:
-                    async for message in consumer:
-                        await self._handle(handler, consumer, message)
-                return  # the broker closed
+                    self._consumers.add(consumer)
+                    if self._stopping:  # stopped while joining the group
+                        consumer.close()
+                    try:
+                        async for message in consumer:
+                            await self._handle(handler, consumer, message)
+                    finally:
+                        self._consumers.discard(consumer)
+                return  # stopped, or the broker closed
             except BrokerNotConnectedError:
                 return  # closed before (or while) joining the group
             except Exception:
@@ -242,3 +262,17 @@ def build_handler_runner(
     for handler in load_handlers(settings.event_handlers):
         runner.register(handler)
     return runner
+
+
+async def stop_handlers(
+    runner: HandlerRunner, running: asyncio.Task[None], *, grace_seconds: float = 10.0
+) -> None:
+    """Stop `runner` (see `HandlerRunner.stop`) and wait for it; cancel only as a last resort."""
+    runner.stop()
+    try:
+        await asyncio.wait_for(asyncio.shield(running), grace_seconds)
+    except TimeoutError:
+        log.warning("durable handlers did not stop in time; cancelling them")
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running

@@ -27,7 +27,7 @@ from telemetry.tracing import configure_tracing, shutdown_tracing
 from temporal.client import connect_client, ensure_search_attributes
 from temporal.interceptors import LogContextInterceptor
 from temporal.runtime import metrics_runtime
-from worker.handlers import build_handler_runner
+from worker.handlers import build_handler_runner, stop_handlers
 from worker.metrics import start_worker_metrics
 from worker.relay import build_recorder_and_relay, register_relay_metrics
 from worker.webhooks import start_webhooks
@@ -135,7 +135,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             log.info("worker started", extra={"task_queue": settings.task_queue})
             await stop.wait()
             log.info("worker stopping")
-        for task in (relay_task, handlers_task, webhooks_task):
+        await stop_handlers(handlers, handlers_task)
+        for task in (relay_task, webhooks_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -41,7 +41,7 @@ from temporal.client import connect_client
 from tests.faults.effects import effects_handler, handled
 from tests.invariants import Event, Observer, load_history
 from tests.sse import read_frames
-from worker.handlers import HandlerRunner
+from worker.handlers import HandlerRunner, stop_handlers
 from worker.main import build_worker
 from worker.relay import OutboxRelay, build_recorder_and_relay
 
@@ -108,6 +108,8 @@ async def in_process_worker(
         async with worker:
             yield InProcessWorker(settings, pool, broker, recorder, relay, handlers, group)
     finally:
+        if len(background) == 2:
+            await stop_handlers(handlers, background.pop())
         for task in background:
             task.cancel()
         for task in background:

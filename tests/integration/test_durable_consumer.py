@@ -26,7 +26,7 @@ from schemas import EventEnvelope
 from schemas.examples import example_envelope
 from store.processed import ProcessedEvents
 from tests.integration.live_api import eventually
-from worker.handlers import EventHandler, HandlerRunner, PermanentHandlerError
+from worker.handlers import EventHandler, HandlerRunner, PermanentHandlerError, stop_handlers
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -114,9 +114,8 @@ async def running(runner: HandlerRunner) -> asyncio.Task[None]:
     return task
 
 
-async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+async def stop(runner: HandlerRunner, task: asyncio.Task[None]) -> None:
+    await stop_handlers(runner, task)
 
 
 async def test_duplicates_have_one_effect_each(setup: Setup) -> None:
@@ -130,7 +129,7 @@ async def test_duplicates_have_one_effect_each(setup: Setup) -> None:
         return runner.counters.handled + runner.counters.duplicates == 2 * len(events)
 
     await eventually(all_seen)
-    await stop(task)
+    await stop(runner, task)
     assert await setup.effects() == {event_id(p): 1 for p in events}
     assert (runner.counters.handled, runner.counters.duplicates) == (10, 10)
     processed = ProcessedEvents(setup.pool)
@@ -173,7 +172,7 @@ async def test_a_consumer_killed_mid_handling_leaves_its_work_to_the_living(
         return runner.counters.handled == len(events)
 
     await eventually(all_handled)
-    await stop(task)
+    await stop(runner, task)
     assert await setup.effects() == {event_id(p): 1 for p in events}
     summary = await admin.xpending(setup.stream, setup.handler_name)
     assert summary["pending"] == 0
@@ -203,7 +202,7 @@ async def test_invalid_messages_are_logged_raw_dead_lettered_and_the_runner_goes
             return runner.counters.handled == 1
 
         await eventually(handled)
-    await stop(task)
+    await stop(runner, task)
     assert await setup.effects() == {event_id(good): 1}
     letters = await setup.broker.dead_letters()
     assert [(d.reason, d.payload) for d in letters] == [
@@ -238,7 +237,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_without_an_effect
         return bool(await setup.broker.dead_letters())
 
     await eventually(poison_set_aside)
-    await stop(task)
+    await stop(runner, task)
     assert await setup.effects() == {event_id(flaky): 1, event_id(fine): 1}
     assert attempts == {event_id(poison): 3, event_id(flaky): 2, event_id(fine): 1}
     (letter,) = await setup.broker.dead_letters()
@@ -260,7 +259,7 @@ async def test_a_permanent_error_dead_letters_at_once(setup: Setup) -> None:
         return bool(await setup.broker.dead_letters())
 
     await eventually(set_aside, within=5)
-    await stop(task)
+    await stop(runner, task)
     (letter,) = await setup.broker.dead_letters()
     assert (letter.reason, letter.error) == (
         DeadLetterReason.REJECTED,
