@@ -248,7 +248,7 @@ def _banner(
 ) -> None:
     rows: list[tuple[str, str]] = []
     if api_url is not None:
-        rows += [("API", api_url), ("API docs", f"{api_url}/docs")]
+        rows += [("Task page", f"{api_url}/"), ("API", api_url), ("API docs", f"{api_url}/docs")]
         rows += [("API metrics", f"{api_url}/metrics"), *metrics_rows]
     if stack.temporal_ui_url is not None:
         rows.append(("Temporal Web UI", stack.temporal_ui_url))
