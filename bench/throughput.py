@@ -13,6 +13,7 @@ the machine is shared and its noise moves whole rounds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from bench.models import BenchPipelineInput
 from bench.recorders import BatchingRecorder, NoIoRecorder
 from bench.stats import median
 from bench.worker import bench_worker
+from bench.worker_loops import worker_loops
 from schemas.tasks import TaskWorkflowInput
 from store import EventStore, Outbox
 from temporal.client import workflow_id_for
@@ -43,6 +45,8 @@ class Variant:
     # Diagnostics take production's cost apart (part of a full run; skipped
     # by --quick unless named in `throughput_variants`).
     diagnostic: bool = False
+    # Also run the loops `python -m worker` runs beside the workflows (bench/worker_loops.py).
+    worker_loops: bool = False
 
 
 def _task_input(task_id: str) -> TaskWorkflowInput:
@@ -76,6 +80,14 @@ VARIANTS = (
         "TaskWorkflow",
         "production",
         _task_input,
+    ),
+    Variant(
+        "taskplane_worker_loops",
+        "production, plus the worker's relay, webhooks handler (every event) and sender",
+        "TaskWorkflow",
+        "production",
+        _task_input,
+        worker_loops=True,
     ),
     Variant(
         "taskplane_batched",
@@ -197,9 +209,21 @@ async def _count_events(ctx: BenchContext, task_ids: list[str]) -> int:
 
 
 async def run_variant(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
-    sizes = ctx.sizes
-    recorder = _recorder(ctx, variant.recorder)
     task_queue = f"bench-{variant.name}-{uuid.uuid4().hex[:6]}"
+    async with contextlib.AsyncExitStack() as loops:
+        if not variant.worker_loops:
+            return await _measure(ctx, variant, _recorder(ctx, variant.recorder), task_queue)
+        running = await loops.enter_async_context(worker_loops(ctx))
+        result = await _measure(ctx, variant, running.recorder, task_queue)
+        # Whether the handler kept up: events it handled while the variant ran.
+        result["events_handled_by_webhooks_handler"] = running.handlers.counters.handled
+        return result
+
+
+async def _measure(
+    ctx: BenchContext, variant: Variant, recorder: EventRecorder, task_queue: str
+) -> dict[str, Any]:
+    sizes = ctx.sizes
     try:
         async with bench_worker(ctx.client, recorder, task_queue=task_queue):
             window = await _closed_loop(
