@@ -212,6 +212,13 @@ class WebhookStore:
             raise RuntimeError(f"webhook endpoint of task {task_id} vanished")
         return existing, False
 
+    async def has_subscription(self, task_id: str) -> bool:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT 1 FROM webhook_endpoints WHERE task_id = %s", (task_id,)
+            )
+            return await cursor.fetchone() is not None
+
     async def endpoint(self, task_id: str) -> WebhookEndpoint | None:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(

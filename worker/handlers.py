@@ -79,9 +79,17 @@ class EventHandler:
     name: str
     handle: HandlerFunc
     event_types: frozenset[str] | None = None  # None: every type
+    # A cheap test run before anything is written: an event it rejects is only
+    # acknowledged, with no `processed_events` mark (it has no effect to make once).
+    applies_to: Callable[[EventEnvelope], Awaitable[bool]] | None = None
 
     def wants(self, event_type: str) -> bool:
         return self.event_types is None or event_type in self.event_types
+
+    async def concerns(self, envelope: EventEnvelope) -> bool:
+        if not self.wants(envelope.type):
+            return False
+        return self.applies_to is None or await self.applies_to(envelope)
 
 
 @dataclass(slots=True)
@@ -89,7 +97,7 @@ class HandlerCounters:
     handled: int = 0  # effects committed
     duplicates: int = 0  # deliveries of an event already processed: acknowledged only
     failures: int = 0  # handler errors (the message is retried, then dead-lettered)
-    skipped: int = 0  # types the handler does not want: acknowledged only
+    skipped: int = 0  # events the handler does not concern itself with: acknowledged only
 
 
 def default_consumer_name() -> str:
@@ -212,7 +220,7 @@ class HandlerRunner:
             "sequence": envelope.sequence,
             "deliveries": message.deliveries,
         }
-        if not handler.wants(envelope.type):
+        if not await handler.concerns(envelope):
             self.counters.skipped += 1
         else:
             started = time.perf_counter()

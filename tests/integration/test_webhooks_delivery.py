@@ -42,6 +42,7 @@ from worker.webhooks import (
     WebhookDispatcher,
     enqueue_deliveries,
     pinned,
+    webhook_handler,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -205,6 +206,27 @@ async def test_a_task_without_a_webhook_gets_no_deliveries(db: AsyncConnectionPo
     for envelope in envelopes:
         await handle(db, envelope)
     assert await WebhookStore(db).deliveries(task_id) == []
+
+
+async def test_the_handler_leaves_tasks_without_a_webhook_alone_and_asks_once_per_task(
+    db: AsyncConnectionPool,
+) -> None:
+    plain_id, plain = await store_task(db, 3)
+    hooked_id, hooked = await store_task(db, 3)
+    await subscribe(db, hooked_id, "http://127.0.0.1:9/unused")
+    store = WebhookStore(db)
+    lookups: list[str] = []
+    has_subscription = store.has_subscription
+
+    async def counted(task_id: str) -> bool:
+        lookups.append(task_id)
+        return await has_subscription(task_id)
+
+    store.has_subscription = counted  # type: ignore[method-assign]
+    handler = webhook_handler(store)
+    concerned = [await handler.concerns(e) for e in [*plain, *hooked, *plain]]
+    assert concerned == [False] * 3 + [True] * 3 + [False] * 3
+    assert lookups == [plain_id, hooked_id]  # once per task, not once per event
 
 
 async def test_several_senders_deliver_each_event_once_in_task_order_through_failures(
