@@ -16,18 +16,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import psycopg
-from psycopg.conninfo import make_conninfo
 from standardwebhooks import Webhook
-
-from devstack.aio import run_sync
 
 
 @dataclass(frozen=True)
@@ -130,20 +125,3 @@ def verified_payloads(requests: list[Received], secret: str) -> list[dict[str, A
     """Each request's JSON body, after `standardwebhooks` verified its signature."""
     webhook = Webhook(secret)
     return [webhook.verify(r.body, r.headers) for r in requests]
-
-
-@contextmanager
-def fresh_database(database_url: str) -> Iterator[str]:
-    """A new, migrated database on the session's Postgres server; dropped afterwards."""
-    from store.migrate import migrate
-
-    name = f"webhooks_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(database_url, dbname=name)
-    try:
-        run_sync(lambda: migrate(url))
-        yield url
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -25,7 +25,8 @@ from redis.asyncio import Redis
 from store import open_pool
 from tests.e2e.conftest import ProcessStack, running_stack
 from tests.invariants import Event, Observer, check_delivery, load_history
-from tests.webhooks_support import Receiver, fresh_database, running_receiver, verified_payloads
+from tests.own_database import own_database_sync
+from tests.webhooks_support import Receiver, running_receiver, verified_payloads
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -47,7 +48,7 @@ def own_redis_db(redis_url: str) -> str:
 
 @pytest.fixture(scope="module")
 def webhook_db(database_url: str) -> Iterator[str]:
-    with fresh_database(database_url) as url:
+    with own_database_sync(database_url, "webhooks") as url:
         yield url
 
 

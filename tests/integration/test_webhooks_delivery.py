@@ -29,10 +29,10 @@ from store.processed import ProcessedEvents
 from store.webhooks import DeliveryState, WebhookStore
 from tests.integration.live_api import eventually
 from tests.invariants import Event, Observer, check_delivery, load_history
+from tests.own_database import own_database_sync
 from tests.webhooks_support import (
     Receiver,
     always,
-    fresh_database,
     running_receiver,
     verified_payloads,
 )
@@ -63,7 +63,7 @@ POLICY = DeliveryPolicy(
 
 @pytest.fixture(scope="module")
 def webhook_db(database_url: str) -> Iterator[str]:
-    with fresh_database(database_url) as url:
+    with own_database_sync(database_url, "webhooks") as url:
         yield url
 
 
