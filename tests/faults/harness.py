@@ -39,6 +39,7 @@ from store import open_pool
 from store.processed import ProcessedEvents
 from temporal.client import connect_client
 from tests.faults.effects import effects_handler, handled
+from tests.integration.live_api import live_api
 from tests.invariants import Event, Observer, load_history
 from tests.sse import read_frames
 from worker.handlers import HandlerRunner, stop_handlers
@@ -117,6 +118,39 @@ async def in_process_worker(
                 await task
         await broker.close()
         await pool.close()
+
+
+@asynccontextmanager
+async def worker_and_api(
+    settings: Settings,
+    stream: BrokerStreamView,
+    *,
+    group: str,
+    api_database_url: str | None = None,
+    make_worker: MakeWorker | None = None,
+    **api_settings: Any,
+) -> AsyncIterator[tuple[InProcessWorker, httpx.AsyncClient]]:
+    """A test's in-process worker, a live API on the same servers and a client of it.
+
+    The API may reach Postgres another way than the worker (`api_database_url`: past
+    a fault proxy, say); `api_settings` tune the API. Returns once the worker's handler
+    group exists and the broker stream is marked, so everything the test does next is
+    observed.
+    """
+    async with (
+        in_process_worker(settings, group=group, make_worker=make_worker) as worker,
+        live_api(
+            database_url=api_database_url or settings.require_database_url(),
+            redis_url=settings.require_redis_url(),
+            temporal_address=settings.require_temporal_address(),
+            task_queue=settings.task_queue,
+            **api_settings,
+        ) as api,
+        httpx.AsyncClient(base_url=api.url, timeout=30) as http,
+    ):
+        await stream.group_ready(group)
+        await stream.mark()
+        yield worker, http
 
 
 def _default_worker(client: Client, recorder: EventRecorder, task_queue: str) -> Worker:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from api.streaming import COUNTERS
@@ -24,12 +23,11 @@ from tests.faults.harness import (
     collector,
     create_task,
     fault_settings,
-    in_process_worker,
     pending_rows,
     until,
     watch,
+    worker_and_api,
 )
-from tests.integration.live_api import live_api
 from tests.invariants import load_history, wait_until_delivered
 
 
@@ -68,18 +66,7 @@ async def test_every_consumer_sees_a_twice_published_event_once(
     await republisher.connect()
     dropped_before = COUNTERS.dropped_duplicates
     try:
-        async with (
-            in_process_worker(settings, group=group) as worker,
-            live_api(
-                database_url=fault_db,
-                redis_url=redis_url,
-                temporal_address=temporal_address,
-                task_queue=settings.task_queue,
-            ) as api,
-            httpx.AsyncClient(base_url=api.url, timeout=30) as http,
-        ):
-            await stream.group_ready(group)
-            await stream.mark()
+        async with worker_and_api(settings, stream, group=group) as (worker, http):
             task_ids = [await create_task(http) for _ in range(2)]
             watchers = [w for task_id in task_ids for w in watch(http, task_id)]
             done = asyncio.Event()

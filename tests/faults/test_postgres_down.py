@@ -14,7 +14,6 @@ import asyncio
 import logging
 from typing import Any
 
-import httpx
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
@@ -30,13 +29,12 @@ from tests.faults.harness import (
     collector,
     create_task,
     fault_settings,
-    in_process_worker,
     pending_rows,
     until,
     watch,
+    worker_and_api,
 )
 from tests.faults.proxy import fault_proxy
-from tests.integration.live_api import live_api
 from tests.invariants import load_history, wait_until_delivered
 from worker.main import build_worker
 
@@ -101,18 +99,9 @@ async def test_activities_retry_through_a_postgres_outage(
             return build_worker(Client(**config), recorder, task_queue=task_queue)
 
         try:
-            async with (
-                in_process_worker(settings, group=group, make_worker=make_worker) as worker,
-                live_api(
-                    database_url=fault_db,
-                    redis_url=redis_url,
-                    temporal_address=temporal_address,
-                    task_queue=settings.task_queue,
-                ) as api,
-                httpx.AsyncClient(base_url=api.url, timeout=30) as http,
-            ):
-                await stream.group_ready(group)
-                await stream.mark()
+            async with worker_and_api(
+                settings, stream, group=group, api_database_url=fault_db, make_worker=make_worker
+            ) as (worker, http):
                 task_ids = [await create_task(http, TASK) for _ in range(2)]
                 watchers.extend(w for task_id in task_ids for w in watch(http, task_id))
 

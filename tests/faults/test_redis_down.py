@@ -13,7 +13,6 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -25,12 +24,11 @@ from tests.faults.harness import (
     collector,
     create_task,
     fault_settings,
-    in_process_worker,
     pending_rows,
     until,
     watch,
+    worker_and_api,
 )
-from tests.integration.live_api import live_api
 from tests.invariants import load_history, wait_until_delivered
 
 LONGER_TASK = {"steps": 3, "step_seconds": 0.6, "progress_ticks": 3}
@@ -59,19 +57,10 @@ async def test_tasks_run_through_a_redis_outage_and_every_event_gets_through(
     stream = BrokerStreamView(own_redis.url)
     watchers: list[SSEWatcher] = []
     try:
-        async with (
-            in_process_worker(settings, group=group) as worker,
-            live_api(
-                database_url=fault_db,
-                redis_url=own_redis.url,
-                temporal_address=temporal_address,
-                task_queue=settings.task_queue,
-                sse_heartbeat_seconds=0.5,
-            ) as api,
-            httpx.AsyncClient(base_url=api.url, timeout=30) as http,
+        async with worker_and_api(settings, stream, group=group, sse_heartbeat_seconds=0.5) as (
+            worker,
+            http,
         ):
-            await stream.group_ready(group)
-            await stream.mark()
             task_ids = [await create_task(http, LONGER_TASK) for _ in range(2)]
             watchers.extend(w for task_id in task_ids for w in watch(http, task_id))
 

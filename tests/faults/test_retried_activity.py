@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import httpx
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 from temporalio.client import Client
@@ -26,10 +25,9 @@ from tests.faults.harness import (
     collector,
     create_task,
     fault_settings,
-    in_process_worker,
     watch,
+    worker_and_api,
 )
-from tests.integration.live_api import live_api
 from tests.invariants import wait_until_delivered
 from worker.main import workflow_runner
 from workflows.task_workflow import TaskWorkflow
@@ -74,18 +72,10 @@ async def test_a_retried_recording_is_one_event(
 
     stream = BrokerStreamView(redis_url)
     try:
-        async with (
-            in_process_worker(settings, group=group, make_worker=make_worker),
-            live_api(
-                database_url=fault_db,
-                redis_url=redis_url,
-                temporal_address=temporal_address,
-                task_queue=settings.task_queue,
-            ) as api,
-            httpx.AsyncClient(base_url=api.url, timeout=30) as http,
+        async with worker_and_api(settings, stream, group=group, make_worker=make_worker) as (
+            _,
+            http,
         ):
-            await stream.group_ready(group)
-            await stream.mark()
             task_ids = [await create_task(http, {"steps": 1, "step_seconds": 0.1})]
             watchers = watch(http, task_ids[0])
             collect = collector(truth, task_ids, watchers, group, stream)
