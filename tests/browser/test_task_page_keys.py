@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, Request, expect
 
-from tests.e2e.conftest import ProcessStack
+from tests.e2e.conftest import ProcessStack, api_beside
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -29,19 +29,10 @@ def keyed_api(page_stack: ProcessStack, services: Any, tmp_path: Path) -> Iterat
 
     No `stream_token_secret`: each process draws its own, so a restart invalidates
     every token minted before it, which is exactly what a page must survive."""
-    api = ProcessStack(
-        services,
-        tmp_path,
-        task_queue=page_stack.env["TASKPLANE_TASK_QUEUE"],
-        api_keys=f"acme:{KEY}",
-        sse_retry_ms="300",
-    )
-    api.start("api")
-    try:
-        api.wait_ready()
+    with api_beside(
+        page_stack, services, tmp_path, api_keys=f"acme:{KEY}", sse_retry_ms="300"
+    ) as api:
         yield api
-    finally:
-        api.stop_all()
 
 
 async def test_asks_for_a_key_then_streams_with_fresh_tokens(

@@ -105,6 +105,20 @@ def running_stack(services: Any, log_dir: Path, **settings: str) -> Iterator[Pro
         processes.stop_all()
 
 
+@contextmanager
+def api_beside(
+    stack: ProcessStack, services: Any, log_dir: Path, **settings: str
+) -> Iterator[ProcessStack]:
+    """Another API process on `stack`'s servers and task queue (its worker serves both)."""
+    api = ProcessStack(services, log_dir, task_queue=stack.env["TASKPLANE_TASK_QUEUE"], **settings)
+    api.start("api")
+    try:
+        api.wait_ready()
+        yield api
+    finally:
+        api.stop_all()
+
+
 @pytest.fixture(scope="session")
 def stack(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStack]:
     with running_stack(services, tmp_path_factory.mktemp("e2e-logs")) as processes:

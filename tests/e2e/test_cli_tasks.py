@@ -18,7 +18,7 @@ import pytest
 
 from cli import tasks as cli_tasks
 from cli.main import main
-from tests.e2e.conftest import ProcessStack
+from tests.e2e.conftest import ProcessStack, api_beside
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -139,19 +139,8 @@ def test_exit_codes_tell_failed_cancelled_conflict_and_not_found(
 @pytest.fixture
 def keyed_api(stack: ProcessStack, services: Any, tmp_path: Path) -> Iterator[ProcessStack]:
     """Another API process on the stack's servers and task queue, with keys required."""
-    api = ProcessStack(
-        services,
-        tmp_path,
-        task_queue=stack.env["TASKPLANE_TASK_QUEUE"],
-        api_keys=f"acme:{KEY}",
-        sse_retry_ms="200",
-    )
-    api.start("api")
-    try:
-        api.wait_ready()
+    with api_beside(stack, services, tmp_path, api_keys=f"acme:{KEY}", sse_retry_ms="200") as api:
         yield api
-    finally:
-        api.stop_all()
 
 
 def test_watch_resumes_after_the_api_restarts_with_a_key(
