@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -41,7 +41,8 @@ class WorkerGauges:
     pool: AsyncConnectionPool
     broker: EventBroker
     refresh_seconds: float = 15.0
-    task_counts: dict[str, int] = field(default_factory=dict)
+    # None until the first refresh: a fresh worker exports no task counts rather than zeros.
+    task_counts: dict[str, int] | None = None
     refresh_failures: int = 0
 
     async def refresh(self) -> None:
@@ -72,7 +73,9 @@ def register_worker_metrics(gauges: WorkerGauges) -> None:
 
 def _register() -> None:
     def by_status() -> LabelledValues:
-        counts = _current.task_counts if _current is not None else {}
+        counts = _current.task_counts if _current is not None else None
+        if counts is None:
+            return []
         return [
             (float(counts.get(status.value, 0)), {"status": status.value}) for status in TaskStatus
         ]

@@ -34,7 +34,13 @@ async def test_the_worker_serves_task_counts_and_publish_latency(
     url = f"http://127.0.0.1:{metrics.server.port}/metrics"
     try:
         async with httpx.AsyncClient(timeout=5) as http:
-            before = (await http.get(url)).text
+            # The counts appear with the first refresh of the store-read gauges.
+            deadline = time.monotonic() + 10
+            while True:
+                before = (await http.get(url)).text
+                if "taskplane_tasks{" in before or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
             completed_before = sample(before, "taskplane_tasks", status="completed")
             assert completed_before is not None  # every status is exported, zero or not
             published_before = (
