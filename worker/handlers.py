@@ -50,7 +50,8 @@ HandlerFunc = Callable[[EventEnvelope, AsyncConnection], Awaitable[None]]
 
 RESTART_DELAY_SECONDS = 1.0
 
-# One handling: its time, by handler and outcome (handled, duplicate, failed, gave_up);
+# One handling: its time, by handler and outcome (handled, duplicate, failed, gave_up,
+# skipped: not the handler's concern, acknowledged only);
 # the `_count` by outcome is the handlers' error rate.
 _HANDLER_SECONDS = histogram(
     "taskplane_handler_seconds",
@@ -220,10 +221,11 @@ class HandlerRunner:
             "sequence": envelope.sequence,
             "deliveries": message.deliveries,
         }
+        started = time.perf_counter()
         if not await handler.concerns(envelope):
             self.counters.skipped += 1
+            _observe(handler.name, "skipped", started)
         else:
-            started = time.perf_counter()
             try:
                 async with self._processed.first_time(handler.name, envelope.id) as conn:
                     if conn is not None:
