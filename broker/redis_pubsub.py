@@ -29,6 +29,16 @@ the reader counts the SUBSCRIBEs sent for a topic on the current connection and
 the topic is confirmed when its count returns to zero. A confirmation left over
 from an earlier, abandoned subscription can thus never confirm a newer one.
 
+Who sends: only tasks the broker owns. A subscriber never writes to the shared
+connection: it registers its topic and waits for the confirmation, and the
+broker's command task sends the SUBSCRIBEs and UNSUBSCRIBEs, in the order they
+were asked for, batched. A subscriber is cancelled whenever its client vanishes
+(a closed browser tab, an anyio cancel scope); were it sending, the cancellation
+could interrupt a command half-written, or leave a SUBSCRIBE counted as
+outstanding that Redis never got, and then no later subscriber of that topic
+would ever be confirmed on this connection (issue 23). The broker's own tasks
+are cancelled only by `stop()`, which discards the connection anyway.
+
 Locking: only the reader reads. Every command on the `PubSub` (SUBSCRIBE,
 UNSUBSCRIBE, PING) and every swap of the current `PubSub` happen under one lock,
 so no command can land on a connection that is being torn down.
@@ -84,8 +94,10 @@ class SharedPubSub:
         self._outstanding: dict[str, int] = {}
         # Topics whose subscribers get a resync notice once their re-subscription is confirmed.
         self._resync_on_confirm: set[str] = set()
-        self._unsubscribe_pending: set[str] = set()
-        self._unsubscriber: asyncio.Task[None] | None = None
+        # Commands asked for and not yet sent, in the order asked (dicts keep it).
+        self._subscribe_pending: dict[str, None] = {}
+        self._unsubscribe_pending: dict[str, None] = {}
+        self._commander: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._stopped = False
         self._reconnects = 0
@@ -118,12 +130,11 @@ class SharedPubSub:
         for event in self._confirmed.values():
             event.set()  # waiters see `_stopped` and raise instead of timing out
         self._fanout.close_all()
-        tasks = [task for task in (self._reader, self._unsubscriber) if task is not None]
+        tasks = [task for task in (self._reader, self._commander) if task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        async with self._lock:  # lets a subscriber's SUBSCRIBE in flight finish first
-            self._pubsub = None
+        self._pubsub = None
         if self._owned is not None:
             await _discard(self._owned)
             self._owned = None
@@ -139,7 +150,8 @@ class SharedPubSub:
         try:
             if first:
                 self._confirmed[topic] = asyncio.Event()
-                await self._send_subscribe(topic)
+                self._subscribe_pending[topic] = None
+                self._wake_commander()
             await self._wait_confirmed(topic)
             yield subscription
         finally:
@@ -160,18 +172,6 @@ class SharedPubSub:
         if self._stopped:
             raise BrokerNotConnectedError("the broker was closed")
 
-    async def _send_subscribe(self, topic: str) -> None:
-        async with self._lock:
-            pubsub = self._pubsub
-            if pubsub is None or topic not in self._confirmed:
-                return  # reconnecting (it subscribes every wanted topic), or already left
-            self._outstanding[topic] = self._outstanding.get(topic, 0) + 1
-            try:
-                await pubsub.subscribe(topic)
-            except (RedisError, OSError) as exc:
-                # The reader fails on the same broken connection and re-subscribes everything.
-                logger.debug("SUBSCRIBE %s failed (%s); left to the reconnect", topic, exc)
-
     def _release(self, subscription: FanoutSubscription) -> None:
         topic = subscription.topic
         if not self._fanout.remove(subscription):
@@ -180,26 +180,44 @@ class SharedPubSub:
         self._resync_on_confirm.discard(topic)
         if self._stopped:
             return
-        self._unsubscribe_pending.add(topic)
-        if self._unsubscriber is None or self._unsubscriber.done():
-            self._unsubscriber = asyncio.create_task(
-                self._flush_unsubscribes(), name="taskplane-broker-unsubscribe"
+        self._subscribe_pending.pop(topic, None)
+        self._unsubscribe_pending[topic] = None
+        self._wake_commander()
+
+    def _wake_commander(self) -> None:
+        if self._commander is None or self._commander.done():
+            self._commander = asyncio.create_task(
+                self._send_commands(), name="taskplane-broker-pubsub-commands"
             )
 
-    async def _flush_unsubscribes(self) -> None:
-        """UNSUBSCRIBE the topics whose last subscriber left, batched, off the caller's task."""
-        while self._unsubscribe_pending:
+    async def _send_commands(self) -> None:
+        """Send what subscribers asked for, batched, from this broker-owned task only.
+
+        UNSUBSCRIBEs go first: a topic left and taken again since is in both sets, and
+        is skipped here (it still has subscribers) and subscribed again below; Redis
+        answers that redundant SUBSCRIBE too, so its count stays exact.
+        """
+        while self._subscribe_pending or self._unsubscribe_pending:
             async with self._lock:
-                # A topic that gained a subscriber again meanwhile stays subscribed.
-                topics = [t for t in self._unsubscribe_pending if t not in self._fanout]
+                leave = [t for t in self._unsubscribe_pending if t not in self._fanout]
+                join = [t for t in self._subscribe_pending if t in self._confirmed]
                 self._unsubscribe_pending.clear()
+                self._subscribe_pending.clear()
                 pubsub = self._pubsub
-                if pubsub is None or not topics:
-                    continue  # a new connection subscribes only topics that have subscribers
+                if pubsub is None:
+                    continue  # the next connection subscribes every topic that has subscribers
                 try:
-                    await pubsub.unsubscribe(*topics)
+                    if leave:
+                        await pubsub.unsubscribe(*leave)
+                    if join:
+                        # Counted before the send: a reply can only follow the send, and a
+                        # failed send ends this connection, whose counts the next one resets.
+                        for topic in join:
+                            self._outstanding[topic] = self._outstanding.get(topic, 0) + 1
+                        await pubsub.subscribe(*join)
                 except (RedisError, OSError) as exc:
-                    logger.debug("UNSUBSCRIBE failed (%s); left to the reconnect", exc)
+                    # The reader fails on the same broken connection and re-subscribes everything.
+                    logger.debug("pub/sub command failed (%s); left to the reconnect", exc)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
