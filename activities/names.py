@@ -7,3 +7,5 @@ DEMO_STEP = "demo_step"
 # ApplicationError types.
 INVALID_EVENT = "InvalidEvent"
 STEP_FAILED = "StepFailed"
+# An event of a chapter that has ended, or of a run a reset left behind: refused.
+CHAPTER_CLOSED = "ChapterClosed"

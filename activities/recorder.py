@@ -11,6 +11,13 @@ the row to the outbox relay at once (`Outbox.hand_over`, which also wakes the
 relays of every worker through NOTIFY) and tells this process's relay; the
 first publish that works again after failures says so too, so relays backing
 off retry the backlog now rather than at their next poll.
+
+Chapters: every event names the Temporal run that caused it. The first event of
+a run the task has not seen (an operator's reset) is preceded by `task.reset.v1`
+(deterministic id from the new run, so concurrent steps of that run record it
+once); the new run's own `task.created.v1` is then superseded, since the task
+exists. Events of a chapter that has ended, or of a run a reset left behind, are
+refused with `ChapterClosedError`, so nothing follows a chapter's terminal event.
 """
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ import psycopg
 
 from broker import BrokerError, EventBroker, topic_for
 from schemas import EventEnvelope, check_size, validate_data
+from schemas.ids import reset_event_id
 from schemas.tasks import RecordEventResult
 from store import AppendResult, EventStore, Outbox, OutboxNotice
+from store.events import AlreadyCreatedError, NewRunError
 from telemetry.publish import timed_publish
 from telemetry.tracing import current_trace_headers
 
@@ -35,6 +44,14 @@ log = logging.getLogger(__name__)
 # Fault injection for tests only (see activities/faults.py): runs right after the commit,
 # before the publish. Production never passes one.
 AfterCommitHook = Callable[[str, AppendResult], None]
+
+
+class ResetDetails(Protocol):
+    """Where and why a reset began run `run_id` of the task (`temporal.resets`)."""
+
+    async def __call__(self, task_id: str, run_id: str) -> tuple[str | None, str | None]:
+        """(reset point, reason), each None when Temporal cannot say."""
+        ...
 
 
 class PublishListener(Protocol):
@@ -59,6 +76,7 @@ class EventRecorder:
         publish_timeout: float = 1.0,
         publish_listener: PublishListener | None = None,
         after_commit: AfterCommitHook | None = None,
+        reset_details: ResetDetails | None = None,
     ) -> None:
         self._store = store
         self._outbox = outbox
@@ -66,18 +84,42 @@ class EventRecorder:
         self._publish_timeout = publish_timeout
         self._listener = publish_listener
         self._after_commit = after_commit
+        self._reset_details = reset_details
         # Set by a failed publish, cleared (and announced) by the next one that works.
         self._publish_failing = False
 
     async def record(
-        self, *, event_id: str, task_id: str, event_type: str, data: dict[str, Any]
+        self,
+        *,
+        event_id: str,
+        task_id: str,
+        event_type: str,
+        data: dict[str, Any],
+        run_id: str | None = None,
     ) -> RecordEventResult:
         """Validate, append (dedupe by id), publish; a publish failure leaves the row pending.
 
+        `run_id` is the Temporal run that caused the event (None: no chapter check).
         Raises `schemas.InvalidEventError` before anything is written when the
         data does not match the type's model, or `OversizedEventError` (one of
-        them) when the envelope would exceed 64 KiB.
+        them) when the envelope would exceed 64 KiB; `store.events.ChapterClosedError`
+        when the event's chapter has ended.
         """
+        envelope = self._envelope(event_id, task_id, event_type, data)
+        try:
+            appended = await self._store.append(envelope, run_id=run_id)
+        except NewRunError as new_run:
+            await self._begin_chapter(new_run)
+            if event_type == "task.created.v1":
+                return self._superseded(task_id, event_id)
+            appended = await self._store.append(envelope, run_id=run_id)
+        except AlreadyCreatedError:
+            return self._superseded(task_id, event_id)
+        return await self._committed(appended, task_id, event_type, event_id)
+
+    def _envelope(
+        self, event_id: str, task_id: str, event_type: str, data: dict[str, Any]
+    ) -> EventEnvelope:
         model = validate_data(event_type, data)
         # Built from the validated model, never from the caller's dict: one canonical shape.
         envelope = EventEnvelope(
@@ -89,7 +131,42 @@ class EventRecorder:
             **current_trace_headers(),  # traceparent/tracestate while tracing is on
         )
         check_size(envelope)
-        appended = await self._store.append(envelope)
+        return envelope
+
+    async def _begin_chapter(self, new_run: NewRunError) -> None:
+        """Record `task.reset.v1` for the new run (once, whoever of its events comes first)."""
+        task_id, run_id = new_run.task_id, new_run.to_run_id
+        reset_point, reason = (None, None)
+        if self._reset_details is not None:
+            reset_point, reason = await self._reset_details(task_id, run_id)
+        data = {
+            "from_run_id": new_run.from_run_id,
+            "to_run_id": run_id,
+            "reset_point": reset_point,
+            "reason": reason,
+        }
+        event_id = reset_event_id(task_id, run_id)
+        envelope = self._envelope(event_id, task_id, "task.reset.v1", data)
+        appended = await self._store.begin_chapter(envelope, run_id=run_id)
+        if appended is None:
+            return  # another event of this run began the chapter first
+        log.warning(
+            "the task's workflow was reset: a new chapter begins",
+            extra={"task_id": task_id, "from_run_id": new_run.from_run_id, "run_id": run_id},
+        )
+        await self._committed(appended, task_id, "task.reset.v1", event_id)
+
+    def _superseded(self, task_id: str, event_id: str) -> RecordEventResult:
+        # A reset run starting over: the task exists, its chapter began with task.reset.v1.
+        log.info(
+            "task.created.v1 of a reset run superseded by its chapter",
+            extra={"task_id": task_id, "event_type": "task.created.v1", "event_id": event_id},
+        )
+        return RecordEventResult(sequence=0, duplicate=True, superseded=True)
+
+    async def _committed(
+        self, appended: AppendResult, task_id: str, event_type: str, event_id: str
+    ) -> RecordEventResult:
         fields = {
             "task_id": task_id,
             "event_type": event_type,

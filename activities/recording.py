@@ -5,10 +5,11 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.names import INVALID_EVENT, RECORD_EVENT
+from activities.names import CHAPTER_CLOSED, INVALID_EVENT, RECORD_EVENT
 from activities.recorder import EventRecorder
 from schemas import InvalidEventError
 from schemas.tasks import RecordEventInput, RecordEventResult
+from store.events import ChapterClosedError
 from telemetry.logs import bind_log_context
 
 
@@ -18,13 +19,18 @@ class RecordingActivities:
 
     @activity.defn(name=RECORD_EVENT)
     async def record_event(self, request: RecordEventInput) -> RecordEventResult:
-        bind_log_context(task_id=request.task_id, workflow_id=activity.info().workflow_id)
+        info = activity.info()
+        bind_log_context(task_id=request.task_id, workflow_id=info.workflow_id)
         try:
             return await self._recorder.record(
                 event_id=request.event_id,
                 task_id=request.task_id,
                 event_type=request.event_type,
                 data=request.data,
+                run_id=info.workflow_run_id,
             )
         except InvalidEventError as exc:
             raise ApplicationError(str(exc), type=INVALID_EVENT, non_retryable=True) from exc
+        except ChapterClosedError as exc:
+            # Only a run Temporal already closed, or one a reset left behind, gets here.
+            raise ApplicationError(str(exc), type=CHAPTER_CLOSED, non_retryable=True) from exc

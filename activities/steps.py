@@ -12,9 +12,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.identity import ActivityEventIds
-from activities.names import INVALID_EVENT
+from activities.names import CHAPTER_CLOSED, INVALID_EVENT
 from activities.recorder import EventRecorder
 from schemas import InvalidEventError
+from store.events import ChapterClosedError
 
 
 class StepEvents:
@@ -35,10 +36,14 @@ class StepEvents:
                 task_id=self._task_id,
                 event_type=f"task.step.{kind}.v1",
                 data={**self._step, **data},
+                run_id=self._info.workflow_run_id,
             )
         except InvalidEventError as exc:
             # The same data would be refused on every attempt: fail the step for good.
             raise ApplicationError(str(exc), type=INVALID_EVENT, non_retryable=True) from exc
+        except ChapterClosedError as exc:
+            # Its run was closed (terminated, timed out) or left behind by a reset.
+            raise ApplicationError(str(exc), type=CHAPTER_CLOSED, non_retryable=True) from exc
 
     async def started(self) -> None:
         attempt = self._info.attempt

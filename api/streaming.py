@@ -145,13 +145,21 @@ class TaskEventStream:
                     self._last = max(self._last, last or 0)
                 self._idle_deadline = _now() + self._idle_timeout
                 while (batch := await self._next_batch(subscription)) is not None:
-                    for event in batch:
+                    for position, event in enumerate(batch, start=1):
                         yield event
-                        if event.terminal:
+                        if event.terminal and await self._ends_task(event, position == len(batch)):
                             return
                     self._idle_deadline = _now() + self._idle_timeout
         finally:
             COUNTERS.open_streams -= 1
+
+    async def _ends_task(self, event: OutgoingEvent, last_of_batch: bool) -> bool:
+        """Whether this terminal event is the task's current ending. An operator's reset
+        opens a new chapter after it (`task.reset.v1` …), which the stream goes on to."""
+        if not last_of_batch:
+            return False
+        latest = await self._store.last_sequence(self._task_id)
+        return latest is None or latest <= event.sequence
 
     async def _next_batch(self, subscription: Subscription) -> list[OutgoingEvent] | None:
         """The next events to send (a store page, or one live event); None ends the stream."""

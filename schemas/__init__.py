@@ -18,7 +18,7 @@ from schemas.registry import (
     model_for,
     validate_data,
 )
-from schemas.size import check_size
+from schemas.size import cap_optional_text, cap_text, check_size
 from schemas.tasks import TASK_INPUT_MODELS, TaskStatus
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
     "OversizedEventError",
     "TaskStatus",
     "UnknownEventTypeError",
+    "cap_optional_text",
+    "cap_text",
     "check_size",
     "decode_event",
     "format_time",

@@ -35,10 +35,13 @@ One SSE frame per event, in `sequence` order, no gaps, no duplicates:
 
 A comment frame (`: ping`) is sent every few seconds while nothing happens. On
 reconnect, send `Last-Event-ID: <last sequence seen>` (browsers do it) or
-`?after=<sequence>`; the stream resumes after it. The stream ends after a
-terminal event (`task.completed.v1`, `task.failed.v1`, `task.cancelled.v1`).
-`204 No Content` means the task has ended and the client already has every
-event: stop reconnecting. If the server cannot go on, it sends one
+`?after=<sequence>`; the stream resumes after it. The stream ends after the
+task's current terminal event (`task.completed.v1`, `task.failed.v1`,
+`task.cancelled.v1`, `task.terminated.v1`). `204 No Content` means the task has
+ended and the client already has every event: stop reconnecting. An operator's
+reset in Temporal opens a new chapter (`task.reset.v1`, then the new run's
+events, then one terminal event): a stream that reconnects after the earlier
+terminal event gets the new chapter. If the server cannot go on, it sends one
 `event: error` frame whose data is an RFC 9457 problem+json object, then closes.
 """
 

@@ -127,3 +127,37 @@ class TaskCancelledV1(EventData):
     event_type = "task.cancelled.v1"
     terminal = True
     reason: str | None = Field(default=None, description="Why, if the requester said.")
+
+
+class TaskTerminatedV1(EventData):
+    """The run ended without the task's code: an operator terminated it in Temporal, or a
+    workflow timeout closed it. Recorded by the worker's reconciler. Terminal."""
+
+    event_type = "task.terminated.v1"
+    terminal = True
+    reason: str | None = Field(default=None, description="The reason Temporal recorded, if any.")
+    close_status: str = Field(
+        description="Temporal's close status of the run: `TERMINATED`, `TIMED_OUT`, …"
+    )
+    run_id: str = Field(description="The Temporal run that ended.")
+    identity: str | None = Field(
+        default=None, description="Who terminated it, as Temporal recorded (e.g. the CLI user)."
+    )
+
+
+class TaskResetV1(EventData):
+    """An operator reset the task's workflow in Temporal: a new chapter begins.
+
+    The first event of the new run. Sequences go on; the status is `running`
+    again and progress restarts with the chapter. Every chapter ends with
+    exactly one terminal event."""
+
+    event_type = "task.reset.v1"
+    from_run_id: str | None = Field(
+        default=None, description="The run whose chapter ended (or was cut short) by the reset."
+    )
+    to_run_id: str = Field(description="The new run: every later event belongs to it.")
+    reset_point: str | None = Field(
+        default=None, description="Where the new run took over the old run's history, if known."
+    )
+    reason: str | None = Field(default=None, description="The operator's reason, if given.")

@@ -44,6 +44,18 @@ EXAMPLE_DATA: dict[str, dict[str, Any]] = {
     "task.completed.v1": {"result": {"steps": 3}},
     "task.failed.v1": {"error": "step 2 failed as asked (fail_at_step=2)", "step": 2},
     "task.cancelled.v1": {"reason": "no longer needed"},
+    "task.terminated.v1": {
+        "reason": "stuck on a bad deploy",
+        "close_status": "TERMINATED",
+        "run_id": "5d0b7a4e-3f1c-4d2b-9e8a-1c2d3e4f5a6b",
+        "identity": "ops@example.com",
+    },
+    "task.reset.v1": {
+        "from_run_id": "5d0b7a4e-3f1c-4d2b-9e8a-1c2d3e4f5a6b",
+        "to_run_id": "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b",
+        "reset_point": "event 4 of run 5d0b7a4e-3f1c-4d2b-9e8a-1c2d3e4f5a6b",
+        "reason": "re-run after the fix",
+    },
 }
 
 

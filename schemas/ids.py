@@ -24,3 +24,15 @@ def attempt_prefix(workflow_id: str, run_id: str, activity_id: str, attempt: int
 def step_failed_event_id(workflow_id: str, run_id: str, activity_id: str, attempt: int) -> str:
     prefix = attempt_prefix(workflow_id, run_id, activity_id, attempt)
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{prefix}/failed"))
+
+
+def reset_event_id(task_id: str, run_id: str) -> str:
+    """`task.reset.v1` that begins run `run_id`'s chapter: one id, whichever event of the
+    run comes first and however many workers see it."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{task_id}/{run_id}/reset"))
+
+
+def closed_event_id(task_id: str, run_id: str) -> str:
+    """The terminal event the reconciler records for run `run_id` when the run closed
+    without recording one: one id, however many reconcilers find it."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{task_id}/{run_id}/reconciled-close"))

@@ -21,7 +21,9 @@ from schemas.events import (
     TaskCreatedV1,
     TaskFailedV1,
     TaskPausedV1,
+    TaskResetV1,
     TaskResumedV1,
+    TaskTerminatedV1,
 )
 
 EVENT_MODELS: dict[str, type[EventData]] = {
@@ -37,6 +39,8 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         TaskCompletedV1,
         TaskFailedV1,
         TaskCancelledV1,
+        TaskTerminatedV1,
+        TaskResetV1,
     )
 }
 

@@ -22,3 +22,24 @@ def check_size(envelope: EventEnvelope) -> int:
     if size > MAX_EVENT_BYTES:
         raise OversizedEventError(size)
     return size
+
+
+# Free text (reasons, error messages) gets at most this much of an event: an operator's
+# 70 KB terminate reason or a step's huge traceback must never make its event oversized,
+# which would leave the task without the event at all.
+MAX_TEXT_BYTES = 8 * 1024
+TRUNCATION_MARK = "…[truncated {cut} bytes]"
+
+
+def cap_text(text: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """`text` cut to at most `max_bytes` UTF-8 bytes, the cut marked with how much went."""
+    raw = text.encode()
+    if len(raw) <= max_bytes:
+        return text
+    mark_room = len(TRUNCATION_MARK.format(cut=len(raw)).encode())
+    kept = raw[: max(0, max_bytes - mark_room)].decode(errors="ignore")
+    return kept + TRUNCATION_MARK.format(cut=len(raw) - len(kept.encode()))
+
+
+def cap_optional_text(text: str | None, max_bytes: int = MAX_TEXT_BYTES) -> str | None:
+    return None if text is None else cap_text(text, max_bytes)

@@ -19,10 +19,16 @@ class TaskStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    TERMINATED = "terminated"
 
     @property
     def terminal(self) -> bool:
-        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TERMINATED}
+)
 
 
 class DemoPipelineInput(BaseModel):
@@ -97,6 +103,8 @@ class RecordEventInput(BaseModel):
 class RecordEventResult(BaseModel):
     sequence: int
     duplicate: bool
+    # A reset run's `task.created.v1`: not recorded, its chapter began with `task.reset.v1`.
+    superseded: bool = False
 
 
 class DemoStepInput(BaseModel):

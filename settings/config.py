@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     worker_shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
 
+    # Reconciler (worker): records the ending of runs that closed without recording one
+    # (terminate, a workflow timeout, a failed run). Every `interval` it lists runs closed
+    # since its last look (visibility, `lookback` on start); every `sweep` it checks up to
+    # `batch` tasks the store thinks open and untouched for `stale` seconds (outage heal).
+    reconcile_enabled: bool = True
+    reconcile_interval_seconds: float = Field(default=2.0, gt=0)
+    reconcile_lookback_seconds: float = Field(default=3600.0, ge=0)
+    reconcile_sweep_seconds: float = Field(default=60.0, gt=0)
+    reconcile_stale_seconds: float = Field(default=300.0, ge=0)
+    reconcile_batch_size: int = Field(default=100, ge=1)
+
     db_pool_min_size: int = Field(default=1, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
 

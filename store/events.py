@@ -5,31 +5,47 @@ row lock until commit, so a later sequence can never commit before an earlier
 one), inserts the event with that sequence spliced into its JSON, and inserts
 the outbox row. A duplicate event id inserts nothing; the transaction is then
 rolled back so the bumped `last_seq` is undone, and the stored copy is returned.
+
+Chapters (a Temporal reset): an event names the run that caused it. The fast
+statement takes it only when the task is open and the run is the task's
+current one; anything else falls to `_settle`, which, under the task row's
+lock, tells a duplicate from an event of a closed chapter or of an older run
+(refused: `ChapterClosedError`) and from the first event of a new run
+(`NewRunError`: the recorder records `task.reset.v1` through `begin_chapter`,
+then this event).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from schemas import EventEnvelope
+from schemas.tasks import TERMINAL_STATUSES
 from store.read_model import update_for
+
+# The terminal statuses as SQL: a closed chapter takes no event but a reset.
+_CLOSED = "(" + ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES)) + ")"
 
 _APPEND = """
 WITH task AS (
     INSERT INTO tasks AS t (task_id, task_type, status, progress, input, owner, result, error,
-                           last_seq, created_at, updated_at)
+                           last_seq, created_at, updated_at, run_id, runs)
     VALUES (%(task_id)s, %(task_type)s, COALESCE(%(status)s::text, 'pending'),
             COALESCE(%(progress)s::float8, 0), %(input)s, %(owner)s, %(result)s, %(error)s,
-            1, %(time)s, %(time)s)
+            1, %(time)s, %(time)s, %(run_id)s::text,
+            CASE WHEN %(run_id)s::text IS NULL THEN '{}'::text[] ELSE ARRAY[%(run_id)s::text] END)
     ON CONFLICT (task_id) DO UPDATE SET
         last_seq   = t.last_seq + 1,
         task_type  = COALESCE(EXCLUDED.task_type, t.task_type),
-        status     = CASE WHEN t.status IN ('completed', 'failed', 'cancelled') THEN t.status
-                          ELSE COALESCE(%(status)s::text, t.status) END,
+        status     = COALESCE(%(status)s::text, t.status),
+        run_id     = COALESCE(t.run_id, EXCLUDED.run_id),
+        runs       = CASE WHEN t.run_id IS NULL AND EXCLUDED.run_id IS NOT NULL
+                          THEN array_append(t.runs, EXCLUDED.run_id) ELSE t.runs END,
         progress   = CASE
             WHEN %(total_steps)s::int IS NOT NULL THEN GREATEST(t.progress, LEAST(100.0,
                 100.0 * (t.steps_completed + %(step_fraction)s::float8) / %(total_steps)s::int))
@@ -40,6 +56,39 @@ WITH task AS (
         result     = COALESCE(EXCLUDED.result, t.result),
         error      = COALESCE(EXCLUDED.error, t.error),
         updated_at = EXCLUDED.updated_at
+    -- Only an open task, and only its current run (or any run while none is known);
+    -- never a second `task.created.v1` (a reset run starting over: see `_settle`).
+    WHERE t.status NOT IN {closed} AND %(event_type)s::text <> 'task.created.v1'
+      AND (%(run_id)s::text IS NULL OR t.run_id IS NULL OR t.run_id = %(run_id)s::text)
+    RETURNING last_seq
+), event AS (
+    INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope)
+    SELECT %(task_id)s, task.last_seq, %(event_id)s, %(event_type)s, %(time)s,
+           left(%(envelope)s::text, -1) || ',"sequence":' || task.last_seq || '}'
+    FROM task
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id, task_id, seq, envelope
+)
+INSERT INTO outbox (event_id, task_id, seq)
+SELECT event_id, task_id, seq FROM event
+RETURNING id, seq, (SELECT envelope FROM event)
+""".replace("{closed}", _CLOSED)
+
+# The first event of a new run: the task row moves to the new chapter in the same
+# statement that appends `task.reset.v1` (unless another event of that run did it first).
+_BEGIN_CHAPTER = """
+WITH task AS (
+    UPDATE tasks AS t SET
+        last_seq = t.last_seq + 1,
+        status = 'running',
+        progress = 0,
+        steps_completed = 0,
+        result = NULL,
+        error = NULL,
+        run_id = %(run_id)s::text,
+        runs = array_append(t.runs, %(run_id)s::text),
+        updated_at = %(time)s
+    WHERE t.task_id = %(task_id)s AND NOT (%(run_id)s::text = ANY (t.runs))
     RETURNING last_seq
 ), event AS (
     INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope)
@@ -55,10 +104,32 @@ RETURNING id, seq, (SELECT envelope FROM event)
 """
 
 _EXISTING = "SELECT seq, envelope FROM events WHERE event_id = %s"
+_TASK_LOCKED = "SELECT status, run_id, runs FROM tasks WHERE task_id = %s FOR UPDATE"
 
 
 class DuplicateEventConflictError(RuntimeError):
     """An event id was reused for a different task: a bug in whoever made the id."""
+
+
+class ChapterClosedError(RuntimeError):
+    """The event belongs to a chapter that has ended (its terminal event is recorded) or
+    to a run the task has left behind (a reset): recording it would put an event after
+    a terminal one. Nothing was written."""
+
+
+class AlreadyCreatedError(RuntimeError):
+    """`task.created.v1` for a task that exists: a reset run starting over. Nothing written."""
+
+
+class NewRunError(RuntimeError):
+    """The event is the first of a run the task has not seen: a reset began a chapter.
+    Nothing was written; record `task.reset.v1` with `begin_chapter`, then the event."""
+
+    def __init__(self, task_id: str, from_run_id: str | None, to_run_id: str) -> None:
+        super().__init__(f"task {task_id}: run {to_run_id} follows run {from_run_id}")
+        self.task_id = task_id
+        self.from_run_id = from_run_id
+        self.to_run_id = to_run_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +153,11 @@ class EventStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
-    async def append(self, envelope: EventEnvelope) -> AppendResult:
+    async def append(self, envelope: EventEnvelope, *, run_id: str | None = None) -> AppendResult:
+        """Append one event of run `run_id` (None: a caller outside any run, no chapter check).
+
+        Raises `ChapterClosedError` or `NewRunError` (above); nothing is written then.
+        """
         if envelope.sequence is not None:
             raise ValueError("the store assigns `sequence`; the envelope must not carry one")
         update = update_for(envelope)
@@ -103,23 +178,46 @@ class EventStore:
             "event_id": envelope.id,
             "event_type": envelope.type,
             "envelope": envelope.to_json(),
+            "run_id": run_id,
         }
         async with self._pool.connection() as conn:
-            async with conn.transaction() as tx:
-                cursor = await conn.execute(_APPEND, params)
-                row = await cursor.fetchone()
-                if row is None:
-                    # Duplicate id: undo the sequence bump, then serve the stored copy.
-                    raise psycopg.Rollback(tx)
-            if row is not None:
-                outbox_id, sequence, envelope_json = row
-                return AppendResult(int(sequence), str(envelope_json), False, int(outbox_id))
-            cursor = await conn.execute(_EXISTING, (envelope.id,))
-            existing = await cursor.fetchone()
-            await conn.commit()
-        if existing is None:
-            raise DuplicateEventConflictError(f"event {envelope.id} vanished during dedupe")
-        return AppendResult(int(existing[0]), str(existing[1]), True, None)
+            while True:
+                async with conn.transaction() as tx:
+                    cursor = await conn.execute(_APPEND, params)
+                    row = await cursor.fetchone()
+                    if row is None:
+                        # Duplicate id: undo the sequence bump, then serve the stored copy.
+                        raise psycopg.Rollback(tx)
+                if row is not None:
+                    outbox_id, sequence, envelope_json = row
+                    return AppendResult(int(sequence), str(envelope_json), False, int(outbox_id))
+                async with conn.transaction():
+                    settled = await _settle(conn, envelope, run_id)
+                if settled is not None:
+                    return settled
+                # The task moved to this event's run meanwhile (another event of the run
+                # began its chapter): the fast statement takes it now.
+
+    async def begin_chapter(self, envelope: EventEnvelope, *, run_id: str) -> AppendResult | None:
+        """Append `task.reset.v1` and move the task to run `run_id`; None when another
+        event of that run began the chapter first (or the task does not exist)."""
+        params = {
+            "task_id": envelope.subject,
+            "run_id": run_id,
+            "time": envelope.time,
+            "event_id": envelope.id,
+            "event_type": envelope.type,
+            "envelope": envelope.to_json(),
+        }
+        async with self._pool.connection() as conn, conn.transaction() as tx:
+            cursor = await conn.execute(_BEGIN_CHAPTER, params)
+            row = await cursor.fetchone()
+            if row is None:
+                raise psycopg.Rollback(tx)
+        if row is None:
+            return None
+        outbox_id, sequence, envelope_json = row
+        return AppendResult(int(sequence), str(envelope_json), False, int(outbox_id))
 
     async def history(self, task_id: str, *, after: int = 0, limit: int = 100) -> list[StoredEvent]:
         async with self._pool.connection() as conn:
@@ -137,3 +235,35 @@ class EventStore:
             cursor = await conn.execute("SELECT last_seq FROM tasks WHERE task_id = %s", (task_id,))
             row = await cursor.fetchone()
         return None if row is None else int(row[0])
+
+
+async def _settle(
+    conn: psycopg.AsyncConnection[Any], envelope: EventEnvelope, run_id: str | None
+) -> AppendResult | None:
+    """Why the fast statement took nothing: a duplicate, a closed chapter, an old run, or
+    a new one; None when nothing stops it any more. Runs under the task row's lock, so
+    the answer holds until commit."""
+    cursor = await conn.execute(_EXISTING, (envelope.id,))
+    existing = await cursor.fetchone()
+    if existing is not None:
+        return AppendResult(int(existing[0]), str(existing[1]), True, None)
+    cursor = await conn.execute(_TASK_LOCKED, (envelope.subject,))
+    task = await cursor.fetchone()
+    if task is None:
+        raise DuplicateEventConflictError(f"event {envelope.id} vanished during dedupe")
+    status, current_run, runs = str(task[0]), task[1], list(task[2] or [])
+    if run_id is not None and current_run is not None and run_id != current_run:
+        if run_id in runs:
+            raise ChapterClosedError(
+                f"task {envelope.subject}: run {run_id} was left behind by a reset"
+            )
+        raise NewRunError(envelope.subject, current_run, run_id)
+    closed = status in {terminal.value for terminal in TERMINAL_STATUSES}
+    if envelope.type == "task.created.v1" and not closed:
+        raise AlreadyCreatedError(f"task {envelope.subject} exists")
+    if not closed and (run_id is None or current_run in (None, run_id)):
+        return None  # the fast statement would take it now: try again
+    if run_id is not None and current_run is None and closed:
+        # Recorded before chapters existed, and closed: a new run here is a reset.
+        raise NewRunError(envelope.subject, None, run_id)
+    raise ChapterClosedError(f"task {envelope.subject} is {status}: its chapter has ended")

@@ -68,5 +68,10 @@ def update_for(envelope: EventEnvelope) -> TaskUpdate:
             return TaskUpdate(status=TaskStatus.FAILED, error=data.get("error"))
         case "task.cancelled.v1":
             return TaskUpdate(status=TaskStatus.CANCELLED, error=data.get("reason"))
+        case "task.terminated.v1":
+            reason = data.get("reason") or f"closed by Temporal as {data.get('close_status')}"
+            return TaskUpdate(status=TaskStatus.TERMINATED, error=reason)
+        # `task.reset.v1` moves the row to a new chapter in its own statement
+        # (`EventStore.begin_chapter`): status running, progress and result cleared.
         case _:
             return TaskUpdate()

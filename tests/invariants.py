@@ -4,8 +4,11 @@ The store's history is the truth. Per task:
 
 1. sequences are dense: 1, 2, …, N, each once;
 2. event ids are unique (across every task checked);
-3. exactly one terminal event, and it is the last (`require_terminal=False` for a task
-   still running: at most one, and then last).
+3. chapters: an operator's reset (`task.reset.v1`) begins a new chapter. Exactly one
+   terminal event after the last `task.reset.v1` (or in the whole history when there is
+   none), and it is the last event (`require_terminal=False` for a task still running: at
+   most one, and then last); an earlier chapter has at most one, and it ends that chapter
+   (a reset of a running task cuts its chapter short without one).
 
 Per observer — an SSE client, a durable handler, a webhook receiver, a raw view of the
 broker — given what it saw (event ids, or events/envelopes, in the order it saw them):
@@ -145,6 +148,9 @@ def check_delivery(
         raise InvariantViolation(problems)
 
 
+RESET_TYPE = "task.reset.v1"
+
+
 def _task_problems(task_id: str, events: list[Event], *, require_terminal: bool) -> list[str]:
     problems = []
     ordered = sorted(events, key=lambda e: e.sequence)
@@ -156,16 +162,24 @@ def _task_problems(task_id: str, events: list[Event], *, require_terminal: bool)
             f"task {task_id}: sequences are not dense 1..N "
             f"(missing {missing[:10]}, repeated {repeated[:10]}, lowest {sequences[0]})"
         )
-    terminals = [e for e in ordered if e.type in TERMINAL_EVENT_TYPES]
-    if len(terminals) > 1:
-        listed = ", ".join(e.describe() for e in terminals)
-        problems.append(f"task {task_id}: {len(terminals)} terminal events: {listed}")
-    elif not terminals and require_terminal:
-        problems.append(f"task {task_id}: no terminal event (last: {ordered[-1].describe()})")
-    if terminals and ordered[-1].type not in TERMINAL_EVENT_TYPES:
-        problems.append(
-            f"task {task_id}: the terminal event is not last: {ordered[-1].describe()} follows"
-        )
+    chapters: list[list[Event]] = [[]]
+    for event in ordered:
+        if event.type == RESET_TYPE and chapters[-1]:
+            chapters.append([])
+        chapters[-1].append(event)
+    for number, chapter in enumerate(chapters, start=1):
+        current = number == len(chapters)
+        where = f"task {task_id}" + (f" chapter {number}" if len(chapters) > 1 else "")
+        terminals = [e for e in chapter if e.type in TERMINAL_EVENT_TYPES]
+        if len(terminals) > 1:
+            listed = ", ".join(e.describe() for e in terminals)
+            problems.append(f"{where}: {len(terminals)} terminal events: {listed}")
+        elif not terminals and require_terminal and current:
+            problems.append(f"{where}: no terminal event (last: {chapter[-1].describe()})")
+        if terminals and chapter[-1].type not in TERMINAL_EVENT_TYPES:
+            problems.append(
+                f"{where}: the terminal event is not last: {chapter[-1].describe()} follows"
+            )
     return problems
 
 

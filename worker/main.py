@@ -25,10 +25,12 @@ from telemetry import configure_logging
 from telemetry.exit import exit_now
 from telemetry.tracing import configure_tracing, shutdown_tracing
 from temporal.client import connect_client, ensure_search_attributes
+from temporal.closures import ResetDetailsFromHistory
 from temporal.interceptors import LogContextInterceptor
 from temporal.runtime import metrics_runtime
 from worker.handlers import build_handler_runner, stop_handlers
 from worker.metrics import start_worker_metrics
+from worker.reconciler import build_reconciler
 from worker.relay import build_recorder_and_relay, register_relay_metrics
 from worker.webhooks import start_webhooks
 from workflows.registry import register_runner
@@ -112,7 +114,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         )
         client = await connect_client(settings, runtime=sdk_metrics)
         await ensure_search_attributes(client, settings.temporal_namespace)
-        recorder, relay = build_recorder_and_relay(settings, pool, broker)
+        recorder, relay = build_recorder_and_relay(
+            settings, pool, broker, reset_details=ResetDetailsFromHistory(client)
+        )
         register_relay_metrics(relay)
         worker = build_worker(
             client,
@@ -131,12 +135,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         )
         handlers_task = asyncio.create_task(handlers.run(), name="event-handlers")
         webhooks_task = asyncio.create_task(webhooks.run(), name="webhook-deliveries")
+        loops = [relay_task, webhooks_task]
+        if settings.reconcile_enabled:
+            reconciler = build_reconciler(settings, client, pool, recorder)
+            loops.append(asyncio.create_task(reconciler.run(), name="reconciler"))
         async with worker:
             log.info("worker started", extra={"task_queue": settings.task_queue})
             await stop.wait()
             log.info("worker stopping")
         await stop_handlers(handlers, handlers_task)
-        for task in (relay_task, webhooks_task):
+        for task in loops:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

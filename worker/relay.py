@@ -36,6 +36,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from activities import EventRecorder
 from activities.faults import kill_after_commit
+from activities.recorder import ResetDetails
 from broker import BrokerError, EventBroker, topic_for
 from settings import Settings
 from store import EventStore, Outbox, OutboxBacklog, OutboxNotice
@@ -234,7 +235,11 @@ class OutboxRelay:
 
 
 def build_recorder_and_relay(
-    settings: Settings, pool: AsyncConnectionPool, broker: EventBroker
+    settings: Settings,
+    pool: AsyncConnectionPool,
+    broker: EventBroker,
+    *,
+    reset_details: ResetDetails | None = None,
 ) -> tuple[EventRecorder, OutboxRelay]:
     """The worker's recording path: the recorder, and the relay it wakes."""
     outbox = Outbox(pool)
@@ -258,6 +263,7 @@ def build_recorder_and_relay(
         publish_timeout=settings.publish_timeout_seconds,
         publish_listener=relay,
         after_commit=kill_after_commit(fault) if fault else None,
+        reset_details=reset_details,
     )
     return recorder, relay
 

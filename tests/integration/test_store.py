@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from schemas import EventEnvelope
 from store import EventStore, InvalidCursorError, Outbox, TaskReader
+from store.events import ChapterClosedError
 from store.migrate import migrate, migration_files
 
 
@@ -129,14 +130,15 @@ async def test_read_model_follows_events_and_terminal_status_sticks(
     await store.append(event(task_id, "task.paused.v1", {}))
     assert (await reader.get(task_id)).status == "paused"  # type: ignore[union-attr]
     await store.append(event(task_id, "task.completed.v1", {"result": {"n": 1}}))
-    await store.append(event(task_id, "task.resumed.v1", {}))  # late straggler must not revive it
+    with pytest.raises(ChapterClosedError):  # a late straggler is refused, never appended
+        await store.append(event(task_id, "task.resumed.v1", {}))
     record = await reader.get(task_id)
     assert record is not None
     assert (record.status, record.result, record.progress, record.last_seq) == (
         "completed",
         {"n": 1},
         100.0,
-        4,
+        3,
     )
     assert record.task_type == "demo.pipeline"
 

@@ -27,12 +27,19 @@ CATALOGUE = {
     "task.completed.v1",
     "task.failed.v1",
     "task.cancelled.v1",
+    "task.terminated.v1",
+    "task.reset.v1",
 }
 
 
 def test_registry_holds_exactly_the_v1_catalogue() -> None:
     assert set(EVENT_MODELS) == CATALOGUE
-    assert {"task.completed.v1", "task.failed.v1", "task.cancelled.v1"} == TERMINAL_EVENT_TYPES
+    assert {
+        "task.completed.v1",
+        "task.failed.v1",
+        "task.cancelled.v1",
+        "task.terminated.v1",
+    } == TERMINAL_EVENT_TYPES
 
 
 def test_envelope_serialises_as_cloudevents_with_integer_sequence() -> None:

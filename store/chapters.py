@@ -1,0 +1,52 @@
+"""The reconciler's view of the read model: which tasks the store still thinks open."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg_pool import AsyncConnectionPool
+
+from schemas.tasks import TERMINAL_STATUSES
+
+_CLOSED = sorted(status.value for status in TERMINAL_STATUSES)
+
+# Serialises reconcilers across workers: one round at a time, whoever gets it.
+RECONCILE_LOCK_KEY = 0x7A5C_14EC
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChapter:
+    task_id: str
+    status: str
+    run_id: str | None
+
+    @property
+    def closed(self) -> bool:
+        return self.status in _CLOSED
+
+
+async def chapters_of(pool: AsyncConnectionPool, task_ids: list[str]) -> dict[str, TaskChapter]:
+    if not task_ids:
+        return {}
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT task_id, status, run_id FROM tasks WHERE task_id = ANY(%s)", (task_ids,)
+        )
+        rows = await cursor.fetchall()
+    return {row[0]: TaskChapter(row[0], row[1], row[2]) for row in rows}
+
+
+async def stale_open_tasks(
+    pool: AsyncConnectionPool, *, stale_seconds: float, limit: int, after: str = ""
+) -> list[TaskChapter]:
+    """Open tasks untouched for `stale_seconds`, a page at a time by task id after `after`."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT task_id, status, run_id FROM tasks"
+            " WHERE status <> ALL(%s) AND task_id > %s"
+            " AND updated_at < now() - make_interval(secs => %s::float8)"
+            " ORDER BY task_id LIMIT %s",
+            (_CLOSED, after, stale_seconds, limit),
+        )
+        rows = await cursor.fetchall()
+    return [TaskChapter(row[0], row[1], row[2]) for row in rows]

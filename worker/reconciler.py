@@ -1,0 +1,272 @@
+"""One truth: a run that closed without recording its ending gets one, from here.
+
+An operator's terminate, a workflow timeout, or a run that failed outside the
+task's code closes a TaskWorkflow run with no Taskplane code running to say so.
+The reconciler finds such runs and records their terminal event through the
+ordinary recorder, with an id derived from the run, so two reconcilers (or one
+that retries) record it once, and the store refuses it anyway once the chapter
+has its terminal event.
+
+Two sources, both bounded, so the cost follows what closes, not how many tasks
+exist:
+
+- Temporal's visibility, every `interval`: TaskWorkflow runs closed since the
+  last look as Terminated, TimedOut, Failed or Canceled (one list call; the
+  look-back overlaps, the checks below make a second sight harmless).
+- The store, every `sweep`: a page of tasks it thinks open and untouched for
+  `stale` seconds, each described in Temporal. This heals what visibility
+  cannot show any more (a worker fleet down for longer than the look-back).
+
+Only the workflow's current run counts: a reset terminates the run it leaves,
+and that run's ending belongs to no chapter. One reconciler works at a time
+across workers (a Postgres advisory lock); the others skip the round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from prometheus_client import REGISTRY, Counter
+from psycopg_pool import AsyncConnectionPool
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from activities.recorder import EventRecorder
+from schemas import cap_optional_text
+from schemas.ids import closed_event_id
+from settings import Settings
+from store.chapters import RECONCILE_LOCK_KEY, TaskChapter, chapters_of, stale_open_tasks
+from store.events import ChapterClosedError
+from temporal.client import workflow_id_for
+from temporal.closures import CLOSE_STATUS_NAMES, run_closure
+
+log = logging.getLogger(__name__)
+
+WORKFLOW_TYPE = "TaskWorkflow"
+WORKFLOW_ID_PREFIX = "task-"
+# Visibility is eventually consistent: each look starts this much before the last one.
+LOOK_OVERLAP = timedelta(seconds=30)
+ENDINGS = (
+    WorkflowExecutionStatus.TERMINATED,
+    WorkflowExecutionStatus.TIMED_OUT,
+    WorkflowExecutionStatus.FAILED,
+    WorkflowExecutionStatus.CANCELED,
+)
+_VISIBILITY_NAMES = {
+    WorkflowExecutionStatus.TERMINATED: "Terminated",
+    WorkflowExecutionStatus.TIMED_OUT: "TimedOut",
+    WorkflowExecutionStatus.FAILED: "Failed",
+    WorkflowExecutionStatus.CANCELED: "Canceled",
+}
+
+RECONCILED = Counter(
+    "taskplane_reconciled",
+    "Runs whose ending the reconciler recorded, by how they closed in Temporal",
+    ["reason"],
+    registry=REGISTRY,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedRun:
+    task_id: str
+    run_id: str
+    status: WorkflowExecutionStatus
+
+
+@dataclass
+class ReconcilerStats:
+    rounds: int = 0
+    skipped_rounds: int = 0
+    failed_rounds: int = 0
+    reconciled: dict[str, int] = field(default_factory=dict)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        client: Client,
+        pool: AsyncConnectionPool,
+        recorder: EventRecorder,
+        *,
+        interval: float = 2.0,
+        lookback: float = 3600.0,
+        sweep_every: float = 60.0,
+        stale_after: float = 300.0,
+        batch_size: int = 100,
+    ) -> None:
+        self._client = client
+        self._pool = pool
+        self._recorder = recorder
+        self._interval = interval
+        self._sweep_every = sweep_every
+        self._stale_after = stale_after
+        self._batch_size = batch_size
+        self._since = datetime.now(UTC) - timedelta(seconds=lookback)
+        self._next_sweep = 0.0
+        self._sweep_after = ""  # the sweep's cursor: task ids in order, then round again
+        self.stats = ReconcilerStats()
+
+    async def run(self) -> None:
+        """Reconcile every `interval` until cancelled; a failed round is logged and retried."""
+        while True:
+            try:
+                await self.round()
+            except (psycopg.Error, RPCError, OSError, TimeoutError) as exc:
+                self.stats.failed_rounds += 1
+                log.warning("reconcile round failed", extra={"error": str(exc)})
+            await asyncio.sleep(self._interval)
+
+    async def round(self) -> int:
+        """One look at what closed (and, when due, one sweep page); returns runs healed."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (RECONCILE_LOCK_KEY,))
+            row = await cursor.fetchone()
+            if not (row and row[0]):
+                self.stats.skipped_rounds += 1
+                return 0
+            try:
+                return await self._round()
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (RECONCILE_LOCK_KEY,))
+
+    async def _round(self) -> int:
+        self.stats.rounds += 1
+        started = datetime.now(UTC)
+        candidates = await self._recently_closed()
+        self._since = started - LOOK_OVERLAP
+        healed = await self._heal(candidates)
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._next_sweep:
+            self._next_sweep = loop.time() + self._sweep_every
+            healed += await self._sweep()
+        return healed
+
+    async def _recently_closed(self) -> list[ClosedRun]:
+        statuses = " OR ".join(
+            f"ExecutionStatus = '{_VISIBILITY_NAMES[status]}'" for status in ENDINGS
+        )
+        since = self._since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        query = f"WorkflowType = '{WORKFLOW_TYPE}' AND CloseTime >= '{since}' AND ({statuses})"
+        found: list[ClosedRun] = []
+        async for execution in self._client.list_workflows(query, page_size=self._batch_size):
+            if execution.status in ENDINGS and execution.id.startswith(WORKFLOW_ID_PREFIX):
+                task_id = execution.id.removeprefix(WORKFLOW_ID_PREFIX)
+                found.append(ClosedRun(task_id, execution.run_id, execution.status))
+        return found
+
+    async def _heal(self, candidates: list[ClosedRun]) -> int:
+        chapters = await chapters_of(self._pool, sorted({c.task_id for c in candidates}))
+        healed = 0
+        for run in candidates:
+            if not _needs_ending(chapters.get(run.task_id), run.run_id):
+                continue
+            if not await self._is_current_run(run):
+                continue  # a reset left this run behind: its ending belongs to no chapter
+            healed += await self._record_ending(run)
+        return healed
+
+    async def _sweep(self) -> int:
+        page = await stale_open_tasks(
+            self._pool,
+            stale_seconds=self._stale_after,
+            limit=self._batch_size,
+            after=self._sweep_after,
+        )
+        self._sweep_after = page[-1].task_id if len(page) == self._batch_size else ""
+        healed = 0
+        for chapter in page:
+            try:
+                described = await self._client.get_workflow_handle(
+                    workflow_id_for(chapter.task_id)
+                ).describe()
+            except RPCError as exc:
+                log.debug(
+                    "sweep: no workflow", extra={"task_id": chapter.task_id, "error": str(exc)}
+                )
+                continue
+            if described.status in ENDINGS:
+                run = ClosedRun(chapter.task_id, described.run_id, described.status)
+                healed += await self._record_ending(run)
+        return healed
+
+    async def _is_current_run(self, run: ClosedRun) -> bool:
+        described = await self._client.get_workflow_handle(workflow_id_for(run.task_id)).describe()
+        return described.run_id == run.run_id
+
+    async def _record_ending(self, run: ClosedRun) -> int:
+        closure = await run_closure(self._client, run.task_id, run.run_id)
+        close_status = CLOSE_STATUS_NAMES[run.status]
+        event_type, data = _ending_event(run, close_status, closure.reason, closure.identity)
+        if run.status is WorkflowExecutionStatus.FAILED:
+            data["error"] = cap_optional_text(closure.failure) or "the workflow run failed"
+        try:
+            result = await self._recorder.record(
+                event_id=closed_event_id(run.task_id, run.run_id),
+                task_id=run.task_id,
+                event_type=event_type,
+                data=data,
+                run_id=run.run_id,
+            )
+        except ChapterClosedError:
+            return 0  # the run recorded its own ending meanwhile
+        if result.duplicate:
+            return 0
+        reason = close_status.lower()
+        RECONCILED.labels(reason=reason).inc()
+        self.stats.reconciled[reason] = self.stats.reconciled.get(reason, 0) + 1
+        log.warning(
+            "recorded the ending of a run that closed without one",
+            extra={
+                "task_id": run.task_id,
+                "run_id": run.run_id,
+                "event_type": event_type,
+                "sequence": result.sequence,
+                "close_status": close_status,
+            },
+        )
+        return 1
+
+
+def _needs_ending(chapter: TaskChapter | None, run_id: str) -> bool:
+    """Whether the store lacks the ending of `run_id`: open, or closed in an older chapter."""
+    if chapter is None:
+        return True  # closed before its first event was recorded
+    if not chapter.closed:
+        return True
+    return chapter.run_id is not None and chapter.run_id != run_id
+
+
+def _ending_event(
+    run: ClosedRun, close_status: str, reason: str | None, identity: str | None
+) -> tuple[str, dict[str, Any]]:
+    if run.status is WorkflowExecutionStatus.FAILED:
+        return "task.failed.v1", {"error": "", "step": None}
+    if run.status is WorkflowExecutionStatus.CANCELED:
+        return "task.cancelled.v1", {"reason": cap_optional_text(reason) or "cancelled in Temporal"}
+    return "task.terminated.v1", {
+        "reason": cap_optional_text(reason),
+        "close_status": close_status,
+        "run_id": run.run_id,
+        "identity": cap_optional_text(identity),
+    }
+
+
+def build_reconciler(
+    settings: Settings, client: Client, pool: AsyncConnectionPool, recorder: EventRecorder
+) -> Reconciler:
+    return Reconciler(
+        client,
+        pool,
+        recorder,
+        interval=settings.reconcile_interval_seconds,
+        lookback=settings.reconcile_lookback_seconds,
+        sweep_every=settings.reconcile_sweep_seconds,
+        stale_after=settings.reconcile_stale_seconds,
+        batch_size=settings.reconcile_batch_size,
+    )
