@@ -3,6 +3,7 @@ so `workflows/` never imports the activity code (store, broker) into the sandbox
 
 RECORD_EVENT = "record_event"
 DEMO_STEP = "demo_step"
+REQUEST_CANCELLATION = "request_cancellation"
 
 # ApplicationError types.
 INVALID_EVENT = "InvalidEvent"

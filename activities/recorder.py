@@ -33,6 +33,7 @@ import psycopg
 from broker import BrokerError, EventBroker, topic_for
 from schemas import EventEnvelope, check_size, validate_data
 from schemas.ids import reset_event_id
+from schemas.size import cap_free_text
 from schemas.tasks import RecordEventResult
 from store import AppendResult, EventStore, Outbox, OutboxNotice
 from store.events import AlreadyCreatedError, NewRunError
@@ -120,7 +121,7 @@ class EventRecorder:
     def _envelope(
         self, event_id: str, task_id: str, event_type: str, data: dict[str, Any]
     ) -> EventEnvelope:
-        model = validate_data(event_type, data)
+        model = validate_data(event_type, cap_free_text(data))
         # Built from the validated model, never from the caller's dict: one canonical shape.
         envelope = EventEnvelope(
             id=event_id,

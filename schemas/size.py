@@ -43,3 +43,20 @@ def cap_text(text: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
 
 def cap_optional_text(text: str | None, max_bytes: int = MAX_TEXT_BYTES) -> str | None:
     return None if text is None else cap_text(text, max_bytes)
+
+
+# The free-text fields of the catalogue: what people and exceptions write, unbounded.
+FREE_TEXT_FIELDS = frozenset({"reason", "error", "message", "identity"})
+
+
+def cap_free_text(data: dict[str, object]) -> dict[str, object]:
+    """`data` with every free-text field capped (`cap_text`); other fields untouched.
+
+    The recorder applies it to every event, so no caller (the workflow, a step, a
+    plugin, the reconciler) can make an event oversized through a reason or an error."""
+    if not any(isinstance(data.get(name), str) for name in FREE_TEXT_FIELDS):
+        return data
+    return {
+        key: cap_text(value) if key in FREE_TEXT_FIELDS and isinstance(value, str) else value
+        for key, value in data.items()
+    }

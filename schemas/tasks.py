@@ -100,6 +100,12 @@ class RecordEventInput(BaseModel):
     data: dict[str, Any]
 
 
+class RequestCancellationInput(BaseModel):
+    """`request_cancellation`: the run asks Temporal to cancel it (see activities/control.py)."""
+
+    task_id: str
+
+
 class RecordEventResult(BaseModel):
     sequence: int
     duplicate: bool

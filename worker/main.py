@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import DemoActivities, EventRecorder, RecordingActivities
+from activities.control import ControlActivities
 from broker.redis import RedisBroker
 from schemas.plugins import TaskTypePlugin, installed_plugins, register_input_models
 from settings import Settings, get_settings
@@ -81,6 +82,7 @@ def build_worker(
         activities=[
             RecordingActivities(recorder).record_event,
             DemoActivities(recorder).run_step,
+            ControlActivities(client).request_cancellation,
             *plugin_activities,
         ],
         workflow_runner=workflow_runner([m for p in plugins for m in p.sandbox_modules]),

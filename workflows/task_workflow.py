@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -23,11 +23,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.names import INVALID_EVENT, RECORD_EVENT, STEP_FAILED
+    from activities.names import INVALID_EVENT, RECORD_EVENT, REQUEST_CANCELLATION, STEP_FAILED
     from schemas.ids import step_failed_event_id
+    from schemas.size import cap_text
     from schemas.tasks import (
         RecordEventInput,
         RecordEventResult,
+        RequestCancellationInput,
         TaskStatus,
         TaskStatusView,
         TaskWorkflowInput,
@@ -41,6 +43,9 @@ with workflow.unsafe.imports_passed_through():
 # Retire one (docs/versioning.md) once no run that started before it can be open.
 PATCH_TASK_STEP_ATTRIBUTE = "task-step-search-attribute"
 PATCH_TIMEOUT_STEP_FAILED = "timeout-step-failed-event"
+# Every cancel closes the run as Canceled in Temporal (issue 14): a native cancel during a
+# step is a cancel, not a failure; a signalled cancel asks Temporal to cancel the run.
+PATCH_CANCEL_CLOSES_CANCELED = "cancel-closes-canceled"
 
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
@@ -63,6 +68,11 @@ ResultT = TypeVar("ResultT", bound=BaseModel)
 
 class _CancelRequestedError(Exception):
     """The `cancel` signal arrived; unwinds the runner."""
+
+
+def _native_cancel_reason() -> str:
+    """The operator's reason for a Temporal-native cancel, when Temporal carries one."""
+    return cap_text(workflow.cancellation_reason() or "") or "cancelled through Temporal"
 
 
 @workflow.defn(name="TaskWorkflow")
@@ -102,14 +112,17 @@ class TaskWorkflow:
             result = await runner(self, request.input)
             await self._step_boundary()
         except _CancelRequestedError:
-            return await self._finish_cancelled(self._cancel_reason)
+            ending = await self._finish_cancelled(self._cancel_reason)
+            if not workflow.patched(PATCH_CANCEL_CLOSES_CANCELED):
+                return ending
+            await self._close_as_canceled()
         except asyncio.CancelledError:
             # An operator's Temporal-native Cancel: same ending as the signal.
-            await self._finish_cancelled("cancelled through Temporal")
+            await self._finish_cancelled(_native_cancel_reason())
             raise
         except (ActivityError, ApplicationError) as exc:
             cause = exc.cause if isinstance(exc, ActivityError) and exc.cause else exc
-            message = str(cause) or type(cause).__name__
+            message = cap_text(str(cause) or type(cause).__name__)
             step = self._failed_step or self._current_step
             await self._emit("task.failed.v1", {"error": message, "step": step})
             self._set_status(TaskStatus.FAILED)
@@ -164,6 +177,12 @@ class TaskWorkflow:
             return result
         except ActivityError as exc:
             if self._cancel_reason is not None:
+                raise _CancelRequestedError from None
+            if workflow.cancellation_reason() is not None and workflow.patched(
+                PATCH_CANCEL_CLOSES_CANCELED
+            ):
+                # A native cancel reached the running step first: a cancel, not a failure.
+                self._cancel_reason = _native_cancel_reason()
                 raise _CancelRequestedError from None
             self._failed_step = self._failed_step or index
             if isinstance(exc.cause, ActivityTimeoutError) and workflow.patched(
@@ -226,6 +245,21 @@ class TaskWorkflow:
         self._log("task cancelled", reason=reason)
         return TaskWorkflowResult(status=TaskStatus.CANCELLED, error=reason)
 
+    async def _close_as_canceled(self) -> NoReturn:
+        """Ask Temporal to cancel this run, then wait for it: the run closes as Canceled,
+        like a native cancel. Raises the cancellation (`asyncio.CancelledError`)."""
+        if workflow.cancellation_reason() is not None:
+            # Temporal asked already (it reached a running step first): close as asked.
+            raise asyncio.CancelledError(workflow.cancellation_reason())
+        await workflow.execute_local_activity(
+            REQUEST_CANCELLATION,
+            RequestCancellationInput(task_id=self._task_id),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+        )
+        await workflow.wait_condition(lambda: False)  # ends with the cancellation
+        raise AssertionError("a wait for nothing returned")
+
     async def _emit(
         self, event_type: str, data: dict[str, Any], *, event_id: str | None = None
     ) -> RecordEventResult:
@@ -256,22 +290,39 @@ class TaskWorkflow:
         if status is not TaskStatus.RUNNING:
             workflow.set_current_details(f"{status.value} at step {self._current_step or 0}")
 
+    # Signal handlers take any arguments Temporal can deliver (`*args`, decoded without a
+    # type): a payload of the wrong count or type is logged and ignored, never a failed
+    # workflow task that would wedge the task. Decoding issues no command: no patch.
+
     @workflow.signal
-    def pause(self) -> None:
-        if not self._status.terminal:
+    def pause(self, *args: Any) -> None:
+        if args:
+            self._ignored_signal("pause", "takes no arguments", args)
+        elif not self._status.terminal:
             self._pause_requested = True
 
     @workflow.signal
-    def resume(self) -> None:
-        self._pause_requested = False
+    def resume(self, *args: Any) -> None:
+        if args:
+            self._ignored_signal("resume", "takes no arguments", args)
+        else:
+            self._pause_requested = False
 
     @workflow.signal
-    def cancel(self, reason: str | None = None) -> None:
+    def cancel(self, *args: Any) -> None:
+        if len(args) > 1 or (args and not isinstance(args[0], str | None)):
+            self._ignored_signal("cancel", "takes at most one text argument (the reason)", args)
+            return
         if self._status.terminal or self._cancel_reason is not None:
             return
-        self._cancel_reason = reason or "cancelled by request"
+        reason = args[0] if args else None
+        self._cancel_reason = cap_text(reason) if reason else "cancelled by request"
         for handle in self._running.values():
             handle.cancel()
+
+    def _ignored_signal(self, name: str, why: str, args: tuple[Any, ...]) -> None:
+        shown = cap_text(repr(args), 500)
+        self._log(f"signal {name} ignored: {why}", level=logging.WARNING, arguments=shown)
 
     @workflow.query
     def status(self) -> TaskStatusView:

@@ -133,12 +133,57 @@ async def cancelled_natively(client: Client, queue: str) -> WorkflowHandle[Any, 
     return handle
 
 
+async def cancelled_by_signal(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    handle = await _start(client, queue, {"steps": 2, "step_seconds": 5})
+    await asyncio.sleep(0.5)
+    await handle.signal("cancel", "recorded scenario")
+    await _finish(handle)
+    return handle
+
+
+async def terminated(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    handle = await _start(client, queue, {"steps": 2, "step_seconds": 5})
+    await asyncio.sleep(0.5)
+    await handle.terminate("recorded scenario")
+    await _finish(handle)
+    return handle
+
+
+async def reset(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """A finished task reset to its first workflow task, as `temporal workflow reset` does:
+    the history kept is the new run's."""
+    handle = await _start(client, queue, {"steps": 2, "step_seconds": 0})
+    await _finish(handle)
+    cli = Path(sys.executable).parent / "temporal"
+    process = await asyncio.create_subprocess_exec(
+        str(cli),
+        "workflow",
+        "reset",
+        "--workflow-id",
+        handle.id,
+        "--type",
+        "FirstWorkflowTask",
+        "--reason",
+        "recorded scenario",
+        "--address",
+        Settings().require_temporal_address(),
+    )
+    if await process.wait() != 0:
+        raise RuntimeError("temporal workflow reset failed")
+    new_run = client.get_workflow_handle(handle.id)
+    await _finish(new_run)
+    return new_run
+
+
 SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "completed": completed,
     "failed": failed,
     "paused_resumed": paused_resumed,
     "cancelled_while_paused": cancelled_while_paused,
     "cancelled_natively": cancelled_natively,
+    "cancelled_by_signal": cancelled_by_signal,
+    "terminated": terminated,
+    "reset": reset,
 }
 
 

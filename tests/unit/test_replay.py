@@ -45,6 +45,9 @@ def test_there_are_histories_of_every_scenario() -> None:
         "paused_resumed",
         "cancelled_while_paused",
         "cancelled_natively",
+        "cancelled_by_signal",
+        "terminated",
+        "reset",
     } <= names
 
 

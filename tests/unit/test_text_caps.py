@@ -33,3 +33,14 @@ def test_a_capped_70_kb_reason_fits_in_an_event() -> None:
         data=data.model_dump(mode="json"),
     )
     assert check_size(envelope) < 64 * 1024
+
+
+def test_only_free_text_fields_are_capped() -> None:
+    from schemas.size import cap_free_text
+
+    data = {"error": "e" * 70_000, "index": 2, "name": "n" * 9000, "reason": None}
+    capped = cap_free_text(data)
+    assert len(str(capped["error"]).encode()) <= MAX_TEXT_BYTES
+    assert capped["name"] == data["name"]
+    assert capped["index"] == 2
+    assert capped["reason"] is None
