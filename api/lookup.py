@@ -48,6 +48,7 @@ def view_from_record(record: TaskRecord) -> TaskView:
         updated_at=record.updated_at,
         result=record.result,
         error=record.error,
+        workflow_task_failing_since=record.workflow_task_failing_since,
     )
 
 

@@ -74,6 +74,12 @@ class TaskView(BaseModel):
     updated_at: datetime
     result: dict[str, Any] | None = None
     error: str | None = None
+    workflow_task_failing_since: datetime | None = Field(
+        default=None,
+        description="Set while Temporal shows the task's workflow task failing again and"
+        " again (the task cannot move: see the worker's logs and the Temporal Web UI);"
+        " cleared by the task's next event.",
+    )
 
 
 class TaskPageView(BaseModel):

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from temporalio.service import RPCError, RPCStatusCode
 
 PROBLEM_JSON = "application/problem+json"
+
+log = logging.getLogger(__name__)
 
 
 class ProblemError(Exception):
@@ -57,6 +65,42 @@ def problem_response(
         problem_body(status, detail, instance=instance, **extra),
         status_code=status,
         media_type=PROBLEM_JSON,
+    )
+
+
+# A dependency that failed or did not answer: the request may work in a moment.
+DEPENDENCY_RETRY_AFTER_SECONDS = 2
+# Temporal's answers that mean "not now" rather than "no".
+TEMPORAL_UNAVAILABLE = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.ABORTED,
+    }
+)
+
+
+def dependency_failed(component: str, exc: Exception) -> ProblemError:
+    """503 + Retry-After for a dependency that failed: never a bare 500 to the caller."""
+    reason = str(exc) or type(exc).__name__
+    return ProblemError(
+        503,
+        f"{component} is unavailable: {reason}"[:1000],
+        headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)},
+        component=component,
+    )
+
+
+def temporal_problem(exc: RPCError) -> ProblemError:
+    if exc.status in TEMPORAL_UNAVAILABLE:
+        return dependency_failed("Temporal", exc)
+    return ProblemError(
+        503,
+        f"Temporal refused the request ({exc.status.name}): {exc.message}"[:1000],
+        headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)},
+        component="Temporal",
     )
 
 
@@ -118,6 +162,27 @@ def install_problem_handlers(app: FastAPI) -> None:
         status = 400 if errors and all(_is_cursor(e["loc"]) for e in errors) else 422
         return problem_response(status, "the request is not valid", request=request, errors=errors)
 
+    async def on_temporal(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RPCError)
+        log.warning(
+            "Temporal request failed",
+            extra={"path": request.url.path, "status": exc.status.name, "error": exc.message},
+        )
+        return await on_problem(request, temporal_problem(exc))
+
+    async def on_store(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("Postgres request failed", extra={"path": request.url.path, "error": str(exc)})
+        return await on_problem(request, dependency_failed("Postgres", exc))
+
+    async def on_redis(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("Redis request failed", extra={"path": request.url.path, "error": str(exc)})
+        return await on_problem(request, dependency_failed("Redis", exc))
+
     app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(RPCError, on_temporal)
+    app.add_exception_handler(psycopg.OperationalError, on_store)
+    app.add_exception_handler(PoolTimeout, on_store)
+    app.add_exception_handler(RedisConnectionError, on_redis)
+    app.add_exception_handler(RedisTimeoutError, on_redis)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)

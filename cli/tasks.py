@@ -56,6 +56,7 @@ EXIT_CANCELLED = 3
 EXIT_NOT_FOUND = 4
 EXIT_CONFLICT = 5
 EXIT_API_ERROR = 6
+EXIT_TERMINATED = 7
 
 EXIT_CODES_HELP = """exit codes:
   0  ok; for watch and create --watch: the task completed
@@ -64,9 +65,15 @@ EXIT_CODES_HELP = """exit codes:
   3  the task was cancelled
   4  no such task
   5  the transition is not allowed now (409)
-  6  any other API error (unreachable, 401/403, 5xx)"""
+  6  any other API error (unreachable, 401/403, 5xx)
+  7  the task was terminated in Temporal (terminate, or a workflow timeout)"""
 
-STATUS_EXIT = {"completed": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
+STATUS_EXIT = {
+    "completed": EXIT_OK,
+    "failed": EXIT_FAILED,
+    "cancelled": EXIT_CANCELLED,
+    "terminated": EXIT_TERMINATED,
+}
 REQUEST_TIMEOUT_SECONDS = 30.0
 
 

@@ -21,9 +21,10 @@ from typing import Any, Protocol, TextIO
 import httpx
 import orjson
 
+from schemas.registry import TERMINAL_EVENT_TYPES
+
 log = logging.getLogger(__name__)
 
-TERMINAL_TYPES = frozenset({"task.completed.v1", "task.failed.v1", "task.cancelled.v1"})
 # Longer than the server's heartbeat (15 s by default): silence this long means a dead link.
 STREAM_READ_TIMEOUT_SECONDS = 60.0
 DEFAULT_RETRY_SECONDS = 2.0
@@ -121,12 +122,12 @@ def follow(
                 envelope: dict[str, Any] = orjson.loads(data)
                 end.last_sequence = sequence
                 yield envelope
-                if event_type in TERMINAL_TYPES:
-                    end.terminal_type = event_type
-                    return
+                # The server ends the stream after the task's current ending; a terminal
+                # event with more after it ended a chapter that a reset reopened.
+                end.terminal_type = event_type if event_type in TERMINAL_EVENT_TYPES else None
             else:
-                if end.no_content:  # the task had ended: nothing more will come
-                    return
+                if end.no_content or end.terminal_type is not None:
+                    return  # the task has ended: nothing more will come
             tell("reconnecting")
             log.info(
                 "stream ended; resuming after #%d",
@@ -235,9 +236,11 @@ class TaskProgress:
                 step.state, step.percent = "completed", 100.0
             elif event_type == "task.step.failed.v1":
                 step.state = "retrying" if data.get("will_retry") else "failed"
+        elif event_type == "task.reset.v1":  # a new chapter: the steps start over
+            self.status, self.steps = "running", {}
         elif event_type in {"task.paused.v1", "task.resumed.v1"}:
             self.status = "paused" if event_type == "task.paused.v1" else "running"
-        elif event_type in TERMINAL_TYPES:
+        elif event_type in TERMINAL_EVENT_TYPES:
             self.status = event_type.split(".")[1]
 
     @property

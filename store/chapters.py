@@ -36,6 +36,17 @@ async def chapters_of(pool: AsyncConnectionPool, task_ids: list[str]) -> dict[st
     return {row[0]: TaskChapter(row[0], row[1], row[2]) for row in rows}
 
 
+async def mark_workflow_task_failing(pool: AsyncConnectionPool, task_id: str) -> bool:
+    """Flag an open task whose workflow task keeps failing; False if it was flagged."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "UPDATE tasks SET workflow_task_failing_since = now()"
+            " WHERE task_id = %s AND workflow_task_failing_since IS NULL AND status <> ALL(%s)",
+            (task_id, _CLOSED),
+        )
+        return cursor.rowcount == 1
+
+
 async def stale_open_tasks(
     pool: AsyncConnectionPool, *, stale_seconds: float, limit: int, after: str = ""
 ) -> list[TaskChapter]:

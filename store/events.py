@@ -55,7 +55,8 @@ WITH task AS (
         owner      = COALESCE(EXCLUDED.owner, t.owner),
         result     = COALESCE(EXCLUDED.result, t.result),
         error      = COALESCE(EXCLUDED.error, t.error),
-        updated_at = EXCLUDED.updated_at
+        updated_at = EXCLUDED.updated_at,
+        workflow_task_failing_since = NULL
     -- Only an open task, and only its current run (or any run while none is known);
     -- never a second `task.created.v1` (a reset run starting over: see `_settle`).
     WHERE t.status NOT IN {closed} AND %(event_type)s::text <> 'task.created.v1'
@@ -87,7 +88,8 @@ WITH task AS (
         error = NULL,
         run_id = %(run_id)s::text,
         runs = array_append(t.runs, %(run_id)s::text),
-        updated_at = %(time)s
+        updated_at = %(time)s,
+        workflow_task_failing_since = NULL
     WHERE t.task_id = %(task_id)s AND NOT (%(run_id)s::text = ANY (t.runs))
     RETURNING last_seq
 ), event AS (

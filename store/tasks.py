@@ -16,7 +16,7 @@ from store.tenants import DEFAULT_TENANT
 
 _COLUMNS = (
     "task_id, task_type, status, progress, input, owner, result, error, last_seq,"
-    " created_at, updated_at"
+    " created_at, updated_at, workflow_task_failing_since"
 )
 # The same columns, unambiguous when `task_owners` is joined in.
 _SELECTED = ", ".join(
@@ -43,6 +43,7 @@ class TaskRecord:
     last_seq: int
     created_at: datetime
     updated_at: datetime
+    workflow_task_failing_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

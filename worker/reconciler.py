@@ -15,7 +15,10 @@ exist:
   look-back overlaps, the checks below make a second sight harmless).
 - The store, every `sweep`: a page of tasks it thinks open and untouched for
   `stale` seconds, each described in Temporal. This heals what visibility
-  cannot show any more (a worker fleet down for longer than the look-back).
+  cannot show any more (a worker fleet down for longer than the look-back),
+  and finds runs whose workflow task keeps failing (a bad deploy, a payload
+  the code cannot take): the task is flagged (`workflow_task_failing_since` in
+  its GET), logged and counted, until its next event clears the flag.
 
 Only the workflow's current run counts: a reset terminates the run it leaves,
 and that run's ending belongs to no chapter. One reconciler works at a time
@@ -40,7 +43,13 @@ from activities.recorder import EventRecorder
 from schemas import cap_optional_text
 from schemas.ids import closed_event_id
 from settings import Settings
-from store.chapters import RECONCILE_LOCK_KEY, TaskChapter, chapters_of, stale_open_tasks
+from store.chapters import (
+    RECONCILE_LOCK_KEY,
+    TaskChapter,
+    chapters_of,
+    mark_workflow_task_failing,
+    stale_open_tasks,
+)
 from store.events import ChapterClosedError
 from temporal.client import workflow_id_for
 from temporal.closures import CLOSE_STATUS_NAMES, run_closure
@@ -64,6 +73,15 @@ _VISIBILITY_NAMES = {
     WorkflowExecutionStatus.CANCELED: "Canceled",
 }
 
+# A pending workflow task on its Nth attempt: the earlier ones failed.
+FAILING_ATTEMPTS = 2
+
+WORKFLOW_TASKS_FAILING = Counter(
+    "taskplane_workflow_tasks_failing_found",
+    "Open tasks found with a workflow task that keeps failing (flagged on the task)",
+    registry=REGISTRY,
+)
+
 RECONCILED = Counter(
     "taskplane_reconciled",
     "Runs whose ending the reconciler recorded, by how they closed in Temporal",
@@ -84,6 +102,7 @@ class ReconcilerStats:
     rounds: int = 0
     skipped_rounds: int = 0
     failed_rounds: int = 0
+    workflow_tasks_failing: int = 0
     reconciled: dict[str, int] = field(default_factory=dict)
 
 
@@ -193,7 +212,24 @@ class Reconciler:
             if described.status in ENDINGS:
                 run = ClosedRun(chapter.task_id, described.run_id, described.status)
                 healed += await self._record_ending(run)
+            elif described.raw_description.pending_workflow_task.attempt >= FAILING_ATTEMPTS:
+                await self._workflow_task_failing(chapter.task_id, described.raw_description)
         return healed
+
+    async def _workflow_task_failing(self, task_id: str, raw: Any) -> None:
+        """A run whose workflow task fails again and again cannot move: say so, once."""
+        if not await mark_workflow_task_failing(self._pool, task_id):
+            return
+        WORKFLOW_TASKS_FAILING.inc()
+        self.stats.workflow_tasks_failing += 1
+        log.error(
+            "the task's workflow task keeps failing: the task cannot move",
+            extra={
+                "task_id": task_id,
+                "attempt": raw.pending_workflow_task.attempt,
+                "run_id": raw.workflow_execution_info.execution.run_id,
+            },
+        )
 
     async def _is_current_run(self, run: ClosedRun) -> bool:
         described = await self._client.get_workflow_handle(workflow_id_for(run.task_id)).describe()

@@ -32,7 +32,7 @@ from api.models import (
     TaskPageView,
     TaskView,
 )
-from api.problems import ProblemError
+from api.problems import TEMPORAL_UNAVAILABLE, ProblemError, temporal_problem
 from api.webhooks import subscribe_webhook
 from schemas.tasks import TASK_INPUT_MODELS, TaskStatus, TaskStatusView, TaskWorkflowInput
 from store import InvalidCursorError
@@ -187,7 +187,15 @@ async def _current_state(services: ServicesDep, task_id: str, tenant: str) -> Ta
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:  # its history is gone (retention)
             raise ProblemError(409, f"task {task_id} has already ended") from None
-        raise
+        if exc.status in TEMPORAL_UNAVAILABLE:
+            raise temporal_problem(exc) from None
+        # The workflow cannot answer (e.g. its workflow task keeps failing): not now.
+        raise ProblemError(
+            409,
+            f"task {task_id} cannot be controlled now: its workflow does not answer"
+            f" ({exc.status.name}: {exc.message})"[:1000],
+            task_status=view.status.value,
+        ) from None
     return state
 
 

@@ -12,7 +12,7 @@ import { TaskStream } from "./stream.js";
 
 const LIST_POLL_MS = 2000;
 const LIST_LIMIT = 25;
-const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+const TERMINAL = new Set(["completed", "failed", "cancelled", "terminated"]);
 const FALLBACK_EVENTS = {
   "task.created.v1": false,
   "task.step.started.v1": false,
@@ -24,6 +24,8 @@ const FALLBACK_EVENTS = {
   "task.completed.v1": true,
   "task.failed.v1": true,
   "task.cancelled.v1": true,
+  "task.terminated.v1": true,
+  "task.reset.v1": false,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -331,6 +333,16 @@ class TaskView {
       case "task.cancelled.v1":
         this.status = "cancelled";
         this.showResult(data.reason || "cancelled");
+        break;
+      case "task.terminated.v1":
+        this.status = "terminated";
+        this.showResult(data.reason || `terminated in Temporal (${data.close_status})`);
+        break;
+      case "task.reset.v1":
+        // An operator's reset in Temporal: a new chapter, the steps start over.
+        this.status = "running";
+        this.steps.clear();
+        $("result-section").hidden = true;
         break;
       default:
         break;

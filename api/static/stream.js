@@ -9,8 +9,10 @@
 //    and open a new one with a new token and `?after=` (a new EventSource
 //    sends no `Last-Event-ID`).
 // Events are keyed by sequence: one already delivered is dropped, so a
-// reconnection never shows a line twice. After the terminal event we close
-// the stream ourselves (a reconnection would get 204 and stop anyway).
+// reconnection never shows a line twice. After a terminal event we close the
+// stream ourselves (a reconnection would get 204 and stop anyway), unless the
+// store has events after it: an operator's reset in Temporal reopened the task
+// (`task.reset.v1` begins a new chapter), and we follow the new chapter.
 
 import { api, ApiError, currentKey } from "./api.js";
 
@@ -97,10 +99,28 @@ export class TaskStream {
     this.lastSequence = sequence;
     this.failures = 0;
     this.onEvent(envelope);
-    if (this.terminalTypes.has(envelope.type)) {
-      this.stop();
-      this.onState("ended");
+    if (this.terminalTypes.has(envelope.type)) this.chapterEnded(source, sequence);
+  }
+
+  async chapterEnded(source, sequence) {
+    source.close();
+    if (source === this.source) this.source = null;
+    let more = false;
+    try {
+      const page = await api(
+        `tasks/${encodeURIComponent(this.taskId)}/history?after=${sequence}&limit=1`,
+      );
+      more = page.events.length > 0;
+    } catch {
+      more = false; // the stream said it ended; a later view shows a reopened task anyway
     }
+    if (this.stopped || sequence !== this.lastSequence) return;
+    if (more) {
+      this.connect(); // a reset reopened the task: on to its new chapter
+      return;
+    }
+    this.stop();
+    this.onState("ended");
   }
 
   lost(source, withToken) {

@@ -144,7 +144,7 @@ async def cancelled_by_signal(client: Client, queue: str) -> WorkflowHandle[Any,
 async def terminated(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     handle = await _start(client, queue, {"steps": 2, "step_seconds": 5})
     await asyncio.sleep(0.5)
-    await handle.terminate("recorded scenario")
+    await handle.terminate(reason="recorded scenario")
     await _finish(handle)
     return handle
 
