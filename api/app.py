@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
             settings.require_database_url(),
             min_size=settings.db_pool_min_size,
             max_size=settings.db_pool_max_size,
+            timeout=settings.db_pool_timeout_seconds,
         )
         the_broker = broker or RedisBroker(
             settings.require_redis_url(),

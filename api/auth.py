@@ -42,6 +42,7 @@ from api.routes.ui import PUBLIC_PREFIXES as PAGE_PREFIXES
 from api.stream_tokens import InvalidStreamTokenError, StreamTokens
 from settings import ConfigurationError, Settings
 from store.tenants import DEFAULT_TENANT
+from telemetry.logs import bind_log_context
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,7 @@ class AuthMiddleware:
             await _send_unauthorized(send, scope["path"], exc)
             return
         scope[TENANT_SCOPE_KEY] = tenant
+        bind_log_context(tenant=tenant)  # every line of this request says whose it is
         await self.app(scope, receive, send)
 
     def authenticate(self, scope: Scope) -> str:

@@ -81,7 +81,13 @@ class RequestContextMiddleware:
                 MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
             await send(message)
 
-        with bound_log_context(request_id=request_id), _server_span(method, headers) as span:
+        # A request about one task: every line it logs carries the task's id as a field.
+        task = _TASK_PATH.match(scope["path"])
+        fields = {"task_id": task.group(1)} if task else {}
+        with (
+            bound_log_context(request_id=request_id, **fields),
+            _server_span(method, headers) as span,
+        ):
             try:
                 await self.app(scope, receive, send_with_id)
             except Exception:
@@ -108,6 +114,9 @@ class RequestContextMiddleware:
                         "duration_ms": round(elapsed * 1000, 3),
                     },
                 )
+
+
+_TASK_PATH = re.compile(r"^/tasks/([0-9a-fA-F-]{36})(?:/|$)")
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -6,6 +6,14 @@ deliveries whose `sequence` was already sent are dropped; a jump in `sequence`,
 or a resync notice from the broker (queue overflow, reconnect), is healed by
 reading the missing events from the store. The store is the truth.
 
+While Redis is away the stream falls back to the store: a new stream that gets
+no confirmation (at once when the broker is already down, after the broker's
+subscribe timeout otherwise) polls the store every `poll_interval` and tries to
+subscribe again every few polls; an open stream whose broker connection is
+down reads the store every `poll_interval` while it waits for live events.
+When the subscription is back it catches up from the store once more, so the
+switch loses and repeats nothing (every event is keyed by its `sequence`).
+
 A stream also ends, cleanly, after `idle_timeout` seconds without an event:
 the client resumes with `Last-Event-ID`, possibly on another API process, and
 nothing is held for a client that may be long gone.
@@ -18,17 +26,32 @@ is released in the same step, never left for the garbage collector.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from broker import BrokerNotConnectedError, Delivery, EventBroker, Subscription, topic_for
+from broker import (
+    BrokerNotConnectedError,
+    BrokerStatus,
+    BrokerUnavailableError,
+    Delivery,
+    EventBroker,
+    Subscription,
+    topic_for,
+)
 from schemas import InvalidEventError, decode_event, is_terminal
 from store import StoredEvent
 from telemetry.metrics import observe
 
 log = logging.getLogger(__name__)
+
+
+# While Redis is away: how long a new stream waits for a confirmation before it reads
+# the store instead, and how many store polls pass between attempts to subscribe again.
+SUBSCRIBE_WAIT_WHILE_DOWN = 1.0
+RESUBSCRIBE_EVERY_POLLS = 3
 
 
 class EventHistory(Protocol):
@@ -65,6 +88,8 @@ class StreamCounters:
     idle_timeouts: int = 0
     send_timeouts: int = 0
     rejected: int = 0  # answered 503: the process was at its stream cap
+    store_fallbacks: int = 0  # streams that started without a live subscription (Redis away)
+    store_polls: int = 0  # store reads standing in for live delivery while Redis was away
 
 
 COUNTERS = StreamCounters()
@@ -121,6 +146,7 @@ class TaskEventStream:
         queue_size: int,
         page_size: int,
         idle_timeout: float = 300.0,
+        poll_interval: float = 1.0,
     ) -> None:
         self._task_id = task_id
         self._last = after
@@ -130,6 +156,7 @@ class TaskEventStream:
         self._queue_size = queue_size
         self._page_size = page_size
         self._idle_timeout = idle_timeout
+        self._poll_interval = poll_interval
         self._catching_up = True  # history first: everything after the client's cursor
         self._idle_deadline = 0.0
         self._fields = {"task_id": task_id}
@@ -137,21 +164,68 @@ class TaskEventStream:
     async def events(self) -> AsyncGenerator[OutgoingEvent, None]:
         COUNTERS.open_streams += 1
         try:
-            async with self._broker.subscribe(
-                topic_for(self._task_id), queue_size=self._queue_size
-            ) as subscription:
+            async with contextlib.AsyncExitStack() as held:
+                subscription = await self._subscribe(held)
                 if not self._history:
                     last = await self._store.last_sequence(self._task_id)
                     self._last = max(self._last, last or 0)
                 self._idle_deadline = _now() + self._idle_timeout
-                while (batch := await self._next_batch(subscription)) is not None:
+                polls = 0
+                while True:
+                    if subscription is None:
+                        batch = await self._poll_store()
+                        polls += 1
+                        if batch == [] and polls % RESUBSCRIBE_EVERY_POLLS == 0:
+                            subscription = await self._subscribe(held)
+                    else:
+                        batch = await self._next_batch(subscription)
+                    if batch is None:
+                        return
                     for position, event in enumerate(batch, start=1):
                         yield event
                         if event.terminal and await self._ends_task(event, position == len(batch)):
                             return
-                    self._idle_deadline = _now() + self._idle_timeout
+                    if batch:
+                        self._idle_deadline = _now() + self._idle_timeout
         finally:
             COUNTERS.open_streams -= 1
+
+    async def _subscribe(self, held: contextlib.AsyncExitStack) -> Subscription | None:
+        """The live subscription (confirmed), or None while Redis is away: the stream
+        then reads the store. Either way a catch-up from the store comes next."""
+        self._catching_up = True
+        connected = self._broker.status() is BrokerStatus.CONNECTED
+        subscribing = held.enter_async_context(
+            self._broker.subscribe(topic_for(self._task_id), queue_size=self._queue_size)
+        )
+        try:
+            if connected:
+                return await subscribing
+            # Down already: do not keep the client waiting for the broker's full timeout.
+            return await asyncio.wait_for(subscribing, SUBSCRIBE_WAIT_WHILE_DOWN)
+        except (BrokerUnavailableError, TimeoutError) as exc:
+            COUNTERS.store_fallbacks += 1
+            log.info(
+                "no live subscription; streaming from the store",
+                extra={**self._fields, "sequence": self._last, "error": str(exc) or "timeout"},
+            )
+            return None
+
+    async def _poll_store(self) -> list[OutgoingEvent] | None:
+        """Without a subscription: what the store has after the cursor, else a pause
+        (`[]`); None when the stream has idled out."""
+        page = await self._store.history(self._task_id, after=self._last, limit=self._page_size)
+        if page:
+            self._last = page[-1].sequence
+            return [OutgoingEvent(e.sequence, e.event_type, e.envelope_json) for e in page]
+        remaining = self._idle_deadline - _now()
+        if remaining <= 0:
+            COUNTERS.idle_timeouts += 1
+            log.info("idle stream ended", extra={**self._fields, "sequence": self._last})
+            return None
+        COUNTERS.store_polls += 1
+        await asyncio.sleep(min(self._poll_interval, remaining))
+        return []
 
     async def _ends_task(self, event: OutgoingEvent, last_of_batch: bool) -> bool:
         """Whether this terminal event is the task's current ending. An operator's reset
@@ -173,10 +247,19 @@ class TaskEventStream:
                     self._last = page[-1].sequence
                     return [OutgoingEvent(e.sequence, e.event_type, e.envelope_json) for e in page]
                 continue
+            remaining = max(self._idle_deadline - _now(), 0.0)
+            degraded = self._broker.status() is not BrokerStatus.CONNECTED
             try:
-                delivery = await subscription.get(timeout=max(self._idle_deadline - _now(), 0.0))
+                delivery = await subscription.get(
+                    timeout=min(remaining, self._poll_interval) if degraded else remaining
+                )
             except BrokerNotConnectedError:
                 return None  # the broker closed (shutdown): the client resumes elsewhere
+            if delivery is None and _now() < self._idle_deadline:
+                # Redis is away: nothing live can come, so read the store instead.
+                COUNTERS.store_polls += 1
+                self._catching_up = True
+                continue
             if delivery is None:
                 COUNTERS.idle_timeouts += 1
                 log.info("idle stream ended", extra={**self._fields, "sequence": self._last})
@@ -227,6 +310,8 @@ def register_stream_metrics(
         ("gap_heals", "streams healed from the store after a sequence gap"),
         ("resync_heals", "streams healed from the store after a queue overflow or reconnect"),
         ("idle_timeouts", "streams ended after the idle timeout"),
+        ("store_fallbacks", "streams that started without a live subscription (Redis away)"),
+        ("store_polls", "store reads standing in for live delivery while Redis was away"),
         ("send_timeouts", "streams dropped because the client stopped reading"),
         ("rejected", "streams refused with 503 at the stream cap"),
         ("invalid_messages", "broker messages refused by the event decoder and skipped"),

@@ -276,6 +276,9 @@ class SharedPubSub:
         for topic, event in self._confirmed.items():
             event.clear()
             self._resync_on_confirm.add(topic)
+        # Tell every subscriber now, not only once re-subscribed: a stream can read the
+        # store while Redis is away instead of waiting for a live event that cannot come.
+        self._fanout.resync_all()
         await _discard(pubsub)
         self._owned = None
 

@@ -60,16 +60,27 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     with LocalStack(settings, settings.state_dir) as stack:
         _log_migrations(_migrate(stack.database_url))
         env = _child_env(stack)
-        metrics_env, metrics_rows = _worker_metrics(settings)
-        env.update(metrics_env)
         logs = stack.logs_dir
-        worker = ManagedProcess(
-            "worker", [sys.executable, "-m", "worker"], log_path=logs / "worker.log", env=env
-        )
+        workers: list[ManagedProcess] = []
+        metrics_rows: list[tuple[str, str]] = []
+        for number in range(1, args.workers + 1):
+            # Each worker its own metrics ports: the configured ones for the first (when
+            # free), free ones for the others.
+            metrics_env, rows = _worker_metrics(settings, number)
+            metrics_rows += rows
+            name = "worker" if number == 1 else f"worker-{number}"
+            workers.append(
+                ManagedProcess(
+                    name,
+                    [sys.executable, "-m", "worker"],
+                    log_path=logs / f"{name}.log",
+                    env={**env, **metrics_env},
+                )
+            )
         api = ManagedProcess(
             "api", [sys.executable, "-m", "api"], log_path=logs / "api.log", env=env
         )
-        apps = [worker, api]  # started in this order, stopped in the reverse one
+        apps = [*workers, api]  # started in this order, stopped in the reverse one
         env_file = _write_env_file(stack)
         try:
             for app in apps:
@@ -141,6 +152,13 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 # -- pieces ------------------------------------------------------------------------------
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _migrate(database_url: str) -> list[str]:
     # Imported here so the launcher's other commands work without the store's deps.
     from store.migrate import migrate
@@ -181,10 +199,13 @@ def _service_vars(stack: LocalStack) -> dict[str, str]:
     }
 
 
-def _worker_metrics(settings: Settings) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """The worker's two metrics ports (ours, the Temporal SDK's): the configured ones
-    when free, else free ones (a second stack on this machine must not collide);
-    the settings for the worker, and the banner's rows."""
+def _worker_metrics(
+    settings: Settings, number: int = 1
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Worker `number`'s two metrics ports (ours, the Temporal SDK's): for the first, the
+    configured ones when free, else free ones (a second stack on this machine must not
+    collide); for the others, free ones; the settings for the worker, and the banner's
+    rows."""
     env: dict[str, str] = {}
     rows: list[tuple[str, str]] = []
     host = settings.worker_metrics_host
@@ -199,12 +220,16 @@ def _worker_metrics(settings: Settings) -> tuple[dict[str, str], list[tuple[str,
         if port is None:  # turned off
             env[name] = ""
             continue
-        if port == 0 or port_in_use(port, host):
+        if number > 1:
+            port = free_port(host)
+        elif port == 0 or port_in_use(port, host):
             chosen = free_port(host)
             if port:
                 log.warning("%s: port %d is taken; using %d", label, port, chosen)
             port = chosen
         env[name] = str(port)
+        if number > 1:
+            label = label.replace("Worker", f"Worker {number}").replace("SDK", f"SDK ({number})")
         rows.append((label, f"http://{_connect_host(host)}:{port}/metrics"))
     return env, rows
 
@@ -319,7 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    add("up", cmd_up, "run servers, migrations, worker and API until Ctrl-C")
+    up = add("up", cmd_up, "run servers, migrations, worker and API until Ctrl-C")
+    up.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes to run, each with metrics ports of its own (default 1)",
+    )
     services = add("services", cmd_services, "run only the servers until Ctrl-C")
     services.add_argument("--migrate", action="store_true", help="also apply migrations")
     add("migrate", cmd_migrate, "apply pending migrations to TASKPLANE_DATABASE_URL")

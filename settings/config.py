@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # with Last-Event-ID); past the cap new streams get 503; a client that takes no
     # bytes for the send timeout is dropped; `retry:` tells EventSource when to reconnect.
     sse_idle_timeout_seconds: float = Field(default=300.0, gt=0)
+    # While Redis is away, streams read the store this often instead (one query per
+    # stream per interval: the price of staying live through an outage).
+    sse_store_poll_seconds: float = Field(default=1.0, gt=0)
     sse_max_streams: int = Field(default=5000, ge=1)
     sse_send_timeout_seconds: float = Field(default=30.0, gt=0)
     sse_retry_ms: int = Field(default=2000, ge=0)
@@ -83,6 +86,8 @@ class Settings(BaseSettings):
 
     db_pool_min_size: int = Field(default=1, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
+    # How long a request waits for a pooled connection (then 503 while Postgres is away).
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
 
     log_level: str = "INFO"
 

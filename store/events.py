@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from schemas import EventEnvelope
 from schemas.tasks import TERMINAL_STATUSES
+from store.pool import read_twice
 from store.read_model import update_for
 
 # The terminal statuses as SQL: a closed chapter takes no event but a reset.
@@ -222,6 +223,9 @@ class EventStore:
         return AppendResult(int(sequence), str(envelope_json), False, int(outbox_id))
 
     async def history(self, task_id: str, *, after: int = 0, limit: int = 100) -> list[StoredEvent]:
+        return await read_twice(lambda: self._history(task_id, after, limit))
+
+    async def _history(self, task_id: str, after: int, limit: int) -> list[StoredEvent]:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT seq, event_type, envelope FROM events"
@@ -233,6 +237,9 @@ class EventStore:
 
     async def last_sequence(self, task_id: str) -> int | None:
         """The task's highest committed sequence, or None when the store has no such task."""
+        return await read_twice(lambda: self._last_sequence(task_id))
+
+    async def _last_sequence(self, task_id: str) -> int | None:
         async with self._pool.connection() as conn:
             cursor = await conn.execute("SELECT last_seq FROM tasks WHERE task_id = %s", (task_id,))
             row = await cursor.fetchone()

@@ -12,6 +12,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from store.pool import read_twice
 from store.tenants import DEFAULT_TENANT
 
 _COLUMNS = (
@@ -78,6 +79,9 @@ class TaskReader:
         self._pool = pool
 
     async def get(self, task_id: str) -> TaskRecord | None:
+        return await read_twice(lambda: self._get(task_id))
+
+    async def _get(self, task_id: str) -> TaskRecord | None:
         async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(f"SELECT {_COLUMNS} FROM tasks WHERE task_id = %s", (task_id,))
             row = await cur.fetchone()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool
 
+from store.pool import read_twice
+
 # The tenant of the open API (no keys configured) and of tasks with no owner row.
 DEFAULT_TENANT = "default"
 
@@ -38,6 +40,9 @@ class TaskOwners:
         return owner
 
     async def owner_of(self, task_id: str) -> str:
+        return await read_twice(lambda: self._owner_of(task_id))
+
+    async def _owner_of(self, task_id: str) -> str:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT tenant FROM task_owners WHERE task_id = %s", (task_id,)

@@ -107,22 +107,25 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def serve_metrics(host: str, port: int) -> MetricsServer | None:
-    """Serve every registered metric on http://host:port/metrics (port 0: any free one).
+class MetricsPortTakenError(RuntimeError):
+    """The metrics port is taken: a worker refuses to start rather than run unwatched."""
 
-    A port that is taken is logged as an error and the process goes on without
-    metrics: a worker's job is running tasks, and a collision (two workers on one
-    host with the same port) must not stop it.
+
+def serve_metrics(host: str, port: int) -> MetricsServer:
+    """Serve every registered metric on http://host:port/metrics (port 0: any free one,
+    logged with the port it got).
+
+    A port that is taken raises `MetricsPortTakenError`: a worker running with no
+    metrics at all (two workers on one host with the same port) is a worker nobody
+    can watch, so it fails at start with a message that says what to do.
     """
     try:
         server, thread = start_http_server(port, addr=host, registry=REGISTRY)
     except OSError as exc:
-        log.error(
-            "metrics endpoint not started: %s",
-            exc.strerror or exc,
-            extra={"host": host, "port": port},
-        )
-        return None
+        raise MetricsPortTakenError(
+            f"the metrics port {host}:{port} is taken ({exc.strerror or exc}); set"
+            " TASKPLANE_WORKER_METRICS_PORT to a free port, or to 0 for any free one"
+        ) from exc
     served = MetricsServer(server, thread)
     log.info("metrics served", extra={"url": f"http://{host}:{served.port}/metrics"})
     return served

@@ -12,6 +12,7 @@ exposes two scrape targets: ours (`worker_metrics_port`) and Temporal's
 from __future__ import annotations
 
 import logging
+import socket
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
@@ -21,11 +22,18 @@ log = logging.getLogger(__name__)
 _runtimes: dict[str, Runtime] = {}
 
 
+class SdkMetricsPortTakenError(RuntimeError):
+    """The SDK metrics port is taken: the worker refuses to start rather than run unwatched."""
+
+
 def metrics_runtime(host: str, port: int | None) -> Runtime | None:
     """A runtime exporting the SDK's metrics on host:port; None (the default runtime)
-    when the port is off or taken — logged, and the worker runs on without them."""
+    when the port is off. Port 0 takes a free port (logged); a taken port raises
+    `SdkMetricsPortTakenError`."""
     if port is None:
         return None
+    if port == 0:
+        port = _free_port(host)
     address = f"{host}:{port}"
     if address in _runtimes:
         return _runtimes[address]
@@ -35,8 +43,17 @@ def metrics_runtime(host: str, port: int | None) -> Runtime | None:
     try:
         runtime = Runtime(telemetry=TelemetryConfig(metrics=config))
     except ValueError as exc:  # Core's "Failed starting Prometheus exporter: …"
-        log.error("Temporal SDK metrics not served: %s", exc, extra={"address": address})
-        return None
+        raise SdkMetricsPortTakenError(
+            f"the Temporal SDK metrics port {address} is taken ({exc}); set"
+            " TASKPLANE_WORKER_METRICS_TEMPORAL_PORT to a free port, or to 0 for any free one"
+        ) from exc
     _runtimes[address] = runtime
     log.info("Temporal SDK metrics served", extra={"url": f"http://{address}/metrics"})
     return runtime
+
+
+def _free_port(host: str) -> int:
+    """A port free now (Core binds it a moment later; a collision then fails the start)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])

@@ -24,11 +24,12 @@ from store.processed import ProcessedEvents
 from store.webhooks import WebhookStore
 from telemetry import configure_logging
 from telemetry.exit import exit_now
+from telemetry.metrics import MetricsPortTakenError
 from telemetry.tracing import configure_tracing, shutdown_tracing
 from temporal.client import connect_client, ensure_search_attributes
 from temporal.closures import ResetDetailsFromHistory
 from temporal.interceptors import LogContextInterceptor
-from temporal.runtime import metrics_runtime
+from temporal.runtime import SdkMetricsPortTakenError, metrics_runtime
 from worker.handlers import build_handler_runner, stop_handlers
 from worker.metrics import start_worker_metrics
 from worker.reconciler import build_reconciler
@@ -101,6 +102,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         settings.require_database_url(),
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
+        timeout=settings.db_pool_timeout_seconds,
     )
     broker = RedisBroker(
         settings.require_redis_url(),
@@ -156,7 +158,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         await pool.close()
 
 
-async def _main() -> None:
+async def _main() -> int:
     settings = get_settings()
     configure_logging(settings.log_level)
     configure_tracing(settings, component="worker")
@@ -164,10 +166,15 @@ async def _main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run_worker(settings, stop)
+    try:
+        await run_worker(settings, stop)
+    except (MetricsPortTakenError, SdkMetricsPortTakenError) as exc:
+        log.critical("worker not started: %s", exc)
+        return 1
+    return 0
 
 
 def main() -> None:
-    asyncio.run(_main())
+    code = asyncio.run(_main())
     shutdown_tracing()
-    exit_now(0)
+    exit_now(code)

@@ -132,10 +132,10 @@ def start_worker_metrics(
 
     Served on `worker_metrics_host:worker_metrics_port` unless the port is off.
     """
+    server = None
+    if settings.worker_metrics_port is not None:  # first: a taken port stops the start here
+        server = serve_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
     gauges = WorkerGauges(pool, broker, refresh_seconds=settings.metrics_refresh_seconds)
     register_worker_metrics(gauges)
     refresher = asyncio.create_task(gauges.run(), name="metrics-refresh")
-    server = None
-    if settings.worker_metrics_port is not None:
-        server = serve_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
     return WorkerMetrics(server, refresher)

@@ -177,6 +177,7 @@ async def task_events(
         queue_size=settings.sse_client_queue_size,
         page_size=settings.sse_history_page_size,
         idle_timeout=settings.sse_idle_timeout_seconds,
+        poll_interval=settings.sse_store_poll_seconds,
     )
 
     async def frames() -> AsyncIterator[ServerSentEvent]:

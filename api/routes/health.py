@@ -15,6 +15,11 @@ from telemetry.metrics import METRICS_CONTENT_TYPE, metrics_text
 router = APIRouter(tags=["health"])
 
 CHECK_TIMEOUT_SECONDS = 2.0
+REDIS_DOWN_IMPAIRS = [
+    "live SSE delivery: streams read the store every TASKPLANE_SSE_STORE_POLL_SECONDS instead",
+    "durable handlers and webhook deliveries wait until Redis is back (nothing is lost)",
+    "events recorded meanwhile reach Redis through the worker's outbox relay, late",
+]
 
 
 @router.get("/healthz")
@@ -53,9 +58,16 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         *(_run(check, services) for check in (_check_postgres, _check_redis, _check_temporal))
     )
     checks = dict(zip(names, results, strict=True))
-    ready = all(result["status"] == "up" for result in results)
-    body = {"status": "ready" if ready else "unavailable", "checks": checks}
-    return JSONResponse(body, status_code=200 if ready else 503)
+    down = {name for name, result in checks.items() if result["status"] != "up"}
+    if down - {"redis"}:
+        # Without Postgres or Temporal this process cannot create, control or read tasks.
+        return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
+    body: dict[str, Any] = {"status": "ready", "checks": checks}
+    if down:
+        # Redis is only the doorbell: everything still works, some of it slower.
+        body["status"] = "degraded"
+        body["impaired"] = REDIS_DOWN_IMPAIRS
+    return JSONResponse(body, status_code=200)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)  # documented as text, as served

@@ -80,7 +80,7 @@ async def live_api(
     server = uvicorn.Server(
         uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=2)
     )
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    serving = asyncio.create_task(_serve(server, sock))
     try:
         while not server.started:
             if serving.done():
@@ -92,6 +92,19 @@ async def live_api(
         server.should_exit = True
         await serving
         sock.close()
+
+
+async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
+    """`server.serve`, with uvicorn's `sys.exit(3)` on a failed lifespan startup turned into
+    an ordinary error: a SystemExit escaping a test ends the whole pytest session (seen as
+    an INTERNALERROR that aborted two full runs), while this fails the one test, with
+    uvicorn's log of the startup failure captured in its report."""
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit as exc:
+        raise RuntimeError(
+            f"the API failed to start (uvicorn exit {exc.code}): see its log"
+        ) from None
 
 
 def open_connections(port: int) -> int:

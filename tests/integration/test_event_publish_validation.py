@@ -63,8 +63,16 @@ async def assert_nothing_published(watcher: RedisBroker, task_id: str, action: A
     assert first.payload == "sentinel"
 
 
-def progress_data(message: str) -> dict[str, Any]:
-    return {"index": 1, "name": "step-1", "percent": 10.0, "message": message, "total_steps": 1}
+def completed_data(blob: str) -> dict[str, Any]:
+    """A step's output: structured data, which the recorder never cuts (free text it caps,
+    so a huge `message` or `error` is no way to make an event oversized)."""
+    return {
+        "index": 1,
+        "name": "step-1",
+        "output": {"blob": blob},
+        "duration_seconds": 0.1,
+        "total_steps": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -75,8 +83,8 @@ def progress_data(message: str) -> dict[str, Any]:
             "task.step.progress.v1", {"index": 1, "name": "s"}, InvalidEventDataError, id="bad-data"
         ),
         pytest.param(
-            "task.step.progress.v1",
-            progress_data("x" * MAX_EVENT_BYTES),
+            "task.step.completed.v1",
+            completed_data("x" * MAX_EVENT_BYTES),
             OversizedEventError,
             id="oversized",
         ),
@@ -110,11 +118,11 @@ async def test_the_limit_holds_after_the_store_splices_in_the_sequence(
     probe = EventEnvelope.model_validate(
         {
             "id": str(uuid.uuid4()),
-            "type": "task.step.progress.v1",
+            "type": "task.step.completed.v1",
             "subject": task_id,
             "time": "2026-01-02T03:04:05.678901Z",
             # Measured as the recorder sends it: the validated model, defaults included.
-            "data": validate_data("task.step.progress.v1", progress_data("")).model_dump(
+            "data": validate_data("task.step.completed.v1", completed_data("")).model_dump(
                 mode="json"
             ),
         }
@@ -125,16 +133,16 @@ async def test_the_limit_holds_after_the_store_splices_in_the_sequence(
         await recorder.record(
             event_id=str(uuid.uuid4()),
             task_id=task_id,
-            event_type="task.step.progress.v1",
-            data=progress_data("x" * (room + 1)),
+            event_type="task.step.completed.v1",
+            data=completed_data("x" * (room + 1)),
         )
     assert await rows_for(pool, task_id) == {"events": 0, "outbox": 0, "tasks": 0}
 
     result = await recorder.record(
         event_id=str(uuid.uuid4()),
         task_id=task_id,
-        event_type="task.step.progress.v1",
-        data=progress_data("x" * room),
+        event_type="task.step.completed.v1",
+        data=completed_data("x" * room),
     )
     stored = (await EventStore(pool).history(task_id))[0]
     assert len(stored.envelope_json.encode()) <= MAX_EVENT_BYTES

@@ -30,6 +30,7 @@ from tests.broker_contract import (
     RESYNC,
     BrokerContract,
     BrokerFactory,
+    drain,
     new_topic,
     next_message,
     receive,
@@ -191,10 +192,17 @@ async def test_reconnects_after_the_pubsub_connection_is_killed(
         (pubsub,) = await _connections_of(admin, redis_broker.pubsub_client_name, "pubsub")
         assert await admin.client_kill_filter(_id=pubsub["id"], _type="pubsub") == 1
 
+        # A resync notice when the connection is lost (so a stream can read the store
+        # meanwhile) and one once re-subscribed; unread ones coalesce into one.
         for subscription in (sub_a, sub_a2, sub_b):
             assert await receive(subscription) == RESYNC
-        assert redis_broker.status() is BrokerStatus.CONNECTED
-        assert redis_broker.reconnects == 1
+
+        async def reconnected() -> bool:
+            return redis_broker.status() is BrokerStatus.CONNECTED and redis_broker.reconnects == 1
+
+        await _eventually(reconnected)
+        for subscription in (sub_a, sub_a2, sub_b):
+            assert set(await drain(subscription, quiet=0.3)) <= {RESYNC}
 
         await redis_broker.publish(topic_a, "after the break")
         assert await receive(sub_a) == Delivery(payload="after the break")
@@ -219,6 +227,7 @@ async def test_survives_a_redis_restart(tmp_path: Path) -> None:
         async with broker.subscribe(topic) as subscription:
             server.stop()
             await _eventually(down)
+            assert await receive(subscription) == RESYNC  # told at once: read the store
             with pytest.raises(BrokerUnavailableError):
                 await broker.publish(topic, "lost")
             assert await broker.ping() is False

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import socket
+import sys
 import time
 import uuid
 
@@ -75,3 +78,37 @@ async def test_the_worker_serves_task_counts_and_publish_latency(
     assert sample(text, "taskplane_durable_dead_lettered_total") is not None
     assert (sample(text, "taskplane_db_pool_size") or 0) >= 1  # the pool the worker holds
     assert "process_resident_memory_bytes" in text
+
+
+async def test_a_worker_whose_metrics_port_is_taken_refuses_to_start(
+    database_url: str, redis_url: str, temporal_address: str
+) -> None:
+    """Two workers on one host with the same port: the second says so and exits, instead
+    of running tasks that nobody can watch."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "TASKPLANE_DATABASE_URL": database_url,
+            "TASKPLANE_REDIS_URL": redis_url,
+            "TASKPLANE_TEMPORAL_ADDRESS": temporal_address,
+            "TASKPLANE_TASK_QUEUE": f"taken-{uuid.uuid4().hex[:8]}",
+            "TASKPLANE_WORKER_METRICS_PORT": str(port),
+            "TASKPLANE_WORKER_METRICS_TEMPORAL_PORT": "0",
+        }
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "worker",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(worker.communicate(), 60)
+    assert worker.returncode == 1
+    text = output.decode()
+    assert "worker not started" in text
+    assert f"127.0.0.1:{port} is taken" in text
+    assert "TASKPLANE_WORKER_METRICS_PORT" in text

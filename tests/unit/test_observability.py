@@ -77,7 +77,12 @@ def small_app() -> Starlette:
 
     # Where `create_app` puts it: a user middleware, inside Starlette's error middleware.
     return Starlette(
-        routes=[Route("/items/{item_id}", ok), Route("/boom", boom)],
+        routes=[
+            Route("/items/{item_id}", ok),
+            Route("/tasks/{task_id}", ok),
+            Route("/tasks/{task_id}/events", ok),
+            Route("/boom", boom),
+        ],
         middleware=[Middleware(RequestContextMiddleware)],
     )
 
@@ -120,6 +125,20 @@ async def test_the_request_id_is_echoed_and_bound_in_the_logs(log_lines: io.Stri
     assert [line["request_id"] for line in access] == ["abc-123", new_id]
     assert access[0]["status"] == 200
     assert log_context() == {}  # nothing leaks out of a request
+
+
+async def test_every_line_of_a_request_about_a_task_carries_its_task_id(
+    log_lines: io.StringIO,
+) -> None:
+    task_id = "4f1c2a9e-7d7b-4e0e-9a55-1b1b0b9b2f6d"
+    async with client(small_app()) as http:
+        await http.get(f"/tasks/{task_id}")
+        await http.get(f"/tasks/{task_id}/events")
+        await http.get("/items/7")
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    # Per request: the handler's own line, then the access line.
+    assert [line["message"] for line in lines] == ["inside", "request"] * 3
+    assert [line.get("task_id") for line in lines] == [task_id] * 4 + [None, None]
 
 
 async def test_an_unhandled_error_is_a_problem_with_the_request_id(
