@@ -83,7 +83,12 @@ class InProcessWorker:
 async def in_process_worker(
     settings: Settings, *, group: str, make_worker: MakeWorker | None = None
 ) -> AsyncIterator[InProcessWorker]:
-    pool = await open_pool(settings.require_database_url(), min_size=1, max_size=8)
+    pool = await open_pool(
+        settings.require_database_url(),
+        min_size=1,
+        max_size=8,
+        timeout=settings.db_pool_timeout_seconds,
+    )
     broker = RedisBroker(
         settings.require_redis_url(),
         publish_timeout=settings.publish_timeout_seconds,
