@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import PROBLEM_JSON, problem_body
 from telemetry.logs import bound_log_context
-from telemetry.metrics import histogram
+from telemetry.metrics import count_error, histogram
 from telemetry.tracing import context_from_headers, tracer, tracing_enabled
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class RequestContextMiddleware:
                 await self.app(scope, receive, send_with_id)
             except Exception:
                 log.exception("request failed", extra={"method": method, "path": scope["path"]})
+                count_error("api", "unhandled")
                 if status:
                     raise  # the response has started: nothing can be said any more
                 status = 500

@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from temporalio.service import RPCError, RPCStatusCode
 
+from telemetry.metrics import count_error
+
 PROBLEM_JSON = "application/problem+json"
 
 log = logging.getLogger(__name__)
@@ -164,6 +166,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_temporal(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RPCError)
+        count_error("api", "temporal")
         log.warning(
             "Temporal request failed",
             extra={"path": request.url.path, "status": exc.status.name, "error": exc.message},
@@ -171,10 +174,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         return await on_problem(request, temporal_problem(exc))
 
     async def on_store(request: Request, exc: Exception) -> JSONResponse:
+        count_error("api", "postgres")
         log.warning("Postgres request failed", extra={"path": request.url.path, "error": str(exc)})
         return await on_problem(request, dependency_failed("Postgres", exc))
 
     async def on_redis(request: Request, exc: Exception) -> JSONResponse:
+        count_error("api", "redis")
         log.warning("Redis request failed", extra={"path": request.url.path, "error": str(exc)})
         return await on_problem(request, dependency_failed("Redis", exc))
 

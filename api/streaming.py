@@ -90,6 +90,7 @@ class StreamCounters:
     rejected: int = 0  # answered 503: the process was at its stream cap
     store_fallbacks: int = 0  # streams that started without a live subscription (Redis away)
     store_polls: int = 0  # store reads standing in for live delivery while Redis was away
+    stream_errors: int = 0  # streams ended by an `event: error` frame
 
 
 COUNTERS = StreamCounters()
@@ -312,6 +313,7 @@ def register_stream_metrics(
         ("idle_timeouts", "streams ended after the idle timeout"),
         ("store_fallbacks", "streams that started without a live subscription (Redis away)"),
         ("store_polls", "store reads standing in for live delivery while Redis was away"),
+        ("stream_errors", "streams ended by an error frame (event: error)"),
         ("send_timeouts", "streams dropped because the client stopped reading"),
         ("rejected", "streams refused with 503 at the stream cap"),
         ("invalid_messages", "broker messages refused by the event decoder and skipped"),

@@ -25,6 +25,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
+    Counter,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -63,6 +64,20 @@ def observe(
         meter().create_observable_counter(name, callbacks=[callback], description=description)
     else:
         meter().create_observable_gauge(name, callbacks=[callback], description=description)
+
+
+ERRORS = Counter(
+    "taskplane_errors",
+    "Errors an operator should know about, by where they happened and what they were",
+    ["component", "kind"],
+    registry=REGISTRY,
+)
+
+
+def count_error(component: str, kind: str) -> None:
+    """One error: `component` (api, sse, reconciler, …) and `kind` (postgres, redis,
+    temporal, unhandled, …). One counter for every error, so one alert can watch them."""
+    ERRORS.labels(component=component, kind=kind).inc()
 
 
 def metrics_text() -> bytes:

@@ -51,6 +51,7 @@ from store.chapters import (
     stale_open_tasks,
 )
 from store.events import ChapterClosedError
+from telemetry.metrics import count_error
 from temporal.client import workflow_id_for
 from temporal.closures import CLOSE_STATUS_NAMES, run_closure
 
@@ -138,6 +139,7 @@ class Reconciler:
                 await self.round()
             except (psycopg.Error, RPCError, OSError, TimeoutError) as exc:
                 self.stats.failed_rounds += 1
+                count_error("reconciler", type(exc).__name__)
                 log.warning("reconcile round failed", extra={"error": str(exc)})
             await asyncio.sleep(self._interval)
 

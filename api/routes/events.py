@@ -32,6 +32,7 @@ from api.lookup import find_task, parse_task_id
 from api.problems import PROBLEM_JSON, ProblemError, problem_body
 from api.sse_contract import SSE_RESPONSES
 from api.streaming import COUNTERS, OutgoingEvent, StreamGate, TaskEventStream
+from telemetry.metrics import count_error
 from telemetry.tracing import event_span
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,8 @@ async def task_events(
         except Exception as exc:
             # The response has started: the error can only travel inside the stream.
             log.exception("stream failed", extra={"task_id": task_id})
+            COUNTERS.stream_errors += 1
+            count_error("sse", type(exc).__name__)
             problem = problem_body(503, f"the stream failed: {type(exc).__name__}")
             yield ServerSentEvent(data=json.dumps(problem), event="error")
 

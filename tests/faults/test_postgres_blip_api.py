@@ -36,12 +36,15 @@ async def test_the_api_answers_503_during_a_postgres_blip_and_recovers_at_once(
             await asyncio.gather(*(client.get("/tasks") for _ in range(8)))
             assert (await client.get("/readyz")).json()["checks"]["postgres"]["status"] == "up"
 
+            errors_before = _postgres_errors((await client.get("/metrics")).text)
             await proxy.outage()
             during = await client.get("/tasks")
             assert during.status_code == 503, during.text
             assert during.headers["content-type"] == "application/problem+json"
             assert int(during.headers["retry-after"]) > 0
             assert during.json()["component"] == "Postgres"
+            # One counter for every error: the operator's alert sees the outage.
+            assert _postgres_errors((await client.get("/metrics")).text) > errors_before
             readiness = await client.get("/readyz")
             assert readiness.json()["checks"]["postgres"]["status"] == "down"
             await asyncio.sleep(2)
@@ -55,3 +58,10 @@ async def test_the_api_answers_503_during_a_postgres_blip_and_recovers_at_once(
             assert [r.status_code for r in after] == [200] * 20
             # Figures, not limits (the machine is shared): how long readiness took to return.
             print(f"readyz recovered {recovered_in:.3f} s after Postgres came back")  # noqa: T201
+
+
+def _postgres_errors(metrics: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith('taskplane_errors_total{component="api",kind="postgres"}'):
+            return float(line.split()[-1])
+    return 0.0
