@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -46,6 +46,10 @@ PATCH_TIMEOUT_STEP_FAILED = "timeout-step-failed-event"
 # Every cancel closes the run as Canceled in Temporal (issue 14): a native cancel during a
 # step is a cancel, not a failure; a signalled cancel asks Temporal to cancel the run.
 PATCH_CANCEL_CLOSES_CANCELED = "cancel-closes-canceled"
+# A native cancel that reaches an event's recording (the local activity) records the event
+# anyway and takes effect at the next step boundary: was a failed task (paused/resumed) or
+# a run closed with no terminal event (task.created.v1).
+PATCH_CANCEL_DURING_RECORD = "cancel-during-record"
 
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
@@ -264,19 +268,38 @@ class TaskWorkflow:
         self, event_type: str, data: dict[str, Any], *, event_id: str | None = None
     ) -> RecordEventResult:
         async with self._emit_lock:
-            result: RecordEventResult = await workflow.execute_local_activity(
-                RECORD_EVENT,
-                RecordEventInput(
-                    event_id=event_id or str(workflow.uuid4()),
-                    task_id=self._task_id,
-                    event_type=event_type,
-                    data=data,
-                ),
-                result_type=RecordEventResult,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=RECORD_RETRY,
+            record = RecordEventInput(
+                event_id=event_id or str(workflow.uuid4()),
+                task_id=self._task_id,
+                event_type=event_type,
+                data=data,
             )
-            return result
+            try:
+                return await self._record(record)
+            except ActivityError as exc:
+                if not (
+                    is_cancelled_exception(exc)
+                    and workflow.cancellation_reason() is not None
+                    and workflow.patched(PATCH_CANCEL_DURING_RECORD)
+                ):
+                    raise
+            # A Temporal-native cancel interrupted the recording. Record it anyway (same
+            # event id: recorded once even if the interrupted attempt committed), then let
+            # the cancel take effect where every cancel does, at the next step boundary.
+            if self._cancel_reason is None:
+                self._cancel_reason = _native_cancel_reason()
+            self._log("native cancel reached a recording", event_type=event_type)
+            return await self._record(record)
+
+    async def _record(self, record: RecordEventInput) -> RecordEventResult:
+        result: RecordEventResult = await workflow.execute_local_activity(
+            RECORD_EVENT,
+            record,
+            result_type=RecordEventResult,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+        )
+        return result
 
     def _log(self, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
         """A line through the workflow logger: skipped while replaying, so logged once per
