@@ -26,6 +26,7 @@ from activities.control import ControlActivities
 from activities.names import RECORD_EVENT
 from schemas.tasks import RecordEventInput, RecordEventResult, TaskWorkflowInput
 from store import EventStore
+from tests.unit.test_replay import replayer
 from worker.main import workflow_runner
 from workflows.task_workflow import PATCH_CANCEL_DURING_RECORD, TaskWorkflow
 
@@ -102,3 +103,5 @@ async def test_a_native_cancel_during_the_first_recording_ends_cancelled(
     assert [e["type"] for e in events] == ["task.created.v1", "task.cancelled.v1"]
     assert [e["sequence"] for e in events] == [1, 2]
     assert events[-1]["data"]["reason"]
+    # The run replays with today's code (a copy is kept as v5_cancelled_during_record).
+    assert (await replayer().replay_workflow(history)).replay_failure is None
