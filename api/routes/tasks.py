@@ -38,6 +38,7 @@ from schemas.tasks import TASK_INPUT_MODELS, TaskStatus, TaskStatusView, TaskWor
 from store import InvalidCursorError
 from store.tenants import TaskOwners
 from temporal.client import workflow_id_for
+from temporal.health import workflow_task_failing
 from temporal.search_attributes import TASK_STATUS, TASK_TYPE
 
 router = APIRouter(tags=["tasks"])
@@ -181,6 +182,16 @@ async def _current_state(services: ServicesDep, task_id: str, tenant: str) -> Ta
         )
     handle = services.temporal.get_workflow_handle(workflow_id_for(task_id))
     try:
+        # A run whose workflow task keeps failing still answers the query (from the state
+        # before the failure) but would never act on the signal: say so instead of 202.
+        failing = workflow_task_failing(await handle.describe())
+        if failing is not None:
+            raise ProblemError(
+                409,
+                f"task {task_id} cannot be controlled now: {failing}; it moves again once a"
+                " fixed worker runs it, or end it with `temporal workflow terminate`",
+                task_status=view.status.value,
+            )
         state: TaskStatusView = await handle.query("status", result_type=TaskStatusView)
     except WorkflowQueryFailedError as exc:  # e.g. a workflow that failed outside its code
         raise ProblemError(409, f"task {task_id} cannot be controlled now: {exc}") from None
