@@ -4,7 +4,7 @@ that only Temporal does, and the task is `pending`."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import WorkflowExecutionDescription
 from temporalio.service import RPCError, RPCStatusCode
@@ -26,12 +26,17 @@ def parse_task_id(task_id: str) -> str:
         raise ProblemError(404, f"no task {task_id!r}") from None
 
 
+def rpc_timeout(services: Services) -> timedelta:
+    """The deadline of one Temporal call made for a request (then 503 + Retry-After)."""
+    return timedelta(seconds=services.settings.temporal_rpc_timeout_seconds)
+
+
 async def describe_workflow(
     services: Services, task_id: str
 ) -> WorkflowExecutionDescription | None:
     handle = services.temporal.get_workflow_handle(workflow_id_for(task_id))
     try:
-        return await handle.describe()
+        return await handle.describe(rpc_timeout=rpc_timeout(services))
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None

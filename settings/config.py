@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     temporal_address: str | None = None
     temporal_namespace: str = "default"
+    # How long an API request waits on one Temporal call (start, describe, query, signal)
+    # before answering 503 + Retry-After: a Temporal that hangs is not a hung request.
+    temporal_rpc_timeout_seconds: float = Field(default=10.0, gt=0)
     task_queue: str = "taskplane"
 
     api_host: str = "127.0.0.1"

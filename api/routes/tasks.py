@@ -23,7 +23,7 @@ from api.auth import TenantDep
 from api.deps import ServicesDep
 from api.idempotency import parse_idempotency_key, request_fingerprint, task_id_for_key
 from api.limits import MAX_SEQUENCE, CreationLimiterDep, check_creation_rate, check_page_size
-from api.lookup import find_task, parse_task_id, view_from_record
+from api.lookup import find_task, parse_task_id, rpc_timeout, view_from_record
 from api.models import (
     ControlResponse,
     CreateTaskRequest,
@@ -122,9 +122,12 @@ async def create_task(
                 ]
             ),
             static_summary=f"{body.type} task {task_id}",
+            rpc_timeout=rpc_timeout(services),
         )
     if key is not None:
-        description = await services.temporal.get_workflow_handle(workflow_id).describe()
+        description = await services.temporal.get_workflow_handle(workflow_id).describe(
+            rpc_timeout=rpc_timeout(services)
+        )
         if await description.memo_value("request_hash", None, type_hint=str) != fingerprint:
             raise ProblemError(
                 422, "this Idempotency-Key was already used with a different request body"
@@ -184,7 +187,7 @@ async def _current_state(services: ServicesDep, task_id: str, tenant: str) -> Ta
     try:
         # A run whose workflow task keeps failing still answers the query (from the state
         # before the failure) but would never act on the signal: say so instead of 202.
-        failing = workflow_task_failing(await handle.describe())
+        failing = workflow_task_failing(await handle.describe(rpc_timeout=rpc_timeout(services)))
         if failing is not None:
             raise ProblemError(
                 409,
@@ -192,7 +195,9 @@ async def _current_state(services: ServicesDep, task_id: str, tenant: str) -> Ta
                 " fixed worker runs it, or end it with `temporal workflow terminate`",
                 task_status=view.status.value,
             )
-        state: TaskStatusView = await handle.query("status", result_type=TaskStatusView)
+        state: TaskStatusView = await handle.query(
+            "status", result_type=TaskStatusView, rpc_timeout=rpc_timeout(services)
+        )
     except WorkflowQueryFailedError as exc:  # e.g. a workflow that failed outside its code
         raise ProblemError(409, f"task {task_id} cannot be controlled now: {exc}") from None
     except RPCError as exc:
@@ -212,7 +217,9 @@ async def _current_state(services: ServicesDep, task_id: str, tenant: str) -> Ta
 
 async def _signal(services: ServicesDep, task_id: str, name: str) -> None:
     try:
-        await services.temporal.get_workflow_handle(workflow_id_for(task_id)).signal(name)
+        await services.temporal.get_workflow_handle(workflow_id_for(task_id)).signal(
+            name, rpc_timeout=rpc_timeout(services)
+        )
     except RPCError as exc:
         # The task ended between the status check and the signal: too late, not a 5xx.
         if exc.status == RPCStatusCode.NOT_FOUND:
