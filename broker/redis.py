@@ -41,7 +41,12 @@ from broker.protocol import (
     Subscription,
 )
 from broker.redis_pubsub import SharedPubSub
-from broker.redis_streams import RedisGroupBackend, read_dead_letters
+from broker.redis_streams import (
+    RedisGroupBackend,
+    StreamBacklog,
+    read_backlog,
+    read_dead_letters,
+)
 from broker.stats import collect_stats
 
 DEAD_LETTER_MAXLEN = 10_000
@@ -227,6 +232,13 @@ class RedisBroker:
     async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
         """The newest `count` dead letters, oldest first."""
         return await read_dead_letters(self._require_commands(), self.dead_letter_key, count)
+
+    async def stream_backlog(self) -> StreamBacklog:
+        """The durable stream's length and how far each consumer group is behind it."""
+        try:
+            return await read_backlog(self._require_commands(), self._stream_key)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailableError(f"stream backlog not read: {exc}") from exc
 
     @asynccontextmanager
     async def _consuming(

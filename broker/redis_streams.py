@@ -23,7 +23,9 @@ it never holds a connection of the publish pool for `block` milliseconds.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -216,3 +218,56 @@ async def read_dead_letters(commands: Redis, dead_key: str, count: int) -> list[
             )
         )
     return letters
+
+
+@dataclass(frozen=True, slots=True)
+class GroupBacklog:
+    """How far one consumer group is behind the durable stream."""
+
+    group: str
+    pending: int  # delivered to a consumer, not yet acknowledged
+    lag: int | None  # entries not yet delivered (Redis >= 7 reports it; None before)
+    lag_seconds: float  # age of the oldest entry not yet delivered (0 when none)
+    behind_trim: bool  # its position is older than the stream's first entry: trimmed unread
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBacklog:
+    length: int
+    groups: list[GroupBacklog]
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    millis, _, sequence = entry_id.partition("-")
+    return int(millis or 0), int(sequence or 0)
+
+
+async def read_backlog(commands: Redis, key: str) -> StreamBacklog:
+    """The stream's length and each group's backlog: a few cheap commands per group
+    (XLEN, XINFO GROUPS, and XRANGE COUNT 1 for the oldest undelivered entry)."""
+    length = int(await commands.xlen(key))
+    try:
+        infos: list[dict[str, Any]] = await commands.xinfo_groups(key)
+    except ResponseError:  # no stream yet
+        return StreamBacklog(length, [])
+    first = await commands.xrange(key, count=1)
+    first_id = _text(first[0][0]) if first else None
+    now_ms = time.time() * 1000
+    groups = []
+    for info in infos:
+        last = _text(info.get("last-delivered-id"))
+        oldest = await commands.xrange(key, min=f"({last}", count=1)
+        lag_seconds = max(0.0, now_ms - _id_key(_text(oldest[0][0]))[0]) / 1000 if oldest else 0.0
+        lag = info.get("lag")
+        groups.append(
+            GroupBacklog(
+                group=_text(info.get("name")),
+                pending=int(info.get("pending", 0)),
+                lag=int(lag) if isinstance(lag, int) else None,
+                lag_seconds=lag_seconds,
+                behind_trim=first_id is not None
+                and last not in ("", "0-0")
+                and _id_key(last) < _id_key(first_id),
+            )
+        )
+    return StreamBacklog(length, groups)

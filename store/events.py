@@ -32,7 +32,23 @@ from store.read_model import update_for
 # The terminal statuses as SQL: a closed chapter takes no event but a reset.
 _CLOSED = "(" + ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES)) + ")"
 
-_APPEND = """
+# After a `task` CTE that returned the new `last_seq`: the event at that sequence (its
+# JSON with `sequence` spliced in), and its outbox row; nothing when the id exists.
+_EVENT_AND_OUTBOX = """, event AS (
+    INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope)
+    SELECT %(task_id)s, task.last_seq, %(event_id)s, %(event_type)s, %(time)s,
+           left(%(envelope)s::text, -1) || ',"sequence":' || task.last_seq || '}'
+    FROM task
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id, task_id, seq, envelope
+)
+INSERT INTO outbox (event_id, task_id, seq)
+SELECT event_id, task_id, seq FROM event
+RETURNING id, seq, (SELECT envelope FROM event)
+"""
+
+_APPEND = (
+    """
 WITH task AS (
     INSERT INTO tasks AS t (task_id, task_type, status, progress, input, owner, result, error,
                            last_seq, created_at, updated_at, run_id, runs)
@@ -63,22 +79,15 @@ WITH task AS (
     WHERE t.status NOT IN {closed} AND %(event_type)s::text <> 'task.created.v1'
       AND (%(run_id)s::text IS NULL OR t.run_id IS NULL OR t.run_id = %(run_id)s::text)
     RETURNING last_seq
-), event AS (
-    INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope)
-    SELECT %(task_id)s, task.last_seq, %(event_id)s, %(event_type)s, %(time)s,
-           left(%(envelope)s::text, -1) || ',"sequence":' || task.last_seq || '}'
-    FROM task
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id, task_id, seq, envelope
 )
-INSERT INTO outbox (event_id, task_id, seq)
-SELECT event_id, task_id, seq FROM event
-RETURNING id, seq, (SELECT envelope FROM event)
-""".replace("{closed}", _CLOSED)
+"""
+    + _EVENT_AND_OUTBOX
+).replace("{closed}", _CLOSED)
 
 # The first event of a new run: the task row moves to the new chapter in the same
 # statement that appends `task.reset.v1` (unless another event of that run did it first).
-_BEGIN_CHAPTER = """
+_BEGIN_CHAPTER = (
+    """
 WITH task AS (
     UPDATE tasks AS t SET
         last_seq = t.last_seq + 1,
@@ -93,18 +102,10 @@ WITH task AS (
         workflow_task_failing_since = NULL
     WHERE t.task_id = %(task_id)s AND NOT (%(run_id)s::text = ANY (t.runs))
     RETURNING last_seq
-), event AS (
-    INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope)
-    SELECT %(task_id)s, task.last_seq, %(event_id)s, %(event_type)s, %(time)s,
-           left(%(envelope)s::text, -1) || ',"sequence":' || task.last_seq || '}'
-    FROM task
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id, task_id, seq, envelope
 )
-INSERT INTO outbox (event_id, task_id, seq)
-SELECT event_id, task_id, seq FROM event
-RETURNING id, seq, (SELECT envelope FROM event)
 """
+    + _EVENT_AND_OUTBOX
+)
 
 _EXISTING = "SELECT seq, envelope FROM events WHERE event_id = %s"
 _TASK_LOCKED = "SELECT status, run_id, runs FROM tasks WHERE task_id = %s FOR UPDATE"

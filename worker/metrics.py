@@ -14,11 +14,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from broker import EventBroker
+from broker import BrokerUnavailableError, EventBroker
+from broker.redis_streams import GroupBacklog, StreamBacklog
 from schemas.tasks import TaskStatus
 from settings import Settings
 from store.stats import tasks_by_status
@@ -44,9 +46,17 @@ class WorkerGauges:
     # None until the first refresh: a fresh worker exports no task counts rather than zeros.
     task_counts: dict[str, int] | None = None
     refresh_failures: int = 0
+    # The durable stream's backlog (a Redis broker only), read on the same refresh.
+    backlog: StreamBacklog | None = None
 
     async def refresh(self) -> None:
         self.task_counts = await tasks_by_status(self.pool)
+        if isinstance(self.broker, BacklogSource):
+            try:
+                self.backlog = await self.broker.stream_backlog()
+            except BrokerUnavailableError as exc:  # Redis away: keep the last figures
+                self.refresh_failures += 1
+                log.warning("stream backlog not refreshed", extra={"error": str(exc)})
 
     async def run(self) -> None:
         """Refresh the counts until cancelled; a failure keeps the last ones and is counted."""
@@ -98,6 +108,7 @@ def _register() -> None:
         observe(f"taskplane_durable_{name}", description, broker_stat(name), counter=True)
 
     observe_pool(lambda: _current.pool.get_stats() if _current is not None else None)
+    _register_backlog()
 
     def failures() -> float:
         return float(_current.refresh_failures) if _current is not None else 0.0
@@ -108,6 +119,47 @@ def _register() -> None:
         failures,
         counter=True,
     )
+
+
+@runtime_checkable
+class BacklogSource(Protocol):
+    """A broker with a durable stream whose backlog can be read (`RedisBroker`)."""
+
+    async def stream_backlog(self) -> StreamBacklog: ...
+
+
+def _register_backlog() -> None:
+    """Lag of every consumer group: what an operator watches before the stream cap
+    (`TASKPLANE_BROKER_STREAM_MAXLEN`) trims entries a group has not read."""
+
+    def groups() -> list[GroupBacklog]:
+        backlog = _current.backlog if _current is not None else None
+        return backlog.groups if backlog is not None else []
+
+    def length() -> LabelledValues:
+        backlog = _current.backlog if _current is not None else None
+        return [] if backlog is None else [(float(backlog.length), {})]
+
+    observe_each("taskplane_durable_stream_length", "entries in the durable stream", length)
+    for name, description, field in (
+        ("pending", "entries delivered to a group's consumers and not yet acknowledged", "pending"),
+        ("lag", "entries not yet delivered to the group (Redis >= 7 reports it)", "lag"),
+        ("lag_seconds", "age of the oldest entry not yet delivered to the group", "lag_seconds"),
+        (
+            "behind_trim",
+            "1 when the stream cap trimmed entries the group never read",
+            "behind_trim",
+        ),
+    ):
+
+        def read(field: str = field) -> LabelledValues:
+            return [
+                (float(getattr(g, field)), {"group": g.group})
+                for g in groups()
+                if getattr(g, field) is not None
+            ]
+
+        observe_each(f"taskplane_durable_group_{name}", description, read)
 
 
 @dataclass

@@ -15,6 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from store import open_pool
 
 
 def _free_port() -> int:
@@ -134,6 +137,14 @@ def replaying_stack(
     log_dir = tmp_path_factory.mktemp("e2e-replaying")
     with running_stack(services, log_dir, worker_max_cached_workflows="0") as processes:
         yield processes
+
+
+@pytest.fixture
+async def pool(stack: ProcessStack) -> AsyncIterator[AsyncConnectionPool]:
+    """The stack's store, read directly: the truth the invariants are checked against."""
+    the_pool = await open_pool(stack.env["TASKPLANE_DATABASE_URL"], min_size=1, max_size=2)
+    yield the_pool
+    await the_pool.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -22,10 +22,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from schemas.size import MAX_TEXT_BYTES
 from settings import Settings
-from store import open_pool
 from temporal.client import connect_client, workflow_id_for
 from tests.e2e.conftest import ProcessStack
-from tests.e2e.operator_cli import temporal_cli
+from tests.e2e.operator_cli import address_of, create_task, temporal_cli, wait_status
 from tests.invariants import Observer, check_delivery, load_history
 from tests.sse import collect_events
 
@@ -33,35 +32,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-async def client(stack: ProcessStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
-        yield http
-
-
-@pytest.fixture
-async def pool(stack: ProcessStack) -> AsyncIterator[AsyncConnectionPool]:
-    the_pool = await open_pool(stack.env["TASKPLANE_DATABASE_URL"], min_size=1, max_size=2)
-    yield the_pool
-    await the_pool.close()
-
-
-@pytest.fixture
 async def temporal(stack: ProcessStack) -> Client:
     return await connect_client(Settings(temporal_address=stack.env["TASKPLANE_TEMPORAL_ADDRESS"]))
-
-
-async def _create(client: httpx.AsyncClient, task_input: dict[str, Any]) -> str:
-    response = await client.post("/tasks", json={"type": "demo.pipeline", "input": task_input})
-    assert response.status_code == 202, response.text
-    task_id: str = response.json()["task_id"]
-    return task_id
-
-
-async def _wait_status(client: httpx.AsyncClient, task_id: str, wanted: str) -> None:
-    deadline = time.monotonic() + 60
-    while (status := (await client.get(f"/tasks/{task_id}")).json()["status"]) != wanted:
-        assert time.monotonic() < deadline, f"task {task_id} is {status}, not {wanted}"
-        await asyncio.sleep(0.1)
 
 
 async def _ends_cancelled(
@@ -75,7 +47,7 @@ async def _ends_cancelled(
     assert status == 200
     envelopes = [frame.json() for frame in frames]
     assert envelopes[-1]["type"] == "task.cancelled.v1"
-    await _wait_status(client, task_id, "cancelled")
+    await wait_status(client, task_id, "cancelled")
     handle = temporal.get_workflow_handle(workflow_id_for(task_id))
     deadline = time.monotonic() + 30
     while (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
@@ -88,10 +60,6 @@ async def _ends_cancelled(
     return last
 
 
-def _address(stack: ProcessStack) -> str:
-    return str(stack.env["TASKPLANE_TEMPORAL_ADDRESS"])
-
-
 Canceller = Callable[[ProcessStack, httpx.AsyncClient, str], Awaitable[None]]
 
 
@@ -101,7 +69,7 @@ async def _by_api(stack: ProcessStack, client: httpx.AsyncClient, task_id: str) 
 
 async def _by_signal(stack: ProcessStack, client: httpx.AsyncClient, task_id: str) -> None:
     await temporal_cli(
-        _address(stack),
+        address_of(stack),
         "workflow",
         "signal",
         "--workflow-id",
@@ -115,7 +83,7 @@ async def _by_signal(stack: ProcessStack, client: httpx.AsyncClient, task_id: st
 
 async def _natively(stack: ProcessStack, client: httpx.AsyncClient, task_id: str) -> None:
     await temporal_cli(
-        _address(stack), "workflow", "cancel", "--workflow-id", workflow_id_for(task_id)
+        address_of(stack), "workflow", "cancel", "--workflow-id", workflow_id_for(task_id)
     )
 
 
@@ -137,11 +105,11 @@ async def test_every_cancel_ends_cancelled_and_canceled_in_temporal(
         task_input["start_delay_seconds"] = 600
     if when == "while_paused":
         task_input["step_seconds"] = 0.5
-    task_id = await _create(client, task_input)
-    await _wait_status(client, task_id, "running")
+    task_id = await create_task(client, task_input)
+    await wait_status(client, task_id, "running")
     if when == "while_paused":
         assert (await client.post(f"/tasks/{task_id}/pause")).status_code == 202
-        await _wait_status(client, task_id, "paused")  # at the end of the running step
+        await wait_status(client, task_id, "paused")  # at the end of the running step
     if when == "during_step":
         await asyncio.sleep(0.5)
     await CANCELLERS[how](stack, client, task_id)
@@ -151,8 +119,8 @@ async def test_every_cancel_ends_cancelled_and_canceled_in_temporal(
 async def test_signals_with_wrong_arguments_are_ignored_and_the_task_goes_on(
     stack: ProcessStack, client: httpx.AsyncClient, temporal: Client, pool: AsyncConnectionPool
 ) -> None:
-    task_id = await _create(client, {"steps": 3, "step_seconds": 1})
-    await _wait_status(client, task_id, "running")
+    task_id = await create_task(client, {"steps": 3, "step_seconds": 1})
+    await wait_status(client, task_id, "running")
     workflow_id = workflow_id_for(task_id)
     for name, inputs in (
         ("cancel", ['"a"', '"b"']),  # two arguments
@@ -162,7 +130,7 @@ async def test_signals_with_wrong_arguments_are_ignored_and_the_task_goes_on(
     ):
         args = [arg for value in inputs for arg in ("--input", value)]
         await temporal_cli(
-            _address(stack),
+            address_of(stack),
             "workflow",
             "signal",
             "--workflow-id",
@@ -187,10 +155,10 @@ async def test_signals_with_wrong_arguments_are_ignored_and_the_task_goes_on(
 async def test_a_70_kb_cancel_reason_is_cut_not_an_oversized_event(
     stack: ProcessStack, client: httpx.AsyncClient, temporal: Client, pool: AsyncConnectionPool
 ) -> None:
-    task_id = await _create(client, {"steps": 2, "step_seconds": 30})
-    await _wait_status(client, task_id, "running")
+    task_id = await create_task(client, {"steps": 2, "step_seconds": 30})
+    await wait_status(client, task_id, "running")
     await temporal_cli(
-        _address(stack),
+        address_of(stack),
         "workflow",
         "signal",
         "--workflow-id",

@@ -12,55 +12,19 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from store import open_pool
 from temporal.client import workflow_id_for
 from tests.e2e.conftest import ProcessStack
-from tests.e2e.operator_cli import temporal_cli
+from tests.e2e.operator_cli import address_of, create_task, temporal_cli, wait_status
 from tests.invariants import Observer, check_delivery, load_history
 from tests.sse import collect_events
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def client(stack: ProcessStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
-        yield http
-
-
-@pytest.fixture
-async def pool(stack: ProcessStack) -> AsyncIterator[AsyncConnectionPool]:
-    the_pool = await open_pool(stack.env["TASKPLANE_DATABASE_URL"], min_size=1, max_size=2)
-    yield the_pool
-    await the_pool.close()
-
-
-def _address(stack: ProcessStack) -> str:
-    return str(stack.env["TASKPLANE_TEMPORAL_ADDRESS"])
-
-
-async def _create(client: httpx.AsyncClient, task_input: dict[str, Any]) -> str:
-    response = await client.post("/tasks", json={"type": "demo.pipeline", "input": task_input})
-    assert response.status_code == 202, response.text
-    task_id: str = response.json()["task_id"]
-    return task_id
-
-
-async def _wait_status(client: httpx.AsyncClient, task_id: str, wanted: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while True:
-        body: dict[str, Any] = (await client.get(f"/tasks/{task_id}")).json()
-        if body["status"] == wanted:
-            return body
-        assert time.monotonic() < deadline, f"task {task_id} is {body['status']}, not {wanted}"
-        await asyncio.sleep(0.1)
 
 
 async def _stream(client: httpx.AsyncClient, task_id: str, after: int = 0) -> list[dict[str, Any]]:
@@ -79,11 +43,11 @@ async def _check(pool: AsyncConnectionPool, task_id: str, envelopes: list[dict[s
 async def test_terminate_ends_the_task_and_its_streams_with_task_terminated(
     stack: ProcessStack, client: httpx.AsyncClient, pool: AsyncConnectionPool
 ) -> None:
-    task_id = await _create(client, {"steps": 5, "step_seconds": 2, "progress_ticks": 4})
+    task_id = await create_task(client, {"steps": 5, "step_seconds": 2, "progress_ticks": 4})
     watcher = asyncio.create_task(_stream(client, task_id))
-    await _wait_status(client, task_id, "running")
+    await wait_status(client, task_id, "running")
     await temporal_cli(
-        _address(stack),
+        address_of(stack),
         "workflow",
         "terminate",
         "--workflow-id",
@@ -96,7 +60,7 @@ async def test_terminate_ends_the_task_and_its_streams_with_task_terminated(
     assert last["type"] == "task.terminated.v1"
     assert last["data"]["reason"] == "stuck on a bad deploy"
     assert last["data"]["close_status"] == "TERMINATED"
-    body = await _wait_status(client, task_id, "terminated")
+    body = await wait_status(client, task_id, "terminated")
     assert body["error"] == "stuck on a bad deploy"
     # Clients stop: a reconnect after the terminal event gets 204, control answers 409.
     resumed = await client.get(
@@ -119,7 +83,7 @@ async def test_a_workflow_timeout_is_recorded_as_terminated_with_timed_out(
         "owner": "default",
     }
     await temporal_cli(
-        _address(stack),
+        address_of(stack),
         "workflow",
         "start",
         "--type",
@@ -136,7 +100,7 @@ async def test_a_workflow_timeout_is_recorded_as_terminated_with_timed_out(
     envelopes = await asyncio.wait_for(_stream_when_known(client, task_id), 60)
     assert envelopes[-1]["type"] == "task.terminated.v1"
     assert envelopes[-1]["data"]["close_status"] == "TIMED_OUT"
-    await _wait_status(client, task_id, "terminated")
+    await wait_status(client, task_id, "terminated")
     await _check(pool, task_id, envelopes)
 
 
@@ -152,7 +116,7 @@ async def _stream_when_known(client: httpx.AsyncClient, task_id: str) -> list[di
 async def test_reset_of_a_finished_task_opens_a_new_chapter(
     stack: ProcessStack, client: httpx.AsyncClient, pool: AsyncConnectionPool
 ) -> None:
-    task_id = await _create(client, {"steps": 2, "step_seconds": 0})
+    task_id = await create_task(client, {"steps": 2, "step_seconds": 0})
     first = await _stream(client, task_id)
     assert first[-1]["type"] == "task.completed.v1"
     old_end = first[-1]["sequence"]
@@ -161,7 +125,7 @@ async def test_reset_of_a_finished_task_opens_a_new_chapter(
     ).status_code == 204
 
     await temporal_cli(
-        _address(stack),
+        address_of(stack),
         "workflow",
         "reset",
         "--workflow-id",
@@ -188,7 +152,7 @@ async def test_reset_of_a_finished_task_opens_a_new_chapter(
     # A stream from the start delivers both chapters and ends at the current ending.
     whole = await _stream(client, task_id)
     assert [e["sequence"] for e in whole] == list(range(1, second[-1]["sequence"] + 1))
-    body = await _wait_status(client, task_id, "completed")
+    body = await wait_status(client, task_id, "completed")
     assert body["progress"] == 100.0
     await _check(pool, task_id, whole)
 
@@ -210,12 +174,12 @@ async def test_reset_of_a_running_task_is_no_termination(
     stack: ProcessStack, client: httpx.AsyncClient, pool: AsyncConnectionPool
 ) -> None:
     """The reset terminates the run it leaves: that ending belongs to no chapter."""
-    task_id = await _create(client, {"steps": 3, "step_seconds": 1, "progress_ticks": 2})
+    task_id = await create_task(client, {"steps": 3, "step_seconds": 1, "progress_ticks": 2})
     watcher = asyncio.create_task(_stream(client, task_id))
-    await _wait_status(client, task_id, "running")
+    await wait_status(client, task_id, "running")
     await asyncio.sleep(1.5)  # into the second step
     await temporal_cli(
-        _address(stack),
+        address_of(stack),
         "workflow",
         "reset",
         "--workflow-id",
