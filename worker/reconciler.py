@@ -54,6 +54,7 @@ from store.events import ChapterClosedError
 from telemetry.metrics import count_error
 from temporal.client import workflow_id_for
 from temporal.closures import CLOSE_STATUS_NAMES, run_closure
+from temporal.health import FAILING_ATTEMPTS
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,6 @@ _VISIBILITY_NAMES = {
     WorkflowExecutionStatus.FAILED: "Failed",
     WorkflowExecutionStatus.CANCELED: "Canceled",
 }
-
-# A pending workflow task on its Nth attempt: the earlier ones failed.
-FAILING_ATTEMPTS = 2
 
 WORKFLOW_TASKS_FAILING = Counter(
     "taskplane_workflow_tasks_failing_found",
