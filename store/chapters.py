@@ -26,11 +26,22 @@ class TaskChapter:
 
 
 async def chapters_of(pool: AsyncConnectionPool, task_ids: list[str]) -> dict[str, TaskChapter]:
+    """The read model's view of these tasks. A task with no event yet but an owner (the
+    API wrote it before starting the workflow) is `pending`; a task this store has no
+    trace of is left out: it is not this deployment's (another store may share the
+    Temporal namespace), so nothing is recorded for it."""
     if not task_ids:
         return {}
     async with pool.connection() as conn:
         cursor = await conn.execute(
-            "SELECT task_id, status, run_id FROM tasks WHERE task_id = ANY(%s)", (task_ids,)
+            "SELECT o.task_id, COALESCE(t.status, 'pending'), t.run_id"
+            " FROM task_owners o LEFT JOIN tasks t USING (task_id)"
+            " WHERE o.task_id = ANY(%s)"
+            " UNION ALL"
+            " SELECT t.task_id, t.status, t.run_id FROM tasks t"
+            " WHERE t.task_id = ANY(%s)"
+            " AND NOT EXISTS (SELECT 1 FROM task_owners o WHERE o.task_id = t.task_id)",
+            (task_ids, task_ids),
         )
         rows = await cursor.fetchall()
     return {row[0]: TaskChapter(row[0], row[1], row[2]) for row in rows}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -102,6 +103,8 @@ class ReconcilerStats:
     skipped_rounds: int = 0
     failed_rounds: int = 0
     workflow_tasks_failing: int = 0
+    # The last tasks whose ending was recorded here, newest last (for logs and tests).
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=100))
     reconciled: dict[str, int] = field(default_factory=dict)
 
 
@@ -256,6 +259,7 @@ class Reconciler:
         reason = close_status.lower()
         RECONCILED.labels(reason=reason).inc()
         self.stats.reconciled[reason] = self.stats.reconciled.get(reason, 0) + 1
+        self.stats.recent.append(run.task_id)
         log.warning(
             "recorded the ending of a run that closed without one",
             extra={
@@ -270,9 +274,10 @@ class Reconciler:
 
 
 def _needs_ending(chapter: TaskChapter | None, run_id: str) -> bool:
-    """Whether the store lacks the ending of `run_id`: open, or closed in an older chapter."""
+    """Whether the store lacks the ending of `run_id`: open (or pending: closed before its
+    first event), or closed in an older chapter. No trace of it: not this store's task."""
     if chapter is None:
-        return True  # closed before its first event was recorded
+        return False
     if not chapter.closed:
         return True
     return chapter.run_id is not None and chapter.run_id != run_id

@@ -81,7 +81,8 @@ async def test_a_run_terminated_while_no_reconciler_ran_is_healed_once(
     assert [e.type for e in history].count("task.terminated.v1") == 1
     assert history[-1].type == "task.terminated.v1"
     assert find_violations(history, []) == []
-    assert sum(r.stats.reconciled.get("terminated", 0) for r in reconcilers) == 1
+    # Recorded by one of them, once (other tests' runs may be reconciled meanwhile).
+    assert [t for r in reconcilers for t in r.stats.recent].count(task_id) == 1
     record = await TaskReader(pool).get(task_id)
     assert record is not None
     assert record.error == "operator during an outage"
