@@ -15,8 +15,6 @@ servers. To test against servers you already run, set
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,10 +61,10 @@ def database_url(devstack_dir: Path) -> Iterator[str]:
     """A migrated Postgres database."""
     url = os.environ.get("TASKPLANE_TEST_DATABASE_URL")
     server = None
-    data_dir = None
     if not url:
-        data_dir = postgres_data_dir(devstack_dir)
-        server = EmbeddedPostgres(data_dir, log_path=devstack_dir / "logs" / "postgres.log")
+        server = EmbeddedPostgres(
+            devstack_dir / "postgres", log_path=devstack_dir / "logs" / "postgres.log"
+        )
         url = server.start()
     try:
         _migrate(url)
@@ -75,24 +73,6 @@ def database_url(devstack_dir: Path) -> Iterator[str]:
     finally:
         if server is not None:
             server.stop()
-        if data_dir is not None and data_dir != devstack_dir / "postgres":
-            shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def postgres_data_dir(devstack_dir: Path) -> Path:
-    """Where the session's Postgres keeps its data.
-
-    As root, Postgres runs as an unprivileged user that must traverse every folder
-    above its data. Under pytest's temp root that breaks whenever another pytest
-    session starts on the machine: pytest makes `/tmp/pytest-of-root` private again
-    (mode 0700), and the running server loses its own data directory (PANIC: could not
-    open pg_control: Permission denied) — seen killing the session's Postgres mid-run
-    twice while two suites ran at once. So, as root, the data lives in a folder of its
-    own outside pytest's root (removed at the end of the session).
-    """
-    if os.geteuid() != 0:
-        return devstack_dir / "postgres"
-    return Path(tempfile.mkdtemp(prefix="taskplane-test-pg-"))
 
 
 @pytest.fixture(scope="session")
