@@ -25,6 +25,7 @@ import pytest
 from devstack import EmbeddedPostgres, EmbeddedRedis, TemporalDevServer
 from devstack.aio import run_sync
 from devstack.ports import free_port
+from tests.postgres_home import postgres_home
 
 SERVER_FIXTURES = frozenset({"database_url", "redis_url", "temporal_address", "services"})
 
@@ -60,18 +61,23 @@ def devstack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def database_url(devstack_dir: Path) -> Iterator[str]:
     """A migrated Postgres database."""
     url = os.environ.get("TASKPLANE_TEST_DATABASE_URL")
-    server = None
-    if not url:
-        server = EmbeddedPostgres(
-            devstack_dir / "postgres", log_path=devstack_dir / "logs" / "postgres.log"
-        )
-        url = server.start()
-    try:
+    if url:
         _migrate(url)
         with _exported("TASKPLANE_DATABASE_URL", url):
             yield url
-    finally:
-        if server is not None:
+        return
+    with postgres_home() as home:
+        # The log stays with the session's other logs: the server writes it through a
+        # descriptor it inherits, not by path.
+        server = EmbeddedPostgres(
+            home / "postgres", log_path=devstack_dir / "logs" / "postgres.log"
+        )
+        url = server.start()
+        try:
+            _migrate(url)
+            with _exported("TASKPLANE_DATABASE_URL", url):
+                yield url
+        finally:
             server.stop()
 
 

@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 import redis
+from psycopg.conninfo import conninfo_to_dict
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
 from devstack import EmbeddedPostgres, EmbeddedRedis
 from devstack.postgres import socket_dir_for
+from tests.postgres_home import postgres_home
 
 
 def dead_pid() -> int:
@@ -24,7 +27,12 @@ def dead_pid() -> int:
     return child.pid
 
 
-def test_postgres_answers_and_keeps_data_across_restart(tmp_path: Path) -> None:
+def test_postgres_answers_and_keeps_data_across_restart() -> None:
+    with postgres_home() as home:  # not tmp_path: see postgres_home
+        _answers_and_keeps_data_across_restart(home)
+
+
+def _answers_and_keeps_data_across_restart(tmp_path: Path) -> None:
     server = EmbeddedPostgres(tmp_path / "pg")
     url = server.start()
     try:
@@ -94,3 +102,16 @@ async def test_temporal_accepts_clients_and_has_search_attributes(temporal_addre
     keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
     assert response.custom_attributes["TaskStatus"] == keyword
     assert response.custom_attributes["TaskType"] == keyword
+
+
+def test_the_session_postgres_lives_outside_pytests_temp_root(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Another pytest session starting on the machine makes pytest's temp root private
+    (0700); a Postgres whose data sits below it would PANIC at its next checkpoint."""
+    if os.environ.get("TASKPLANE_TEST_DATABASE_URL"):
+        pytest.skip("the session uses a Postgres it did not start")
+    socket_dir = Path(str(conninfo_to_dict(database_url)["host"]))
+    assert socket_dir.is_dir()
+    pytest_root = tmp_path_factory.getbasetemp().parent  # /tmp/pytest-of-<user>
+    assert not socket_dir.resolve().is_relative_to(pytest_root.resolve())
