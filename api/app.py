@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
             min_size=settings.db_pool_min_size,
             max_size=settings.db_pool_max_size,
             timeout=settings.db_pool_timeout_seconds,
+            check=True,  # a dead pooled connection must not fail a caller's request
         )
         the_broker = broker or RedisBroker(
             settings.require_redis_url(),

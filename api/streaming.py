@@ -215,10 +215,9 @@ class TaskEventStream:
     async def _poll_store(self) -> list[OutgoingEvent] | None:
         """Without a subscription: what the store has after the cursor, else a pause
         (`[]`); None when the stream has idled out."""
-        page = await self._store.history(self._task_id, after=self._last, limit=self._page_size)
+        page = await self._read_page()
         if page:
-            self._last = page[-1].sequence
-            return [OutgoingEvent(e.sequence, e.event_type, e.envelope_json) for e in page]
+            return page
         remaining = self._idle_deadline - _now()
         if remaining <= 0:
             COUNTERS.idle_timeouts += 1
@@ -227,6 +226,13 @@ class TaskEventStream:
         COUNTERS.store_polls += 1
         await asyncio.sleep(min(self._poll_interval, remaining))
         return []
+
+    async def _read_page(self) -> list[OutgoingEvent]:
+        """The store's next page after the cursor; the cursor moves to its end."""
+        page = await self._store.history(self._task_id, after=self._last, limit=self._page_size)
+        if page:
+            self._last = page[-1].sequence
+        return [OutgoingEvent(e.sequence, e.event_type, e.envelope_json) for e in page]
 
     async def _ends_task(self, event: OutgoingEvent, last_of_batch: bool) -> bool:
         """Whether this terminal event is the task's current ending. An operator's reset
@@ -240,13 +246,10 @@ class TaskEventStream:
         """The next events to send (a store page, or one live event); None ends the stream."""
         while True:
             if self._catching_up:
-                page = await self._store.history(
-                    self._task_id, after=self._last, limit=self._page_size
-                )
+                page = await self._read_page()
                 self._catching_up = len(page) == self._page_size  # a full page: read on
                 if page:
-                    self._last = page[-1].sequence
-                    return [OutgoingEvent(e.sequence, e.event_type, e.envelope_json) for e in page]
+                    return page
                 continue
             remaining = max(self._idle_deadline - _now(), 0.0)
             degraded = self._broker.status() is not BrokerStatus.CONNECTED

@@ -1,9 +1,12 @@
 """The one Postgres pool a process owns, and the one retry its reads get.
 
-Every connection is checked (`check_connection`: a round trip) as it leaves the
-pool: after a Postgres restart or a network cut the pool holds dead connections,
-and without the check each of them fails one request. The check costs one
-round trip per checkout and makes readiness recover as soon as Postgres is back.
+The API's pool checks every connection (`check_connection`: a round trip) as it
+leaves the pool: after a Postgres restart or a network cut the pool holds dead
+connections, and without the check each of them fails one caller's request;
+with it, readiness recovers as soon as Postgres is back. The worker's pool does
+not: its checkouts are on the recording path (two per event), where the round
+trip would cost every event, and an activity that meets a dead connection is
+retried by Temporal anyway.
 """
 
 from __future__ import annotations
@@ -26,16 +29,18 @@ async def open_pool(
     min_size: int = 1,
     max_size: int = 10,
     timeout: float = 5.0,  # noqa: ASYNC109
+    check: bool = False,
 ) -> AsyncConnectionPool:
     """`timeout`: how long a request waits for a connection before `PoolTimeout` (the API
-    answers 503): while Postgres is away, fail fast rather than hang every request."""
+    answers 503): while Postgres is away, fail fast rather than hang every request.
+    `check`: test each connection as it is handed out (see the module docstring)."""
     pool = AsyncConnectionPool(
         conninfo,
         min_size=min_size,
         max_size=max_size,
         open=False,
         name="taskplane",
-        check=AsyncConnectionPool.check_connection,
+        check=AsyncConnectionPool.check_connection if check else None,
         timeout=timeout,
     )
     await pool.open(wait=True, timeout=30)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -22,6 +23,16 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
     the_pool = await open_pool(database_url, min_size=1, max_size=8)
     yield the_pool
     await the_pool.close()
+
+
+@pytest.fixture
+async def admin(redis_url: str) -> AsyncIterator[Redis]:
+    """A plain client of the session's Redis, to look at what the broker did."""
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -45,15 +44,6 @@ class SlowSubscribeRedis(Redis):
 def _client(redis_url: str, cls: type[Redis] = Redis) -> Redis:
     # As RedisBroker builds its pub/sub client: the reader's PING replaces redis-py's check.
     return cls.from_url(redis_url, health_check_interval=0)
-
-
-@pytest.fixture
-async def admin(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def _shared(client: Redis) -> tuple[SharedPubSub, Fanout]:

@@ -39,15 +39,6 @@ from tests.broker_contract import (
 )
 
 
-@pytest.fixture
-async def admin(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 def _broker(url: str) -> RedisBroker:
     # Unique names, so CLIENT LIST / CLIENT KILL only ever touch this test's connections
     # even when other suites' brokers share the session's Redis.

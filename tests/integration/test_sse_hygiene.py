@@ -12,7 +12,6 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -25,13 +24,6 @@ from tests.integration.live_api import Footprint, LiveApi, assert_released, even
 from tests.sse_wire import Event, SSEConnection
 
 BIG = "x" * 60_000  # one event of ~60 KB: a few fill the socket buffers of a stalled client
-
-
-@pytest.fixture
-async def admin(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
