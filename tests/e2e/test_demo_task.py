@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.sse import Frame, collect_events
+from tests.polling import until
+from tests.sse import Frame, collect_events, payload
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +39,7 @@ def assert_well_formed(frames: list[Frame], task_id: str, first: int = 1) -> Non
     """Dense sequences from `first`, ids = sequence, event = type, CloudEvents envelope."""
     assert [int(f.id or 0) for f in frames] == list(range(first, first + len(frames)))
     for frame in frames:
-        envelope = frame.json()
+        envelope = payload(frame)
         assert envelope["sequence"] == int(frame.id or 0)
         assert envelope["type"] == frame.event
         assert envelope["subject"] == task_id
@@ -47,7 +48,7 @@ def assert_well_formed(frames: list[Frame], task_id: str, first: int = 1) -> Non
         assert envelope["source"] == "/taskplane"
         assert envelope["time"].endswith("Z")
         assert envelope["id"]
-    assert len({f.json()["id"] for f in frames}) == len(frames)
+    assert len({payload(f)["id"] for f in frames}) == len(frames)
 
 
 async def test_demo_task_streams_every_event_in_order_then_resumes(
@@ -64,7 +65,7 @@ async def test_demo_task_streams_every_event_in_order_then_resumes(
     types = [f.event for f in frames]
     per_step = ["task.step.started.v1"] + ["task.step.progress.v1"] * 4 + ["task.step.completed.v1"]
     assert types == ["task.created.v1", *per_step * 3, "task.completed.v1"]
-    assert [f.json()["data"]["index"] for f in frames[1:-1]] == [
+    assert [payload(f)["data"]["index"] for f in frames[1:-1]] == [
         i for i in (1, 2, 3) for _ in range(6)
     ]
 
@@ -93,7 +94,7 @@ async def test_demo_task_streams_every_event_in_order_then_resumes(
     page = (await client.get(f"/tasks/{task_id}/history", params={"after": 0, "limit": 5})).json()
     assert [e["sequence"] for e in page["events"]] == [1, 2, 3, 4, 5]
     assert page["next_after"] == 5
-    assert page["events"] == [f.json() for f in frames[:5]]
+    assert page["events"] == [payload(f) for f in frames[:5]]
     empty = (await client.get(f"/tasks/{task_id}/history", params={"after": 99})).json()
     assert empty == {"events": [], "next_after": 99}
 
@@ -105,7 +106,7 @@ async def test_live_only_stream_starts_at_now(client: httpx.AsyncClient) -> None
     status, frames = await collect_events(client, f"/tasks/{task_id}/events?history=false")
     assert status == 200
     assert frames, "a live-only stream still delivers what happens next"
-    assert frames[0].json()["sequence"] > 1
+    assert payload(frames[0])["sequence"] > 1
     assert_well_formed(frames, task_id, first=int(frames[0].id or 0))
     assert frames[-1].event == "task.completed.v1"
 
@@ -118,10 +119,10 @@ async def test_failing_step_ends_with_task_failed(client: httpx.AsyncClient) -> 
     types = [f.event for f in frames]
     assert types[-1] == "task.failed.v1"
     assert "task.completed.v1" not in types
-    failed_step = next(f.json()["data"] for f in frames if f.event == "task.step.failed.v1")
+    failed_step = next(payload(f)["data"] for f in frames if f.event == "task.step.failed.v1")
     assert failed_step["index"] == 2
     assert failed_step["will_retry"] is False
-    assert frames[-1].json()["data"]["step"] == 2
+    assert payload(frames[-1])["data"]["step"] == 2
     task = (await client.get(f"/tasks/{task_id}")).json()
     assert task["status"] == "failed"
     assert "fail_at_step" in task["error"]
@@ -139,11 +140,10 @@ async def test_pause_resume_and_cancel_through_the_api(client: httpx.AsyncClient
     assert again.headers["content-type"] == "application/problem+json"
 
     async def wait_for_status(wanted: str) -> None:
-        for _ in range(100):
-            if (await client.get(f"/tasks/{task_id}")).json()["status"] == wanted:
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"task never became {wanted}")
+        async def became() -> bool:
+            return bool((await client.get(f"/tasks/{task_id}")).json()["status"] == wanted)
+
+        await until(became, within=10, what=f"the task to become {wanted}")
 
     await wait_for_status("paused")
     resumed = await client.post(f"/tasks/{task_id}/resume")

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.sse import collect_events
+from tests.sse import collect_events, payload
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ async def run(
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
     _, frames = await collect_events(client, f"/tasks/{task_id}/events")
-    events = [f.json() for f in frames]
+    events = [payload(f) for f in frames]
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
     assert sum(e["type"] in TERMINAL for e in events) == 1
     assert events[-1]["type"] in TERMINAL

@@ -22,7 +22,7 @@ from temporal.client import workflow_id_for
 from tests.e2e.conftest import ProcessStack
 from tests.e2e.operator_cli import address_of, create_task, temporal_cli, wait_status
 from tests.invariants import Observer, check_delivery, load_history
-from tests.sse import collect_events
+from tests.sse import collect_events, payload
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +32,7 @@ async def _stream(client: httpx.AsyncClient, task_id: str, after: int = 0) -> li
         client, f"/tasks/{task_id}/events", headers={"Last-Event-ID": str(after)}
     )
     assert status == 200, status
-    return [frame.json() for frame in frames]
+    return [payload(frame) for frame in frames]
 
 
 async def _check(pool: AsyncConnectionPool, task_id: str, envelopes: list[dict[str, Any]]) -> None:

@@ -41,7 +41,7 @@ from temporal.client import connect_client
 from tests.faults.effects import effects_handler, handled
 from tests.integration.live_api import live_api
 from tests.invariants import Event, Observer, load_history
-from tests.sse import read_frames
+from tests.sse import payload, read_frames
 from worker.handlers import HandlerRunner, stop_handlers
 from worker.main import build_worker
 from worker.relay import OutboxRelay, build_recorder_and_relay
@@ -182,8 +182,8 @@ class SSEWatcher:
             async with http.stream("GET", path, timeout=60) as response:
                 self.status = response.status_code
                 async for frame in read_frames(response):
-                    if frame.data_lines and frame.event != "error":
-                        self.envelopes.append(frame.json())
+                    if frame.is_event and frame.event != "error":
+                        self.envelopes.append(payload(frame))
         except httpx.HTTPError as exc:
             self.error = repr(exc)
 
@@ -271,13 +271,6 @@ def collector(
         return history, observers
 
     return collect
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 20, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or check.__name__}"
-        await asyncio.sleep(0.05)
 
 
 async def pending_rows(pool: AsyncConnectionPool, task_ids: list[str]) -> int:

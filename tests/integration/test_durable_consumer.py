@@ -25,7 +25,7 @@ from broker.redis import RedisBroker
 from schemas import EventEnvelope
 from schemas.examples import example_envelope
 from store.processed import ProcessedEvents
-from tests.integration.live_api import eventually
+from tests.polling import until
 from worker.handlers import EventHandler, HandlerRunner, PermanentHandlerError, stop_handlers
 
 pytestmark = pytest.mark.timeout(120)
@@ -128,7 +128,7 @@ async def test_duplicates_have_one_effect_each(setup: Setup) -> None:
     async def all_seen() -> bool:
         return runner.counters.handled + runner.counters.duplicates == 2 * len(events)
 
-    await eventually(all_seen)
+    await until(all_seen)
     await stop(runner, task)
     assert await setup.effects() == {event_id(p): 1 for p in events}
     assert (runner.counters.handled, runner.counters.duplicates) == (10, 10)
@@ -154,7 +154,7 @@ async def test_a_consumer_killed_mid_handling_leaves_its_work_to_the_living(
     events = [new_event() for _ in range(5)]
     try:
         # Its group must exist before publishing, or the events would predate it.
-        await eventually(lambda: _group_exists(admin, setup), within=20)
+        await until(lambda: _group_exists(admin, setup), within=20)
         for payload in events:
             await setup.broker.publish(topic_for("t"), payload)
         assert doomed.stdout is not None
@@ -171,7 +171,7 @@ async def test_a_consumer_killed_mid_handling_leaves_its_work_to_the_living(
     async def all_handled() -> bool:
         return runner.counters.handled == len(events)
 
-    await eventually(all_handled)
+    await until(all_handled)
     await stop(runner, task)
     assert await setup.effects() == {event_id(p): 1 for p in events}
     summary = await admin.xpending(setup.stream, setup.handler_name)
@@ -201,7 +201,7 @@ async def test_invalid_messages_are_logged_raw_dead_lettered_and_the_runner_goes
         async def handled() -> bool:
             return runner.counters.handled == 1
 
-        await eventually(handled)
+        await until(handled)
     await stop(runner, task)
     assert await setup.effects() == {event_id(good): 1}
     letters = await setup.broker.dead_letters()
@@ -236,7 +236,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_without_an_effect
     async def poison_set_aside() -> bool:
         return bool(await setup.broker.dead_letters())
 
-    await eventually(poison_set_aside)
+    await until(poison_set_aside)
     await stop(runner, task)
     assert await setup.effects() == {event_id(flaky): 1, event_id(fine): 1}
     assert attempts == {event_id(poison): 3, event_id(flaky): 2, event_id(fine): 1}
@@ -258,7 +258,7 @@ async def test_a_permanent_error_dead_letters_at_once(setup: Setup) -> None:
     async def set_aside() -> bool:
         return bool(await setup.broker.dead_letters())
 
-    await eventually(set_aside, within=5)
+    await until(set_aside, within=5)
     await stop(runner, task)
     (letter,) = await setup.broker.dead_letters()
     assert (letter.reason, letter.error) == (

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +27,7 @@ from store import EventStore, Outbox, open_pool
 from telemetry.metrics import metrics_text
 from tests.faults.proxy import fault_proxy
 from tests.own_database import own_database
+from tests.polling import until
 from worker.relay import OutboxRelay, register_relay_metrics
 
 FOREVER = timedelta(hours=1)
@@ -109,13 +110,6 @@ async def received(subscription: Subscription, count: int, within: float = 5) ->
     return sequences
 
 
-async def until(check: Callable[[], bool], within: float = 5) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
-
-
 async def test_handed_over_rows_skip_the_grace_period_orphans_wait_for_it(
     pool: AsyncConnectionPool,
 ) -> None:
@@ -194,7 +188,7 @@ async def test_a_hand_over_in_another_process_wakes_the_relay_at_once(
     other_process = await open_pool(db_url, min_size=1, max_size=1)
     try:
         async with running(relay, db_url):
-            await until(lambda: relay.listening)
+            await until(lambda: relay.listening, within=5)
             rounds = relay.stats.rounds
             (task_id,) = await orphans(other_process, 2)
             async with broker.subscribe(topic_for(task_id)) as sub:
@@ -241,7 +235,7 @@ async def test_back_off_while_the_broker_is_down_ends_when_a_publish_works_again
                 for n in range(3):
                     await record(n)  # never fails, though nothing can be published
                 # Woken by the first hand over (the poll is 30 s away), it failed ...
-                await until(lambda: relay.stats.failed >= 1)
+                await until(lambda: relay.stats.failed >= 1, within=5)
                 await asyncio.sleep(0.2)
                 rounds = relay.stats.rounds
                 await record(3)  # a hand over while backing off does not wake it

@@ -19,6 +19,7 @@ from schemas.tasks import TaskWorkflowInput
 from store import TaskReader
 from temporal.client import workflow_id_for
 from tests.invariants import find_violations, load_history
+from tests.polling import until
 from tests.wedged_plugin import PLUGIN as WEDGED
 from worker.main import build_worker
 from worker.reconciler import Reconciler
@@ -55,10 +56,10 @@ async def _start(
 
 
 async def _until_recorded(pool: AsyncConnectionPool, task_id: str, event_type: str) -> None:
-    deadline = time.monotonic() + 30
-    while event_type not in {e.type for e in await load_history(pool, [task_id])}:
-        assert time.monotonic() < deadline, f"no {event_type} for {task_id}"
-        await asyncio.sleep(0.1)
+    async def recorded() -> bool:
+        return event_type in {e.type for e in await load_history(pool, [task_id])}
+
+    await until(recorded, within=30, what=f"{event_type} of {task_id}")
 
 
 async def test_a_run_terminated_while_no_reconciler_ran_is_healed_once(

@@ -20,7 +20,8 @@ from redis.asyncio import Redis
 from activities import EventRecorder
 from api.streaming import COUNTERS
 from broker import topic_for
-from tests.integration.live_api import Footprint, LiveApi, assert_released, eventually, live_api
+from tests.integration.live_api import Footprint, LiveApi, assert_released, live_api
+from tests.polling import until
 from tests.sse_wire import Event, SSEConnection
 
 BIG = "x" * 60_000  # one event of ~60 KB: a few fill the socket buffers of a stalled client
@@ -88,7 +89,7 @@ async def warm_up(api: LiveApi, task: Task) -> None:
     connection = await SSEConnection.open(f"{api.url}/tasks/{task.id}/events")
     await read_until(connection, 1)
     await connection.close()
-    await eventually(lambda: _zero(api))
+    await until(lambda: _zero(api))
 
 
 async def _zero(api: LiveApi) -> bool:
@@ -127,7 +128,7 @@ async def test_clients_that_vanish_release_everything_they_held(
         async def all_streaming() -> bool:
             return api.broker_stats().subscribers == 20 and api.gate.open == 20
 
-        await eventually(all_streaming)
+        await until(all_streaming)
         assert api.broker_stats().topics == 3
 
         async def subscription_counts() -> set[int]:
@@ -138,7 +139,7 @@ async def test_clients_that_vanish_release_everything_they_held(
             # Settles once a topic re-subscribed after a reset client left is confirmed.
             return await subscription_counts() == {1}
 
-        await eventually(one_per_topic, within=5)
+        await until(one_per_topic, within=5)
         assert await subscription_counts() == {1}  # ONE pub/sub subscription per topic
         for task in tasks:  # live events still flow to the clients that stay
             await task.record()
@@ -151,7 +152,7 @@ async def test_clients_that_vanish_release_everything_they_held(
             counts = await admin.pubsub_numsub(*(topic_for(t.id) for t in tasks))
             return all(count == 0 for _, count in counts)
 
-        await eventually(unsubscribed)
+        await until(unsubscribed)
 
 
 async def test_past_the_cap_a_stream_gets_503_problem_json_with_retry_after(
@@ -179,7 +180,7 @@ async def test_past_the_cap_a_stream_gets_503_problem_json_with_retry_after(
         async def slot_free() -> bool:
             return api.gate.open == 1
 
-        await eventually(slot_free)
+        await until(slot_free)
         third = await SSEConnection.open(url)
         assert third.status == 200
         assert sequences(await read_until(third, 1)) == [1]
@@ -202,8 +203,8 @@ async def test_an_idle_stream_ends_cleanly_and_the_client_resumes(
             while not connection.ended:  # pings, then the end of the stream
                 events.extend(await connection.read_events())
         assert sequences(events) == [1]
-        assert connection.parser.comments.count("ping") >= 2  # heartbeats while idle
-        assert connection.parser.retry_ms == 250  # EventSource's reconnection delay
+        assert connection.comments.count("ping") >= 2  # heartbeats while idle
+        assert connection.parser.retry == 250  # EventSource's reconnection delay
         assert COUNTERS.idle_timeouts - idle == 1
         await connection.close()
 
@@ -232,7 +233,7 @@ async def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(
         async def dropped() -> bool:
             return COUNTERS.send_timeouts > timeouts
 
-        await eventually(dropped, within=15)
+        await until(dropped, within=15)
 
         # Everything released while the client still holds its end: the kernel aborted
         # the server's socket (TCP_USER_TIMEOUT), which uvicorn alone would keep open.

@@ -23,7 +23,8 @@ from pydantic import SecretStr
 from activities import EventRecorder
 from api.auth import is_public
 from store.tasks import encode_cursor
-from tests.integration.live_api import LiveApi, eventually, live_api
+from tests.integration.live_api import LiveApi, live_api
+from tests.polling import until
 
 KEY_A = "key-of-tenant-a-0123456789"
 KEY_B = "key-of-tenant-b-0123456789"
@@ -314,6 +315,6 @@ async def test_limits(servers: dict[str, Any]) -> None:
             open_streams: int = api.app.state.tenant_streams.open("tenant_a")
             return open_streams < 2
 
-        await eventually(slot_free)
+        await until(slot_free)
         async with http.stream("GET", events, headers=A) as third:
             assert third.status_code == 200

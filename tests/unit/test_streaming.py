@@ -18,6 +18,7 @@ from broker import MemoryBroker, topic_for
 from schemas import EventEnvelope
 from schemas.examples import EXAMPLE_DATA
 from store import StoredEvent
+from tests.polling import until
 
 TASK = "00000000-0000-4000-8000-000000000001"
 
@@ -79,11 +80,9 @@ async def run_stream(
 
 
 async def until_subscribed(broker: MemoryBroker) -> None:
-    for _ in range(200):
-        if topic_for(TASK) in broker.fanout:
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("stream never subscribed")
+    await until(
+        lambda: topic_for(TASK) in broker.fanout, within=1, what="the stream's subscription"
+    )
 
 
 async def test_history_then_live_without_repeats() -> None:
