@@ -264,6 +264,10 @@ class BrokerContract:
             assert [(await next_message(replay)).payload for _ in range(2)] == [before, after]
 
     async def test_consumers_of_one_group_share_the_work(self, broker: ContractBroker) -> None:
+        # A read claims at most `batch_size` entries for the consumer that reads; taking
+        # turns, each consumer's read must be served from what the other has not claimed.
+        # A broker that handed one consumer more than its batch (or every entry) leaves the
+        # other's turn empty, and `next_message` fails it: no timing decides the outcome.
         async with (
             broker.consume("g", consumer="one", block_seconds=0.05, batch_size=2) as one,
             broker.consume("g", consumer="two", block_seconds=0.05, batch_size=2) as two,
@@ -272,19 +276,14 @@ class BrokerContract:
             for event in events:
                 await broker.publish(new_topic(), event)
             received: dict[str, list[str]] = {"one": [], "two": []}
-
-            async def take(consumer: DurableConsumer) -> None:
-                while sum(len(v) for v in received.values()) < len(events):
-                    try:
-                        message = await next_message(consumer, within=0.3)
-                    except AssertionError:
-                        continue
-                    received[consumer.consumer].append(message.payload)
-                    await consumer.ack(message)
-
-            await asyncio.wait_for(asyncio.gather(take(one), take(two)), 10)
+            for turn in range(len(events)):
+                consumer = (one, two)[turn % 2]
+                message = await next_message(consumer)
+                received[consumer.consumer].append(message.payload)
+                await consumer.ack(message)
         assert sorted(received["one"] + received["two"]) == sorted(events)
         assert not set(received["one"]) & set(received["two"])
+        assert (len(received["one"]), len(received["two"])) == (6, 6)
 
     async def test_a_dead_consumers_pending_message_is_claimed_by_the_living(
         self, broker: ContractBroker
