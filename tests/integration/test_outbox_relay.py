@@ -257,16 +257,24 @@ async def test_the_backlog_and_counters_are_metrics(
     relay = relay_for(pool, broker)
     register_relay_metrics(relay)
     await orphans(pool, 2)
+    # The oldest pending row is made 90 s old, so the age has a value to be right about.
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE outbox SET created_at = now() - interval '90 seconds'"
+            " WHERE id = (SELECT min(id) FROM outbox WHERE published_at IS NULL)"
+        )
     backlog = await relay.refresh_backlog()
     assert backlog.pending >= 2
     assert relay.stats.pending == backlog.pending
+    # At least the 90 s set above; less than that plus the time this test has run.
+    assert 90 <= backlog.oldest_age_seconds < 90 + 60
     samples = {
         line.split(" ")[0].split("{")[0]: float(line.rsplit(" ", 1)[1])
         for line in metrics_text().decode().splitlines()
         if line.startswith(("taskplane_outbox", "taskplane_relay"))
     }
     assert samples["taskplane_outbox_pending"] == backlog.pending
-    assert samples["taskplane_outbox_oldest_pending_seconds"] >= 0
+    assert samples["taskplane_outbox_oldest_pending_seconds"] == backlog.oldest_age_seconds
     assert "taskplane_relay_published_total" in samples
     assert "taskplane_relay_failed_total" in samples
     relay = relay_for(pool, broker, grace=timedelta(0))
