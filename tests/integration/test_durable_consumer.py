@@ -38,6 +38,7 @@ class Setup:
     handler_name: str
     table: str
     pool: AsyncConnectionPool
+    redis_url: str
 
     async def effects(self) -> dict[str, int]:
         """event id → how many effect rows the handler committed for it."""
@@ -88,7 +89,7 @@ async def setup(redis_url: str, pool: AsyncConnectionPool) -> AsyncIterator[Setu
     broker = RedisBroker(redis_url, stream_key=stream, client_name=f"taskplane-test-{test_id}")
     await broker.connect()
     try:
-        yield Setup(broker, stream, f"test-handler-{test_id}", table, pool)
+        yield Setup(broker, stream, f"test-handler-{test_id}", table, pool, redis_url)
     finally:
         await broker.close()
         admin = Redis.from_url(redis_url)
@@ -108,9 +109,14 @@ def event_id(payload: str) -> str:
     return str(orjson.loads(payload)["id"])
 
 
-async def running(runner: HandlerRunner) -> asyncio.Task[None]:
+async def running(runner: HandlerRunner, setup: Setup) -> asyncio.Task[None]:
+    """The runner, once its consumer group exists: what is published from here on reaches it."""
     task = asyncio.create_task(runner.run())
-    await asyncio.sleep(0.2)  # the group exists from here on: what follows reaches it
+    admin = Redis.from_url(setup.redis_url)
+    try:
+        await until(lambda: _group_exists(admin, setup), what="the handler's consumer group")
+    finally:
+        await admin.aclose()
     return task
 
 
@@ -120,7 +126,7 @@ async def stop(runner: HandlerRunner, task: asyncio.Task[None]) -> None:
 
 async def test_duplicates_have_one_effect_each(setup: Setup) -> None:
     runner = setup.runner()
-    task = await running(runner)
+    task = await running(runner, setup)
     events = [new_event() for _ in range(10)]
     for payload in events + events:  # every event published twice: two stream entries each
         await setup.broker.publish(topic_for("t"), payload)
@@ -166,7 +172,7 @@ async def test_a_consumer_killed_mid_handling_leaves_its_work_to_the_living(
 
     # The dead consumer's messages are pending in the group; a living one claims them.
     runner = setup.runner(claim_idle_seconds=0.5)
-    task = await running(runner)
+    task = await running(runner, setup)
 
     async def all_handled() -> bool:
         return runner.counters.handled == len(events)
@@ -191,7 +197,7 @@ async def test_invalid_messages_are_logged_raw_dead_lettered_and_the_runner_goes
     setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     runner = setup.runner()
-    task = await running(runner)
+    task = await running(runner, setup)
     junk = ['{"specversion": "1.0", "id": ', new_event().replace("task.step", "task.stop")]
     good = new_event()
     with caplog.at_level(logging.WARNING, logger="broker.durable"):
@@ -229,7 +235,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_without_an_effect
             raise RuntimeError("the first attempt fails")
 
     runner = setup.runner(handle, claim_idle_seconds=0.3, max_deliveries=3)
-    task = await running(runner)
+    task = await running(runner, setup)
     for payload in (poison, flaky, fine):
         await setup.broker.publish(topic_for("t"), payload)
 
@@ -251,7 +257,7 @@ async def test_a_permanent_error_dead_letters_at_once(setup: Setup) -> None:
         raise PermanentHandlerError("the webhook endpoint is gone (410)")
 
     runner = setup.runner(handle)
-    task = await running(runner)
+    task = await running(runner, setup)
     payload = new_event()
     await setup.broker.publish(topic_for("t"), payload)
 

@@ -176,10 +176,10 @@ async def test_heals_are_counted_by_reason() -> None:
     await until_subscribed(broker)
     history.add("task.created.v1")  # never published: the next one shows a gap
     await broker.publish(topic_for(TASK), history.add())
-    await asyncio.sleep(0.05)  # the stream heals the gap
+    await until(lambda: COUNTERS.gap_heals - gap == 1, within=5, what="the gap's heal")
     history.add()  # lost in the "reconnect"
     broker.simulate_reconnect()
-    await asyncio.sleep(0.05)  # the stream heals after the resync notice
+    await until(lambda: COUNTERS.resync_heals - resync == 1, within=5, what="the resync's heal")
     await broker.publish(topic_for(TASK), history.add("task.completed.v1"))
     events = await asyncio.wait_for(task, 5)
     assert [e.sequence for e in events] == [1, 2, 3, 4]
@@ -214,6 +214,8 @@ async def test_an_idle_stream_ends_cleanly_and_releases_its_subscription() -> No
     idle = COUNTERS.idle_timeouts
     task, _ = await run_stream(history, broker, idle_timeout=0.3)
     await until_subscribed(broker)
+    # Time itself is what this shows: the event comes after 2/3 of the idle timeout,
+    # and the stream outlives the first 0.3 s because the event restarted its clock.
     await asyncio.sleep(0.2)
     await broker.publish(topic_for(TASK), history.add())  # an event restarts the idle clock
     events = await asyncio.wait_for(task, 5)
