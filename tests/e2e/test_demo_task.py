@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.e2e.operator_cli import wait_status
 from tests.polling import until
 from tests.sse import Frame, collect_events, payload
 
@@ -102,7 +102,12 @@ async def test_demo_task_streams_every_event_in_order_then_resumes(
 async def test_live_only_stream_starts_at_now(client: httpx.AsyncClient) -> None:
     created = await create(client, {"steps": 2, "step_seconds": 0.6, "progress_ticks": 3})
     task_id = created["task_id"]
-    await asyncio.sleep(0.8)  # let some events happen first
+
+    async def some_happened() -> bool:  # a live-only stream must start after them
+        page = (await client.get(f"/tasks/{task_id}/history")).json()
+        return len(page["events"]) >= 2
+
+    await until(some_happened, what="the task's first events")
     status, frames = await collect_events(client, f"/tasks/{task_id}/events?history=false")
     assert status == 200
     assert frames, "a live-only stream still delivers what happens next"
@@ -131,7 +136,7 @@ async def test_failing_step_ends_with_task_failed(client: httpx.AsyncClient) -> 
 async def test_pause_resume_and_cancel_through_the_api(client: httpx.AsyncClient) -> None:
     created = await create(client, {"steps": 4, "step_seconds": 0.4})
     task_id = created["task_id"]
-    await asyncio.sleep(0.3)
+    await wait_status(client, task_id, "running")
     paused = await client.post(f"/tasks/{task_id}/pause")
     assert paused.status_code == 202, paused.text
     assert paused.json()["status"] == "paused"
@@ -139,17 +144,11 @@ async def test_pause_resume_and_cancel_through_the_api(client: httpx.AsyncClient
     assert again.status_code == 409
     assert again.headers["content-type"] == "application/problem+json"
 
-    async def wait_for_status(wanted: str) -> None:
-        async def became() -> bool:
-            return bool((await client.get(f"/tasks/{task_id}")).json()["status"] == wanted)
-
-        await until(became, within=10, what=f"the task to become {wanted}")
-
-    await wait_for_status("paused")
+    await wait_status(client, task_id, "paused")
     resumed = await client.post(f"/tasks/{task_id}/resume")
     assert resumed.status_code == 202
     assert (await client.post(f"/tasks/{task_id}/resume")).status_code == 409
-    await wait_for_status("running")
+    await wait_status(client, task_id, "running")
     assert (await client.post(f"/tasks/{task_id}/cancel")).status_code == 202
 
     _, frames = await collect_events(client, f"/tasks/{task_id}/events")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.e2e.operator_cli import wait_status
 from tests.sse import collect_events, payload
 
 pytestmark = pytest.mark.e2e
@@ -74,12 +74,9 @@ async def test_pause_takes_effect_once_across_parallel_branches(client: httpx.As
         },
     )
     task_id = response.json()["task_id"]
-    await asyncio.sleep(0.3)
+    await wait_status(client, task_id, "running")
     assert (await client.post(f"/tasks/{task_id}/pause")).status_code == 202
-    for _ in range(100):
-        if (await client.get(f"/tasks/{task_id}")).json()["status"] == "paused":
-            break
-        await asyncio.sleep(0.1)
+    await wait_status(client, task_id, "paused")
     assert (await client.post(f"/tasks/{task_id}/resume")).status_code == 202
     _, frames = await collect_events(client, f"/tasks/{task_id}/events")
     types = [f.event for f in frames]
