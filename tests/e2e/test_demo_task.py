@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from schemas.registry import is_terminal
 from tests.e2e.operator_cli import wait_status
 from tests.polling import until
 from tests.sse import Frame, collect_events, payload
@@ -19,9 +20,6 @@ pytestmark = pytest.mark.e2e
 def client(both_workers_client: httpx.AsyncClient) -> httpx.AsyncClient:
     """Every test here runs twice: with a caching worker and with a replaying one."""
     return both_workers_client
-
-
-TERMINAL = {"task.completed.v1", "task.failed.v1", "task.cancelled.v1"}
 
 
 async def create(
@@ -153,10 +151,10 @@ async def test_pause_resume_and_cancel_through_the_api(client: httpx.AsyncClient
 
     _, frames = await collect_events(client, f"/tasks/{task_id}/events")
     assert_well_formed(frames, task_id)
-    types = [f.event for f in frames]
+    types = [f.type for f in frames]
     assert types.index("task.paused.v1") < types.index("task.resumed.v1")
     assert types[-1] == "task.cancelled.v1"
-    assert sum(t in TERMINAL for t in types) == 1
+    assert sum(is_terminal(t) for t in types) == 1
     assert (await client.post(f"/tasks/{task_id}/cancel")).status_code == 409
     assert (await client.get(f"/tasks/{task_id}")).json()["status"] == "cancelled"
 

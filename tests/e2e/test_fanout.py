@@ -7,12 +7,11 @@ from typing import Any
 import httpx
 import pytest
 
+from schemas.registry import is_terminal
 from tests.e2e.operator_cli import wait_status
 from tests.sse import collect_events, payload
 
 pytestmark = pytest.mark.e2e
-
-TERMINAL = {"task.completed.v1", "task.failed.v1", "task.cancelled.v1"}
 
 
 async def run(
@@ -24,8 +23,8 @@ async def run(
     _, frames = await collect_events(client, f"/tasks/{task_id}/events")
     events = [payload(f) for f in frames]
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
-    assert sum(e["type"] in TERMINAL for e in events) == 1
-    assert events[-1]["type"] in TERMINAL
+    assert sum(is_terminal(e["type"]) for e in events) == 1
+    assert is_terminal(events[-1]["type"])
     return task_id, events
 
 

@@ -18,13 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
+from schemas.registry import is_terminal
 from tests.e2e.conftest import ProcessStack, running_stack
 from tests.polling import until
 from tests.sse import Frame, collect_events, payload
 
 pytestmark = pytest.mark.e2e
-
-TERMINAL = {"task.completed.v1", "task.failed.v1", "task.cancelled.v1"}
 
 
 @pytest.fixture
@@ -43,8 +42,8 @@ def assert_exactly_once(frames: list[Frame]) -> list[dict[str, Any]]:
     events = [payload(f) for f in frames]
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
     assert len({e["id"] for e in events}) == len(events)
-    assert sum(e["type"] in TERMINAL for e in events) == 1
-    assert events[-1]["type"] in TERMINAL
+    assert sum(is_terminal(e["type"]) for e in events) == 1
+    assert is_terminal(events[-1]["type"])
     # No occurrence recorded twice: (type, step, attempt, percent) is unique.
     keys = Counter(
         (e["type"], e["data"].get("index"), e["data"].get("attempt"), e["data"].get("percent"))
