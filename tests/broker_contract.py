@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 import pytest
@@ -24,6 +24,7 @@ import pytest
 from broker import (
     BrokerNotConnectedError,
     BrokerStatus,
+    ConsumeOptions,
     DeadLetter,
     DeadLetterReason,
     Delivery,
@@ -293,7 +294,7 @@ class BrokerContract:
         self, broker: ContractBroker
     ) -> None:
         event = valid_event()
-        options: dict[str, Any] = {"block_seconds": 0.05, "claim_idle_seconds": 0.3}
+        options: ConsumeOptions = {"block_seconds": 0.05, "claim_idle_seconds": 0.3}
         async with broker.consume("g", consumer="doomed", **options) as doomed:
             await broker.publish(new_topic(), event)
             taken = await next_message(doomed)
@@ -359,7 +360,7 @@ class BrokerContract:
         self, broker: ContractBroker
     ) -> None:
         event = valid_event()
-        options: dict[str, Any] = {
+        options: ConsumeOptions = {
             "block_seconds": 0.05,
             "claim_idle_seconds": 0.2,
             "max_deliveries": 2,
@@ -379,7 +380,7 @@ class BrokerContract:
         self, broker: ContractBroker
     ) -> None:
         event = valid_event()
-        options: dict[str, Any] = {"block_seconds": 0.05, "claim_idle_seconds": 0.2}
+        options: ConsumeOptions = {"block_seconds": 0.05, "claim_idle_seconds": 0.2}
         async with broker.consume("g", consumer="c", **options) as consumer:
             await broker.publish(new_topic(), event)
             message = await next_message(consumer)
