@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -41,6 +40,7 @@ from temporal.client import connect_client
 from tests.faults.effects import effects_handler, handled
 from tests.integration.live_api import live_api
 from tests.invariants import Event, Observer, load_history
+from tests.polling import until
 from tests.sse import payload, read_frames
 from worker.handlers import HandlerRunner, stop_handlers
 from worker.main import build_worker
@@ -223,14 +223,13 @@ class BrokerStreamView:
         return [e for e in found if e.task_id in wanted]
 
     async def group_ready(self, group: str, within: float = 20) -> None:
-        deadline = time.monotonic() + within
-        while True:
+        async def exists() -> bool:
             with contextlib.suppress(Exception):
                 groups: Any = await self._redis.xinfo_groups(STREAM)
-                if any(g["name"] == group for g in groups):
-                    return
-            assert time.monotonic() < deadline, f"consumer group {group} never appeared"
-            await asyncio.sleep(0.05)
+                return any(g["name"] == group for g in groups)
+            return False
+
+        await until(exists, within=within, what=f"consumer group {group}")
 
     async def close(self) -> None:
         await self._redis.aclose()
