@@ -195,6 +195,8 @@ async def test_reset_of_a_running_task_is_no_termination(
     assert types[-1] == "task.completed.v1"
     assert "task.terminated.v1" not in types
     await _check(pool, task_id, envelopes)
-    # Still none after the reconciler had time to look at the old, terminated run.
+    # Still none after the reconciler had time to look at the old, terminated run. A
+    # sleep, as nothing else shows it: the reconciler runs in the worker process (a
+    # round every 2 s) and exports no count of its rounds to wait for.
     await asyncio.sleep(5)
     assert "task.terminated.v1" not in {e.type for e in await load_history(pool, [task_id])}

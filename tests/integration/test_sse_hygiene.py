@@ -256,7 +256,7 @@ async def test_a_slow_reader_whose_queue_overflows_still_gets_every_event_once_i
         for n in range(30):
             await (task.record_big() if n % 3 == 0 else task.record())
         await task.record("task.completed.v1")
-        await asyncio.sleep(0.5)
+        await until(lambda: api.broker_stats().dropped > dropped, what="the queue to overflow")
         events = await read_until(slow, task.recorded)
         assert sequences(events) == list(range(2, task.recorded + 1))
         assert events[-1].type == "task.completed.v1"
