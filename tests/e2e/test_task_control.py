@@ -13,8 +13,9 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
+from schemas.workflow import workflow_id_for
 from settings import Settings
-from temporal.client import connect_client, workflow_id_for
+from temporal.client import connect_client
 from tests.e2e.operator_cli import wait_status
 from tests.polling import until
 from tests.sse import collect_events, payload

@@ -16,9 +16,9 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from schemas.registry import is_terminal
-from schemas.tasks import TaskWorkflowInput, TaskWorkflowResult
+from schemas.workflow import TaskWorkflowInput, TaskWorkflowResult
 from store import EventStore
 from worker.main import build_worker
 
