@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from broker import topic_for
 from schemas import EventEnvelope
 from settings import Settings
-from tests.integration.live_api import eventually
+from tests.polling import until
 from worker.handlers import EventHandler
 from worker.relay import OutboxRelay
 from worker.runtime import WorkerRuntime
@@ -95,7 +95,7 @@ async def test_it_stops_while_its_durable_group_works_through_a_backlog(
     try:
         async with runtime:
             # A new group starts at the stream's end: the backlog comes after it exists.
-            await eventually(lambda: group_exists(admin, group))
+            await until(lambda: group_exists(admin, group))
             for n in range(300):
                 await runtime.broker.publish(
                     topic_for(task_id), progress(task_id, n).model_dump_json()
