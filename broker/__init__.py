@@ -14,6 +14,7 @@ from broker.protocol import (
     DurableMessage,
     EventBroker,
     Subscription,
+    TrimGap,
     topic_for,
 )
 from broker.redis import RedisBroker
@@ -33,5 +34,6 @@ __all__ = [
     "MemoryBroker",
     "RedisBroker",
     "Subscription",
+    "TrimGap",
     "topic_for",
 ]

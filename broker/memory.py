@@ -23,6 +23,7 @@ from broker.protocol import (
     BrokerUnavailableError,
     DeadLetter,
     DurableConsumer,
+    Healer,
     Subscription,
 )
 from broker.stats import collect_stats
@@ -85,6 +86,7 @@ class MemoryBroker:
         claim_idle_seconds: float = 30.0,
         max_deliveries: int = 5,
         from_start: bool = False,
+        heal: Healer | None = None,
     ) -> AbstractAsyncContextManager[DurableConsumer]:
         self._require_connected()
         return self._consumer(
@@ -98,6 +100,7 @@ class MemoryBroker:
                 block_seconds=block_seconds,
                 claim_idle_seconds=claim_idle_seconds,
                 max_deliveries=max_deliveries,
+                heal=heal,
             ),
             from_start,
         )

@@ -38,6 +38,7 @@ from broker.protocol import (
     BrokerUnavailableError,
     DeadLetter,
     DurableConsumer,
+    Healer,
     Subscription,
 )
 from broker.redis_pubsub import SharedPubSub
@@ -217,6 +218,7 @@ class RedisBroker:
         claim_idle_seconds: float = 30.0,
         max_deliveries: int = 5,
         from_start: bool = False,
+        heal: Healer | None = None,
     ) -> AbstractAsyncContextManager[DurableConsumer]:
         self._require_commands()
         return self._consuming(
@@ -227,6 +229,7 @@ class RedisBroker:
             block_seconds=block_seconds,
             claim_idle_seconds=claim_idle_seconds,
             max_deliveries=max_deliveries,
+            heal=heal,
         )
 
     async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
@@ -251,6 +254,7 @@ class RedisBroker:
         block_seconds: float,
         claim_idle_seconds: float,
         max_deliveries: int,
+        heal: Healer | None,
     ) -> AsyncIterator[GroupConsumer]:
         reader = Redis.from_url(
             self._url,
@@ -279,6 +283,7 @@ class RedisBroker:
             block_seconds=block_seconds,
             claim_idle_seconds=claim_idle_seconds,
             max_deliveries=max_deliveries,
+            heal=heal,
         )
         self._readers.add(reader)
         try:

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     event_handlers: str = ""
     handler_claim_idle_seconds: float = Field(default=30.0, gt=0)
     handler_max_deliveries: int = Field(default=5, ge=1)
+    # A handler healing a trim gap reads the events published since the gap began, less
+    # this much: the skew between the Redis and Postgres clocks, and a relay batch's time.
+    handler_heal_margin_seconds: float = Field(default=120.0, ge=0)
 
     # Worker: how long SIGTERM waits for running activities; 0 cached workflows
     # makes every workflow task replay from history (a determinism check).

@@ -104,6 +104,8 @@ def _register() -> None:
         ("acked", "durable deliveries acknowledged"),
         ("invalid", "durable messages that were not valid events (dead-lettered at once)"),
         ("dead_lettered", "durable messages moved to the dead-letter stream"),
+        ("trim_gaps", "trim gaps found: stream entries trimmed before a group read them"),
+        ("unhealed_gaps", "trim gaps skipped without healing (a consumer with no healer)"),
     ):
         observe(f"taskplane_durable_{name}", description, broker_stat(name), counter=True)
 
