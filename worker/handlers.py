@@ -97,6 +97,10 @@ class PermanentHandlerError(Exception):
     """Raised by a handler that can never succeed with this event: dead-letter it now."""
 
 
+class HealInterruptedError(RuntimeError):
+    """The runner was stopped in the middle of a heal (the gap stays, and is healed later)."""
+
+
 class HandlerConfigurationError(ValueError):
     """A `TASKPLANE_EVENT_HANDLERS` entry that does not name an `EventHandler`."""
 
@@ -307,6 +311,8 @@ class HandlerRunner:
         lower = datetime.fromtimestamp(gap.after_ms / 1000 - self._heal_margin, UTC)
         outcomes: dict[str, int] = {}
         async for text in self._published.since(lower):
+            if self._stopping:  # the gap is kept: the next start heals it
+                raise HealInterruptedError(f"handler {handler.name} stopped while healing")
             try:
                 envelope = decode_event(text)
             except InvalidEventError as exc:  # the store keeps only valid events: a bug

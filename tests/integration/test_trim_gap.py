@@ -197,3 +197,46 @@ async def test_without_a_healer_gaps_are_skipped_loudly(setup: Setup) -> None:
     backlog = await read_backlog(setup.admin, setup.stream)
     (group,) = [g for g in backlog.groups if g.group == "bare"]
     assert not group.behind_trim
+
+
+async def test_a_heal_that_fails_keeps_the_gap_and_is_tried_again(setup: Setup) -> None:
+    first = setup.runner()
+    running = asyncio.create_task(first.run())
+    before = await setup.record(1)
+
+    async def handled_live() -> bool:
+        return first.counters.handled == len(before)
+
+    await eventually(handled_live)
+    await stop_handlers(first, running)
+    missed = await setup.record(PER_TASK)
+
+    failures_left = [1]
+
+    async def fails_once(event: EventEnvelope, conn: AsyncConnection) -> None:
+        if event.id == missed[len(missed) // 2] and failures_left[0]:
+            failures_left[0] -= 1
+            raise RuntimeError("a handler failure in the middle of the heal")
+        await setup.handle(event, conn)
+
+    second = HandlerRunner(
+        setup.broker,
+        ProcessedEvents(setup.pool),
+        consumer="second",
+        block_seconds=0.1,
+        heal_margin_seconds=5.0,
+    )
+    second.register(EventHandler(setup.handler_name, fails_once, applies_to=setup.ours))
+    running = asyncio.create_task(second.run())
+
+    async def caught_up() -> bool:
+        return len(await setup.effects()) >= len(before) + len(missed)
+
+    await eventually(caught_up, within=60)
+    await asyncio.sleep(0.3)
+    await stop_handlers(second, running)
+    effects = await setup.effects()
+    assert sorted(e for e, _, _ in effects) == sorted(before + missed)
+    assert failures_left == [0]
+    assert second.counters.trim_gaps == 1  # healed once, on the second try
+    assert setup.broker.stats().trim_gaps == 2  # found twice
