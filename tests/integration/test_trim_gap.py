@@ -22,7 +22,7 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
 from broker.redis_streams import read_backlog
 from schemas import EventEnvelope
