@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
-from prometheus_client import Counter
+from prometheus_client import Histogram
 from psycopg import AsyncConnection
 
 from broker import (
@@ -58,7 +58,7 @@ from schemas import EventEnvelope, InvalidEventError, decode_event
 from settings import Settings
 from store.processed import ProcessedEvents
 from store.published import PublishedEvents
-from telemetry.metrics import histogram
+from telemetry.metrics import LabelledValues, Metrics, ReadEach
 
 log = logging.getLogger(__name__)
 
@@ -66,31 +66,17 @@ HandlerFunc = Callable[[EventEnvelope, AsyncConnection], Awaitable[None]]
 
 RESTART_DELAY_SECONDS = 1.0
 
-# One handling: its time, by handler and outcome (handled, duplicate, failed, gave_up,
-# skipped: not the handler's concern, acknowledged only);
-# the `_count` by outcome is the handlers' error rate.
-_HANDLER_SECONDS = histogram(
-    "taskplane_handler_seconds",
-    "Time a durable event handler took for one event, by handler and outcome",
-    ("handler", "outcome"),
-    (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30),
-)
 
-
-_TRIM_GAPS = Counter(
-    "taskplane_handler_trim_gaps",
-    "Trim gaps a durable handler healed (stream entries trimmed before it read them)",
-    ("handler",),
-)
-_HEALED = Counter(
-    "taskplane_handler_healed_events",
-    "Events a durable handler missed in a trim gap and handled from the store",
-    ("handler",),
-)
-
-
-def _observe(handler: str, outcome: str, started: float) -> None:
-    _HANDLER_SECONDS.labels(handler, outcome).observe(time.perf_counter() - started)
+def handler_seconds(metrics: Metrics) -> Histogram:
+    """One handling: its time, by handler and outcome (handled, duplicate, failed, gave_up,
+    skipped: not the handler's concern, acknowledged only); the `_count` by outcome is
+    the handlers' error rate."""
+    return metrics.histogram(
+        "taskplane_handler_seconds",
+        "Time a durable event handler took for one event, by handler and outcome",
+        ("handler", "outcome"),
+        (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30),
+    )
 
 
 class PermanentHandlerError(Exception):
@@ -168,9 +154,12 @@ class HandlerRunner:
         max_deliveries: int = 5,
         block_seconds: float = 1.0,
         batch_size: int = 16,
+        seconds: Histogram | None = None,
         heal_margin_seconds: float = 120.0,
     ) -> None:
         self._broker = broker
+        # Without a runtime (a test's runner): a histogram nobody serves.
+        self._seconds = seconds or handler_seconds(Metrics())
         self._processed = processed
         self._published = PublishedEvents(processed.pool)
         self._heal_margin = heal_margin_seconds
@@ -183,6 +172,12 @@ class HandlerRunner:
         self._consumers: set[DurableConsumer] = set()
         self._stopping = False
         self.counters = HandlerCounters()
+        # Per handler, for metrics: gaps healed, and events handled from the store then.
+        self.gaps_healed: dict[str, int] = {}
+        self.events_healed: dict[str, int] = {}
+
+    def _observe(self, handler: str, outcome: str, started: float) -> None:
+        self._seconds.labels(handler, outcome).observe(time.perf_counter() - started)
 
     @property
     def handlers(self) -> Sequence[EventHandler]:
@@ -280,7 +275,7 @@ class HandlerRunner:
         """Handle one event once: its outcome (handled, duplicate, skipped); raises on failure."""
         if not await handler.concerns(envelope):
             self.counters.skipped += 1
-            _observe(handler.name, "skipped", started)
+            self._observe(handler.name, "skipped", started)
             return "skipped"
         try:
             async with self._processed.first_time(handler.name, envelope.id) as conn:
@@ -288,20 +283,20 @@ class HandlerRunner:
                     await handler.handle(envelope, conn)
         except PermanentHandlerError as exc:
             self.counters.failures += 1
-            _observe(handler.name, "gave_up", started)
+            self._observe(handler.name, "gave_up", started)
             log.warning("event handler gave up", extra={**fields, "error": str(exc)})
             raise
         except Exception:
             self.counters.failures += 1
-            _observe(handler.name, "failed", started)
+            self._observe(handler.name, "failed", started)
             raise
         if conn is None:
             self.counters.duplicates += 1
-            _observe(handler.name, "duplicate", started)
+            self._observe(handler.name, "duplicate", started)
             log.info("event already processed; acknowledging", extra=fields)
             return "duplicate"
         self.counters.handled += 1  # committed, with its processed mark
-        _observe(handler.name, "handled", started)
+        self._observe(handler.name, "handled", started)
         return "handled"
 
     async def _heal(self, handler: EventHandler, gap: TrimGap) -> None:
@@ -332,10 +327,10 @@ class HandlerRunner:
                 outcome = "gave_up"
             if outcome == "handled":
                 self.counters.healed += 1
-                _HEALED.labels(handler.name).inc()
+                self.events_healed[handler.name] = self.events_healed.get(handler.name, 0) + 1
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         self.counters.trim_gaps += 1
-        _TRIM_GAPS.labels(handler.name).inc()
+        self.gaps_healed[handler.name] = self.gaps_healed.get(handler.name, 0) + 1
         log.warning(
             "trim gap healed from the store",
             extra={
@@ -345,6 +340,26 @@ class HandlerRunner:
                 "since": lower.isoformat(),
                 **outcomes,
             },
+        )
+
+    def register_metrics(self, metrics: Metrics) -> None:
+        """Trim gaps healed and events healed, per registered handler (0 until one)."""
+
+        def per_handler(counts: dict[str, int]) -> ReadEach:
+            def read() -> LabelledValues:
+                return [(float(counts.get(name, 0)), {"handler": name}) for name in self._handlers]
+
+            return read
+
+        metrics.counters(
+            "taskplane_handler_trim_gaps",
+            "Trim gaps a durable handler healed (stream entries trimmed before it read them)",
+            per_handler(self.gaps_healed),
+        )
+        metrics.counters(
+            "taskplane_handler_healed_events",
+            "Events a durable handler missed in a trim gap and handled from the store",
+            per_handler(self.events_healed),
         )
 
     @staticmethod
@@ -357,7 +372,10 @@ class HandlerRunner:
 
 
 def build_handler_runner(
-    broker: EventBroker, processed: ProcessedEvents, settings: Settings
+    broker: EventBroker,
+    processed: ProcessedEvents,
+    settings: Settings,
+    metrics: Metrics | None = None,
 ) -> HandlerRunner:
     """The worker's runner, with the handlers `TASKPLANE_EVENT_HANDLERS` names (none by default)."""
     runner = HandlerRunner(
@@ -365,8 +383,12 @@ def build_handler_runner(
         processed,
         claim_idle_seconds=settings.handler_claim_idle_seconds,
         max_deliveries=settings.handler_max_deliveries,
+        block_seconds=settings.handler_block_seconds,
+        seconds=handler_seconds(metrics) if metrics is not None else None,
         heal_margin_seconds=settings.handler_heal_margin_seconds,
     )
+    if metrics is not None:
+        runner.register_metrics(metrics)
     for handler in load_handlers(settings.event_handlers):
         runner.register(handler)
     return runner

@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 
 import httpx
 import psycopg
-from opentelemetry.metrics import Histogram
+from prometheus_client import Histogram
 from psycopg import AsyncConnection
 from standardwebhooks import Webhook
 
@@ -49,7 +49,7 @@ from outbound.addresses import IPAddress
 from schemas import EventEnvelope
 from settings import Settings
 from store.webhooks import NOTIFY_CHANNEL, ClaimedDelivery, WebhookStore
-from telemetry.metrics import meter, observe
+from telemetry.metrics import Metrics
 from worker.handlers import EventHandler
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def webhook_handler(store: WebhookStore) -> EventHandler:
 
 @dataclass(slots=True)
 class WebhookStats:
-    """Process-wide figures, read at scrape time (telemetry.metrics.observe)."""
+    """One dispatcher's figures, read at scrape time."""
 
     sent: int = 0  # acknowledged with a 2xx
     attempts_failed: int = 0  # attempts answered otherwise, or not at all
@@ -131,45 +131,34 @@ class WebhookStats:
     latency_count: int = 0
 
 
-STATS = WebhookStats()
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
-_metrics_registered = False
-_latency: Histogram | None = None
 
 
-def register_webhook_metrics() -> None:
-    global _metrics_registered
-    if _metrics_registered:
-        return
-    _metrics_registered = True
+def register_webhook_metrics(metrics: Metrics, stats: WebhookStats) -> None:
+    """Export a dispatcher's figures in its runtime's metrics."""
     figures: list[tuple[str, str, Callable[[], float], bool]] = [
         ("taskplane_webhook_deliveries_sent", "Webhook deliveries acknowledged (2xx)",
-         lambda: STATS.sent, True),
+         lambda: stats.sent, True),
         ("taskplane_webhook_attempts_failed", "Webhook attempts that got no 2xx",
-         lambda: STATS.attempts_failed, True),
+         lambda: stats.attempts_failed, True),
         ("taskplane_webhook_deliveries_failed", "Webhook deliveries given up on",
-         lambda: STATS.failed, True),
+         lambda: stats.failed, True),
         ("taskplane_webhook_deliveries_pending", "Webhook deliveries not yet done",
-         lambda: STATS.pending, False),
+         lambda: stats.pending, False),
         ("taskplane_webhook_oldest_pending_seconds", "Age of the oldest pending delivery",
-         lambda: STATS.oldest_pending_seconds, False),
+         lambda: stats.oldest_pending_seconds, False),
     ]  # fmt: skip
     for name, description, read, counter in figures:
-        observe(name, description, read, counter=counter)
-    global _latency
-    _latency = meter().create_histogram(
+        (metrics.counter if counter else metrics.gauge)(name, description, read)
+
+
+def latency_histogram(metrics: Metrics) -> Histogram:
+    return metrics.histogram(
         "taskplane_webhook_delivery_latency_seconds",
-        unit="s",
-        description="Seconds from an event's recording to its acknowledged webhook delivery",
-        explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        "Seconds from an event's recording to its acknowledged webhook delivery",
+        (),
+        LATENCY_BUCKETS,
     )
-
-
-def _observe_latency(seconds: float) -> None:
-    STATS.latency_seconds_sum += seconds
-    STATS.latency_count += 1
-    if _latency is not None:
-        _latency.record(seconds)
 
 
 # --- the sender -------------------------------------------------------------------------
@@ -256,6 +245,7 @@ class WebhookDispatcher:
         *,
         listen_conninfo: str | None = None,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if policy.lease_seconds <= policy.timeout_seconds:
             raise ValueError("webhook_lease_seconds must exceed webhook_timeout_seconds")
@@ -265,7 +255,11 @@ class WebhookDispatcher:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self._wake = asyncio.Event()
         self._stats_at = 0.0
-        register_webhook_metrics()
+        self.stats = WebhookStats()
+        # Without a runtime (a test's dispatcher): figures nobody serves.
+        self._latency = latency_histogram(metrics or Metrics())
+        if metrics is not None:
+            register_webhook_metrics(metrics, self.stats)
 
     async def run(self) -> None:
         """Send due deliveries until cancelled; several sends run at once, one per task."""
@@ -341,6 +335,11 @@ class WebhookDispatcher:
             await asyncio.sleep(delay)
             delay = min(delay * 2, LISTEN_RETRY_SECONDS[1])
 
+    def _observe_latency(self, seconds: float) -> None:
+        self.stats.latency_seconds_sum += seconds
+        self.stats.latency_count += 1
+        self._latency.observe(seconds)
+
     async def _refresh_stats(self) -> None:
         if time.monotonic() - self._stats_at < STATS_REFRESH_SECONDS:
             return
@@ -349,7 +348,10 @@ class WebhookDispatcher:
             stats = await self._store.pending_stats()
         except psycopg.Error:
             return
-        STATS.pending, STATS.oldest_pending_seconds = stats.pending, stats.oldest_age_seconds
+        self.stats.pending, self.stats.oldest_pending_seconds = (
+            stats.pending,
+            stats.oldest_age_seconds,
+        )
 
     async def _deliver(self, client: httpx.AsyncClient, delivery: ClaimedDelivery) -> None:
         fields = {
@@ -409,16 +411,16 @@ class WebhookDispatcher:
         if outcome.acknowledged:
             assert outcome.status_code is not None
             if await self._store.mark_delivered(delivery, outcome.status_code):
-                STATS.sent += 1
+                self.stats.sent += 1
                 latency = (datetime.now(UTC) - delivery.recorded_at).total_seconds()
-                _observe_latency(max(latency, 0.0))
+                self._observe_latency(max(latency, 0.0))
                 log.info("webhook delivered", extra={**fields, "status_code": outcome.status_code})
             return
-        STATS.attempts_failed += 1
+        self.stats.attempts_failed += 1
         error = outcome.error or "failed"
         if outcome.status_code == 410 and self._policy.disable_on_gone:
             await self._store.disable(delivery.task_id, "the receiver answered 410 Gone")
-            STATS.failed += 1
+            self.stats.failed += 1
             log.warning("webhook endpoint gone; disabled", extra={**fields, "status_code": 410})
             return
         delay = retry_delay(
@@ -435,7 +437,7 @@ class WebhookDispatcher:
             if await self._store.mark_failed(
                 delivery, status_code=outcome.status_code, error=error
             ):
-                STATS.failed += 1
+                self.stats.failed += 1
                 log.warning(
                     "webhook delivery failed for good",
                     extra={**fields, "status_code": outcome.status_code, "error": error},
@@ -456,12 +458,13 @@ class WebhookDispatcher:
 
 
 def start_webhooks(
-    store: WebhookStore, settings: Settings
+    store: WebhookStore, settings: Settings, metrics: Metrics | None = None
 ) -> tuple[EventHandler, WebhookDispatcher]:
     """The worker's webhook handler (to register) and sender (to run)."""
     dispatcher = WebhookDispatcher(
         store,
         DeliveryPolicy.from_settings(settings),
         listen_conninfo=settings.require_database_url(),
+        metrics=metrics,
     )
     return webhook_handler(store), dispatcher
