@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from psycopg_pool import PoolTimeout
 
 from api.streaming import OutgoingEvent, StreamCounters, StreamGate, TaskEventStream
 from broker import MemoryBroker, topic_for
@@ -263,3 +264,39 @@ def test_the_stream_gate_counts_and_refuses_past_its_limit() -> None:
     assert gate.try_acquire()
     with pytest.raises(ValueError, match="at least 1"):
         StreamGate(0)
+
+
+class StoreAway(ListHistory):
+    """A store whose next `failures` reads time out (no pooled connection in time)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def history(self, task_id: str, *, after: int = 0, limit: int = 100) -> list[StoredEvent]:
+        if self.failures:
+            self.failures -= 1
+            raise PoolTimeout("couldn't get a connection after 5.00 sec")
+        return await super().history(task_id, after=after, limit=limit)
+
+
+async def test_a_store_that_does_not_answer_is_waited_out_not_an_error() -> None:
+    broker, history = MemoryBroker(), StoreAway(failures=2)
+    await broker.connect()
+    history.add("task.created.v1")
+    history.add()
+    history.add("task.completed.v1")
+    counters = StreamCounters()
+    task, _ = await run_stream(history, broker, counters=counters)
+    events = await asyncio.wait_for(task, 10)
+    assert [e.sequence for e in events] == [1, 2, 3]
+    assert counters.store_retries == 2
+
+
+async def test_a_store_away_past_the_idle_timeout_ends_the_stream_with_its_error() -> None:
+    broker, history = MemoryBroker(), StoreAway(failures=1_000)
+    await broker.connect()
+    history.add("task.created.v1")
+    task, _ = await run_stream(history, broker, idle_timeout=0.5)
+    with pytest.raises(PoolTimeout):
+        await asyncio.wait_for(task, 10)
