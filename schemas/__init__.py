@@ -16,6 +16,7 @@ from schemas.registry import (
     TERMINAL_EVENT_TYPES,
     is_terminal,
     model_for,
+    read_data,
     validate_data,
 )
 from schemas.size import cap_optional_text, cap_text, check_size
@@ -43,5 +44,6 @@ __all__ = [
     "format_time",
     "is_terminal",
     "model_for",
+    "read_data",
     "validate_data",
 ]

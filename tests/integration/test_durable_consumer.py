@@ -214,6 +214,35 @@ async def test_invalid_messages_are_logged_raw_dead_lettered_and_the_runner_goes
     assert setup.broker.stats().invalid >= 2
 
 
+async def test_an_event_from_a_newer_producer_is_handled_not_dead_lettered(
+    setup: Setup,
+) -> None:
+    """Tolerant reader: unknown data fields and extension attributes are ignored."""
+    seen: list[EventEnvelope] = []
+
+    async def handle(event: EventEnvelope, conn: AsyncConnection) -> None:
+        seen.append(event)
+        await setup.write_effect(event, conn)
+
+    runner = setup.runner(handle)
+    task = await running(runner)
+    newer = orjson.loads(new_event())
+    newer["data"]["eta_seconds"] = 4.5
+    newer["partitionkey"] = "tenant-a"
+    payload = orjson.dumps(newer).decode()
+    await setup.broker.publish(topic_for("t"), payload)
+
+    async def handled() -> bool:
+        return runner.counters.handled == 1
+
+    await eventually(handled)
+    await stop(runner, task)
+    assert await setup.effects() == {event_id(payload): 1}
+    assert await setup.broker.dead_letters() == []
+    assert seen[0].model_extra == {"partitionkey": "tenant-a"}
+    assert seen[0].data["eta_seconds"] == 4.5
+
+
 async def test_a_failing_handler_is_retried_then_dead_lettered_without_an_effect(
     setup: Setup,
 ) -> None:
