@@ -9,6 +9,11 @@ The envelope part is written out here by hand rather than derived from
 `EventEnvelope`, because the wire contract is stricter than the Python model's
 defaults: every attribute we emit is required on the wire.
 
+Only standard JSON Schema 2020-12 keywords appear in a schema, so every
+validator compiles it in its strictest mode (Ajv's `strict: true` refuses
+unknown keywords); what Taskplane adds about a type (is it terminal, the size
+limit) lives in `index.json` instead.
+
 Output is deterministic (sorted keys, fixed indentation, trailing newline), so
 the staleness test can compare bytes.
 """
@@ -132,11 +137,12 @@ def envelope_schema(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
         "required": sorted(REQUIRED_ATTRIBUTES),
         "properties": envelope_properties(event_type, data),
         # Extension attributes may appear; CloudEvents constrains their names and values.
+        # `anyOf`, not a `type` array: Ajv's strict mode refuses union types by default.
         "propertyNames": {"pattern": EXTENSION_NAME_PATTERN},
-        "additionalProperties": {"type": ["string", "integer", "boolean"]},
+        "additionalProperties": {
+            "anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]
+        },
         "examples": [example_envelope(event_type)],
-        "x-taskplane-terminal": model.terminal,
-        "x-taskplane-max-bytes": MAX_EVENT_BYTES,
     }
 
 
