@@ -134,8 +134,10 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
     responses={
         **SSE_RESPONSES,
         503: {
-            "description": "This API process serves its maximum of streams: retry after"
-            " `Retry-After` seconds (or on another process).",
+            "description": "This API process serves its maximum of streams, or Postgres,"
+            " Redis or Temporal failed before the stream began (`component` says which):"
+            " retry after `Retry-After` seconds (or on another process). Once the stream"
+            " has begun, a failure arrives as an `event: error` frame instead.",
             "content": {PROBLEM_JSON: {}},
         },
         429: {
@@ -156,6 +158,10 @@ async def task_events(
     history: bool = True,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response:
+    """Follow a task: its events as Server-Sent Events, history first, then live, until
+    the task's terminal event. Reconnect with `Last-Event-ID` (or `?after=`) to resume;
+    204 means the task ended and you have everything (docs/events.md, "End of a stream").
+    Browsers authenticate with `?token=` from `POST /tasks/{task_id}/stream-token`."""
     if gate.full:  # before any store or Temporal work; the response takes the slot itself
         return too_many_streams(gate, request.url.path)
     if tenant_gate.full(tenant):

@@ -46,6 +46,7 @@ def _published() -> dict[str, bytes]:
     },
 )
 async def event_schema_index() -> Response:
+    """The published index (`schemas/json/index.json`), byte for byte."""
     return Response(_published()[INDEX_FILE], media_type="application/json", headers=_CACHE)
 
 
@@ -63,6 +64,7 @@ async def event_schema_index() -> Response:
     },
 )
 async def event_schema(event_type: str) -> Response:
+    """One published schema file, byte for byte; validate a whole received event with it."""
     name = event_type if event_type.endswith(".json") else file_name(event_type)
     body = _published().get(name)
     if body is None or name == INDEX_FILE:

@@ -76,6 +76,7 @@ def _validated_input(body: CreateTaskRequest) -> dict[str, Any]:
     responses={
         200: {"model": CreateTaskResponse, "description": "The task this Idempotency-Key made."},
         400: {"description": "Malformed Idempotency-Key."},
+        409: {"description": "The task id this Idempotency-Key names belongs to another tenant."},
         422: {"description": "Unknown type, bad input, or a reused key with another body."},
         429: {"description": "The tenant creates tasks too fast: retry after `Retry-After`."},
     },
@@ -129,6 +130,8 @@ async def create_task(
 
 @router.get("/tasks/{task_id}", response_model=TaskView)
 async def get_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> TaskView:
+    """The task's current state: status, progress, steps, result or error, and links to
+    its events and history."""
     return await find_task(services, task_id, tenant)
 
 
@@ -216,6 +219,8 @@ _CONTROL_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=_CONTROL_RESPONSES,
 )
 async def pause_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> ControlResponse:
+    """Ask a running task to pause at its next step boundary (`task.paused.v1` follows).
+    409 when it is already paused, has ended, or its workflow cannot act on it now."""
     task_id = parse_task_id(task_id)
     state = await _current_state(services, task_id, tenant)
     if state.status == TaskStatus.PAUSED or state.pause_requested:
@@ -231,6 +236,8 @@ async def pause_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> 
     responses=_CONTROL_RESPONSES,
 )
 async def resume_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> ControlResponse:
+    """Resume a paused task, or withdraw a pause not yet reached (`task.resumed.v1`).
+    409 when it is not paused or has ended."""
     task_id = parse_task_id(task_id)
     state = await _current_state(services, task_id, tenant)
     if state.status != TaskStatus.PAUSED and not state.pause_requested:
@@ -246,6 +253,8 @@ async def resume_task(task_id: str, services: ServicesDep, tenant: TenantDep) ->
     responses=_CONTROL_RESPONSES,
 )
 async def cancel_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> ControlResponse:
+    """Cancel the task: the running step is cancelled, then `task.cancelled.v1` ends it.
+    409 when it has already ended."""
     task_id = parse_task_id(task_id)
     await _current_state(services, task_id, tenant)
     await _signal(services, task_id, SIGNAL_CANCEL)
