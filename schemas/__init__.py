@@ -21,6 +21,7 @@ from schemas.registry import (
 )
 from schemas.size import cap_optional_text, cap_text, check_size
 from schemas.tasks import TASK_INPUT_MODELS, TaskStatus
+from schemas.upcast import latest_type, upcast, upcast_json
 
 __all__ = [
     "EVENT_MODELS",
@@ -43,7 +44,10 @@ __all__ = [
     "decode_event",
     "format_time",
     "is_terminal",
+    "latest_type",
     "model_for",
     "read_data",
+    "upcast",
+    "upcast_json",
     "validate_data",
 ]

@@ -34,6 +34,7 @@ from schemas.envelope import (
 from schemas.errors import MAX_EVENT_BYTES
 from schemas.examples import example_envelope
 from schemas.registry import EVENT_MODELS
+from schemas.upcast import UPCASTERS
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 INDEX_FILE = "index.json"
@@ -162,6 +163,12 @@ def index() -> dict[str, Any]:
                 "$id": schema_id(event_type),
                 "description": (model.__doc__ or event_type).strip(),
                 "terminal": model.terminal,
+                # Readers get the newest version: an older one names its successor.
+                **(
+                    {"supersededBy": UPCASTERS[event_type].target}
+                    if event_type in UPCASTERS
+                    else {}
+                ),
             }
             for event_type, model in EVENT_MODELS.items()
         },

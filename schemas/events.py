@@ -149,6 +149,25 @@ class TaskTerminatedV1(EventData):
     )
 
 
+class TaskTerminatedV2(EventData):
+    """The run ended without the task's code: an operator terminated it in Temporal, or a
+    workflow timeout closed it. Terminal. v2 of `task.terminated.v1`: `timed_out` is
+    required, so a consumer need not know Temporal's status names to tell a timeout from
+    an operator's terminate. A stored v1 event reads back as v2 (`schemas.upcast`)."""
+
+    event_type = "task.terminated.v2"
+    terminal = True
+    reason: str | None = Field(default=None, description="The reason Temporal recorded, if any.")
+    close_status: str = Field(
+        description="Temporal's close status of the run: `TERMINATED`, `TIMED_OUT`, …"
+    )
+    timed_out: bool = Field(description="True when a workflow timeout closed the run.")
+    run_id: str = Field(description="The Temporal run that ended.")
+    identity: str | None = Field(
+        default=None, description="Who terminated it, as Temporal recorded (e.g. the CLI user)."
+    )
+
+
 class TaskResetV1(EventData):
     """An operator reset the task's workflow in Temporal: a new chapter begins.
 

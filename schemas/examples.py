@@ -50,6 +50,13 @@ EXAMPLE_DATA: dict[str, dict[str, Any]] = {
         "run_id": "5d0b7a4e-3f1c-4d2b-9e8a-1c2d3e4f5a6b",
         "identity": "ops@example.com",
     },
+    "task.terminated.v2": {
+        "reason": "stuck on a bad deploy",
+        "close_status": "TERMINATED",
+        "timed_out": False,
+        "run_id": "5d0b7a4e-3f1c-4d2b-9e8a-1c2d3e4f5a6b",
+        "identity": "ops@example.com",
+    },
     "task.reset.v1": {
         "from_run_id": "5d0b7a4e-3f1c-4d2b-9e8a-1c2d3e4f5a6b",
         "to_run_id": "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b",

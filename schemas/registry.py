@@ -24,6 +24,7 @@ from schemas.events import (
     TaskResetV1,
     TaskResumedV1,
     TaskTerminatedV1,
+    TaskTerminatedV2,
 )
 
 EVENT_MODELS: dict[str, type[EventData]] = {
@@ -40,6 +41,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         TaskFailedV1,
         TaskCancelledV1,
         TaskTerminatedV1,
+        TaskTerminatedV2,
         TaskResetV1,
     )
 }

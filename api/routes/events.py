@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from api.auth import StreamTenantDep
 from api.deps import ServicesDep
+from api.event_versions import VersionQuery, as_requested
 from api.limits import MAX_SEQUENCE, TenantStreamGate, TenantStreamsDep, parse_sequence
 from api.lookup import find_task, parse_task_id
 from api.problems import PROBLEM_JSON, ProblemError, problem_body
@@ -157,6 +158,7 @@ async def task_events(
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQUENCE)] = None,
     history: bool = True,
     last_event_id: Annotated[str | None, Header()] = None,
+    version: VersionQuery = "latest",
 ) -> Response:
     """Follow a task: its events as Server-Sent Events, history first, then live, until
     the task's terminal event. Reconnect with `Last-Event-ID` (or `?after=`) to resume;
@@ -194,9 +196,10 @@ async def task_events(
             async with aclosing(stream.events()) as events:
                 async for event in events:
                     with event_span("sse deliver", event.envelope_json, _span_fields(event)):
-                        yield ServerSentEvent(
-                            data=event.envelope_json, event=event.event_type, id=str(event.sequence)
+                        event_type, data = as_requested(
+                            event.envelope_json, event.event_type, version
                         )
+                        yield ServerSentEvent(data=data, event=event_type, id=str(event.sequence))
         except Exception as exc:
             # The response has started: the error can only travel inside the stream.
             log.exception("stream failed", extra={"task_id": task_id})
