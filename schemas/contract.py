@@ -30,6 +30,7 @@ from schemas.envelope import (
     REQUIRED_ATTRIBUTES,
     SPEC_VERSION,
     TRACEPARENT_PATTERN,
+    schema_id,
 )
 from schemas.errors import MAX_EVENT_BYTES
 from schemas.examples import example_envelope
@@ -42,10 +43,6 @@ INDEX_FILE = "index.json"
 # alone is only an annotation by default, so the pattern is what enforces RFC 3339.
 RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 EXTENSION_NAME_PATTERN = "^[a-z0-9]+$"
-
-
-def schema_id(event_type: str) -> str:
-    return f"urn:taskplane:schemas:events:{event_type}"
 
 
 def file_name(event_type: str) -> str:
@@ -89,6 +86,11 @@ def envelope_properties(event_type: str, data: dict[str, Any]) -> dict[str, Any]
             "description": "When the event was recorded (RFC 3339; Taskplane writes UTC, `Z`).",
         },
         "datacontenttype": {"const": DATA_CONTENT_TYPE},
+        "dataschema": {
+            "const": schema_id(event_type),
+            "description": "The `$id` of this schema (absent on events recorded before"
+            " Taskplane set it).",
+        },
         "sequence": {
             "type": "integer",
             "minimum": 1,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.envelope import schema_id
+
 EXAMPLE_DATA: dict[str, dict[str, Any]] = {
     "task.created.v1": {
         "task_type": "demo.pipeline",
@@ -76,6 +78,7 @@ def example_envelope(event_type: str) -> dict[str, Any]:
         "subject": "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
         "time": "2026-01-02T03:04:05.678901Z",
         "datacontenttype": "application/json",
+        "dataschema": schema_id(event_type),
         "data": EXAMPLE_DATA[event_type],
         "sequence": 1 if event_type == "task.created.v1" else 4,
     }

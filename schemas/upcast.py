@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.envelope import EventEnvelope
+from schemas.envelope import EventEnvelope, schema_id
 from schemas.registry import EVENT_MODELS, read_data
 
 
@@ -82,7 +82,10 @@ def upcast(envelope: EventEnvelope) -> EventEnvelope:
         step = UPCASTERS[event_type]
         event_type, data = step.target, step.convert(data)
         read_data(event_type, data)
-    return envelope.model_copy(update={"type": event_type, "data": data})
+    moved: dict[str, Any] = {"type": event_type, "data": data}
+    if envelope.dataschema is not None:
+        moved["dataschema"] = schema_id(event_type)
+    return envelope.model_copy(update=moved)
 
 
 def upcast_json(envelope_json: str, event_type: str) -> str:

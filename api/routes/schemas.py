@@ -15,6 +15,7 @@ from fastapi import APIRouter, Response
 
 from api.problems import PROBLEM_JSON, ProblemError
 from schemas.contract import INDEX_FILE, file_name
+from schemas.envelope import SCHEMA_ID_PREFIX
 
 router = APIRouter(tags=["schemas"])
 
@@ -65,6 +66,7 @@ async def event_schema_index() -> Response:
 )
 async def event_schema(event_type: str) -> Response:
     """One published schema file, byte for byte; validate a whole received event with it."""
+    event_type = event_type.removeprefix(SCHEMA_ID_PREFIX)  # an event's `dataschema` works too
     name = event_type if event_type.endswith(".json") else file_name(event_type)
     body = _published().get(name)
     if body is None or name == INDEX_FILE:

@@ -9,6 +9,7 @@ import pytest
 
 from schemas import EVENT_MODELS, EventEnvelope, InvalidEventDataError, decode_event, read_data
 from schemas.contract import index
+from schemas.envelope import schema_id
 from schemas.examples import example_envelope
 from schemas.export import SCHEMA_DIR
 from schemas.upcast import (
@@ -46,6 +47,10 @@ def test_terminated_v1_reads_back_as_v2(close_status: str, timed_out: bool) -> N
     v2 = upcast(v1)
     assert v2.type == "task.terminated.v2"
     assert v2.data == {**v1.data, "timed_out": timed_out}
+    assert (v1.dataschema, v2.dataschema) == (
+        schema_id("task.terminated.v1"),
+        schema_id("task.terminated.v2"),
+    )
     # The event is the same event: only its type and data moved on.
     assert (v2.id, v2.subject, v2.time, v2.sequence, v2.model_extra) == (
         v1.id,
