@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from schemas import EVENT_MODELS, InvalidEventError, decode_event
-from schemas.export import SCHEMA_DIR
 from tests.unit.test_event_contracts import ADDITIONS, GARBAGE, envelope
+from tools.schema_export import SCHEMA_DIR
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools" / "js"
 CHECK = TOOLS / "check-schemas.mjs"

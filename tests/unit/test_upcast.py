@@ -11,7 +11,6 @@ from schemas import EVENT_MODELS, EventEnvelope, InvalidEventDataError, decode_e
 from schemas.contract import index
 from schemas.envelope import schema_id
 from schemas.examples import example_envelope
-from schemas.export import SCHEMA_DIR
 from schemas.upcast import (
     UPCASTERS,
     Upcaster,
@@ -21,6 +20,7 @@ from schemas.upcast import (
     upcast,
     upcast_json,
 )
+from tools.schema_export import SCHEMA_DIR
 
 
 def stored(event_type: str, **data: object) -> EventEnvelope:
