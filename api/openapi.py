@@ -66,6 +66,14 @@ _DEPENDENCY_DOWN = (
 # Every operation under these paths reads the store or asks Temporal.
 _REACHES_DEPENDENCIES = ("/tasks",)
 
+DESCRIPTION = (
+    "Tasks on Temporal you can watch and steer: create one, follow its events as"
+    " Server-Sent Events (CloudEvents 1.0 JSON, a dense per-task `sequence`), pause,"
+    " resume or cancel it. Errors are RFC 9457 problem+json. Events: AsyncAPI"
+    " `docs/asyncapi.json` and JSON Schemas under `/schemas/events`."
+)
+CONTACT = {"name": "The Taskplane maintainers (issues in the Taskplane repository)"}
+
 TAGS: list[dict[str, str]] = [
     {"name": "tasks", "description": "Create, list, read and steer tasks; a task's history."},
     {
@@ -218,6 +226,8 @@ def _set_maximum(schema: dict[str, Any], maximum: int) -> None:
 
 
 def _document(schema: dict[str, Any], settings: Settings) -> None:
+    schema["info"].setdefault("description", DESCRIPTION)
+    schema["info"].setdefault("contact", CONTACT)
     schema["tags"] = TAGS
     schema["servers"] = SERVERS
     components = schema.setdefault("components", {})

@@ -15,8 +15,11 @@ from __future__ import annotations
 import ast
 import copy
 import inspect
+import json
+import subprocess
 import textwrap
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +32,7 @@ from api.app import create_app
 from api.auth import is_public
 from api.problems import PROBLEM_JSON
 from settings import Settings
+from tests.node_tools import TOOLS, node_with
 
 # What `services` holds that talks to a server (its `settings` do not).
 DEPENDENCY_ATTRIBUTES = frozenset({"pool", "events", "temporal", "broker", "tasks"})
@@ -206,3 +210,33 @@ def test_dependency_failures_and_limits_say_when_to_retry(document: dict[str, An
     }
     events = document["paths"]["/tasks/{task_id}/events"]["get"]["responses"]
     assert "stop reconnecting" in events["204"]["description"]
+
+
+def spectral(document: dict[str, Any], tmp_path: Path) -> list[dict[str, Any]]:
+    """Spectral's findings (`spectral:oas`, tools/js/.spectral.yaml), every severity."""
+    node = node_with("@stoplight/spectral-cli")
+    target = tmp_path / "openapi.json"
+    target.write_text(json.dumps(document), "utf-8")
+    cli = TOOLS / "node_modules" / "@stoplight" / "spectral-cli" / "dist" / "index.js"
+    ruleset = TOOLS / ".spectral.yaml"
+    options = ["--ruleset", str(ruleset), "--quiet", "--format", "json", "--fail-severity", "hint"]
+    done = subprocess.run(
+        [node, str(cli), "lint", str(target), *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout, done.stderr
+    findings: list[dict[str, Any]] = json.loads(done.stdout)
+    assert (done.returncode == 0) == (findings == []), done.stderr
+    return findings
+
+
+def test_spectral_s_openapi_ruleset_finds_nothing(document: dict[str, Any], tmp_path: Path) -> None:
+    assert spectral(document, tmp_path) == []
+    # The lint can fail: an info object without a contact is a finding.
+    doctored = copy.deepcopy(document)
+    del doctored["info"]["contact"]
+    found = spectral(doctored, tmp_path)
+    assert [finding["code"] for finding in found] == ["info-contact"]

@@ -5,16 +5,13 @@ Ajv (JSON Schema 2020-12, `strict: true`, ajv-formats) and checks Ajv's verdict
 on the same cases the Python decoder is tested with: what `decode_event`
 refuses, Ajv must refuse; what a newer producer may add, Ajv must accept.
 
-Needs Node and `npm ci --prefix tools/js` (the versions pinned by its
-package-lock.json). Without them the test is skipped locally; CI sets
-`TASKPLANE_TEST_REQUIRE_NODE=1` (`.ci/run` installs both), and then a missing
-Node fails the run instead of skipping it.
+Needs Node and `npm ci --prefix tools/js` (tests/node_tools.py: skipped locally
+without them, a failure in CI).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,24 +20,16 @@ from typing import Any
 import pytest
 
 from schemas import EVENT_MODELS, InvalidEventError, decode_event
+from tests.node_tools import TOOLS, node_with
 from tests.unit.test_event_contracts import ADDITIONS, GARBAGE, envelope
 from tools.schema_export import SCHEMA_DIR
 
-TOOLS = Path(__file__).resolve().parents[2] / "tools" / "js"
 CHECK = TOOLS / "check-schemas.mjs"
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    found = shutil.which("node")
-    if found is not None and (TOOLS / "node_modules" / "ajv" / "package.json").is_file():
-        return found
-    missing = (
-        "no `node` on PATH" if found is None else "Ajv not installed (npm ci --prefix tools/js)"
-    )
-    if os.environ.get("TASKPLANE_TEST_REQUIRE_NODE") == "1":  # CI: a skip would hide it
-        pytest.fail(f"{missing}, and CI requires the Ajv check", pytrace=False)
-    pytest.skip(missing)
+    return node_with("ajv")
 
 
 def run_check(node: str, schema_dir: Path, cases: Path | None = None) -> tuple[int, dict[str, Any]]:
