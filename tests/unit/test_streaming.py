@@ -210,6 +210,27 @@ async def test_a_forged_or_invalid_live_message_is_skipped_and_counted() -> None
     assert counters.invalid_messages == 3
 
 
+async def test_a_live_event_from_a_newer_producer_is_forwarded_as_sent() -> None:
+    """Tolerant reader: an added data field or extension is neither refused nor healed away."""
+    broker, history = MemoryBroker(), ListHistory()
+    await broker.connect()
+    history.add("task.created.v1")
+    counters = StreamCounters()
+    task, subscribed = await run_stream(history, broker, counters=counters)
+    await asyncio.wait_for(subscribed.wait(), 5)
+    newer = orjson.loads(history.add())
+    newer["data"]["eta_seconds"] = 4.5
+    newer["partitionkey"] = "tenant-a"
+    text = orjson.dumps(newer).decode()
+    history.events[-1] = StoredEvent(history.events[-1].sequence, newer["type"], text)
+    await broker.publish(topic_for(TASK), text)
+    await broker.publish(topic_for(TASK), history.add("task.completed.v1"))
+    events = await asyncio.wait_for(task, 5)
+    assert [e.envelope_json for e in events] == [e.envelope_json for e in history.events]
+    assert orjson.loads(events[1].envelope_json)["data"]["eta_seconds"] == 4.5
+    assert (counters.invalid_messages, counters.heals) == (0, 0)
+
+
 async def test_an_idle_stream_ends_cleanly_and_releases_its_subscription() -> None:
     broker, history = MemoryBroker(), ListHistory()
     await broker.connect()
