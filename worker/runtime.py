@@ -40,6 +40,7 @@ from telemetry.metrics import Metrics, MetricsServer
 from temporal.client import connect_client, ensure_search_attributes
 from temporal.closures import ResetDetailsFromHistory
 from temporal.runtime import metrics_runtime
+from worker.cancel import cancel_until_done
 from worker.handlers import EventHandler, HandlerRunner, build_handler_runner, stop_handlers
 from worker.metrics import WorkerGauges, register_worker_metrics
 from worker.reconciler import Reconciler, build_reconciler
@@ -48,6 +49,7 @@ from worker.temporal_worker import build_worker
 from worker.webhooks import WebhookDispatcher, start_webhooks
 
 log = logging.getLogger(__name__)
+
 
 # Builds the Temporal worker of a runtime: (client, recorder, task queue) → Worker.
 MakeWorker = Callable[[Client, EventRecorder, str], Worker]
@@ -215,6 +217,5 @@ class WorkerRuntime:
         if self._handlers_task is not None and not self._handlers_task.done():
             await stop_handlers(self.handlers, self._handlers_task)
             log.info("durable handlers stopped")
-        for task in self._loops:
-            if task is not self._worker_task and task is not self._handlers_task:
-                task.cancel()
+        others = [t for t in self._loops if t not in (self._worker_task, self._handlers_task)]
+        await cancel_until_done(others)
