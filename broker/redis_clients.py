@@ -9,14 +9,19 @@ Each has a name in CLIENT LIST (`<client_name>-…`), so an operator can tell th
   which would hide the messages lost in the break.
 - `-consume`: one per `consume()` context, for its blocking XREADGROUP.
 
-`RedisBroker` (broker/redis.py) owns and closes them; here is only how each is made.
+`RedisBroker` (broker/redis.py) owns and closes them; here is only how each is made,
+and how the shared reader (broker/redis_pubsub.py) lets a dead pub/sub connection go.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 
 def command_client(url: str, timeout: float, client_name: str) -> Redis:
@@ -57,3 +62,9 @@ def consume_client(
         retry=Retry(NoBackoff(), 1),
         client_name=f"{client_name}-consume",
     )
+
+
+async def discard_pubsub(pubsub: PubSub) -> None:
+    """Close a pub/sub connection that is done with, whatever state it is in."""
+    with suppress(RedisError, OSError):
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
