@@ -33,6 +33,10 @@ ALLOWED_OVERSIZE = {
     "worker/webhooks.py",  # moving into webhooks/ (the webhooks slice)
     "store/webhooks.py",  # moving into webhooks/ (the webhooks slice)
     "cli/watch.py",  # its SSE parser becomes the project's one parser (issue 20, part 4)
+    # Grown past the limit by the durable-handlers work (h16b), owned by another helper:
+    "broker/durable.py",
+    "broker/redis_streams.py",
+    "worker/handlers.py",
 }
 
 
