@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import webhooks
 from api.middleware import RequestContextMiddleware
 from api.problems import install_problem_handlers
 from api.routes import events, health, tasks
@@ -23,6 +22,7 @@ from settings import Settings, get_settings
 from store import EventStore, TaskReader, open_pool
 from telemetry.metrics import observe, observe_pool
 from temporal.client import connect_client
+from webhooks import api as webhooks
 
 
 def create_app(settings: Settings | None = None, *, broker: EventBroker | None = None) -> FastAPI:

@@ -21,7 +21,6 @@ from schemas.plugins import TaskTypePlugin, installed_plugins, register_input_mo
 from settings import Settings, get_settings
 from store import open_pool
 from store.processed import ProcessedEvents
-from store.webhooks import WebhookStore
 from telemetry import configure_logging
 from telemetry.exit import exit_now
 from telemetry.metrics import MetricsPortTakenError
@@ -30,11 +29,12 @@ from temporal.client import connect_client, ensure_search_attributes
 from temporal.closures import ResetDetailsFromHistory
 from temporal.interceptors import LogContextInterceptor
 from temporal.runtime import SdkMetricsPortTakenError, metrics_runtime
+from webhooks.dispatcher import WebhookDispatcher
+from webhooks.metrics import register_webhook_metrics
 from worker.handlers import build_handler_runner, stop_handlers
 from worker.metrics import start_worker_metrics
 from worker.reconciler import build_reconciler
 from worker.relay import build_recorder_and_relay, register_relay_metrics
-from worker.webhooks import start_webhooks
 from workflows.registry import register_runner
 from workflows.task_workflow import TaskWorkflow
 
@@ -131,8 +131,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             plugins=installed_plugins(),
         )
         handlers = build_handler_runner(broker, ProcessedEvents(pool), settings)
-        webhook_handler, webhooks = start_webhooks(WebhookStore(pool), settings)
-        handlers.register(webhook_handler)  # built in: the first durable handler
+        webhooks = WebhookDispatcher.from_settings(pool, settings)
+        register_webhook_metrics(webhooks)
         relay_task = asyncio.create_task(
             relay.run(settings.require_database_url() if settings.relay_listen else None),
             name="outbox-relay",

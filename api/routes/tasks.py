@@ -33,13 +33,13 @@ from api.models import (
     TaskView,
 )
 from api.problems import TEMPORAL_UNAVAILABLE, ProblemError, temporal_problem
-from api.webhooks import subscribe_webhook
 from schemas.tasks import TASK_INPUT_MODELS, TaskStatus, TaskStatusView, TaskWorkflowInput
 from store import InvalidCursorError
 from store.tenants import TaskOwners
 from temporal.client import workflow_id_for
 from temporal.health import workflow_task_failing
 from temporal.search_attributes import TASK_STATUS, TASK_TYPE
+from webhooks.api import subscribe_webhook
 
 router = APIRouter(tags=["tasks"])
 
