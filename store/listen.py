@@ -41,6 +41,7 @@ class Listener:
         channel: str,
         *,
         check_every: float = 30.0,
+        check_timeout: float = CHECK_TIMEOUT_SECONDS,
         retry_first: float = 0.5,
         retry_cap: float = 5.0,
         application_name: str | None = None,
@@ -48,6 +49,7 @@ class Listener:
         self._conninfo = conninfo
         self._channel = channel
         self._check_every = check_every
+        self._check_timeout = check_timeout
         self._retry = (retry_first, max(retry_first, retry_cap))
         self._application_name = application_name or f"taskplane-listen-{channel}"
         self._listening = False
@@ -103,5 +105,5 @@ class Listener:
                 async for note in conn.notifies(timeout=self._check_every):
                     on_notice(note.payload)
                 # Quiet for `check_every`: make sure the connection is still there.
-                async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                async with asyncio.timeout(self._check_timeout):
                     await conn.execute("SELECT 1")
