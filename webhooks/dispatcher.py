@@ -1,17 +1,12 @@
 """The webhook sender: leases due deliveries and POSTs them, safe with any number of workers.
 
-A delivery is due when no earlier one of its task is pending (webhooks/store.py), so
-at most one per task is in flight. Each attempt is checked, signed and pinned to the
-address it was checked against (webhooks/outbound.py); a 2xx marks it delivered, and
-it is never sent again; anything else goes by webhooks/policy.py: retried later,
-given up on (`failed`; the task's next event goes), or the endpoint disabled (410).
+At most one delivery per task is in flight (webhooks/store.py's claim). A 2xx marks it
+delivered, never sent again; anything else goes by webhooks/policy.py. It looks for due
+rows on a NOTIFY (sent by the recording statement: webhooks/enqueue.py), when one of its
+sends ends (that task's next event may be due), and every `poll_seconds` (retries).
 
-It looks for due rows when a NOTIFY says new ones were committed (the recording
-statement sends it: webhooks/enqueue.py), when one of its sends ends (that task's
-next event may be due now), and every `poll_seconds` (retries come due by time).
-
-A worker stopped mid-send leaves a leased delivery that another worker retries once
-the lease ends: a receiver may then see an event twice, with the same `webhook-id`
+A worker stopped mid-send leaves a leased delivery that another worker retries once the
+lease ends: a receiver may then see an event twice, with the same `webhook-id`
 (at-least-once, as every webhook sender).
 """
 
@@ -39,7 +34,7 @@ from webhooks.store import ClaimedDelivery, WebhookStore
 
 log = logging.getLogger(__name__)
 
-STATS_REFRESH_SECONDS = 5.0
+STATS_REFRESH_SECONDS = 5.0  # how often the backlog (pending, oldest age) is read
 
 
 class WebhookDispatcher:
@@ -50,6 +45,7 @@ class WebhookDispatcher:
         *,
         listen_conninfo: str | None = None,
         rng: random.Random | None = None,
+        stats_refresh_seconds: float = STATS_REFRESH_SECONDS,
     ) -> None:
         self._store = store
         self._policy = policy
@@ -62,6 +58,7 @@ class WebhookDispatcher:
         self._wake = asyncio.Event()
         self._stats = WebhookStats()
         self._stats_at = float("-inf")
+        self._stats_refresh_seconds = stats_refresh_seconds
         self._latency_observers: list[Callable[[float], None]] = []
 
     @classmethod
@@ -113,8 +110,7 @@ class WebhookDispatcher:
             return await self._store.claim(limit=limit, lease_seconds=self._policy.lease_seconds)
         except psycopg.Error as exc:  # Postgres away: the poll tries again
             log.warning("could not claim webhook deliveries", extra={"error": str(exc)})
-        except Exception:
-            # A bug must not stop every webhook of this worker for good.
+        except Exception:  # a bug must not stop every webhook of this worker for good
             log.exception("claiming webhook deliveries failed")
         return []
 
@@ -132,7 +128,7 @@ class WebhookDispatcher:
             self._wake.clear()
 
     async def _refresh_stats(self) -> None:
-        if time.monotonic() - self._stats_at < STATS_REFRESH_SECONDS:
+        if time.monotonic() - self._stats_at < self._stats_refresh_seconds:
             return
         self._stats_at = time.monotonic()
         try:
@@ -151,12 +147,7 @@ class WebhookDispatcher:
             "webhook_attempt": delivery.attempt,
         }
         try:
-            outcome = await post(
-                client,
-                delivery,
-                allow_private=self._policy.allow_private_networks,
-                timeout_seconds=self._policy.timeout_seconds,
-            )
+            outcome = await post(client, delivery, self._policy)
             await self._record(delivery, outcome, fields)
         except psycopg.Error as exc:
             # The lease ends and the delivery is tried again: at-least-once.
@@ -178,12 +169,12 @@ class WebhookDispatcher:
                 log.info("webhook delivered", extra={**fields, "status_code": outcome.status_code})
             return
         self._stats.attempts_failed += 1
-        error = outcome.error or "failed"
-        fields = {**fields, "status_code": outcome.status_code, "error": error}
+        code, error = outcome.status_code, outcome.error or "failed"
+        fields = {**fields, "status_code": code, "error": error}
         step = after_failure(
             self._policy,
             attempt=delivery.attempt,
-            status_code=outcome.status_code,
+            status_code=code,
             age_seconds=(now - delivery.created_at).total_seconds(),
             jitter=self._rng.random(),
         )
@@ -192,19 +183,15 @@ class WebhookDispatcher:
             self._stats.failed += 1
             log.warning("webhook endpoint gone; disabled", extra=fields)
         elif step.action == "give_up":
-            if await self._store.mark_failed(
-                delivery, status_code=outcome.status_code, error=error
-            ):
+            if await self._store.mark_failed(delivery, status_code=code, error=error):
                 self._stats.failed += 1
                 log.warning("webhook delivery failed for good", extra=fields)
         else:
+            delay = step.delay_seconds
             await self._store.retry_later(
-                delivery,
-                delay_seconds=step.delay_seconds,
-                status_code=outcome.status_code,
-                error=error,
+                delivery, delay_seconds=delay, status_code=code, error=error
             )
-            retry_in = round(step.delay_seconds, 3)
+            retry_in = round(delay, 3)
             log.info(
                 "webhook attempt failed; retrying", extra={**fields, "retry_in_seconds": retry_in}
             )

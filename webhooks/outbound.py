@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 from standardwebhooks import Webhook
 
+from webhooks.policy import DeliveryPolicy
 from webhooks.store import ClaimedDelivery
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -172,15 +173,13 @@ def http_client(timeout_seconds: float) -> httpx.AsyncClient:
 
 
 async def post(
-    client: httpx.AsyncClient,
-    delivery: ClaimedDelivery,
-    *,
-    allow_private: bool,
-    timeout_seconds: float,
+    client: httpx.AsyncClient, delivery: ClaimedDelivery, policy: DeliveryPolicy
 ) -> Outcome:
     """One attempt: check the destination again, sign, POST to the checked address."""
     try:
-        addresses = await check_destination(delivery.url, allow_private=allow_private)
+        addresses = await check_destination(
+            delivery.url, allow_private=policy.allow_private_networks
+        )
     except DestinationRefusedError as exc:
         return Outcome(None, str(exc))
     try:
@@ -194,7 +193,7 @@ async def post(
         headers.update(pinning_headers)
     try:
         async with (
-            asyncio.timeout(timeout_seconds),
+            asyncio.timeout(policy.timeout_seconds),
             client.stream(
                 "POST", url, content=delivery.body.encode(), headers=headers, extensions=extensions
             ) as response,

@@ -1,6 +1,6 @@
 """What the worker adds to its `/metrics`: tasks by status, durable consumption, its DB pool.
 
-The relay, the webhooks and the recorder's publish histogram register their own
+The relay, the webhook dispatcher and the recorder's publish histogram register their own
 instruments; this module exports the rest of what an operator watches on a
 worker. Instruments are made once per process and read the current worker's
 objects at scrape time; the read model is counted by a loop every

@@ -46,9 +46,6 @@ from telemetry.metrics import observe
 
 log = logging.getLogger(__name__)
 
-LISTEN_RETRY_SECONDS = 0.5
-LISTEN_CHECK_SECONDS = 30.0  # a quiet LISTEN connection is checked this often
-
 
 @dataclass(slots=True)
 class RelayStats:
@@ -175,8 +172,6 @@ class OutboxRelay:
             self._listener = Listener(
                 listen_conninfo,
                 OUTBOX_CHANNEL,
-                check_every=LISTEN_CHECK_SECONDS,
-                retry_first=LISTEN_RETRY_SECONDS,
                 retry_cap=self._max_backoff,
                 application_name="taskplane-outbox-relay",
             )

@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from psycopg_pool import AsyncConnectionPool
 
 from schemas import EventEnvelope
@@ -28,7 +30,7 @@ from store.listen import Listener
 from store.migrate import migration_files
 from tests.integration.live_api import eventually
 from tests.invariants import Event, Observer, check_delivery, load_history
-from tests.own_database import own_database_sync
+from tests.own_database import own_database, own_database_sync
 from tests.webhooks_support import (
     Receiver,
     always,
@@ -38,6 +40,7 @@ from tests.webhooks_support import (
 from webhooks.api import generate_secret
 from webhooks.dispatcher import WebhookDispatcher
 from webhooks.enqueue import NOTIFY_CHANNEL
+from webhooks.metrics import WebhookStats, register_webhook_metrics
 from webhooks.outbound import pinned
 from webhooks.policy import DeliveryPolicy
 from webhooks.store import DeliveryState, WebhookStore
@@ -398,3 +401,78 @@ async def test_a_plan_is_a_plan(receiver: Receiver) -> None:
         ]
     assert codes == [500, 200]
     assert [r.attempt for r in receiver.requests("/self-check")] == [1, 2]
+
+
+def metric_values(reader: InMemoryMetricReader) -> dict[str, float]:
+    """Each metric's value (a histogram's: its count) as the exporter would read it now."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    values: dict[str, float] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                (point,) = metric.data.data_points
+                values[metric.name] = float(getattr(point, "count", None) or point.value)  # type: ignore[union-attr]
+    return values
+
+
+@pytest.fixture
+async def own_pool(database_url: str) -> AsyncIterator[tuple[AsyncConnectionPool, str]]:
+    """A database of the test's own: the backlog figures count every delivery in it."""
+    async with own_database(database_url, "webhook_figures") as url:
+        pool = await open_pool(url, min_size=1, max_size=4)
+        yield pool, url
+        await pool.close()
+
+
+async def test_a_dispatcher_s_figures_and_the_metrics_that_read_them(
+    own_pool: tuple[AsyncConnectionPool, str], receiver: Receiver
+) -> None:
+    """Its own figures (no globals), the oldest undelivered webhook's age among them."""
+    pool, url = own_pool
+    down = True
+
+    def switchable(_attempt: int, _payload: dict[str, Any]) -> tuple[int, float]:
+        return (503 if down else 200), 0.0
+
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    dispatcher = WebhookDispatcher(
+        WebhookStore(pool), POLICY, listen_conninfo=url, stats_refresh_seconds=0.05
+    )
+    idle = WebhookDispatcher(WebhookStore(pool), POLICY)  # another one: its own figures
+    register_webhook_metrics(dispatcher, meter)
+    task_id = new_task()
+    await subscribe(pool, task_id, receiver.at("/figures", switchable))
+    sending = asyncio.create_task(dispatcher.run())
+    try:
+        await record_task(pool, task_id, 3)
+
+        async def backlog_seen() -> bool:
+            figures = dispatcher.stats()
+            return figures.pending == 3 and figures.oldest_pending_seconds > 0.3
+
+        await eventually(backlog_seen, within=10)
+        assert dispatcher.stats().attempts_failed >= 1
+        assert dispatcher.stats().listening
+        down = False
+        await settled(pool, task_id, 3)
+
+        async def backlog_gone() -> bool:
+            return dispatcher.stats().pending == 0
+
+        await eventually(backlog_gone, within=10)
+    finally:
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
+    figures = dispatcher.stats()
+    assert (figures.sent, figures.failed, figures.latency_count) == (3, 0, 3)
+    assert figures.oldest_pending_seconds == 0
+    assert idle.stats() == WebhookStats()
+    values = metric_values(reader)
+    assert values["taskplane_webhook_deliveries_sent"] == 3
+    assert values["taskplane_webhook_attempts_failed"] == figures.attempts_failed
+    assert values["taskplane_webhook_deliveries_failed"] == 0
+    assert values["taskplane_webhook_deliveries_pending"] == 0
+    assert values["taskplane_webhook_oldest_pending_seconds"] == 0
+    assert values["taskplane_webhook_delivery_latency_seconds"] == 3
