@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make up           run the whole local stack (Ctrl-C stops it)"
 	@echo "make test         run the whole test suite against real servers"
-	@echo "make lint         ruff check, ruff format --check, mypy"
+	@echo "make lint         ruff check, ruff format --check, mypy, lint-imports"
 	@echo "make format       ruff format and ruff check --fix"
 	@echo "make services     run only Postgres, Redis and Temporal"
 	@echo "make migrate      apply migrations to TASKPLANE_DATABASE_URL"
@@ -50,6 +50,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

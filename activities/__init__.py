@@ -1,7 +1,5 @@
-"""Temporal activities: `record_event` and the steps of the built-in task types."""
+"""Temporal activities: `record_event` and the steps of the built-in task types.
 
-from activities.demo import DemoActivities
-from activities.recorder import EventRecorder
-from activities.recording import RecordingActivities
-
-__all__ = ["DemoActivities", "EventRecorder", "RecordingActivities"]
+Deliberately empty: importing a submodule must not load the others (the recorder
+brings psycopg and redis). Their names are in `schemas/workflow.py`.
+"""

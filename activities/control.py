@@ -13,8 +13,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.names import REQUEST_CANCELLATION
-from schemas.tasks import RequestCancellationInput
+from schemas.workflow import REQUEST_CANCELLATION, RequestCancellationInput
 
 
 class ControlActivities:

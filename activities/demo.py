@@ -12,10 +12,10 @@ import time
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.names import DEMO_STEP, STEP_FAILED
 from activities.recorder import EventRecorder
 from activities.steps import StepEvents
 from schemas.tasks import DemoStepInput, DemoStepResult
+from schemas.workflow import DEMO_STEP, STEP_FAILED
 from telemetry.logs import bind_log_context
 
 # A heartbeat at least this often, so cancellation arrives promptly.

@@ -34,7 +34,7 @@ from broker import BrokerError, EventBroker, topic_for
 from schemas import EventEnvelope, check_size, validate_data
 from schemas.ids import reset_event_id
 from schemas.size import cap_free_text
-from schemas.tasks import RecordEventResult
+from schemas.workflow import RecordEventResult
 from store import AppendResult, EventStore, Outbox, OutboxNotice
 from store.events import AlreadyCreatedError, NewRunError
 from telemetry.publish import timed_publish

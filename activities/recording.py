@@ -5,10 +5,15 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.names import CHAPTER_CLOSED, INVALID_EVENT, RECORD_EVENT
 from activities.recorder import EventRecorder
 from schemas import InvalidEventError
-from schemas.tasks import RecordEventInput, RecordEventResult
+from schemas.workflow import (
+    CHAPTER_CLOSED,
+    INVALID_EVENT,
+    RECORD_EVENT,
+    RecordEventInput,
+    RecordEventResult,
+)
 from store.events import ChapterClosedError
 from telemetry.logs import bind_log_context
 

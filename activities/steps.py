@@ -12,9 +12,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.identity import ActivityEventIds
-from activities.names import CHAPTER_CLOSED, INVALID_EVENT
 from activities.recorder import EventRecorder
 from schemas import InvalidEventError
+from schemas.workflow import CHAPTER_CLOSED, INVALID_EVENT
 from store.events import ChapterClosedError
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -22,6 +23,7 @@ from settings import Settings, get_settings
 from store import EventStore, TaskReader, open_pool
 from telemetry.metrics import observe, observe_pool
 from temporal.client import connect_client
+from temporal.tasks import TaskClient
 from webhooks import api as webhooks
 
 
@@ -45,7 +47,11 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
         )
         try:
             await the_broker.connect()
-            client = await connect_client(settings)
+            client = TaskClient(
+                await connect_client(settings),
+                task_queue=settings.task_queue,
+                rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
+            )
             app.state.services = Services(
                 settings=settings,
                 pool=pool,

@@ -4,10 +4,7 @@ that only Temporal does, and the task is `pending`."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
-
-from temporalio.client import WorkflowExecutionDescription
-from temporalio.service import RPCError, RPCStatusCode
+from datetime import UTC, datetime
 
 from api.models import TaskView
 from api.problems import ProblemError
@@ -15,7 +12,7 @@ from api.services import Services
 from schemas.tasks import TaskStatus
 from store import TaskRecord
 from store.tenants import TaskOwners
-from temporal.client import workflow_id_for
+from temporal.tasks import TaskDescription
 
 
 def parse_task_id(task_id: str) -> str:
@@ -26,21 +23,8 @@ def parse_task_id(task_id: str) -> str:
         raise ProblemError(404, f"no task {task_id!r}") from None
 
 
-def rpc_timeout(services: Services) -> timedelta:
-    """The deadline of one Temporal call made for a request (then 503 + Retry-After)."""
-    return timedelta(seconds=services.settings.temporal_rpc_timeout_seconds)
-
-
-async def describe_workflow(
-    services: Services, task_id: str
-) -> WorkflowExecutionDescription | None:
-    handle = services.temporal.get_workflow_handle(workflow_id_for(task_id))
-    try:
-        return await handle.describe(rpc_timeout=rpc_timeout(services))
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
+async def describe_workflow(services: Services, task_id: str) -> TaskDescription | None:
+    return await services.temporal.describe(task_id)
 
 
 def view_from_record(record: TaskRecord) -> TaskView:
@@ -57,25 +41,31 @@ def view_from_record(record: TaskRecord) -> TaskView:
     )
 
 
-async def find_task(services: Services, task_id: str, tenant: str) -> TaskView:
+async def find_task(
+    services: Services,
+    task_id: str,
+    tenant: str,
+    *,
+    description: TaskDescription | None = None,
+) -> TaskView:
     """The task's view, or a 404 problem when neither the store nor Temporal knows it,
     or when it belongs to another tenant: for them it does not exist (no 403, which
     would confirm the id). Ownership is checked first, so a pending task (known only
-    to Temporal) is checked as well: its owner row is written before it starts."""
+    to Temporal) is checked as well: its owner row is written before it starts.
+    A caller that has just described the run passes its `description`: one call less."""
     task_id = parse_task_id(task_id)
     if await TaskOwners(services.pool).owner_of(task_id) != tenant:
         raise ProblemError(404, f"no task {task_id}")
     record = await services.tasks.get(task_id)
     if record is not None:
         return view_from_record(record)
-    description = await describe_workflow(services, task_id)
+    description = description or await describe_workflow(services, task_id)
     if description is None:
         raise ProblemError(404, f"no task {task_id}")
     started = description.start_time or datetime.now(UTC)
-    task_type = await description.memo_value("task_type", None, type_hint=str)
     return TaskView(
         task_id=task_id,
-        type=task_type,
+        type=description.task_type,
         status=TaskStatus.PENDING,
         progress=0.0,
         created_at=started,

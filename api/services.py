@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
-from temporalio.client import Client
 
 from broker import EventBroker
 from settings import Settings
 from store import EventStore, TaskReader
+from temporal.tasks import TaskClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +17,6 @@ class Services:
     settings: Settings
     pool: AsyncConnectionPool
     broker: EventBroker
-    temporal: Client
+    temporal: TaskClient
     events: EventStore
     tasks: TaskReader

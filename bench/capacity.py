@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import orjson
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from bench.context import BenchContext
 from bench.procs import ChildProcess, rss_kib, tree_cpu_seconds
 from bench.seed import seed_tasks

@@ -40,7 +40,7 @@ from bench.procs import ChildProcess
 from bench.sse_client import SseConnection, open_stream
 from bench.stats import distribution_ms, epoch, median, summary_ms
 from bench.workflows import STREAM_TOPIC
-from temporal.client import workflow_id_for
+from schemas.workflow import workflow_id_for
 
 STEPS = 3
 STEP_EVENT_PREFIX = "task.step."

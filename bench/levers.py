@@ -22,7 +22,7 @@ import orjson
 import uvloop
 from psycopg_pool import AsyncConnectionPool
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from bench.context import BenchContext, cpu_delta
 from bench.recorders import fewer_round_trips_recorder
 from bench.stats import median

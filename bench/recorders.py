@@ -36,7 +36,7 @@ from psycopg_pool import AsyncConnectionPool
 from activities.recorder import EventRecorder
 from broker import BrokerError, EventBroker, topic_for
 from schemas import EventEnvelope, check_size, validate_data
-from schemas.tasks import RecordEventResult
+from schemas.workflow import RecordEventResult
 from store import AppendResult, EventStore, Outbox
 
 log = logging.getLogger(__name__)

@@ -20,16 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from bench.context import BenchContext, cpu_delta
 from bench.models import BenchPipelineInput
 from bench.recorders import BatchingRecorder, NoIoRecorder
 from bench.stats import median
 from bench.worker import bench_worker
 from bench.worker_loops import worker_loops
-from schemas.tasks import TaskWorkflowInput
+from schemas.workflow import TaskWorkflowInput, workflow_id_for
 from store import EventStore, Outbox
-from temporal.client import workflow_id_for
 
 STEPS = 5
 BASELINE = "bare_temporal"

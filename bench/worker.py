@@ -18,7 +18,9 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import DemoActivities, EventRecorder, RecordingActivities
+from activities.demo import DemoActivities
+from activities.recorder import EventRecorder
+from activities.recording import RecordingActivities
 from bench.activities import noop_step, streamed_step
 from bench.workflows import BareWorkflow, EmitEveryEventWorkflow, StreamedPipelineWorkflow
 from worker.main import workflow_runner

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from bench.context import BenchContext
 from settings import Settings
 from webhooks.dispatcher import WebhookDispatcher

@@ -24,10 +24,15 @@ from temporalio import workflow
 from temporalio.contrib.workflow_streams import WorkflowStream
 
 with workflow.unsafe.imports_passed_through():
-    from activities.names import RECORD_EVENT
     from bench.models import BenchPipelineInput, BenchPipelineResult
-    from schemas.tasks import DemoStepInput, DemoStepResult, RecordEventInput, RecordEventResult
-    from temporal.search_attributes import TASK_STATUS, TASK_STEP
+    from schemas.tasks import DemoStepInput, DemoStepResult
+    from schemas.workflow import (
+        RECORD_EVENT,
+        TASK_STATUS,
+        TASK_STEP,
+        RecordEventInput,
+        RecordEventResult,
+    )
     from workflows.task_workflow import RECORD_RETRY, STEP_HEARTBEAT_TIMEOUT, STEP_RETRY
 
 NOOP_STEP = "bench_noop_step"

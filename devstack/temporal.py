@@ -30,12 +30,12 @@ from devstack.lock import DataDirLock
 from devstack.ports import LOOPBACK, accepts_connections, ensure_free
 from devstack.process import ManagedProcess
 from devstack.server import SupervisedServer
+from schemas.workflow import SEARCH_ATTRIBUTE_CLI_TYPES
 from temporal.client import ensure_search_attributes
-from temporal.search_attributes import CLI_TYPES
 
 log = logging.getLogger(__name__)
 
-SEARCH_ATTRIBUTES = CLI_TYPES
+SEARCH_ATTRIBUTES = SEARCH_ATTRIBUTE_CLI_TYPES
 
 
 def temporal_binary() -> Path:

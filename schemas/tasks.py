@@ -1,7 +1,8 @@
-"""Task types, their inputs, and the models that cross the Temporal boundary.
+"""Task types, their inputs, and the status every task is in.
 
-Every workflow and activity takes one input model and returns one output model,
-so fields can be added later without breaking stored histories.
+The models that cross the Temporal boundary (workflow and activity inputs and
+results) are in `schemas/workflow.py`, the contract between the API, the
+workflow and the worker.
 """
 
 from __future__ import annotations
@@ -78,41 +79,6 @@ def register_task_input(task_type: str, model: type[BaseModel]) -> None:
     TASK_INPUT_MODELS[task_type] = model
 
 
-class TaskWorkflowInput(BaseModel):
-    task_id: str
-    task_type: str
-    input: dict[str, Any]
-    owner: str | None = None
-
-
-class TaskWorkflowResult(BaseModel):
-    status: TaskStatus
-    result: dict[str, Any] = Field(default_factory=dict)
-    error: str | None = None
-
-
-class RecordEventInput(BaseModel):
-    """What the workflow asks `record_event` to persist and publish."""
-
-    event_id: str
-    task_id: str
-    event_type: str
-    data: dict[str, Any]
-
-
-class RequestCancellationInput(BaseModel):
-    """`request_cancellation`: the run asks Temporal to cancel it (see activities/control.py)."""
-
-    task_id: str
-
-
-class RecordEventResult(BaseModel):
-    sequence: int
-    duplicate: bool
-    # A reset run's `task.created.v1`: not recorded, its chapter began with `task.reset.v1`.
-    superseded: bool = False
-
-
 class DemoStepInput(BaseModel):
     task_id: str
     index: int = Field(ge=1)
@@ -129,14 +95,3 @@ class DemoStepInput(BaseModel):
 class DemoStepResult(BaseModel):
     index: int
     output: dict[str, Any] = Field(default_factory=dict)
-
-
-class TaskStatusView(BaseModel):
-    """The `status` query's answer."""
-
-    task_id: str
-    status: TaskStatus
-    current_step: int | None = None
-    total_steps: int | None = None
-    pause_requested: bool = False
-    cancel_requested: bool = False

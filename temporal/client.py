@@ -25,9 +25,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
+from schemas.workflow import SEARCH_ATTRIBUTES
 from settings import ConfigurationError, Settings
 from telemetry.tracing import tracer, tracing_enabled
-from temporal.search_attributes import ALL_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +35,6 @@ INDEXED_VALUE_TYPES = {
     SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
 }
-
-
-def workflow_id_for(task_id: str) -> str:
-    return f"task-{task_id}"
-
-
-def task_id_from_workflow_id(workflow_id: str) -> str | None:
-    return workflow_id.removeprefix("task-") if workflow_id.startswith("task-") else None
 
 
 @dataclass(frozen=True)
@@ -137,7 +129,7 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
     says what must exist; where it lists them but refuses to add missing ones,
     the worker stops with that message rather than run workflows that would fail.
     """
-    names = sorted(key.name for key in ALL_KEYS)
+    names = sorted(key.name for key in SEARCH_ATTRIBUTES)
     try:
         existing = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=namespace)
@@ -153,7 +145,7 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
         return []
     missing = {
         key.name: INDEXED_VALUE_TYPES[key.indexed_value_type]
-        for key in ALL_KEYS
+        for key in SEARCH_ATTRIBUTES
         if key.name not in existing.custom_attributes
     }
     if missing:

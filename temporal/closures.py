@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistoryEventFilterType
 
-from temporal.client import workflow_id_for
+from schemas.workflow import workflow_id_for
 
 # Temporal's names for close statuses, as the CLI and the Web UI spell them.
 CLOSE_STATUS_NAMES: dict[WorkflowExecutionStatus, str] = {

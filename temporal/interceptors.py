@@ -11,8 +11,8 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from schemas.workflow import task_id_from_workflow_id
 from telemetry.logs import bound_log_context
-from temporal.client import task_id_from_workflow_id
 
 
 class LogContextInterceptor(Interceptor):

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from schemas.plugins import TaskTypePlugin
 from workflows.context import StepContext
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from activities.steps import StepEvents
 from schemas.plugins import TaskTypePlugin
 from workflows.context import StepContext

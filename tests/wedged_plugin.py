@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from schemas.plugins import TaskTypePlugin
 from workflows.context import StepContext
 

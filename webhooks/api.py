@@ -110,7 +110,7 @@ async def subscribe_webhook(
         # webhook to a task another body created (the route then answers 422 too).
         description = await describe_workflow(services, task_id)
         if description is not None:
-            if await description.memo_value("request_hash", None, type_hint=str) != request_hash:
+            if description.request_hash != request_hash:
                 raise ProblemError(422, KEY_REUSED)
             existing = await webhooks.endpoint(task_id)
             return _view(existing) if existing is not None else None

@@ -14,8 +14,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities import DemoActivities, EventRecorder, RecordingActivities
 from activities.control import ControlActivities
+from activities.demo import DemoActivities
+from activities.recorder import EventRecorder
+from activities.recording import RecordingActivities
 from broker.redis import RedisBroker
 from schemas.plugins import TaskTypePlugin, installed_plugins, register_input_models
 from settings import Settings, get_settings
@@ -43,8 +45,6 @@ log = logging.getLogger(__name__)
 # Our own pure modules and pydantic are imported once, not per workflow run.
 SANDBOX_PASSTHROUGH = (
     "schemas",
-    "activities.names",
-    "temporal.search_attributes",
     "pydantic",
     # The registry's state (built-in and plugin runners) must be the worker's, not a
     # fresh copy per run; runners are deterministic functions, safe to share.

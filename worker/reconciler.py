@@ -43,6 +43,7 @@ from temporalio.service import RPCError
 from activities.recorder import EventRecorder
 from schemas import cap_optional_text
 from schemas.ids import closed_event_id
+from schemas.workflow import TASK_WORKFLOW, task_id_from_workflow_id, workflow_id_for
 from settings import Settings
 from store.chapters import (
     RECONCILE_LOCK_KEY,
@@ -53,14 +54,11 @@ from store.chapters import (
 )
 from store.events import ChapterClosedError
 from telemetry.metrics import count_error
-from temporal.client import workflow_id_for
 from temporal.closures import CLOSE_STATUS_NAMES, run_closure
 from temporal.health import FAILING_ATTEMPTS
 
 log = logging.getLogger(__name__)
 
-WORKFLOW_TYPE = "TaskWorkflow"
-WORKFLOW_ID_PREFIX = "task-"
 # Visibility is eventually consistent: each look starts this much before the last one.
 LOOK_OVERLAP = timedelta(seconds=30)
 ENDINGS = (
@@ -174,11 +172,11 @@ class Reconciler:
             f"ExecutionStatus = '{_VISIBILITY_NAMES[status]}'" for status in ENDINGS
         )
         since = self._since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        query = f"WorkflowType = '{WORKFLOW_TYPE}' AND CloseTime >= '{since}' AND ({statuses})"
+        query = f"WorkflowType = '{TASK_WORKFLOW}' AND CloseTime >= '{since}' AND ({statuses})"
         found: list[ClosedRun] = []
         async for execution in self._client.list_workflows(query, page_size=self._batch_size):
-            if execution.status in ENDINGS and execution.id.startswith(WORKFLOW_ID_PREFIX):
-                task_id = execution.id.removeprefix(WORKFLOW_ID_PREFIX)
+            task_id = task_id_from_workflow_id(execution.id)
+            if execution.status in ENDINGS and task_id is not None:
                 found.append(ClosedRun(task_id, execution.run_id, execution.status))
         return found
 

@@ -34,9 +34,8 @@ from datetime import timedelta
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from activities import EventRecorder
 from activities.faults import kill_after_commit
-from activities.recorder import ResetDetails
+from activities.recorder import EventRecorder, ResetDetails
 from broker import BrokerError, EventBroker, topic_for
 from settings import Settings
 from store import EventStore, Outbox, OutboxBacklog, OutboxNotice

@@ -12,8 +12,8 @@ from typing import Any
 
 from temporalio import workflow
 
-from activities.names import DEMO_STEP
 from schemas.tasks import DemoFanoutInput, DemoPipelineInput, DemoStepInput, DemoStepResult
+from schemas.workflow import DEMO_STEP
 from workflows.context import StepContext
 from workflows.registry import register_runner
 

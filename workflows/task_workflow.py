@@ -23,19 +23,28 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.names import INVALID_EVENT, RECORD_EVENT, REQUEST_CANCELLATION, STEP_FAILED
     from schemas.ids import step_failed_event_id
     from schemas.size import cap_text
-    from schemas.tasks import (
+    from schemas.tasks import TaskStatus
+    from schemas.workflow import (
+        INVALID_EVENT,
+        QUERY_STATUS,
+        RECORD_EVENT,
+        REQUEST_CANCELLATION,
+        SIGNAL_CANCEL,
+        SIGNAL_PAUSE,
+        SIGNAL_RESUME,
+        STEP_FAILED,
+        TASK_STATUS,
+        TASK_STEP,
+        TASK_WORKFLOW,
         RecordEventInput,
         RecordEventResult,
         RequestCancellationInput,
-        TaskStatus,
         TaskStatusView,
         TaskWorkflowInput,
         TaskWorkflowResult,
     )
-    from temporal.search_attributes import TASK_STATUS, TASK_STEP
     from workflows.demo import STEP_MAX_ATTEMPTS
     from workflows.registry import runner_for
 
@@ -79,7 +88,7 @@ def _native_cancel_reason() -> str:
     return cap_text(workflow.cancellation_reason() or "") or "cancelled through Temporal"
 
 
-@workflow.defn(name="TaskWorkflow")
+@workflow.defn(name=TASK_WORKFLOW)
 class TaskWorkflow:
     def __init__(self) -> None:
         self._task_id = ""
@@ -317,21 +326,21 @@ class TaskWorkflow:
     # type): a payload of the wrong count or type is logged and ignored, never a failed
     # workflow task that would wedge the task. Decoding issues no command: no patch.
 
-    @workflow.signal
+    @workflow.signal(name=SIGNAL_PAUSE)
     def pause(self, *args: Any) -> None:
         if args:
             self._ignored_signal("pause", "takes no arguments", args)
         elif not self._status.terminal:
             self._pause_requested = True
 
-    @workflow.signal
+    @workflow.signal(name=SIGNAL_RESUME)
     def resume(self, *args: Any) -> None:
         if args:
             self._ignored_signal("resume", "takes no arguments", args)
         else:
             self._pause_requested = False
 
-    @workflow.signal
+    @workflow.signal(name=SIGNAL_CANCEL)
     def cancel(self, *args: Any) -> None:
         if len(args) > 1 or (args and not isinstance(args[0], str | None)):
             self._ignored_signal("cancel", "takes at most one text argument (the reason)", args)
@@ -347,7 +356,7 @@ class TaskWorkflow:
         shown = cap_text(repr(args), 500)
         self._log(f"signal {name} ignored: {why}", level=logging.WARNING, arguments=shown)
 
-    @workflow.query
+    @workflow.query(name=QUERY_STATUS)
     def status(self) -> TaskStatusView:
         return TaskStatusView(
             task_id=self._task_id,

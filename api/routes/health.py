@@ -38,7 +38,7 @@ async def _check_redis(services: Services) -> None:
 
 
 async def _check_temporal(services: Services) -> None:
-    if not await services.temporal.service_client.check_health():
+    if not await services.temporal.serving():
         raise ConnectionError("temporal is not serving")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from typing import Annotated, Any
@@ -10,20 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import ValidationError
 from temporalio.client import WorkflowQueryFailedError
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from api.auth import TenantDep
 from api.deps import ServicesDep
 from api.idempotency import parse_idempotency_key, request_fingerprint, task_id_for_key
 from api.limits import MAX_SEQUENCE, CreationLimiterDep, check_creation_rate, check_page_size
-from api.lookup import find_task, parse_task_id, rpc_timeout, view_from_record
+from api.lookup import find_task, parse_task_id, view_from_record
 from api.models import (
     ControlResponse,
     CreateTaskRequest,
@@ -33,12 +25,18 @@ from api.models import (
     TaskView,
 )
 from api.problems import TEMPORAL_UNAVAILABLE, ProblemError, temporal_problem
-from schemas.tasks import TASK_INPUT_MODELS, TaskStatus, TaskStatusView, TaskWorkflowInput
+from schemas.tasks import TASK_INPUT_MODELS, TaskStatus
+from schemas.workflow import (
+    SIGNAL_CANCEL,
+    SIGNAL_PAUSE,
+    SIGNAL_RESUME,
+    TaskStatusView,
+    TaskWorkflowInput,
+    workflow_id_for,
+)
 from store import InvalidCursorError
 from store.tenants import TaskOwners
-from temporal.client import workflow_id_for
-from temporal.health import workflow_task_failing
-from temporal.search_attributes import TASK_STATUS, TASK_TYPE
+from temporal.tasks import TaskDescription, TaskGoneError
 from webhooks.api import subscribe_webhook
 
 router = APIRouter(tags=["tasks"])
@@ -105,39 +103,24 @@ async def create_task(
     )
     # Names this request: if the workflow's memo carries it, this request started it.
     nonce = str(uuid.uuid4())
-    workflow_id = workflow_id_for(task_id)
-    with contextlib.suppress(WorkflowAlreadyStartedError):  # closed under the same id
-        await services.temporal.start_workflow(
-            "TaskWorkflow",
-            TaskWorkflowInput(task_id=task_id, task_type=body.type, input=task_input, owner=tenant),
-            id=workflow_id,
-            task_queue=services.settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            memo={"request_hash": fingerprint, "request_nonce": nonce, "task_type": body.type},
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(TASK_TYPE, body.type),
-                    SearchAttributePair(TASK_STATUS, TaskStatus.PENDING.value),
-                ]
-            ),
-            static_summary=f"{body.type} task {task_id}",
-            rpc_timeout=rpc_timeout(services),
-        )
+    await services.temporal.start(
+        TaskWorkflowInput(task_id=task_id, task_type=body.type, input=task_input, owner=tenant),
+        request_hash=fingerprint,
+        request_nonce=nonce,
+    )
+    description: TaskDescription | None = None
     if key is not None:
-        description = await services.temporal.get_workflow_handle(workflow_id).describe(
-            rpc_timeout=rpc_timeout(services)
-        )
-        if await description.memo_value("request_hash", None, type_hint=str) != fingerprint:
+        description = await services.temporal.describe(task_id)
+        if description is not None and description.request_hash != fingerprint:
             raise ProblemError(
                 422, "this Idempotency-Key was already used with a different request body"
             )
-        if await description.memo_value("request_nonce", None, type_hint=str) != nonce:
+        if description is not None and description.request_nonce != nonce:
             response.status_code = 200
-    view = await find_task(services, task_id, tenant)
+    view = await find_task(services, task_id, tenant, description=description)
     return CreateTaskResponse(
         task_id=task_id,
-        workflow_id=workflow_id,
+        workflow_id=workflow_id_for(task_id),
         status=view.status,
         links=_links(task_id),
         webhook=webhook,
@@ -183,26 +166,25 @@ async def _current_state(services: ServicesDep, task_id: str, tenant: str) -> Ta
         raise ProblemError(
             409, f"task {task_id} is {view.status.value}", task_status=view.status.value
         )
-    handle = services.temporal.get_workflow_handle(workflow_id_for(task_id))
     try:
         # A run whose workflow task keeps failing still answers the query (from the state
         # before the failure) but would never act on the signal: say so instead of 202.
-        failing = workflow_task_failing(await handle.describe(rpc_timeout=rpc_timeout(services)))
-        if failing is not None:
+        description = await services.temporal.describe(task_id)
+        if description is None:  # its history is gone (retention)
+            raise TaskGoneError(task_id)
+        if description.failing is not None:
             raise ProblemError(
                 409,
-                f"task {task_id} cannot be controlled now: {failing}; it moves again once a"
-                " fixed worker runs it, or end it with `temporal workflow terminate`",
+                f"task {task_id} cannot be controlled now: {description.failing}; it moves"
+                " again once a fixed worker runs it, or end it with `temporal workflow terminate`",
                 task_status=view.status.value,
             )
-        state: TaskStatusView = await handle.query(
-            "status", result_type=TaskStatusView, rpc_timeout=rpc_timeout(services)
-        )
+        return await services.temporal.status(task_id)
     except WorkflowQueryFailedError as exc:  # e.g. a workflow that failed outside its code
         raise ProblemError(409, f"task {task_id} cannot be controlled now: {exc}") from None
+    except TaskGoneError:
+        raise ProblemError(409, f"task {task_id} has already ended") from None
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:  # its history is gone (retention)
-            raise ProblemError(409, f"task {task_id} has already ended") from None
         if exc.status in TEMPORAL_UNAVAILABLE:
             raise temporal_problem(exc) from None
         # The workflow cannot answer (e.g. its workflow task keeps failing): not now.
@@ -212,19 +194,14 @@ async def _current_state(services: ServicesDep, task_id: str, tenant: str) -> Ta
             f" ({exc.status.name}: {exc.message})"[:1000],
             task_status=view.status.value,
         ) from None
-    return state
 
 
 async def _signal(services: ServicesDep, task_id: str, name: str) -> None:
     try:
-        await services.temporal.get_workflow_handle(workflow_id_for(task_id)).signal(
-            name, rpc_timeout=rpc_timeout(services)
-        )
-    except RPCError as exc:
+        await services.temporal.signal(task_id, name)
+    except TaskGoneError:
         # The task ended between the status check and the signal: too late, not a 5xx.
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise ProblemError(409, f"task {task_id} has already ended") from None
-        raise
+        raise ProblemError(409, f"task {task_id} has already ended") from None
 
 
 _CONTROL_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -243,7 +220,7 @@ async def pause_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> 
     state = await _current_state(services, task_id, tenant)
     if state.status == TaskStatus.PAUSED or state.pause_requested:
         raise ProblemError(409, f"task {task_id} is already paused", task_status=state.status.value)
-    await _signal(services, task_id, "pause")
+    await _signal(services, task_id, SIGNAL_PAUSE)
     return ControlResponse(task_id=task_id, status=TaskStatus.PAUSED)
 
 
@@ -258,7 +235,7 @@ async def resume_task(task_id: str, services: ServicesDep, tenant: TenantDep) ->
     state = await _current_state(services, task_id, tenant)
     if state.status != TaskStatus.PAUSED and not state.pause_requested:
         raise ProblemError(409, f"task {task_id} is not paused", task_status=state.status.value)
-    await _signal(services, task_id, "resume")
+    await _signal(services, task_id, SIGNAL_RESUME)
     return ControlResponse(task_id=task_id, status=TaskStatus.RUNNING)
 
 
@@ -271,7 +248,7 @@ async def resume_task(task_id: str, services: ServicesDep, tenant: TenantDep) ->
 async def cancel_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> ControlResponse:
     task_id = parse_task_id(task_id)
     await _current_state(services, task_id, tenant)
-    await _signal(services, task_id, "cancel")
+    await _signal(services, task_id, SIGNAL_CANCEL)
     return ControlResponse(task_id=task_id, status=TaskStatus.CANCELLED)
 
 

@@ -21,8 +21,9 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from schemas.size import MAX_TEXT_BYTES
+from schemas.workflow import workflow_id_for
 from settings import Settings
-from temporal.client import connect_client, workflow_id_for
+from temporal.client import connect_client
 from tests.e2e.conftest import ProcessStack
 from tests.e2e.operator_cli import address_of, create_task, temporal_cli, wait_status
 from tests.invariants import Observer, check_delivery, load_history

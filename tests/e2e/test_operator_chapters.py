@@ -18,7 +18,7 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from temporal.client import workflow_id_for
+from schemas.workflow import workflow_id_for
 from tests.e2e.conftest import ProcessStack
 from tests.e2e.operator_cli import address_of, create_task, temporal_cli, wait_status
 from tests.invariants import Observer, check_delivery, load_history

@@ -12,8 +12,9 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
+from schemas.workflow import workflow_id_for
 from settings import Settings
-from temporal.client import connect_client, workflow_id_for
+from temporal.client import connect_client
 from tests.sse import collect_events
 
 pytestmark = pytest.mark.e2e

@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
 from settings import Settings
 from store import open_pool

@@ -22,7 +22,7 @@ from temporalio import worker as worker_interceptors
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from tests.faults.harness import (
     BrokerStreamView,
     SSEWatcher,

@@ -16,10 +16,11 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import DemoActivities, EventRecorder, RecordingActivities
-from activities.names import RECORD_EVENT
+from activities.demo import DemoActivities
+from activities.recorder import EventRecorder
+from activities.recording import RecordingActivities
 from schemas import TERMINAL_EVENT_TYPES
-from schemas.tasks import RecordEventInput, RecordEventResult
+from schemas.workflow import RECORD_EVENT, RecordEventInput, RecordEventResult
 from tests.faults.harness import (
     BrokerStreamView,
     collector,

@@ -11,11 +11,11 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
+from schemas.workflow import SEARCH_ATTRIBUTES
 from store import EventStore, Outbox, open_pool
 from temporal.client import INDEXED_VALUE_TYPES
-from temporal.search_attributes import ALL_KEYS
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +47,7 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
         AddSearchAttributesRequest(
             namespace=env.client.namespace,
             search_attributes={
-                key.name: INDEXED_VALUE_TYPES[key.indexed_value_type] for key in ALL_KEYS
+                key.name: INDEXED_VALUE_TYPES[key.indexed_value_type] for key in SEARCH_ATTRIBUTES
             },
         )
     )

@@ -21,10 +21,11 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from activities import DemoActivities, EventRecorder, RecordingActivities
 from activities.control import ControlActivities
-from activities.names import RECORD_EVENT
-from schemas.tasks import RecordEventInput, RecordEventResult, TaskWorkflowInput
+from activities.demo import DemoActivities
+from activities.recorder import EventRecorder
+from activities.recording import RecordingActivities
+from schemas.workflow import RECORD_EVENT, RecordEventInput, RecordEventResult, TaskWorkflowInput
 from store import EventStore
 from tests.unit.test_replay import replayer
 from worker.main import workflow_runner

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from store import EventStore, TaskReader
 from store.events import ChapterClosedError
 from tests.invariants import Event, find_violations, load_history

@@ -12,9 +12,8 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities import EventRecorder
 from activities.demo import DemoActivities
-from activities.names import INVALID_EVENT
+from activities.recorder import EventRecorder
 from broker import topic_for
 from broker.redis import RedisBroker
 from schemas import (
@@ -29,6 +28,7 @@ from schemas import (
     validate_data,
 )
 from schemas.tasks import DemoStepInput
+from schemas.workflow import INVALID_EVENT
 from store import EventStore
 
 

@@ -11,11 +11,10 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from schemas.size import MAX_TEXT_BYTES
-from schemas.tasks import TaskWorkflowInput
+from schemas.workflow import TaskWorkflowInput, workflow_id_for
 from store import EventStore
-from temporal.client import workflow_id_for
 from tests.huge_error_plugin import PLUGIN as HUGE_ERROR
 from tests.invariants import find_violations, load_history
 from worker.main import build_worker

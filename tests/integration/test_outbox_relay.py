@@ -19,7 +19,7 @@ import orjson
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from broker import Subscription, topic_for
 from broker.redis import RedisBroker
 from schemas import EventEnvelope

@@ -14,10 +14,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from activities import EventRecorder
-from schemas.tasks import TaskWorkflowInput
+from activities.recorder import EventRecorder
+from schemas.workflow import TaskWorkflowInput, workflow_id_for
 from store import TaskReader
-from temporal.client import workflow_id_for
 from tests.invariants import find_violations, load_history
 from tests.wedged_plugin import PLUGIN as WEDGED
 from worker.main import build_worker

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from api.streaming import COUNTERS
 from broker import topic_for
 from tests.integration.live_api import Footprint, LiveApi, assert_released, eventually, live_api

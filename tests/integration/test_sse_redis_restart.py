@@ -23,7 +23,7 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from api.streaming import COUNTERS
 from broker import BrokerStatus
 from broker.redis import RedisBroker

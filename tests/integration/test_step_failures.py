@@ -16,8 +16,8 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities import EventRecorder
-from schemas.tasks import TaskWorkflowInput, TaskWorkflowResult
+from activities.recorder import EventRecorder
+from schemas.workflow import TaskWorkflowInput, TaskWorkflowResult
 from store import EventStore
 from worker.main import build_worker
 

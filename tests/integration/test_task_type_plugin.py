@@ -9,8 +9,9 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities import EventRecorder
-from schemas.tasks import TASK_INPUT_MODELS, TaskWorkflowInput, TaskWorkflowResult
+from activities.recorder import EventRecorder
+from schemas.tasks import TASK_INPUT_MODELS
+from schemas.workflow import TaskWorkflowInput, TaskWorkflowResult
 from store import EventStore
 from tests.plugin_example import PLUGIN, EchoInput
 from worker.main import build_worker

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from api.auth import is_public
 from store.tasks import encode_cursor
 from tests.integration.live_api import LiveApi, eventually, live_api

@@ -19,8 +19,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities import EventRecorder
-from schemas.tasks import TaskWorkflowInput, TaskWorkflowResult
+from activities.recorder import EventRecorder
+from schemas.workflow import TaskWorkflowInput, TaskWorkflowResult
 from store import EventStore
 from worker.main import build_worker
 

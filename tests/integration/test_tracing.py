@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from settings import Settings
 from telemetry.logs import JsonFormatter, quiet_temporal_loggers
 from telemetry.tracing import install_tracer_provider

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from temporal.client import workflow_id_for
+from schemas.workflow import workflow_id_for
 from tests.integration.live_api import LiveApi, live_api
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,7 +50,7 @@ async def http(api: LiveApi) -> AsyncIterator[httpx.AsyncClient]:
     ) as client:
         yield client
     for workflow_id in set(started):
-        await api.services.temporal.get_workflow_handle(workflow_id).terminate("test over")
+        await api.services.temporal.client.get_workflow_handle(workflow_id).terminate("test over")
 
 
 async def create(

@@ -20,9 +20,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from activities import EventRecorder
-from schemas.tasks import TaskWorkflowInput
-from temporal.client import workflow_id_for
+from activities.recorder import EventRecorder
+from schemas.workflow import TaskWorkflowInput, workflow_id_for
 from tests.integration.live_api import live_api
 from tests.invariants import load_history
 from tests.wedged_plugin import PLUGIN as WEDGED

@@ -13,7 +13,7 @@ import uuid
 import httpx
 from psycopg_pool import AsyncConnectionPool
 
-from activities import EventRecorder
+from activities.recorder import EventRecorder
 from broker.memory import MemoryBroker
 from settings import Settings
 from worker.metrics import start_worker_metrics

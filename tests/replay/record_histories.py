@@ -27,16 +27,10 @@ from typing import Any
 from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
 
-from activities import EventRecorder
-from activities.names import DEMO_STEP
+from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
-from schemas.tasks import (
-    DemoStepInput,
-    DemoStepResult,
-    TaskStatus,
-    TaskWorkflowInput,
-    TaskWorkflowResult,
-)
+from schemas.tasks import DemoStepInput, DemoStepResult, TaskStatus
+from schemas.workflow import DEMO_STEP, TaskWorkflowInput, TaskWorkflowResult
 from settings import Settings
 from store import EventStore, Outbox, open_pool
 from temporal.client import connect_client
@@ -207,7 +201,7 @@ async def record(version: str) -> None:
         odd_queue = f"{queue}-incompatible"
         from temporalio.worker import Worker
 
-        from activities import DemoActivities
+        from activities.demo import DemoActivities
 
         async with Worker(
             client,

@@ -1,0 +1,143 @@
+"""`TaskClient`: the one way the API starts, signals, queries and describes a task.
+
+Every name it sends (workflow type, signals, query, memo keys, search attributes)
+comes from `schemas/workflow.py`, and every call carries the same deadline, so a
+Temporal that does not answer costs a request `rpc_timeout`, never more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowHandle,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from schemas.tasks import TaskStatus
+from schemas.workflow import (
+    MEMO_REQUEST_HASH,
+    MEMO_REQUEST_NONCE,
+    MEMO_TASK_TYPE,
+    QUERY_STATUS,
+    TASK_STATUS,
+    TASK_TYPE,
+    TASK_WORKFLOW,
+    TaskStatusView,
+    TaskWorkflowInput,
+    workflow_id_for,
+)
+from temporal.health import workflow_task_failing
+
+
+class TaskGoneError(Exception):
+    """The task's workflow is not there any more (it ended and its history is gone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDescription:
+    """What Temporal says of a task's current run, decoded once."""
+
+    start_time: datetime | None
+    task_type: str | None
+    request_hash: str | None
+    request_nonce: str | None
+    # Why the run cannot act on a signal now (its workflow task keeps failing), or None.
+    failing: str | None
+
+    @classmethod
+    async def of(cls, description: WorkflowExecutionDescription) -> TaskDescription:
+        async def memo(key: str) -> str | None:
+            value: str | None = await description.memo_value(key, None, type_hint=str)
+            return value
+
+        return cls(
+            start_time=description.start_time,
+            task_type=await memo(MEMO_TASK_TYPE),
+            request_hash=await memo(MEMO_REQUEST_HASH),
+            request_nonce=await memo(MEMO_REQUEST_NONCE),
+            failing=workflow_task_failing(description),
+        )
+
+
+class TaskClient:
+    def __init__(self, client: Client, *, task_queue: str, rpc_timeout: timedelta) -> None:
+        self.client = client
+        self._task_queue = task_queue
+        self._rpc_timeout = rpc_timeout
+
+    def _handle(self, task_id: str) -> WorkflowHandle[object, object]:
+        return self.client.get_workflow_handle(workflow_id_for(task_id))
+
+    async def start(
+        self, request: TaskWorkflowInput, *, request_hash: str, request_nonce: str
+    ) -> None:
+        """Start the task's workflow, or leave the one already running (or closed) under
+        its id: the memo says which request started it (`describe`)."""
+        with contextlib.suppress(WorkflowAlreadyStartedError):  # closed under the same id
+            await self.client.start_workflow(
+                TASK_WORKFLOW,
+                request,
+                id=workflow_id_for(request.task_id),
+                task_queue=self._task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                memo={
+                    MEMO_REQUEST_HASH: request_hash,
+                    MEMO_REQUEST_NONCE: request_nonce,
+                    MEMO_TASK_TYPE: request.task_type,
+                },
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(TASK_TYPE, request.task_type),
+                        SearchAttributePair(TASK_STATUS, TaskStatus.PENDING.value),
+                    ]
+                ),
+                static_summary=f"{request.task_type} task {request.task_id}",
+                rpc_timeout=self._rpc_timeout,
+            )
+
+    async def describe(self, task_id: str) -> TaskDescription | None:
+        """The current run, or None when Temporal does not know the task."""
+        try:
+            description = await self._handle(task_id).describe(rpc_timeout=self._rpc_timeout)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        return await TaskDescription.of(description)
+
+    async def status(self, task_id: str) -> TaskStatusView:
+        """The workflow's own answer (`WorkflowQueryFailedError` when it cannot give one)."""
+        try:
+            answer: TaskStatusView = await self._handle(task_id).query(
+                QUERY_STATUS, result_type=TaskStatusView, rpc_timeout=self._rpc_timeout
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise TaskGoneError(task_id) from exc
+            raise
+        return answer
+
+    async def signal(self, task_id: str, name: str) -> None:
+        try:
+            await self._handle(task_id).signal(name, rpc_timeout=self._rpc_timeout)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise TaskGoneError(task_id) from exc
+            raise
+
+    async def serving(self) -> bool:
+        """Whether the frontend answers its health check (for `/readyz`)."""
+        return await self.client.service_client.check_health()
