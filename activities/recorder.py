@@ -37,7 +37,7 @@ from schemas.size import cap_free_text
 from schemas.workflow import RecordEventResult
 from store import AppendResult, EventStore, Outbox, OutboxNotice
 from store.events import AlreadyCreatedError, NewRunError
-from telemetry.publish import timed_publish
+from telemetry.publish import PublishTimer
 from telemetry.tracing import current_trace_headers
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,10 @@ class EventRecorder:
         publish_listener: PublishListener | None = None,
         after_commit: AfterCommitHook | None = None,
         reset_details: ResetDetails | None = None,
+        publish_timer: PublishTimer | None = None,
     ) -> None:
         self._store = store
+        self._publish_timer = publish_timer or PublishTimer()
         self._outbox = outbox
         self._broker = broker
         self._publish_timeout = publish_timeout
@@ -188,7 +190,7 @@ class EventRecorder:
     async def _publish(self, appended: AppendResult, fields: dict[str, Any]) -> None:
         assert appended.outbox_id is not None
         try:
-            with timed_publish(fields["task_id"], fields["event_type"]):
+            with self._publish_timer.timed(fields["task_id"], fields["event_type"]):
                 async with asyncio.timeout(self._publish_timeout):
                     await self._broker.publish(topic_for(fields["task_id"]), appended.envelope_json)
         except (BrokerError, TimeoutError) as exc:

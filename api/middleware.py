@@ -30,12 +30,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from prometheus_client import Histogram
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import PROBLEM_JSON, problem_body
 from telemetry.logs import bound_log_context
-from telemetry.metrics import count_error, histogram
+from telemetry.metrics import CountError, Metrics
 from telemetry.tracing import context_from_headers, tracer, tracing_enabled
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,15 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+=@-]{0,127}")
 # Probes and scrapes: counted, but logged only at debug level.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
-_REQUEST_SECONDS = histogram(
-    "taskplane_http_request_seconds",
-    "API requests by method, route template and status (SSE: the stream's life)",
-    ("method", "route", "status"),
-    (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0),
-)
+
+def request_seconds(metrics: Metrics) -> Histogram:
+    """The request histogram `RequestContextMiddleware` observes into, in `metrics`."""
+    return metrics.histogram(
+        "taskplane_http_request_seconds",
+        "API requests by method, route template and status (SSE: the stream's life)",
+        ("method", "route", "status"),
+        (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0),
+    )
 
 
 def request_id_from(value: str | None) -> str:
@@ -61,8 +65,12 @@ def request_id_from(value: str | None) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, *, request_seconds: Histogram, count_error: CountError
+    ) -> None:
         self.app = app
+        self._request_seconds = request_seconds
+        self._count_error = count_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,7 +100,7 @@ class RequestContextMiddleware:
                 await self.app(scope, receive, send_with_id)
             except Exception:
                 log.exception("request failed", extra={"method": method, "path": scope["path"]})
-                count_error("api", "unhandled")
+                self._count_error("api", "unhandled")
                 if status:
                     raise  # the response has started: nothing can be said any more
                 status = 500
@@ -100,7 +108,7 @@ class RequestContextMiddleware:
             finally:
                 route = _route(scope)
                 elapsed = time.perf_counter() - started
-                _REQUEST_SECONDS.labels(method, route, str(status)).observe(elapsed)
+                self._request_seconds.labels(method, route, str(status)).observe(elapsed)
                 if span is not None:
                     _finish_span(span, method, route, status)
                 level = logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO

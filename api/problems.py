@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from temporalio.service import RPCError, RPCStatusCode
 
-from telemetry.metrics import count_error
+from telemetry.metrics import CountError
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -130,7 +130,7 @@ def _allowed_methods(request: Request) -> list[str]:
     ]
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, count_error: CountError) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
         body = problem_body(

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,7 +43,6 @@ from broker import (
 )
 from schemas import InvalidEventError, decode_event, is_terminal
 from store import StoredEvent
-from telemetry.metrics import observe
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ class OutgoingEvent:
 
 @dataclass(slots=True)
 class StreamCounters:
-    """Process-wide counts an operator watches (exported as metrics)."""
+    """One app's stream counts an operator watches (exported as metrics)."""
 
     open_streams: int = 0
     heals: int = 0  # catch-ups from the store, for either reason below
@@ -93,17 +92,16 @@ class StreamCounters:
     stream_errors: int = 0  # streams ended by an `event: error` frame
 
 
-COUNTERS = StreamCounters()
-
-
 class StreamGate:
-    """At most `limit` streams at once; the API holds one gate per app (= per process)."""
+    """At most `limit` streams at once; the API holds one gate per app (= per process),
+    and with it the counts of the app's streams."""
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"the stream limit must be at least 1, got {limit}")
         self.limit = limit
         self.open = 0
+        self.counters = StreamCounters()
 
     @property
     def full(self) -> bool:
@@ -148,8 +146,10 @@ class TaskEventStream:
         page_size: int,
         idle_timeout: float = 300.0,
         poll_interval: float = 1.0,
+        counters: StreamCounters | None = None,
     ) -> None:
         self._task_id = task_id
+        self._counters = counters or StreamCounters()
         self._last = after
         self._history = history
         self._store = store
@@ -163,7 +163,7 @@ class TaskEventStream:
         self._fields = {"task_id": task_id}
 
     async def events(self) -> AsyncGenerator[OutgoingEvent, None]:
-        COUNTERS.open_streams += 1
+        self._counters.open_streams += 1
         try:
             async with contextlib.AsyncExitStack() as held:
                 subscription = await self._subscribe(held)
@@ -189,7 +189,7 @@ class TaskEventStream:
                     if batch:
                         self._idle_deadline = _now() + self._idle_timeout
         finally:
-            COUNTERS.open_streams -= 1
+            self._counters.open_streams -= 1
 
     async def _subscribe(self, held: contextlib.AsyncExitStack) -> Subscription | None:
         """The live subscription (confirmed), or None while Redis is away: the stream
@@ -205,7 +205,7 @@ class TaskEventStream:
             # Down already: do not keep the client waiting for the broker's full timeout.
             return await asyncio.wait_for(subscribing, SUBSCRIBE_WAIT_WHILE_DOWN)
         except (BrokerUnavailableError, TimeoutError) as exc:
-            COUNTERS.store_fallbacks += 1
+            self._counters.store_fallbacks += 1
             log.info(
                 "no live subscription; streaming from the store",
                 extra={**self._fields, "sequence": self._last, "error": str(exc) or "timeout"},
@@ -220,10 +220,10 @@ class TaskEventStream:
             return page
         remaining = self._idle_deadline - _now()
         if remaining <= 0:
-            COUNTERS.idle_timeouts += 1
+            self._counters.idle_timeouts += 1
             log.info("idle stream ended", extra={**self._fields, "sequence": self._last})
             return None
-        COUNTERS.store_polls += 1
+        self._counters.store_polls += 1
         await asyncio.sleep(min(self._poll_interval, remaining))
         return []
 
@@ -261,11 +261,11 @@ class TaskEventStream:
                 return None  # the broker closed (shutdown): the client resumes elsewhere
             if delivery is None and _now() < self._idle_deadline:
                 # Redis is away: nothing live can come, so read the store instead.
-                COUNTERS.store_polls += 1
+                self._counters.store_polls += 1
                 self._catching_up = True
                 continue
             if delivery is None:
-                COUNTERS.idle_timeouts += 1
+                self._counters.idle_timeouts += 1
                 log.info("idle stream ended", extra={**self._fields, "sequence": self._last})
                 return None
             event = self._live(delivery)
@@ -275,14 +275,14 @@ class TaskEventStream:
     def _live(self, delivery: Delivery) -> OutgoingEvent | None:
         """The delivery as the next event to send, or None (skipped, or a catch-up is due)."""
         if delivery.resync or delivery.payload is None:
-            COUNTERS.heals += 1
-            COUNTERS.resync_heals += 1
+            self._counters.heals += 1
+            self._counters.resync_heals += 1
             log.info("stream resync from store", extra={**self._fields, "sequence": self._last})
             self._catching_up = True
             return None
         decoded = live_event(delivery.payload, self._task_id)
         if decoded is None:
-            COUNTERS.invalid_messages += 1
+            self._counters.invalid_messages += 1
             log.warning(
                 "invalid broker message skipped",
                 extra={**self._fields, "raw": delivery.payload[:2000]},
@@ -290,11 +290,11 @@ class TaskEventStream:
             return None
         sequence, event_type = decoded
         if sequence <= self._last:
-            COUNTERS.dropped_duplicates += 1
+            self._counters.dropped_duplicates += 1
             return None
         if sequence > self._last + 1:
-            COUNTERS.heals += 1
-            COUNTERS.gap_heals += 1
+            self._counters.heals += 1
+            self._counters.gap_heals += 1
             log.info(
                 "sequence gap healed from store",
                 extra={**self._fields, "sequence": sequence, "after": self._last},
@@ -305,70 +305,5 @@ class TaskEventStream:
         return OutgoingEvent(sequence, event_type, delivery.payload)
 
 
-def register_stream_metrics(
-    broker: Callable[[], EventBroker | None], gate: Callable[[], StreamGate | None]
-) -> None:
-    """Export the streams' counters and the broker's fan-out, once per process."""
-    for name, description in (
-        ("heals", "streams healed from the store (gaps and resync notices)"),
-        ("gap_heals", "streams healed from the store after a sequence gap"),
-        ("resync_heals", "streams healed from the store after a queue overflow or reconnect"),
-        ("idle_timeouts", "streams ended after the idle timeout"),
-        ("store_fallbacks", "streams that started without a live subscription (Redis away)"),
-        ("store_polls", "store reads standing in for live delivery while Redis was away"),
-        ("stream_errors", "streams ended by an error frame (event: error)"),
-        ("send_timeouts", "streams dropped because the client stopped reading"),
-        ("rejected", "streams refused with 503 at the stream cap"),
-        ("invalid_messages", "broker messages refused by the event decoder and skipped"),
-    ):
-        observe(f"taskplane_sse_{name}", description, _counter(name), counter=True)
-    observe(
-        "taskplane_sse_duplicates_dropped",
-        "live deliveries dropped as already sent",
-        _counter("dropped_duplicates"),
-        counter=True,
-    )
-    observe("taskplane_sse_streams_open", "SSE streams open now", _counter("open_streams"))
-
-    def limit() -> float:
-        current = gate()
-        return float(current.limit) if current is not None else 0.0
-
-    observe("taskplane_sse_streams_limit", "the stream cap of this process", limit)
-
-    def stat(field: str) -> Callable[[], float]:
-        def read() -> float:
-            current = broker()
-            return float(getattr(current.stats(), field)) if current is not None else 0.0
-
-        return read
-
-    for field, description in (
-        ("topics", "topics with a live subscriber"),
-        ("subscribers", "live subscriptions (one per open stream)"),
-        ("buffered", "deliveries waiting in all subscriber queues"),
-        ("max_buffered", "deliveries waiting in the deepest subscriber queue"),
-    ):
-        observe(f"taskplane_broker_{field}", description, stat(field))
-    for field, description in (
-        ("dropped", "live messages dropped by a full subscriber queue (then healed)"),
-        ("resyncs", "resync notices sent to subscribers (overflows and reconnects)"),
-        ("reconnects", "live broker connections lost and re-established"),
-    ):
-        observe(f"taskplane_broker_{field}", description, stat(field), counter=True)
-    observe("taskplane_asyncio_tasks", "asyncio tasks alive in this process", _task_count)
-
-
 def _now() -> float:
     return asyncio.get_running_loop().time()
-
-
-def _counter(name: str) -> Callable[[], float]:
-    return lambda: float(getattr(COUNTERS, name))
-
-
-def _task_count() -> float:
-    try:
-        return float(len(asyncio.all_tasks()))
-    except RuntimeError:  # scraped outside the event loop's thread
-        return 0.0

@@ -13,12 +13,14 @@ the machine is shared and its noise moves whole rounds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
 
 from activities.recorder import EventRecorder
 from bench.context import BenchContext, cpu_delta
@@ -26,9 +28,10 @@ from bench.models import BenchPipelineInput
 from bench.recorders import BatchingRecorder, NoIoRecorder
 from bench.stats import median
 from bench.worker import bench_worker
-from bench.worker_loops import worker_loops
 from schemas.workflow import TaskWorkflowInput, workflow_id_for
+from settings import Settings
 from store import EventStore, Outbox
+from worker.runtime import WorkerRuntime
 
 STEPS = 5
 BASELINE = "bare_temporal"
@@ -44,7 +47,7 @@ class Variant:
     # Diagnostics take production's cost apart (part of a full run; skipped
     # by --quick unless named in `throughput_variants`).
     diagnostic: bool = False
-    # Also run the loops `python -m worker` runs beside the workflows (bench/worker_loops.py).
+    # Run in the production `WorkerRuntime`, with every loop `python -m worker` runs.
     worker_loops: bool = False
 
 
@@ -82,7 +85,7 @@ VARIANTS = (
     ),
     Variant(
         "taskplane_worker_loops",
-        "production, plus the worker's outbox relay and webhook dispatcher",
+        "production, plus the worker's relay, webhook dispatcher and other loops",
         "TaskWorkflow",
         "production",
         _task_input,
@@ -209,30 +212,56 @@ async def _count_events(ctx: BenchContext, task_ids: list[str]) -> int:
 
 async def run_variant(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
     task_queue = f"bench-{variant.name}-{uuid.uuid4().hex[:6]}"
-    async with contextlib.AsyncExitStack() as loops:
-        if not variant.worker_loops:
-            return await _measure(ctx, variant, _recorder(ctx, variant.recorder), task_queue)
-        running = await loops.enter_async_context(worker_loops(ctx))
-        return await _measure(ctx, variant, running.recorder, task_queue)
-
-
-async def _measure(
-    ctx: BenchContext, variant: Variant, recorder: EventRecorder, task_queue: str
-) -> dict[str, Any]:
-    sizes = ctx.sizes
+    if variant.worker_loops:
+        return await _with_worker_runtime(ctx, variant, task_queue)
+    recorder = _recorder(ctx, variant.recorder)
     try:
         async with bench_worker(ctx.client, recorder, task_queue=task_queue):
-            window = await _closed_loop(
-                ctx,
-                variant,
-                task_queue,
-                lanes=sizes.throughput_concurrency,
-                warmup=sizes.throughput_warmup_seconds,
-                window=sizes.throughput_window_seconds,
-            )
+            window = await _window(ctx, variant, task_queue)
     finally:
         if isinstance(recorder, BatchingRecorder):
             await recorder.close()
+    return await _result(ctx, variant, window, recorder)
+
+
+async def _with_worker_runtime(
+    ctx: BenchContext, variant: Variant, task_queue: str
+) -> dict[str, Any]:
+    """The variant run by the production worker's whole runtime (`WorkerRuntime`: relay,
+    webhook dispatcher, durable handlers (none by default), reconciler, metrics
+    refresh), whose loops compete with the workflows for the same CPU."""
+    settings = Settings(
+        database_url=ctx.endpoints.database_url,
+        redis_url=ctx.endpoints.redis_url,
+        temporal_address=ctx.endpoints.temporal_address,
+        task_queue=task_queue,
+        worker_metrics_port=None,
+        worker_metrics_temporal_port=None,
+    )
+
+    def make_worker(client: Client, recorder: EventRecorder, queue: str) -> Worker:
+        return bench_worker(client, recorder, task_queue=queue)
+
+    async with WorkerRuntime(settings, make_worker=make_worker) as runtime:
+        window = await _window(ctx, variant, task_queue)
+    return await _result(ctx, variant, window, runtime.recorder)
+
+
+async def _window(ctx: BenchContext, variant: Variant, task_queue: str) -> Window:
+    sizes = ctx.sizes
+    return await _closed_loop(
+        ctx,
+        variant,
+        task_queue,
+        lanes=sizes.throughput_concurrency,
+        warmup=sizes.throughput_warmup_seconds,
+        window=sizes.throughput_window_seconds,
+    )
+
+
+async def _result(
+    ctx: BenchContext, variant: Variant, window: Window, recorder: EventRecorder
+) -> dict[str, Any]:
     records = variant.recorder in ("production", "batched")
     events = await _count_events(ctx, window.completed) if records else 0
     tasks = len(window.completed)

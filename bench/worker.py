@@ -1,6 +1,6 @@
 """The bench's Temporal worker: production workflows and activities plus the bench's own.
 
-Built with the production worker's settings (`worker.main`: the same sandbox
+Built with the production worker's settings (`worker.temporal_worker`: the same sandbox
 runner with the same pass-through modules, workflow cache, heartbeat
 throttling), so a variant differs from production only in what it names.
 
@@ -23,7 +23,7 @@ from activities.recorder import EventRecorder
 from activities.recording import RecordingActivities
 from bench.activities import noop_step, streamed_step
 from bench.workflows import BareWorkflow, EmitEveryEventWorkflow, StreamedPipelineWorkflow
-from worker.main import workflow_runner
+from worker.temporal_worker import workflow_runner
 from workflows.task_workflow import TaskWorkflow
 
 

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     event_handlers: str = ""
     handler_claim_idle_seconds: float = Field(default=30.0, gt=0)
     handler_max_deliveries: int = Field(default=5, ge=1)
+    # How long one read of the durable stream waits for entries: also how long a
+    # stopping worker's handlers may take to notice the stop.
+    handler_block_seconds: float = Field(default=1.0, gt=0, le=30)
 
     # Worker: how long SIGTERM waits for running activities; 0 cached workflows
     # makes every workflow task replay from history (a determinism check).

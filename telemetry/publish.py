@@ -15,36 +15,43 @@ from typing import Literal
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from telemetry.metrics import histogram
+from telemetry.metrics import Metrics
 from telemetry.tracing import tracer, tracing_enabled
 
 # Publishes run under a timeout of about a second: buckets from 0.5 ms to past it.
 PUBLISH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-_histogram = histogram(
-    "taskplane_event_publish_seconds",
-    "Time to publish one recorded event to the broker (outcome ok or error)",
-    ("outcome", "path"),
-    PUBLISH_BUCKETS,
-)
+PUBLISH_SECONDS = "taskplane_event_publish_seconds"
 
 
-@contextmanager
-def timed_publish(
-    task_id: str, event_type: str, *, path: Literal["recorder", "relay"] = "recorder"
-) -> Iterator[None]:
-    """Time (and trace) the publish in the body; an exception counts as `outcome="error"`."""
-    started = time.perf_counter()
-    outcome = "error"
-    try:
-        if tracing_enabled():
-            with _span(task_id, event_type, path):
+class PublishTimer:
+    """Times (and traces) publishes into one runtime's histogram."""
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        # Without a runtime (a test's recorder): a histogram nobody serves.
+        self._histogram = (metrics or Metrics()).histogram(
+            PUBLISH_SECONDS,
+            "Time to publish one recorded event to the broker (outcome ok or error)",
+            ("outcome", "path"),
+            PUBLISH_BUCKETS,
+        )
+
+    @contextmanager
+    def timed(
+        self, task_id: str, event_type: str, *, path: Literal["recorder", "relay"] = "recorder"
+    ) -> Iterator[None]:
+        """Time (and trace) the publish in the body; an exception counts as `outcome="error"`."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            if tracing_enabled():
+                with _span(task_id, event_type, path):
+                    yield
+            else:  # no span machinery at all while tracing is off
                 yield
-        else:  # no span machinery at all while tracing is off
-            yield
-        outcome = "ok"
-    finally:
-        _histogram.labels(outcome, path).observe(time.perf_counter() - started)
+            outcome = "ok"
+        finally:
+            self._histogram.labels(outcome, path).observe(time.perf_counter() - started)
 
 
 @contextmanager

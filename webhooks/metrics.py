@@ -1,9 +1,9 @@
-"""The webhook dispatcher's figures, and the instruments that export them.
+"""The webhook dispatcher's figures, and the metrics that export them.
 
-A dispatcher keeps its own `WebhookStats` (no module globals): whoever runs one
-registers instruments reading that dispatcher with `register_webhook_metrics`, once
-per meter. The metric names are part of the operator's interface (the alerts in
-deploy/prometheus/alerts.yml and the dashboard read them): keep them.
+A dispatcher keeps its own `WebhookStats` (`WebhookDispatcher.stats()`, no module
+globals); whoever runs one registers it in its runtime's `Metrics` with
+`register_webhook_metrics`. The metric names are part of the operator's interface
+(deploy/prometheus/alerts.yml and the dashboard read them): keep them.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
-
-from telemetry.metrics import meter as process_meter
+from telemetry.metrics import Metrics
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
@@ -44,14 +42,9 @@ class WebhookStatsSource(Protocol):
     def on_latency(self, observe: Callable[[float], None]) -> None: ...
 
 
-def register_webhook_metrics(source: WebhookStatsSource, meter: Meter | None = None) -> None:
-    """Instruments on `meter` (the process's by default) that read `source.stats()` at
-    every scrape, and the delivery latency histogram `source` reports into.
-
-    Once per meter: a second registration of the same names on one meter is refused
-    by the OpenTelemetry SDK (it logs a warning and keeps the first callbacks).
-    """
-    chosen = meter if meter is not None else process_meter()
+def register_webhook_metrics(metrics: Metrics, source: WebhookStatsSource) -> None:
+    """Metrics in `metrics` that read `source.stats()` at every scrape, and the
+    delivery latency histogram `source` reports into."""
 
     def read(field: str) -> Callable[[], float]:
         return lambda: float(getattr(source.stats(), field))
@@ -69,23 +62,11 @@ def register_webhook_metrics(source: WebhookStatsSource, meter: Meter | None = N
          "oldest_pending_seconds", False),
     ]  # fmt: skip
     for name, description, field, counter in figures:
-        _observe(chosen, name, description, read(field), counter=counter)
-    latency = chosen.create_histogram(
+        (metrics.counter if counter else metrics.gauge)(name, description, read(field))
+    latency = metrics.histogram(
         "taskplane_webhook_delivery_latency_seconds",
-        unit="s",
-        description="Seconds from an event's recording to its acknowledged webhook delivery",
-        explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        "Seconds from an event's recording to its acknowledged webhook delivery",
+        (),
+        LATENCY_BUCKETS,
     )
-    source.on_latency(latency.record)
-
-
-def _observe(
-    meter: Meter, name: str, description: str, read: Callable[[], float], *, counter: bool
-) -> None:
-    def callback(_: CallbackOptions) -> list[Observation]:
-        return [Observation(read())]
-
-    if counter:
-        meter.create_observable_counter(name, callbacks=[callback], description=description)
-    else:
-        meter.create_observable_gauge(name, callbacks=[callback], description=description)
+    source.on_latency(latency.observe)

@@ -30,6 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from prometheus_client import Histogram
 from psycopg import AsyncConnection
 
 from broker import (
@@ -42,7 +43,7 @@ from broker import (
 from schemas import EventEnvelope
 from settings import Settings
 from store.processed import ProcessedEvents
-from telemetry.metrics import histogram
+from telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +51,17 @@ HandlerFunc = Callable[[EventEnvelope, AsyncConnection], Awaitable[None]]
 
 RESTART_DELAY_SECONDS = 1.0
 
-# One handling: its time, by handler and outcome (handled, duplicate, failed, gave_up,
-# skipped: not the handler's concern, acknowledged only);
-# the `_count` by outcome is the handlers' error rate.
-_HANDLER_SECONDS = histogram(
-    "taskplane_handler_seconds",
-    "Time a durable event handler took for one event, by handler and outcome",
-    ("handler", "outcome"),
-    (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30),
-)
 
-
-def _observe(handler: str, outcome: str, started: float) -> None:
-    _HANDLER_SECONDS.labels(handler, outcome).observe(time.perf_counter() - started)
+def handler_seconds(metrics: Metrics) -> Histogram:
+    """One handling: its time, by handler and outcome (handled, duplicate, failed, gave_up,
+    skipped: not the handler's concern, acknowledged only); the `_count` by outcome is
+    the handlers' error rate."""
+    return metrics.histogram(
+        "taskplane_handler_seconds",
+        "Time a durable event handler took for one event, by handler and outcome",
+        ("handler", "outcome"),
+        (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30),
+    )
 
 
 class PermanentHandlerError(Exception):
@@ -134,8 +133,11 @@ class HandlerRunner:
         max_deliveries: int = 5,
         block_seconds: float = 1.0,
         batch_size: int = 16,
+        seconds: Histogram | None = None,
     ) -> None:
         self._broker = broker
+        # Without a runtime (a test's runner): a histogram nobody serves.
+        self._seconds = seconds or handler_seconds(Metrics())
         self._processed = processed
         self._consumer = consumer or default_consumer_name()
         self._claim_idle = claim_idle_seconds
@@ -146,6 +148,9 @@ class HandlerRunner:
         self._consumers: set[DurableConsumer] = set()
         self._stopping = False
         self.counters = HandlerCounters()
+
+    def _observe(self, handler: str, outcome: str, started: float) -> None:
+        self._seconds.labels(handler, outcome).observe(time.perf_counter() - started)
 
     @property
     def handlers(self) -> Sequence[EventHandler]:
@@ -224,7 +229,7 @@ class HandlerRunner:
         started = time.perf_counter()
         if not await handler.concerns(envelope):
             self.counters.skipped += 1
-            _observe(handler.name, "skipped", started)
+            self._observe(handler.name, "skipped", started)
         else:
             try:
                 async with self._processed.first_time(handler.name, envelope.id) as conn:
@@ -232,22 +237,22 @@ class HandlerRunner:
                         await handler.handle(envelope, conn)
             except PermanentHandlerError as exc:
                 self.counters.failures += 1
-                _observe(handler.name, "gave_up", started)
+                self._observe(handler.name, "gave_up", started)
                 log.warning("event handler gave up", extra={**fields, "error": str(exc)})
                 await self._quietly(consumer.dead_letter(message, str(exc)), fields)
                 return
             except Exception:
                 self.counters.failures += 1
-                _observe(handler.name, "failed", started)
+                self._observe(handler.name, "failed", started)
                 log.exception("event handler failed; the event will be retried", extra=fields)
                 return
             if conn is None:
                 self.counters.duplicates += 1
-                _observe(handler.name, "duplicate", started)
+                self._observe(handler.name, "duplicate", started)
                 log.info("event already processed; acknowledging", extra=fields)
             else:
                 self.counters.handled += 1  # committed, with its processed mark
-                _observe(handler.name, "handled", started)
+                self._observe(handler.name, "handled", started)
         await self._quietly(consumer.ack(message), fields)
 
     @staticmethod
@@ -260,7 +265,10 @@ class HandlerRunner:
 
 
 def build_handler_runner(
-    broker: EventBroker, processed: ProcessedEvents, settings: Settings
+    broker: EventBroker,
+    processed: ProcessedEvents,
+    settings: Settings,
+    metrics: Metrics | None = None,
 ) -> HandlerRunner:
     """The worker's runner, with the handlers `TASKPLANE_EVENT_HANDLERS` names (none by default)."""
     runner = HandlerRunner(
@@ -268,6 +276,8 @@ def build_handler_runner(
         processed,
         claim_idle_seconds=settings.handler_claim_idle_seconds,
         max_deliveries=settings.handler_max_deliveries,
+        block_seconds=settings.handler_block_seconds,
+        seconds=handler_seconds(metrics) if metrics is not None else None,
     )
     for handler in load_handlers(settings.event_handlers):
         runner.register(handler)

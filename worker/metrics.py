@@ -1,19 +1,17 @@
 """What the worker adds to its `/metrics`: tasks by status, durable consumption, its DB pool.
 
 The relay, the webhook dispatcher and the recorder's publish histogram register their own
-instruments; this module exports the rest of what an operator watches on a
-worker. Instruments are made once per process and read the current worker's
-objects at scrape time; the read model is counted by a loop every
-`metrics_refresh_seconds`, never inside a scrape.
+figures; this module exports the rest of what an operator watches on a worker,
+read from the runtime's objects at scrape time; the read model is counted by a
+loop every `metrics_refresh_seconds`, never inside a scrape.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol, runtime_checkable
 
 import psycopg
@@ -22,16 +20,8 @@ from psycopg_pool import AsyncConnectionPool
 from broker import BrokerUnavailableError, EventBroker
 from broker.redis_streams import GroupBacklog, StreamBacklog
 from schemas.tasks import TaskStatus
-from settings import Settings
 from store.stats import tasks_by_status
-from telemetry.metrics import (
-    LabelledValues,
-    MetricsServer,
-    observe,
-    observe_each,
-    observe_pool,
-    serve_metrics,
-)
+from telemetry.metrics import LabelledValues, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -69,35 +59,18 @@ class WorkerGauges:
             await asyncio.sleep(self.refresh_seconds)
 
 
-_current: WorkerGauges | None = None
+def register_worker_metrics(metrics: Metrics, gauges: WorkerGauges) -> None:
+    """Export `gauges`: task counts, durable consumption, the pool, the stream's backlog."""
 
-
-def register_worker_metrics(gauges: WorkerGauges) -> None:
-    """Export `gauges` (the instruments are made on the first call of the process)."""
-    global _current
-    first = _current is None
-    _current = gauges
-    if first:
-        _register()
-
-
-def _register() -> None:
     def by_status() -> LabelledValues:
-        counts = _current.task_counts if _current is not None else None
+        counts = gauges.task_counts
         if counts is None:
             return []
         return [
             (float(counts.get(status.value, 0)), {"status": status.value}) for status in TaskStatus
         ]
 
-    observe_each("taskplane_tasks", "tasks in the read model by status", by_status)
-
-    def broker_stat(name: str) -> Callable[[], float]:
-        def read() -> float:
-            return float(getattr(_current.broker.stats(), name)) if _current is not None else 0.0
-
-        return read
-
+    metrics.gauges("taskplane_tasks", "tasks in the read model by status", by_status)
     for name, description in (
         ("consumed", "durable deliveries to this worker's event handlers"),
         ("redelivered", "durable deliveries claimed again after a handler did not acknowledge"),
@@ -105,20 +78,22 @@ def _register() -> None:
         ("invalid", "durable messages that were not valid events (dead-lettered at once)"),
         ("dead_lettered", "durable messages moved to the dead-letter stream"),
     ):
-        observe(f"taskplane_durable_{name}", description, broker_stat(name), counter=True)
-
-    observe_pool(lambda: _current.pool.get_stats() if _current is not None else None)
-    _register_backlog()
-
-    def failures() -> float:
-        return float(_current.refresh_failures) if _current is not None else 0.0
-
-    observe(
+        metrics.counter(
+            f"taskplane_durable_{name}",
+            description,
+            partial(_broker_stat, gauges.broker, name),
+        )
+    metrics.pool(gauges.pool.get_stats)
+    _register_backlog(metrics, gauges)
+    metrics.counter(
         "taskplane_metrics_refresh_failures",
         "failed refreshes of store-read gauges (taskplane_tasks)",
-        failures,
-        counter=True,
+        lambda: gauges.refresh_failures,
     )
+
+
+def _broker_stat(broker: EventBroker, name: str) -> float:
+    return float(getattr(broker.stats(), name))
 
 
 @runtime_checkable
@@ -128,19 +103,18 @@ class BacklogSource(Protocol):
     async def stream_backlog(self) -> StreamBacklog: ...
 
 
-def _register_backlog() -> None:
+def _register_backlog(metrics: Metrics, gauges: WorkerGauges) -> None:
     """Lag of every consumer group: what an operator watches before the stream cap
     (`TASKPLANE_BROKER_STREAM_MAXLEN`) trims entries a group has not read."""
 
     def groups() -> list[GroupBacklog]:
-        backlog = _current.backlog if _current is not None else None
-        return backlog.groups if backlog is not None else []
+        return gauges.backlog.groups if gauges.backlog is not None else []
 
     def length() -> LabelledValues:
-        backlog = _current.backlog if _current is not None else None
+        backlog = gauges.backlog
         return [] if backlog is None else [(float(backlog.length), {})]
 
-    observe_each("taskplane_durable_stream_length", "entries in the durable stream", length)
+    metrics.gauges("taskplane_durable_stream_length", "entries in the durable stream", length)
     for name, description, field in (
         ("pending", "entries delivered to a group's consumers and not yet acknowledged", "pending"),
         ("lag", "entries not yet delivered to the group (Redis >= 7 reports it)", "lag"),
@@ -159,35 +133,4 @@ def _register_backlog() -> None:
                 if getattr(g, field) is not None
             ]
 
-        observe_each(f"taskplane_durable_group_{name}", description, read)
-
-
-@dataclass
-class WorkerMetrics:
-    """The worker's metrics endpoint and the loop that refreshes its store-read gauges."""
-
-    server: MetricsServer | None
-    refresher: asyncio.Task[None]
-
-    async def aclose(self) -> None:
-        self.refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.refresher
-        if self.server is not None:
-            self.server.close()
-
-
-def start_worker_metrics(
-    settings: Settings, pool: AsyncConnectionPool, broker: EventBroker
-) -> WorkerMetrics:
-    """Register the worker's gauges, start their refresh loop and serve `/metrics`.
-
-    Served on `worker_metrics_host:worker_metrics_port` unless the port is off.
-    """
-    server = None
-    if settings.worker_metrics_port is not None:  # first: a taken port stops the start here
-        server = serve_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
-    gauges = WorkerGauges(pool, broker, refresh_seconds=settings.metrics_refresh_seconds)
-    register_worker_metrics(gauges)
-    refresher = asyncio.create_task(gauges.run(), name="metrics-refresh")
-    return WorkerMetrics(server, refresher)
+        metrics.gauges(f"taskplane_durable_group_{name}", description, read)

@@ -53,7 +53,7 @@ from store.chapters import (
     stale_open_tasks,
 )
 from store.events import ChapterClosedError
-from telemetry.metrics import count_error
+from telemetry.metrics import CountError, ignore_error
 from temporal.closures import CLOSE_STATUS_NAMES, run_closure
 from temporal.health import FAILING_ATTEMPTS
 
@@ -118,8 +118,10 @@ class Reconciler:
         sweep_every: float = 60.0,
         stale_after: float = 300.0,
         batch_size: int = 100,
+        count_error: CountError = ignore_error,
     ) -> None:
         self._client = client
+        self._count_error = count_error
         self._pool = pool
         self._recorder = recorder
         self._interval = interval
@@ -138,7 +140,7 @@ class Reconciler:
                 await self.round()
             except (psycopg.Error, RPCError, OSError, TimeoutError) as exc:
                 self.stats.failed_rounds += 1
-                count_error("reconciler", type(exc).__name__)
+                self._count_error("reconciler", type(exc).__name__)
                 log.warning("reconcile round failed", extra={"error": str(exc)})
             await asyncio.sleep(self._interval)
 
@@ -297,7 +299,11 @@ def _ending_event(
 
 
 def build_reconciler(
-    settings: Settings, client: Client, pool: AsyncConnectionPool, recorder: EventRecorder
+    settings: Settings,
+    client: Client,
+    pool: AsyncConnectionPool,
+    recorder: EventRecorder,
+    count_error: CountError = ignore_error,
 ) -> Reconciler:
     return Reconciler(
         client,
@@ -308,4 +314,5 @@ def build_reconciler(
         sweep_every=settings.reconcile_sweep_seconds,
         stale_after=settings.reconcile_stale_seconds,
         batch_size=settings.reconcile_batch_size,
+        count_error=count_error,
     )

@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -41,7 +40,8 @@ from settings import Settings
 from store import EventStore, Outbox, OutboxBacklog, OutboxNotice
 from store.listen import Listener
 from store.outbox import OUTBOX_CHANNEL
-from telemetry.metrics import observe
+from telemetry.metrics import Metrics
+from telemetry.publish import PublishTimer
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +232,7 @@ def build_recorder_and_relay(
     broker: EventBroker,
     *,
     reset_details: ResetDetails | None = None,
+    metrics: Metrics | None = None,
 ) -> tuple[EventRecorder, OutboxRelay]:
     """The worker's recording path: the recorder, and the relay it wakes."""
     outbox = Outbox(pool)
@@ -256,42 +257,27 @@ def build_recorder_and_relay(
         publish_listener=relay,
         after_commit=kill_after_commit(fault) if fault else None,
         reset_details=reset_details,
+        publish_timer=PublishTimer(metrics),
     )
+    if metrics is not None:
+        register_relay_metrics(metrics, relay)
     return recorder, relay
 
 
-_current: OutboxRelay | None = None
-
-
-def register_relay_metrics(relay: OutboxRelay) -> None:
-    """Export the relay's counters and cached backlog; instruments are made once per process."""
-    global _current
-    first = _current is None
-    _current = relay
-    if not first:
-        return
-
-    def read(field: str) -> Callable[[], float]:
-        def value() -> float:
-            return float(getattr(_current.stats, field)) if _current is not None else 0.0
-
-        return value
-
-    observe("taskplane_outbox_pending", "outbox rows not yet published", read("pending"))
-    observe(
+def register_relay_metrics(metrics: Metrics, relay: OutboxRelay) -> None:
+    """Export the relay's counters and cached backlog."""
+    stats = relay.stats
+    metrics.gauge(
+        "taskplane_outbox_pending", "outbox rows not yet published", lambda: stats.pending
+    )
+    metrics.gauge(
         "taskplane_outbox_oldest_pending_seconds",
         "age of the oldest unpublished outbox row",
-        read("oldest_pending_seconds"),
+        lambda: stats.oldest_pending_seconds,
     )
-    observe(
-        "taskplane_relay_published",
-        "events the outbox relay published",
-        read("published"),
-        counter=True,
+    metrics.counter(
+        "taskplane_relay_published", "events the outbox relay published", lambda: stats.published
     )
-    observe(
-        "taskplane_relay_failed",
-        "outbox relay publishes that failed",
-        read("failed"),
-        counter=True,
+    metrics.counter(
+        "taskplane_relay_failed", "outbox relay publishes that failed", lambda: stats.failed
     )

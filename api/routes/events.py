@@ -31,8 +31,7 @@ from api.limits import MAX_SEQUENCE, TenantStreamGate, TenantStreamsDep, parse_s
 from api.lookup import find_task, parse_task_id
 from api.problems import PROBLEM_JSON, ProblemError, problem_body
 from api.sse_contract import SSE_RESPONSES
-from api.streaming import COUNTERS, OutgoingEvent, StreamGate, TaskEventStream
-from telemetry.metrics import count_error
+from api.streaming import OutgoingEvent, StreamGate, TaskEventStream
 from telemetry.tracing import event_span
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ StreamGateDep = Annotated[StreamGate, Depends(get_stream_gate)]
 
 
 def too_many_streams(gate: StreamGate, path: str) -> JSONResponse:
-    COUNTERS.rejected += 1
+    gate.counters.rejected += 1
     body = problem_body(
         503,
         f"this API process already serves its maximum of {gate.limit} streams; try again",
@@ -104,7 +103,7 @@ class TaskEventResponse(EventSourceResponse):
         try:
             await super().__call__(scope, receive, send)
         except SendTimeoutError:
-            COUNTERS.send_timeouts += 1
+            self.__gate.counters.send_timeouts += 1
             log.info("client stopped reading; stream dropped", extra={"task_id": self.__task_id})
         finally:
             self.__tenant_gate.release(self.__tenant)
@@ -179,6 +178,7 @@ async def task_events(
         page_size=settings.sse_history_page_size,
         idle_timeout=settings.sse_idle_timeout_seconds,
         poll_interval=settings.sse_store_poll_seconds,
+        counters=gate.counters,
     )
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
@@ -194,8 +194,8 @@ async def task_events(
         except Exception as exc:
             # The response has started: the error can only travel inside the stream.
             log.exception("stream failed", extra={"task_id": task_id})
-            COUNTERS.stream_errors += 1
-            count_error("sse", type(exc).__name__)
+            gate.counters.stream_errors += 1
+            request.app.state.api.metrics.count_error("sse", type(exc).__name__)
             problem = problem_body(503, f"the stream failed: {type(exc).__name__}")
             yield ServerSentEvent(data=json.dumps(problem), event="error")
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from api.deps import ServicesDep
 from api.services import Services
-from telemetry.metrics import METRICS_CONTENT_TYPE, metrics_text
+from api.state import ApiState
+from telemetry.metrics import METRICS_CONTENT_TYPE
 
 router = APIRouter(tags=["health"])
 
@@ -71,5 +72,6 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)  # documented as text, as served
-async def metrics() -> Response:
-    return Response(metrics_text(), media_type=METRICS_CONTENT_TYPE)
+async def metrics(request: Request) -> Response:
+    state: ApiState = request.app.state.api
+    return Response(state.metrics.text(), media_type=METRICS_CONTENT_TYPE)

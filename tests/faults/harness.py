@@ -1,10 +1,10 @@
 """What every fault test sets up: a worker, an API, tasks, and observers of each task.
 
-`in_process_worker` assembles the worker the way `worker.main.run_worker` does — the
-same `build_recorder_and_relay`, Temporal worker, relay (with its LISTEN) and durable
-handler runner — but inside the test's event loop, on whatever URLs the test gives
-it (a proxy it can break, a Redis it can stop), with the fault tests' effects
-handler. Only the kill test needs a worker *process* (tests/e2e's `ProcessStack`).
+`in_process_worker` runs the worker process's own `WorkerRuntime` — recorder,
+Temporal worker, relay (with its LISTEN), durable handlers, webhooks, reconciler —
+inside the test's event loop, on whatever URLs the test gives it (a proxy it can
+break, a Redis it can stop), with the fault tests' effects handler added. Only the
+kill test needs a worker *process* (tests/e2e's `ProcessStack`).
 
 Observers of a run, all compared with the store by `tests.invariants`:
 
@@ -29,27 +29,16 @@ import httpx
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from temporalio.client import Client
-from temporalio.worker import Worker
 
-from activities.recorder import EventRecorder
-from broker.redis import RedisBroker
 from settings import Settings
-from store import open_pool
-from store.processed import ProcessedEvents
-from temporal.client import connect_client
 from tests.faults.effects import effects_handler, handled
 from tests.integration.live_api import live_api
 from tests.invariants import Event, Observer, load_history
 from tests.sse import read_frames
-from worker.handlers import HandlerRunner, stop_handlers
-from worker.main import build_worker
-from worker.relay import OutboxRelay, build_recorder_and_relay
+from worker.runtime import MakeWorker, WorkerRuntime
 
 STREAM = "taskplane:events"
 QUICK_TASK = {"steps": 2, "step_seconds": 0.3, "progress_ticks": 3}
-
-MakeWorker = Callable[[Client, EventRecorder, str], Worker]
 
 
 def fault_settings(**overrides: Any) -> Settings:
@@ -61,68 +50,33 @@ def fault_settings(**overrides: Any) -> Settings:
         "outbox_poll_seconds": 1.0,
         "relay_max_backoff_seconds": 1.0,
         "handler_claim_idle_seconds": 1.0,
+        "handler_block_seconds": 0.2,
+        "db_pool_min_size": 1,
+        "db_pool_max_size": 8,
         "worker_metrics_port": None,
         "worker_metrics_temporal_port": None,
+        # Every fault test's task ends by recording; a reconciler here would also record
+        # endings of other tests' runs (one namespace, one store). tests/e2e and
+        # test_reconciler.py run it.
+        "reconcile_enabled": False,
         **overrides,
     }
     return Settings(**values)
 
 
-@dataclass
-class InProcessWorker:
-    settings: Settings
-    pool: AsyncConnectionPool
-    broker: RedisBroker
-    recorder: EventRecorder
-    relay: OutboxRelay
-    handlers: HandlerRunner
-    group: str
-
-
 @asynccontextmanager
 async def in_process_worker(
     settings: Settings, *, group: str, make_worker: MakeWorker | None = None
-) -> AsyncIterator[InProcessWorker]:
-    pool = await open_pool(
-        settings.require_database_url(),
-        min_size=1,
-        max_size=8,
-        timeout=settings.db_pool_timeout_seconds,
-    )
-    broker = RedisBroker(
-        settings.require_redis_url(),
-        publish_timeout=settings.publish_timeout_seconds,
-        client_name=f"taskplane-faults-{group}",
-    )
-    background: list[asyncio.Task[None]] = []
-    try:
-        await broker.connect()
-        client = await connect_client(settings)
-        recorder, relay = build_recorder_and_relay(settings, pool, broker)
-        handlers = HandlerRunner(
-            broker,
-            ProcessedEvents(pool),
-            claim_idle_seconds=settings.handler_claim_idle_seconds,
-            block_seconds=0.2,
-        )
-        handlers.register(effects_handler(group))
-        worker = (make_worker or _default_worker)(client, recorder, settings.task_queue)
-        background = [
-            asyncio.create_task(relay.run(settings.require_database_url()), name="relay"),
-            asyncio.create_task(handlers.run(), name="handlers"),
-        ]
-        async with worker:
-            yield InProcessWorker(settings, pool, broker, recorder, relay, handlers, group)
-    finally:
-        if len(background) == 2:
-            await stop_handlers(handlers, background.pop())
-        for task in background:
-            task.cancel()
-        for task in background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await broker.close()
-        await pool.close()
+) -> AsyncIterator[WorkerRuntime]:
+    """The production worker (`WorkerRuntime`) in the test's event loop, plus the fault
+    tests' effects handler as durable group `group`."""
+    async with WorkerRuntime(
+        settings,
+        handlers=[effects_handler(group)],
+        make_worker=make_worker,
+        client_name=f"faults-{group}",
+    ) as runtime:
+        yield runtime
 
 
 @asynccontextmanager
@@ -134,7 +88,7 @@ async def worker_and_api(
     api_database_url: str | None = None,
     make_worker: MakeWorker | None = None,
     **api_settings: Any,
-) -> AsyncIterator[tuple[InProcessWorker, httpx.AsyncClient]]:
+) -> AsyncIterator[tuple[WorkerRuntime, httpx.AsyncClient]]:
     """A test's in-process worker, a live API on the same servers and a client of it.
 
     The API may reach Postgres another way than the worker (`api_database_url`: past
@@ -156,10 +110,6 @@ async def worker_and_api(
         await stream.group_ready(group)
         await stream.mark()
         yield worker, http
-
-
-def _default_worker(client: Client, recorder: EventRecorder, task_queue: str) -> Worker:
-    return build_worker(client, recorder, task_queue=task_queue)
 
 
 @dataclass

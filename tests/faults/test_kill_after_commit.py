@@ -33,6 +33,7 @@ from tests.faults.harness import (
     watch,
 )
 from tests.invariants import load_history, wait_until_delivered
+from tests.metrics_text import required
 
 pytestmark = pytest.mark.e2e
 
@@ -128,7 +129,4 @@ async def test_the_relay_publishes_what_a_killed_worker_committed(
 
 
 def relay_metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} is not exported by the worker")
+    return required(text, name)

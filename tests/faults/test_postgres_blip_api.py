@@ -19,6 +19,7 @@ from psycopg.conninfo import make_conninfo
 from tests.faults.proxy import fault_proxy
 from tests.faults.test_postgres_down import unix_socket_of
 from tests.integration.live_api import live_api
+from tests.metrics_text import sample
 
 
 async def test_the_api_answers_503_during_a_postgres_blip_and_recovers_at_once(
@@ -61,7 +62,4 @@ async def test_the_api_answers_503_during_a_postgres_blip_and_recovers_at_once(
 
 
 def _postgres_errors(metrics: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith('taskplane_errors_total{component="api",kind="postgres"}'):
-            return float(line.split()[-1])
-    return 0.0
+    return sample(metrics, "taskplane_errors_total", component="api", kind="postgres") or 0.0

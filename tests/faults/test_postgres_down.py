@@ -36,7 +36,7 @@ from tests.faults.harness import (
 )
 from tests.faults.proxy import fault_proxy
 from tests.invariants import load_history, wait_until_delivered
-from worker.main import build_worker
+from worker.temporal_worker import build_worker
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from tests.faults.harness import (
     worker_and_api,
 )
 from tests.invariants import wait_until_delivered
-from worker.main import workflow_runner
+from worker.temporal_worker import workflow_runner
 from workflows.task_workflow import TaskWorkflow
 
 

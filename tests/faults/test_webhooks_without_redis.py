@@ -29,7 +29,6 @@ from tests.faults.harness import (
 )
 from tests.invariants import Event, Observer, check_delivery, load_history
 from tests.webhooks_support import running_receiver, verified_payloads
-from webhooks.dispatcher import WebhookDispatcher
 from webhooks.store import WebhookStore
 
 pytestmark = pytest.mark.timeout(90)
@@ -62,36 +61,28 @@ async def test_webhooks_are_delivered_while_redis_is_down(
             async with worker_and_api(
                 settings, stream, group=group, webhook_allow_private_networks=True
             ) as (worker, http):
-                dispatcher = WebhookDispatcher.from_settings(worker.pool, settings)
-                sending = asyncio.create_task(dispatcher.run(), name="webhooks")
-                try:
-                    await asyncio.to_thread(own_redis.stop)
-                    response = await http.post(
-                        "/tasks",
-                        json={"type": "demo.pipeline", "input": {"steps": 2, "step_seconds": 0.2},
-                              "webhook": {"url": receiver.at(path)}},
-                    )  # fmt: skip
-                    assert response.status_code == 202, response.text
-                    task_id = response.json()["task_id"]
-                    secret = response.json()["webhook"]["secret"]
-                    store = WebhookStore(truth)
+                await asyncio.to_thread(own_redis.stop)
+                response = await http.post(
+                    "/tasks",
+                    json={"type": "demo.pipeline", "input": {"steps": 2, "step_seconds": 0.2},
+                          "webhook": {"url": receiver.at(path)}},
+                )  # fmt: skip
+                assert response.status_code == 202, response.text
+                task_id = response.json()["task_id"]
+                secret = response.json()["webhook"]["secret"]
+                store = WebhookStore(truth)
 
-                    async def every_webhook_acknowledged() -> bool:
-                        history = await load_history(truth, [task_id])
-                        deliveries = await store.deliveries(task_id)
-                        ended = bool(history) and history[-1].type == "task.completed.v1"
-                        return ended and [d.status for d in deliveries] == ["delivered"] * len(
-                            history
-                        )
-
-                    await until(every_webhook_acknowledged, within=45)
+                async def every_webhook_acknowledged() -> bool:
                     history = await load_history(truth, [task_id])
-                    # Redis never came back: not one of these events reached the broker.
-                    assert await pending_rows(truth, [task_id]) == len(history)
-                    assert dispatcher.stats().sent == len(history)
-                finally:
-                    sending.cancel()
-                    await asyncio.gather(sending, return_exceptions=True)
+                    deliveries = await store.deliveries(task_id)
+                    ended = bool(history) and history[-1].type == "task.completed.v1"
+                    return ended and [d.status for d in deliveries] == ["delivered"] * len(history)
+
+                await until(every_webhook_acknowledged, within=45)
+                history = await load_history(truth, [task_id])
+                # Redis never came back: not one of these events reached the broker.
+                assert await pending_rows(truth, [task_id]) == len(history)
+                assert worker.webhooks.stats().sent == len(history)
             payloads = verified_payloads(receiver.requests(path), secret)
     finally:
         await stream.close()

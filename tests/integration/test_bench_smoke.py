@@ -36,7 +36,7 @@ async def ctx(
     )
     sizes = Sizes.quick().override(
         [
-            "throughput_variants=taskplane",
+            "throughput_variants=taskplane,taskplane_worker_loops",
             "throughput_concurrency=4",
             "throughput_warmup_seconds=0.5",
             "throughput_window_seconds=2",
@@ -55,12 +55,14 @@ async def test_throughput_slice_measures_both_variants_and_their_ratio(
     result = await throughput.run(ctx)
 
     variants = result["variants"]
-    assert set(variants) == {"bare_temporal", "taskplane"}
+    assert set(variants) == {"bare_temporal", "taskplane", "taskplane_worker_loops"}
     assert variants["bare_temporal"]["median_tasks_per_s"] > 0
     assert variants["taskplane"]["median_tasks_per_s"] > 0
     # Every completed demo.pipeline of 5 steps recorded its 12 events.
     assert variants["taskplane"]["events_per_task"] == 12
     assert variants["taskplane"]["median_ratio_to_bare"] > 0
+    # The same tasks run by the production WorkerRuntime, its loops beside them.
+    assert variants["taskplane_worker_loops"]["events_per_task"] == 12
     (target,) = targets({"throughput": result})
     assert target["measured"] == variants["taskplane"]["median_ratio_to_bare"]
 

@@ -28,7 +28,7 @@ from activities.recording import RecordingActivities
 from schemas.workflow import RECORD_EVENT, RecordEventInput, RecordEventResult, TaskWorkflowInput
 from store import EventStore
 from tests.unit.test_replay import replayer
-from worker.main import workflow_runner
+from worker.temporal_worker import workflow_runner
 from workflows.task_workflow import PATCH_CANCEL_DURING_RECORD, TaskWorkflow
 
 

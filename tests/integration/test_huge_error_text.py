@@ -17,7 +17,7 @@ from schemas.workflow import TaskWorkflowInput, workflow_id_for
 from store import EventStore
 from tests.huge_error_plugin import PLUGIN as HUGE_ERROR
 from tests.invariants import find_violations, load_history
-from worker.main import build_worker
+from worker.temporal_worker import build_worker
 
 
 async def test_a_100_kb_error_is_cut_into_the_failed_event(

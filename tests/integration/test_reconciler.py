@@ -19,8 +19,8 @@ from schemas.workflow import TaskWorkflowInput, workflow_id_for
 from store import TaskReader
 from tests.invariants import find_violations, load_history
 from tests.wedged_plugin import PLUGIN as WEDGED
-from worker.main import build_worker
 from worker.reconciler import Reconciler
+from worker.temporal_worker import build_worker
 
 
 @pytest.fixture

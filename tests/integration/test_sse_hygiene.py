@@ -18,7 +18,6 @@ import pytest
 from redis.asyncio import Redis
 
 from activities.recorder import EventRecorder
-from api.streaming import COUNTERS
 from broker import topic_for
 from tests.integration.live_api import Footprint, LiveApi, assert_released, eventually, live_api
 from tests.sse_wire import Event, SSEConnection
@@ -160,7 +159,6 @@ async def test_past_the_cap_a_stream_gets_503_problem_json_with_retry_after(
     async with live_api(**servers, sse_max_streams=2) as api:
         task = await Task.started(recorder)
         url = f"{api.url}/tasks/{task.id}/events"
-        rejected = COUNTERS.rejected
         first, second = [await SSEConnection.open(url) for _ in range(2)]
         assert (first.status, second.status) == (200, 200)
 
@@ -171,7 +169,7 @@ async def test_past_the_cap_a_stream_gets_503_problem_json_with_retry_after(
         problem = json.loads(refused.body)
         assert problem["status"] == 503
         assert "maximum of 2 streams" in problem["detail"]
-        assert COUNTERS.rejected - rejected == 1
+        assert api.gate.counters.rejected == 1
         await refused.close()
 
         first.reset()
@@ -195,7 +193,6 @@ async def test_an_idle_stream_ends_cleanly_and_the_client_resumes(
     ) as api:
         task = await Task.started(recorder)
         url = f"{api.url}/tasks/{task.id}/events"
-        idle = COUNTERS.idle_timeouts
         connection = await SSEConnection.open(url)
         events = await read_until(connection, 1)
         async with asyncio.timeout(10):
@@ -204,7 +201,7 @@ async def test_an_idle_stream_ends_cleanly_and_the_client_resumes(
         assert sequences(events) == [1]
         assert connection.parser.comments.count("ping") >= 2  # heartbeats while idle
         assert connection.parser.retry_ms == 250  # EventSource's reconnection delay
-        assert COUNTERS.idle_timeouts - idle == 1
+        assert api.gate.counters.idle_timeouts == 1
         await connection.close()
 
         await task.record()
@@ -224,13 +221,12 @@ async def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(
             await task.record_big()
         await warm_up(api, task)
         baseline = await Footprint.of(api, admin)
-        timeouts = COUNTERS.send_timeouts
 
         stalled = await SSEConnection.open(f"{api.url}/tasks/{task.id}/events", receive_buffer=4096)
         assert stalled.status == 200  # and then it never reads another byte
 
         async def dropped() -> bool:
-            return COUNTERS.send_timeouts > timeouts
+            return api.gate.counters.send_timeouts > 0
 
         await eventually(dropped, within=15)
 
@@ -247,7 +243,7 @@ async def test_a_slow_reader_whose_queue_overflows_still_gets_every_event_once_i
         **servers, send_buffer=8192, sse_client_queue_size=1, sse_send_timeout_seconds=60
     ) as api:
         task = await Task.started(recorder)
-        resyncs, dropped = COUNTERS.resync_heals, api.broker_stats().dropped
+        resyncs, dropped = api.gate.counters.resync_heals, api.broker_stats().dropped
         slow = await SSEConnection.open(f"{api.url}/tasks/{task.id}/events", receive_buffer=4096)
         assert sequences(await read_until(slow, 1)) == [1]
         # The client stops reading; big events block the server's send, small ones pile
@@ -261,5 +257,5 @@ async def test_a_slow_reader_whose_queue_overflows_still_gets_every_event_once_i
         assert events[-1].type == "task.completed.v1"
         assert slow.ended or not await slow.read_events()
         assert api.broker_stats().dropped > dropped
-        assert COUNTERS.resync_heals > resyncs
+        assert api.gate.counters.resync_heals > resyncs
         await slow.close()

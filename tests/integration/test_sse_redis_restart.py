@@ -24,7 +24,6 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from activities.recorder import EventRecorder
-from api.streaming import COUNTERS
 from broker import BrokerStatus
 from broker.redis import RedisBroker
 from devstack import EmbeddedRedis
@@ -88,7 +87,7 @@ async def test_streams_survive_a_redis_restart_and_catch_up_from_the_store(
 
             reading = asyncio.create_task(reader())
             await eventually(_has(received, 3))
-            resyncs = COUNTERS.resync_heals
+            resyncs = api.gate.counters.resync_heals
 
             throwaway_redis.stop()
 
@@ -103,11 +102,11 @@ async def test_streams_survive_a_redis_restart_and_catch_up_from_the_store(
 
             await eventually(reported_degraded)
             assert api.services.broker.status() is not BrokerStatus.CONNECTED
-            polls = COUNTERS.store_polls
+            polls = api.gate.counters.store_polls
             while_down = [await record() for _ in range(3)]  # publish fails: outbox rows wait
             # The open stream reads them from the store while Redis is still away.
             await eventually(_has(received, while_down[-1]), within=10)
-            assert COUNTERS.store_polls > polls
+            assert api.gate.counters.store_polls > polls
             assert not stream.ended  # the client keeps its stream
             assert _sequences(received) == list(range(1, while_down[-1] + 1))
             # A stream opened now works too: history, then the store stands in for live.
@@ -135,7 +134,7 @@ async def test_streams_survive_a_redis_restart_and_catch_up_from_the_store(
 
             await eventually(ready_again, within=20)
             await eventually(live_again, within=20)
-            assert COUNTERS.resync_heals > resyncs
+            assert api.gate.counters.resync_heals > resyncs
             assert api.broker_stats().reconnects >= 1
 
             await record()  # live again, through the re-established connection

@@ -19,7 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from activities.recorder import EventRecorder
 from schemas.workflow import TaskWorkflowInput, TaskWorkflowResult
 from store import EventStore
-from worker.main import build_worker
+from worker.temporal_worker import build_worker
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from schemas.tasks import TASK_INPUT_MODELS
 from schemas.workflow import TaskWorkflowInput, TaskWorkflowResult
 from store import EventStore
 from tests.plugin_example import PLUGIN, EchoInput
-from worker.main import build_worker
+from worker.temporal_worker import build_worker
 
 
 async def test_a_plugin_task_type_runs_with_the_same_events(

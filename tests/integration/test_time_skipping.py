@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.recorder import EventRecorder
 from schemas.workflow import TaskWorkflowInput, TaskWorkflowResult
 from store import EventStore
-from worker.main import build_worker
+from worker.temporal_worker import build_worker
 
 
 async def run_task(

@@ -41,7 +41,7 @@ from telemetry.tracing import install_tracer_provider
 from temporal.client import connect_client
 from tests.integration.live_api import live_api
 from tests.sse import read_frames
-from worker.main import build_worker
+from worker.temporal_worker import build_worker
 
 TERMINAL = "task.completed.v1"
 

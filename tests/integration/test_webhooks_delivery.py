@@ -20,14 +20,13 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from psycopg_pool import AsyncConnectionPool
 
 from schemas import EventEnvelope
 from store import EventStore, open_pool
 from store.listen import Listener
 from store.migrate import migration_files
+from telemetry.metrics import Metrics
 from tests.integration.live_api import eventually
 from tests.invariants import Event, Observer, check_delivery, load_history
 from tests.own_database import own_database, own_database_sync
@@ -406,19 +405,6 @@ async def test_a_plan_is_a_plan(receiver: Receiver) -> None:
     assert [r.attempt for r in receiver.requests("/self-check")] == [1, 2]
 
 
-def metric_values(reader: InMemoryMetricReader) -> dict[str, float]:
-    """Each metric's value (a histogram's: its count) as the exporter would read it now."""
-    data = reader.get_metrics_data()
-    assert data is not None
-    values: dict[str, float] = {}
-    for resource in data.resource_metrics:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                (point,) = metric.data.data_points
-                values[metric.name] = float(getattr(point, "count", None) or point.value)  # type: ignore[union-attr]
-    return values
-
-
 @pytest.fixture
 async def own_pool(database_url: str) -> AsyncIterator[tuple[AsyncConnectionPool, str]]:
     """A database of the test's own: the backlog figures count every delivery in it."""
@@ -438,13 +424,12 @@ async def test_a_dispatcher_s_figures_and_the_metrics_that_read_them(
     def switchable(_attempt: int, _payload: dict[str, Any]) -> tuple[int, float]:
         return (503 if down else 200), 0.0
 
-    reader = InMemoryMetricReader()
-    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    metrics = Metrics()
     dispatcher = WebhookDispatcher(
         WebhookStore(pool), POLICY, listen_conninfo=url, stats_refresh_seconds=0.05
     )
     idle = WebhookDispatcher(WebhookStore(pool), POLICY)  # another one: its own figures
-    register_webhook_metrics(dispatcher, meter)
+    register_webhook_metrics(metrics, dispatcher)
     task_id = new_task()
     await subscribe(pool, task_id, receiver.at("/figures", switchable))
     sending = asyncio.create_task(dispatcher.run())
@@ -472,10 +457,9 @@ async def test_a_dispatcher_s_figures_and_the_metrics_that_read_them(
     assert (figures.sent, figures.failed, figures.latency_count) == (3, 0, 3)
     assert figures.oldest_pending_seconds == 0
     assert idle.stats() == WebhookStats()
-    values = metric_values(reader)
-    assert values["taskplane_webhook_deliveries_sent"] == 3
-    assert values["taskplane_webhook_attempts_failed"] == figures.attempts_failed
-    assert values["taskplane_webhook_deliveries_failed"] == 0
-    assert values["taskplane_webhook_deliveries_pending"] == 0
-    assert values["taskplane_webhook_oldest_pending_seconds"] == 0
-    assert values["taskplane_webhook_delivery_latency_seconds"] == 3
+    assert metrics.value("taskplane_webhook_deliveries_sent_total") == 3
+    assert metrics.value("taskplane_webhook_attempts_failed_total") == figures.attempts_failed
+    assert metrics.value("taskplane_webhook_deliveries_failed_total") == 0
+    assert metrics.value("taskplane_webhook_deliveries_pending") == 0
+    assert metrics.value("taskplane_webhook_oldest_pending_seconds") == 0
+    assert metrics.value("taskplane_webhook_delivery_latency_seconds_count") == 3

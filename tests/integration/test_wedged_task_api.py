@@ -25,8 +25,8 @@ from schemas.workflow import TaskWorkflowInput, workflow_id_for
 from tests.integration.live_api import live_api
 from tests.invariants import load_history
 from tests.wedged_plugin import PLUGIN as WEDGED
-from worker.main import build_worker
 from worker.reconciler import Reconciler
+from worker.temporal_worker import build_worker
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from schemas.workflow import DEMO_STEP, TaskWorkflowInput, TaskWorkflowResult
 from settings import Settings
 from store import EventStore, Outbox, open_pool
 from temporal.client import connect_client
-from worker.main import build_worker, workflow_runner
+from worker.temporal_worker import build_worker, workflow_runner
 
 HISTORIES = Path(__file__).parent / "histories"
 

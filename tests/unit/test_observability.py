@@ -24,16 +24,17 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from api.middleware import RequestContextMiddleware, request_id_from
+from api.middleware import RequestContextMiddleware, request_id_from, request_seconds
 from settings import Settings
 from telemetry.logs import JsonFormatter, bound_log_context, log_context
+from telemetry.metrics import Metrics
 from telemetry.tracing import (
     current_trace_headers,
     install_tracer_provider,
     tracer,
     tracing_enabled,
 )
-from worker.main import workflow_runner
+from worker.temporal_worker import workflow_runner
 from workflows.task_workflow import TaskWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
@@ -67,7 +68,9 @@ def spans() -> Iterator[InMemorySpanExporter]:
         install_tracer_provider(None)
 
 
-def small_app() -> Starlette:
+def small_app(metrics: Metrics | None = None) -> Starlette:
+    metrics = metrics or Metrics()
+
     async def ok(request: Request) -> PlainTextResponse:
         logging.getLogger("api.middleware").info("inside", extra={"seen": log_context()})
         return PlainTextResponse("ok")
@@ -83,7 +86,13 @@ def small_app() -> Starlette:
             Route("/tasks/{task_id}/events", ok),
             Route("/boom", boom),
         ],
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[
+            Middleware(
+                RequestContextMiddleware,
+                request_seconds=request_seconds(metrics),
+                count_error=metrics.count_error,
+            )
+        ],
     )
 
 

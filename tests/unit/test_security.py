@@ -31,6 +31,7 @@ from api.problems import ProblemError, install_problem_handlers
 from api.stream_tokens import InvalidStreamTokenError, StreamTokens
 from settings import ConfigurationError, Settings
 from store.tasks import InvalidCursorError, decode_cursor, encode_cursor
+from telemetry.metrics import ignore_error
 
 TASK = "2b7f0c2e-8d3a-4c1e-9f6b-0a1b2c3d4e5f"
 OTHER_TASK = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
@@ -229,7 +230,7 @@ def _app(**middleware: Any) -> FastAPI:
             Route("/tasks/{task_id}/history", _echo),
         ]
     )
-    install_problem_handlers(app)
+    install_problem_handlers(app, ignore_error)
     if "keys" in middleware:
         app.add_middleware(AuthMiddleware, **middleware)
     else:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from api.streaming import COUNTERS, OutgoingEvent, StreamGate, TaskEventStream
+from api.streaming import OutgoingEvent, StreamCounters, StreamGate, TaskEventStream
 from broker import MemoryBroker, topic_for
 from schemas import EventEnvelope
 from schemas.examples import EXAMPLE_DATA
@@ -54,6 +54,7 @@ async def run_stream(
     live: bool = True,
     queue_size: int = 16,
     idle_timeout: float = 30.0,
+    counters: StreamCounters | None = None,
 ) -> tuple[asyncio.Task[list[OutgoingEvent]], asyncio.Event]:
     subscribed = asyncio.Event()
     stream = TaskEventStream(
@@ -65,6 +66,7 @@ async def run_stream(
         queue_size=queue_size,
         page_size=3,
         idle_timeout=idle_timeout,
+        counters=counters,
     )
 
     async def consume() -> list[OutgoingEvent]:
@@ -157,8 +159,8 @@ async def test_live_events_are_forwarded_without_touching_the_store_again() -> N
         return await read(task_id, after=after, limit=limit)
 
     history.history = counting  # type: ignore[method-assign]
-    heals = COUNTERS.heals
-    task, _ = await run_stream(history, broker)
+    counters = StreamCounters()
+    task, _ = await run_stream(history, broker, counters=counters)
     await until_subscribed(broker)
     for _ in range(5):
         await broker.publish(topic_for(TASK), history.add())
@@ -166,14 +168,14 @@ async def test_live_events_are_forwarded_without_touching_the_store_again() -> N
     events = await asyncio.wait_for(task, 5)
     assert [e.sequence for e in events] == list(range(1, 8))
     assert reads == [0]  # the history read only; every live event came from the broker
-    assert COUNTERS.heals == heals
+    assert counters.heals == 0
 
 
 async def test_heals_are_counted_by_reason() -> None:
     broker, history = MemoryBroker(), ListHistory()
     await broker.connect()
-    gap, resync = COUNTERS.gap_heals, COUNTERS.resync_heals
-    task, _ = await run_stream(history, broker)
+    counters = StreamCounters()
+    task, _ = await run_stream(history, broker, counters=counters)
     await until_subscribed(broker)
     history.add("task.created.v1")  # never published: the next one shows a gap
     await broker.publish(topic_for(TASK), history.add())
@@ -184,42 +186,42 @@ async def test_heals_are_counted_by_reason() -> None:
     await broker.publish(topic_for(TASK), history.add("task.completed.v1"))
     events = await asyncio.wait_for(task, 5)
     assert [e.sequence for e in events] == [1, 2, 3, 4]
-    assert (COUNTERS.gap_heals - gap, COUNTERS.resync_heals - resync) == (1, 1)
+    assert (counters.gap_heals, counters.resync_heals, counters.heals) == (1, 1, 2)
 
 
 async def test_a_forged_or_invalid_live_message_is_skipped_and_counted() -> None:
     broker, history = MemoryBroker(), ListHistory()
     await broker.connect()
     history.add("task.created.v1")
-    task, subscribed = await run_stream(history, broker)
+    counters = StreamCounters()
+    task, subscribed = await run_stream(history, broker, counters=counters)
     await asyncio.wait_for(subscribed.wait(), 5)
     real = history.add()
     forged = orjson.loads(real)
     forged["type"] = "task.exploded.v1"  # right task, right next sequence, unknown type
     other_task = orjson.loads(real)
     other_task["subject"] = "00000000-0000-4000-8000-000000000002"
-    invalid = COUNTERS.invalid_messages
     for junk in ("not json", orjson.dumps(forged).decode(), orjson.dumps(other_task).decode()):
         await broker.publish(topic_for(TASK), junk)
     await broker.publish(topic_for(TASK), real)
     await broker.publish(topic_for(TASK), history.add("task.completed.v1"))
     events = await asyncio.wait_for(task, 5)
     assert [e.envelope_json for e in events] == [e.envelope_json for e in history.events]
-    assert COUNTERS.invalid_messages - invalid == 3
+    assert counters.invalid_messages == 3
 
 
 async def test_an_idle_stream_ends_cleanly_and_releases_its_subscription() -> None:
     broker, history = MemoryBroker(), ListHistory()
     await broker.connect()
     history.add("task.created.v1")
-    idle = COUNTERS.idle_timeouts
-    task, _ = await run_stream(history, broker, idle_timeout=0.3)
+    counters = StreamCounters()
+    task, _ = await run_stream(history, broker, idle_timeout=0.3, counters=counters)
     await until_subscribed(broker)
     await asyncio.sleep(0.2)
     await broker.publish(topic_for(TASK), history.add())  # an event restarts the idle clock
     events = await asyncio.wait_for(task, 5)
     assert [e.sequence for e in events] == [1, 2]
-    assert COUNTERS.idle_timeouts - idle == 1
+    assert counters.idle_timeouts == 1
     assert broker.fanout.subscriber_count == 0
 
 
@@ -228,18 +230,25 @@ async def test_closing_the_stream_mid_way_releases_everything_at_once() -> None:
     await broker.connect()
     for _ in range(5):
         history.add()
-    open_before = COUNTERS.open_streams
+    counters = StreamCounters()
     stream = TaskEventStream(
-        TASK, after=0, history=True, store=history, broker=broker, queue_size=4, page_size=2
+        TASK,
+        after=0,
+        history=True,
+        store=history,
+        broker=broker,
+        queue_size=4,
+        page_size=2,
+        counters=counters,
     )
     async with aclosing(stream.events()) as events:
         first = await anext(events)  # suspended at a yield inside a history page
         assert first.sequence == 1
         assert broker.fanout.subscriber_count == 1
-        assert COUNTERS.open_streams == open_before + 1
+        assert counters.open_streams == 1
     # No await in between: the subscription went with the generator, not with the GC.
     assert broker.fanout.subscriber_count == 0
-    assert COUNTERS.open_streams == open_before
+    assert counters.open_streams == 0
 
 
 def test_the_stream_gate_counts_and_refuses_past_its_limit() -> None:

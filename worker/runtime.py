@@ -1,0 +1,206 @@
+"""`WorkerRuntime`: every part of one worker, built from settings and supervised as one.
+
+`async with WorkerRuntime(settings) as rt:` opens the pool and the broker, connects
+to Temporal, builds the recorder, the outbox relay, the durable handlers (those
+`TASKPLANE_EVENT_HANDLERS` names, and any given here), the webhook dispatcher, the
+reconciler and the metrics, and runs every loop in one
+`asyncio.TaskGroup`: a loop that dies takes the whole runtime down (its error
+ends the `async with`), so a supervisor restarts a broken worker instead of
+leaving it running without, say, its relay. Leaving the block stops the parts in
+order: the Temporal worker first (running activities finish), then the durable
+handlers (each finishes its current event), then the other loops, then the
+metrics server, the broker and the pool.
+
+The worker process (`worker/main.py`), the fault tests, the integration tests and
+the bench all run this; they differ only in settings and in what they pass in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.recorder import EventRecorder
+from broker.redis import RedisBroker
+from schemas.plugins import TaskTypePlugin, installed_plugins
+from settings import Settings
+from store import open_pool
+from store.processed import ProcessedEvents
+from telemetry.metrics import Metrics, MetricsServer
+from temporal.client import connect_client, ensure_search_attributes
+from temporal.closures import ResetDetailsFromHistory
+from temporal.runtime import metrics_runtime
+from webhooks.dispatcher import WebhookDispatcher
+from webhooks.metrics import register_webhook_metrics
+from worker.handlers import EventHandler, HandlerRunner, build_handler_runner, stop_handlers
+from worker.metrics import WorkerGauges, register_worker_metrics
+from worker.reconciler import Reconciler, build_reconciler
+from worker.relay import OutboxRelay, build_recorder_and_relay
+from worker.temporal_worker import build_worker
+
+log = logging.getLogger(__name__)
+
+# Builds the Temporal worker of a runtime: (client, recorder, task queue) → Worker.
+MakeWorker = Callable[[Client, EventRecorder, str], Worker]
+
+
+class WorkerRuntime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        handlers: Sequence[EventHandler] = (),
+        plugins: Sequence[TaskTypePlugin] | None = None,
+        make_worker: MakeWorker | None = None,
+        client_name: str = "worker",
+    ) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self._extra_handlers = handlers
+        self._plugins = plugins
+        self._make_worker = make_worker
+        self._client_name = client_name
+        self._stack = contextlib.AsyncExitStack()
+        self._group: asyncio.TaskGroup | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self._worker_task: asyncio.Task[None] | None = None
+        self._handlers_task: asyncio.Task[None] | None = None
+        self.metrics_server: MetricsServer | None = None
+        # Set by __aenter__:
+        self.pool: AsyncConnectionPool
+        self.broker: RedisBroker
+        self.client: Client
+        self.recorder: EventRecorder
+        self.relay: OutboxRelay
+        self.handlers: HandlerRunner
+        self.webhooks: WebhookDispatcher
+        self.reconciler: Reconciler | None = None
+        self.worker: Worker
+        self.gauges: WorkerGauges
+
+    async def __aenter__(self) -> WorkerRuntime:
+        try:
+            await self._build()
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        log.info("worker started", extra={"task_queue": self.settings.task_queue})
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        log.info("worker stopping")
+        try:
+            await self._stop_loops()
+            assert self._group is not None
+            if exc_type is None or issubclass(exc_type, asyncio.CancelledError):
+                # Cancelled: maybe by a loop that died; the group raises that loop's error.
+                await self._group.__aexit__(exc_type, exc, traceback)
+            else:  # the block's own error goes on as it is, not wrapped in a group
+                await self._group.__aexit__(None, None, None)
+        finally:
+            await self._stack.aclose()
+
+    async def _build(self) -> None:
+        settings, stack = self.settings, self._stack
+        if settings.worker_metrics_port is not None:  # first: a taken port stops the start
+            self.metrics_server = self.metrics.serve(
+                settings.worker_metrics_host, settings.worker_metrics_port
+            )
+            stack.callback(self.metrics_server.close)
+        self.pool = await open_pool(
+            settings.require_database_url(),
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+            timeout=settings.db_pool_timeout_seconds,
+        )
+        stack.push_async_callback(self.pool.close)
+        self.broker = RedisBroker(
+            settings.require_redis_url(),
+            stream_maxlen=settings.broker_stream_maxlen,
+            publish_timeout=settings.publish_timeout_seconds,
+            client_name=f"{settings.redis_client_name}-{self._client_name}",
+        )
+        stack.push_async_callback(self.broker.close)
+        await self.broker.connect()
+        sdk_metrics = metrics_runtime(
+            settings.worker_metrics_host, settings.worker_metrics_temporal_port
+        )
+        self.client = await connect_client(settings, runtime=sdk_metrics)
+        await ensure_search_attributes(self.client, settings.temporal_namespace)
+        self.recorder, self.relay = build_recorder_and_relay(
+            settings,
+            self.pool,
+            self.broker,
+            reset_details=ResetDetailsFromHistory(self.client),
+            metrics=self.metrics,
+        )
+        self.handlers = build_handler_runner(
+            self.broker, ProcessedEvents(self.pool), settings, self.metrics
+        )
+        self.webhooks = WebhookDispatcher.from_settings(self.pool, settings)
+        register_webhook_metrics(self.metrics, self.webhooks)
+        for handler in self._extra_handlers:
+            self.handlers.register(handler)
+        if settings.reconcile_enabled:
+            self.reconciler = build_reconciler(
+                settings, self.client, self.pool, self.recorder, self.metrics.count_error
+            )
+        self.gauges = WorkerGauges(
+            self.pool, self.broker, refresh_seconds=settings.metrics_refresh_seconds
+        )
+        register_worker_metrics(self.metrics, self.gauges)
+        if self._make_worker is not None:
+            self.worker = self._make_worker(self.client, self.recorder, settings.task_queue)
+        else:
+            self.worker = build_worker(
+                self.client,
+                self.recorder,
+                task_queue=settings.task_queue,
+                shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
+                max_cached_workflows=settings.worker_max_cached_workflows,
+                plugins=installed_plugins() if self._plugins is None else self._plugins,
+            )
+
+    async def _start(self) -> None:
+        settings = self.settings
+        self._group = asyncio.TaskGroup()
+        # Entered here and left in __aexit__, in the same task: the block's body runs
+        # inside the group, so a loop that dies cancels it.
+        await self._group.__aenter__()
+        listen = settings.require_database_url() if settings.relay_listen else None
+        self._loop(self.relay.run(listen), "outbox-relay")
+        self._loop(self.webhooks.run(), "webhook-deliveries")
+        self._loop(self.gauges.run(), "metrics-refresh")
+        if self.reconciler is not None:
+            self._loop(self.reconciler.run(), "reconciler")
+        self._handlers_task = self._group.create_task(self.handlers.run(), name="event-handlers")
+        self._worker_task = self._group.create_task(self.worker.run(), name="temporal-worker")
+
+    def _loop(self, loop: Coroutine[Any, Any, None], name: str) -> None:
+        assert self._group is not None
+        self._loops.append(self._group.create_task(loop, name=name))
+
+    async def _stop_loops(self) -> None:
+        if self._worker_task is not None and not self._worker_task.done():
+            await self.worker.shutdown()  # running activities finish first
+            log.info("temporal worker stopped")
+        if self._handlers_task is not None and not self._handlers_task.done():
+            await stop_handlers(self.handlers, self._handlers_task)
+            log.info("durable handlers stopped")
+        for task in self._loops:
+            task.cancel()

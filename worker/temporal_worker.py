@@ -1,0 +1,74 @@
+"""The Temporal worker: every workflow and activity, and the sandbox they run in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.control import ControlActivities
+from activities.demo import DemoActivities
+from activities.recorder import EventRecorder
+from activities.recording import RecordingActivities
+from schemas.plugins import TaskTypePlugin, register_input_models
+from temporal.interceptors import LogContextInterceptor
+from workflows.registry import register_runner
+from workflows.task_workflow import TaskWorkflow
+
+# Our own pure modules and pydantic are imported once, not per workflow run.
+SANDBOX_PASSTHROUGH = (
+    "schemas",
+    "pydantic",
+    # The registry's state (built-in and plugin runners) must be the worker's, not a
+    # fresh copy per run; runners are deterministic functions, safe to share.
+    "workflows.registry",
+    "workflows.context",
+    "workflows.demo",
+)
+
+
+def workflow_runner(extra_passthrough: Sequence[str] = ()) -> SandboxedWorkflowRunner:
+    modules = (*SANDBOX_PASSTHROUGH, *extra_passthrough)
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
+    )
+
+
+def build_worker(
+    client: Client,
+    recorder: EventRecorder,
+    *,
+    task_queue: str,
+    shutdown_grace: timedelta = timedelta(seconds=10),
+    max_cached_workflows: int = 1000,
+    plugins: Sequence[TaskTypePlugin] = (),
+) -> Worker:
+    """The Temporal worker with every workflow and activity; tests build theirs here too."""
+    plugin_activities: list[Callable[..., Any]] = []
+    for plugin in plugins:
+        register_runner(plugin.name, plugin.runner)
+        plugin_activities.extend(plugin.activities(recorder))
+    register_input_models(plugins)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[TaskWorkflow],
+        activities=[
+            RecordingActivities(recorder).record_event,
+            DemoActivities(recorder).run_step,
+            ControlActivities(client).request_cancellation,
+            *plugin_activities,
+        ],
+        workflow_runner=workflow_runner([m for p in plugins for m in p.sandbox_modules]),
+        interceptors=[LogContextInterceptor()],  # tracing, when on, comes with the client
+        graceful_shutdown_timeout=shutdown_grace,
+        max_cached_workflows=max_cached_workflows,
+        # Heartbeats reach the server at least every second, so a cancel (which
+        # rides on the heartbeat response) stops a step within about a second.
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
+        default_heartbeat_throttle_interval=timedelta(seconds=1),
+    )
