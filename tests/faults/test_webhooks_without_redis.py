@@ -24,10 +24,10 @@ from tests.faults.harness import (
     BrokerStreamView,
     fault_settings,
     pending_rows,
-    until,
     worker_and_api,
 )
 from tests.invariants import Event, Observer, check_delivery, load_history
+from tests.polling import until
 from tests.webhooks_support import running_receiver, verified_payloads
 from webhooks.store import WebhookStore
 

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from store.listen import Listener
-from tests.integration.live_api import eventually
+from tests.polling import until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -72,19 +72,19 @@ async def test_a_terminated_connection_is_noticed_and_listened_on_again(
     listener, channel, name = new_listener(database_url)
     heard: list[str | None] = []
     async with listening(listener, heard):
-        await eventually(reached(lambda: listener.listening))
+        await until(reached(lambda: listener.listening))
         await notify(database_url, channel, "before")
-        await eventually(reached(lambda: heard == [None, "before"]))
+        await until(reached(lambda: heard == [None, "before"]))
         (first,) = await backend_pids(database_url, name)
 
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
             await admin.execute("SELECT pg_terminate_backend(%s)", (first,))
-        await eventually(reached(lambda: listener.connections == 2 and listener.listening))
+        await until(reached(lambda: listener.connections == 2 and listener.listening))
         (second,) = await backend_pids(database_url, name)
         assert second != first
         await notify(database_url, channel, "after")
         # None again after the reconnect: what was notified in between is lost, look now.
-        await eventually(reached(lambda: heard == [None, "before", None, "after"]))
+        await until(reached(lambda: heard == [None, "before", None, "after"]))
 
 
 async def test_a_connection_gone_silent_is_found_out_by_the_liveness_check(
@@ -93,13 +93,13 @@ async def test_a_connection_gone_silent_is_found_out_by_the_liveness_check(
     listener, channel, name = new_listener(database_url, check_every=0.3, check_timeout=0.5)
     heard: list[str | None] = []
     async with listening(listener, heard):
-        await eventually(reached(lambda: listener.listening))
+        await until(reached(lambda: listener.listening))
         (silent,) = await backend_pids(database_url, name)
         os.kill(silent, signal.SIGSTOP)  # the socket stays open; nothing answers any more
         try:
-            await eventually(reached(lambda: listener.connections == 2 and listener.listening))
+            await until(reached(lambda: listener.connections == 2 and listener.listening))
             await notify(database_url, channel, "heard on the new connection")
-            await eventually(reached(lambda: heard[-1] == "heard on the new connection"))
+            await until(reached(lambda: heard[-1] == "heard on the new connection"))
         finally:
             os.kill(silent, signal.SIGCONT)
         assert heard.count(None) == 2

@@ -27,9 +27,9 @@ from store import EventStore, open_pool
 from store.listen import Listener
 from store.migrate import migration_files
 from telemetry.metrics import Metrics
-from tests.integration.live_api import eventually
 from tests.invariants import Event, Observer, check_delivery, load_history
 from tests.own_database import own_database, own_database_sync
+from tests.polling import until
 from tests.webhooks_support import (
     Receiver,
     always,
@@ -159,7 +159,7 @@ async def settled(pool: AsyncConnectionPool, task_id: str, count: int) -> list[D
         states = await WebhookStore(pool).deliveries(task_id)
         return len(states) == count and all(s.status != "pending" for s in states)
 
-    await eventually(done, within=20)
+    await until(done, within=20)
     return states
 
 
@@ -181,18 +181,18 @@ async def test_recording_makes_one_delivery_per_wanted_event_and_wakes_the_sende
         async def heard_all(count: int) -> bool:
             return len(heard) == count
 
-        await eventually(lambda: heard_all(1), within=10)  # None: listening
+        await until(lambda: heard_all(1), within=10)  # None: listening
         envelopes = envelopes_of(task_id, event_types(6))
         assert await record(db, envelopes[:2]) == [1, 2]  # created, started: 1 delivery
-        await eventually(lambda: heard_all(2), within=10)  # woken at its commit
+        await until(lambda: heard_all(2), within=10)  # woken at its commit
         assert await record(db, envelopes) == [1, 2, 3, 4, 5, 6]  # 2 repeats: no new rows
-        await eventually(lambda: heard_all(3), within=10)
+        await until(lambda: heard_all(3), within=10)
         await record(db, envelopes_of(new_task(), event_types(3)))  # no webhook: no NOTIFY
         # NOTIFYs arrive in commit order: once this one is heard, any the task without
         # a webhook had sent would have been heard before it.
         async with db.connection() as conn:
             await conn.execute("SELECT pg_notify(%s, 'end')", (NOTIFY_CHANNEL,))
-        await eventually(lambda: heard_all(4), within=10)
+        await until(lambda: heard_all(4), within=10)
         assert heard == [None, "", "", "end"]
     finally:
         listening.cancel()
@@ -333,7 +333,7 @@ async def test_a_host_that_resolves_to_loopback_at_delivery_time_is_refused(
             states = await store.deliveries(task_id)
             return bool(states) and states[0].attempts >= 2
 
-        await eventually(refused, within=10)
+        await until(refused, within=10)
     (state,) = await store.deliveries(task_id)
     assert state.status == "pending"
     assert state.last_status_code is None
@@ -440,7 +440,7 @@ async def test_a_dispatcher_s_figures_and_the_metrics_that_read_them(
             figures = dispatcher.stats()
             return figures.pending == 3 and figures.oldest_pending_seconds > 0.3
 
-        await eventually(backlog_seen, within=10)
+        await until(backlog_seen, within=10)
         assert dispatcher.stats().attempts_failed >= 1
         assert dispatcher.stats().listening
         down = False
@@ -449,7 +449,7 @@ async def test_a_dispatcher_s_figures_and_the_metrics_that_read_them(
         async def backlog_gone() -> bool:
             return dispatcher.stats().pending == 0
 
-        await eventually(backlog_gone, within=10)
+        await until(backlog_gone, within=10)
     finally:
         sending.cancel()
         await asyncio.gather(sending, return_exceptions=True)
