@@ -86,7 +86,7 @@ VARIANTS = (
     ),
     Variant(
         "taskplane_worker_loops",
-        "production, plus the worker's relay, webhooks handler (every event) and sender",
+        "production, plus the worker's relay, webhook dispatcher and other loops",
         "TaskWorkflow",
         "production",
         _task_input,
@@ -237,8 +237,8 @@ async def _with_worker_runtime(
     ctx: BenchContext, variant: Variant, task_queue: str
 ) -> dict[str, Any]:
     """The variant run by the production worker's whole runtime (`WorkerRuntime`: relay,
-    durable handlers with the built-in `webhooks` one, webhook sender, reconciler,
-    metrics refresh), whose loops compete with the workflows for the same CPU."""
+    webhook dispatcher, durable handlers (none by default), reconciler, metrics
+    refresh), whose loops compete with the workflows for the same CPU."""
     settings = Settings(
         database_url=ctx.endpoints.database_url,
         redis_url=ctx.endpoints.redis_url,
@@ -253,10 +253,7 @@ async def _with_worker_runtime(
 
     async with WorkerRuntime(settings, make_worker=make_worker) as runtime:
         window = await _window(ctx, variant, task_queue)
-    result = await _result(ctx, variant, window, runtime.recorder)
-    # Whether the handler kept up: events it handled while the variant ran.
-    result["events_handled_by_webhooks_handler"] = runtime.handlers.counters.handled
-    return result
+    return await _result(ctx, variant, window, runtime.recorder)
 
 
 async def _window(ctx: BenchContext, variant: Variant, task_queue: str) -> Window:

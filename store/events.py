@@ -2,7 +2,8 @@
 
 `append` is one SQL statement: it bumps the task row's `last_seq` (taking the
 row lock until commit, so a later sequence can never commit before an earlier
-one), inserts the event with that sequence spliced into its JSON, and inserts
+one), inserts the event with that sequence spliced into its JSON, its webhook
+delivery when the task has a webhook that wants it (webhooks/enqueue.py), and
 the outbox row. A duplicate event id inserts nothing; the transaction is then
 rolled back so the bumped `last_seq` is undone, and the stored copy is returned.
 
@@ -28,24 +29,30 @@ from schemas import EventEnvelope
 from schemas.tasks import TERMINAL_STATUSES
 from store.pool import read_twice
 from store.read_model import update_for
+from webhooks.enqueue import DELIVERY_CTE, WAKE_COLUMN
 
 # The terminal statuses as SQL: a closed chapter takes no event but a reset.
 _CLOSED = "(" + ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES)) + ")"
 
 # After a `task` CTE that returned the new `last_seq`: the event at that sequence (its
-# JSON with `sequence` spliced in), and its outbox row; nothing when the id exists.
-_EVENT_AND_OUTBOX = """, event AS (
+# JSON with `sequence` spliced in), its webhook delivery when the task's webhook wants
+# it (webhooks/enqueue.py), and its outbox row; nothing when the id exists.
+_EVENT_AND_OUTBOX = (
+    """, event AS (
     INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope)
     SELECT %(task_id)s, task.last_seq, %(event_id)s, %(event_type)s, %(time)s,
            left(%(envelope)s::text, -1) || ',"sequence":' || task.last_seq || '}'
     FROM task
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id, task_id, seq, envelope
-)
+)"""
+    + DELIVERY_CTE
+    + f"""
 INSERT INTO outbox (event_id, task_id, seq)
 SELECT event_id, task_id, seq FROM event
-RETURNING id, seq, (SELECT envelope FROM event)
+RETURNING id, seq, (SELECT envelope FROM event), {WAKE_COLUMN}
 """
+)
 
 _APPEND = (
     """
@@ -193,7 +200,7 @@ class EventStore:
                         # Duplicate id: undo the sequence bump, then serve the stored copy.
                         raise psycopg.Rollback(tx)
                 if row is not None:
-                    outbox_id, sequence, envelope_json = row
+                    outbox_id, sequence, envelope_json, _ = row
                     return AppendResult(int(sequence), str(envelope_json), False, int(outbox_id))
                 async with conn.transaction():
                     settled = await _settle(conn, envelope, run_id)
@@ -220,7 +227,7 @@ class EventStore:
                 raise psycopg.Rollback(tx)
         if row is None:
             return None
-        outbox_id, sequence, envelope_json = row
+        outbox_id, sequence, envelope_json, _ = row
         return AppendResult(int(sequence), str(envelope_json), False, int(outbox_id))
 
     async def history(self, task_id: str, *, after: int = 0, limit: int = 100) -> list[StoredEvent]:

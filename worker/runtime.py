@@ -1,9 +1,9 @@
 """`WorkerRuntime`: every part of one worker, built from settings and supervised as one.
 
 `async with WorkerRuntime(settings) as rt:` opens the pool and the broker, connects
-to Temporal, builds the recorder, the outbox relay, the durable handlers (the
-built-in `webhooks`, those `TASKPLANE_EVENT_HANDLERS` names, and any given here),
-the webhook sender, the reconciler and the metrics, and runs every loop in one
+to Temporal, builds the recorder, the outbox relay, the durable handlers (those
+`TASKPLANE_EVENT_HANDLERS` names, and any given here), the webhook dispatcher, the
+reconciler and the metrics, and runs every loop in one
 `asyncio.TaskGroup`: a loop that dies takes the whole runtime down (its error
 ends the `async with`), so a supervisor restarts a broken worker instead of
 leaving it running without, say, its relay. Leaving the block stops the parts in
@@ -35,18 +35,18 @@ from schemas.plugins import TaskTypePlugin, installed_plugins
 from settings import Settings
 from store import open_pool
 from store.processed import ProcessedEvents
-from store.webhooks import WebhookStore
 from telemetry.metrics import Metrics, MetricsServer
 from temporal.client import connect_client, ensure_search_attributes
 from temporal.closures import ResetDetailsFromHistory
 from temporal.runtime import metrics_runtime
+from webhooks.dispatcher import WebhookDispatcher
+from webhooks.metrics import register_webhook_metrics
 from worker.cancel import cancel_until_done
 from worker.handlers import EventHandler, HandlerRunner, build_handler_runner, stop_handlers
 from worker.metrics import WorkerGauges, register_worker_metrics
 from worker.reconciler import Reconciler, build_reconciler
 from worker.relay import OutboxRelay, build_recorder_and_relay
 from worker.temporal_worker import build_worker
-from worker.webhooks import WebhookDispatcher, start_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +156,8 @@ class WorkerRuntime:
         self.handlers = build_handler_runner(
             self.broker, ProcessedEvents(self.pool), settings, self.metrics
         )
-        webhook_handler, self.webhooks = start_webhooks(
-            WebhookStore(self.pool), settings, self.metrics
-        )
-        self.handlers.register(webhook_handler)  # built in: the first durable handler
+        self.webhooks = WebhookDispatcher.from_settings(self.pool, settings)
+        register_webhook_metrics(self.metrics, self.webhooks)
         for handler in self._extra_handlers:
             self.handlers.register(handler)
         if settings.reconcile_enabled:
