@@ -44,7 +44,7 @@ from webhooks.metrics import register_webhook_metrics
 from worker.cancel import cancel_until_done
 from worker.handlers import EventHandler, HandlerRunner, build_handler_runner, stop_handlers
 from worker.metrics import WorkerGauges, register_worker_metrics
-from worker.reconciler import Reconciler, build_reconciler
+from worker.reconciler import Reconciler, build_reconciler, register_reconciler_metrics
 from worker.relay import OutboxRelay, build_recorder_and_relay
 from worker.temporal_worker import build_worker
 
@@ -164,6 +164,7 @@ class WorkerRuntime:
             self.reconciler = build_reconciler(
                 settings, self.client, self.pool, self.recorder, self.metrics.count_error
             )
+            register_reconciler_metrics(self.metrics, self.reconciler.stats)
         self.gauges = WorkerGauges(
             self.pool, self.broker, refresh_seconds=settings.metrics_refresh_seconds
         )
