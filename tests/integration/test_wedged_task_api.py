@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 from activities.recorder import EventRecorder
 from schemas.workflow import TaskWorkflowInput, workflow_id_for
+from store import TaskReader
 from tests.integration.live_api import live_api
 from tests.invariants import load_history
 from tests.polling import until
@@ -64,7 +65,14 @@ async def test_controlling_a_wedged_task_answers_409_with_the_reason(
 
     await until(failed_twice, within=30, what="the workflow task to fail twice")
     reconciler = Reconciler(client, pool, recorder, lookback=3600, sweep_every=0, stale_after=0)
-    await reconciler.round()
+
+    async def flagged() -> bool:
+        # One page of open tasks a round (other tests leave open tasks in the store too).
+        await reconciler.round()
+        record = await TaskReader(pool).get(task_id)
+        return record is not None and record.workflow_task_failing_since is not None
+
+    await until(flagged, within=60, what="a sweep to flag the task")
     try:
         async with (
             live_api(
