@@ -21,8 +21,9 @@ from typing import Unpack
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from broker.durable import ConsumeSettings, DurableCounters, GroupConsumer
+from broker.durable import GroupConsumer
 from broker.fanout import Fanout
+from broker.group_backend import ConsumeSettings, DurableCounters
 from broker.protocol import (
     BrokerNotConnectedError,
     BrokerStats,

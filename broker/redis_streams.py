@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from broker.durable import StreamEntry
+from broker.group_backend import StreamEntry
 from broker.protocol import (
     BrokerUnavailableError,
     DeadLetter,
