@@ -35,7 +35,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from prometheus_client import REGISTRY, Counter
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
@@ -52,7 +51,7 @@ from store.chapters import (
     stale_open_tasks,
 )
 from store.events import ChapterClosedError
-from telemetry.metrics import CountError, ignore_error
+from telemetry.metrics import CountError, Metrics, ignore_error
 from temporal.closures import CLOSE_STATUS_NAMES, run_closure
 from temporal.health import FAILING_ATTEMPTS
 from worker.run_endings import (
@@ -67,18 +66,6 @@ log = logging.getLogger(__name__)
 
 # Visibility is eventually consistent: each look starts this much before the last one.
 LOOK_OVERLAP = timedelta(seconds=30)
-WORKFLOW_TASKS_FAILING = Counter(
-    "taskplane_workflow_tasks_failing_found",
-    "Open tasks found with a workflow task that keeps failing (flagged on the task)",
-    registry=REGISTRY,
-)
-
-RECONCILED = Counter(
-    "taskplane_reconciled",
-    "Runs whose ending the reconciler recorded, by how they closed in Temporal",
-    ["reason"],
-    registry=REGISTRY,
-)
 
 
 @dataclass
@@ -90,6 +77,20 @@ class ReconcilerStats:
     # The last tasks whose ending was recorded here, newest last (for logs and tests).
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=100))
     reconciled: dict[str, int] = field(default_factory=dict)
+
+
+def register_reconciler_metrics(metrics: Metrics, stats: ReconcilerStats) -> None:
+    """Export a reconciler's counts in its runtime's metrics."""
+    metrics.counter(
+        "taskplane_workflow_tasks_failing_found",
+        "Open tasks found with a workflow task that keeps failing (flagged on the task)",
+        lambda: stats.workflow_tasks_failing,
+    )
+    metrics.counters(
+        "taskplane_reconciled",
+        "Runs whose ending the reconciler recorded, by how they closed in Temporal",
+        lambda: [(float(n), {"reason": reason}) for reason, n in sorted(stats.reconciled.items())],
+    )
 
 
 class Reconciler:
@@ -209,7 +210,6 @@ class Reconciler:
         """A run whose workflow task fails again and again cannot move: say so, once."""
         if not await mark_workflow_task_failing(self._pool, task_id):
             return
-        WORKFLOW_TASKS_FAILING.inc()
         self.stats.workflow_tasks_failing += 1
         log.error(
             "the task's workflow task keeps failing: the task cannot move",
@@ -243,7 +243,6 @@ class Reconciler:
         if result.duplicate:
             return 0
         reason = close_status.lower()
-        RECONCILED.labels(reason=reason).inc()
         self.stats.reconciled[reason] = self.stats.reconciled.get(reason, 0) + 1
         self.stats.recent.append(run.task_id)
         log.warning(

@@ -46,7 +46,7 @@ from worker.event_handler import EventHandler
 from worker.handler_setup import build_handler_runner, stop_handlers
 from worker.handlers import HandlerRunner
 from worker.metrics import WorkerGauges, register_worker_metrics
-from worker.reconciler import Reconciler, build_reconciler
+from worker.reconciler import Reconciler, build_reconciler, register_reconciler_metrics
 from worker.relay import OutboxRelay, build_recorder_and_relay
 from worker.temporal_worker import build_worker
 
@@ -166,6 +166,7 @@ class WorkerRuntime:
             self.reconciler = build_reconciler(
                 settings, self.client, self.pool, self.recorder, self.metrics.count_error
             )
+            register_reconciler_metrics(self.metrics, self.reconciler.stats)
         self.gauges = WorkerGauges(
             self.pool, self.broker, refresh_seconds=settings.metrics_refresh_seconds
         )
