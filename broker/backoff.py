@@ -4,8 +4,8 @@ Many API processes lose Redis at the same moment; the jitter spreads their
 reconnects, the cap bounds the wait once Redis is back, and a connection that
 held for longer than the cap starts the next wait small again, while one that
 keeps dying right after it opened never becomes a hot loop. Used by the shared
-pub/sub reader (broker/redis_pubsub.py); broker/durable.py spells the same
-numbers for its consumers.
+pub/sub reader (broker/redis_pubsub.py) and by the durable consumers
+(broker/durable.py), for outages and for trim gaps not healed yet.
 """
 
 from __future__ import annotations

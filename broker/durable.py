@@ -33,123 +33,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
-from broker.protocol import (
-    BrokerUnavailableError,
-    DeadLetterReason,
-    DurableMessage,
-    Healer,
-    TrimGap,
+from broker.backoff import BACKOFF_INITIAL, ReconnectBackoff
+from broker.group_backend import (
+    ConsumeSettings,
+    DurableCounters,
+    GroupBackend,
+    StreamEntry,
+    as_text,
+    refusal_reason,
 )
-from schemas import (
-    InvalidEventDataError,
-    InvalidEventError,
-    OversizedEventError,
-    UnknownEventTypeError,
-    decode_event,
-    upcast,
-)
+from broker.protocol import BrokerUnavailableError, DeadLetterReason, DurableMessage, TrimGap
+from schemas import InvalidEventError, decode_event, upcast
 
 log = logging.getLogger(__name__)
 
-BACKOFF_INITIAL = 0.1
-BACKOFF_CAP = 5.0
 # Every process joins under a new name (host-pid), so a group collects the names of dead
 # workers; once they hold nothing pending and have been silent this long, they are removed.
 FORGET_CONSUMERS_AFTER_SECONDS = 3600.0
 FORGET_EVERY_SECONDS = 600.0
 # How much of a refused payload goes into the log line; the dead-letter entry keeps it all.
 LOGGED_PAYLOAD_CHARS = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEntry:
-    """One entry as a backend read it; `payload` is None when it is gone (trimmed)."""
-
-    message_id: str
-    topic: str | None
-    payload: str | bytes | None
-    deliveries: int
-
-
-@dataclass(slots=True)
-class DurableCounters:
-    """Counts over every consumer of one broker (for metrics)."""
-
-    delivered: int = 0  # valid messages handed to a consumer
-    redelivered: int = 0  # ... of which were claimed again (after a failure or a death)
-    acked: int = 0
-    invalid: int = 0  # refused by validation
-    dead_lettered: int = 0  # invalid ones, too-often-delivered ones, rejected ones
-    gone: int = 0  # pending entries trimmed from the stream before anyone handled them
-    trim_gaps: int = 0  # gaps found (new entries trimmed unread, or `gone` ones)
-    unhealed_gaps: int = 0  # ... skipped, for want of a `heal` callback
-
-
-class GroupBackend(Protocol):
-    """What a broker does for one consumer of one group; raises `BrokerUnavailableError`."""
-
-    async def ensure_group(self, *, from_start: bool) -> None: ...
-
-    async def read_own_pending(self, count: int) -> list[StreamEntry]: ...
-
-    async def read_new(self, count: int, block_seconds: float) -> list[StreamEntry] | TrimGap:
-        """New entries; or, reading nothing, the gap between the group's position and
-        the stream's first entry when entries were trimmed unread."""
-        ...
-
-    async def close_gap(self, gap: TrimGap) -> None:
-        """Move the group past a healed gap (unless another consumer already did)."""
-        ...
-
-    async def claim_idle(self, min_idle_seconds: float, count: int) -> list[StreamEntry]: ...
-
-    async def ack(self, message_id: str) -> None: ...
-
-    async def dead_letter(self, entry: StreamEntry, reason: DeadLetterReason, error: str) -> None:
-        """Store the entry in the dead-letter stream and acknowledge it, atomically."""
-        ...
-
-    async def forget_idle_consumers(self, idle_seconds: float) -> int:
-        """Remove consumers with nothing pending that have not read for `idle_seconds`."""
-        ...
-
-
-def refusal_reason(exc: InvalidEventError) -> DeadLetterReason:
-    if isinstance(exc, OversizedEventError):
-        return DeadLetterReason.OVERSIZED
-    if isinstance(exc, UnknownEventTypeError):
-        return DeadLetterReason.UNKNOWN_TYPE
-    if isinstance(exc, InvalidEventDataError):
-        return DeadLetterReason.INVALID_DATA
-    return DeadLetterReason.MALFORMED
-
-
-def as_text(raw: str | bytes) -> str:
-    return raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumeSettings:
-    """`ConsumeOptions` with the defaults filled in: the one place they are set."""
-
-    batch_size: int = 16
-    block_seconds: float = 1.0
-    claim_idle_seconds: float = 30.0
-    max_deliveries: int = 5
-    from_start: bool = False
-    heal: Healer | None = None
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_deliveries < 1:
-            raise ValueError("batch_size and max_deliveries must be at least 1")
-        if self.block_seconds <= 0 or self.claim_idle_seconds <= 0:
-            raise ValueError("block_seconds and claim_idle_seconds must be positive")
 
 
 class GroupConsumer:
@@ -182,8 +88,8 @@ class GroupConsumer:
         self._own_pending_read = False
         self._next_claim = 0.0
         self._next_forget = 0.0
-        self._backoff = BACKOFF_INITIAL
-        self._heal_backoff = BACKOFF_INITIAL
+        self._backoff = ReconnectBackoff()
+        self._heal_backoff = ReconnectBackoff()
         self._fields = {"group": group, "consumer": consumer}
 
     @property
@@ -220,9 +126,9 @@ class GroupConsumer:
                 while self._buffer:
                     message = await self._admit(self._buffer.popleft())
                     if message is not None:
-                        self._backoff = BACKOFF_INITIAL
+                        self._backoff.delay = BACKOFF_INITIAL
                         return message
-                self._backoff = BACKOFF_INITIAL
+                self._backoff.delay = BACKOFF_INITIAL
             except BrokerUnavailableError as exc:
                 # What could not be read, acked or set aside stays pending in the
                 # group and is claimed again: waiting out the outage loses nothing.
@@ -230,11 +136,10 @@ class GroupConsumer:
                     break
                 log.warning(
                     "durable consumer cannot reach the broker; retrying in %.1f s",
-                    self._backoff,
+                    self._backoff.delay,
                     extra={**self._fields, "error": str(exc)},
                 )
-                await asyncio.sleep(self._backoff * random.uniform(0.5, 1.0))  # noqa: S311 -- jitter
-                self._backoff = min(self._backoff * 2, BACKOFF_CAP)
+                await asyncio.sleep(self._backoff.after_failed_connect())
         raise StopAsyncIteration
 
     async def ack(self, message: DurableMessage) -> None:
@@ -289,10 +194,9 @@ class GroupConsumer:
         except Exception as exc:  # noqa: BLE001 -- any failure: keep the gap, heal it later
             # Kept: the gap is found again by the next read, and healed then.
             log.warning("trim gap not healed yet", extra={**fields, "error": str(exc)})
-            await asyncio.sleep(self._heal_backoff * random.uniform(0.5, 1.0))  # noqa: S311
-            self._heal_backoff = min(self._heal_backoff * 2, BACKOFF_CAP)
+            await asyncio.sleep(self._heal_backoff.after_failed_connect())
             return False
-        self._heal_backoff = BACKOFF_INITIAL
+        self._heal_backoff.delay = BACKOFF_INITIAL
         log.info("trim gap healed", extra=fields)
         return True
 

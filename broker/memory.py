@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Unpack
 
-from broker.durable import ConsumeSettings, DurableCounters, GroupConsumer
+from broker.durable import GroupConsumer
 from broker.fanout import Fanout, FanoutSubscription
+from broker.group_backend import ConsumeSettings, DurableCounters
 from broker.memory_streams import MemoryGroupBackend, MemoryStream
 from broker.protocol import (
     BrokerNotConnectedError,

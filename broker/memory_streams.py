@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from broker.durable import StreamEntry
+from broker.group_backend import StreamEntry
 from broker.protocol import DeadLetter, DeadLetterReason, TrimGap
 
 

@@ -100,7 +100,7 @@ class BrokerStats:
 class ConsumeOptions(TypedDict, total=False):
     """The options of `consume(...)`, every broker's one signature for them.
 
-    Each is optional; `broker.durable.ConsumeSettings` holds the defaults.
+    Each is optional; `broker.group_backend.ConsumeSettings` holds the defaults.
     """
 
     batch_size: int  # entries one read takes at most

@@ -21,8 +21,9 @@ from typing import Unpack
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from broker.durable import ConsumeSettings, DurableCounters, GroupConsumer
+from broker.durable import GroupConsumer
 from broker.fanout import Fanout
+from broker.group_backend import ConsumeSettings, DurableCounters
 from broker.protocol import (
     BrokerNotConnectedError,
     BrokerStats,
@@ -35,12 +36,8 @@ from broker.protocol import (
 )
 from broker.redis_clients import command_client, consume_client, pubsub_client
 from broker.redis_pubsub import SharedPubSub
-from broker.redis_streams import (
-    RedisGroupBackend,
-    StreamBacklog,
-    read_backlog,
-    read_dead_letters,
-)
+from broker.redis_stream_reports import StreamBacklog, read_backlog, read_dead_letters
+from broker.redis_streams import RedisGroupBackend
 from broker.stats import collect_stats
 
 DEAD_LETTER_MAXLEN = 10_000

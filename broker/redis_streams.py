@@ -20,16 +20,8 @@ and not returned is either trimmed (then acknowledged as gone) or was just
 claimed by another consumer (XCLAIM's min-idle check lost the race; skipped).
 
 Trim gaps: XREADGROUP `>` silently reads past entries the stream's cap trimmed
-before the group got to them. So new entries are read by a script that first
-compares the group's last-delivered id with the stream's first entry: older (and
-not the id just before it, where `close_gap` leaves a group) means entries after
-it were trimmed unread. Then the script reads nothing and reports the gap; the
-group stays where it was until the gap is healed and closed (`close_gap`: the
-group moves to the id just before the first entry, unless another consumer moved
-it meanwhile). (Redis 7's max-deleted-entry-id is no help: trimming does not move
-it, only XDEL does; and its `lag` counts trimmed entries as not yet delivered.)
-A group at 0-0 has never read anything, and cannot be told from a group created
-`from_start`, which wants what the stream holds: it is never said to be behind.
+before the group got to them, so new entries are read by a script that finds such
+a gap first (broker/redis_trim.py says how).
 
 The script cannot block, so when it read nothing the consumer waits on its own
 connection (`reader`) with XREAD BLOCK from the group's position — a doorbell that
@@ -41,23 +33,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from broker.durable import StreamEntry
-from broker.protocol import (
-    BrokerUnavailableError,
-    DeadLetter,
-    DeadLetterReason,
-    TrimGap,
-    id_before,
-    id_key,
-)
+from broker.group_backend import StreamEntry
+from broker.protocol import BrokerUnavailableError, DeadLetterReason, TrimGap, id_before
+from broker.redis_trim import CLOSE_GAP, READ_NEW
 
 log = logging.getLogger(__name__)
 
@@ -73,72 +57,6 @@ def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-
-
-# The group's last-delivered id (nil when the stream or the group does not exist).
-_GROUP_POSITION = """
-local function position(key, group)
-    if redis.call('EXISTS', key) == 0 then return nil end
-    for _, info in ipairs(redis.call('XINFO', 'GROUPS', key)) do
-        local name, last = nil, nil
-        for i = 1, #info, 2 do
-            if info[i] == 'name' then name = info[i + 1] end
-            if info[i] == 'last-delivered-id' then last = info[i + 1] end
-        end
-        if name == group then return last end
-    end
-    return nil
-end
-local function older(a, b)
-    local am, as = string.match(a, '^(%d+)-(%d+)$')
-    local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-    if #am ~= #bm then return #am < #bm end
-    if am ~= bm then return am < bm end
-    if #as ~= #bs then return #as < #bs end
-    return as < bs
-end
--- The greatest id below `id` (as broker.protocol.id_before writes it).
-local function predecessor(id)
-    local m, s = string.match(id, '^(%d+)-(%d+)$')
-    if s ~= '0' then return m .. '-' .. string.format('%d', tonumber(s) - 1) end
-    return string.format('%d', tonumber(m) - 1) .. '-18446744073709551615'
-end
--- Whether entries after `last` were trimmed before `first` (the stream's first entry):
--- `last` is older than `first`, and not the id `close_gap` leaves just before it. A group
--- at 0-0 never read; it cannot be told from one that wants what the stream holds.
-local function trimmed_after(last, first)
-    return last ~= '0-0' and older(last, first) and last ~= predecessor(first)
-end
-"""
-
-# KEYS: stream; ARGV: group, consumer, count.
-# -> {'nogroup'} | {'gap', last-delivered-id, first-id} | {'entries', last-delivered-id, [...]}
-_READ_NEW = (
-    _GROUP_POSITION
-    + """
-local key, group = KEYS[1], ARGV[1]
-local last = position(key, group)
-if last == nil then return {'nogroup'} end
-local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
-if first[1] ~= nil and trimmed_after(last, first[1][1]) then
-    return {'gap', last, first[1][1]}
-end
-local read = redis.call('XREADGROUP', 'GROUP', group, ARGV[2], 'COUNT', ARGV[3],
-                        'STREAMS', key, '>')
-if not read then return {'entries', last, {}} end
-return {'entries', last, read[1][2]}
-"""
-)
-
-# KEYS: stream; ARGV: group, the gap's after-id, the new position. 1: moved, 0: not.
-_CLOSE_GAP = (
-    _GROUP_POSITION
-    + """
-if position(KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], ARGV[3])
-return 1
-"""
-)
 
 
 class RedisGroupBackend:
@@ -160,8 +78,8 @@ class RedisGroupBackend:
         self._dead_maxlen = dead_maxlen
         self._group = group
         self._consumer = consumer
-        self._read_script = commands.register_script(_READ_NEW)
-        self._close_script = commands.register_script(_CLOSE_GAP)
+        self._read_script = commands.register_script(READ_NEW)
+        self._close_script = commands.register_script(CLOSE_GAP)
 
     async def ensure_group(self, *, from_start: bool) -> None:
         try:
@@ -333,75 +251,3 @@ def _raise_swallowed_cancel() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-async def read_dead_letters(commands: Redis, dead_key: str, count: int) -> list[DeadLetter]:
-    """The newest `count` dead letters, oldest first."""
-    try:
-        entries: Any = await commands.xrevrange(dead_key, count=count)
-    except (RedisError, OSError) as exc:
-        raise BrokerUnavailableError(f"XREVRANGE {dead_key}: {exc}") from exc
-    letters = []
-    for _entry_id, raw in reversed(entries or []):
-        fields = {_text(k): v for k, v in raw.items()}
-        letters.append(
-            DeadLetter(
-                message_id=_text(fields.get("message_id")),
-                group=_text(fields.get("group")),
-                consumer=_text(fields.get("consumer")),
-                reason=DeadLetterReason(_text(fields.get("reason"))),
-                error=_text(fields.get("error")),
-                topic=_text(fields.get("topic")) or None,
-                payload=_text(fields.get("payload")),
-                deliveries=int(_text(fields.get("deliveries")) or 0),
-            )
-        )
-    return letters
-
-
-@dataclass(frozen=True, slots=True)
-class GroupBacklog:
-    """How far one consumer group is behind the durable stream."""
-
-    group: str
-    pending: int  # delivered to a consumer, not yet acknowledged
-    lag: int | None  # entries not yet delivered (Redis >= 7 reports it; None before)
-    lag_seconds: float  # age of the oldest entry not yet delivered (0 when none)
-    behind_trim: bool  # its position is older than the stream's first entry: trimmed unread
-
-
-@dataclass(frozen=True, slots=True)
-class StreamBacklog:
-    length: int
-    groups: list[GroupBacklog]
-
-
-async def read_backlog(commands: Redis, key: str) -> StreamBacklog:
-    """The stream's length and each group's backlog: a few cheap commands per group
-    (XLEN, XINFO GROUPS, and XRANGE COUNT 1 for the oldest undelivered entry)."""
-    length = int(await commands.xlen(key))
-    try:
-        infos: list[dict[str, Any]] = await commands.xinfo_groups(key)
-    except ResponseError:  # no stream yet
-        return StreamBacklog(length, [])
-    first = await commands.xrange(key, count=1)
-    first_id = _text(first[0][0]) if first else None
-    now_ms = time.time() * 1000
-    groups = []
-    for info in infos:
-        last = _text(info.get("last-delivered-id"))
-        oldest = await commands.xrange(key, min=f"({last}", count=1)
-        lag_seconds = max(0.0, now_ms - id_key(_text(oldest[0][0]))[0]) / 1000 if oldest else 0.0
-        lag = info.get("lag")
-        groups.append(
-            GroupBacklog(
-                group=_text(info.get("name")),
-                pending=int(info.get("pending", 0)),
-                lag=int(lag) if isinstance(lag, int) else None,
-                lag_seconds=lag_seconds,
-                behind_trim=first_id is not None
-                and last not in ("", "0-0")
-                and id_key(last) < id_key(first_id),
-            )
-        )
-    return StreamBacklog(length, groups)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from broker.durable import DurableCounters
 from broker.fanout import Fanout
+from broker.group_backend import DurableCounters
 from broker.protocol import BrokerStats
 
 

@@ -40,17 +40,8 @@ from cli.exit_codes import (
     EXIT_USAGE,
     STATUS_EXIT,
 )
-from cli.watch import (
-    BarsRenderer,
-    JsonRenderer,
-    Renderer,
-    StreamEnd,
-    StreamGaveUpError,
-    StreamRefusedError,
-    TaskProgress,
-    TextRenderer,
-    follow,
-)
+from cli.watch import StreamEnd, StreamGaveUpError, StreamRefusedError, follow
+from cli.watch_render import BarsRenderer, JsonRenderer, Renderer, TaskProgress, TextRenderer
 from settings import Settings
 
 log = logging.getLogger(__name__)

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     redis_client_name: str = "taskplane"
 
     # Durable event handlers in the worker: `module:attribute` paths to
-    # `worker.handlers.EventHandler` objects, comma-separated (none by default).
+    # `worker.event_handler.EventHandler` objects, comma-separated (none by default).
     event_handlers: str = ""
     handler_claim_idle_seconds: float = Field(default=30.0, gt=0)
     handler_max_deliveries: int = Field(default=5, ge=1)

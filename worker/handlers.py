@@ -14,36 +14,26 @@ again after `claim_idle_seconds` — and dead-lettered after `max_deliveries`.
 A handler that knows it can never succeed raises `PermanentHandlerError` to
 dead-letter the message at once.
 
-A handler whose group fell behind the stream's cap finds a trim gap
-(`broker.TrimGap`: entries trimmed before it read them). It heals from the
-store before it reads on: every event published since the gap began (less
-`heal_margin_seconds` for clock skew; `store.published`) goes through the same
-`concerns` + `processed_events` path, oldest first, so what it already handled
-is a duplicate and what it missed gets its one effect. Counted in
-`taskplane_handler_trim_gaps_total` and `taskplane_handler_healed_events_total`.
-A failing heal keeps the gap and is tried again; an event the handler gives up
-on (`PermanentHandlerError`) during a heal is logged and counted (there is no
-stream entry to dead-letter).
+A handler whose group fell behind the stream's cap finds a trim gap and heals it
+from the store before it reads on (worker/heal.py).
 
 Handlers are registered in code (`HandlerRunner.register`) or named in
-`TASKPLANE_EVENT_HANDLERS` as `module:attribute` paths to `EventHandler` objects.
+`TASKPLANE_EVENT_HANDLERS` (worker/event_handler.py says what one is; the worker
+builds and stops its runner with worker/handler_setup.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 
 from prometheus_client import Histogram
-from psycopg import AsyncConnection
 
 from broker import (
     BrokerError,
@@ -53,16 +43,14 @@ from broker import (
     EventBroker,
     TrimGap,
 )
-from schemas import EventEnvelope, InvalidEventError, decode_event, upcast
-from settings import Settings
+from schemas import EventEnvelope
 from store.processed import ProcessedEvents
 from store.published import PublishedEvents
 from telemetry.metrics import LabelledValues, Metrics, ReadEach
-from worker.cancel import cancel_until_done
+from worker.event_handler import EventHandler, HandlerConfigurationError, PermanentHandlerError
+from worker.heal import heal_gap
 
 log = logging.getLogger(__name__)
-
-HandlerFunc = Callable[[EventEnvelope, AsyncConnection], Awaitable[None]]
 
 RESTART_DELAY_SECONDS = 1.0
 
@@ -79,38 +67,6 @@ def handler_seconds(metrics: Metrics) -> Histogram:
     )
 
 
-class PermanentHandlerError(Exception):
-    """Raised by a handler that can never succeed with this event: dead-letter it now."""
-
-
-class HealInterruptedError(RuntimeError):
-    """The runner was stopped in the middle of a heal (the gap stays, and is healed later)."""
-
-
-class HandlerConfigurationError(ValueError):
-    """A `TASKPLANE_EVENT_HANDLERS` entry that does not name an `EventHandler`."""
-
-
-@dataclass(frozen=True, slots=True)
-class EventHandler:
-    """One durable handler. `name` is its consumer group and its key in `processed_events`."""
-
-    name: str
-    handle: HandlerFunc
-    event_types: frozenset[str] | None = None  # None: every type
-    # A cheap test run before anything is written: an event it rejects is only
-    # acknowledged, with no `processed_events` mark (it has no effect to make once).
-    applies_to: Callable[[EventEnvelope], Awaitable[bool]] | None = None
-
-    def wants(self, event_type: str) -> bool:
-        return self.event_types is None or event_type in self.event_types
-
-    async def concerns(self, envelope: EventEnvelope) -> bool:
-        if not self.wants(envelope.type):
-            return False
-        return self.applies_to is None or await self.applies_to(envelope)
-
-
 @dataclass(slots=True)
 class HandlerCounters:
     handled: int = 0  # effects committed
@@ -124,23 +80,6 @@ class HandlerCounters:
 def default_consumer_name() -> str:
     """Unique per process; a dead process's pending messages are claimed by the living."""
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def load_handlers(spec: str) -> list[EventHandler]:
-    """`"pkg.module:attr, other.module:attr"` → the `EventHandler` objects they name."""
-    handlers = []
-    for path in (part.strip() for part in spec.split(",")):
-        if not path:
-            continue
-        module_name, _, attribute = path.partition(":")
-        try:
-            handler = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise HandlerConfigurationError(f"cannot load event handler {path!r}: {exc}") from exc
-        if not isinstance(handler, EventHandler):
-            raise HandlerConfigurationError(f"{path!r} is not an EventHandler")
-        handlers.append(handler)
-    return handlers
 
 
 class HandlerRunner:
@@ -265,6 +204,32 @@ class HandlerRunner:
             return
         await self._quietly(consumer.ack(message), fields)
 
+    async def _apply_healed(
+        self, handler: EventHandler, envelope: EventEnvelope, fields: Mapping[str, object]
+    ) -> str:
+        """`_apply` for an event read from the store while healing: counted as healed."""
+        try:
+            outcome = await self._apply(handler, envelope, fields, time.perf_counter())
+        except PermanentHandlerError:
+            return "gave_up"  # logged; there is no stream entry to dead-letter
+        if outcome == "handled":
+            self.counters.healed += 1
+            self.events_healed[handler.name] = self.events_healed.get(handler.name, 0) + 1
+        return outcome
+
+    async def _heal(self, handler: EventHandler, gap: TrimGap) -> None:
+        """Handle, from the store, every event the gap may have held (worker/heal.py)."""
+        await heal_gap(
+            self._published,
+            handler.name,
+            gap,
+            margin_seconds=self._heal_margin,
+            apply=partial(self._apply_healed, handler),
+            stopping=lambda: self._stopping,
+        )
+        self.counters.trim_gaps += 1
+        self.gaps_healed[handler.name] = self.gaps_healed.get(handler.name, 0) + 1
+
     async def _apply(
         self,
         handler: EventHandler,
@@ -299,50 +264,6 @@ class HandlerRunner:
         self._observe(handler.name, "handled", started)
         return "handled"
 
-    async def _heal(self, handler: EventHandler, gap: TrimGap) -> None:
-        """Handle, from the store, every event the gap may have held (see the module doc).
-
-        Raises when it could not finish (the consumer keeps the gap and calls again)."""
-        lower = datetime.fromtimestamp(gap.after_ms / 1000 - self._heal_margin, UTC)
-        outcomes: dict[str, int] = {}
-        async for text in self._published.since(lower):
-            if self._stopping:  # the gap is kept: the next start heals it
-                raise HealInterruptedError(f"handler {handler.name} stopped while healing")
-            try:
-                # As on the stream, handlers see the latest version (schemas/upcast.py).
-                envelope = upcast(decode_event(text))
-            except InvalidEventError as exc:  # the store keeps only valid events: a bug
-                log.error("stored event not decodable; not healed", extra={"error": str(exc)})
-                continue
-            fields = {
-                "handler": handler.name,
-                "event_id": envelope.id,
-                "event_type": envelope.type,
-                "task_id": envelope.subject,
-                "sequence": envelope.sequence,
-                "healing": True,
-            }
-            try:
-                outcome = await self._apply(handler, envelope, fields, time.perf_counter())
-            except PermanentHandlerError:
-                outcome = "gave_up"
-            if outcome == "handled":
-                self.counters.healed += 1
-                self.events_healed[handler.name] = self.events_healed.get(handler.name, 0) + 1
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        self.counters.trim_gaps += 1
-        self.gaps_healed[handler.name] = self.gaps_healed.get(handler.name, 0) + 1
-        log.warning(
-            "trim gap healed from the store",
-            extra={
-                "handler": handler.name,
-                "after_id": gap.after_id,
-                "before_id": gap.before_id,
-                "since": lower.isoformat(),
-                **outcomes,
-            },
-        )
-
     def register_metrics(self, metrics: Metrics) -> None:
         """Trim gaps healed and events healed, per registered handler (0 until one)."""
 
@@ -370,38 +291,3 @@ class HandlerRunner:
         except BrokerError as exc:
             # Still pending in the group: it is claimed again, found processed, and acked then.
             log.warning("could not acknowledge; left pending", extra={**fields, "error": str(exc)})
-
-
-def build_handler_runner(
-    broker: EventBroker,
-    processed: ProcessedEvents,
-    settings: Settings,
-    metrics: Metrics | None = None,
-) -> HandlerRunner:
-    """The worker's runner, with the handlers `TASKPLANE_EVENT_HANDLERS` names (none by default)."""
-    runner = HandlerRunner(
-        broker,
-        processed,
-        claim_idle_seconds=settings.handler_claim_idle_seconds,
-        max_deliveries=settings.handler_max_deliveries,
-        block_seconds=settings.handler_block_seconds,
-        seconds=handler_seconds(metrics) if metrics is not None else None,
-        heal_margin_seconds=settings.handler_heal_margin_seconds,
-    )
-    if metrics is not None:
-        runner.register_metrics(metrics)
-    for handler in load_handlers(settings.event_handlers):
-        runner.register(handler)
-    return runner
-
-
-async def stop_handlers(
-    runner: HandlerRunner, running: asyncio.Task[None], *, grace_seconds: float = 10.0
-) -> None:
-    """Stop `runner` (see `HandlerRunner.stop`) and wait for it; cancel only as a last resort."""
-    runner.stop()
-    try:
-        await asyncio.wait_for(asyncio.shield(running), grace_seconds)
-    except TimeoutError:
-        log.warning("durable handlers did not stop in time; cancelling them")
-        await cancel_until_done([running])

@@ -18,7 +18,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from broker import BrokerUnavailableError, EventBroker
-from broker.redis_streams import GroupBacklog, StreamBacklog
+from broker.redis_stream_reports import GroupBacklog, StreamBacklog
 from schemas.tasks import TaskStatus
 from store.stats import tasks_by_status
 from telemetry.metrics import LabelledValues, Metrics

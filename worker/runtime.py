@@ -42,7 +42,9 @@ from temporal.runtime import metrics_runtime
 from webhooks.dispatcher import WebhookDispatcher
 from webhooks.metrics import register_webhook_metrics
 from worker.cancel import cancel_until_done
-from worker.handlers import EventHandler, HandlerRunner, build_handler_runner, stop_handlers
+from worker.event_handler import EventHandler
+from worker.handler_setup import build_handler_runner, stop_handlers
+from worker.handlers import HandlerRunner
 from worker.metrics import WorkerGauges, register_worker_metrics
 from worker.reconciler import Reconciler, build_reconciler, register_reconciler_metrics
 from worker.relay import OutboxRelay, build_recorder_and_relay

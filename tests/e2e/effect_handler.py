@@ -11,7 +11,7 @@ import os
 from psycopg import AsyncConnection, sql
 
 from schemas import EventEnvelope
-from worker.handlers import EventHandler
+from worker.event_handler import EventHandler
 
 TABLE = os.environ.get("TASKPLANE_TEST_EFFECT_TABLE", "test_handler_effects")
 

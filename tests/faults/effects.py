@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from schemas import EventEnvelope
-from worker.handlers import EventHandler
+from worker.event_handler import EventHandler
 
 TABLE = "fault_handler_effects"
 

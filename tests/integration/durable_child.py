@@ -18,7 +18,8 @@ from broker.redis import RedisBroker
 from schemas import EventEnvelope
 from store import open_pool
 from store.processed import ProcessedEvents
-from worker.handlers import EventHandler, HandlerRunner
+from worker.event_handler import EventHandler
+from worker.handlers import HandlerRunner
 
 
 async def main(redis_url: str, database_url: str, stream: str, group: str, table: str) -> None:

@@ -26,7 +26,9 @@ from schemas import EventEnvelope
 from schemas.examples import example_envelope
 from store.processed import ProcessedEvents
 from tests.polling import until
-from worker.handlers import EventHandler, HandlerRunner, PermanentHandlerError, stop_handlers
+from worker.event_handler import EventHandler, PermanentHandlerError
+from worker.handler_setup import stop_handlers
+from worker.handlers import HandlerRunner
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from broker.redis_streams import read_backlog
+from broker.redis_stream_reports import read_backlog
 
 
 @pytest.fixture

@@ -24,12 +24,14 @@ from redis.asyncio import Redis
 
 from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
-from broker.redis_streams import read_backlog
+from broker.redis_stream_reports import read_backlog
 from schemas import EventEnvelope
 from store import EventStore, Outbox
 from store.processed import ProcessedEvents
 from tests.polling import until
-from worker.handlers import EventHandler, HandlerRunner, stop_handlers
+from worker.event_handler import EventHandler
+from worker.handler_setup import stop_handlers
+from worker.handlers import HandlerRunner
 
 pytestmark = pytest.mark.timeout(120)
 

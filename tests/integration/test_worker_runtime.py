@@ -14,7 +14,7 @@ from broker import topic_for
 from schemas import EventEnvelope
 from settings import Settings
 from tests.polling import until
-from worker.handlers import EventHandler
+from worker.event_handler import EventHandler
 from worker.relay import OutboxRelay
 from worker.runtime import WorkerRuntime
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from cli.watch import BarsRenderer, TaskProgress, TextRenderer, describe
+from cli.watch_render import BarsRenderer, TaskProgress, TextRenderer, describe
 
 
 def envelope(sequence: int, event_type: str, **data: Any) -> dict[str, Any]:
