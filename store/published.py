@@ -1,7 +1,7 @@
 """Events by the time they reached the broker: what a durable handler heals a trim gap from.
 
 A consumer group that falls behind the Redis stream's cap loses the trimmed
-entries unread (`broker.durable.TrimGap`). Every one of them is an event the
+entries unread (`broker.protocol.TrimGap`). Every one of them is an event the
 store has, with an outbox row: the recorder or the relay sets `published_at`
 after its XADD succeeded, so an entry added to the stream after time T belongs
 to an outbox row published at or after T (less the skew between the Redis and
