@@ -1,5 +1,7 @@
 """Find a task: the store knows it once its first event is recorded; before
-that only Temporal does, and the task is `pending`."""
+that only Temporal does, and the task is `pending`. A pruned task (retention) is
+known to neither any more: its tombstone answers 404 before Temporal is asked,
+since Temporal may still retain its closed workflow."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from api.services import Services
 from schemas.tasks import TaskStatus
 from store import TaskRecord
 from store.tenants import TaskOwners
+from store.tombstones import was_pruned
 from temporal.tasks import TaskDescription
 
 
@@ -59,6 +62,8 @@ async def find_task(
     record = await services.tasks.get(task_id)
     if record is not None:
         return view_from_record(record)
+    if await was_pruned(services.pool, task_id):
+        raise ProblemError(404, f"no task {task_id}")
     description = description or await describe_workflow(services, task_id)
     if description is None:
         raise ProblemError(404, f"no task {task_id}")

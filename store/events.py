@@ -13,6 +13,10 @@ lock, tells a duplicate from an event of a closed chapter or of an older run
 (refused: `ChapterClosedError`) and from the first event of a new run
 (`NewRunError`: the recorder records `task.reset.v1` through `begin_chapter`,
 then this event).
+
+Pruned tasks (store/retention.py): an event of a task whose tombstone is in
+`pruned_tasks` is refused with `TaskPrunedError`, also when it raced the pruning
+(the trigger on `tasks` checks the tombstone after the row is made).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from schemas import EventEnvelope
 from schemas.tasks import TERMINAL_STATUSES
 from store.pool import read_twice
 from store.read_model import update_for
+from store.tombstones import PRUNED_SQLSTATE
 
 # The terminal statuses as SQL: a closed chapter takes no event but a reset.
 _CLOSED = "(" + ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES)) + ")"
@@ -121,6 +126,11 @@ class ChapterClosedError(RuntimeError):
     a terminal one. Nothing was written."""
 
 
+class TaskPrunedError(ChapterClosedError):
+    """The task was pruned (retention): its rows are gone and it takes no event, which
+    would bring back half a task. Nothing was written."""
+
+
 class AlreadyCreatedError(RuntimeError):
     """`task.created.v1` for a task that exists: a reset run starting over. Nothing written."""
 
@@ -187,7 +197,7 @@ class EventStore:
         async with self._pool.connection() as conn:
             while True:
                 async with conn.transaction() as tx:
-                    cursor = await conn.execute(_APPEND, params)
+                    cursor = await _refusing_pruned(conn, _APPEND, params, envelope.subject)
                     row = await cursor.fetchone()
                     if row is None:
                         # Duplicate id: undo the sequence bump, then serve the stored copy.
@@ -260,6 +270,11 @@ async def _settle(
     cursor = await conn.execute(_TASK_LOCKED, (envelope.subject,))
     task = await cursor.fetchone()
     if task is None:
+        cursor = await conn.execute(
+            "SELECT 1 FROM pruned_tasks WHERE task_id = %s", (envelope.subject,)
+        )
+        if await cursor.fetchone() is not None:  # pruned since the fast statement
+            raise TaskPrunedError(f"task {envelope.subject} was pruned")
         raise DuplicateEventConflictError(f"event {envelope.id} vanished during dedupe")
     status, current_run, runs = str(task[0]), task[1], list(task[2] or [])
     if run_id is not None and current_run is not None and run_id != current_run:
@@ -277,3 +292,16 @@ async def _settle(
         # Recorded before chapters existed, and closed: a new run here is a reset.
         raise NewRunError(envelope.subject, None, run_id)
     raise ChapterClosedError(f"task {envelope.subject} is {status}: its chapter has ended")
+
+
+async def _refusing_pruned(
+    conn: psycopg.AsyncConnection[Any], statement: str, params: dict[str, Any], task_id: str
+) -> psycopg.AsyncCursor[Any]:
+    """Run a statement that may make the task's row; a pruned task's refusal (the
+    trigger's SQLSTATE) becomes `TaskPrunedError`."""
+    try:
+        return await conn.execute(statement, params)
+    except psycopg.DatabaseError as exc:
+        if exc.sqlstate == PRUNED_SQLSTATE:
+            raise TaskPrunedError(f"task {task_id} was pruned") from None
+        raise

@@ -3,10 +3,10 @@
 `async with WorkerRuntime(settings) as rt:` opens the pool and the broker, connects
 to Temporal, builds the recorder, the outbox relay, the durable handlers (the
 built-in `webhooks`, those `TASKPLANE_EVENT_HANDLERS` names, and any given here),
-the webhook sender, the reconciler and the metrics, and runs every loop in one
-`asyncio.TaskGroup`: a loop that dies takes the whole runtime down (its error
-ends the `async with`), so a supervisor restarts a broken worker instead of
-leaving it running without, say, its relay. Leaving the block stops the parts in
+the webhook sender, the reconciler, the pruner (retention) and the metrics, and
+runs every loop in one `asyncio.TaskGroup`: a loop that dies takes the whole
+runtime down (its error ends the `async with`), so a supervisor restarts a broken
+worker instead of leaving it running without, say, its relay. Leaving the block stops the parts in
 order: the Temporal worker first (running activities finish), then the durable
 handlers (each finishes its current event), then the other loops, then the
 metrics server, the broker and the pool.
@@ -42,6 +42,7 @@ from temporal.closures import ResetDetailsFromHistory
 from temporal.runtime import metrics_runtime
 from worker.handlers import EventHandler, HandlerRunner, build_handler_runner, stop_handlers
 from worker.metrics import WorkerGauges, register_worker_metrics
+from worker.pruner import Pruner, build_pruner, register_pruner_metrics
 from worker.reconciler import Reconciler, build_reconciler
 from worker.relay import OutboxRelay, build_recorder_and_relay
 from worker.temporal_worker import build_worker
@@ -84,6 +85,7 @@ class WorkerRuntime:
         self.handlers: HandlerRunner
         self.webhooks: WebhookDispatcher
         self.reconciler: Reconciler | None = None
+        self.pruner: Pruner | None = None
         self.worker: Worker
         self.gauges: WorkerGauges
 
@@ -162,6 +164,9 @@ class WorkerRuntime:
             self.reconciler = build_reconciler(
                 settings, self.client, self.pool, self.recorder, self.metrics.count_error
             )
+        if settings.retention_enabled:
+            self.pruner = build_pruner(settings, self.client, self.pool, self.metrics.count_error)
+            register_pruner_metrics(self.metrics, self.pruner)
         self.gauges = WorkerGauges(
             self.pool, self.broker, refresh_seconds=settings.metrics_refresh_seconds
         )
@@ -190,6 +195,8 @@ class WorkerRuntime:
         self._loop(self.gauges.run(), "metrics-refresh")
         if self.reconciler is not None:
             self._loop(self.reconciler.run(), "reconciler")
+        if self.pruner is not None:
+            self._loop(self.pruner.run(), "pruner")
         self._handlers_task = self._group.create_task(self.handlers.run(), name="event-handlers")
         self._worker_task = self._group.create_task(self.worker.run(), name="temporal-worker")
 

@@ -1,0 +1,302 @@
+"""Retention: what the pruner (worker/pruner.py) and `taskplane prune` delete, in SQL.
+
+A closed task past its retention goes whole, in one short transaction with the
+other tasks of its batch: its `tasks` row, events, outbox rows, the processed
+marks of its events, its webhook endpoint and deliveries, its owner row; its id
+goes to `pruned_tasks` (a tombstone, store/tombstones.py). Open tasks are never
+selected, whatever their age.
+
+Never blocking the recording path: the batch locks the rows of the tasks it
+prunes `FOR UPDATE SKIP LOCKED`, so a task whose row a recorder holds right now
+is left for the next round, and a recorder never waits on the pruner except for
+an event of a task the pruner already holds — a closed task, which takes no event
+but a reset's. That one waits for the batch to commit and is then refused (the
+`tasks_row_made` trigger finds the tombstone): nothing recorded after pruning
+brings back half a task.
+
+Orphans: `unstarted_tasks` lists the ids the API accepted whose first event is not
+recorded yet. One older than the grace period whose workflow Temporal does not
+know (the worker asks; the store knows nothing of Temporal) loses its owner,
+webhook and `unstarted_tasks` rows, unless the id was claimed again since.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from schemas.tasks import TERMINAL_STATUSES
+
+CLOSED = sorted(status.value for status in TERMINAL_STATUSES)
+
+# Serialises pruners across workers and `taskplane prune`: one at a time.
+PRUNE_LOCK_KEY = 0x7A5C_D0C5
+
+# Every table the pruner deletes from, in the order it does (references first).
+TABLES = (
+    "processed_events",
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "outbox",
+    "events",
+    "task_owners",
+    "unstarted_tasks",
+    "tasks",
+    "pruned_tasks",
+)
+
+# Closed, and closed before the cutoff (`created_at` too: it lets the status index
+# narrow the scan, and a task closes after it is created).
+_EXPIRED = """
+SELECT task_id FROM tasks
+WHERE status = ANY(%(closed)s)
+  AND created_at < now() - %(keep)s AND updated_at < now() - %(keep)s
+"""
+
+_LOCK_EXPIRED = _EXPIRED + " LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+
+# The durable consumers with marks, read off the primary key one name at a time (a loose
+# index scan: as many probes as consumers, whatever the table's size), so the marks of
+# an event are found by (consumer, event_id) through that key.
+_CONSUMERS = """
+WITH RECURSIVE consumers (name) AS (
+    SELECT min(consumer) FROM processed_events
+    UNION ALL
+    SELECT (SELECT min(consumer) FROM processed_events WHERE consumer > c.name)
+    FROM consumers c WHERE c.name IS NOT NULL
+)
+"""
+
+# (table, delete) for a batch of tasks `%(ids)s`, in `TABLES` order.
+_DELETE_TASKS = (
+    (
+        "processed_events",
+        _CONSUMERS + "DELETE FROM processed_events p USING consumers c, events e"
+        " WHERE e.task_id = ANY(%(ids)s) AND p.consumer = c.name AND p.event_id = e.event_id",
+    ),
+    ("webhook_deliveries", "DELETE FROM webhook_deliveries WHERE task_id = ANY(%(ids)s)"),
+    ("webhook_endpoints", "DELETE FROM webhook_endpoints WHERE task_id = ANY(%(ids)s)"),
+    (
+        "outbox",
+        "DELETE FROM outbox o USING events e"
+        " WHERE e.task_id = ANY(%(ids)s) AND o.event_id = e.event_id",
+    ),
+    ("events", "DELETE FROM events WHERE task_id = ANY(%(ids)s)"),
+    ("task_owners", "DELETE FROM task_owners WHERE task_id = ANY(%(ids)s)"),
+    ("unstarted_tasks", "DELETE FROM unstarted_tasks WHERE task_id = ANY(%(ids)s)"),
+    ("tasks", "DELETE FROM tasks WHERE task_id = ANY(%(ids)s)"),
+)
+
+# The same rows, counted for every expired task at once (`taskplane prune --dry-run`).
+_COUNT_EXPIRED = (
+    _CONSUMERS
+    + """, expired AS MATERIALIZED ("""
+    + _EXPIRED
+    + """)
+SELECT
+    (SELECT count(*) FROM processed_events p JOIN consumers c ON p.consumer = c.name
+       JOIN events e ON p.event_id = e.event_id JOIN expired x ON e.task_id = x.task_id),
+    (SELECT count(*) FROM webhook_deliveries d JOIN expired x USING (task_id)),
+    (SELECT count(*) FROM webhook_endpoints w JOIN expired x USING (task_id)),
+    (SELECT count(*) FROM outbox o
+       WHERE o.published_at < now() - %(outbox_keep)s
+          OR o.task_id IN (SELECT task_id FROM expired)),
+    (SELECT count(*) FROM events e JOIN expired x USING (task_id)),
+    (SELECT count(*) FROM task_owners o JOIN expired x USING (task_id)),
+    (SELECT count(*) FROM unstarted_tasks u JOIN expired x USING (task_id)),
+    (SELECT count(*) FROM expired),
+    (SELECT count(*) FROM pruned_tasks WHERE pruned_at < now() - %(tombstone_keep)s)
+"""
+)
+
+_PUBLISHED_OUTBOX = """
+DELETE FROM outbox WHERE id IN (
+    SELECT id FROM outbox WHERE published_at < now() - %(keep)s
+    ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+"""
+
+_EXPIRED_TOMBSTONES = """
+DELETE FROM pruned_tasks WHERE task_id IN (
+    SELECT task_id FROM pruned_tasks WHERE pruned_at < now() - %(keep)s
+    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+"""
+
+_UNSTARTED = """
+SELECT u.task_id, u.claimed_at,
+       EXISTS (SELECT 1 FROM tasks t WHERE t.task_id = u.task_id),
+       EXISTS (SELECT 1 FROM pruned_tasks p WHERE p.task_id = u.task_id)
+FROM unstarted_tasks u
+WHERE u.claimed_at < now() - %(grace)s AND (u.claimed_at, u.task_id) > (%(at)s, %(id)s)
+ORDER BY u.claimed_at, u.task_id
+LIMIT %(limit)s
+"""
+
+# Only while the id is not claimed again (`claimed_at` unchanged): a repeat of the
+# creating request re-claims it before it starts the workflow.
+_FORGET_UNSTARTED = (
+    "DELETE FROM unstarted_tasks WHERE task_id = %(id)s AND claimed_at = %(at)s RETURNING 1"
+)
+
+_DELETE_ORPHAN = (
+    ("webhook_deliveries", "DELETE FROM webhook_deliveries WHERE task_id = %(id)s"),
+    ("webhook_endpoints", "DELETE FROM webhook_endpoints WHERE task_id = %(id)s"),
+    (
+        "task_owners",
+        "DELETE FROM task_owners WHERE task_id = %(id)s"
+        " AND NOT EXISTS (SELECT 1 FROM tasks WHERE task_id = %(id)s)",
+    ),
+)
+
+
+@dataclass
+class PruneCounts:
+    """Rows deleted (or, for a dry run, that would be) by table; the tasks pruned."""
+
+    rows: Counter[str] = field(default_factory=Counter)
+    task_ids: list[str] = field(default_factory=list)
+
+    def add(self, other: PruneCounts) -> None:
+        self.rows.update(other.rows)
+        self.task_ids.extend(other.task_ids)
+
+    @property
+    def tasks(self) -> int:
+        return self.rows["tasks"]
+
+    def by_table(self) -> dict[str, int]:
+        """Every table, in `TABLES` order, zeros included."""
+        return {table: self.rows[table] for table in TABLES}
+
+
+@dataclass(frozen=True, slots=True)
+class UnstartedTask:
+    task_id: str
+    claimed_at: datetime
+    recorded: bool  # the task has its first event: it started after all
+    pruned: bool  # a tombstone: the id was re-claimed after its task was pruned
+
+
+def _keep(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
+async def prune_closed_batch(
+    conn: AsyncConnection, *, keep_seconds: float, limit: int
+) -> PruneCounts:
+    """Prune up to `limit` tasks closed more than `keep_seconds` ago, inside the caller's
+    transaction (commit it soon: it holds their rows). Tasks whose row another
+    transaction holds are skipped."""
+    counts = PruneCounts()
+    cursor = await conn.execute(
+        _LOCK_EXPIRED, {"closed": CLOSED, "keep": _keep(keep_seconds), "limit": limit}
+    )
+    ids = [str(row[0]) for row in await cursor.fetchall()]
+    if not ids:
+        return counts
+    params = {"ids": ids}
+    await conn.execute(
+        "INSERT INTO pruned_tasks (task_id) SELECT unnest(%(ids)s::text[])"
+        " ON CONFLICT (task_id) DO NOTHING",
+        params,
+    )
+    # A webhook handler enqueueing deliveries holds its endpoint's row: wait for it, so
+    # its rows are deleted with the others (the statements below see them committed).
+    await conn.execute(
+        "SELECT 1 FROM webhook_endpoints WHERE task_id = ANY(%(ids)s) ORDER BY task_id FOR UPDATE",
+        params,
+    )
+    for table, statement in _DELETE_TASKS:
+        cursor = await conn.execute(statement, params)
+        counts.rows[table] += max(cursor.rowcount, 0)
+    counts.task_ids = ids
+    return counts
+
+
+async def prune_published_outbox(
+    pool: AsyncConnectionPool, *, keep_seconds: float, limit: int
+) -> int:
+    """Delete up to `limit` outbox rows published more than `keep_seconds` ago."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            _PUBLISHED_OUTBOX, {"keep": _keep(keep_seconds), "limit": limit}
+        )
+        return max(cursor.rowcount, 0)
+
+
+async def expire_tombstones(pool: AsyncConnectionPool, *, keep_seconds: float, limit: int) -> int:
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            _EXPIRED_TOMBSTONES, {"keep": _keep(keep_seconds), "limit": limit}
+        )
+        return max(cursor.rowcount, 0)
+
+
+async def count_expired(
+    pool: AsyncConnectionPool,
+    *,
+    keep_seconds: float,
+    outbox_keep_seconds: float,
+    tombstone_keep_seconds: float,
+) -> PruneCounts:
+    """What pruning with these retentions would delete now, by table (a dry run)."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            _COUNT_EXPIRED,
+            {
+                "closed": CLOSED,
+                "keep": _keep(keep_seconds),
+                "outbox_keep": _keep(outbox_keep_seconds),
+                "tombstone_keep": _keep(tombstone_keep_seconds),
+            },
+        )
+        row = await cursor.fetchone()
+    assert row is not None  # one row of subquery counts
+    return PruneCounts(rows=Counter(dict(zip(TABLES, (int(n) for n in row), strict=True))))
+
+
+async def unstarted_tasks(
+    pool: AsyncConnectionPool,
+    *,
+    grace_seconds: float,
+    after: tuple[datetime, str],
+    limit: int,
+) -> list[UnstartedTask]:
+    """Ids claimed more than `grace_seconds` ago with no event, oldest claim first,
+    a page at a time after `after` (claimed_at, task_id)."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            _UNSTARTED,
+            {"grace": _keep(grace_seconds), "at": after[0], "id": after[1], "limit": limit},
+        )
+        rows = await cursor.fetchall()
+    return [UnstartedTask(str(t), at, bool(rec), bool(gone)) for t, at, rec, gone in rows]
+
+
+async def forget_started(pool: AsyncConnectionPool, task: UnstartedTask) -> bool:
+    """The task recorded its first event: it is no candidate any more."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(_FORGET_UNSTARTED, {"id": task.task_id, "at": task.claimed_at})
+        return await cursor.fetchone() is not None
+
+
+async def remove_orphan(pool: AsyncConnectionPool, task: UnstartedTask) -> PruneCounts:
+    """Delete the owner and webhook rows of a task whose workflow never started; nothing
+    when the id was claimed again meanwhile (a repeat of its request is starting it)."""
+    counts = PruneCounts()
+    params = {"id": task.task_id, "at": task.claimed_at}
+    async with pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute(_FORGET_UNSTARTED, params)
+        if await cursor.fetchone() is None:
+            return counts
+        counts.rows["unstarted_tasks"] += 1
+        for table, statement in _DELETE_ORPHAN:
+            cursor = await conn.execute(statement, params)
+            counts.rows[table] += max(cursor.rowcount, 0)
+    counts.task_ids.append(task.task_id)
+    return counts
