@@ -99,6 +99,7 @@ async def test_a_pruned_task_answers_404_everywhere_while_temporal_still_has_it(
                 ("GET", "/history"),
                 ("GET", "/events"),
                 ("GET", "/webhook"),
+                ("POST", "/stream-token"),
                 ("POST", "/cancel"),
                 ("POST", "/pause"),
                 ("POST", "/resume"),
