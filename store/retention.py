@@ -57,7 +57,11 @@ WHERE status = ANY(%(closed)s)
   AND created_at < now() - %(keep)s AND updated_at < now() - %(keep)s
 """
 
-_LOCK_EXPIRED = _EXPIRED + " LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+# Oldest first, through `tasks_newest_idx`: the scan stops at `limit` expired tasks, and
+# when none is expired it reads only the (few) tasks created before the cutoff and still
+# open or closed since. No index on `updated_at`: every event sets it, and an index on
+# it would cost the recording path its HOT updates.
+_LOCK_EXPIRED = _EXPIRED + " ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
 
 # The durable consumers with marks, read off the primary key one name at a time (a loose
 # index scan: as many probes as consumers, whatever the table's size), so the marks of
@@ -71,20 +75,18 @@ WITH RECURSIVE consumers (name) AS (
 )
 """
 
-# (table, delete) for a batch of tasks `%(ids)s`, in `TABLES` order.
+# (table, delete) for a batch of tasks `%(ids)s`, their events `%(event_ids)s` and the
+# consumers `%(consumers)s`, in `TABLES` order. Plain `= ANY` lists, so each is an index
+# lookup whatever the planner thinks of a join (it hashed whole tables for those).
 _DELETE_TASKS = (
     (
         "processed_events",
-        _CONSUMERS + "DELETE FROM processed_events p USING consumers c, events e"
-        " WHERE e.task_id = ANY(%(ids)s) AND p.consumer = c.name AND p.event_id = e.event_id",
+        "DELETE FROM processed_events"
+        " WHERE consumer = ANY(%(consumers)s) AND event_id = ANY(%(event_ids)s)",
     ),
     ("webhook_deliveries", "DELETE FROM webhook_deliveries WHERE task_id = ANY(%(ids)s)"),
     ("webhook_endpoints", "DELETE FROM webhook_endpoints WHERE task_id = ANY(%(ids)s)"),
-    (
-        "outbox",
-        "DELETE FROM outbox o USING events e"
-        " WHERE e.task_id = ANY(%(ids)s) AND o.event_id = e.event_id",
-    ),
+    ("outbox", "DELETE FROM outbox WHERE event_id = ANY(%(event_ids)s)"),
     ("events", "DELETE FROM events WHERE task_id = ANY(%(ids)s)"),
     ("task_owners", "DELETE FROM task_owners WHERE task_id = ANY(%(ids)s)"),
     ("unstarted_tasks", "DELETE FROM unstarted_tasks WHERE task_id = ANY(%(ids)s)"),
@@ -113,18 +115,20 @@ SELECT
 """
 )
 
+# `= ANY(ARRAY(…))`: the ids are looked up by key (`IN (…)` made the planner hash-join
+# a scan of the whole table).
 _PUBLISHED_OUTBOX = """
-DELETE FROM outbox WHERE id IN (
+DELETE FROM outbox WHERE id = ANY(ARRAY(
     SELECT id FROM outbox WHERE published_at < now() - %(keep)s
     ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-)
+))
 """
 
 _EXPIRED_TOMBSTONES = """
-DELETE FROM pruned_tasks WHERE task_id IN (
+DELETE FROM pruned_tasks WHERE task_id = ANY(ARRAY(
     SELECT task_id FROM pruned_tasks WHERE pruned_at < now() - %(keep)s
-    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-)
+    ORDER BY pruned_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+))
 """
 
 _UNSTARTED = """
@@ -199,18 +203,23 @@ async def prune_closed_batch(
     ids = [str(row[0]) for row in await cursor.fetchall()]
     if not ids:
         return counts
-    params = {"ids": ids}
     await conn.execute(
         "INSERT INTO pruned_tasks (task_id) SELECT unnest(%(ids)s::text[])"
         " ON CONFLICT (task_id) DO NOTHING",
-        params,
+        {"ids": ids},
     )
     # A webhook handler enqueueing deliveries holds its endpoint's row: wait for it, so
     # its rows are deleted with the others (the statements below see them committed).
     await conn.execute(
         "SELECT 1 FROM webhook_endpoints WHERE task_id = ANY(%(ids)s) ORDER BY task_id FOR UPDATE",
-        params,
+        {"ids": ids},
     )
+    # No event can join them: a recorder needs the rows this transaction holds.
+    cursor = await conn.execute("SELECT event_id FROM events WHERE task_id = ANY(%s)", (ids,))
+    event_ids = [str(row[0]) for row in await cursor.fetchall()]
+    cursor = await conn.execute(_CONSUMERS + "SELECT name FROM consumers WHERE name IS NOT NULL")
+    consumers = [str(row[0]) for row in await cursor.fetchall()]
+    params = {"ids": ids, "event_ids": event_ids, "consumers": consumers}
     for table, statement in _DELETE_TASKS:
         cursor = await conn.execute(statement, params)
         counts.rows[table] += max(cursor.rowcount, 0)
