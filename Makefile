@@ -61,7 +61,7 @@ migrate: $(STAMP)
 
 # Refuses a change that breaks a published event schema (docs/events.md).
 schemas: $(STAMP)
-	$(BIN)/python -m schemas.export
+	$(BIN)/python -m tools.schema_export
 
 # Starts its own servers on free ports; prints a table, writes bench/results/<mode>.json.
 BENCH_ARGS ?=

@@ -113,6 +113,23 @@ def as_text(raw: str | bytes) -> str:
     return raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumeSettings:
+    """`ConsumeOptions` with the defaults filled in: the one place they are set."""
+
+    batch_size: int = 16
+    block_seconds: float = 1.0
+    claim_idle_seconds: float = 30.0
+    max_deliveries: int = 5
+    from_start: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_deliveries < 1:
+            raise ValueError("batch_size and max_deliveries must be at least 1")
+        if self.block_seconds <= 0 or self.claim_idle_seconds <= 0:
+            raise ValueError("block_seconds and claim_idle_seconds must be positive")
+
+
 class GroupConsumer:
     """One consumer of one group; implements `broker.protocol.DurableConsumer`."""
 
@@ -124,26 +141,19 @@ class GroupConsumer:
         consumer: str,
         counters: DurableCounters,
         is_closed: Callable[[], bool],
-        batch_size: int,
-        block_seconds: float,
-        claim_idle_seconds: float,
-        max_deliveries: int,
+        settings: ConsumeSettings,
     ) -> None:
-        if batch_size < 1 or max_deliveries < 1:
-            raise ValueError("batch_size and max_deliveries must be at least 1")
-        if block_seconds <= 0 or claim_idle_seconds <= 0:
-            raise ValueError("block_seconds and claim_idle_seconds must be positive")
         self._backend = backend
         self._group = group
         self._consumer = consumer
         self._counters = counters
         self._is_closed = is_closed
-        self._batch_size = batch_size
-        self._block = block_seconds
-        self._claim_idle = claim_idle_seconds
-        self._max_deliveries = max_deliveries
+        self._batch_size = settings.batch_size
+        self._block = settings.block_seconds
+        self._claim_idle = settings.claim_idle_seconds
+        self._max_deliveries = settings.max_deliveries
         self._buffer: deque[StreamEntry] = deque()
-        self._from_start = False
+        self._from_start = settings.from_start
         self._group_ready = False
         self._closed = False
         self._own_pending_read = False
@@ -160,11 +170,10 @@ class GroupConsumer:
     def consumer(self) -> str:
         return self._consumer
 
-    async def start(self, *, from_start: bool) -> None:
+    async def start(self) -> None:
         """Create the group if it does not exist; during an outage, leave that to the reads."""
-        self._from_start = from_start
         try:
-            await self._backend.ensure_group(from_start=from_start)
+            await self._backend.ensure_group(from_start=self._from_start)
             self._group_ready = True
         except BrokerUnavailableError as exc:
             log.warning("consumer group not created yet", extra={**self._fields, "error": str(exc)})

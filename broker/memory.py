@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Unpack
 
-from broker.durable import DurableCounters, GroupConsumer
+from broker.durable import ConsumeSettings, DurableCounters, GroupConsumer
 from broker.fanout import Fanout, FanoutSubscription
 from broker.memory_streams import MemoryGroupBackend, MemoryStream
 from broker.protocol import (
@@ -21,6 +22,7 @@ from broker.protocol import (
     BrokerStats,
     BrokerStatus,
     BrokerUnavailableError,
+    ConsumeOptions,
     DeadLetter,
     DurableConsumer,
     Subscription,
@@ -76,15 +78,7 @@ class MemoryBroker:
         return self._subscription(topic, queue_size)
 
     def consume(
-        self,
-        group: str,
-        *,
-        consumer: str,
-        batch_size: int = 16,
-        block_seconds: float = 1.0,
-        claim_idle_seconds: float = 30.0,
-        max_deliveries: int = 5,
-        from_start: bool = False,
+        self, group: str, *, consumer: str, **options: Unpack[ConsumeOptions]
     ) -> AbstractAsyncContextManager[DurableConsumer]:
         self._require_connected()
         return self._consumer(
@@ -94,12 +88,8 @@ class MemoryBroker:
                 consumer=consumer,
                 counters=self._durable,
                 is_closed=lambda: self._status is BrokerStatus.CLOSED,
-                batch_size=batch_size,
-                block_seconds=block_seconds,
-                claim_idle_seconds=claim_idle_seconds,
-                max_deliveries=max_deliveries,
+                settings=ConsumeSettings(**options),
             ),
-            from_start,
         )
 
     async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
@@ -122,10 +112,8 @@ class MemoryBroker:
             self._fanout.remove(subscription)
 
     @asynccontextmanager
-    async def _consumer(
-        self, consumer: GroupConsumer, from_start: bool
-    ) -> AsyncIterator[GroupConsumer]:
-        await consumer.start(from_start=from_start)
+    async def _consumer(self, consumer: GroupConsumer) -> AsyncIterator[GroupConsumer]:
+        await consumer.start()
         try:
             yield consumer
         finally:

@@ -19,7 +19,7 @@ import enum
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypedDict, Unpack, runtime_checkable
 
 from schemas import EventEnvelope
 
@@ -92,6 +92,19 @@ class BrokerStats:
     acked: int = 0
     invalid: int = 0  # refused by validation (and dead-lettered)
     dead_lettered: int = 0
+
+
+class ConsumeOptions(TypedDict, total=False):
+    """The options of `consume(...)`, every broker's one signature for them.
+
+    Each is optional; `broker.durable.ConsumeSettings` holds the defaults.
+    """
+
+    batch_size: int  # entries one read takes at most
+    block_seconds: float  # how long a read waits for new entries
+    claim_idle_seconds: float  # pending this long in another consumer: claimed
+    max_deliveries: int  # delivered this often without an ack: dead-lettered
+    from_start: bool  # a group created now starts at the stream's oldest entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,15 +214,7 @@ class EventBroker(Protocol):
         ...
 
     def consume(
-        self,
-        group: str,
-        *,
-        consumer: str,
-        batch_size: int = 16,
-        block_seconds: float = 1.0,
-        claim_idle_seconds: float = 30.0,
-        max_deliveries: int = 5,
-        from_start: bool = False,
+        self, group: str, *, consumer: str, **options: Unpack[ConsumeOptions]
     ) -> AbstractAsyncContextManager[DurableConsumer]:
         """Join consumer group `group` (created on first use) as `consumer`.
 

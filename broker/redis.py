@@ -23,19 +23,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from typing import Unpack
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from broker.durable import DurableCounters, GroupConsumer
+from broker.durable import ConsumeSettings, DurableCounters, GroupConsumer
 from broker.fanout import Fanout
 from broker.protocol import (
     BrokerNotConnectedError,
     BrokerStats,
     BrokerStatus,
     BrokerUnavailableError,
+    ConsumeOptions,
     DeadLetter,
     DurableConsumer,
     Subscription,
@@ -208,26 +210,10 @@ class RedisBroker:
         return self._shared.subscription(topic, queue_size)
 
     def consume(
-        self,
-        group: str,
-        *,
-        consumer: str,
-        batch_size: int = 16,
-        block_seconds: float = 1.0,
-        claim_idle_seconds: float = 30.0,
-        max_deliveries: int = 5,
-        from_start: bool = False,
+        self, group: str, *, consumer: str, **options: Unpack[ConsumeOptions]
     ) -> AbstractAsyncContextManager[DurableConsumer]:
         self._require_commands()
-        return self._consuming(
-            group,
-            consumer,
-            from_start=from_start,
-            batch_size=batch_size,
-            block_seconds=block_seconds,
-            claim_idle_seconds=claim_idle_seconds,
-            max_deliveries=max_deliveries,
-        )
+        return self._consuming(group, consumer, ConsumeSettings(**options))
 
     async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
         """The newest `count` dead letters, oldest first."""
@@ -242,20 +228,12 @@ class RedisBroker:
 
     @asynccontextmanager
     async def _consuming(
-        self,
-        group: str,
-        consumer: str,
-        *,
-        from_start: bool,
-        batch_size: int,
-        block_seconds: float,
-        claim_idle_seconds: float,
-        max_deliveries: int,
+        self, group: str, consumer: str, settings: ConsumeSettings
     ) -> AsyncIterator[GroupConsumer]:
         reader = Redis.from_url(
             self._url,
             # A blocked XREADGROUP answers within `block_seconds`; the margin covers the trip.
-            socket_timeout=block_seconds + self._publish_timeout + 1.0,
+            socket_timeout=settings.block_seconds + self._publish_timeout + 1.0,
             socket_connect_timeout=self._publish_timeout,
             retry=Retry(NoBackoff(), 1),
             client_name=f"{self._client_name}-consume",
@@ -275,14 +253,11 @@ class RedisBroker:
             consumer=consumer,
             counters=self._durable,
             is_closed=lambda: self._closed,
-            batch_size=batch_size,
-            block_seconds=block_seconds,
-            claim_idle_seconds=claim_idle_seconds,
-            max_deliveries=max_deliveries,
+            settings=settings,
         )
         self._readers.add(reader)
         try:
-            await group_consumer.start(from_start=from_start)
+            await group_consumer.start()
             yield group_consumer
         finally:
             group_consumer.close()

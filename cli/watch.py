@@ -21,7 +21,8 @@ from typing import Any, Protocol, TextIO
 import httpx
 import orjson
 
-from schemas.registry import TERMINAL_EVENT_TYPES
+from cli.sse import Frame, iter_frames
+from schemas.registry import is_terminal
 
 log = logging.getLogger(__name__)
 
@@ -52,31 +53,6 @@ class StreamEnd:
     no_content: bool = False
 
 
-def _frames(response: httpx.Response) -> Iterator[tuple[str, str, str, str | None]]:
-    """SSE parsing (WHATWG): yields (event, data, id, retry) per dispatched block."""
-    event, event_id, retry = "message", "", None
-    data: list[str] = []
-    for line in response.iter_lines():
-        if line == "":
-            if data or retry is not None:
-                yield event, "\n".join(data), event_id, retry
-            event, event_id, retry = "message", "", None
-            data = []
-            continue
-        if line.startswith(":"):
-            continue  # a comment: the heartbeat
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
-        elif name == "id":
-            event_id = value
-        elif name == "retry" and value.isdigit():
-            retry = value
-
-
 class _Unavailable(Exception):
     """The API answered, but cannot serve the stream now (5xx, 429): try again."""
 
@@ -105,26 +81,28 @@ def follow(
     while True:
         try:
             connected = False
-            for event_type, data, event_id, retry_ms in _connect(client, task_id, end):
+            for frame in _connect(client, task_id, end):
                 if not connected:
                     connected = True
                     down_since, failures = None, 0
                     tell("live")
-                if retry_ms is not None:
-                    retry = int(retry_ms) / 1000
+                if frame.retry is not None:
+                    retry = frame.retry / 1000
+                if not frame.is_event:
                     continue
-                if event_type == "error":
-                    log.warning("the stream reported an error: %s", data)
+                if frame.type == "error":
+                    log.warning("the stream reported an error: %s", frame.data)
                     break
+                event_id = frame.id or ""
                 sequence = int(event_id) if event_id.isdigit() else None
                 if sequence is None or sequence <= end.last_sequence:
                     continue  # a repeat after a reconnection: already yielded
-                envelope: dict[str, Any] = orjson.loads(data)
+                envelope: dict[str, Any] = orjson.loads(frame.data)
                 end.last_sequence = sequence
                 yield envelope
                 # The server ends the stream after the task's current ending; a terminal
                 # event with more after it ended a chapter that a reset reopened.
-                end.terminal_type = event_type if event_type in TERMINAL_EVENT_TYPES else None
+                end.terminal_type = frame.type if is_terminal(frame.type) else None
             else:
                 if end.no_content or end.terminal_type is not None:
                     return  # the task has ended: nothing more will come
@@ -156,10 +134,9 @@ def follow(
         time.sleep(delay)
 
 
-def _connect(
-    client: httpx.Client, task_id: str, end: StreamEnd
-) -> Iterator[tuple[str, str, str, str | None]]:
-    """One connection: its frames; a 204 sets `end.no_content` and yields nothing."""
+def _connect(client: httpx.Client, task_id: str, end: StreamEnd) -> Iterator[Frame]:
+    """One connection: its events and `retry` blocks (not the heartbeats, comments only);
+    a 204 sets `end.no_content` and yields nothing."""
     headers = {"Accept": "text/event-stream"}
     if end.last_sequence:
         headers["Last-Event-ID"] = str(end.last_sequence)
@@ -175,7 +152,9 @@ def _connect(
             if response.status_code >= 500 or response.status_code == 429:
                 raise _Unavailable(response.status_code, _retry_after(response))
             raise StreamRefusedError(response.status_code, _detail(response))
-        yield from _frames(response)
+        for frame in iter_frames(response.iter_bytes()):
+            if frame.is_event or frame.retry is not None:
+                yield frame
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -240,7 +219,7 @@ class TaskProgress:
             self.status, self.steps = "running", {}
         elif event_type in {"task.paused.v1", "task.resumed.v1"}:
             self.status = "paused" if event_type == "task.paused.v1" else "running"
-        elif event_type in TERMINAL_EVENT_TYPES:
+        elif is_terminal(event_type):
             self.status = event_type.split(".")[1]
 
     @property

@@ -24,7 +24,7 @@ Usage::
     check_delivery(
         history,
         [
-            Observer.sse("sse client 1", task_id, [frame.json() for frame in frames]),
+            Observer.sse("sse client 1", task_id, [payload(frame) for frame in frames]),
             Observer("effects handler", event_ids),  # any handler: its event ids
             Observer("webhook", ids, event_types=frozenset({"task.completed.v1"})),
         ],

@@ -1,51 +1,26 @@
-"""A small, strict SSE reader for tests: frames as the wire carries them."""
+"""Reading an event stream with httpx in tests, parsed by the project's one parser (`cli.sse`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import orjson
 
+from cli.sse import Frame, aiter_frames
 
-@dataclass
-class Frame:
-    id: str | None = None
-    event: str | None = None
-    data_lines: list[str] = field(default_factory=list)
-    comments: list[str] = field(default_factory=list)
+__all__ = ["Frame", "collect_events", "payload", "read_frames"]
 
-    @property
-    def data(self) -> str:
-        return "\n".join(self.data_lines)
 
-    def json(self) -> Any:
-        return orjson.loads(self.data)
+def payload(frame: Frame) -> Any:
+    """The frame's data as JSON: the envelope of a task event."""
+    return orjson.loads(frame.data)
 
 
 async def read_frames(response: httpx.Response) -> AsyncIterator[Frame]:
-    """Yield each event frame; comment-only blocks (pings) are yielded too, with no event."""
-    frame = Frame()
-    async for line in response.aiter_lines():
-        if line == "":
-            if frame.data_lines or frame.comments or frame.event or frame.id:
-                yield frame
-            frame = Frame()
-            continue
-        if line.startswith(":"):
-            frame.comments.append(line[1:].strip())
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "id":
-            frame.id = value
-        elif name == "event":
-            frame.event = value
-        elif name == "data":
-            frame.data_lines.append(value)
-    if frame.data_lines:
+    """Every block of the stream, as the wire carries them: pings (comments only) too."""
+    async for frame in aiter_frames(response.aiter_bytes()):
         yield frame
 
 
@@ -63,6 +38,6 @@ async def collect_events(
             return response.status_code, frames
         assert response.headers["content-type"].startswith("text/event-stream")
         async for frame in read_frames(response):
-            if frame.data_lines:
+            if frame.is_event:
                 frames.append(frame)
     return 200, frames

@@ -20,70 +20,11 @@ import struct
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from cli.sse import Frame, SSEParser
 
-@dataclass
-class Event:
-    """A dispatched event, as `EventSource` hands it to `onmessage`/listeners."""
-
-    type: str
-    data: str
-    last_event_id: str
-
-
-class SSEParser:
-    """The WHATWG event-stream interpretation, fed bytes as they arrive."""
-
-    def __init__(self, last_event_id: str = "") -> None:
-        # Both survive a reconnection in a browser: the buffer is the EventSource's, not the
-        # connection's, so a block without an id keeps the previous one.
-        self.last_event_id = last_event_id
-        self._id_buffer = last_event_id
-        self.retry_ms: int | None = None
-        self.comments: list[str] = []
-        self._data: list[str] = []
-        self._type = ""
-        self._pending = b""
-
-    def feed(self, chunk: bytes) -> list[Event]:
-        self._pending += chunk
-        events: list[Event] = []
-        while True:
-            ends = (self._pending.find(b"\n"), self._pending.find(b"\r"))
-            cut = min((i for i in ends if i >= 0), default=-1)
-            if cut < 0:
-                return events
-            line = self._pending[:cut].decode("utf-8", errors="replace")
-            step = 2 if self._pending[cut : cut + 2] == b"\r\n" else 1
-            if self._pending[cut : cut + 1] == b"\r" and cut + 1 == len(self._pending):
-                return events  # a lone CR at the end may be half of a CRLF
-            self._pending = self._pending[cut + step :]
-            event = self._line(line)
-            if event is not None:
-                events.append(event)
-
-    def _line(self, line: str) -> Event | None:
-        if line == "":
-            self.last_event_id = self._id_buffer
-            if not self._data:
-                self._type = ""
-                return None
-            event = Event(self._type or "message", "\n".join(self._data), self.last_event_id)
-            self._data, self._type = [], ""
-            return event
-        if line.startswith(":"):
-            self.comments.append(line[1:].strip())
-            return None
-        name, colon, value = line.partition(":")
-        value = value.removeprefix(" ") if colon else ""
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._type = value
-        elif name == "id" and "\0" not in value:
-            self._id_buffer = value
-        elif name == "retry" and value.isdigit():
-            self.retry_ms = int(value)
-        return None
+# What `EventSource` dispatches: a frame with data (`is_event`), read as `type`, `data`
+# and `last_event_id`.
+Event = Frame
 
 
 class SSEConnection:
@@ -98,6 +39,7 @@ class SSEConnection:
         self.headers: dict[str, str] = {}
         self.body = b""  # a non-stream answer's body
         self.parser = SSEParser(last_event_id)
+        self.comments: list[str] = []  # every comment line read (the heartbeats)
         self._chunk_left = 0
         self._chunked = False
         self.ended = False
@@ -159,7 +101,10 @@ class SSEConnection:
             if chunk is None:
                 self.ended = True
                 break
-            events = self.parser.feed(chunk)
+            frames = self.parser.feed(chunk)
+            for frame in frames:
+                self.comments.extend(frame.comments)
+            events = [frame for frame in frames if frame.is_event]
             if events:
                 return events
         return []
@@ -234,8 +179,8 @@ class EventSourceMimic:
             try:
                 while not connection.ended:
                     self.events.extend(await connection.read_events())
-                    if connection.parser.retry_ms is not None:
-                        self.reconnection_ms = connection.parser.retry_ms
+                    if connection.parser.retry is not None:
+                        self.reconnection_ms = connection.parser.retry
             except (OSError, asyncio.IncompleteReadError):
                 pass  # the server went away mid-stream
             finally:

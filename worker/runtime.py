@@ -6,10 +6,10 @@ built-in `webhooks`, those `TASKPLANE_EVENT_HANDLERS` names, and any given here)
 the webhook sender, the reconciler, the pruner (retention) and the metrics, and
 runs every loop in one `asyncio.TaskGroup`: a loop that dies takes the whole
 runtime down (its error ends the `async with`), so a supervisor restarts a broken
-worker instead of leaving it running without, say, its relay. Leaving the block stops the parts in
-order: the Temporal worker first (running activities finish), then the durable
-handlers (each finishes its current event), then the other loops, then the
-metrics server, the broker and the pool.
+worker instead of leaving it running without, say, its relay. Leaving the block
+stops the parts in order: the Temporal worker first (running activities finish),
+then the durable handlers (each finishes its current event), then the other loops,
+then the metrics server, the broker and the pool.
 
 The worker process (`worker/main.py`), the fault tests, the integration tests and
 the bench all run this; they differ only in settings and in what they pass in.
@@ -75,6 +75,8 @@ class WorkerRuntime:
         self._loops: list[asyncio.Task[None]] = []
         self._worker_task: asyncio.Task[None] | None = None
         self._handlers_task: asyncio.Task[None] | None = None
+        # Set when a part died: the group is already cancelling every other one.
+        self._broken = False
         self.metrics_server: MetricsServer | None = None
         # Set by __aenter__:
         self.pool: AsyncConnectionPool
@@ -197,14 +199,23 @@ class WorkerRuntime:
             self._loop(self.reconciler.run(), "reconciler")
         if self.pruner is not None:
             self._loop(self.pruner.run(), "pruner")
-        self._handlers_task = self._group.create_task(self.handlers.run(), name="event-handlers")
-        self._worker_task = self._group.create_task(self.worker.run(), name="temporal-worker")
+        self._handlers_task = self._loop(self.handlers.run(), "event-handlers")
+        self._worker_task = self._loop(self.worker.run(), "temporal-worker")
 
-    def _loop(self, loop: Coroutine[Any, Any, None], name: str) -> None:
+    def _loop(self, loop: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         assert self._group is not None
-        self._loops.append(self._group.create_task(loop, name=name))
+        task = self._group.create_task(loop, name=name)
+        task.add_done_callback(self._on_part_done)
+        self._loops.append(task)
+        return task
+
+    def _on_part_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._broken = True
 
     async def _stop_loops(self) -> None:
+        if self._broken:
+            return  # a part died: the group cancels the others, nothing stops gracefully
         if self._worker_task is not None and not self._worker_task.done():
             await self.worker.shutdown()  # running activities finish first
             log.info("temporal worker stopped")
@@ -212,4 +223,5 @@ class WorkerRuntime:
             await stop_handlers(self.handlers, self._handlers_task)
             log.info("durable handlers stopped")
         for task in self._loops:
-            task.cancel()
+            if task is not self._worker_task and task is not self._handlers_task:
+                task.cancel()

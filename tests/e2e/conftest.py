@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,25 +16,20 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from devstack.ports import free_port
 from store import open_pool
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ProcessStack:
     """`python -m worker` and `python -m api`, as `taskplane up` runs them."""
 
     def __init__(self, services: Any, log_dir: Path, **settings: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         # Each stack's worker serves its metrics (ours, and the Temporal SDK's) on ports
         # of its own, so stacks side by side never collide on the defaults.
-        self.worker_metrics_port = _free_port()
-        self.worker_temporal_metrics_port = _free_port()
+        self.worker_metrics_port = free_port()
+        self.worker_temporal_metrics_port = free_port()
         self.env = {
             **os.environ,
             "TASKPLANE_DATABASE_URL": services.database_url,

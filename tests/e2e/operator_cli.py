@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.e2e.conftest import ProcessStack
+from tests.polling import until
 
 TEMPORAL_CLI = Path(sys.executable).parent / "temporal"
 
@@ -45,11 +45,15 @@ async def create_task(client: httpx.AsyncClient, task_input: dict[str, Any]) -> 
     return task_id
 
 
-async def wait_status(client: httpx.AsyncClient, task_id: str, wanted: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while True:
-        body: dict[str, Any] = (await client.get(f"/tasks/{task_id}")).json()
-        if body["status"] == wanted:
-            return body
-        assert time.monotonic() < deadline, f"task {task_id} is {body['status']}, not {wanted}"
-        await asyncio.sleep(0.1)
+async def wait_status(
+    client: httpx.AsyncClient, task_id: str, wanted: str, within: float = 60
+) -> dict[str, Any]:
+    """The task's resource once its status is `wanted`."""
+    seen: list[dict[str, Any]] = []
+
+    async def reached() -> bool:
+        seen.append((await client.get(f"/tasks/{task_id}")).json())
+        return bool(seen[-1]["status"] == wanted)
+
+    await until(reached, within=within, what=f"task {task_id} to become {wanted}")
+    return seen[-1]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.sse import Frame, collect_events
+from schemas.registry import is_terminal
+from tests.e2e.operator_cli import wait_status
+from tests.polling import until
+from tests.sse import Frame, collect_events, payload
 
 pytestmark = pytest.mark.e2e
 
@@ -18,9 +20,6 @@ pytestmark = pytest.mark.e2e
 def client(both_workers_client: httpx.AsyncClient) -> httpx.AsyncClient:
     """Every test here runs twice: with a caching worker and with a replaying one."""
     return both_workers_client
-
-
-TERMINAL = {"task.completed.v1", "task.failed.v1", "task.cancelled.v1"}
 
 
 async def create(
@@ -38,7 +37,7 @@ def assert_well_formed(frames: list[Frame], task_id: str, first: int = 1) -> Non
     """Dense sequences from `first`, ids = sequence, event = type, CloudEvents envelope."""
     assert [int(f.id or 0) for f in frames] == list(range(first, first + len(frames)))
     for frame in frames:
-        envelope = frame.json()
+        envelope = payload(frame)
         assert envelope["sequence"] == int(frame.id or 0)
         assert envelope["type"] == frame.event
         assert envelope["subject"] == task_id
@@ -47,7 +46,7 @@ def assert_well_formed(frames: list[Frame], task_id: str, first: int = 1) -> Non
         assert envelope["source"] == "/taskplane"
         assert envelope["time"].endswith("Z")
         assert envelope["id"]
-    assert len({f.json()["id"] for f in frames}) == len(frames)
+    assert len({payload(f)["id"] for f in frames}) == len(frames)
 
 
 async def test_demo_task_streams_every_event_in_order_then_resumes(
@@ -64,7 +63,7 @@ async def test_demo_task_streams_every_event_in_order_then_resumes(
     types = [f.event for f in frames]
     per_step = ["task.step.started.v1"] + ["task.step.progress.v1"] * 4 + ["task.step.completed.v1"]
     assert types == ["task.created.v1", *per_step * 3, "task.completed.v1"]
-    assert [f.json()["data"]["index"] for f in frames[1:-1]] == [
+    assert [payload(f)["data"]["index"] for f in frames[1:-1]] == [
         i for i in (1, 2, 3) for _ in range(6)
     ]
 
@@ -93,7 +92,7 @@ async def test_demo_task_streams_every_event_in_order_then_resumes(
     page = (await client.get(f"/tasks/{task_id}/history", params={"after": 0, "limit": 5})).json()
     assert [e["sequence"] for e in page["events"]] == [1, 2, 3, 4, 5]
     assert page["next_after"] == 5
-    assert page["events"] == [f.json() for f in frames[:5]]
+    assert page["events"] == [payload(f) for f in frames[:5]]
     empty = (await client.get(f"/tasks/{task_id}/history", params={"after": 99})).json()
     assert empty == {"events": [], "next_after": 99}
 
@@ -101,11 +100,16 @@ async def test_demo_task_streams_every_event_in_order_then_resumes(
 async def test_live_only_stream_starts_at_now(client: httpx.AsyncClient) -> None:
     created = await create(client, {"steps": 2, "step_seconds": 0.6, "progress_ticks": 3})
     task_id = created["task_id"]
-    await asyncio.sleep(0.8)  # let some events happen first
+
+    async def some_happened() -> bool:  # a live-only stream must start after them
+        page = (await client.get(f"/tasks/{task_id}/history")).json()
+        return len(page["events"]) >= 2
+
+    await until(some_happened, what="the task's first events")
     status, frames = await collect_events(client, f"/tasks/{task_id}/events?history=false")
     assert status == 200
     assert frames, "a live-only stream still delivers what happens next"
-    assert frames[0].json()["sequence"] > 1
+    assert payload(frames[0])["sequence"] > 1
     assert_well_formed(frames, task_id, first=int(frames[0].id or 0))
     assert frames[-1].event == "task.completed.v1"
 
@@ -118,10 +122,10 @@ async def test_failing_step_ends_with_task_failed(client: httpx.AsyncClient) -> 
     types = [f.event for f in frames]
     assert types[-1] == "task.failed.v1"
     assert "task.completed.v1" not in types
-    failed_step = next(f.json()["data"] for f in frames if f.event == "task.step.failed.v1")
+    failed_step = next(payload(f)["data"] for f in frames if f.event == "task.step.failed.v1")
     assert failed_step["index"] == 2
     assert failed_step["will_retry"] is False
-    assert frames[-1].json()["data"]["step"] == 2
+    assert payload(frames[-1])["data"]["step"] == 2
     task = (await client.get(f"/tasks/{task_id}")).json()
     assert task["status"] == "failed"
     assert "fail_at_step" in task["error"]
@@ -130,7 +134,7 @@ async def test_failing_step_ends_with_task_failed(client: httpx.AsyncClient) -> 
 async def test_pause_resume_and_cancel_through_the_api(client: httpx.AsyncClient) -> None:
     created = await create(client, {"steps": 4, "step_seconds": 0.4})
     task_id = created["task_id"]
-    await asyncio.sleep(0.3)
+    await wait_status(client, task_id, "running")
     paused = await client.post(f"/tasks/{task_id}/pause")
     assert paused.status_code == 202, paused.text
     assert paused.json()["status"] == "paused"
@@ -138,26 +142,19 @@ async def test_pause_resume_and_cancel_through_the_api(client: httpx.AsyncClient
     assert again.status_code == 409
     assert again.headers["content-type"] == "application/problem+json"
 
-    async def wait_for_status(wanted: str) -> None:
-        for _ in range(100):
-            if (await client.get(f"/tasks/{task_id}")).json()["status"] == wanted:
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"task never became {wanted}")
-
-    await wait_for_status("paused")
+    await wait_status(client, task_id, "paused")
     resumed = await client.post(f"/tasks/{task_id}/resume")
     assert resumed.status_code == 202
     assert (await client.post(f"/tasks/{task_id}/resume")).status_code == 409
-    await wait_for_status("running")
+    await wait_status(client, task_id, "running")
     assert (await client.post(f"/tasks/{task_id}/cancel")).status_code == 202
 
     _, frames = await collect_events(client, f"/tasks/{task_id}/events")
     assert_well_formed(frames, task_id)
-    types = [f.event for f in frames]
+    types = [f.type for f in frames]
     assert types.index("task.paused.v1") < types.index("task.resumed.v1")
     assert types[-1] == "task.cancelled.v1"
-    assert sum(t in TERMINAL for t in types) == 1
+    assert sum(is_terminal(t) for t in types) == 1
     assert (await client.post(f"/tasks/{task_id}/cancel")).status_code == 409
     assert (await client.get(f"/tasks/{task_id}")).json()["status"] == "cancelled"
 

@@ -71,7 +71,7 @@ def garbage(task_id: str, next_sequence: int) -> list[str]:
 
 async def next_event(frames: AsyncIterator[Frame]) -> Frame:
     async for frame in frames:
-        if frame.data_lines:
+        if frame.is_event:
             return frame
     raise AssertionError("the stream ended early")
 

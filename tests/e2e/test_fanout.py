@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.sse import collect_events
+from schemas.registry import is_terminal
+from tests.e2e.operator_cli import wait_status
+from tests.sse import collect_events, payload
 
 pytestmark = pytest.mark.e2e
-
-TERMINAL = {"task.completed.v1", "task.failed.v1", "task.cancelled.v1"}
 
 
 async def run(
@@ -22,10 +21,10 @@ async def run(
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
     _, frames = await collect_events(client, f"/tasks/{task_id}/events")
-    events = [f.json() for f in frames]
+    events = [payload(f) for f in frames]
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
-    assert sum(e["type"] in TERMINAL for e in events) == 1
-    assert events[-1]["type"] in TERMINAL
+    assert sum(is_terminal(e["type"]) for e in events) == 1
+    assert is_terminal(events[-1]["type"])
     return task_id, events
 
 
@@ -74,12 +73,9 @@ async def test_pause_takes_effect_once_across_parallel_branches(client: httpx.As
         },
     )
     task_id = response.json()["task_id"]
-    await asyncio.sleep(0.3)
+    await wait_status(client, task_id, "running")
     assert (await client.post(f"/tasks/{task_id}/pause")).status_code == 202
-    for _ in range(100):
-        if (await client.get(f"/tasks/{task_id}")).json()["status"] == "paused":
-            break
-        await asyncio.sleep(0.1)
+    await wait_status(client, task_id, "paused")
     assert (await client.post(f"/tasks/{task_id}/resume")).status_code == 202
     _, frames = await collect_events(client, f"/tasks/{task_id}/events")
     types = [f.event for f in frames]

@@ -27,7 +27,7 @@ from temporal.client import connect_client
 from tests.e2e.conftest import ProcessStack
 from tests.e2e.operator_cli import address_of, create_task, temporal_cli, wait_status
 from tests.invariants import Observer, check_delivery, load_history
-from tests.sse import collect_events
+from tests.sse import collect_events, payload
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,7 @@ async def _ends_cancelled(
 ) -> dict[str, Any]:
     status, frames = await collect_events(client, f"/tasks/{task_id}/events")
     assert status == 200
-    envelopes = [frame.json() for frame in frames]
+    envelopes = [payload(frame) for frame in frames]
     assert envelopes[-1]["type"] == "task.cancelled.v1"
     await wait_status(client, task_id, "cancelled")
     handle = temporal.get_workflow_handle(workflow_id_for(task_id))

@@ -22,7 +22,7 @@ from schemas.workflow import workflow_id_for
 from tests.e2e.conftest import ProcessStack
 from tests.e2e.operator_cli import address_of, create_task, temporal_cli, wait_status
 from tests.invariants import Observer, check_delivery, load_history
-from tests.sse import collect_events
+from tests.sse import collect_events, payload
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +32,7 @@ async def _stream(client: httpx.AsyncClient, task_id: str, after: int = 0) -> li
         client, f"/tasks/{task_id}/events", headers={"Last-Event-ID": str(after)}
     )
     assert status == 200, status
-    return [frame.json() for frame in frames]
+    return [payload(frame) for frame in frames]
 
 
 async def _check(pool: AsyncConnectionPool, task_id: str, envelopes: list[dict[str, Any]]) -> None:
@@ -195,6 +195,8 @@ async def test_reset_of_a_running_task_is_no_termination(
     assert types[-1] == "task.completed.v1"
     assert "task.terminated.v1" not in types
     await _check(pool, task_id, envelopes)
-    # Still none after the reconciler had time to look at the old, terminated run.
+    # Still none after the reconciler had time to look at the old, terminated run. A
+    # sleep, as nothing else shows it: the reconciler runs in the worker process (a
+    # round every 2 s) and exports no count of its rounds to wait for.
     await asyncio.sleep(5)
     assert "task.terminated.v1" not in {e.type for e in await load_history(pool, [task_id])}

@@ -8,8 +8,6 @@ through the Redis stream and its consumer group.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from broker import topic_for
 from broker.redis import RedisBroker
 from store import open_pool
 from tests.e2e.conftest import ProcessStack
+from tests.polling import until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -53,47 +52,55 @@ async def effects(pool: AsyncConnectionPool, table: str, task_id: str) -> dict[s
 async def run_task(http: httpx.AsyncClient) -> tuple[str, list[dict[str, Any]]]:
     created = await http.post("/tasks", json={"type": "demo.pipeline", "input": TASK_INPUT})
     task_id = created.json()["task_id"]
-    deadline = time.monotonic() + 30
-    while True:
+    events: list[dict[str, Any]] = []
+
+    async def completed() -> bool:
         page = (await http.get(f"/tasks/{task_id}/history", params={"limit": 1000})).json()
-        if page["events"] and page["events"][-1]["type"] == "task.completed.v1":
-            return task_id, page["events"]
-        assert time.monotonic() < deadline, "the task did not complete"
-        await asyncio.sleep(0.1)
+        events[:] = page["events"]
+        return bool(events) and events[-1]["type"] == "task.completed.v1"
+
+    await until(completed, within=30, what=f"task {task_id} to complete")
+    return task_id, events
 
 
 async def all_handled(
     pool: AsyncConnectionPool, table: str, task_id: str, events: list[dict[str, Any]]
 ) -> dict[str, int]:
-    deadline = time.monotonic() + 30
-    while True:
-        seen = await effects(pool, table, task_id)
-        if len(seen) == len(events) or time.monotonic() > deadline:
-            return seen
-        await asyncio.sleep(0.1)
+    seen: dict[str, int] = {}
+
+    async def every_event_seen() -> bool:
+        seen.update(await effects(pool, table, task_id))
+        return len(seen) == len(events)
+
+    await until(every_event_seen, within=30, what=f"the effects of task {task_id}")
+    return await effects(pool, table, task_id)
 
 
 async def group_ready(admin: Redis, group: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
+    async def exists() -> bool:
         groups = await admin.xinfo_groups(STREAM) if await admin.exists(STREAM) else []
-        if any(g["name"] == group for g in groups):
-            return
-        assert time.monotonic() < deadline, "the worker never created its consumer group"
-        await asyncio.sleep(0.1)
+        return any(g["name"] == group for g in groups)
+
+    await until(exists, within=30, what=f"the worker's consumer group {group}")
+
+
+def _entry_id(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence)
 
 
 async def drained(admin: Redis, group: str) -> None:
-    """Until the group was handed the stream's newest entry and acknowledged everything."""
+    """Until the group was handed the stream's newest entry (as of now) and acknowledged
+    everything: what was published before has been handled, however many times."""
     entries: Any = await admin.xrevrange(STREAM, count=1)
     ((newest, _),) = entries
-    deadline = time.monotonic() + 30
-    while True:
+
+    async def handled() -> bool:
         (info,) = [g for g in await admin.xinfo_groups(STREAM) if g["name"] == group]
-        if info["last-delivered-id"] == newest and info["pending"] == 0:
-            return
-        assert time.monotonic() < deadline, f"the group did not drain: {info}"
-        await asyncio.sleep(0.1)
+        delivered = _entry_id(info["last-delivered-id"]) >= _entry_id(newest)
+        return delivered and info["pending"] == 0
+
+    await until(handled, within=30, what=f"group {group} to drain")
 
 
 async def test_the_worker_runs_durable_handlers_once_per_event_across_a_crash(
@@ -138,7 +145,7 @@ async def test_the_worker_runs_durable_handlers_once_per_event_across_a_crash(
             await publisher.publish(
                 topic_for(task_id), stored.text.split('"events":[', 1)[1].rsplit("]", 1)[0]
             )
-        await asyncio.sleep(1.0)
+        await drained(admin, group)  # the repeats were handed to the handler and acked
         assert await effects(db, table, task_id) == {e["id"]: 1 for e in events}
 
         # Killed, events go on without it; started again, it catches up from its group.

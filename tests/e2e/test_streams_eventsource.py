@@ -10,7 +10,6 @@ is killed with SIGKILL mid-stream and started again on the same port.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 
 from tests.e2e.conftest import ProcessStack
 from tests.e2e.streams_support import api_processes
+from tests.polling import until
 from tests.sse_wire import EventSourceMimic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -41,13 +41,14 @@ async def test_eventsource_resumes_after_the_api_process_is_killed_and_restarted
             source = EventSourceMimic(f"{api.base_url}/tasks/{task_id}/events?after=0")
             running = asyncio.create_task(source.run())
 
-            deadline = time.monotonic() + 30
-            while len(source.events) < 5:
-                assert time.monotonic() < deadline, "no events"
-                await asyncio.sleep(0.05)
+            await until(lambda: len(source.events) >= 5, within=30, what="five events")
             api.stop("api", kill=True)  # SIGKILL: no goodbye to the client
             killed_after = len(source.events)
-            await asyncio.sleep(1.0)  # EventSource keeps retrying against a closed port
+            tried = len(source.attempts)
+            # EventSource keeps retrying against the closed port: a second attempt since
+            # the kill means the first one is over, refused (no status: a network error).
+            await until(lambda: len(source.attempts) >= tried + 2, within=30, what="retries")
+            assert source.attempts[tried].status is None
             api.start("api")  # the same port
             await asyncio.to_thread(api.wait_ready)
 

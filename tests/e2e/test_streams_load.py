@@ -34,6 +34,7 @@ import pytest
 from redis.asyncio import Redis
 
 from broker import topic_for
+from schemas.registry import is_terminal
 from tests.e2e.conftest import ProcessStack
 from tests.e2e.streams_support import ProcessFootprint, api_processes, counters, footprint
 from tests.sse_wire import SSEConnection
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 TASKS = 20
 CLIENTS_PER_TASK = 25
 TASK_INPUT = {"steps": 4, "step_seconds": 1.2, "progress_ticks": 8}
-TERMINAL = {"task.completed.v1", "task.failed.v1", "task.cancelled.v1"}
 
 
 @dataclass
@@ -107,7 +107,7 @@ async def watch(client: Client, apis: list[str]) -> None:
             connection.reset()
         else:
             await connection.close()
-        if not dropped and client.received and client.received[-1][1] in TERMINAL:
+        if not dropped and client.received and is_terminal(client.received[-1][1]):
             # A browser reconnects once more after the end; the 204 tells it to stop.
             continue
 

@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
+from schemas.registry import is_terminal
 from tests.e2e.conftest import ProcessStack, running_stack
-from tests.sse import Frame, collect_events
+from tests.polling import until
+from tests.sse import Frame, collect_events, payload
 
 pytestmark = pytest.mark.e2e
-
-TERMINAL = {"task.completed.v1", "task.failed.v1", "task.cancelled.v1"}
 
 
 @pytest.fixture
@@ -39,11 +39,11 @@ async def http(own_stack: ProcessStack) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def assert_exactly_once(frames: list[Frame]) -> list[dict[str, Any]]:
-    events = [f.json() for f in frames]
+    events = [payload(f) for f in frames]
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
     assert len({e["id"] for e in events}) == len(events)
-    assert sum(e["type"] in TERMINAL for e in events) == 1
-    assert events[-1]["type"] in TERMINAL
+    assert sum(is_terminal(e["type"]) for e in events) == 1
+    assert is_terminal(events[-1]["type"])
     # No occurrence recorded twice: (type, step, attempt, percent) is unique.
     keys = Counter(
         (e["type"], e["data"].get("index"), e["data"].get("attempt"), e["data"].get("percent"))
@@ -54,12 +54,11 @@ def assert_exactly_once(frames: list[Frame]) -> list[dict[str, Any]]:
 
 
 async def wait_for_event(http: httpx.AsyncClient, task_id: str, predicate: Any) -> None:
-    for _ in range(300):
+    async def came() -> bool:
         page = (await http.get(f"/tasks/{task_id}/history", params={"limit": 1000})).json()
-        if any(predicate(e) for e in page["events"]):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the event never came")
+        return any(predicate(e) for e in page["events"])
+
+    await until(came, within=15, what="the event")
 
 
 async def start_watched_task(

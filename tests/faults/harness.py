@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -34,7 +33,8 @@ from settings import Settings
 from tests.faults.effects import effects_handler, handled
 from tests.integration.live_api import live_api
 from tests.invariants import Event, Observer, load_history
-from tests.sse import read_frames
+from tests.polling import until
+from tests.sse import payload, read_frames
 from worker.runtime import MakeWorker, WorkerRuntime
 
 STREAM = "taskplane:events"
@@ -132,8 +132,8 @@ class SSEWatcher:
             async with http.stream("GET", path, timeout=60) as response:
                 self.status = response.status_code
                 async for frame in read_frames(response):
-                    if frame.data_lines and frame.event != "error":
-                        self.envelopes.append(frame.json())
+                    if frame.is_event and frame.event != "error":
+                        self.envelopes.append(payload(frame))
         except httpx.HTTPError as exc:
             self.error = repr(exc)
 
@@ -173,14 +173,13 @@ class BrokerStreamView:
         return [e for e in found if e.task_id in wanted]
 
     async def group_ready(self, group: str, within: float = 20) -> None:
-        deadline = time.monotonic() + within
-        while True:
+        async def exists() -> bool:
             with contextlib.suppress(Exception):
                 groups: Any = await self._redis.xinfo_groups(STREAM)
-                if any(g["name"] == group for g in groups):
-                    return
-            assert time.monotonic() < deadline, f"consumer group {group} never appeared"
-            await asyncio.sleep(0.05)
+                return any(g["name"] == group for g in groups)
+            return False
+
+        await until(exists, within=within, what=f"consumer group {group}")
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -221,13 +220,6 @@ def collector(
         return history, observers
 
     return collect
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 20, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or check.__name__}"
-        await asyncio.sleep(0.05)
 
 
 async def pending_rows(pool: AsyncConnectionPool, task_ids: list[str]) -> int:

@@ -23,12 +23,12 @@ from tests.faults.harness import (
     create_task,
     fault_settings,
     pending_rows,
-    until,
     watch,
     worker_and_api,
 )
 from tests.invariants import load_history, wait_until_delivered
 from tests.metrics_text import required
+from tests.polling import until
 
 
 async def republish_everything(

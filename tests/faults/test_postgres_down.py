@@ -30,12 +30,12 @@ from tests.faults.harness import (
     create_task,
     fault_settings,
     pending_rows,
-    until,
     watch,
     worker_and_api,
 )
 from tests.faults.proxy import fault_proxy
 from tests.invariants import load_history, wait_until_delivered
+from tests.polling import until
 from worker.temporal_worker import build_worker
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ async def test_activities_retry_through_a_postgres_outage(
                 async def both_running() -> bool:
                     return len(await load_history(truth, task_ids)) >= 4
 
-                await until(both_running)
+                await until(both_running, within=20)
                 await proxy.outage()
                 await asyncio.sleep(OUTAGE_SECONDS)
                 connections = proxy.connections
@@ -134,7 +134,7 @@ async def test_activities_retry_through_a_postgres_outage(
                 async def listening_again() -> bool:
                     return worker.relay.listening
 
-                await until(listening_again)
+                await until(listening_again, within=20)
                 for watcher in watchers:
                     assert (watcher.status, watcher.error) == (200, None)
                 # Activities failed on the dead connections and Temporal retried them (the

@@ -25,11 +25,11 @@ from tests.faults.harness import (
     create_task,
     fault_settings,
     pending_rows,
-    until,
     watch,
     worker_and_api,
 )
 from tests.invariants import load_history, wait_until_delivered
+from tests.polling import until
 
 LONGER_TASK = {"steps": 3, "step_seconds": 0.6, "progress_ticks": 3}
 
@@ -70,20 +70,20 @@ async def test_tasks_run_through_a_redis_outage_and_every_event_gets_through(
             async def both_running() -> bool:
                 return await stored() >= 4
 
-            await until(both_running)
+            await until(both_running, within=20)
             await asyncio.to_thread(own_redis.stop)
             down_at = await stored()
 
             async def recorded_while_down() -> bool:
                 return await stored() >= down_at + 4 and worker.relay.stats.pending > 0
 
-            await until(recorded_while_down, what="events recorded while Redis is down")
+            await until(recorded_while_down, within=20, what="events recorded while Redis is down")
             assert await pending_rows(truth, task_ids) > 0  # waiting in the outbox
 
             async def relay_tried_and_failed() -> bool:  # woken by the first hand over
                 return worker.relay.stats.failed >= 1
 
-            await until(relay_tried_and_failed)
+            await until(relay_tried_and_failed, within=20)
             relayed_before = worker.relay.stats.published
             await asyncio.to_thread(own_redis.start)  # same port, same append-only file
 
@@ -97,7 +97,9 @@ async def test_tasks_run_through_a_redis_outage_and_every_event_gets_through(
             async def backlog_metric_cleared() -> bool:
                 return worker.relay.stats.pending == 0
 
-            await until(backlog_metric_cleared, what="the pending-rows gauge to drop to 0")
+            await until(
+                backlog_metric_cleared, within=20, what="the pending-rows gauge to drop to 0"
+            )
             for watcher in watchers:
                 assert (watcher.status, watcher.error) == (200, None)
     finally:

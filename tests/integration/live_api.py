@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from api.services import Services
 from api.streaming import StreamGate
 from broker import BrokerStats
 from settings import Settings
+from tests.polling import until
 
 
 @dataclass
@@ -134,14 +134,6 @@ def open_connections(port: int) -> int:
     return len(accepted & held)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{getattr(check, '__name__', 'condition')} not reached in time")
-        await asyncio.sleep(0.05)
-
-
 async def redis_connections(admin: Redis, name_prefix: str) -> list[dict[str, str]]:
     clients: list[dict[str, str]] = await admin.client_list()
     return [c for c in clients if c["name"].startswith(name_prefix)]
@@ -203,6 +195,6 @@ async def assert_released(baseline: Footprint, api: LiveApi, admin: Redis) -> No
         return not last
 
     try:
-        await eventually(released, within=10)
+        await until(released, within=10)
     except AssertionError:
         raise AssertionError(f"not released: {last}") from None

@@ -25,7 +25,7 @@ from broker.redis import RedisBroker
 from schemas import EventEnvelope
 from schemas.examples import example_envelope
 from store.processed import ProcessedEvents
-from tests.integration.live_api import eventually
+from tests.polling import until
 from worker.handlers import EventHandler, HandlerRunner, PermanentHandlerError, stop_handlers
 
 pytestmark = pytest.mark.timeout(120)
@@ -38,6 +38,7 @@ class Setup:
     handler_name: str
     table: str
     pool: AsyncConnectionPool
+    redis_url: str
 
     async def effects(self) -> dict[str, int]:
         """event id → how many effect rows the handler committed for it."""
@@ -88,7 +89,7 @@ async def setup(redis_url: str, pool: AsyncConnectionPool) -> AsyncIterator[Setu
     broker = RedisBroker(redis_url, stream_key=stream, client_name=f"taskplane-test-{test_id}")
     await broker.connect()
     try:
-        yield Setup(broker, stream, f"test-handler-{test_id}", table, pool)
+        yield Setup(broker, stream, f"test-handler-{test_id}", table, pool, redis_url)
     finally:
         await broker.close()
         admin = Redis.from_url(redis_url)
@@ -108,9 +109,14 @@ def event_id(payload: str) -> str:
     return str(orjson.loads(payload)["id"])
 
 
-async def running(runner: HandlerRunner) -> asyncio.Task[None]:
+async def running(runner: HandlerRunner, setup: Setup) -> asyncio.Task[None]:
+    """The runner, once its consumer group exists: what is published from here on reaches it."""
     task = asyncio.create_task(runner.run())
-    await asyncio.sleep(0.2)  # the group exists from here on: what follows reaches it
+    admin = Redis.from_url(setup.redis_url)
+    try:
+        await until(lambda: _group_exists(admin, setup), what="the handler's consumer group")
+    finally:
+        await admin.aclose()
     return task
 
 
@@ -120,7 +126,7 @@ async def stop(runner: HandlerRunner, task: asyncio.Task[None]) -> None:
 
 async def test_duplicates_have_one_effect_each(setup: Setup) -> None:
     runner = setup.runner()
-    task = await running(runner)
+    task = await running(runner, setup)
     events = [new_event() for _ in range(10)]
     for payload in events + events:  # every event published twice: two stream entries each
         await setup.broker.publish(topic_for("t"), payload)
@@ -128,7 +134,7 @@ async def test_duplicates_have_one_effect_each(setup: Setup) -> None:
     async def all_seen() -> bool:
         return runner.counters.handled + runner.counters.duplicates == 2 * len(events)
 
-    await eventually(all_seen)
+    await until(all_seen)
     await stop(runner, task)
     assert await setup.effects() == {event_id(p): 1 for p in events}
     assert (runner.counters.handled, runner.counters.duplicates) == (10, 10)
@@ -154,7 +160,7 @@ async def test_a_consumer_killed_mid_handling_leaves_its_work_to_the_living(
     events = [new_event() for _ in range(5)]
     try:
         # Its group must exist before publishing, or the events would predate it.
-        await eventually(lambda: _group_exists(admin, setup), within=20)
+        await until(lambda: _group_exists(admin, setup), within=20)
         for payload in events:
             await setup.broker.publish(topic_for("t"), payload)
         assert doomed.stdout is not None
@@ -166,12 +172,12 @@ async def test_a_consumer_killed_mid_handling_leaves_its_work_to_the_living(
 
     # The dead consumer's messages are pending in the group; a living one claims them.
     runner = setup.runner(claim_idle_seconds=0.5)
-    task = await running(runner)
+    task = await running(runner, setup)
 
     async def all_handled() -> bool:
         return runner.counters.handled == len(events)
 
-    await eventually(all_handled)
+    await until(all_handled)
     await stop(runner, task)
     assert await setup.effects() == {event_id(p): 1 for p in events}
     summary = await admin.xpending(setup.stream, setup.handler_name)
@@ -191,7 +197,7 @@ async def test_invalid_messages_are_logged_raw_dead_lettered_and_the_runner_goes
     setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     runner = setup.runner()
-    task = await running(runner)
+    task = await running(runner, setup)
     junk = ['{"specversion": "1.0", "id": ', new_event().replace("task.step", "task.stop")]
     good = new_event()
     with caplog.at_level(logging.WARNING, logger="broker.durable"):
@@ -201,7 +207,7 @@ async def test_invalid_messages_are_logged_raw_dead_lettered_and_the_runner_goes
         async def handled() -> bool:
             return runner.counters.handled == 1
 
-        await eventually(handled)
+        await until(handled)
     await stop(runner, task)
     assert await setup.effects() == {event_id(good): 1}
     letters = await setup.broker.dead_letters()
@@ -229,14 +235,14 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_without_an_effect
             raise RuntimeError("the first attempt fails")
 
     runner = setup.runner(handle, claim_idle_seconds=0.3, max_deliveries=3)
-    task = await running(runner)
+    task = await running(runner, setup)
     for payload in (poison, flaky, fine):
         await setup.broker.publish(topic_for("t"), payload)
 
     async def poison_set_aside() -> bool:
         return bool(await setup.broker.dead_letters())
 
-    await eventually(poison_set_aside)
+    await until(poison_set_aside)
     await stop(runner, task)
     assert await setup.effects() == {event_id(flaky): 1, event_id(fine): 1}
     assert attempts == {event_id(poison): 3, event_id(flaky): 2, event_id(fine): 1}
@@ -251,14 +257,14 @@ async def test_a_permanent_error_dead_letters_at_once(setup: Setup) -> None:
         raise PermanentHandlerError("the webhook endpoint is gone (410)")
 
     runner = setup.runner(handle)
-    task = await running(runner)
+    task = await running(runner, setup)
     payload = new_event()
     await setup.broker.publish(topic_for("t"), payload)
 
     async def set_aside() -> bool:
         return bool(await setup.broker.dead_letters())
 
-    await eventually(set_aside, within=5)
+    await until(set_aside, within=5)
     await stop(runner, task)
     (letter,) = await setup.broker.dead_letters()
     assert (letter.reason, letter.error) == (

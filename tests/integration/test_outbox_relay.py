@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from telemetry.metrics import Metrics
 from tests.faults.proxy import fault_proxy
 from tests.metrics_text import required
 from tests.own_database import own_database
+from tests.polling import until
 from worker.relay import OutboxRelay, register_relay_metrics
 
 FOREVER = timedelta(hours=1)
@@ -51,6 +52,16 @@ async def orphans(pool: AsyncConnectionPool, per_task: int, tasks: int = 1) -> l
         for task_id in task_ids:
             await store.append(progress(task_id, n))
     return task_ids
+
+
+async def pending_sequences(pool: AsyncConnectionPool, task_id: str) -> list[int]:
+    """The sequences of the task's outbox rows not published yet."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT seq FROM outbox WHERE task_id = %s AND published_at IS NULL ORDER BY seq",
+            (task_id,),
+        )
+        return [int(row[0]) for row in await cursor.fetchall()]
 
 
 def relay_for(pool: AsyncConnectionPool, broker: RedisBroker, **overrides: Any) -> OutboxRelay:
@@ -108,13 +119,6 @@ async def received(subscription: Subscription, count: int, within: float = 5) ->
         if delivery.payload is not None:
             sequences.append(int(orjson.loads(delivery.payload)["sequence"]))
     return sequences
-
-
-async def until(check: Callable[[], bool], within: float = 5) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
 
 
 async def test_handed_over_rows_skip_the_grace_period_orphans_wait_for_it(
@@ -195,20 +199,20 @@ async def test_a_hand_over_in_another_process_wakes_the_relay_at_once(
     other_process = await open_pool(db_url, min_size=1, max_size=1)
     try:
         async with running(relay, db_url):
-            await until(lambda: relay.listening)
-            rounds = relay.stats.rounds
+            await until(lambda: relay.listening and relay.stats.rounds >= 1, within=5)
+            rounds = relay.stats.rounds  # its first round is over: it waits for 30 s now
             (task_id,) = await orphans(other_process, 2)
             async with broker.subscribe(topic_for(task_id)) as sub:
                 async with Outbox(other_process).claim(grace=timedelta(0), limit=10_000) as b:
                     second = next(
                         e.outbox_id for e in b.events if (e.task_id, e.sequence) == (task_id, 2)
                     )
-                began = time.monotonic()
                 await Outbox(other_process).hand_over(second, "publish failed")
-                assert await received(sub, 1) == [2]  # handed over; 1 is an orphan: it waits
-                assert time.monotonic() - began < 2
+                # Within 5 s: the relay's poll is 30 s away, so only the NOTIFY woke it.
+                assert await received(sub, 1, within=5) == [2]
                 await until(lambda: relay.stats.rounds > rounds)  # (counted after the commit)
-                assert await sub.get(timeout=0.3) is None
+                # The round is over: what it left pending is what it did not publish.
+                assert await pending_sequences(other_process, task_id) == [1]  # the orphan
     finally:
         await other_process.close()
 
@@ -238,22 +242,24 @@ async def test_back_off_while_the_broker_is_down_ends_when_a_publish_works_again
 
         try:
             async with running(relay), broker.subscribe(topic_for(task_id)) as sub:
+                await until(lambda: relay.stats.rounds >= 1, within=5)  # its first, empty round
+                rounds = relay.stats.rounds
                 await proxy.outage()
                 for n in range(3):
                     await record(n)  # never fails, though nothing can be published
-                # Woken by the first hand over (the poll is 30 s away), it failed ...
-                await until(lambda: relay.stats.failed >= 1)
-                await asyncio.sleep(0.2)
+                # Woken by the first hand over (the poll is 30 s away), it failed: a round
+                # ends with the back-off decided, so from here on it is backing off.
+                await until(lambda: relay.stats.rounds > rounds, within=5)
+                assert relay.stats.failed >= 1
                 rounds = relay.stats.rounds
-                await record(3)  # a hand over while backing off does not wake it
-                await asyncio.sleep(0.3)
-                assert relay.stats.rounds == rounds
+                await record(3)  # a hand over while backing off does not wake it ...
                 await proxy.restore()
-                began = time.monotonic()
-                await record(4)  # published by the recorder: the broker is back
-                assert sorted(await received(sub, 5)) == [1, 2, 3, 4, 5]
-                assert time.monotonic() - began < 2  # not the 30 s back-off
+                await record(4)  # ... a publish that works again does (by the recorder)
+                # Within 5 s: not after the 30 s back-off.
+                assert sorted(await received(sub, 5, within=5)) == [1, 2, 3, 4, 5]
                 await until(lambda: relay.stats.published >= 4)  # the four handed over
+                # One round since: had the hand over woken it, a failed round came first.
+                assert relay.stats.rounds == rounds + 1
         finally:
             await proxied.close()
 
@@ -264,13 +270,22 @@ async def test_the_backlog_and_counters_are_metrics(
     relay, metrics = relay_for(pool, broker), Metrics()
     register_relay_metrics(metrics, relay)
     await orphans(pool, 2)
+    # The oldest pending row is made 90 s old, so the age has a value to be right about.
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE outbox SET created_at = now() - interval '90 seconds'"
+            " WHERE id = (SELECT min(id) FROM outbox WHERE published_at IS NULL)"
+        )
     backlog = await relay.refresh_backlog()
     assert backlog.pending >= 2
     assert relay.stats.pending == backlog.pending
+    # At least the 90 s set above; less than that plus the time this test has run.
+    assert 90 <= backlog.oldest_age_seconds < 90 + 60
     scraped = metrics.text().decode()
     assert required(scraped, "taskplane_outbox_pending") == backlog.pending
-    # The orphans were made before the refresh: their age is above zero.
-    assert required(scraped, "taskplane_outbox_oldest_pending_seconds") > 0
+    assert (
+        required(scraped, "taskplane_outbox_oldest_pending_seconds") == backlog.oldest_age_seconds
+    )
     assert required(scraped, "taskplane_relay_published_total") == 0
     assert required(scraped, "taskplane_relay_failed_total") == 0
     relay, metrics = relay_for(pool, broker, grace=timedelta(0)), Metrics()

@@ -23,6 +23,7 @@ from redis.asyncio.client import PubSub
 
 from broker.fanout import Fanout
 from broker.redis_pubsub import SharedPubSub
+from tests.polling import until
 
 SEND_DELAY = 0.05
 
@@ -132,9 +133,11 @@ async def test_churn_of_vanishing_subscribers_keeps_every_topic_confirmable(
         alive = [asyncio.create_task(_hold(shared, t, holders[t])) for t in alive_topics]
         for task, event in zip(alive, holders.values(), strict=True):
             await _entered(task, event)
+        # A topic wedged by a SUBSCRIBE counted but never sent is never confirmed on this
+        # connection: `subscription()` raises BrokerUnavailableError after the subscribe
+        # timeout, which fails the test; no wall-clock bound is needed to see it.
         for topic in topics:
-            elapsed = await _confirm_once(shared, topic)
-            assert elapsed < 0.1, f"{topic} confirmed only after {elapsed * 1000:.0f} ms"
+            await _confirm_once(shared, topic)
         assert set(fanout.topics()) == set(alive_topics)
 
         async def redis_holds_exactly_the_live_topics() -> bool:
@@ -142,11 +145,7 @@ async def test_churn_of_vanishing_subscribers_keeps_every_topic_confirmable(
             return all(counts[t] == (1 if t in alive_topics else 0) for t in topics)
 
         # UNSUBSCRIBEs are flushed off the caller's task: wait for Redis to reflect them.
-        for _ in range(250):
-            if await redis_holds_exactly_the_live_topics():
-                break
-            await asyncio.sleep(0.02)
-        assert await _numsub(admin, topics) == {t: (1 if t in alive_topics else 0) for t in topics}
+        await until(redis_holds_exactly_the_live_topics, within=5)
         for task in alive:
             task.cancel()
         await asyncio.gather(*alive, return_exceptions=True)

@@ -4,7 +4,6 @@ whose workflow task keeps failing flagged."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,6 +17,7 @@ from activities.recorder import EventRecorder
 from schemas.workflow import TaskWorkflowInput, workflow_id_for
 from store import TaskReader
 from tests.invariants import find_violations, load_history
+from tests.polling import until
 from tests.wedged_plugin import PLUGIN as WEDGED
 from worker.reconciler import Reconciler
 from worker.temporal_worker import build_worker
@@ -54,10 +54,10 @@ async def _start(
 
 
 async def _until_recorded(pool: AsyncConnectionPool, task_id: str, event_type: str) -> None:
-    deadline = time.monotonic() + 30
-    while event_type not in {e.type for e in await load_history(pool, [task_id])}:
-        assert time.monotonic() < deadline, f"no {event_type} for {task_id}"
-        await asyncio.sleep(0.1)
+    async def recorded() -> bool:
+        return event_type in {e.type for e in await load_history(pool, [task_id])}
+
+    await until(recorded, within=30, what=f"{event_type} of {task_id}")
 
 
 async def test_a_run_terminated_while_no_reconciler_ran_is_healed_once(
@@ -69,11 +69,13 @@ async def test_a_run_terminated_while_no_reconciler_ran_is_healed_once(
     await handle.terminate(reason="operator during an outage")
     # Visibility is eventually consistent: reconcile until it shows the closed run.
     reconcilers = [_reconciler(client, pool, recorder) for _ in range(2)]
-    deadline = time.monotonic() + 30
-    while (await TaskReader(pool).get(task_id)).status != "terminated":  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "never reconciled"
+
+    async def reconciled() -> bool:
         await asyncio.gather(*(r.round() for r in reconcilers))  # two at once: one records
-        await asyncio.sleep(0.2)
+        record = await TaskReader(pool).get(task_id)
+        return record is not None and record.status == "terminated"
+
+    await until(reconciled, within=30, what="the terminated run to be reconciled")
     for reconciler in reconcilers:
         await reconciler.round()
     history = await load_history(pool, [task_id])
@@ -93,10 +95,11 @@ async def test_a_task_whose_workflow_task_keeps_failing_is_flagged(
     task_id = await _start(client, worker, "test.wedged", {})
     await _until_recorded(pool, task_id, "task.created.v1")
     handle = client.get_workflow_handle(workflow_id_for(task_id))
-    deadline = time.monotonic() + 30
-    while (await handle.describe()).raw_description.pending_workflow_task.attempt < 2:
-        assert time.monotonic() < deadline, "the workflow task never failed twice"
-        await asyncio.sleep(0.2)
+
+    async def failed_twice() -> bool:
+        return (await handle.describe()).raw_description.pending_workflow_task.attempt >= 2
+
+    await until(failed_twice, within=30, what="the workflow task to fail twice")
     reconciler = _reconciler(client, pool, recorder)
     await reconciler.round()
     record = await TaskReader(pool).get(task_id)
@@ -108,12 +111,18 @@ async def test_a_task_whose_workflow_task_keeps_failing_is_flagged(
     assert reconciler.stats.workflow_tasks_failing == 1  # flagged once
     # An operator ends it: the reconciler records that, and the flag goes with the event.
     await handle.terminate(reason="bad deploy")
-    while (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:  # noqa: ASYNC110
-        await asyncio.sleep(0.1)
-    deadline = time.monotonic() + 30
-    while (record := await TaskReader(pool).get(task_id)) and record.status != "terminated":
-        assert time.monotonic() < deadline, "never reconciled"
+
+    async def closed() -> bool:
+        return (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING
+
+    await until(closed, within=30, what="the run to close")
+
+    async def reconciled() -> bool:
         await reconciler.round()
-        await asyncio.sleep(0.2)
+        found = await TaskReader(pool).get(task_id)
+        return found is not None and found.status == "terminated"
+
+    await until(reconciled, within=30, what="the terminated run to be reconciled")
+    record = await TaskReader(pool).get(task_id)
     assert record is not None
     assert record.workflow_task_failing_since is None

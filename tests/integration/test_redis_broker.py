@@ -10,7 +10,7 @@ import asyncio
 import time
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,7 @@ from tests.broker_contract import (
     valid_event,
     wait_until_routed,
 )
+from tests.polling import until
 
 
 def _broker(url: str) -> RedisBroker:
@@ -57,13 +58,6 @@ class TestRedisBroker(BrokerContract):
     @pytest.fixture
     def make_broker(self, redis_url: str) -> BrokerFactory:
         return lambda: _broker(redis_url)
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -98,7 +92,7 @@ async def test_200_subscriptions_over_50_topics_share_one_pubsub_connection(
         return len(subscriptions) == 200
 
     holders = [asyncio.create_task(hold(topics[n % 50])) for n in range(200)]
-    await _eventually(all_confirmed)
+    await until(all_confirmed, within=5)
 
     # 200 subscribers added ONE connection: the pub/sub connection, holding 50 channels.
     assert len(await _connections_of(admin, broker_prefix)) == len(connections_before) + 1
@@ -118,7 +112,7 @@ async def test_200_subscriptions_over_50_topics_share_one_pubsub_connection(
     async def all_unsubscribed() -> bool:
         return all(count == 0 for _, count in await admin.pubsub_numsub(*topics))
 
-    await _eventually(all_unsubscribed)
+    await until(all_unsubscribed, within=5)
     assert redis_broker.fanout.topic_count == 0
     # The connection stays, idle, for the next subscriber.
     assert len(await _connections_of(admin, pubsub_name)) == 1
@@ -191,7 +185,7 @@ async def test_reconnects_after_the_pubsub_connection_is_killed(
         async def reconnected() -> bool:
             return redis_broker.status() is BrokerStatus.CONNECTED and redis_broker.reconnects == 1
 
-        await _eventually(reconnected)
+        await until(reconnected, within=5)
         for subscription in (sub_a, sub_a2, sub_b):
             assert set(await drain(subscription, quiet=0.3)) <= {RESYNC}
 
@@ -217,7 +211,7 @@ async def test_survives_a_redis_restart(tmp_path: Path) -> None:
         await broker.connect()
         async with broker.subscribe(topic) as subscription:
             server.stop()
-            await _eventually(down)
+            await until(down, within=5)
             assert await receive(subscription) == RESYNC  # told at once: read the store
             with pytest.raises(BrokerUnavailableError):
                 await broker.publish(topic, "lost")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from store.retention import prune_closed_batch
 from store.tenants import TaskOwners
 from store.webhooks import WebhookStore
 from tests.own_database import own_database
+from tests.polling import until
 from worker.pruner import Pruner, RetentionPolicy
 
 DAY = 86_400.0
@@ -226,16 +226,15 @@ async def test_a_pruned_task_takes_no_event_and_its_id_cannot_be_claimed(
     assert (await _rows(pool, task_id))["task_owners"] == 0
 
 
-async def _waiting_on_a_lock(pool: AsyncConnectionPool, fragment: str) -> None:
-    """Until a backend of this database waits on a lock in a statement with `fragment`."""
-    deadline = time.monotonic() + 30
-    while not await _total(
-        pool,
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        f" AND wait_event_type = 'Lock' AND query LIKE '%{fragment}%'",
-    ):
-        assert time.monotonic() < deadline, "the late event never waited for the pruner"
-        await asyncio.sleep(0.01)
+async def _waiting_on_a_lock(pool: AsyncConnectionPool, fragment: str) -> bool:
+    """Whether a backend of this database waits on a lock in a statement with `fragment`."""
+    return bool(
+        await _total(
+            pool,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            f" AND wait_event_type = 'Lock' AND query LIKE '%{fragment}%'",
+        )
+    )
 
 
 async def test_a_late_event_racing_the_pruning_does_not_bring_back_half_a_task(
@@ -253,9 +252,13 @@ async def test_a_late_event_racing_the_pruning_does_not_bring_back_half_a_task(
         late = asyncio.create_task(
             store.append(_event(task_id, "task.terminated.v1", {"reason": "late"}))
         )
-        await _waiting_on_a_lock(pool, "INSERT INTO tasks")
+        await until(
+            lambda: _waiting_on_a_lock(pool, "INSERT INTO tasks"),
+            within=30,
+            what="the late event waiting for the pruner's commit",
+        )
         assert not late.done()
-        # committed: the late event goes on
+    # The pruning committed: the late event goes on, and is refused.
     with pytest.raises(TaskPrunedError):
         await late
     rows = await _rows(pool, task_id)

@@ -19,7 +19,8 @@ from redis.asyncio import Redis
 
 from activities.recorder import EventRecorder
 from broker import topic_for
-from tests.integration.live_api import Footprint, LiveApi, assert_released, eventually, live_api
+from tests.integration.live_api import Footprint, LiveApi, assert_released, live_api
+from tests.polling import until
 from tests.sse_wire import Event, SSEConnection
 
 BIG = "x" * 60_000  # one event of ~60 KB: a few fill the socket buffers of a stalled client
@@ -87,7 +88,7 @@ async def warm_up(api: LiveApi, task: Task) -> None:
     connection = await SSEConnection.open(f"{api.url}/tasks/{task.id}/events")
     await read_until(connection, 1)
     await connection.close()
-    await eventually(lambda: _zero(api))
+    await until(lambda: _zero(api))
 
 
 async def _zero(api: LiveApi) -> bool:
@@ -126,7 +127,7 @@ async def test_clients_that_vanish_release_everything_they_held(
         async def all_streaming() -> bool:
             return api.broker_stats().subscribers == 20 and api.gate.open == 20
 
-        await eventually(all_streaming)
+        await until(all_streaming)
         assert api.broker_stats().topics == 3
 
         async def subscription_counts() -> set[int]:
@@ -137,7 +138,7 @@ async def test_clients_that_vanish_release_everything_they_held(
             # Settles once a topic re-subscribed after a reset client left is confirmed.
             return await subscription_counts() == {1}
 
-        await eventually(one_per_topic, within=5)
+        await until(one_per_topic, within=5)
         assert await subscription_counts() == {1}  # ONE pub/sub subscription per topic
         for task in tasks:  # live events still flow to the clients that stay
             await task.record()
@@ -150,7 +151,7 @@ async def test_clients_that_vanish_release_everything_they_held(
             counts = await admin.pubsub_numsub(*(topic_for(t.id) for t in tasks))
             return all(count == 0 for _, count in counts)
 
-        await eventually(unsubscribed)
+        await until(unsubscribed)
 
 
 async def test_past_the_cap_a_stream_gets_503_problem_json_with_retry_after(
@@ -177,7 +178,7 @@ async def test_past_the_cap_a_stream_gets_503_problem_json_with_retry_after(
         async def slot_free() -> bool:
             return api.gate.open == 1
 
-        await eventually(slot_free)
+        await until(slot_free)
         third = await SSEConnection.open(url)
         assert third.status == 200
         assert sequences(await read_until(third, 1)) == [1]
@@ -199,8 +200,8 @@ async def test_an_idle_stream_ends_cleanly_and_the_client_resumes(
             while not connection.ended:  # pings, then the end of the stream
                 events.extend(await connection.read_events())
         assert sequences(events) == [1]
-        assert connection.parser.comments.count("ping") >= 2  # heartbeats while idle
-        assert connection.parser.retry_ms == 250  # EventSource's reconnection delay
+        assert connection.comments.count("ping") >= 2  # heartbeats while idle
+        assert connection.parser.retry == 250  # EventSource's reconnection delay
         assert api.gate.counters.idle_timeouts == 1
         await connection.close()
 
@@ -228,7 +229,7 @@ async def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(
         async def dropped() -> bool:
             return api.gate.counters.send_timeouts > 0
 
-        await eventually(dropped, within=15)
+        await until(dropped, within=15)
 
         # Everything released while the client still holds its end: the kernel aborted
         # the server's socket (TCP_USER_TIMEOUT), which uvicorn alone would keep open.
@@ -251,7 +252,7 @@ async def test_a_slow_reader_whose_queue_overflows_still_gets_every_event_once_i
         for n in range(30):
             await (task.record_big() if n % 3 == 0 else task.record())
         await task.record("task.completed.v1")
-        await asyncio.sleep(0.5)
+        await until(lambda: api.broker_stats().dropped > dropped, what="the queue to overflow")
         events = await read_until(slow, task.recorded)
         assert sequences(events) == list(range(2, task.recorded + 1))
         assert events[-1].type == "task.completed.v1"

@@ -29,7 +29,8 @@ from broker.redis import RedisBroker
 from devstack import EmbeddedRedis
 from devstack.ports import free_port
 from store import EventStore, Outbox
-from tests.integration.live_api import LiveApi, eventually, live_api
+from tests.integration.live_api import LiveApi, live_api
+from tests.polling import until
 from tests.sse_wire import Event, SSEConnection
 
 
@@ -86,7 +87,7 @@ async def test_streams_survive_a_redis_restart_and_catch_up_from_the_store(
                     received.extend(await stream.read_events())
 
             reading = asyncio.create_task(reader())
-            await eventually(_has(received, 3))
+            await until(_has(received, 3))
             resyncs = api.gate.counters.resync_heals
 
             throwaway_redis.stop()
@@ -100,12 +101,12 @@ async def test_streams_survive_a_redis_restart_and_catch_up_from_the_store(
                     and bool(body["impaired"])
                 )
 
-            await eventually(reported_degraded)
+            await until(reported_degraded)
             assert api.services.broker.status() is not BrokerStatus.CONNECTED
             polls = api.gate.counters.store_polls
             while_down = [await record() for _ in range(3)]  # publish fails: outbox rows wait
             # The open stream reads them from the store while Redis is still away.
-            await eventually(_has(received, while_down[-1]), within=10)
+            await until(_has(received, while_down[-1]), within=10)
             assert api.gate.counters.store_polls > polls
             assert not stream.ended  # the client keeps its stream
             assert _sequences(received) == list(range(1, while_down[-1] + 1))
@@ -118,10 +119,10 @@ async def test_streams_survive_a_redis_restart_and_catch_up_from_the_store(
                     late_received.extend(await late.read_events())
 
             late_reading = asyncio.create_task(late_reader())
-            await eventually(_has(late_received, while_down[-1]), within=10)
+            await until(_has(late_received, while_down[-1]), within=10)
             during = await record()
-            await eventually(_has(received, during), within=10)
-            await eventually(_has(late_received, during), within=10)
+            await until(_has(received, during), within=10)
+            await until(_has(late_received, during), within=10)
 
             throwaway_redis.start()  # same port, same data folder
 
@@ -132,8 +133,8 @@ async def test_streams_survive_a_redis_restart_and_catch_up_from_the_store(
                 _, body = await readiness(api)
                 return bool(body["status"] == "ready")
 
-            await eventually(ready_again, within=20)
-            await eventually(live_again, within=20)
+            await until(ready_again, within=20)
+            await until(live_again, within=20)
             assert api.gate.counters.resync_heals > resyncs
             assert api.broker_stats().reconnects >= 1
 

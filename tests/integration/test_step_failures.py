@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.recorder import EventRecorder
+from schemas.registry import is_terminal
 from schemas.workflow import TaskWorkflowInput, TaskWorkflowResult
 from store import EventStore
 from worker.temporal_worker import build_worker
@@ -55,11 +56,7 @@ async def events_of(pool: AsyncConnectionPool, task_id: str) -> list[dict[str, A
 def assert_invariants(events: list[dict[str, Any]]) -> None:
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
     assert len({e["id"] for e in events}) == len(events)
-    terminal = [
-        e
-        for e in events
-        if e["type"] in {"task.completed.v1", "task.failed.v1", "task.cancelled.v1"}
-    ]
+    terminal = [e for e in events if is_terminal(e["type"])]
     assert len(terminal) == 1
     assert terminal[0] is events[-1]
 

@@ -8,7 +8,6 @@ needs stored events it records them itself through the production recorder.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -23,7 +22,9 @@ from pydantic import SecretStr
 from activities.recorder import EventRecorder
 from api.auth import is_public
 from store.tasks import encode_cursor
-from tests.integration.live_api import LiveApi, eventually, live_api
+from tests.integration.live_api import LiveApi, live_api
+from tests.polling import until
+from tests.sse import Frame, payload, read_frames
 
 KEY_A = "key-of-tenant-a-0123456789"
 KEY_B = "key-of-tenant-b-0123456789"
@@ -190,6 +191,12 @@ async def test_open_mode_is_tenant_default_and_says_so(
 # --- stream tokens ---------------------------------------------------------------------
 
 
+async def event_frames(response: httpx.Response) -> AsyncIterator[Frame]:
+    async for frame in read_frames(response):
+        if frame.is_event:
+            yield frame
+
+
 async def test_stream_tokens(http: httpx.AsyncClient, recorder: EventRecorder) -> None:
     task = await create(http, A)
     other = await create(http, A)
@@ -203,10 +210,10 @@ async def test_stream_tokens(http: httpx.AsyncClient, recorder: EventRecorder) -
 
     async with http.stream("GET", grant["events_url"]) as response:  # no header at all
         assert response.status_code == 200
-        async for line in response.aiter_lines():
-            if line.startswith("data:"):
-                assert task["task_id"] in line
-                break
+        first = await anext(aiter(event_frames(response)), None)
+    assert first is not None, "the stream ended without an event"
+    assert first.event == "task.created.v1"
+    assert payload(first)["subject"] == task["task_id"]
 
     token = grant["token"]
     tampered = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
@@ -228,10 +235,16 @@ async def test_stream_tokens(http: httpx.AsyncClient, recorder: EventRecorder) -
     ):
         assert_problem(await http.request(method, f"{path}?token={token}"), 401)
     # Expired (the fixture's TTL is 1 s): checked when a stream connects.
-    await asyncio.sleep(1.05)
-    status, _, raw = await stream_status_and_bytes(http, grant["events_url"])
-    assert status == 401
-    assert b"expired" in raw
+    refused: list[bytes] = []
+
+    async def expired() -> bool:
+        status, _, raw = await stream_status_and_bytes(http, grant["events_url"])
+        if status == 401:
+            refused.append(raw)
+        return status == 401
+
+    await until(expired, within=5, what="the stream token to expire")
+    assert b"expired" in refused[-1]
 
 
 # --- limits ----------------------------------------------------------------------------
@@ -314,6 +327,6 @@ async def test_limits(servers: dict[str, Any]) -> None:
             open_streams: int = api.app.state.tenant_streams.open("tenant_a")
             return open_streams < 2
 
-        await eventually(slot_free)
+        await until(slot_free)
         async with http.stream("GET", events, headers=A) as third:
             assert third.status_code == 200

@@ -18,11 +18,9 @@ envelope's `traceparent`, and links to the `GET …/events` request's span.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -40,7 +38,8 @@ from telemetry.logs import JsonFormatter, quiet_temporal_loggers
 from telemetry.tracing import install_tracer_provider
 from temporal.client import connect_client
 from tests.integration.live_api import live_api
-from tests.sse import read_frames
+from tests.polling import until
+from tests.sse import payload, read_frames
 from worker.temporal_worker import build_worker
 
 TERMINAL = "task.completed.v1"
@@ -100,12 +99,11 @@ def _span_id(span: ReadableSpan) -> int:
 
 
 async def _wait_for(exporter: InMemorySpanExporter, name: str, count: int) -> list[ReadableSpan]:
-    deadline = time.monotonic() + 10
-    while True:
-        spans = list(exporter.get_finished_spans())
-        if sum(s.name == name for s in spans) >= count or time.monotonic() > deadline:
-            return spans
-        await asyncio.sleep(0.05)
+    def finished() -> bool:
+        return sum(s.name == name for s in exporter.get_finished_spans()) >= count
+
+    await until(finished, within=10, what=f"{count} {name!r} spans")
+    return list(exporter.get_finished_spans())
 
 
 async def test_one_trace_from_post_through_the_workflow_to_sse_delivery(
@@ -144,7 +142,7 @@ async def test_one_trace_from_post_through_the_workflow_to_sse_delivery(
             generated_id = stream.headers["X-Request-ID"]
             async for frame in read_frames(stream):
                 if frame.event:
-                    delivered.append(frame.json())
+                    delivered.append(payload(frame))
                 if frame.event == TERMINAL:
                     break
         history = (await http.get(f"/tasks/{task_id}/history")).json()["events"]

@@ -27,9 +27,9 @@ from schemas import EventEnvelope
 from store import open_pool
 from store.processed import ProcessedEvents
 from store.webhooks import DeliveryState, WebhookStore
-from tests.integration.live_api import eventually
 from tests.invariants import Event, Observer, check_delivery, load_history
 from tests.own_database import own_database_sync
+from tests.polling import until
 from tests.webhooks_support import (
     Receiver,
     always,
@@ -174,7 +174,7 @@ async def settled(pool: AsyncConnectionPool, task_id: str, count: int) -> list[D
         states = await WebhookStore(pool).deliveries(task_id)
         return len(states) == count and all(s.status != "pending" for s in states)
 
-    await eventually(done, within=20)
+    await until(done, within=20)
     return states
 
 
@@ -327,7 +327,7 @@ async def test_a_host_that_resolves_to_loopback_at_delivery_time_is_refused(
             states = await store.deliveries(task_id)
             return bool(states) and states[0].attempts >= 2
 
-        await eventually(refused, within=10)
+        await until(refused, within=10)
     (state,) = await store.deliveries(task_id)
     assert state.status == "pending"
     assert state.last_status_code is None

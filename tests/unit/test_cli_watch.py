@@ -1,34 +1,18 @@
-"""The CLI's SSE parsing and progress rendering, without a server (the e2e tests in
-tests/e2e/test_cli_tasks.py run the same code against the real stack)."""
+"""The CLI's progress rendering, without a server (its SSE parser: test_sse_parser.py;
+the e2e tests in tests/e2e/test_cli_tasks.py run the same code against the real stack)."""
 
 from __future__ import annotations
 
 import io
 from typing import Any
 
-import httpx
 import orjson
 
-from cli.watch import BarsRenderer, TaskProgress, TextRenderer, _frames, describe
+from cli.watch import BarsRenderer, TaskProgress, TextRenderer, describe
 
 
 def envelope(sequence: int, event_type: str, **data: Any) -> dict[str, Any]:
     return {"sequence": sequence, "type": event_type, "data": data}
-
-
-def test_frames_follow_the_sse_rules() -> None:
-    body = (
-        b"retry: 300\n\n"
-        b": ping\n\n"
-        b'id: 1\nevent: task.created.v1\ndata: {"a":\ndata: 1}\n data: no field\n\n'
-        b"id: 2\r\nevent: task.paused.v1\r\ndata:{}\r\n\r\n"
-    )
-    frames = list(_frames(httpx.Response(200, content=body)))
-    assert frames == [
-        ("message", "", "", "300"),
-        ("task.created.v1", '{"a":\n1}', "1", None),
-        ("task.paused.v1", "{}", "2", None),
-    ]
 
 
 def test_progress_follows_steps_retries_and_the_end() -> None:

@@ -16,10 +16,10 @@ from cloudevents.v1.http import from_json as legacy_from_json
 
 from schemas import EVENT_MODELS, EventEnvelope, InvalidEventError, decode_event
 from schemas.asyncapi import document
-from schemas.compat import breaking_changes
 from schemas.contract import INDEX_FILE, dumps, event_schema, render
 from schemas.examples import EXAMPLE_DATA, example_envelope
-from schemas.export import ASYNCAPI_FILE, SCHEMA_DIR, published_breaks
+from tools.schema_compat import breaking_changes
+from tools.schema_export import ASYNCAPI_FILE, SCHEMA_DIR, published_breaks
 
 TYPES = sorted(EVENT_MODELS)
 

@@ -18,6 +18,7 @@ from broker import MemoryBroker, topic_for
 from schemas import EventEnvelope
 from schemas.examples import EXAMPLE_DATA
 from store import StoredEvent
+from tests.polling import until
 
 TASK = "00000000-0000-4000-8000-000000000001"
 
@@ -81,11 +82,9 @@ async def run_stream(
 
 
 async def until_subscribed(broker: MemoryBroker) -> None:
-    for _ in range(200):
-        if topic_for(TASK) in broker.fanout:
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("stream never subscribed")
+    await until(
+        lambda: topic_for(TASK) in broker.fanout, within=1, what="the stream's subscription"
+    )
 
 
 async def test_history_then_live_without_repeats() -> None:
@@ -179,10 +178,10 @@ async def test_heals_are_counted_by_reason() -> None:
     await until_subscribed(broker)
     history.add("task.created.v1")  # never published: the next one shows a gap
     await broker.publish(topic_for(TASK), history.add())
-    await asyncio.sleep(0.05)  # the stream heals the gap
+    await until(lambda: counters.gap_heals == 1, within=5, what="the gap's heal")
     history.add()  # lost in the "reconnect"
     broker.simulate_reconnect()
-    await asyncio.sleep(0.05)  # the stream heals after the resync notice
+    await until(lambda: counters.resync_heals == 1, within=5, what="the resync's heal")
     await broker.publish(topic_for(TASK), history.add("task.completed.v1"))
     events = await asyncio.wait_for(task, 5)
     assert [e.sequence for e in events] == [1, 2, 3, 4]
@@ -217,6 +216,8 @@ async def test_an_idle_stream_ends_cleanly_and_releases_its_subscription() -> No
     counters = StreamCounters()
     task, _ = await run_stream(history, broker, idle_timeout=0.3, counters=counters)
     await until_subscribed(broker)
+    # Time itself is what this shows: the event comes after 2/3 of the idle timeout,
+    # and the stream outlives the first 0.3 s because the event restarted its clock.
     await asyncio.sleep(0.2)
     await broker.publish(topic_for(TASK), history.add())  # an event restarts the idle clock
     events = await asyncio.wait_for(task, 5)

@@ -1,9 +1,9 @@
-"""`python -m schemas.export`: regenerate the published event contract.
+"""`python -m tools.schema_export` (`make schemas`): regenerate the published event contract.
 
 Writes `schemas/json/*.json` (one JSON Schema per event type plus
 `index.json`) and `docs/asyncapi.json`, all from the models. Before writing,
 each existing schema file (the published contract) is compared with its new
-version, and the export refuses a breaking change (see `schemas.compat`): the
+version, and the export refuses a breaking change (see `tools.schema_compat`): the
 fix is a new type name (`…v2`), not an edited v1. `--allow-breaking` exists
 only for a type that was never released.
 
@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 
 from schemas.asyncapi import document
-from schemas.compat import breaking_changes
 from schemas.contract import INDEX_FILE, dumps, render
+from tools.schema_compat import breaking_changes
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "json"
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas" / "json"
 ASYNCAPI_FILE = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.json"
 
 
@@ -68,7 +68,7 @@ def stale_files(files: dict[Path, str], schema_dir: Path = SCHEMA_DIR) -> list[P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m schemas.export", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.schema_export", description=__doc__)
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
     parser.add_argument(
         "--allow-breaking", action="store_true", help="overwrite a published schema incompatibly"
