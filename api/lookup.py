@@ -14,7 +14,6 @@ from api.services import Services
 from schemas.tasks import TaskStatus
 from store import TaskRecord
 from store.tenants import TaskOwners
-from store.tombstones import was_pruned
 from temporal.tasks import TaskDescription
 
 
@@ -59,10 +58,10 @@ async def find_task(
     task_id = parse_task_id(task_id)
     if await TaskOwners(services.pool).owner_of(task_id) != tenant:
         raise ProblemError(404, f"no task {task_id}")
-    record = await services.tasks.get(task_id)
+    record, pruned = await services.tasks.get_or_pruned(task_id)
     if record is not None:
         return view_from_record(record)
-    if await was_pruned(services.pool, task_id):
+    if pruned:  # Temporal may still have its workflow: never ask it
         raise ProblemError(404, f"no task {task_id}")
     description = description or await describe_workflow(services, task_id)
     if description is None:

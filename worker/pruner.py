@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -234,12 +234,15 @@ async def drain(delete: Callable[[], Awaitable[int]], limit: int) -> int:
     return total
 
 
-def temporal_knows(client: Client) -> WorkflowKnown:
-    """`WorkflowKnown` from a Temporal client: a describe; NOT_FOUND is False."""
+def temporal_knows(client: Client, *, rpc_timeout: float = 10.0) -> WorkflowKnown:
+    """`WorkflowKnown` from a Temporal client: a describe; NOT_FOUND is False. A Temporal
+    that does not answer fails the round within `rpc_timeout` (the lock is let go)."""
 
     async def known(task_id: str) -> bool:
         try:
-            await client.get_workflow_handle(workflow_id_for(task_id)).describe()
+            await client.get_workflow_handle(workflow_id_for(task_id)).describe(
+                rpc_timeout=timedelta(seconds=rpc_timeout)
+            )
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return False
@@ -257,7 +260,7 @@ def build_pruner(
 ) -> Pruner:
     return Pruner(
         pool,
-        temporal_knows(client),
+        temporal_knows(client, rpc_timeout=settings.temporal_rpc_timeout_seconds),
         RetentionPolicy.from_settings(settings),
         interval=settings.retention_interval_seconds,
         count_error=count_error,
