@@ -15,6 +15,7 @@ from broker.protocol import (
     DurableMessage,
     EventBroker,
     Subscription,
+    TrimGap,
     topic_for,
 )
 from broker.redis import RedisBroker
@@ -35,5 +36,6 @@ __all__ = [
     "MemoryBroker",
     "RedisBroker",
     "Subscription",
+    "TrimGap",
     "topic_for",
 ]

@@ -18,6 +18,15 @@ An entry claimed more than `max_deliveries` times, or that is not a valid
 event (`schemas.decode_event` says why), is dead-lettered and acknowledged;
 the consumer goes on. Broker outages are waited out with backoff: nothing is
 lost, since an entry leaves the group only when acknowledged.
+
+Trimming is the one way entries leave a stream unread: a group that falls
+behind the stream's cap. A backend reports it as a `TrimGap` (its position
+older than the stream's first entry; or a pending entry whose payload is gone)
+instead of reading past it, and the consumer hands the gap to its `heal`
+callback (the durable handlers read the missed events from the store) before
+it moves on: only a healed gap is closed (`close_gap`) or its gone entry
+acknowledged, so a crash while healing finds the gap again. Without a `heal`
+callback the gap is skipped, loudly (an ERROR line and a count).
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ from broker.protocol import (
     BrokerUnavailableError,
     DeadLetterReason,
     DurableMessage,
+    Healer,
+    TrimGap,
 )
 from schemas import (
     InvalidEventDataError,
@@ -75,6 +86,8 @@ class DurableCounters:
     invalid: int = 0  # refused by validation
     dead_lettered: int = 0  # invalid ones, too-often-delivered ones, rejected ones
     gone: int = 0  # pending entries trimmed from the stream before anyone handled them
+    trim_gaps: int = 0  # gaps found (new entries trimmed unread, or `gone` ones)
+    unhealed_gaps: int = 0  # ... skipped, for want of a `heal` callback
 
 
 class GroupBackend(Protocol):
@@ -84,7 +97,14 @@ class GroupBackend(Protocol):
 
     async def read_own_pending(self, count: int) -> list[StreamEntry]: ...
 
-    async def read_new(self, count: int, block_seconds: float) -> list[StreamEntry]: ...
+    async def read_new(self, count: int, block_seconds: float) -> list[StreamEntry] | TrimGap:
+        """New entries; or, reading nothing, the gap between the group's position and
+        the stream's first entry when entries were trimmed unread."""
+        ...
+
+    async def close_gap(self, gap: TrimGap) -> None:
+        """Move the group past a healed gap (unless another consumer already did)."""
+        ...
 
     async def claim_idle(self, min_idle_seconds: float, count: int) -> list[StreamEntry]: ...
 
@@ -122,6 +142,7 @@ class ConsumeSettings:
     claim_idle_seconds: float = 30.0
     max_deliveries: int = 5
     from_start: bool = False
+    heal: Healer | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_deliveries < 1:
@@ -152,6 +173,7 @@ class GroupConsumer:
         self._block = settings.block_seconds
         self._claim_idle = settings.claim_idle_seconds
         self._max_deliveries = settings.max_deliveries
+        self._heal = settings.heal
         self._buffer: deque[StreamEntry] = deque()
         self._from_start = settings.from_start
         self._group_ready = False
@@ -160,6 +182,7 @@ class GroupConsumer:
         self._next_claim = 0.0
         self._next_forget = 0.0
         self._backoff = BACKOFF_INITIAL
+        self._heal_backoff = BACKOFF_INITIAL
         self._fields = {"group": group, "consumer": consumer}
 
     @property
@@ -244,15 +267,46 @@ class GroupConsumer:
                 log.info("claimed idle messages", extra={**self._fields, "count": len(claimed)})
                 return claimed
         block = min(self._block, max(self._next_claim - loop.time(), 0.01))
-        return await self._backend.read_new(self._batch_size, block)
+        read = await self._backend.read_new(self._batch_size, block)
+        if isinstance(read, TrimGap):
+            if await self._healed(read):
+                await self._backend.close_gap(read)
+            return []
+        return read
+
+    async def _healed(self, gap: TrimGap) -> bool:
+        """Heal `gap` (or, with no healer, skip it loudly); False: try again later."""
+        fields = {**self._fields, "after_id": gap.after_id, "before_id": gap.before_id}
+        self._counters.trim_gaps += 1
+        if self._heal is None:
+            self._counters.unhealed_gaps += 1
+            log.error("entries were trimmed from the stream unread; skipped", extra=fields)
+            return True
+        log.warning("entries were trimmed from the stream unread; healing", extra=fields)
+        try:
+            await self._heal(gap)
+        except Exception as exc:  # noqa: BLE001 -- any failure: keep the gap, heal it later
+            # Kept: the gap is found again by the next read, and healed then.
+            log.warning("trim gap not healed yet", extra={**fields, "error": str(exc)})
+            await asyncio.sleep(self._heal_backoff * random.uniform(0.5, 1.0))  # noqa: S311
+            self._heal_backoff = min(self._heal_backoff * 2, BACKOFF_CAP)
+            return False
+        self._heal_backoff = BACKOFF_INITIAL
+        log.info("trim gap healed", extra=fields)
+        return True
 
     async def _admit(self, entry: StreamEntry) -> DurableMessage | None:
         """The entry as a message to handle, or None once it was set aside."""
         fields = {**self._fields, "message_id": entry.message_id, "deliveries": entry.deliveries}
         if entry.payload is None:
-            self._counters.gone += 1
-            log.warning("pending message was trimmed from the stream; acknowledged", extra=fields)
-            await self._backend.ack(entry.message_id)
+            # Delivered, never acknowledged, then trimmed: heal it like a gap of one entry;
+            # unhealed, it stays pending and is claimed (and found gone) again.
+            if await self._healed(TrimGap.around(entry.message_id)):
+                self._counters.gone += 1
+                log.warning(
+                    "pending message was trimmed from the stream; acknowledged", extra=fields
+                )
+                await self._backend.ack(entry.message_id)
             return None
         if entry.deliveries > self._max_deliveries:
             error = f"delivered {entry.deliveries - 1} times without being acknowledged"

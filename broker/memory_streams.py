@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from broker.durable import StreamEntry
-from broker.protocol import DeadLetter, DeadLetterReason
+from broker.protocol import DeadLetter, DeadLetterReason, TrimGap
 
 
 @dataclass(slots=True)
@@ -116,6 +116,9 @@ class MemoryGroupBackend:
             )
         )
         await self.ack(entry.message_id)
+
+    async def close_gap(self, gap: TrimGap) -> None:
+        return  # never trimmed: there are no gaps
 
     async def forget_idle_consumers(self, idle_seconds: float) -> int:
         return 0  # consumers exist only as owners of pending entries here

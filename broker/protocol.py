@@ -16,7 +16,7 @@ Two ways to receive, for two kinds of reader:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, TypedDict, Unpack, runtime_checkable
@@ -92,6 +92,9 @@ class BrokerStats:
     acked: int = 0
     invalid: int = 0  # refused by validation (and dead-lettered)
     dead_lettered: int = 0
+    gone: int = 0  # pending entries trimmed before they were acknowledged (then healed)
+    trim_gaps: int = 0  # trim gaps found (entries trimmed before the group read them)
+    unhealed_gaps: int = 0  # ... skipped: the consumer had no `heal` callback
 
 
 class ConsumeOptions(TypedDict, total=False):
@@ -105,6 +108,7 @@ class ConsumeOptions(TypedDict, total=False):
     claim_idle_seconds: float  # pending this long in another consumer: claimed
     max_deliveries: int  # delivered this often without an ack: dead-lettered
     from_start: bool  # a group created now starts at the stream's oldest entry
+    heal: Healer | None  # reads what a trim gap took from the store (None: skip, counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,54 @@ class DurableMessage:
     envelope: EventEnvelope
     payload: str  # the envelope JSON exactly as published
     deliveries: int  # 1 on the first delivery, more when it was claimed again
+
+
+@dataclass(frozen=True, slots=True)
+class TrimGap:
+    """Entries trimmed from the stream before the group read them: every entry with an
+    id after `after_id` and before `before_id` (both exclusive) may be among them."""
+
+    after_id: str
+    before_id: str
+
+    @classmethod
+    def around(cls, entry_id: str) -> TrimGap:
+        """The gap of one pending entry whose payload was trimmed away."""
+        return cls(id_before(entry_id), id_after(entry_id))
+
+    @property
+    def after_ms(self) -> int:
+        return id_key(self.after_id)[0]
+
+    @property
+    def before_ms(self) -> int:
+        return id_key(self.before_id)[0]
+
+
+MAX_SEQUENCE = 2**64 - 1
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    """A stream id (`millis-sequence`) as a sortable pair."""
+    millis, _, sequence = entry_id.partition("-")
+    return int(millis or 0), int(sequence or 0)
+
+
+def id_before(entry_id: str) -> str:
+    """The greatest id smaller than `entry_id`."""
+    millis, sequence = id_key(entry_id)
+    if sequence > 0:
+        return f"{millis}-{sequence - 1}"
+    return f"{millis - 1}-{MAX_SEQUENCE}" if millis > 0 else "0-0"
+
+
+def id_after(entry_id: str) -> str:
+    millis, sequence = id_key(entry_id)
+    return f"{millis}-{sequence + 1}" if sequence < MAX_SEQUENCE else f"{millis + 1}-0"
+
+
+# What a consumer calls to heal a gap; raises when it could not (the gap is kept).
+Healer = Callable[[TrimGap], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +272,8 @@ class EventBroker(Protocol):
 
         Every event published after the group was created (or every event still
         in the stream, with `from_start`) is delivered to at least one consumer
-        of the group until acknowledged; see `DurableConsumer`.
+        of the group until acknowledged; see `DurableConsumer`. Entries the stream
+        trimmed before the group read them are handed to `heal` as a `TrimGap`
+        (see `broker.durable`).
         """
         ...

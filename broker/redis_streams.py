@@ -2,7 +2,10 @@
 
 `RedisGroupBackend` is the Redis half of `broker.durable.GroupConsumer`:
 
-    read_new          XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS key >
+    ensure_group      XGROUP CREATE key g $ MKSTREAM
+    read_new          XINFO GROUPS, XRANGE COUNT 1, XREADGROUP … COUNT n > (one script);
+                      when it read nothing, XREAD BLOCK ms STREAMS key <group's last id>
+    close_gap         XGROUP SETID key g <id before the first entry> (a script)
     read_own_pending  XPENDING key g - + n c            then XCLAIM … 0 <ids>
     claim_idle        XPENDING key g IDLE ms - + n      then XCLAIM … ms <ids>
     ack               XACK key g id
@@ -16,8 +19,22 @@ so it could never be acknowledged. XCLAIM names its ids, so an id asked for
 and not returned is either trimmed (then acknowledged as gone) or was just
 claimed by another consumer (XCLAIM's min-idle check lost the race; skipped).
 
-The blocking XREADGROUP runs on the consumer's own connection (`reader`), so
-it never holds a connection of the publish pool for `block` milliseconds.
+Trim gaps: XREADGROUP `>` silently reads past entries the stream's cap trimmed
+before the group got to them. So new entries are read by a script that first
+compares the group's last-delivered id with the stream's first entry: older (and
+not the id just before it, where `close_gap` leaves a group) means entries after
+it were trimmed unread. Then the script reads nothing and reports the gap; the
+group stays where it was until the gap is healed and closed (`close_gap`: the
+group moves to the id just before the first entry, unless another consumer moved
+it meanwhile). (Redis 7's max-deleted-entry-id is no help: trimming does not move
+it, only XDEL does; and its `lag` counts trimmed entries as not yet delivered.)
+A group at 0-0 has never read anything, and cannot be told from a group created
+`from_start`, which wants what the stream holds: it is never said to be behind.
+
+The script cannot block, so when it read nothing the consumer waits on its own
+connection (`reader`) with XREAD BLOCK from the group's position — a doorbell that
+never holds a connection of the publish pool for `block` milliseconds — and then
+reads again.
 """
 
 from __future__ import annotations
@@ -33,17 +50,95 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from broker.durable import StreamEntry
-from broker.protocol import BrokerUnavailableError, DeadLetter, DeadLetterReason
+from broker.protocol import (
+    BrokerUnavailableError,
+    DeadLetter,
+    DeadLetterReason,
+    TrimGap,
+    id_before,
+    id_key,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
+    """A script's flat [field, value, …] reply as a dict."""
+    return dict(zip(flat[0::2], flat[1::2], strict=True))
+
+
 def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
+# The group's last-delivered id (nil when the stream or the group does not exist).
+_GROUP_POSITION = """
+local function position(key, group)
+    if redis.call('EXISTS', key) == 0 then return nil end
+    for _, info in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+        local name, last = nil, nil
+        for i = 1, #info, 2 do
+            if info[i] == 'name' then name = info[i + 1] end
+            if info[i] == 'last-delivered-id' then last = info[i + 1] end
+        end
+        if name == group then return last end
+    end
+    return nil
+end
+local function older(a, b)
+    local am, as = string.match(a, '^(%d+)-(%d+)$')
+    local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+    if #am ~= #bm then return #am < #bm end
+    if am ~= bm then return am < bm end
+    if #as ~= #bs then return #as < #bs end
+    return as < bs
+end
+-- The greatest id below `id` (as broker.protocol.id_before writes it).
+local function predecessor(id)
+    local m, s = string.match(id, '^(%d+)-(%d+)$')
+    if s ~= '0' then return m .. '-' .. string.format('%d', tonumber(s) - 1) end
+    return string.format('%d', tonumber(m) - 1) .. '-18446744073709551615'
+end
+-- Whether entries after `last` were trimmed before `first` (the stream's first entry):
+-- `last` is older than `first`, and not the id `close_gap` leaves just before it. A group
+-- at 0-0 never read; it cannot be told from one that wants what the stream holds.
+local function trimmed_after(last, first)
+    return last ~= '0-0' and older(last, first) and last ~= predecessor(first)
+end
+"""
+
+# KEYS: stream; ARGV: group, consumer, count.
+# -> {'nogroup'} | {'gap', last-delivered-id, first-id} | {'entries', last-delivered-id, [...]}
+_READ_NEW = (
+    _GROUP_POSITION
+    + """
+local key, group = KEYS[1], ARGV[1]
+local last = position(key, group)
+if last == nil then return {'nogroup'} end
+local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+if first[1] ~= nil and trimmed_after(last, first[1][1]) then
+    return {'gap', last, first[1][1]}
+end
+local read = redis.call('XREADGROUP', 'GROUP', group, ARGV[2], 'COUNT', ARGV[3],
+                        'STREAMS', key, '>')
+if not read then return {'entries', last, {}} end
+return {'entries', last, read[1][2]}
+"""
+)
+
+# KEYS: stream; ARGV: group, the gap's after-id, the new position. 1: moved, 0: not.
+_CLOSE_GAP = (
+    _GROUP_POSITION
+    + """
+if position(KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+)
 
 
 class RedisGroupBackend:
@@ -65,6 +160,8 @@ class RedisGroupBackend:
         self._dead_maxlen = dead_maxlen
         self._group = group
         self._consumer = consumer
+        self._read_script = commands.register_script(_READ_NEW)
+        self._close_script = commands.register_script(_CLOSE_GAP)
 
     async def ensure_group(self, *, from_start: bool) -> None:
         try:
@@ -78,21 +175,44 @@ class RedisGroupBackend:
         except (RedisError, OSError) as exc:
             raise BrokerUnavailableError(f"XGROUP CREATE {self._group}: {exc}") from exc
 
-    async def read_new(self, count: int, block_seconds: float) -> list[StreamEntry]:
+    async def read_new(self, count: int, block_seconds: float) -> list[StreamEntry] | TrimGap:
+        read = await self._read_gapless(count)
+        if not isinstance(read, str):
+            return read
+        # Nothing new: wait for an entry after the group's position, then read again.
+        await self._call(
+            self._reader.xread({self._key: read}, count=1, block=max(int(block_seconds * 1000), 1))
+        )
+        again = await self._read_gapless(count)
+        return [] if isinstance(again, str) else again
+
+    async def _read_gapless(self, count: int) -> list[StreamEntry] | TrimGap | str:
+        """New entries, the gap before them, or (nothing new) the group's position."""
         reply: Any = await self._call(
-            self._reader.xreadgroup(
-                self._group,
-                self._consumer,
-                {self._key: ">"},
-                count=count,
-                block=max(int(block_seconds * 1000), 1),
+            self._read_script(keys=[self._key], args=[self._group, self._consumer, count])
+        )
+        kind = _text(reply[0])
+        if kind == "nogroup":
+            log.warning("consumer group is gone; recreating it", extra={"group": self._group})
+            await self.ensure_group(from_start=True)
+            raise BrokerUnavailableError(f"NOGROUP: the stream or group {self._group} is gone")
+        if kind == "gap":
+            return TrimGap(_text(reply[1]), _text(reply[2]))
+        entries = [
+            self._entry(message_id, _pairs(fields), deliveries=1) for message_id, fields in reply[2]
+        ]
+        return entries or _text(reply[1])
+
+    async def close_gap(self, gap: TrimGap) -> None:
+        moved = await self._call(
+            self._close_script(
+                keys=[self._key], args=[self._group, gap.after_id, id_before(gap.before_id)]
             )
         )
-        entries: list[StreamEntry] = []
-        for _stream, messages in reply or []:
-            for message_id, fields in messages:
-                entries.append(self._entry(message_id, fields, deliveries=1))
-        return entries
+        log.info(
+            "consumer group moved past a healed trim gap" if moved else "trim gap already closed",
+            extra={"group": self._group, "after_id": gap.after_id, "before_id": gap.before_id},
+        )
 
     async def read_own_pending(self, count: int) -> list[StreamEntry]:
         return await self._claim(min_idle_ms=0, count=count, owner=self._consumer)
@@ -159,7 +279,9 @@ class RedisGroupBackend:
             for message_id, fields in claimed
             if message_id is not None
         ]
-        if len(entries) < len(claimed):  # Redis 6.2 answers a trimmed entry with nil
+        if len(entries) < len(ids):
+            # Not returned: trimmed (6.2 answers nil for it, 7 drops it from the pending
+            # list without a word), or just claimed by another consumer (still there).
             entries.extend(await self._gone(set(ids) - {e.message_id for e in entries}, delivered))
         return entries
 
@@ -254,11 +376,6 @@ class StreamBacklog:
     groups: list[GroupBacklog]
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
-    millis, _, sequence = entry_id.partition("-")
-    return int(millis or 0), int(sequence or 0)
-
-
 async def read_backlog(commands: Redis, key: str) -> StreamBacklog:
     """The stream's length and each group's backlog: a few cheap commands per group
     (XLEN, XINFO GROUPS, and XRANGE COUNT 1 for the oldest undelivered entry)."""
@@ -274,7 +391,7 @@ async def read_backlog(commands: Redis, key: str) -> StreamBacklog:
     for info in infos:
         last = _text(info.get("last-delivered-id"))
         oldest = await commands.xrange(key, min=f"({last}", count=1)
-        lag_seconds = max(0.0, now_ms - _id_key(_text(oldest[0][0]))[0]) / 1000 if oldest else 0.0
+        lag_seconds = max(0.0, now_ms - id_key(_text(oldest[0][0]))[0]) / 1000 if oldest else 0.0
         lag = info.get("lag")
         groups.append(
             GroupBacklog(
@@ -284,7 +401,7 @@ async def read_backlog(commands: Redis, key: str) -> StreamBacklog:
                 lag_seconds=lag_seconds,
                 behind_trim=first_id is not None
                 and last not in ("", "0-0")
-                and _id_key(last) < _id_key(first_id),
+                and id_key(last) < id_key(first_id),
             )
         )
     return StreamBacklog(length, groups)

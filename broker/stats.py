@@ -22,4 +22,7 @@ def collect_stats(fanout: Fanout, durable: DurableCounters, *, reconnects: int =
         acked=durable.acked,
         invalid=durable.invalid,
         dead_lettered=durable.dead_lettered,
+        gone=durable.gone,
+        trim_gaps=durable.trim_gaps,
+        unhealed_gaps=durable.unhealed_gaps,
     )

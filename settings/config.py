@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # How long one read of the durable stream waits for entries: also how long a
     # stopping worker's handlers may take to notice the stop.
     handler_block_seconds: float = Field(default=1.0, gt=0, le=30)
+    # A handler healing a trim gap reads the events published since the gap began, less
+    # this much: the skew between the Redis and Postgres clocks, and a relay batch's time.
+    handler_heal_margin_seconds: float = Field(default=120.0, ge=0)
 
     # Worker: how long SIGTERM waits for running activities; 0 cached workflows
     # makes every workflow task replay from history (a determinism check).

@@ -30,6 +30,11 @@ class ProcessedEvents:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The store's pool (a handler heals a trim gap from the events table through it)."""
+        return self._pool
+
     @asynccontextmanager
     async def first_time(
         self, consumer: str, event_id: str

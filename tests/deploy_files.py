@@ -29,6 +29,8 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 
 # Metrics Prometheus makes itself for every target.
 PROMETHEUS_OWN = frozenset({"up"})
+# Exported by workers whose Redis reports them (XINFO GROUPS `lag`: Redis >= 7).
+ONLY_ON_REDIS_7 = frozenset({"taskplane_durable_group_lag"})
 
 
 def load_yaml(path: Path) -> Any:
@@ -87,10 +89,16 @@ def referenced_metrics() -> dict[str, set[str]]:
 
 
 def exported_names(prometheus_text: str) -> set[str]:
-    """Sample names in a Prometheus text exposition (`_bucket`, `_total`, … included)."""
-    names = set()
+    """Sample names in a Prometheus text exposition (`_bucket`, `_total`, … included),
+    and those of families declared (`# TYPE`) with no sample yet: a labelled counter
+    such as `taskplane_errors_total` has none until its first error."""
+    names: set[str] = set()
     for line in prometheus_text.splitlines():
-        if line and not line.startswith("#"):
+        if line.startswith("# TYPE "):
+            _, _, family, kind = line.split(maxsplit=3)
+            suffixes = ("_bucket", "_count", "_sum") if kind == "histogram" else ("",)
+            names.update(family + suffix for suffix in suffixes)
+        elif line and not line.startswith("#"):
             names.add(re.split(r"[{\s]", line, maxsplit=1)[0])
     return names
 

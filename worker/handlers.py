@@ -14,6 +14,17 @@ again after `claim_idle_seconds` — and dead-lettered after `max_deliveries`.
 A handler that knows it can never succeed raises `PermanentHandlerError` to
 dead-letter the message at once.
 
+A handler whose group fell behind the stream's cap finds a trim gap
+(`broker.TrimGap`: entries trimmed before it read them). It heals from the
+store before it reads on: every event published since the gap began (less
+`heal_margin_seconds` for clock skew; `store.published`) goes through the same
+`concerns` + `processed_events` path, oldest first, so what it already handled
+is a duplicate and what it missed gets its one effect. Counted in
+`taskplane_handler_trim_gaps_total` and `taskplane_handler_healed_events_total`.
+A failing heal keeps the gap and is tried again; an event the handler gives up
+on (`PermanentHandlerError`) during a heal is logged and counted (there is no
+stream entry to dead-letter).
+
 Handlers are registered in code (`HandlerRunner.register`) or named in
 `TASKPLANE_EVENT_HANDLERS` as `module:attribute` paths to `EventHandler` objects.
 """
@@ -29,6 +40,8 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
 
 from prometheus_client import Histogram
 from psycopg import AsyncConnection
@@ -39,11 +52,13 @@ from broker import (
     DurableConsumer,
     DurableMessage,
     EventBroker,
+    TrimGap,
 )
-from schemas import EventEnvelope
+from schemas import EventEnvelope, InvalidEventError, decode_event
 from settings import Settings
 from store.processed import ProcessedEvents
-from telemetry.metrics import Metrics
+from store.published import PublishedEvents
+from telemetry.metrics import LabelledValues, Metrics, ReadEach
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +81,10 @@ def handler_seconds(metrics: Metrics) -> Histogram:
 
 class PermanentHandlerError(Exception):
     """Raised by a handler that can never succeed with this event: dead-letter it now."""
+
+
+class HealInterruptedError(RuntimeError):
+    """The runner was stopped in the middle of a heal (the gap stays, and is healed later)."""
 
 
 class HandlerConfigurationError(ValueError):
@@ -98,6 +117,8 @@ class HandlerCounters:
     duplicates: int = 0  # deliveries of an event already processed: acknowledged only
     failures: int = 0  # handler errors (the message is retried, then dead-lettered)
     skipped: int = 0  # events the handler does not concern itself with: acknowledged only
+    trim_gaps: int = 0  # gaps healed from the store
+    healed: int = 0  # ... events handled from the store (missed in a gap)
 
 
 def default_consumer_name() -> str:
@@ -134,11 +155,14 @@ class HandlerRunner:
         block_seconds: float = 1.0,
         batch_size: int = 16,
         seconds: Histogram | None = None,
+        heal_margin_seconds: float = 120.0,
     ) -> None:
         self._broker = broker
         # Without a runtime (a test's runner): a histogram nobody serves.
         self._seconds = seconds or handler_seconds(Metrics())
         self._processed = processed
+        self._published = PublishedEvents(processed.pool)
+        self._heal_margin = heal_margin_seconds
         self._consumer = consumer or default_consumer_name()
         self._claim_idle = claim_idle_seconds
         self._max_deliveries = max_deliveries
@@ -148,6 +172,9 @@ class HandlerRunner:
         self._consumers: set[DurableConsumer] = set()
         self._stopping = False
         self.counters = HandlerCounters()
+        # Per handler, for metrics: gaps healed, and events handled from the store then.
+        self.gaps_healed: dict[str, int] = {}
+        self.events_healed: dict[str, int] = {}
 
     def _observe(self, handler: str, outcome: str, started: float) -> None:
         self._seconds.labels(handler, outcome).observe(time.perf_counter() - started)
@@ -195,6 +222,7 @@ class HandlerRunner:
                     max_deliveries=self._max_deliveries,
                     block_seconds=self._block,
                     batch_size=self._batch_size,
+                    heal=partial(self._heal, handler),
                 ) as consumer:
                     self._consumers.add(consumer)
                     if self._stopping:  # stopped while joining the group
@@ -227,33 +255,112 @@ class HandlerRunner:
             "deliveries": message.deliveries,
         }
         started = time.perf_counter()
+        try:
+            await self._apply(handler, envelope, fields, started)
+        except PermanentHandlerError as exc:
+            await self._quietly(consumer.dead_letter(message, str(exc)), fields)
+            return
+        except Exception:
+            log.exception("event handler failed; the event will be retried", extra=fields)
+            return
+        await self._quietly(consumer.ack(message), fields)
+
+    async def _apply(
+        self,
+        handler: EventHandler,
+        envelope: EventEnvelope,
+        fields: Mapping[str, object],
+        started: float,
+    ) -> str:
+        """Handle one event once: its outcome (handled, duplicate, skipped); raises on failure."""
         if not await handler.concerns(envelope):
             self.counters.skipped += 1
             self._observe(handler.name, "skipped", started)
-        else:
+            return "skipped"
+        try:
+            async with self._processed.first_time(handler.name, envelope.id) as conn:
+                if conn is not None:
+                    await handler.handle(envelope, conn)
+        except PermanentHandlerError as exc:
+            self.counters.failures += 1
+            self._observe(handler.name, "gave_up", started)
+            log.warning("event handler gave up", extra={**fields, "error": str(exc)})
+            raise
+        except Exception:
+            self.counters.failures += 1
+            self._observe(handler.name, "failed", started)
+            raise
+        if conn is None:
+            self.counters.duplicates += 1
+            self._observe(handler.name, "duplicate", started)
+            log.info("event already processed; acknowledging", extra=fields)
+            return "duplicate"
+        self.counters.handled += 1  # committed, with its processed mark
+        self._observe(handler.name, "handled", started)
+        return "handled"
+
+    async def _heal(self, handler: EventHandler, gap: TrimGap) -> None:
+        """Handle, from the store, every event the gap may have held (see the module doc).
+
+        Raises when it could not finish (the consumer keeps the gap and calls again)."""
+        lower = datetime.fromtimestamp(gap.after_ms / 1000 - self._heal_margin, UTC)
+        outcomes: dict[str, int] = {}
+        async for text in self._published.since(lower):
+            if self._stopping:  # the gap is kept: the next start heals it
+                raise HealInterruptedError(f"handler {handler.name} stopped while healing")
             try:
-                async with self._processed.first_time(handler.name, envelope.id) as conn:
-                    if conn is not None:
-                        await handler.handle(envelope, conn)
-            except PermanentHandlerError as exc:
-                self.counters.failures += 1
-                self._observe(handler.name, "gave_up", started)
-                log.warning("event handler gave up", extra={**fields, "error": str(exc)})
-                await self._quietly(consumer.dead_letter(message, str(exc)), fields)
-                return
-            except Exception:
-                self.counters.failures += 1
-                self._observe(handler.name, "failed", started)
-                log.exception("event handler failed; the event will be retried", extra=fields)
-                return
-            if conn is None:
-                self.counters.duplicates += 1
-                self._observe(handler.name, "duplicate", started)
-                log.info("event already processed; acknowledging", extra=fields)
-            else:
-                self.counters.handled += 1  # committed, with its processed mark
-                self._observe(handler.name, "handled", started)
-        await self._quietly(consumer.ack(message), fields)
+                envelope = decode_event(text)
+            except InvalidEventError as exc:  # the store keeps only valid events: a bug
+                log.error("stored event not decodable; not healed", extra={"error": str(exc)})
+                continue
+            fields = {
+                "handler": handler.name,
+                "event_id": envelope.id,
+                "event_type": envelope.type,
+                "task_id": envelope.subject,
+                "sequence": envelope.sequence,
+                "healing": True,
+            }
+            try:
+                outcome = await self._apply(handler, envelope, fields, time.perf_counter())
+            except PermanentHandlerError:
+                outcome = "gave_up"
+            if outcome == "handled":
+                self.counters.healed += 1
+                self.events_healed[handler.name] = self.events_healed.get(handler.name, 0) + 1
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        self.counters.trim_gaps += 1
+        self.gaps_healed[handler.name] = self.gaps_healed.get(handler.name, 0) + 1
+        log.warning(
+            "trim gap healed from the store",
+            extra={
+                "handler": handler.name,
+                "after_id": gap.after_id,
+                "before_id": gap.before_id,
+                "since": lower.isoformat(),
+                **outcomes,
+            },
+        )
+
+    def register_metrics(self, metrics: Metrics) -> None:
+        """Trim gaps healed and events healed, per registered handler (0 until one)."""
+
+        def per_handler(counts: dict[str, int]) -> ReadEach:
+            def read() -> LabelledValues:
+                return [(float(counts.get(name, 0)), {"handler": name}) for name in self._handlers]
+
+            return read
+
+        metrics.counters(
+            "taskplane_handler_trim_gaps",
+            "Trim gaps a durable handler healed (stream entries trimmed before it read them)",
+            per_handler(self.gaps_healed),
+        )
+        metrics.counters(
+            "taskplane_handler_healed_events",
+            "Events a durable handler missed in a trim gap and handled from the store",
+            per_handler(self.events_healed),
+        )
 
     @staticmethod
     async def _quietly(command: Awaitable[None], fields: Mapping[str, object]) -> None:
@@ -278,7 +385,10 @@ def build_handler_runner(
         max_deliveries=settings.handler_max_deliveries,
         block_seconds=settings.handler_block_seconds,
         seconds=handler_seconds(metrics) if metrics is not None else None,
+        heal_margin_seconds=settings.handler_heal_margin_seconds,
     )
+    if metrics is not None:
+        runner.register_metrics(metrics)
     for handler in load_handlers(settings.event_handlers):
         runner.register(handler)
     return runner

@@ -77,6 +77,8 @@ def register_worker_metrics(metrics: Metrics, gauges: WorkerGauges) -> None:
         ("acked", "durable deliveries acknowledged"),
         ("invalid", "durable messages that were not valid events (dead-lettered at once)"),
         ("dead_lettered", "durable messages moved to the dead-letter stream"),
+        ("trim_gaps", "trim gaps found: stream entries trimmed before a group read them"),
+        ("unhealed_gaps", "trim gaps skipped without healing (a consumer with no healer)"),
     ):
         metrics.counter(
             f"taskplane_durable_{name}",

@@ -86,13 +86,16 @@ async def worker_and_api(
     *,
     group: str,
     api_database_url: str | None = None,
+    api_redis_url: str | None = None,
+    api_temporal_address: str | None = None,
     make_worker: MakeWorker | None = None,
     **api_settings: Any,
 ) -> AsyncIterator[tuple[WorkerRuntime, httpx.AsyncClient]]:
     """A test's in-process worker, a live API on the same servers and a client of it.
 
-    The API may reach Postgres another way than the worker (`api_database_url`: past
-    a fault proxy, say); `api_settings` tune the API. Returns once the worker's handler
+    The API may reach a server another way than the worker (`api_database_url`,
+    `api_redis_url`, `api_temporal_address`: not past the worker's fault proxy, say);
+    `api_settings` tune the API. Returns once the worker's handler
     group exists and the broker stream is marked, so everything the test does next is
     observed.
     """
@@ -100,8 +103,8 @@ async def worker_and_api(
         in_process_worker(settings, group=group, make_worker=make_worker) as worker,
         live_api(
             database_url=api_database_url or settings.require_database_url(),
-            redis_url=settings.require_redis_url(),
-            temporal_address=settings.require_temporal_address(),
+            redis_url=api_redis_url or settings.require_redis_url(),
+            temporal_address=api_temporal_address or settings.require_temporal_address(),
             task_queue=settings.task_queue,
             **api_settings,
         ) as api,

@@ -3,8 +3,11 @@
 `FaultProxy` listens on 127.0.0.1 and forwards each connection to the target (a TCP
 address, or a unix socket — our embedded Postgres listens only on one). `outage()`
 cuts every open connection and refuses new ones, as a server that went away does,
-until `restore()`. It runs in the test's event loop, so it serves clients in the
-test process and in child processes alike.
+until `restore()`; `reset()` cuts every open connection and goes on accepting new
+ones (a server restart, a NAT or load balancer dropping its state); `stall()` holds
+every byte in both directions, connections open, until `flow()` (a network or a
+server that stops answering without refusing). It runs in the test's event loop,
+so it serves clients in the test process and in child processes alike.
 """
 
 from __future__ import annotations
@@ -27,9 +30,14 @@ class FaultProxy:
     target_unix: str | None = None
     port: int = 0
     connections: int = 0  # accepted since start
+    held: int = 0  # chunks that arrived while stalled (the stall hit live traffic)
     _server: asyncio.Server | None = None
     _pipes: set[asyncio.Task[None]] = field(default_factory=set)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _flowing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._flowing.set()
 
     @property
     def down(self) -> bool:
@@ -45,11 +53,23 @@ class FaultProxy:
         self.port = sock.getsockname()[1]
         self._server = await asyncio.start_server(self._serve, sock=sock)
 
+    def stall(self) -> None:
+        """Hold every byte from now on (connections stay open; new ones are accepted)."""
+        self._flowing.clear()
+
+    def flow(self) -> None:
+        """Let the held bytes and everything after them through again."""
+        self._flowing.set()
+
     async def outage(self) -> None:
         """Stop listening (new connections are refused) and reset every open connection."""
         if self._server is not None:
             self._server.close()
             self._server = None
+        await self.reset()
+
+    async def reset(self) -> None:
+        """Reset every open connection; new ones are accepted as before."""
         for writer in list(self._writers):
             with contextlib.suppress(OSError):
                 sock = writer.get_extra_info("socket")
@@ -74,6 +94,15 @@ class FaultProxy:
         assert self.target_port is not None
         return await asyncio.open_connection(self.target_host, self.target_port)
 
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while chunk := await source.read(CHUNK):
+                if not self._flowing.is_set():
+                    self.held += 1
+                    await self._flowing.wait()
+                sink.write(chunk)
+                await sink.drain()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
@@ -83,8 +112,8 @@ class FaultProxy:
             return
         self._writers.update((writer, upstream_writer))
         pipes = [
-            asyncio.create_task(_pipe(reader, upstream_writer)),
-            asyncio.create_task(_pipe(upstream_reader, writer)),
+            asyncio.create_task(self._pipe(reader, upstream_writer)),
+            asyncio.create_task(self._pipe(upstream_reader, writer)),
         ]
         self._pipes.update(pipes)
         try:
@@ -96,13 +125,6 @@ class FaultProxy:
             for end in (writer, upstream_writer):
                 end.close()
                 self._writers.discard(end)
-
-
-async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-        while chunk := await source.read(CHUNK):
-            sink.write(chunk)
-            await sink.drain()
 
 
 @asynccontextmanager

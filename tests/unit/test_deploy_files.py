@@ -153,6 +153,34 @@ def test_the_hot_paths_are_alerted_on() -> None:
     }
 
 
+# Every lag figure (issue 16): each has an alert and a dashboard panel.
+LAG_FIGURES = frozenset(
+    {
+        "taskplane_durable_group_lag_seconds",
+        "taskplane_durable_group_lag",
+        "taskplane_durable_stream_length",
+        "taskplane_durable_group_pending",
+        "taskplane_durable_group_behind_trim",
+        "taskplane_durable_unhealed_gaps_total",
+        "taskplane_webhook_oldest_pending_seconds",
+        "taskplane_sse_stream_errors_total",
+        "taskplane_errors_total",
+    }
+)
+
+
+def test_every_lag_figure_is_alerted_on_and_charted() -> None:
+    alerted = {name for rule in alert_rules() for name in metric_names(rule["expr"])}
+    charted = {
+        name
+        for query in queries()
+        if query.where.startswith("dashboard")
+        for name in metric_names(query.expr)
+    }
+    assert alerted >= LAG_FIGURES, LAG_FIGURES - alerted
+    assert charted >= LAG_FIGURES, LAG_FIGURES - charted
+
+
 @pytest.mark.parametrize("query", list(queries()), ids=lambda q: q.where)
 def test_every_query_parses(query: Any) -> None:
     assert metric_names(query.expr)
