@@ -101,7 +101,9 @@ class Settings(BaseSettings):
     # `orphan_grace`. Every `interval`, one worker at a time, `batch` tasks a transaction.
     retention_enabled: bool = True
     retention_closed_tasks_seconds: float = Field(default=30 * 86_400.0, ge=0)
-    retention_outbox_published_seconds: float = Field(default=3600.0, ge=0)
+    # A day, not an hour: a durable handler heals a trim gap from the published outbox rows
+    # (store/published.py), so they must outlive the longest a handler may fall behind.
+    retention_outbox_published_seconds: float = Field(default=86_400.0, ge=0)
     retention_tombstones_seconds: float = Field(default=30 * 86_400.0, ge=0)
     retention_orphan_grace_seconds: float = Field(default=3600.0, ge=0)
     retention_interval_seconds: float = Field(default=60.0, gt=0)

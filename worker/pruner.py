@@ -62,7 +62,7 @@ WorkflowKnown = Callable[[str], Awaitable[bool]]
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
     closed_tasks_seconds: float = 30 * 86_400.0
-    outbox_published_seconds: float = 3600.0
+    outbox_published_seconds: float = 86_400.0
     tombstones_seconds: float = 30 * 86_400.0
     orphan_grace_seconds: float = 3600.0
     batch_size: int = 100

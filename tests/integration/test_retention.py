@@ -285,7 +285,12 @@ async def test_the_pruner_skips_a_task_a_recorder_holds_and_never_waits_for_it(
 def _run_cli(url: str, *args: str) -> tuple[int, str]:
     import subprocess
 
-    env = {**os.environ, "TASKPLANE_DATABASE_URL": url, "TASKPLANE_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "TASKPLANE_DATABASE_URL": url,
+        "TASKPLANE_LOG_LEVEL": "WARNING",
+        "TASKPLANE_RETENTION_OUTBOX_PUBLISHED_SECONDS": "3600",  # the setting is honoured
+    }
     done = subprocess.run(
         [sys.executable, "-m", "cli.main", "prune", *args],
         env=env,
@@ -324,7 +329,7 @@ async def test_taskplane_prune_dry_run_counts_what_the_real_run_deletes(
     assert would["processed_events"] == 16
     assert would["webhook_deliveries"] == 8
     # The two old tasks' outbox rows, and every row published longer ago than an hour
-    # (the default): the young and the open task's, backdated by `_task`.
+    # (the setting): the young and the open task's, backdated by `_task`.
     assert would["outbox"] == 8 + 4 + 3
     assert {t: await _rows(pool, t) for t in before} == before  # nothing deleted
 
