@@ -100,7 +100,7 @@ async def _prune_all(pool: AsyncConnectionPool, policy: RetentionPolicy) -> Prun
     counts = PruneCounts()
     while True:  # a round takes at most MAX_BATCHES batches: go on until the end
         batch = await prune_closed(pool, policy)
-        counts.add(batch)
+        counts.rows.update(batch.rows)  # not the ids: a backlog may hold millions
         log.info("pruned %d closed tasks", batch.tasks)
         if batch.tasks < MAX_BATCHES * policy.batch_size:
             break
