@@ -32,6 +32,7 @@ import psycopg
 
 from broker import BrokerError, EventBroker, topic_for
 from schemas import EventEnvelope, check_size, validate_data
+from schemas.envelope import schema_id
 from schemas.ids import reset_event_id
 from schemas.size import cap_free_text
 from schemas.workflow import RecordEventResult
@@ -130,6 +131,7 @@ class EventRecorder:
             type=event_type,
             subject=task_id,
             time=datetime.now(UTC),
+            dataschema=schema_id(event_type),
             data=model.model_dump(mode="json"),
             **current_trace_headers(),  # traceparent/tracestate while tracing is on
         )

@@ -2,9 +2,12 @@
 
 FastAPI documents the responses a handler declares; the ones that come from
 elsewhere (the auth and body-limit middlewares, the problem handlers, the 404
-every task lookup can answer) are added here, once, for every operation — routes
-added later included. Every error is `application/problem+json` with the
-`Problem` schema, so a client (and the schemathesis run in CI) can check them.
+every task lookup can answer, the 503 when Postgres, Redis or Temporal fails) are
+added here, once, for every operation — routes added later included. Every error
+is `application/problem+json` with the `Problem` schema (but `/readyz`'s 503,
+which has its own body), so a client (and the schemathesis run in CI) can check
+them. `tests/unit/test_openapi.py` reads each route's code for the statuses it
+can answer and fails when one is not documented here.
 """
 
 from __future__ import annotations
@@ -56,6 +59,40 @@ _TOO_LARGE = "The request body is larger than TASKPLANE_LIMIT_BODY_BYTES."
 _INVALID = "The request is not valid (`errors` says where)."
 _NOT_FOUND = "No such task (or it belongs to another tenant)."
 _BAD_CURSOR = "A resume point (`after`, `cursor`, `Last-Event-ID`) that is not valid."
+_DEPENDENCY_DOWN = (
+    "Postgres, Redis or Temporal failed or did not answer (`component` says which):"
+    " retry after `Retry-After` seconds."
+)
+# Every operation under these paths reads the store or asks Temporal.
+_REACHES_DEPENDENCIES = ("/tasks",)
+
+DESCRIPTION = (
+    "Tasks on Temporal you can watch and steer: create one, follow its events as"
+    " Server-Sent Events (CloudEvents 1.0 JSON, a dense per-task `sequence`), pause,"
+    " resume or cancel it. Errors are RFC 9457 problem+json. Events: AsyncAPI"
+    " `docs/asyncapi.json` and JSON Schemas under `/schemas/events`."
+)
+CONTACT = {"name": "The Taskplane maintainers (issues in the Taskplane repository)"}
+
+TAGS: list[dict[str, str]] = [
+    {"name": "tasks", "description": "Create, list, read and steer tasks; a task's history."},
+    {
+        "name": "events",
+        "description": "A task's events as Server-Sent Events, and the stream tokens"
+        " browsers open them with (docs/events.md).",
+    },
+    {"name": "webhooks", "description": "A task's webhook and its deliveries (docs/webhooks.md)."},
+    {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
+    {"name": "schemas", "description": "The published JSON Schemas of the events."},
+    {"name": "page", "description": "What the task page at `/` needs from the server."},
+]
+SERVERS: list[dict[str, str]] = [
+    {
+        "url": "/",
+        "description": "The API that serves this document (`taskplane api`; locally"
+        " http://127.0.0.1:8000).",
+    }
+]
 
 
 def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -83,14 +120,22 @@ def _document_operation(path: str, operation: dict[str, Any]) -> None:
         responses.setdefault("400", _problem(_BAD_CURSOR))
     if parameters or "requestBody" in operation:
         responses.setdefault("422", _problem(_INVALID))
+    if path.startswith(_REACHES_DEPENDENCIES):
+        responses.setdefault("503", _problem(_DEPENDENCY_DOWN))
     for code, response in responses.items():
-        if not code.isdigit() or int(code) < 400:
+        if not code.isdigit() or int(code) < 400 or _has_own_body(response):
             continue
         # Whatever FastAPI put there (its `HTTPValidationError`, or nothing), the
         # problem handlers answer problem+json.
         response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
         if code in {"429", "503"}:
             response.setdefault("headers", {}).update(_RETRY_AFTER)
+
+
+def _has_own_body(response: dict[str, Any]) -> bool:
+    """A route that declared a JSON model of its own for an error (`/readyz`'s 503)."""
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    return bool(schema) and schema.get("$ref") != "#/components/schemas/HTTPValidationError"
 
 
 def _describe_task_requests(schemas: dict[str, Any]) -> None:
@@ -181,6 +226,10 @@ def _set_maximum(schema: dict[str, Any], maximum: int) -> None:
 
 
 def _document(schema: dict[str, Any], settings: Settings) -> None:
+    schema["info"].setdefault("description", DESCRIPTION)
+    schema["info"].setdefault("contact", CONTACT)
+    schema["tags"] = TAGS
+    schema["servers"] = SERVERS
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     _describe_task_requests(schemas)

@@ -99,6 +99,7 @@ class ApiState:
             ("store_fallbacks", "streams that started without a live subscription (Redis away)"),
             ("store_polls", "store reads standing in for live delivery while Redis was away"),
             ("stream_errors", "streams ended by an error frame (event: error)"),
+            ("store_retries", "stream store reads tried again after the store did not answer"),
             ("send_timeouts", "streams dropped because the client stopped reading"),
             ("rejected", "streams refused with 503 at the stream cap"),
             ("invalid_messages", "broker messages refused by the event decoder and skipped"),

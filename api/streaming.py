@@ -28,9 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+import psycopg
+from psycopg_pool import PoolTimeout
 
 from broker import (
     BrokerNotConnectedError,
@@ -45,12 +48,15 @@ from schemas import InvalidEventError, decode_event, is_terminal
 from store import StoredEvent
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 # While Redis is away: how long a new stream waits for a confirmation before it reads
 # the store instead, and how many store polls pass between attempts to subscribe again.
 SUBSCRIBE_WAIT_WHILE_DOWN = 1.0
 RESUBSCRIBE_EVERY_POLLS = 3
+# Back-off of a stream's store read after a failure: first wait, most.
+STORE_RETRY_SECONDS = (0.2, 5.0)
 
 
 class EventHistory(Protocol):
@@ -90,6 +96,7 @@ class StreamCounters:
     store_fallbacks: int = 0  # streams that started without a live subscription (Redis away)
     store_polls: int = 0  # store reads standing in for live delivery while Redis was away
     stream_errors: int = 0  # streams ended by an `event: error` frame
+    store_retries: int = 0  # store reads tried again after the store did not answer
 
 
 class StreamGate:
@@ -212,6 +219,26 @@ class TaskEventStream:
             )
             return None
 
+    async def _from_store(self, read: Callable[[], Awaitable[T]]) -> T:
+        """`read()`, waiting out a store that does not answer (no pooled connection in
+        time, a connection that broke): the stream keeps its client, its heartbeats go
+        on, and it reads again with back-off — as it does while Redis is away. Past the
+        idle deadline the error ends the stream (`event: error`) as before."""
+        delay = STORE_RETRY_SECONDS[0]
+        while True:
+            try:
+                return await read()
+            except (PoolTimeout, psycopg.OperationalError) as exc:
+                if _now() + delay >= self._idle_deadline:
+                    raise
+                self._counters.store_retries += 1
+                log.warning(
+                    "store read failed; the stream reads again",
+                    extra={**self._fields, "sequence": self._last, "error": str(exc)},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_SECONDS[1])
+
     async def _poll_store(self) -> list[OutgoingEvent] | None:
         """Without a subscription: what the store has after the cursor, else a pause
         (`[]`); None when the stream has idled out."""
@@ -229,7 +256,9 @@ class TaskEventStream:
 
     async def _read_page(self) -> list[OutgoingEvent]:
         """The store's next page after the cursor; the cursor moves to its end."""
-        page = await self._store.history(self._task_id, after=self._last, limit=self._page_size)
+        page = await self._from_store(
+            lambda: self._store.history(self._task_id, after=self._last, limit=self._page_size)
+        )
         if page:
             self._last = page[-1].sequence
         return [OutgoingEvent(e.sequence, e.event_type, e.envelope_json) for e in page]
@@ -239,7 +268,7 @@ class TaskEventStream:
         opens a new chapter after it (`task.reset.v1` …), which the stream goes on to."""
         if not last_of_batch:
             return False
-        latest = await self._store.last_sequence(self._task_id)
+        latest = await self._from_store(lambda: self._store.last_sequence(self._task_id))
         return latest is None or latest <= event.sequence
 
     async def _next_batch(self, subscription: Subscription) -> list[OutgoingEvent] | None:

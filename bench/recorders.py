@@ -36,6 +36,7 @@ from psycopg_pool import AsyncConnectionPool
 from activities.recorder import EventRecorder
 from broker import BrokerError, EventBroker, topic_for
 from schemas import EventEnvelope, check_size, validate_data
+from schemas.envelope import schema_id
 from schemas.workflow import RecordEventResult
 from store import AppendResult, EventStore, Outbox
 
@@ -52,6 +53,7 @@ def build_envelope(
         type=event_type,
         subject=task_id,
         time=datetime.now(UTC),
+        dataschema=schema_id(event_type),
         data=model.model_dump(mode="json"),
     )
     check_size(envelope)

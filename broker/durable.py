@@ -52,6 +52,7 @@ from schemas import (
     OversizedEventError,
     UnknownEventTypeError,
     decode_event,
+    upcast,
 )
 
 log = logging.getLogger(__name__)
@@ -313,7 +314,8 @@ class GroupConsumer:
             await self._set_aside(entry, DeadLetterReason.MAX_DELIVERIES, error)
             return None
         try:
-            envelope = decode_event(entry.payload)
+            # Handlers see the latest version of each type (schemas/upcast.py).
+            envelope = upcast(decode_event(entry.payload))
         except InvalidEventError as exc:
             self._counters.invalid += 1
             log.warning(

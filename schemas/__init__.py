@@ -16,10 +16,12 @@ from schemas.registry import (
     TERMINAL_EVENT_TYPES,
     is_terminal,
     model_for,
+    read_data,
     validate_data,
 )
 from schemas.size import cap_optional_text, cap_text, check_size
 from schemas.tasks import TASK_INPUT_MODELS, TaskStatus
+from schemas.upcast import latest_type, upcast, upcast_json
 
 __all__ = [
     "EVENT_MODELS",
@@ -42,6 +44,10 @@ __all__ = [
     "decode_event",
     "format_time",
     "is_terminal",
+    "latest_type",
     "model_for",
+    "read_data",
+    "upcast",
+    "upcast_json",
     "validate_data",
 ]

@@ -43,6 +43,8 @@ reset in Temporal opens a new chapter (`task.reset.v1`, then the new run's
 events, then one terminal event): a stream that reconnects after the earlier
 terminal event gets the new chapter. If the server cannot go on, it sends one
 `event: error` frame whose data is an RFC 9457 problem+json object, then closes.
+Events arrive at the newest version of their type (a stored `task.terminated.v1`
+as `task.terminated.v2`); `?version=stored` sends each exactly as recorded.
 """
 
 
@@ -207,6 +209,14 @@ def document() -> dict[str, Any]:
                                     "type": "boolean",
                                     "default": True,
                                     "description": "false: live events only.",
+                                },
+                                "version": {
+                                    "type": "string",
+                                    "enum": ["latest", "stored"],
+                                    "default": "latest",
+                                    "description": "`latest`: each event at the newest"
+                                    " version of its type (older stored versions are"
+                                    " upcast); `stored`: each event exactly as recorded.",
                                 },
                             },
                         },

@@ -9,6 +9,11 @@ The envelope part is written out here by hand rather than derived from
 `EventEnvelope`, because the wire contract is stricter than the Python model's
 defaults: every attribute we emit is required on the wire.
 
+Only standard JSON Schema 2020-12 keywords appear in a schema, so every
+validator compiles it in its strictest mode (Ajv's `strict: true` refuses
+unknown keywords); what Taskplane adds about a type (is it terminal, the size
+limit) lives in `index.json` instead.
+
 Output is deterministic (sorted keys, fixed indentation, trailing newline), so
 the staleness test can compare bytes.
 """
@@ -25,10 +30,12 @@ from schemas.envelope import (
     REQUIRED_ATTRIBUTES,
     SPEC_VERSION,
     TRACEPARENT_PATTERN,
+    schema_id,
 )
 from schemas.errors import MAX_EVENT_BYTES
 from schemas.examples import example_envelope
 from schemas.registry import EVENT_MODELS
+from schemas.upcast import UPCASTERS
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 INDEX_FILE = "index.json"
@@ -36,10 +43,6 @@ INDEX_FILE = "index.json"
 # alone is only an annotation by default, so the pattern is what enforces RFC 3339.
 RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 EXTENSION_NAME_PATTERN = "^[a-z0-9]+$"
-
-
-def schema_id(event_type: str) -> str:
-    return f"urn:taskplane:schemas:events:{event_type}"
 
 
 def file_name(event_type: str) -> str:
@@ -83,6 +86,11 @@ def envelope_properties(event_type: str, data: dict[str, Any]) -> dict[str, Any]
             "description": "When the event was recorded (RFC 3339; Taskplane writes UTC, `Z`).",
         },
         "datacontenttype": {"const": DATA_CONTENT_TYPE},
+        "dataschema": {
+            "const": schema_id(event_type),
+            "description": "The `$id` of this schema (absent on events recorded before"
+            " Taskplane set it).",
+        },
         "sequence": {
             "type": "integer",
             "minimum": 1,
@@ -132,11 +140,12 @@ def envelope_schema(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
         "required": sorted(REQUIRED_ATTRIBUTES),
         "properties": envelope_properties(event_type, data),
         # Extension attributes may appear; CloudEvents constrains their names and values.
+        # `anyOf`, not a `type` array: Ajv's strict mode refuses union types by default.
         "propertyNames": {"pattern": EXTENSION_NAME_PATTERN},
-        "additionalProperties": {"type": ["string", "integer", "boolean"]},
+        "additionalProperties": {
+            "anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]
+        },
         "examples": [example_envelope(event_type)],
-        "x-taskplane-terminal": model.terminal,
-        "x-taskplane-max-bytes": MAX_EVENT_BYTES,
     }
 
 
@@ -156,6 +165,12 @@ def index() -> dict[str, Any]:
                 "$id": schema_id(event_type),
                 "description": (model.__doc__ or event_type).strip(),
                 "terminal": model.terminal,
+                # Readers get the newest version: an older one names its successor.
+                **(
+                    {"supersededBy": UPCASTERS[event_type].target}
+                    if event_type in UPCASTERS
+                    else {}
+                ),
             }
             for event_type, model in EVENT_MODELS.items()
         },

@@ -6,9 +6,11 @@ decoder refuses anything that is not exactly a Taskplane event, and says why
 through the `InvalidEventError` subclass it raises (see `schemas.errors`), so
 a consumer can count, log and dead-letter by reason and carry on.
 
-Validation is strict: a `"3"` where the contract says integer is refused, not
-coerced, because a consumer in another language validating the same bytes
-against `schemas/json/` would refuse it too.
+Validation is strict about types: a `"3"` where the contract says integer is
+refused, not coerced, because a consumer in another language validating the
+same bytes against `schemas/json/` would refuse it too. It is tolerant about
+additions: unknown `data` fields and well-formed unknown extension attributes
+are accepted and ignored (a newer producer may add them; docs/events.md).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pydantic import ValidationError
 
 from schemas.envelope import REQUIRED_ATTRIBUTES, EventEnvelope
 from schemas.errors import MAX_EVENT_BYTES, MalformedEventError, OversizedEventError, describe
-from schemas.registry import validate_data
+from schemas.registry import read_data
 from schemas.size import encoded_size
 
 
@@ -40,5 +42,5 @@ def decode_event(raw: str | bytes) -> EventEnvelope:
     missing = REQUIRED_ATTRIBUTES - envelope.model_fields_set
     if missing:
         raise MalformedEventError(f"malformed event envelope: missing {', '.join(sorted(missing))}")
-    validate_data(envelope.type, envelope.data, strict=True)
+    read_data(envelope.type, envelope.data)
     return envelope

@@ -11,6 +11,11 @@ its JSON event format (https://github.com/cloudevents/spec/blob/v1.0.2/):
   32-bit JSON number): the per-task, dense, 1-based position assigned by the
   store when the event commits. An envelope is built without it (it does not
   exist yet) and the store splices it in.
+- `dataschema` (optional in the spec, set on every event Taskplane records) is
+  the `$id` of the type's published JSON Schema, `urn:taskplane:schemas:events:<type>`:
+  an absolute URI, as CloudEvents requires, that stays true wherever the API
+  runs (`GET /schemas/events/<dataschema>` serves the file). Events recorded
+  before it existed lack it.
 - `traceparent` and `tracestate` are the CloudEvents distributed-tracing
   extension (W3C Trace Context strings), set only while tracing is on.
 - Unknown extension attributes are carried through, but their names must be
@@ -64,6 +69,14 @@ _EXTENSION_NAME = re.compile(r"[a-z0-9]+")
 TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
+SCHEMA_ID_PREFIX: Final = "urn:taskplane:schemas:events:"
+
+
+def schema_id(event_type: str) -> str:
+    """The `$id` of the type's published schema, and every event's `dataschema`."""
+    return f"{SCHEMA_ID_PREFIX}{event_type}"
+
+
 def format_time(value: datetime) -> str:
     """RFC 3339, UTC, microseconds, `Z` suffix: one spelling everywhere."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -79,6 +92,9 @@ class EventEnvelope(BaseModel):
     subject: str = Field(min_length=1, description="The task id.")
     time: AwareDatetime
     datacontenttype: Literal["application/json"] = DATA_CONTENT_TYPE
+    dataschema: str | None = Field(
+        default=None, min_length=1, description="The `$id` of the type's published schema."
+    )
     data: dict[str, Any]
     sequence: int | None = Field(default=None, ge=1, le=MAX_SEQUENCE, strict=True)
     # CloudEvents distributed-tracing extension: the W3C Trace Context of the span that

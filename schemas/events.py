@@ -3,7 +3,8 @@
 These models are the contract: `schemas/json/` is generated from them and
 checked in, and a test refuses any change that would break a consumer of a
 published version. Within a version, fields may be added (with defaults) but
-never removed, retyped, or made required; a breaking change gets a new type
+never removed, retyped, or made required (readers ignore fields they do not
+know, so an added optional field breaks nobody); a breaking change gets a new type
 name (`…v2`) and both types are registered while consumers migrate. The
 docstrings and field descriptions here become the JSON Schema descriptions.
 """
@@ -20,8 +21,11 @@ _TOTAL_STEPS = "How many steps the task has, when known."
 
 
 class EventData(BaseModel):
-    # `forbid`: a publisher's typo is an error, not a silently dropped field.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # `ignore`: a reader is tolerant, so a newer producer may add optional fields without
+    # breaking it, and the published schemas leave `data` open (no `additionalProperties`).
+    # Publishers are held to the exact fields by `schemas.registry.validate_data`, which
+    # validates with `extra="forbid"`: their typo is an error, not a silently dropped field.
+    model_config = ConfigDict(extra="ignore", frozen=True)
     event_type: ClassVar[str]
     terminal: ClassVar[bool] = False
 
@@ -139,6 +143,25 @@ class TaskTerminatedV1(EventData):
     close_status: str = Field(
         description="Temporal's close status of the run: `TERMINATED`, `TIMED_OUT`, …"
     )
+    run_id: str = Field(description="The Temporal run that ended.")
+    identity: str | None = Field(
+        default=None, description="Who terminated it, as Temporal recorded (e.g. the CLI user)."
+    )
+
+
+class TaskTerminatedV2(EventData):
+    """The run ended without the task's code: an operator terminated it in Temporal, or a
+    workflow timeout closed it. Terminal. v2 of `task.terminated.v1`: `timed_out` is
+    required, so a consumer need not know Temporal's status names to tell a timeout from
+    an operator's terminate. A stored v1 event reads back as v2 (`schemas.upcast`)."""
+
+    event_type = "task.terminated.v2"
+    terminal = True
+    reason: str | None = Field(default=None, description="The reason Temporal recorded, if any.")
+    close_status: str = Field(
+        description="Temporal's close status of the run: `TERMINATED`, `TIMED_OUT`, …"
+    )
+    timed_out: bool = Field(description="True when a workflow timeout closed the run.")
     run_id: str = Field(description="The Temporal run that ended.")
     identity: str | None = Field(
         default=None, description="Who terminated it, as Temporal recorded (e.g. the CLI user)."

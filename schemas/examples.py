@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.envelope import schema_id
+
 EXAMPLE_DATA: dict[str, dict[str, Any]] = {
     "task.created.v1": {
         "task_type": "demo.pipeline",
@@ -50,6 +52,13 @@ EXAMPLE_DATA: dict[str, dict[str, Any]] = {
         "run_id": "5d0b7a4e-3f1c-4d2b-9e8a-1c2d3e4f5a6b",
         "identity": "ops@example.com",
     },
+    "task.terminated.v2": {
+        "reason": "stuck on a bad deploy",
+        "close_status": "TERMINATED",
+        "timed_out": False,
+        "run_id": "5d0b7a4e-3f1c-4d2b-9e8a-1c2d3e4f5a6b",
+        "identity": "ops@example.com",
+    },
     "task.reset.v1": {
         "from_run_id": "5d0b7a4e-3f1c-4d2b-9e8a-1c2d3e4f5a6b",
         "to_run_id": "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b",
@@ -69,6 +78,7 @@ def example_envelope(event_type: str) -> dict[str, Any]:
         "subject": "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
         "time": "2026-01-02T03:04:05.678901Z",
         "datacontenttype": "application/json",
+        "dataschema": schema_id(event_type),
         "data": EXAMPLE_DATA[event_type],
         "sequence": 1 if event_type == "task.created.v1" else 4,
     }

@@ -24,6 +24,7 @@ from schemas.events import (
     TaskResetV1,
     TaskResumedV1,
     TaskTerminatedV1,
+    TaskTerminatedV2,
 )
 
 EVENT_MODELS: dict[str, type[EventData]] = {
@@ -40,6 +41,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         TaskFailedV1,
         TaskCancelledV1,
         TaskTerminatedV1,
+        TaskTerminatedV2,
         TaskResetV1,
     )
 }
@@ -55,6 +57,7 @@ __all__ = [
     "InvalidEventError",
     "is_terminal",
     "model_for",
+    "read_data",
     "validate_data",
 ]
 
@@ -66,16 +69,31 @@ def model_for(event_type: str) -> type[EventData]:
         raise UnknownEventTypeError(event_type) from None
 
 
-def validate_data(event_type: str, data: object, *, strict: bool = False) -> EventData:
-    """The type's model, validated from `data`.
+def validate_data(event_type: str, data: object) -> EventData:
+    """The type's model, validated from `data` as a PUBLISHER must write it.
 
-    Publishers validate laxly (the model's output is canonical anyway);
-    consumers pass `strict=True`, so a `"3"` where the contract says integer
-    is refused rather than guessed at.
+    Lax about types (the model's output is canonical anyway) but exact about
+    names: a field the model does not know is refused, so a publisher's typo
+    fails loudly instead of vanishing from the event.
     """
     model = model_for(event_type)
     try:
-        return model.model_validate(data, strict=strict)
+        return model.model_validate(data, extra="forbid")
+    except ValidationError as exc:
+        raise InvalidEventDataError(event_type, describe(exc)) from exc
+
+
+def read_data(event_type: str, data: object) -> EventData:
+    """The type's model, validated from `data` as a READER (a tolerant one).
+
+    Strict about types (a `"3"` where the contract says integer is refused, as a
+    consumer validating against `schemas/json/` would), but fields it does not
+    know are ignored: a newer producer may add optional fields within a type
+    version (docs/events.md, "Versions"), and older readers must keep working.
+    """
+    model = model_for(event_type)
+    try:
+        return model.model_validate(data, strict=True, extra="ignore")
     except ValidationError as exc:
         raise InvalidEventDataError(event_type, describe(exc)) from exc
 

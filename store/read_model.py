@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from schemas import EventEnvelope
+from schemas import EventEnvelope, upcast
 from schemas.tasks import TaskStatus
 
 
@@ -40,6 +40,8 @@ def _step(data: dict[str, Any], fraction: float, *, completes: bool = False) -> 
 
 
 def update_for(envelope: EventEnvelope) -> TaskUpdate:
+    # The rules know only the latest version of each type; older stored ones are upcast.
+    envelope = upcast(envelope)
     data = envelope.data
     match envelope.type:
         case "task.created.v1":
@@ -68,7 +70,7 @@ def update_for(envelope: EventEnvelope) -> TaskUpdate:
             return TaskUpdate(status=TaskStatus.FAILED, error=data.get("error"))
         case "task.cancelled.v1":
             return TaskUpdate(status=TaskStatus.CANCELLED, error=data.get("reason"))
-        case "task.terminated.v1":
+        case "task.terminated.v2":
             reason = data.get("reason") or f"closed by Temporal as {data.get('close_status')}"
             return TaskUpdate(status=TaskStatus.TERMINATED, error=reason)
         # `task.reset.v1` moves the row to a new chapter in its own statement

@@ -14,6 +14,8 @@ that allows adding optional fields and loosening constraints, nothing else:
   an `enum` may not lose values, a `pattern` may not appear or change, and an
   object may not become closed (`additionalProperties: false`).
 
+An added optional property is never a problem: `data` is open (readers ignore
+fields they do not know), so yesterday's consumers accept today's events.
 Anything else needs a new type name (`…v2`), registered next to the old one.
 The checker walks both schemas side by side; it knows the JSON Schema subset
 that pydantic and `schemas.contract` produce, and treats what it does not know

@@ -54,7 +54,7 @@ from broker import (
     EventBroker,
     TrimGap,
 )
-from schemas import EventEnvelope, InvalidEventError, decode_event
+from schemas import EventEnvelope, InvalidEventError, decode_event, upcast
 from settings import Settings
 from store.processed import ProcessedEvents
 from store.published import PublishedEvents
@@ -309,7 +309,8 @@ class HandlerRunner:
             if self._stopping:  # the gap is kept: the next start heals it
                 raise HealInterruptedError(f"handler {handler.name} stopped while healing")
             try:
-                envelope = decode_event(text)
+                # As on the stream, handlers see the latest version (schemas/upcast.py).
+                envelope = upcast(decode_event(text))
             except InvalidEventError as exc:  # the store keeps only valid events: a bug
                 log.error("stored event not decodable; not healed", extra={"error": str(exc)})
                 continue

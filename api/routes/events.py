@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from api.auth import StreamTenantDep
 from api.deps import ServicesDep
+from api.event_versions import VersionQuery, as_requested
 from api.limits import MAX_SEQUENCE, TenantStreamGate, TenantStreamsDep, parse_sequence
 from api.lookup import find_task, parse_task_id
 from api.problems import PROBLEM_JSON, ProblemError, problem_body
@@ -134,8 +135,10 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
     responses={
         **SSE_RESPONSES,
         503: {
-            "description": "This API process serves its maximum of streams: retry after"
-            " `Retry-After` seconds (or on another process).",
+            "description": "This API process serves its maximum of streams, or Postgres,"
+            " Redis or Temporal failed before the stream began (`component` says which):"
+            " retry after `Retry-After` seconds (or on another process). Once the stream"
+            " has begun, a failure arrives as an `event: error` frame instead.",
             "content": {PROBLEM_JSON: {}},
         },
         429: {
@@ -155,7 +158,12 @@ async def task_events(
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQUENCE)] = None,
     history: bool = True,
     last_event_id: Annotated[str | None, Header()] = None,
+    version: VersionQuery = "latest",
 ) -> Response:
+    """Follow a task: its events as Server-Sent Events, history first, then live, until
+    the task's terminal event. Reconnect with `Last-Event-ID` (or `?after=`) to resume;
+    204 means the task ended and you have everything (docs/events.md, "End of a stream").
+    Browsers authenticate with `?token=` from `POST /tasks/{task_id}/stream-token`."""
     if gate.full:  # before any store or Temporal work; the response takes the slot itself
         return too_many_streams(gate, request.url.path)
     if tenant_gate.full(tenant):
@@ -188,9 +196,10 @@ async def task_events(
             async with aclosing(stream.events()) as events:
                 async for event in events:
                     with event_span("sse deliver", event.envelope_json, _span_fields(event)):
-                        yield ServerSentEvent(
-                            data=event.envelope_json, event=event.event_type, id=str(event.sequence)
+                        event_type, data = as_requested(
+                            event.envelope_json, event.event_type, version
                         )
+                        yield ServerSentEvent(data=data, event=event_type, id=str(event.sequence))
         except Exception as exc:
             # The response has started: the error can only travel inside the stream.
             log.exception("stream failed", extra={"task_id": task_id})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
 
 from api.deps import ServicesDep
 from api.services import Services
@@ -23,8 +24,24 @@ REDIS_DOWN_IMPAIRS = [
 ]
 
 
+class CheckResult(BaseModel):
+    status: Literal["up", "down"]
+    error: str | None = Field(default=None, description="Why it is down.")
+
+
+class Readiness(BaseModel):
+    """Each dependency's state, and what this process can do with them."""
+
+    status: Literal["ready", "degraded", "unavailable"] = Field(
+        description="`degraded`: Redis is down, everything works, some of it later."
+    )
+    checks: dict[str, CheckResult] = Field(description="`postgres`, `redis`, `temporal`.")
+    impaired: list[str] | None = Field(default=None, description="What is slower while degraded.")
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
+    """Liveness: the process answers. Checks no dependency (that is `/readyz`)."""
     return {"status": "ok"}
 
 
@@ -52,8 +69,20 @@ async def _run(check: Any, services: Services) -> dict[str, str]:
     return {"status": "up"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "Postgres or Temporal is down: this process cannot create,"
+            " control or read tasks. Take it out of the load balancer.",
+        }
+    },
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
+    """Readiness: Postgres, Redis and Temporal are each checked (2 s timeout). 200 when
+    this process can serve (`degraded` while only Redis is down), else 503."""
     names = ("postgres", "redis", "temporal")
     results = await asyncio.gather(
         *(_run(check, services) for check in (_check_postgres, _check_redis, _check_temporal))
@@ -73,5 +102,6 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 
 @router.get("/metrics", response_class=PlainTextResponse)  # documented as text, as served
 async def metrics(request: Request) -> Response:
+    """This API process's metrics in the Prometheus text format (docs/operations.md)."""
     state: ApiState = request.app.state.api
     return Response(state.metrics.text(), media_type=METRICS_CONTENT_TYPE)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Response
 
 from api.problems import PROBLEM_JSON, ProblemError
 from schemas.contract import INDEX_FILE, file_name
+from schemas.envelope import SCHEMA_ID_PREFIX
 
 router = APIRouter(tags=["schemas"])
 
@@ -46,6 +47,7 @@ def _published() -> dict[str, bytes]:
     },
 )
 async def event_schema_index() -> Response:
+    """The published index (`schemas/json/index.json`), byte for byte."""
     return Response(_published()[INDEX_FILE], media_type="application/json", headers=_CACHE)
 
 
@@ -63,6 +65,8 @@ async def event_schema_index() -> Response:
     },
 )
 async def event_schema(event_type: str) -> Response:
+    """One published schema file, byte for byte; validate a whole received event with it."""
+    event_type = event_type.removeprefix(SCHEMA_ID_PREFIX)  # an event's `dataschema` works too
     name = event_type if event_type.endswith(".json") else file_name(event_type)
     body = _published().get(name)
     if body is None or name == INDEX_FILE:

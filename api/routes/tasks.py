@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 
 from api.auth import TenantDep
 from api.deps import ServicesDep
+from api.event_versions import VersionQuery, as_requested
 from api.idempotency import parse_idempotency_key, request_fingerprint, task_id_for_key
 from api.limits import MAX_SEQUENCE, CreationLimiterDep, check_creation_rate, check_page_size
 from api.lookup import find_task, parse_task_id, view_from_record
@@ -76,6 +77,7 @@ def _validated_input(body: CreateTaskRequest) -> dict[str, Any]:
     responses={
         200: {"model": CreateTaskResponse, "description": "The task this Idempotency-Key made."},
         400: {"description": "Malformed Idempotency-Key."},
+        409: {"description": "The task id this Idempotency-Key names belongs to another tenant."},
         422: {"description": "Unknown type, bad input, or a reused key with another body."},
         429: {"description": "The tenant creates tasks too fast: retry after `Retry-After`."},
     },
@@ -132,6 +134,8 @@ async def create_task(
 
 @router.get("/tasks/{task_id}", response_model=TaskView)
 async def get_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> TaskView:
+    """The task's current state: status, progress, steps, result or error, and links to
+    its events and history."""
     return await find_task(services, task_id, tenant)
 
 
@@ -219,6 +223,8 @@ _CONTROL_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=_CONTROL_RESPONSES,
 )
 async def pause_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> ControlResponse:
+    """Ask a running task to pause at its next step boundary (`task.paused.v1` follows).
+    409 when it is already paused, has ended, or its workflow cannot act on it now."""
     task_id = parse_task_id(task_id)
     state = await _current_state(services, task_id, tenant)
     if state.status == TaskStatus.PAUSED or state.pause_requested:
@@ -234,6 +240,8 @@ async def pause_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> 
     responses=_CONTROL_RESPONSES,
 )
 async def resume_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> ControlResponse:
+    """Resume a paused task, or withdraw a pause not yet reached (`task.resumed.v1`).
+    409 when it is not paused or has ended."""
     task_id = parse_task_id(task_id)
     state = await _current_state(services, task_id, tenant)
     if state.status != TaskStatus.PAUSED and not state.pause_requested:
@@ -249,6 +257,8 @@ async def resume_task(task_id: str, services: ServicesDep, tenant: TenantDep) ->
     responses=_CONTROL_RESPONSES,
 )
 async def cancel_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> ControlResponse:
+    """Cancel the task: the running step is cancelled, then `task.cancelled.v1` ends it.
+    409 when it has already ended."""
     task_id = parse_task_id(task_id)
     await _current_state(services, task_id, tenant)
     await _signal(services, task_id, SIGNAL_CANCEL)
@@ -262,6 +272,7 @@ async def task_history(
     tenant: TenantDep,
     after: Annotated[int, Query(ge=0, le=MAX_SEQUENCE)] = 0,
     limit: Annotated[int | None, Query(ge=1, le=1000, description=HISTORY_SIZE_DOC)] = None,
+    version: VersionQuery = "latest",
 ) -> Response:
     """A page of events in `sequence` order; `next_after` resumes after it."""
     most = services.settings.limit_history_page_size
@@ -270,8 +281,8 @@ async def task_history(
     await find_task(services, task_id, tenant)
     events = await services.events.history(parse_task_id(task_id), after=after, limit=limit)
     next_after = events[-1].sequence if events else after
-    # The stored envelopes are served as stored: no re-serialisation.
-    body = (
-        '{"events":[' + ",".join(e.envelope_json for e in events) + f'],"next_after":{next_after}}}'
-    )
+    # The stored envelopes are served as stored (no re-serialisation), but for the few
+    # of an older version of their type when the client asked for the latest.
+    served = (as_requested(e.envelope_json, e.event_type, version)[1] for e in events)
+    body = '{"events":[' + ",".join(served) + f'],"next_after":{next_after}}}'
     return Response(body, media_type="application/json")

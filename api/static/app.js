@@ -24,7 +24,7 @@ const FALLBACK_EVENTS = {
   "task.completed.v1": true,
   "task.failed.v1": true,
   "task.cancelled.v1": true,
-  "task.terminated.v1": true,
+  "task.terminated.v2": true, // the stream serves the latest version (v1 is upcast)
   "task.reset.v1": false,
 };
 
@@ -334,9 +334,11 @@ class TaskView {
         this.status = "cancelled";
         this.showResult(data.reason || "cancelled");
         break;
-      case "task.terminated.v1":
+      case "task.terminated.v2":
         this.status = "terminated";
-        this.showResult(data.reason || `terminated in Temporal (${data.close_status})`);
+        this.showResult(
+          data.reason || `${data.timed_out ? "timed out" : "terminated"} in Temporal (${data.close_status})`,
+        );
         break;
       case "task.reset.v1":
         // An operator's reset in Temporal: a new chapter, the steps start over.

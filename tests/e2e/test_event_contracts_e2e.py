@@ -15,6 +15,7 @@ from broker import topic_for
 from broker.redis import RedisBroker
 from schemas import EVENT_MODELS, MAX_EVENT_BYTES, decode_event
 from schemas.contract import render
+from schemas.envelope import schema_id
 from tests.sse import Frame, read_frames
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +58,8 @@ def garbage(task_id: str, next_sequence: int) -> list[str]:
         '{"specversion": "1.0", "id": ',
         "[]",
         envelope(type="task.exploded.v1"),
-        envelope(data={"bogus": 1}),
+        # (An unknown data field is no longer garbage: readers ignore it, docs/events.md.)
+        envelope(type="task.step.failed.v1", data={"index": 1, "name": "s", "error": "e"}),
         envelope(type="task.step.progress.v1", data={"index": "1", "name": "s", "percent": 5}),
         envelope(sequence=None),
         envelope(sequence=-1),
@@ -119,6 +121,8 @@ async def test_garbage_on_a_live_topic_is_skipped_and_the_client_keeps_its_strea
         envelope = decode_event(frame.data)
         assert (envelope.type, envelope.sequence) == (frame.event, int(frame.id or 0))
         assert envelope.subject == task_id
+        # Every recorded event names its schema; the API serves it under that name.
+        assert envelope.dataschema == schema_id(envelope.type)
     after_pause = [frame.event for frame in received[paused_at:]]
     assert after_pause[0] == "task.resumed.v1"
     assert after_pause[-1] == "task.completed.v1"
@@ -144,6 +148,9 @@ async def test_the_api_serves_the_published_schemas(client: httpx.AsyncClient) -
         # The index's relative file names resolve against the index URL.
         by_file = await client.get(f"/schemas/events/{entry['schema']}")
         assert by_file.text == by_name.text
+        # An event's `dataschema` (the schema's `$id`) works as the name too.
+        by_id = await client.get(f"/schemas/events/{entry['$id']}")
+        assert by_id.text == by_name.text
     missing = await client.get("/schemas/events/task.exploded.v1")
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"

@@ -1,7 +1,8 @@
 """One truth across Temporal and the store, whatever an operator does with the `temporal` CLI.
 
 Terminate and a workflow timeout end the task with `task.terminated.v1` (the
-worker's reconciler records it); a reset opens a new chapter (`task.reset.v1`,
+worker's reconciler records it; readers get it upcast to `task.terminated.v2`
+unless they ask for `?version=stored`); a reset opens a new chapter (`task.reset.v1`,
 then the new run's events, then one terminal event). Every check ends with the
 delivery invariants over the store's history and an SSE client.
 """
@@ -57,9 +58,21 @@ async def test_terminate_ends_the_task_and_its_streams_with_task_terminated(
     )
     envelopes = await asyncio.wait_for(watcher, 60)  # the open stream ends by itself
     last = envelopes[-1]
-    assert last["type"] == "task.terminated.v1"
+    assert last["type"] == "task.terminated.v2"  # stored as v1, read as the latest version
     assert last["data"]["reason"] == "stuck on a bad deploy"
     assert last["data"]["close_status"] == "TERMINATED"
+    assert last["data"]["timed_out"] is False
+    after = {"after": last["sequence"] - 1}
+    stored = await client.get(f"/tasks/{task_id}/history", params={**after, "version": "stored"})
+    latest = await client.get(f"/tasks/{task_id}/history", params=after)
+    [as_stored], [as_latest] = stored.json()["events"], latest.json()["events"]
+    assert (as_stored["type"], as_latest) == ("task.terminated.v1", last)
+    assert as_stored["id"] == last["id"]
+    assert "timed_out" not in as_stored["data"]
+    status, frames = await collect_events(
+        client, f"/tasks/{task_id}/events?after={after['after']}&version=stored"
+    )
+    assert (status, [payload(f) for f in frames]) == (200, [as_stored])
     body = await wait_status(client, task_id, "terminated")
     assert body["error"] == "stuck on a bad deploy"
     # Clients stop: a reconnect after the terminal event gets 204, control answers 409.
@@ -98,8 +111,9 @@ async def test_a_workflow_timeout_is_recorded_as_terminated_with_timed_out(
         json.dumps(request),
     )
     envelopes = await asyncio.wait_for(_stream_when_known(client, task_id), 60)
-    assert envelopes[-1]["type"] == "task.terminated.v1"
+    assert envelopes[-1]["type"] == "task.terminated.v2"
     assert envelopes[-1]["data"]["close_status"] == "TIMED_OUT"
+    assert envelopes[-1]["data"]["timed_out"] is True
     await wait_status(client, task_id, "terminated")
     await _check(pool, task_id, envelopes)
 
@@ -193,7 +207,7 @@ async def test_reset_of_a_running_task_is_no_termination(
     types = [e["type"] for e in envelopes]
     assert types.count("task.reset.v1") == 1
     assert types[-1] == "task.completed.v1"
-    assert "task.terminated.v1" not in types
+    assert "task.terminated.v2" not in types
     await _check(pool, task_id, envelopes)
     # Still none after the reconciler had time to look at the old, terminated run. A
     # sleep, as nothing else shows it: the reconciler runs in the worker process (a

@@ -220,6 +220,57 @@ async def test_invalid_messages_are_logged_raw_dead_lettered_and_the_runner_goes
     assert setup.broker.stats().invalid >= 2
 
 
+async def test_an_event_from_a_newer_producer_is_handled_not_dead_lettered(
+    setup: Setup,
+) -> None:
+    """Tolerant reader: unknown data fields and extension attributes are ignored."""
+    seen: list[EventEnvelope] = []
+
+    async def handle(event: EventEnvelope, conn: AsyncConnection) -> None:
+        seen.append(event)
+        await setup.write_effect(event, conn)
+
+    runner = setup.runner(handle)
+    task = await running(runner, setup)
+    newer = orjson.loads(new_event())
+    newer["data"]["eta_seconds"] = 4.5
+    newer["partitionkey"] = "tenant-a"
+    payload = orjson.dumps(newer).decode()
+    await setup.broker.publish(topic_for("t"), payload)
+
+    async def handled() -> bool:
+        return runner.counters.handled == 1
+
+    await until(handled)
+    await stop(runner, task)
+    assert await setup.effects() == {event_id(payload): 1}
+    assert await setup.broker.dead_letters() == []
+    assert seen[0].model_extra == {"partitionkey": "tenant-a"}
+    assert seen[0].data["eta_seconds"] == 4.5
+
+
+async def test_handlers_get_the_latest_version_of_an_older_stored_event(setup: Setup) -> None:
+    """Upcasting: a `task.terminated.v1` on the stream reaches handlers as v2."""
+    seen: list[EventEnvelope] = []
+
+    async def handle(event: EventEnvelope, conn: AsyncConnection) -> None:
+        seen.append(event)
+        await setup.write_effect(event, conn)
+
+    runner = setup.runner(handle)
+    task = await running(runner, setup)
+    payload = new_event("task.terminated.v1")
+    await setup.broker.publish(topic_for("t"), payload)
+
+    async def handled() -> bool:
+        return runner.counters.handled == 1
+
+    await until(handled)
+    await stop(runner, task)
+    assert (seen[0].type, seen[0].id) == ("task.terminated.v2", event_id(payload))
+    assert seen[0].data["timed_out"] is False
+
+
 async def test_a_failing_handler_is_retried_then_dead_lettered_without_an_effect(
     setup: Setup,
 ) -> None:

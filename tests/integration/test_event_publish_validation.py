@@ -27,6 +27,7 @@ from schemas import (
     decode_event,
     validate_data,
 )
+from schemas.envelope import schema_id
 from schemas.tasks import DemoStepInput
 from schemas.workflow import INVALID_EVENT
 from store import EventStore
@@ -121,6 +122,7 @@ async def test_the_limit_holds_after_the_store_splices_in_the_sequence(
             "type": "task.step.completed.v1",
             "subject": task_id,
             "time": "2026-01-02T03:04:05.678901Z",
+            "dataschema": schema_id("task.step.completed.v1"),
             # Measured as the recorder sends it: the validated model, defaults included.
             "data": validate_data("task.step.completed.v1", completed_data("")).model_dump(
                 mode="json"

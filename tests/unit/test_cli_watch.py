@@ -58,3 +58,17 @@ def test_describe_handles_every_v1_type() -> None:
     index = orjson.loads(open("schemas/json/index.json", "rb").read())  # noqa: SIM115
     for number, event_type in enumerate(index["events"], start=1):
         assert describe(envelope(number, event_type)).startswith(f"#{number} {event_type}")
+
+
+def test_fields_and_attributes_it_does_not_know_change_nothing() -> None:
+    """Tolerant reader: a newer producer's additions neither break nor alter the display."""
+    known = envelope(3, "task.step.progress.v1", index=1, name="step-1", percent=50.0)
+    newer = {
+        **envelope(3, "task.step.progress.v1", index=1, name="step-1", percent=50.0, eta_seconds=4),
+        "partitionkey": "tenant-a",
+    }
+    assert describe(newer) == describe(known)
+    before, after = TaskProgress("t"), TaskProgress("t")
+    before.apply(known)
+    after.apply(newer)
+    assert (after.percent, after.steps[1].percent) == (before.percent, before.steps[1].percent)

@@ -169,7 +169,6 @@ GARBAGE: list[tuple[str, dict[str, Any]]] = [
     ("bad extension name", {"Trace_ID": "x"}),
     ("object extension", {"traceid": {"a": 1}}),
     ("data not an object", {"data": [1]}),
-    ("unknown data field", {"data": {**EXAMPLE_DATA["task.step.progress.v1"], "precent": 1}}),
     ("retyped data field", {"data": {**EXAMPLE_DATA["task.step.progress.v1"], "index": "1"}}),
     ("missing data field", {"data": {"index": 1, "name": "s"}}),
     ("percent above 100", {"data": {**EXAMPLE_DATA["task.step.progress.v1"], "percent": 101}}),
@@ -191,6 +190,31 @@ def test_python_decoder_and_published_schema_refuse_the_same_garbage(
         decode_event(json.dumps(body))
     validator = jsonschema.Draft202012Validator(published("task.step.progress.v1"))
     assert not validator.is_valid(body), why
+
+
+ADDITIONS: list[tuple[str, dict[str, Any]]] = [
+    ("unknown data field", {"data": {**EXAMPLE_DATA["task.step.progress.v1"], "eta": 1}}),
+    ("unknown nested data", {"data": {**EXAMPLE_DATA["task.step.progress.v1"], "x": {"y": [1]}}}),
+    ("unknown extension", {"partitionkey": "tenant-a"}),
+    ("unknown integer extension", {"priority": 3}),
+]
+
+
+@pytest.mark.parametrize(("why", "changes"), ADDITIONS, ids=[why for why, _ in ADDITIONS])
+def test_python_decoder_and_published_schema_both_accept_additions(
+    why: str, changes: dict[str, Any]
+) -> None:
+    """Tolerant readers: what a newer producer may add, every reader accepts and ignores."""
+    body = {**json.loads(envelope("task.step.progress.v1").to_json()), **changes}
+    decode_event(json.dumps(body))
+    validator = jsonschema.Draft202012Validator(published("task.step.progress.v1"))
+    assert validator.is_valid(body), why
+
+
+@pytest.mark.parametrize("event_type", TYPES)
+def test_published_data_schemas_are_open_for_additions(event_type: str) -> None:
+    data = published(event_type)["properties"]["data"]
+    assert data.get("additionalProperties", True) is True, event_type
 
 
 # --- compatibility with the published versions ---------------------------------------------
@@ -255,6 +279,24 @@ def test_checker_allows_an_added_optional_field_and_new_descriptions() -> None:
     _data_props(new)["name"]["description"] = "Reworded."
     new["description"] = "Reworded too."
     assert breaking_changes(old, new) == []
+
+
+def test_checker_allows_an_added_optional_field_with_any_type_in_open_data() -> None:
+    """Open `data` admits anything under a new name; declaring it optional breaks nobody."""
+    old = published("task.step.failed.v1")
+    assert "additionalProperties" not in old["properties"]["data"]
+    new = copy.deepcopy(old)
+    _data_props(new)["exit_code"] = {"type": "integer", "minimum": 0}
+    _data_props(new)["labels"] = {"type": "object", "additionalProperties": {"type": "string"}}
+    assert breaking_changes(old, new) == []
+
+
+def test_checker_allows_opening_closed_data_but_not_closing_open_data() -> None:
+    opened = published("task.paused.v1")
+    closed = copy.deepcopy(opened)
+    closed["properties"]["data"]["additionalProperties"] = False
+    assert breaking_changes(closed, opened) == []
+    assert breaking_changes(opened, closed) == ["$.data: closed to additional properties"]
 
 
 def test_a_v2_is_a_separate_contract_next_to_v1() -> None:

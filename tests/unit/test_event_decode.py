@@ -20,6 +20,8 @@ from schemas import (
     UnknownEventTypeError,
     check_size,
     decode_event,
+    read_data,
+    validate_data,
 )
 from schemas.examples import EXAMPLE_DATA
 
@@ -162,14 +164,44 @@ def test_unknown_type_says_which() -> None:
         pytest.param({"percent": "50"}, id="string-for-number"),
         pytest.param({"name": 5}, id="number-for-string"),
         pytest.param({"message": ["a"]}, id="list-for-optional-string"),
-        # Models forbid unknown fields, so a typo in a publisher cannot pass silently.
-        pytest.param({"precent": 50}, id="extra-unknown-field"),
     ],
 )
 def test_data_that_breaks_the_model_is_invalid_data(changes: dict[str, Any]) -> None:
     with pytest.raises(InvalidEventDataError) as caught:
         decode_event(data_raw(**changes))
     assert caught.value.event_type == "task.step.progress.v1"
+
+
+def test_a_reader_ignores_data_fields_it_does_not_know() -> None:
+    """A newer producer may add optional fields within a version (docs/events.md)."""
+    payload = data_raw(eta_seconds=12.5, hints={"nested": [1, 2]})
+    decoded = decode_event(payload)
+    assert decoded.type == "task.step.progress.v1"
+    # The event is passed on as sent (a forwarding reader does not rewrite it) ...
+    assert decoded.data["eta_seconds"] == 12.5
+    # ... and what the reader understands of it is exactly the v1 fields.
+    assert read_data(decoded.type, decoded.data) == read_data(
+        decoded.type, EXAMPLE_DATA["task.step.progress.v1"]
+    )
+
+
+def test_a_publisher_is_still_refused_a_field_its_type_does_not_have() -> None:
+    """Tolerance is for readers: a publisher's typo must not vanish from the event."""
+    with pytest.raises(InvalidEventDataError, match="precent"):
+        validate_data(
+            "task.step.progress.v1", {**EXAMPLE_DATA["task.step.progress.v1"], "precent": 5}
+        )
+
+
+def test_a_reader_still_refuses_a_known_field_with_the_wrong_type_next_to_unknown_ones() -> None:
+    with pytest.raises(InvalidEventDataError):
+        decode_event(data_raw(eta_seconds=1, percent="50"))
+
+
+def test_unknown_extension_attributes_are_accepted_and_ignored() -> None:
+    decoded = decode_event(raw(partitionkey="tenant-a", priority=3, replayed=True))
+    assert decoded.model_extra == {"partitionkey": "tenant-a", "priority": 3, "replayed": True}
+    assert decoded.data == EXAMPLE_DATA["task.step.progress.v1"]
 
 
 def test_boolean_fields_refuse_truthy_strings() -> None:

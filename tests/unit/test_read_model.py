@@ -53,3 +53,11 @@ def test_terminal_events_set_status_result_and_error() -> None:
 def test_pause_and_resume_move_status() -> None:
     assert update_for(envelope("task.paused.v1", {})).status is TaskStatus.PAUSED
     assert update_for(envelope("task.resumed.v1", {})).status is TaskStatus.RUNNING
+
+
+def test_a_stored_v1_terminated_event_is_read_through_its_upcaster() -> None:
+    data = {"close_status": "TIMED_OUT", "run_id": "r", "reason": None, "identity": None}
+    v1 = update_for(envelope("task.terminated.v1", data))
+    v2 = update_for(envelope("task.terminated.v2", {**data, "timed_out": True}))
+    assert v1 == v2
+    assert (v1.status, v1.error) == (TaskStatus.TERMINATED, "closed by Temporal as TIMED_OUT")

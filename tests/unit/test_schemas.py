@@ -28,17 +28,19 @@ CATALOGUE = {
     "task.failed.v1",
     "task.cancelled.v1",
     "task.terminated.v1",
+    "task.terminated.v2",
     "task.reset.v1",
 }
 
 
-def test_registry_holds_exactly_the_v1_catalogue() -> None:
+def test_registry_holds_exactly_the_catalogue() -> None:
     assert set(EVENT_MODELS) == CATALOGUE
     assert {
         "task.completed.v1",
         "task.failed.v1",
         "task.cancelled.v1",
         "task.terminated.v1",
+        "task.terminated.v2",
     } == TERMINAL_EVENT_TYPES
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from psycopg_pool import PoolTimeout
 
 from api.streaming import OutgoingEvent, StreamCounters, StreamGate, TaskEventStream
 from broker import MemoryBroker, topic_for
@@ -209,6 +210,27 @@ async def test_a_forged_or_invalid_live_message_is_skipped_and_counted() -> None
     assert counters.invalid_messages == 3
 
 
+async def test_a_live_event_from_a_newer_producer_is_forwarded_as_sent() -> None:
+    """Tolerant reader: an added data field or extension is neither refused nor healed away."""
+    broker, history = MemoryBroker(), ListHistory()
+    await broker.connect()
+    history.add("task.created.v1")
+    counters = StreamCounters()
+    task, subscribed = await run_stream(history, broker, counters=counters)
+    await asyncio.wait_for(subscribed.wait(), 5)
+    newer = orjson.loads(history.add())
+    newer["data"]["eta_seconds"] = 4.5
+    newer["partitionkey"] = "tenant-a"
+    text = orjson.dumps(newer).decode()
+    history.events[-1] = StoredEvent(history.events[-1].sequence, newer["type"], text)
+    await broker.publish(topic_for(TASK), text)
+    await broker.publish(topic_for(TASK), history.add("task.completed.v1"))
+    events = await asyncio.wait_for(task, 5)
+    assert [e.envelope_json for e in events] == [e.envelope_json for e in history.events]
+    assert orjson.loads(events[1].envelope_json)["data"]["eta_seconds"] == 4.5
+    assert (counters.invalid_messages, counters.heals) == (0, 0)
+
+
 async def test_an_idle_stream_ends_cleanly_and_releases_its_subscription() -> None:
     broker, history = MemoryBroker(), ListHistory()
     await broker.connect()
@@ -263,3 +285,39 @@ def test_the_stream_gate_counts_and_refuses_past_its_limit() -> None:
     assert gate.try_acquire()
     with pytest.raises(ValueError, match="at least 1"):
         StreamGate(0)
+
+
+class StoreAway(ListHistory):
+    """A store whose next `failures` reads time out (no pooled connection in time)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def history(self, task_id: str, *, after: int = 0, limit: int = 100) -> list[StoredEvent]:
+        if self.failures:
+            self.failures -= 1
+            raise PoolTimeout("couldn't get a connection after 5.00 sec")
+        return await super().history(task_id, after=after, limit=limit)
+
+
+async def test_a_store_that_does_not_answer_is_waited_out_not_an_error() -> None:
+    broker, history = MemoryBroker(), StoreAway(failures=2)
+    await broker.connect()
+    history.add("task.created.v1")
+    history.add()
+    history.add("task.completed.v1")
+    counters = StreamCounters()
+    task, _ = await run_stream(history, broker, counters=counters)
+    events = await asyncio.wait_for(task, 10)
+    assert [e.sequence for e in events] == [1, 2, 3]
+    assert counters.store_retries == 2
+
+
+async def test_a_store_away_past_the_idle_timeout_ends_the_stream_with_its_error() -> None:
+    broker, history = MemoryBroker(), StoreAway(failures=1_000)
+    await broker.connect()
+    history.add("task.created.v1")
+    task, _ = await run_stream(history, broker, idle_timeout=0.5)
+    with pytest.raises(PoolTimeout):
+        await asyncio.wait_for(task, 10)
