@@ -218,7 +218,7 @@ async def test_a_pruned_task_takes_no_event_and_its_id_cannot_be_claimed(
     await Pruner(pool, _unknown, _policy()).round()
     store = EventStore(pool)
     with pytest.raises(TaskPrunedError):
-        await store.append(_event(task_id, "task.terminated.v1", {"reason": "late"}))
+        await store.append(_step(task_id, "progress", percent=99.0))
     with pytest.raises(TaskPrunedError):  # a reset run's first event: the same refusal
         await store.append(_step(task_id, "started", attempt=1), run_id="another-run")
     assert await TaskReader(pool).get(task_id) is None
@@ -249,9 +249,7 @@ async def test_a_late_event_racing_the_pruning_does_not_bring_back_half_a_task(
     async with pool.connection() as conn, conn.transaction():
         pruned = await prune_closed_batch(conn, keep_seconds=30 * DAY, limit=10)
         assert pruned.task_ids == [task_id]
-        late = asyncio.create_task(
-            store.append(_event(task_id, "task.terminated.v1", {"reason": "late"}))
-        )
+        late = asyncio.create_task(store.append(_step(task_id, "progress", percent=99.0)))
         await until(
             lambda: _waiting_on_a_lock(pool, "INSERT INTO tasks"),
             within=30,
