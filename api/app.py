@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import webhooks
 from api.middleware import RequestContextMiddleware
 from api.problems import install_problem_handlers
 from api.routes import events, health, tasks
@@ -18,6 +17,7 @@ from api.state import ApiState
 from broker import EventBroker
 from schemas.plugins import installed_plugins, register_input_models
 from settings import Settings, get_settings
+from webhooks import api as webhooks
 
 
 def create_app(settings: Settings | None = None, *, broker: EventBroker | None = None) -> FastAPI:

@@ -1,6 +1,6 @@
 """API keys, and the tenant each request acts for.
 
-`TASKPLANE_API_KEYS="tenant_a:key_a,tenant_b:sha256:<hex>"` maps keys to
+`TASKPLANE_API_KEYS="tenant_a:key_a,tenant_b:sha256:<hex>"` (api/api_keys.py) maps keys to
 tenants; a tenant may have several keys (rotation), and a key may be given as
 the hex SHA-256 of itself so the configuration never holds it. A request
 presents `Authorization: Bearer <key>`; the key is hashed and compared with
@@ -21,13 +21,10 @@ created it and is invisible (404) to every other (api/lookup.py).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import parse_qs
 
@@ -36,11 +33,12 @@ from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBear
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.api_keys import ApiKeys
 from api.problems import PROBLEM_JSON, ProblemError, problem_body
 from api.routes.ui import PUBLIC_PATHS as PAGE_PATHS
 from api.routes.ui import PUBLIC_PREFIXES as PAGE_PREFIXES
 from api.stream_tokens import InvalidStreamTokenError, StreamTokens
-from settings import ConfigurationError, Settings
+from settings import Settings
 from store.tenants import DEFAULT_TENANT
 from telemetry.logs import bind_log_context
 
@@ -65,89 +63,12 @@ PUBLIC_PATHS = frozenset(
 )
 PUBLIC_PREFIXES = ("/schemas/events/", *PAGE_PREFIXES)
 
-_TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 _EVENTS_PATH = re.compile(r"^/tasks/([^/]+)/events$")
-# Shorter plain keys are accepted (local use) but warned about.
-MIN_KEY_LENGTH = 16
 REALM = 'Bearer realm="taskplane"'
 
 
 def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKeys:
-    """(tenant, SHA-256 of the key) pairs; none means the API runs open."""
-
-    entries: tuple[tuple[str, bytes], ...] = ()
-
-    @property
-    def open(self) -> bool:
-        return not self.entries
-
-    @property
-    def tenants(self) -> frozenset[str]:
-        return frozenset(tenant for tenant, _ in self.entries)
-
-    @classmethod
-    def parse(cls, spec: str) -> ApiKeys:
-        """`tenant:key` or `tenant:sha256:<64 hex>`, comma-separated; refuses anything
-        ambiguous at start rather than letting a typo lock a tenant out (or in)."""
-        entries: list[tuple[str, bytes]] = []
-        owners: dict[bytes, str] = {}
-        for item in (part.strip() for part in spec.split(",")):
-            if not item:
-                continue
-            tenant, sep, key = item.partition(":")
-            tenant, key = tenant.strip(), key.strip()
-            if not sep or not key:
-                raise ConfigurationError(
-                    "TASKPLANE_API_KEYS entries are tenant:key or tenant:sha256:<hex>"
-                )
-            if not _TENANT_NAME.match(tenant):
-                raise ConfigurationError(
-                    f"TASKPLANE_API_KEYS: tenant {tenant!r} must be 1-64 of A-Z a-z 0-9 . _ -"
-                )
-            if key.startswith("sha256:"):
-                hexdigest = key.removeprefix("sha256:")
-                if not _SHA256_HEX.match(hexdigest):
-                    raise ConfigurationError(
-                        f"TASKPLANE_API_KEYS: tenant {tenant!r} has a sha256 key that is not"
-                        " 64 hex digits"
-                    )
-                digest = bytes.fromhex(hexdigest)
-            else:
-                if len(key) < MIN_KEY_LENGTH:
-                    log.warning(
-                        "an API key of tenant %s is shorter than %d characters",
-                        tenant,
-                        MIN_KEY_LENGTH,
-                    )
-                digest = hash_key(key)
-            if owners.get(digest, tenant) != tenant:
-                raise ConfigurationError(
-                    f"TASKPLANE_API_KEYS: one key is given to tenants {owners[digest]!r}"
-                    f" and {tenant!r}"
-                )
-            owners[digest] = tenant
-            entries.append((tenant, digest))
-        return cls(tuple(entries))
-
-    def tenant_for(self, key: str) -> str | None:
-        """The key's tenant. Every configured hash is compared, whatever matches, so the
-        time taken says nothing about which key (or how much of one) was right."""
-        digest = hash_key(key)
-        found: str | None = None
-        for tenant, stored in self.entries:
-            if hmac.compare_digest(digest, stored):
-                found = tenant
-        return found
-
-
-def hash_key(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
 
 
 class UnauthorizedError(Exception):

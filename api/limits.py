@@ -7,7 +7,7 @@ is a problem+json a client can act on:
   lying `Content-Length` does not get past it);
 - page sizes: 422 (`limit` of `GET /tasks` and of `GET /tasks/{id}/history`);
 - concurrent SSE streams per tenant: 429 with `Retry-After` (the per-process cap,
-  503, is `api.streaming.StreamGate`);
+  503, is `api.stream_gate.StreamGate`);
 - task creation rate per tenant: 429 with `Retry-After`, a token bucket;
 - sequence cursors (`Last-Event-ID`, `after`): 400 unless a whole number in
   0..2^31-1, so no value a client makes up reaches SQL.

@@ -178,7 +178,7 @@ _SECRET_PATTERN = (
 
 
 def _describe_webhooks(spec: dict[str, Any] | None) -> None:
-    """What api/webhooks.py accepts, stated so a client can check it before sending."""
+    """What webhooks/api.py accepts, stated so a client can check it before sending."""
     if spec is None:
         return
     properties = spec["properties"]

@@ -17,7 +17,7 @@ from prometheus_client import Histogram
 
 from api.middleware import request_seconds
 from api.services import Services
-from api.streaming import StreamGate
+from api.stream_gate import StreamGate
 from broker import BrokerStatus, EventBroker
 from broker.redis import RedisBroker
 from settings import Settings

@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         RecordEventInput,
         RecordEventResult,
     )
-    from workflows.task_workflow import RECORD_RETRY, STEP_HEARTBEAT_TIMEOUT, STEP_RETRY
+    from workflows.policies import RECORD_RETRY, STEP_HEARTBEAT_TIMEOUT, STEP_RETRY
 
 NOOP_STEP = "bench_noop_step"
 STREAMED_STEP = "bench_streamed_step"

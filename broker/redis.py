@@ -5,14 +5,7 @@ topic, and XADD to one capped stream that durable consumers read with consumer
 groups (`consume`, see `broker.redis_streams`). Live subscriptions all share one
 pub/sub connection (`SharedPubSub`), opened with the first subscription.
 
-Connections, each with a name in CLIENT LIST (`<client_name>-…`):
-
-- `-publish`: the command pool (PUBLISH + XADD, PING, stream acks and claims).
-  It may retry once: a pooled connection that died while idle.
-- `-pubsub`: the one pub/sub connection. It must never retry or reconnect behind
-  the reader's back — redis-py re-subscribes a reconnected `PubSub` silently,
-  which would hide the messages lost in the break.
-- `-consume`: one per `consume()` context, for its blocking XREADGROUP.
+Its three kinds of connection, and why each is set up as it is: broker.redis_clients.
 
 Every redis-py error is turned into `BrokerUnavailableError` here; callers never
 see a redis exception.
@@ -26,8 +19,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppres
 from typing import Unpack
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from broker.durable import ConsumeSettings, DurableCounters, GroupConsumer
@@ -42,6 +33,7 @@ from broker.protocol import (
     DurableConsumer,
     Subscription,
 )
+from broker.redis_clients import command_client, consume_client, pubsub_client
 from broker.redis_pubsub import SharedPubSub
 from broker.redis_streams import (
     RedisGroupBackend,
@@ -116,23 +108,9 @@ class RedisBroker:
         if self._closed:
             raise BrokerNotConnectedError("the broker was closed")
         if self._shared is None:
-            self._commands = Redis.from_url(
-                self._url,
-                socket_timeout=self._publish_timeout,
-                socket_connect_timeout=self._publish_timeout,
-                retry=Retry(NoBackoff(), 1),
-                client_name=f"{self._client_name}-publish",
-            )
-            self._pubsub_client = Redis.from_url(
-                self._url,
-                socket_timeout=self._subscribe_timeout,
-                socket_connect_timeout=self._subscribe_timeout,
-                # No retry, not even the failure callback: see the module docstring.
-                retry=Retry(NoBackoff(), 0, supported_errors=()),
-                # redis-py's own health check reads the socket inside subscribe(),
-                # racing the reader; the reader's PING probe replaces it.
-                health_check_interval=0,
-                client_name=self.pubsub_client_name,
+            self._commands = command_client(self._url, self._publish_timeout, self._client_name)
+            self._pubsub_client = pubsub_client(
+                self._url, self._subscribe_timeout, self.pubsub_client_name
             )
             self._shared = SharedPubSub(
                 self._pubsub_client,
@@ -230,13 +208,8 @@ class RedisBroker:
     async def _consuming(
         self, group: str, consumer: str, settings: ConsumeSettings
     ) -> AsyncIterator[GroupConsumer]:
-        reader = Redis.from_url(
-            self._url,
-            # A blocked XREADGROUP answers within `block_seconds`; the margin covers the trip.
-            socket_timeout=settings.block_seconds + self._publish_timeout + 1.0,
-            socket_connect_timeout=self._publish_timeout,
-            retry=Retry(NoBackoff(), 1),
-            client_name=f"{self._client_name}-consume",
+        reader = consume_client(
+            self._url, settings.block_seconds, self._publish_timeout, self._client_name
         )
         backend = RedisGroupBackend(
             self._require_commands(),

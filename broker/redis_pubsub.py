@@ -16,18 +16,17 @@ The reader loop, one iteration per connection:
                           after a reconnect also pushes their resync notice)
           - nothing within the interval → PING; a second silent interval means
             the connection is dead even if TCP has not said so
-    teardown, back off (capped, jittered), open again
+    teardown, back off (capped, jittered: broker.backoff), open again
 
 Why it waits without spinning and without the redis-py trap: `get_message`
 raises while the `PubSub` has no connection, which is the case until its first
 SUBSCRIBE. The reader calls the public `PubSub.connect()` before anything is
 subscribed, so a read with no channels is an ordinary blocking socket read.
 
-Why confirmations are counted: redis-py's `subscribe()` only sends the command.
-Redis answers every SUBSCRIBE of a channel, in order, even a redundant one, so
-the reader counts the SUBSCRIBEs sent for a topic on the current connection and
-the topic is confirmed when its count returns to zero. A confirmation left over
-from an earlier, abandoned subscription can thus never confirm a newer one.
+Why confirmations are counted (the bookkeeping is `broker.pubsub_topics`): redis-py's
+`subscribe()` only sends the command, and Redis answers every SUBSCRIBE, even a
+redundant one, so a topic is confirmed when its count of unanswered SUBSCRIBEs on the
+current connection returns to zero.
 
 Who sends: only tasks the broker owns. A subscriber never writes to the shared
 connection: it registers its topic and waits for the confirmation, and the
@@ -48,9 +47,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 from redis.asyncio import Redis
@@ -58,13 +56,13 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from broker.backoff import ReconnectBackoff
 from broker.fanout import Fanout, FanoutSubscription
 from broker.protocol import BrokerNotConnectedError, BrokerStatus, BrokerUnavailableError
+from broker.pubsub_topics import TopicConfirmations
+from broker.redis_clients import discard_pubsub
 
 logger = logging.getLogger(__name__)
-
-BACKOFF_INITIAL = 0.1
-BACKOFF_CAP = 5.0
 
 
 class SharedPubSub:
@@ -88,15 +86,7 @@ class SharedPubSub:
         self._pubsub: PubSub | None = None
         self._owned: PubSub | None = None
         self._lock = asyncio.Lock()
-        # Topics that have subscribers → set once Redis confirmed them on the current connection.
-        self._confirmed: dict[str, asyncio.Event] = {}
-        # SUBSCRIBEs sent on the current connection and not yet answered, per topic.
-        self._outstanding: dict[str, int] = {}
-        # Topics whose subscribers get a resync notice once their re-subscription is confirmed.
-        self._resync_on_confirm: set[str] = set()
-        # Commands asked for and not yet sent, in the order asked (dicts keep it).
-        self._subscribe_pending: dict[str, None] = {}
-        self._unsubscribe_pending: dict[str, None] = {}
+        self._topics = TopicConfirmations()
         self._commander: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._stopped = False
@@ -127,8 +117,7 @@ class SharedPubSub:
             return
         self._set_status(BrokerStatus.CLOSED)
         self._stopped = True
-        for event in self._confirmed.values():
-            event.set()  # waiters see `_stopped` and raise instead of timing out
+        self._topics.release_waiters()  # waiters see `_stopped` and raise, not time out
         self._fanout.close_all()
         tasks = [task for task in (self._reader, self._commander) if task is not None]
         for task in tasks:
@@ -136,7 +125,7 @@ class SharedPubSub:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._pubsub = None
         if self._owned is not None:
-            await _discard(self._owned)
+            await discard_pubsub(self._owned)
             self._owned = None
 
     @asynccontextmanager
@@ -149,8 +138,7 @@ class SharedPubSub:
         subscription, first = self._fanout.add(topic, queue_size)
         try:
             if first:
-                self._confirmed[topic] = asyncio.Event()
-                self._subscribe_pending[topic] = None
+                self._topics.want(topic)
                 self._wake_commander()
             await self._wait_confirmed(topic)
             yield subscription
@@ -160,7 +148,7 @@ class SharedPubSub:
             self._release(subscription)
 
     async def _wait_confirmed(self, topic: str) -> None:
-        event = self._confirmed[topic]
+        event = self._topics.confirmation(topic)
         try:
             async with asyncio.timeout(self._subscribe_timeout):
                 await event.wait()
@@ -176,12 +164,10 @@ class SharedPubSub:
         topic = subscription.topic
         if not self._fanout.remove(subscription):
             return
-        del self._confirmed[topic]
-        self._resync_on_confirm.discard(topic)
+        self._topics.drop(topic)
         if self._stopped:
             return
-        self._subscribe_pending.pop(topic, None)
-        self._unsubscribe_pending[topic] = None
+        self._topics.ask_unsubscribe(topic)
         self._wake_commander()
 
     def _wake_commander(self) -> None:
@@ -193,16 +179,11 @@ class SharedPubSub:
     async def _send_commands(self) -> None:
         """Send what subscribers asked for, batched, from this broker-owned task only.
 
-        UNSUBSCRIBEs go first: a topic left and taken again since is in both sets, and
-        is skipped here (it still has subscribers) and subscribed again below; Redis
-        answers that redundant SUBSCRIBE too, so its count stays exact.
+        UNSUBSCRIBEs go first (see `TopicConfirmations.take_commands`).
         """
-        while self._subscribe_pending or self._unsubscribe_pending:
+        while self._topics.commands_pending:
             async with self._lock:
-                leave = [t for t in self._unsubscribe_pending if t not in self._fanout]
-                join = [t for t in self._subscribe_pending if t in self._confirmed]
-                self._unsubscribe_pending.clear()
-                self._subscribe_pending.clear()
+                leave, join = self._topics.take_commands(self._fanout)
                 pubsub = self._pubsub
                 if pubsub is None:
                     continue  # the next connection subscribes every topic that has subscribers
@@ -212,8 +193,7 @@ class SharedPubSub:
                     if join:
                         # Counted before the send: a reply can only follow the send, and a
                         # failed send ends this connection, whose counts the next one resets.
-                        for topic in join:
-                            self._outstanding[topic] = self._outstanding.get(topic, 0) + 1
+                        self._topics.count_sent(join)
                         await pubsub.subscribe(*join)
                 except (RedisError, OSError) as exc:
                     # The reader fails on the same broken connection and re-subscribes everything.
@@ -221,16 +201,17 @@ class SharedPubSub:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        delay = BACKOFF_INITIAL
+        backoff = ReconnectBackoff()
         while True:
             self._set_status(BrokerStatus.CONNECTING)
             try:
                 pubsub = await self._open()
             except (RedisError, OSError) as exc:
                 self._set_status(BrokerStatus.DISCONNECTED)
-                logger.warning("Redis pub/sub connect failed (%s); retry in %.1f s", exc, delay)
-                await asyncio.sleep(_jittered(delay))
-                delay = min(delay * 2, BACKOFF_CAP)
+                logger.warning(
+                    "Redis pub/sub connect failed (%s); retry in %.1f s", exc, backoff.delay
+                )
+                await asyncio.sleep(backoff.after_failed_connect())
                 continue
             connected_at = loop.time()
             self._set_status(BrokerStatus.CONNECTED)
@@ -245,10 +226,7 @@ class SharedPubSub:
             await self._teardown(pubsub)
             self._reconnects += 1
             self._set_status(BrokerStatus.DISCONNECTED)
-            # A connection that keeps dying right after it opened must not become a hot loop.
-            stable = loop.time() - connected_at > BACKOFF_CAP
-            delay = BACKOFF_INITIAL if stable else min(delay * 2, BACKOFF_CAP)
-            await asyncio.sleep(_jittered(delay))
+            await asyncio.sleep(backoff.after_lost(loop.time() - connected_at))
 
     async def _open(self) -> PubSub:
         pubsub = self._owned = self._client.pubsub()
@@ -256,14 +234,13 @@ class SharedPubSub:
             # Hold a connection before anything is subscribed: see the module docstring.
             await pubsub.connect()  # type: ignore[no-untyped-call]
             async with self._lock:
-                self._outstanding.clear()
-                topics = list(self._confirmed)
+                topics = self._topics.new_connection()
                 if topics:
                     await pubsub.subscribe(*topics)
-                    self._outstanding.update(dict.fromkeys(topics, 1))
+                    self._topics.count_sent(topics)
                 self._pubsub = pubsub
         except BaseException:
-            await _discard(pubsub)
+            await discard_pubsub(pubsub)
             self._owned = None
             raise
         return pubsub
@@ -273,13 +250,11 @@ class SharedPubSub:
             self._pubsub = None
         # What was published during the break is gone: every topic waits for its new
         # confirmation, and then its subscribers are told to re-read the store.
-        for topic, event in self._confirmed.items():
-            event.clear()
-            self._resync_on_confirm.add(topic)
+        self._topics.connection_lost()
         # Tell every subscriber now, not only once re-subscribed: a stream can read the
         # store while Redis is away instead of waiting for a live event that cannot come.
         self._fanout.resync_all()
-        await _discard(pubsub)
+        await discard_pubsub(pubsub)
         self._owned = None
 
     async def _read(self, pubsub: PubSub) -> None:
@@ -303,8 +278,7 @@ class SharedPubSub:
         if kind == "message":
             channel: bytes = message["channel"]
             topic = channel.decode()
-            confirmed = self._confirmed.get(topic)
-            if confirmed is None or not confirmed.is_set():
+            if not self._topics.is_confirmed(topic):
                 # Sent before this topic's (re-)subscription was confirmed: older than
                 # what its subscribers will read from the store, or for nobody at all.
                 return
@@ -315,33 +289,12 @@ class SharedPubSub:
                 return
             self._fanout.deliver(topic, payload)
         elif kind == "subscribe":
-            self._on_confirmed(message["channel"].decode())
-
-    def _on_confirmed(self, topic: str) -> None:
-        remaining = self._outstanding.pop(topic, 0) - 1
-        if remaining > 0:
-            self._outstanding[topic] = remaining
-            return
-        event = self._confirmed.get(topic)
-        if event is None:
-            return  # its last subscriber already left; an UNSUBSCRIBE follows
-        event.set()
-        if topic in self._resync_on_confirm:
-            self._resync_on_confirm.discard(topic)
-            self._fanout.resync_topic(topic)
+            topic = message["channel"].decode()
+            if self._topics.on_confirmed(topic):
+                self._fanout.resync_topic(topic)
 
     def _set_status(self, status: BrokerStatus) -> None:
         if self._stopped or status is self._status:
             return
         logger.info("Redis pub/sub: %s -> %s", self._status.value, status.value)
         self._status = status
-
-
-def _jittered(delay: float) -> float:
-    # Many API processes lose Redis at the same moment; jitter spreads their reconnects.
-    return delay * random.uniform(0.5, 1.0)  # noqa: S311 -- jitter, not cryptography
-
-
-async def _discard(pubsub: PubSub) -> None:
-    with suppress(RedisError, OSError):
-        await pubsub.aclose()  # type: ignore[no-untyped-call]

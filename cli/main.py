@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import runpy
-import shlex
 import shutil
 import signal
 import sys
@@ -34,9 +32,10 @@ import httpx
 import psycopg
 
 from cli import prune, tasks
+from cli.stack_info import banner, child_env, connect_host, worker_metrics, write_env_file
 from devstack.aio import run_sync
 from devstack.lock import DataDirInUseError, held_elsewhere
-from devstack.ports import PortInUseError, ensure_free, free_port, port_in_use
+from devstack.ports import PortInUseError, ensure_free
 from devstack.postgres import socket_dir_for
 from devstack.process import ManagedProcess, ProcessFailedError
 from devstack.stack import LocalStack, StackError
@@ -60,14 +59,14 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     _stop_on_signals()
     with LocalStack(settings, settings.state_dir) as stack:
         _log_migrations(_migrate(stack.database_url))
-        env = _child_env(stack)
+        env = child_env(stack)
         logs = stack.logs_dir
         workers: list[ManagedProcess] = []
         metrics_rows: list[tuple[str, str]] = []
         for number in range(1, args.workers + 1):
             # Each worker its own metrics ports: the configured ones for the first (when
             # free), free ones for the others.
-            metrics_env, rows = _worker_metrics(settings, number)
+            metrics_env, rows = worker_metrics(settings, number)
             metrics_rows += rows
             name = "worker" if number == 1 else f"worker-{number}"
             workers.append(
@@ -82,16 +81,16 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
             "api", [sys.executable, "-m", "api"], log_path=logs / "api.log", env=env
         )
         apps = [*workers, api]  # started in this order, stopped in the reverse one
-        env_file = _write_env_file(stack)
+        env_file = write_env_file(stack)
         try:
             for app in apps:
                 app.start()
-            api_url = f"http://{_connect_host(settings.api_host)}:{settings.api_port}"
+            api_url = f"http://{connect_host(settings.api_host)}:{settings.api_port}"
             took = api.wait_ready(
                 lambda: _healthy(f"{api_url}/healthz"), timeout=HEALTH_TIMEOUT_SECONDS
             )
             log.info("api healthy in %.2fs", took)
-            _banner(stack, settings, api_url, env_file, metrics_rows)
+            banner(stack, settings, api_url, env_file, metrics_rows)
             return _supervise([*stack.processes(), *apps])
         except KeyboardInterrupt:
             log.info("stopping (interrupted)")
@@ -110,9 +109,9 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
     with LocalStack(settings, settings.state_dir) as stack:
         if args.migrate:
             _log_migrations(_migrate(stack.database_url))
-        env_file = _write_env_file(stack)
+        env_file = write_env_file(stack)
         try:
-            _banner(stack, settings, None, env_file)
+            banner(stack, settings, None, env_file)
             return _supervise(stack.processes())
         except KeyboardInterrupt:
             log.info("stopping (interrupted)")
@@ -185,68 +184,6 @@ def _run_module(name: str) -> int:
     return 0
 
 
-def _child_env(stack: LocalStack) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(_service_vars(stack))
-    env["PYTHONUNBUFFERED"] = "1"  # their log files fill as things happen
-    return env
-
-
-def _service_vars(stack: LocalStack) -> dict[str, str]:
-    return {
-        "TASKPLANE_DATABASE_URL": stack.database_url,
-        "TASKPLANE_REDIS_URL": stack.redis_url,
-        "TASKPLANE_TEMPORAL_ADDRESS": stack.temporal_address,
-    }
-
-
-def _worker_metrics(
-    settings: Settings, number: int = 1
-) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """Worker `number`'s two metrics ports (ours, the Temporal SDK's): for the first, the
-    configured ones when free, else free ones (a second stack on this machine must not
-    collide); for the others, free ones; the settings for the worker, and the banner's
-    rows."""
-    env: dict[str, str] = {}
-    rows: list[tuple[str, str]] = []
-    host = settings.worker_metrics_host
-    for name, label, port in (
-        ("TASKPLANE_WORKER_METRICS_PORT", "Worker metrics", settings.worker_metrics_port),
-        (
-            "TASKPLANE_WORKER_METRICS_TEMPORAL_PORT",
-            "Temporal SDK metrics",
-            settings.worker_metrics_temporal_port,
-        ),
-    ):
-        if port is None:  # turned off
-            env[name] = ""
-            continue
-        if number > 1:
-            port = free_port(host)
-        elif port == 0 or port_in_use(port, host):
-            chosen = free_port(host)
-            if port:
-                log.warning("%s: port %d is taken; using %d", label, port, chosen)
-            port = chosen
-        env[name] = str(port)
-        if number > 1:
-            label = label.replace("Worker", f"Worker {number}").replace("SDK", f"SDK ({number})")
-        rows.append((label, f"http://{_connect_host(host)}:{port}/metrics"))
-    return env, rows
-
-
-def _write_env_file(stack: LocalStack) -> Path:
-    """`export` lines a shell (or a test run) can source to reach these servers."""
-    path = stack.state_dir / "services.env"
-    lines = [f"export {key}={shlex.quote(value)}" for key, value in _service_vars(stack).items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _connect_host(bind_host: str) -> str:
-    return "127.0.0.1" if bind_host in {"0.0.0.0", "", "::"} else bind_host  # noqa: S104
-
-
 def _healthy(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2.0).status_code == 200
@@ -263,43 +200,6 @@ def _supervise(processes: Sequence[ManagedProcess]) -> int:
                 log.error("%s", process.describe_exit(f"exited unexpectedly (code {code})"))
                 return 1
         time.sleep(SUPERVISE_INTERVAL_SECONDS)
-
-
-def _banner(
-    stack: LocalStack,
-    settings: Settings,
-    api_url: str | None,
-    env_file: Path,
-    metrics_rows: Sequence[tuple[str, str]] = (),
-) -> None:
-    rows: list[tuple[str, str]] = []
-    if api_url is not None:
-        rows += [("Task page", f"{api_url}/"), ("API", api_url), ("API docs", f"{api_url}/docs")]
-        rows += [("API metrics", f"{api_url}/metrics"), *metrics_rows]
-    if stack.temporal_ui_url is not None:
-        rows.append(("Temporal Web UI", stack.temporal_ui_url))
-    rows += [
-        ("Temporal gRPC", f"{stack.temporal_address} (namespace {settings.temporal_namespace})"),
-        ("Postgres", _redact(stack.database_url)),
-        ("Redis", _redact(stack.redis_url)),
-        ("Logs", str(stack.logs_dir)),
-        ("Env file", str(env_file)),
-    ]
-    width = max(len(label) for label, _ in rows)
-    body = "".join(f"  {label:<{width}}  {value}\n" for label, value in rows)
-    what = "Taskplane is up" if api_url is not None else "Taskplane services are up"
-    sys.stdout.write(f"\n{what} (Ctrl-C stops everything):\n{body}\n")
-    sys.stdout.flush()
-
-
-def _redact(url: str) -> str:
-    """Hide a password in `scheme://user:password@host` URLs."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
 
 
 def _stop_on_signals() -> None:

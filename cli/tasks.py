@@ -32,8 +32,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-import httpx
-
+from cli.api_client import ApiError, TaskApi
+from cli.exit_codes import (
+    EXIT_API_ERROR,
+    EXIT_CODES_HELP,
+    EXIT_OK,
+    EXIT_USAGE,
+    STATUS_EXIT,
+)
 from cli.watch import (
     BarsRenderer,
     JsonRenderer,
@@ -48,91 +54,6 @@ from cli.watch import (
 from settings import Settings
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_CANCELLED = 3
-EXIT_NOT_FOUND = 4
-EXIT_CONFLICT = 5
-EXIT_API_ERROR = 6
-EXIT_TERMINATED = 7
-
-EXIT_CODES_HELP = """exit codes:
-  0  ok; for watch and create --watch: the task completed
-  1  the task failed
-  2  usage error (arguments, --input), or the API refused the request as invalid
-  3  the task was cancelled
-  4  no such task
-  5  the transition is not allowed now (409)
-  6  any other API error (unreachable, 401/403, 5xx)
-  7  the task was terminated in Temporal (terminate, or a workflow timeout)"""
-
-STATUS_EXIT = {
-    "completed": EXIT_OK,
-    "failed": EXIT_FAILED,
-    "cancelled": EXIT_CANCELLED,
-    "terminated": EXIT_TERMINATED,
-}
-REQUEST_TIMEOUT_SECONDS = 30.0
-
-
-class ApiError(Exception):
-    """The API answered with an error (problem+json), or could not be reached."""
-
-    def __init__(self, status: int | None, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-    @property
-    def exit_code(self) -> int:
-        if self.status == 404:
-            return EXIT_NOT_FOUND
-        if self.status == 409:
-            return EXIT_CONFLICT
-        if self.status in {400, 422}:
-            return EXIT_USAGE
-        return EXIT_API_ERROR
-
-
-class TaskApi:
-    """The few REST calls the CLI makes, with problem+json turned into `ApiError`."""
-
-    def __init__(self, base_url: str, key: str | None) -> None:
-        headers = {"User-Agent": "taskplane-cli"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        self.http = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=REQUEST_TIMEOUT_SECONDS
-        )
-
-    def close(self) -> None:
-        self.http.close()
-
-    def call(self, method: str, path: str, **options: Any) -> Any:
-        try:
-            response = self.http.request(method, path, **options)
-        except httpx.HTTPError as exc:
-            raise ApiError(None, f"cannot reach the API at {self.http.base_url}: {exc}") from exc
-        if response.is_error:
-            raise ApiError(response.status_code, _problem_text(response))
-        return response.json() if response.content else None
-
-
-def _problem_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return f"HTTP {response.status_code}: {response.text[:200]}"
-    if not isinstance(body, dict):
-        return f"HTTP {response.status_code}"
-    text = f"{response.status_code} {body.get('title', '')}: {body.get('detail', '')}".strip()
-    for error in body.get("errors") or []:
-        location = ".".join(str(part) for part in error.get("loc", []))
-        text += f"\n  {location}: {error.get('msg', '')}"
-    return text
-
 
 # -- commands ------------------------------------------------------------------------------
 

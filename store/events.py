@@ -2,7 +2,8 @@
 
 `append` is one SQL statement: it bumps the task row's `last_seq` (taking the
 row lock until commit, so a later sequence can never commit before an earlier
-one), inserts the event with that sequence spliced into its JSON, and inserts
+one), inserts the event with that sequence spliced into its JSON, its webhook
+delivery when the task has a webhook that wants it (webhooks/enqueue.py), and
 the outbox row. A duplicate event id inserts nothing; the transaction is then
 rolled back so the bumped `last_seq` is undone, and the stored copy is returned.
 
@@ -14,9 +15,7 @@ lock, tells a duplicate from an event of a closed chapter or of an older run
 (`NewRunError`: the recorder records `task.reset.v1` through `begin_chapter`,
 then this event).
 
-Pruned tasks (store/retention.py): an event of a task whose tombstone is in
-`pruned_tasks` is refused with `TaskPrunedError`, also when it raced the pruning
-(the trigger on `tasks` checks the tombstone after the row is made).
+An event of a pruned task, even one racing the pruning, is refused: `TaskPrunedError`.
 """
 
 from __future__ import annotations
@@ -32,25 +31,31 @@ from schemas import EventEnvelope
 from schemas.tasks import TERMINAL_STATUSES
 from store.pool import read_twice
 from store.read_model import update_for
-from store.tombstones import PRUNED_SQLSTATE
+from store.tombstones import PRUNED_SQLSTATE, is_pruned
+from webhooks.enqueue import DELIVERY_CTE, WAKE_COLUMN
 
 # The terminal statuses as SQL: a closed chapter takes no event but a reset.
 _CLOSED = "(" + ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES)) + ")"
 
 # After a `task` CTE that returned the new `last_seq`: the event at that sequence (its
-# JSON with `sequence` spliced in), and its outbox row; nothing when the id exists.
-_EVENT_AND_OUTBOX = """, event AS (
+# JSON with `sequence` spliced in), its webhook delivery when the task's webhook wants
+# it (webhooks/enqueue.py), and its outbox row; nothing when the id exists.
+_EVENT_AND_OUTBOX = (
+    """, event AS (
     INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope)
     SELECT %(task_id)s, task.last_seq, %(event_id)s, %(event_type)s, %(time)s,
            left(%(envelope)s::text, -1) || ',"sequence":' || task.last_seq || '}'
     FROM task
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id, task_id, seq, envelope
-)
+)"""
+    + DELIVERY_CTE
+    + f"""
 INSERT INTO outbox (event_id, task_id, seq)
 SELECT event_id, task_id, seq FROM event
-RETURNING id, seq, (SELECT envelope FROM event)
+RETURNING id, seq, (SELECT envelope FROM event), {WAKE_COLUMN}
 """
+)
 
 _APPEND = (
     """
@@ -127,8 +132,7 @@ class ChapterClosedError(RuntimeError):
 
 
 class TaskPrunedError(ChapterClosedError):
-    """The task was pruned (retention): its rows are gone and it takes no event, which
-    would bring back half a task. Nothing was written."""
+    """The task was pruned (retention): no event may bring back half of it. Nothing written."""
 
 
 class AlreadyCreatedError(RuntimeError):
@@ -197,13 +201,18 @@ class EventStore:
         async with self._pool.connection() as conn:
             while True:
                 async with conn.transaction() as tx:
-                    cursor = await _refusing_pruned(conn, _APPEND, params, envelope.subject)
+                    try:
+                        cursor = await conn.execute(_APPEND, params)
+                    except psycopg.DatabaseError as exc:  # the trigger found a tombstone
+                        if exc.sqlstate == PRUNED_SQLSTATE:
+                            raise TaskPrunedError(f"task {envelope.subject} was pruned") from None
+                        raise
                     row = await cursor.fetchone()
                     if row is None:
                         # Duplicate id: undo the sequence bump, then serve the stored copy.
                         raise psycopg.Rollback(tx)
                 if row is not None:
-                    outbox_id, sequence, envelope_json = row
+                    outbox_id, sequence, envelope_json, _ = row
                     return AppendResult(int(sequence), str(envelope_json), False, int(outbox_id))
                 async with conn.transaction():
                     settled = await _settle(conn, envelope, run_id)
@@ -230,7 +239,7 @@ class EventStore:
                 raise psycopg.Rollback(tx)
         if row is None:
             return None
-        outbox_id, sequence, envelope_json = row
+        outbox_id, sequence, envelope_json, _ = row
         return AppendResult(int(sequence), str(envelope_json), False, int(outbox_id))
 
     async def history(self, task_id: str, *, after: int = 0, limit: int = 100) -> list[StoredEvent]:
@@ -270,10 +279,7 @@ async def _settle(
     cursor = await conn.execute(_TASK_LOCKED, (envelope.subject,))
     task = await cursor.fetchone()
     if task is None:
-        cursor = await conn.execute(
-            "SELECT 1 FROM pruned_tasks WHERE task_id = %s", (envelope.subject,)
-        )
-        if await cursor.fetchone() is not None:  # pruned since the fast statement
+        if await is_pruned(conn, envelope.subject):  # since the fast statement
             raise TaskPrunedError(f"task {envelope.subject} was pruned")
         raise DuplicateEventConflictError(f"event {envelope.id} vanished during dedupe")
     status, current_run, runs = str(task[0]), task[1], list(task[2] or [])
@@ -292,16 +298,3 @@ async def _settle(
         # Recorded before chapters existed, and closed: a new run here is a reset.
         raise NewRunError(envelope.subject, None, run_id)
     raise ChapterClosedError(f"task {envelope.subject} is {status}: its chapter has ended")
-
-
-async def _refusing_pruned(
-    conn: psycopg.AsyncConnection[Any], statement: str, params: dict[str, Any], task_id: str
-) -> psycopg.AsyncCursor[Any]:
-    """Run a statement that may make the task's row; a pruned task's refusal (the
-    trigger's SQLSTATE) becomes `TaskPrunedError`."""
-    try:
-        return await conn.execute(statement, params)
-    except psycopg.DatabaseError as exc:
-        if exc.sqlstate == PRUNED_SQLSTATE:
-            raise TaskPrunedError(f"task {task_id} was pruned") from None
-        raise

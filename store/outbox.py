@@ -21,14 +21,13 @@ recording activity is marking right now instead of waiting for it.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 # LISTEN/NOTIFY channel on which recorders wake the relays of every worker process.
@@ -167,26 +166,3 @@ class Outbox:
                 PendingEvent(int(i), str(t), int(s), str(e), str(env)) for i, t, s, e, env in rows
             ]
             yield OutboxBatch(conn, events)
-
-
-async def outbox_notices(
-    conninfo: str, *, check_every: float = 30.0
-) -> AsyncIterator[OutboxNotice | None]:
-    """LISTEN on the outbox channel over a connection of its own; yield each notice.
-
-    Yields None first, once listening, so the caller can look for rows it missed
-    while it was not. Ends with the connection's error when the connection is lost;
-    after `check_every` seconds without a notice it asks the server something, since
-    a connection cut off without a reset would otherwise wait silently forever.
-    """
-    async with await AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
-        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(OUTBOX_CHANNEL)))
-        yield None
-        while True:
-            async for note in conn.notifies(timeout=check_every):
-                try:
-                    yield OutboxNotice(note.payload)
-                except ValueError:
-                    yield None  # an unknown notice still means "look"
-            async with asyncio.timeout(10):
-                await conn.execute("SELECT 1")

@@ -14,17 +14,14 @@ but a reset's. That one waits for the batch to commit and is then refused (the
 `tasks_row_made` trigger finds the tombstone): nothing recorded after pruning
 brings back half a task.
 
-Orphans: `unstarted_tasks` lists the ids the API accepted whose first event is not
-recorded yet. One older than the grace period whose workflow Temporal does not
-know (the worker asks; the store knows nothing of Temporal) loses its owner,
-webhook and `unstarted_tasks` rows, unless the id was claimed again since.
+Orphans (ids accepted whose workflow never started) are store/orphans.py's.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -131,32 +128,6 @@ DELETE FROM pruned_tasks WHERE task_id = ANY(ARRAY(
 ))
 """
 
-_UNSTARTED = """
-SELECT u.task_id, u.claimed_at,
-       EXISTS (SELECT 1 FROM tasks t WHERE t.task_id = u.task_id),
-       EXISTS (SELECT 1 FROM pruned_tasks p WHERE p.task_id = u.task_id)
-FROM unstarted_tasks u
-WHERE u.claimed_at < now() - %(grace)s AND (u.claimed_at, u.task_id) > (%(at)s, %(id)s)
-ORDER BY u.claimed_at, u.task_id
-LIMIT %(limit)s
-"""
-
-# Only while the id is not claimed again (`claimed_at` unchanged): a repeat of the
-# creating request re-claims it before it starts the workflow.
-_FORGET_UNSTARTED = (
-    "DELETE FROM unstarted_tasks WHERE task_id = %(id)s AND claimed_at = %(at)s RETURNING 1"
-)
-
-_DELETE_ORPHAN = (
-    ("webhook_deliveries", "DELETE FROM webhook_deliveries WHERE task_id = %(id)s"),
-    ("webhook_endpoints", "DELETE FROM webhook_endpoints WHERE task_id = %(id)s"),
-    (
-        "task_owners",
-        "DELETE FROM task_owners WHERE task_id = %(id)s"
-        " AND NOT EXISTS (SELECT 1 FROM tasks WHERE task_id = %(id)s)",
-    ),
-)
-
 
 @dataclass
 class PruneCounts:
@@ -178,15 +149,7 @@ class PruneCounts:
         return {table: self.rows[table] for table in TABLES}
 
 
-@dataclass(frozen=True, slots=True)
-class UnstartedTask:
-    task_id: str
-    claimed_at: datetime
-    recorded: bool  # the task has its first event: it started after all
-    pruned: bool  # a tombstone: the id was re-claimed after its task was pruned
-
-
-def _keep(seconds: float) -> timedelta:
+def keep_interval(seconds: float) -> timedelta:
     return timedelta(seconds=seconds)
 
 
@@ -198,7 +161,7 @@ async def prune_closed_batch(
     transaction holds are skipped."""
     counts = PruneCounts()
     cursor = await conn.execute(
-        _LOCK_EXPIRED, {"closed": CLOSED, "keep": _keep(keep_seconds), "limit": limit}
+        _LOCK_EXPIRED, {"closed": CLOSED, "keep": keep_interval(keep_seconds), "limit": limit}
     )
     ids = [str(row[0]) for row in await cursor.fetchall()]
     if not ids:
@@ -233,7 +196,7 @@ async def prune_published_outbox(
     """Delete up to `limit` outbox rows published more than `keep_seconds` ago."""
     async with pool.connection() as conn:
         cursor = await conn.execute(
-            _PUBLISHED_OUTBOX, {"keep": _keep(keep_seconds), "limit": limit}
+            _PUBLISHED_OUTBOX, {"keep": keep_interval(keep_seconds), "limit": limit}
         )
         return max(cursor.rowcount, 0)
 
@@ -241,7 +204,7 @@ async def prune_published_outbox(
 async def expire_tombstones(pool: AsyncConnectionPool, *, keep_seconds: float, limit: int) -> int:
     async with pool.connection() as conn:
         cursor = await conn.execute(
-            _EXPIRED_TOMBSTONES, {"keep": _keep(keep_seconds), "limit": limit}
+            _EXPIRED_TOMBSTONES, {"keep": keep_interval(keep_seconds), "limit": limit}
         )
         return max(cursor.rowcount, 0)
 
@@ -259,53 +222,11 @@ async def count_expired(
             _COUNT_EXPIRED,
             {
                 "closed": CLOSED,
-                "keep": _keep(keep_seconds),
-                "outbox_keep": _keep(outbox_keep_seconds),
-                "tombstone_keep": _keep(tombstone_keep_seconds),
+                "keep": keep_interval(keep_seconds),
+                "outbox_keep": keep_interval(outbox_keep_seconds),
+                "tombstone_keep": keep_interval(tombstone_keep_seconds),
             },
         )
         row = await cursor.fetchone()
     assert row is not None  # one row of subquery counts
     return PruneCounts(rows=Counter(dict(zip(TABLES, (int(n) for n in row), strict=True))))
-
-
-async def unstarted_tasks(
-    pool: AsyncConnectionPool,
-    *,
-    grace_seconds: float,
-    after: tuple[datetime, str],
-    limit: int,
-) -> list[UnstartedTask]:
-    """Ids claimed more than `grace_seconds` ago with no event, oldest claim first,
-    a page at a time after `after` (claimed_at, task_id)."""
-    async with pool.connection() as conn:
-        cursor = await conn.execute(
-            _UNSTARTED,
-            {"grace": _keep(grace_seconds), "at": after[0], "id": after[1], "limit": limit},
-        )
-        rows = await cursor.fetchall()
-    return [UnstartedTask(str(t), at, bool(rec), bool(gone)) for t, at, rec, gone in rows]
-
-
-async def forget_started(pool: AsyncConnectionPool, task: UnstartedTask) -> bool:
-    """The task recorded its first event: it is no candidate any more."""
-    async with pool.connection() as conn:
-        cursor = await conn.execute(_FORGET_UNSTARTED, {"id": task.task_id, "at": task.claimed_at})
-        return await cursor.fetchone() is not None
-
-
-async def remove_orphan(pool: AsyncConnectionPool, task: UnstartedTask) -> PruneCounts:
-    """Delete the owner and webhook rows of a task whose workflow never started; nothing
-    when the id was claimed again meanwhile (a repeat of its request is starting it)."""
-    counts = PruneCounts()
-    params = {"id": task.task_id, "at": task.claimed_at}
-    async with pool.connection() as conn, conn.transaction():
-        cursor = await conn.execute(_FORGET_UNSTARTED, params)
-        if await cursor.fetchone() is None:
-            return counts
-        counts.rows["unstarted_tasks"] += 1
-        for table, statement in _DELETE_ORPHAN:
-            cursor = await conn.execute(statement, params)
-            counts.rows[table] += max(cursor.rowcount, 0)
-    counts.task_ids.append(task.task_id)
-    return counts

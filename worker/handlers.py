@@ -32,7 +32,6 @@ Handlers are registered in code (`HandlerRunner.register`) or named in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import os
@@ -59,6 +58,7 @@ from settings import Settings
 from store.processed import ProcessedEvents
 from store.published import PublishedEvents
 from telemetry.metrics import LabelledValues, Metrics, ReadEach
+from worker.cancel import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -404,6 +404,4 @@ async def stop_handlers(
         await asyncio.wait_for(asyncio.shield(running), grace_seconds)
     except TimeoutError:
         log.warning("durable handlers did not stop in time; cancelling them")
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+        await cancel_until_done([running])

@@ -1,6 +1,6 @@
 """What the worker adds to its `/metrics`: tasks by status, durable consumption, its DB pool.
 
-The relay, the webhooks and the recorder's publish histogram register their own
+The relay, the webhook dispatcher and the recorder's publish histogram register their own
 figures; this module exports the rest of what an operator watches on a worker,
 read from the runtime's objects at scrape time; the read model is counted by a
 loop every `metrics_refresh_seconds`, never inside a scrape.

@@ -1,6 +1,6 @@
 """Retention in the worker: every `interval`, one pruner across all workers prunes.
 
-A round (store/retention.py has the SQL and the rules):
+A round (the SQL and its rules: store/retention.py, store/orphans.py):
 
 1. closed tasks past `TASKPLANE_RETENTION_CLOSED_TASKS_SECONDS`, `batch` tasks a
    transaction, until a batch comes back short (at most `MAX_BATCHES` a round);
@@ -31,17 +31,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from schemas.workflow import workflow_id_for
 from settings import Settings
+from store.orphans import forget_started, remove_orphan, unstarted_tasks
 from store.retention import (
     PRUNE_LOCK_KEY,
     PruneCounts,
     expire_tombstones,
-    forget_started,
     prune_closed_batch,
     prune_published_outbox,
-    remove_orphan,
-    unstarted_tasks,
 )
-from telemetry.metrics import CountError, LabelledValues, Metrics, ignore_error
+from telemetry.metrics import CountError, ignore_error
 
 log = logging.getLogger(__name__)
 
@@ -264,38 +262,4 @@ def build_pruner(
         RetentionPolicy.from_settings(settings),
         interval=settings.retention_interval_seconds,
         count_error=count_error,
-    )
-
-
-def register_pruner_metrics(metrics: Metrics, pruner: Pruner) -> None:
-    """Rows pruned by table, and when the last round ran (how long it took)."""
-    stats = pruner.stats
-
-    def rows() -> LabelledValues:
-        return [(float(n), {"table": table}) for table, n in sorted(stats.rows.items())]
-
-    def last_run() -> LabelledValues:
-        return [] if stats.last_run is None else [(stats.last_run, {})]
-
-    def last_run_seconds() -> LabelledValues:
-        return [] if stats.last_run_seconds is None else [(stats.last_run_seconds, {})]
-
-    metrics.counters("taskplane_pruned_rows", "rows deleted by retention, by table", rows)
-    metrics.counter(
-        "taskplane_pruned_orphans",
-        "tasks whose workflow never started, whose owner and webhook rows were removed",
-        lambda: stats.orphans,
-    )
-    metrics.gauges(
-        "taskplane_prune_last_run_timestamp_seconds",
-        "when this worker's pruner last finished a round (unix time)",
-        last_run,
-    )
-    metrics.gauges(
-        "taskplane_prune_last_run_seconds", "how long the last prune round took", last_run_seconds
-    )
-    metrics.counter(
-        "taskplane_prune_skipped_rounds",
-        "rounds skipped because another worker's pruner held the lock",
-        lambda: stats.skipped_rounds,
     )

@@ -35,7 +35,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from prometheus_client import REGISTRY, Counter
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
@@ -47,52 +46,26 @@ from schemas.workflow import TASK_WORKFLOW, task_id_from_workflow_id, workflow_i
 from settings import Settings
 from store.chapters import (
     RECONCILE_LOCK_KEY,
-    TaskChapter,
     chapters_of,
     mark_workflow_task_failing,
     stale_open_tasks,
 )
 from store.events import ChapterClosedError
-from telemetry.metrics import CountError, ignore_error
+from telemetry.metrics import CountError, Metrics, ignore_error
 from temporal.closures import CLOSE_STATUS_NAMES, run_closure
 from temporal.health import FAILING_ATTEMPTS
+from worker.run_endings import (
+    ENDINGS,
+    VISIBILITY_NAMES,
+    ClosedRun,
+    ending_event,
+    needs_ending,
+)
 
 log = logging.getLogger(__name__)
 
 # Visibility is eventually consistent: each look starts this much before the last one.
 LOOK_OVERLAP = timedelta(seconds=30)
-ENDINGS = (
-    WorkflowExecutionStatus.TERMINATED,
-    WorkflowExecutionStatus.TIMED_OUT,
-    WorkflowExecutionStatus.FAILED,
-    WorkflowExecutionStatus.CANCELED,
-)
-_VISIBILITY_NAMES = {
-    WorkflowExecutionStatus.TERMINATED: "Terminated",
-    WorkflowExecutionStatus.TIMED_OUT: "TimedOut",
-    WorkflowExecutionStatus.FAILED: "Failed",
-    WorkflowExecutionStatus.CANCELED: "Canceled",
-}
-
-WORKFLOW_TASKS_FAILING = Counter(
-    "taskplane_workflow_tasks_failing_found",
-    "Open tasks found with a workflow task that keeps failing (flagged on the task)",
-    registry=REGISTRY,
-)
-
-RECONCILED = Counter(
-    "taskplane_reconciled",
-    "Runs whose ending the reconciler recorded, by how they closed in Temporal",
-    ["reason"],
-    registry=REGISTRY,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ClosedRun:
-    task_id: str
-    run_id: str
-    status: WorkflowExecutionStatus
 
 
 @dataclass
@@ -104,6 +77,20 @@ class ReconcilerStats:
     # The last tasks whose ending was recorded here, newest last (for logs and tests).
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=100))
     reconciled: dict[str, int] = field(default_factory=dict)
+
+
+def register_reconciler_metrics(metrics: Metrics, stats: ReconcilerStats) -> None:
+    """Export a reconciler's counts in its runtime's metrics."""
+    metrics.counter(
+        "taskplane_workflow_tasks_failing_found",
+        "Open tasks found with a workflow task that keeps failing (flagged on the task)",
+        lambda: stats.workflow_tasks_failing,
+    )
+    metrics.counters(
+        "taskplane_reconciled",
+        "Runs whose ending the reconciler recorded, by how they closed in Temporal",
+        lambda: [(float(n), {"reason": reason}) for reason, n in sorted(stats.reconciled.items())],
+    )
 
 
 class Reconciler:
@@ -171,7 +158,7 @@ class Reconciler:
 
     async def _recently_closed(self) -> list[ClosedRun]:
         statuses = " OR ".join(
-            f"ExecutionStatus = '{_VISIBILITY_NAMES[status]}'" for status in ENDINGS
+            f"ExecutionStatus = '{VISIBILITY_NAMES[status]}'" for status in ENDINGS
         )
         since = self._since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         query = f"WorkflowType = '{TASK_WORKFLOW}' AND CloseTime >= '{since}' AND ({statuses})"
@@ -186,7 +173,7 @@ class Reconciler:
         chapters = await chapters_of(self._pool, sorted({c.task_id for c in candidates}))
         healed = 0
         for run in candidates:
-            if not _needs_ending(chapters.get(run.task_id), run.run_id):
+            if not needs_ending(chapters.get(run.task_id), run.run_id):
                 continue
             if not await self._is_current_run(run):
                 continue  # a reset left this run behind: its ending belongs to no chapter
@@ -223,7 +210,6 @@ class Reconciler:
         """A run whose workflow task fails again and again cannot move: say so, once."""
         if not await mark_workflow_task_failing(self._pool, task_id):
             return
-        WORKFLOW_TASKS_FAILING.inc()
         self.stats.workflow_tasks_failing += 1
         log.error(
             "the task's workflow task keeps failing: the task cannot move",
@@ -241,7 +227,7 @@ class Reconciler:
     async def _record_ending(self, run: ClosedRun) -> int:
         closure = await run_closure(self._client, run.task_id, run.run_id)
         close_status = CLOSE_STATUS_NAMES[run.status]
-        event_type, data = _ending_event(run, close_status, closure.reason, closure.identity)
+        event_type, data = ending_event(run, close_status, closure.reason, closure.identity)
         if run.status is WorkflowExecutionStatus.FAILED:
             data["error"] = cap_optional_text(closure.failure) or "the workflow run failed"
         try:
@@ -257,7 +243,6 @@ class Reconciler:
         if result.duplicate:
             return 0
         reason = close_status.lower()
-        RECONCILED.labels(reason=reason).inc()
         self.stats.reconciled[reason] = self.stats.reconciled.get(reason, 0) + 1
         self.stats.recent.append(run.task_id)
         log.warning(
@@ -271,31 +256,6 @@ class Reconciler:
             },
         )
         return 1
-
-
-def _needs_ending(chapter: TaskChapter | None, run_id: str) -> bool:
-    """Whether the store lacks the ending of `run_id`: open (or pending: closed before its
-    first event), or closed in an older chapter. No trace of it: not this store's task."""
-    if chapter is None:
-        return False
-    if not chapter.closed:
-        return True
-    return chapter.run_id is not None and chapter.run_id != run_id
-
-
-def _ending_event(
-    run: ClosedRun, close_status: str, reason: str | None, identity: str | None
-) -> tuple[str, dict[str, Any]]:
-    if run.status is WorkflowExecutionStatus.FAILED:
-        return "task.failed.v1", {"error": "", "step": None}
-    if run.status is WorkflowExecutionStatus.CANCELED:
-        return "task.cancelled.v1", {"reason": cap_optional_text(reason) or "cancelled in Temporal"}
-    return "task.terminated.v1", {
-        "reason": cap_optional_text(reason),
-        "close_status": close_status,
-        "run_id": run.run_id,
-        "identity": cap_optional_text(identity),
-    }
 
 
 def build_reconciler(

@@ -38,13 +38,12 @@ from activities.recorder import EventRecorder, ResetDetails
 from broker import BrokerError, EventBroker, topic_for
 from settings import Settings
 from store import EventStore, Outbox, OutboxBacklog, OutboxNotice
-from store.outbox import outbox_notices
+from store.listen import Listener
+from store.outbox import OUTBOX_CHANNEL
 from telemetry.metrics import Metrics
 from telemetry.publish import PublishTimer
 
 log = logging.getLogger(__name__)
-
-LISTEN_RETRY_SECONDS = 0.5
 
 
 @dataclass(slots=True)
@@ -96,13 +95,13 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._backing_off = False
         self._broker_back = False  # a "broker back" notice arrived during the current round
-        self._listening = False
+        self._listener: Listener | None = None
         self.stats = RelayStats()
 
     @property
     def listening(self) -> bool:
         """True while the LISTEN connection is up (other workers' notices reach us)."""
-        return self._listening
+        return self._listener is not None and self._listener.listening
 
     # --- wake-ups (PublishListener for this process's recorder, and NOTIFY) ------------
 
@@ -116,6 +115,7 @@ class OutboxRelay:
         """Run a round now; while backing off, only when the broker is back.
 
         During an outage every hand over says only that the broker is still down.
+        None: the LISTEN (re)connected, and notices sent meanwhile are lost: look now.
         """
         if notice is OutboxNotice.BROKER_BACK:
             self._broker_back = True
@@ -168,7 +168,13 @@ class OutboxRelay:
         """Relay until cancelled; with `listen_conninfo`, also wake on other workers' NOTIFY."""
         listener = None
         if listen_conninfo is not None:
-            listener = asyncio.create_task(self.listen(listen_conninfo), name="outbox-listen")
+            self._listener = Listener(
+                listen_conninfo,
+                OUTBOX_CHANNEL,
+                retry_cap=self._max_backoff,
+                application_name="taskplane-outbox-relay",
+            )
+            listener = asyncio.create_task(self._listener.run(self._heard), name="outbox-listen")
         try:
             await self._loop()
         finally:
@@ -213,24 +219,11 @@ class OutboxRelay:
         except psycopg.Error as exc:
             log.debug("could not read the outbox backlog", extra={"error": str(exc)})
 
-    async def listen(self, conninfo: str) -> None:
-        """Wake on the outbox channel; reconnect after losing the connection."""
-        delay = LISTEN_RETRY_SECONDS
-        while True:
-            try:
-                async for notice in outbox_notices(conninfo):
-                    delay = LISTEN_RETRY_SECONDS
-                    self._listening = True
-                    # None: (re)connected, and NOTIFYs sent meanwhile are lost: look now.
-                    self.notice(notice)
-            except (psycopg.Error, OSError) as exc:
-                self._listening = False
-                log.warning(
-                    "outbox listener lost its connection; retrying",
-                    extra={"error": str(exc), "retry_in": delay},
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._max_backoff)
+    def _heard(self, payload: str | None) -> None:
+        try:
+            self.notice(OutboxNotice(payload) if payload is not None else None)
+        except ValueError:
+            self.notice(None)  # an unknown notice still means "look"
 
 
 def build_recorder_and_relay(

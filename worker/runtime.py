@@ -1,15 +1,15 @@
 """`WorkerRuntime`: every part of one worker, built from settings and supervised as one.
 
 `async with WorkerRuntime(settings) as rt:` opens the pool and the broker, connects
-to Temporal, builds the recorder, the outbox relay, the durable handlers (the
-built-in `webhooks`, those `TASKPLANE_EVENT_HANDLERS` names, and any given here),
-the webhook sender, the reconciler, the pruner (retention) and the metrics, and
-runs every loop in one `asyncio.TaskGroup`: a loop that dies takes the whole
-runtime down (its error ends the `async with`), so a supervisor restarts a broken
-worker instead of leaving it running without, say, its relay. Leaving the block
-stops the parts in order: the Temporal worker first (running activities finish),
-then the durable handlers (each finishes its current event), then the other loops,
-then the metrics server, the broker and the pool.
+to Temporal, builds the recorder, the outbox relay, the durable handlers (those
+`TASKPLANE_EVENT_HANDLERS` names, and any given here), the webhook dispatcher, the
+reconciler, the pruner (retention) and the metrics, and runs every loop in one
+`asyncio.TaskGroup`: a loop that dies takes the whole runtime down (its error
+ends the `async with`), so a supervisor restarts a broken worker instead of
+leaving it running without, say, its relay. Leaving the block stops the parts in
+order: the Temporal worker first (running activities finish), then the durable
+handlers (each finishes its current event), then the other loops, then the
+metrics server, the broker and the pool.
 
 The worker process (`worker/main.py`), the fault tests, the integration tests and
 the bench all run this; they differ only in settings and in what they pass in.
@@ -35,20 +35,23 @@ from schemas.plugins import TaskTypePlugin, installed_plugins
 from settings import Settings
 from store import open_pool
 from store.processed import ProcessedEvents
-from store.webhooks import WebhookStore
 from telemetry.metrics import Metrics, MetricsServer
 from temporal.client import connect_client, ensure_search_attributes
 from temporal.closures import ResetDetailsFromHistory
 from temporal.runtime import metrics_runtime
+from webhooks.dispatcher import WebhookDispatcher
+from webhooks.metrics import register_webhook_metrics
+from worker.cancel import cancel_until_done
 from worker.handlers import EventHandler, HandlerRunner, build_handler_runner, stop_handlers
 from worker.metrics import WorkerGauges, register_worker_metrics
-from worker.pruner import Pruner, build_pruner, register_pruner_metrics
-from worker.reconciler import Reconciler, build_reconciler
+from worker.pruner import Pruner, build_pruner
+from worker.pruner_metrics import register_pruner_metrics
+from worker.reconciler import Reconciler, build_reconciler, register_reconciler_metrics
 from worker.relay import OutboxRelay, build_recorder_and_relay
 from worker.temporal_worker import build_worker
-from worker.webhooks import WebhookDispatcher, start_webhooks
 
 log = logging.getLogger(__name__)
+
 
 # Builds the Temporal worker of a runtime: (client, recorder, task queue) → Worker.
 MakeWorker = Callable[[Client, EventRecorder, str], Worker]
@@ -156,16 +159,15 @@ class WorkerRuntime:
         self.handlers = build_handler_runner(
             self.broker, ProcessedEvents(self.pool), settings, self.metrics
         )
-        webhook_handler, self.webhooks = start_webhooks(
-            WebhookStore(self.pool), settings, self.metrics
-        )
-        self.handlers.register(webhook_handler)  # built in: the first durable handler
+        self.webhooks = WebhookDispatcher.from_settings(self.pool, settings)
+        register_webhook_metrics(self.metrics, self.webhooks)
         for handler in self._extra_handlers:
             self.handlers.register(handler)
         if settings.reconcile_enabled:
             self.reconciler = build_reconciler(
                 settings, self.client, self.pool, self.recorder, self.metrics.count_error
             )
+            register_reconciler_metrics(self.metrics, self.reconciler.stats)
         if settings.retention_enabled:
             self.pruner = build_pruner(settings, self.client, self.pool, self.metrics.count_error)
             register_pruner_metrics(self.metrics, self.pruner)
@@ -222,6 +224,5 @@ class WorkerRuntime:
         if self._handlers_task is not None and not self._handlers_task.done():
             await stop_handlers(self.handlers, self._handlers_task)
             log.info("durable handlers stopped")
-        for task in self._loops:
-            if task is not self._worker_task and task is not self._handlers_task:
-                task.cancel()
+        others = [t for t in self._loops if t not in (self._worker_task, self._handlers_task)]
+        await cancel_until_done(others)

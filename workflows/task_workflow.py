@@ -5,7 +5,9 @@ The workflow owns what every task type shares: task-level events through
 main loop and from handlers come out in one defined order), pause and cancel at
 step boundaries, search attributes and details for operators, and the failure
 events of attempts that could not report themselves. What a task *does* is its
-type's runner (`workflows.registry`), which calls `run_step`.
+type's runner (`workflows.registry`), which calls `run_step`. The signals, the
+query and the status transitions are `workflows.control` (a base class); patch ids,
+retry policies and timeouts are `workflows.policies`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
@@ -27,54 +28,31 @@ with workflow.unsafe.imports_passed_through():
     from schemas.size import cap_text
     from schemas.tasks import TaskStatus
     from schemas.workflow import (
-        INVALID_EVENT,
-        QUERY_STATUS,
         RECORD_EVENT,
         REQUEST_CANCELLATION,
-        SIGNAL_CANCEL,
-        SIGNAL_PAUSE,
-        SIGNAL_RESUME,
-        STEP_FAILED,
-        TASK_STATUS,
         TASK_STEP,
         TASK_WORKFLOW,
         RecordEventInput,
         RecordEventResult,
         RequestCancellationInput,
-        TaskStatusView,
         TaskWorkflowInput,
         TaskWorkflowResult,
     )
     from workflows.demo import STEP_MAX_ATTEMPTS
+    from workflows.policies import (
+        LOCAL_ACTIVITY_TIMEOUT,
+        PATCH_CANCEL_CLOSES_CANCELED,
+        PATCH_CANCEL_DURING_RECORD,
+        PATCH_TASK_STEP_ATTRIBUTE,
+        PATCH_TIMEOUT_STEP_FAILED,
+        RECORD_RETRY,
+        STEP_HEARTBEAT_TIMEOUT,
+        STEP_RETRY,
+        native_cancel_reason,
+    )
     from workflows.registry import runner_for
 
-# Patches: each guards a change of commands, so histories of older runs still replay.
-# Retire one (docs/versioning.md) once no run that started before it can be open.
-PATCH_TASK_STEP_ATTRIBUTE = "task-step-search-attribute"
-PATCH_TIMEOUT_STEP_FAILED = "timeout-step-failed-event"
-# Every cancel closes the run as Canceled in Temporal (issue 14): a native cancel during a
-# step is a cancel, not a failure; a signalled cancel asks Temporal to cancel the run.
-PATCH_CANCEL_CLOSES_CANCELED = "cancel-closes-canceled"
-# A native cancel that reaches an event's recording (the local activity) records the event
-# anyway and takes effect at the next step boundary: was a failed task (paused/resumed) or
-# a run closed with no terminal event (task.created.v1).
-PATCH_CANCEL_DURING_RECORD = "cancel-during-record"
-
-RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=0,  # never give up on an event: the store may be down for a while
-    non_retryable_error_types=[INVALID_EVENT],
-)
-STEP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=STEP_MAX_ATTEMPTS,
-    non_retryable_error_types=[STEP_FAILED, INVALID_EVENT],
-)
-STEP_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+from workflows.control import TaskControl
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
@@ -83,29 +61,12 @@ class _CancelRequestedError(Exception):
     """The `cancel` signal arrived; unwinds the runner."""
 
 
-def _native_cancel_reason() -> str:
-    """The operator's reason for a Temporal-native cancel, when Temporal carries one."""
-    return cap_text(workflow.cancellation_reason() or "") or "cancelled through Temporal"
-
-
 @workflow.defn(name=TASK_WORKFLOW)
-class TaskWorkflow:
+class TaskWorkflow(TaskControl):
     def __init__(self) -> None:
-        self._task_id = ""
-        self._status = TaskStatus.PENDING
-        self._pause_requested = False
-        self._cancel_reason: str | None = None
-        self._current_step: int | None = None
-        self._failed_step: int | None = None
-        self._total_steps: int | None = None
+        super().__init__()
         self._emit_lock = asyncio.Lock()
         self._boundary_lock = asyncio.Lock()
-        # Insertion-ordered, so cancelling them issues commands in a replayable order.
-        self._running: dict[int, workflow.ActivityHandle[Any]] = {}
-
-    @property
-    def task_id(self) -> str:
-        return self._task_id
 
     @workflow.run
     async def run(self, request: TaskWorkflowInput) -> TaskWorkflowResult:
@@ -131,7 +92,7 @@ class TaskWorkflow:
             await self._close_as_canceled()
         except asyncio.CancelledError:
             # An operator's Temporal-native Cancel: same ending as the signal.
-            await self._finish_cancelled(_native_cancel_reason())
+            await self._finish_cancelled(native_cancel_reason())
             raise
         except (ActivityError, ApplicationError) as exc:
             cause = exc.cause if isinstance(exc, ActivityError) and exc.cause else exc
@@ -195,7 +156,7 @@ class TaskWorkflow:
                 PATCH_CANCEL_CLOSES_CANCELED
             ):
                 # A native cancel reached the running step first: a cancel, not a failure.
-                self._cancel_reason = _native_cancel_reason()
+                self._cancel_reason = native_cancel_reason()
                 raise _CancelRequestedError from None
             self._failed_step = self._failed_step or index
             if isinstance(exc.cause, ActivityTimeoutError) and workflow.patched(
@@ -267,7 +228,7 @@ class TaskWorkflow:
         await workflow.execute_local_activity(
             REQUEST_CANCELLATION,
             RequestCancellationInput(task_id=self._task_id),
-            start_to_close_timeout=timedelta(seconds=10),
+            start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
             retry_policy=RECORD_RETRY,
         )
         await workflow.wait_condition(lambda: False)  # ends with the cancellation
@@ -296,7 +257,7 @@ class TaskWorkflow:
             # event id: recorded once even if the interrupted attempt committed), then let
             # the cancel take effect where every cancel does, at the next step boundary.
             if self._cancel_reason is None:
-                self._cancel_reason = _native_cancel_reason()
+                self._cancel_reason = native_cancel_reason()
             self._log("native cancel reached a recording", event_type=event_type)
             return await self._record(record)
 
@@ -305,64 +266,7 @@ class TaskWorkflow:
             RECORD_EVENT,
             record,
             result_type=RecordEventResult,
-            start_to_close_timeout=timedelta(seconds=10),
+            start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
             retry_policy=RECORD_RETRY,
         )
         return result
-
-    def _log(self, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
-        """A line through the workflow logger: skipped while replaying, so logged once per
-        occurrence, with `workflow_id`/`run_id` added by the SDK and `task_id` here.
-        Logging issues no command, so it needs no patch."""
-        workflow.logger.log(level, message, extra={"task_id": self._task_id, **fields})
-
-    def _set_status(self, status: TaskStatus) -> None:
-        self._status = status
-        workflow.upsert_search_attributes([TASK_STATUS.value_set(status.value)])
-        if status is not TaskStatus.RUNNING:
-            workflow.set_current_details(f"{status.value} at step {self._current_step or 0}")
-
-    # Signal handlers take any arguments Temporal can deliver (`*args`, decoded without a
-    # type): a payload of the wrong count or type is logged and ignored, never a failed
-    # workflow task that would wedge the task. Decoding issues no command: no patch.
-
-    @workflow.signal(name=SIGNAL_PAUSE)
-    def pause(self, *args: Any) -> None:
-        if args:
-            self._ignored_signal("pause", "takes no arguments", args)
-        elif not self._status.terminal:
-            self._pause_requested = True
-
-    @workflow.signal(name=SIGNAL_RESUME)
-    def resume(self, *args: Any) -> None:
-        if args:
-            self._ignored_signal("resume", "takes no arguments", args)
-        else:
-            self._pause_requested = False
-
-    @workflow.signal(name=SIGNAL_CANCEL)
-    def cancel(self, *args: Any) -> None:
-        if len(args) > 1 or (args and not isinstance(args[0], str | None)):
-            self._ignored_signal("cancel", "takes at most one text argument (the reason)", args)
-            return
-        if self._status.terminal or self._cancel_reason is not None:
-            return
-        reason = args[0] if args else None
-        self._cancel_reason = cap_text(reason) if reason else "cancelled by request"
-        for handle in self._running.values():
-            handle.cancel()
-
-    def _ignored_signal(self, name: str, why: str, args: tuple[Any, ...]) -> None:
-        shown = cap_text(repr(args), 500)
-        self._log(f"signal {name} ignored: {why}", level=logging.WARNING, arguments=shown)
-
-    @workflow.query(name=QUERY_STATUS)
-    def status(self) -> TaskStatusView:
-        return TaskStatusView(
-            task_id=self._task_id,
-            status=self._status,
-            current_step=self._current_step,
-            total_steps=self._total_steps,
-            pause_requested=self._pause_requested,
-            cancel_requested=self._cancel_reason is not None,
-        )

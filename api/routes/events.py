@@ -32,7 +32,8 @@ from api.limits import MAX_SEQUENCE, TenantStreamGate, TenantStreamsDep, parse_s
 from api.lookup import find_task, parse_task_id
 from api.problems import PROBLEM_JSON, ProblemError, problem_body
 from api.sse_contract import SSE_RESPONSES
-from api.streaming import OutgoingEvent, StreamGate, TaskEventStream
+from api.stream_gate import StreamGate
+from api.streaming import OutgoingEvent, TaskEventStream
 from telemetry.tracing import event_span
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 2.0
 REDIS_DOWN_IMPAIRS = [
     "live SSE delivery: streams read the store every TASKPLANE_SSE_STORE_POLL_SECONDS instead",
-    "durable handlers and webhook deliveries wait until Redis is back (nothing is lost)",
+    "durable handlers wait until Redis is back (nothing is lost); webhooks do not need Redis",
     "events recorded meanwhile reach Redis through the worker's outbox relay, late",
 ]
 

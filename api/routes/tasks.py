@@ -26,7 +26,6 @@ from api.models import (
     TaskView,
 )
 from api.problems import TEMPORAL_UNAVAILABLE, ProblemError, temporal_problem
-from api.webhooks import subscribe_webhook
 from schemas.tasks import TASK_INPUT_MODELS, TaskStatus
 from schemas.workflow import (
     SIGNAL_CANCEL,
@@ -39,6 +38,7 @@ from schemas.workflow import (
 from store import InvalidCursorError
 from store.tenants import TaskOwners
 from temporal.tasks import TaskDescription, TaskGoneError
+from webhooks.api import subscribe_webhook
 
 router = APIRouter(tags=["tasks"])
 

@@ -67,6 +67,8 @@ class ProcessFootprint:
     streams: float
     subscribers: float
     topics: float
+    # File descriptors other than the Postgres pool's connections: the pool keeps the
+    # connections a load made it open for its idle time (minutes), a size, not a leak.
     fds: int
     redis_connections: int
 
@@ -84,7 +86,7 @@ async def footprint(api: ProcessStack, admin: Redis) -> ProcessFootprint:
         streams=sample["taskplane_sse_streams_open"],
         subscribers=sample["taskplane_broker_subscribers"],
         topics=sample["taskplane_broker_topics"],
-        fds=fds,
+        fds=fds - int(sample["taskplane_db_pool_size"]),
         redis_connections=redis_connections,
     )
 

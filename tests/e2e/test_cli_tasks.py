@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cli import tasks as cli_tasks
+from cli import exit_codes
 from cli.main import main
 from tests.e2e.conftest import ProcessStack, api_beside
 
@@ -65,7 +65,7 @@ def test_create_and_watch_a_task_to_completion_as_json(stack: ProcessStack) -> N
         "--api",
         stack.base_url,
     )
-    assert result.returncode == cli_tasks.EXIT_OK, result.stderr
+    assert result.returncode == exit_codes.EXIT_OK, result.stderr
     envelopes = [json.loads(line) for line in result.stdout.splitlines()]
     task_id = envelopes[0]["subject"]
     assert envelopes == history(stack.base_url, task_id)  # every event once, in order
@@ -80,7 +80,7 @@ def test_plain_watch_show_and_list(stack: ProcessStack, capsys: pytest.CaptureFi
     task_id = created["task_id"]
 
     watched = taskplane("watch", task_id, env={"TASKPLANE_API_URL": stack.base_url})
-    assert watched.returncode == cli_tasks.EXIT_OK, watched.stderr
+    assert watched.returncode == exit_codes.EXIT_OK, watched.stderr
     lines = watched.stdout.splitlines()
     stored = history(stack.base_url, task_id)
     # Not a TTY: one plain line per event (no ANSI redraws), then the outcome.
@@ -106,7 +106,7 @@ def test_exit_codes_tell_failed_cancelled_conflict_and_not_found(
     api = ("--api", stack.base_url)
     failing = json.dumps({"steps": 2, "step_seconds": 0, "fail_at_step": 1})
     assert main(["tasks", "create", "demo.pipeline", "--input", failing, "--watch", *api]) == (
-        cli_tasks.EXIT_FAILED
+        exit_codes.EXIT_FAILED
     )
     assert "task.failed.v1" in capsys.readouterr().out
 
@@ -118,22 +118,22 @@ def test_exit_codes_tell_failed_cancelled_conflict_and_not_found(
         0,
         {"task_id": task_id, "status": "paused"},
     )
-    assert main(["tasks", "pause", task_id, *api]) == cli_tasks.EXIT_CONFLICT  # already
-    assert main(["tasks", "resume", task_id, *api]) == cli_tasks.EXIT_OK
-    assert main(["tasks", "cancel", task_id, *api]) == cli_tasks.EXIT_OK
-    assert main(["tasks", "watch", task_id, *api]) == cli_tasks.EXIT_CANCELLED
-    assert main(["tasks", "cancel", task_id, *api]) == cli_tasks.EXIT_CONFLICT  # finished
+    assert main(["tasks", "pause", task_id, *api]) == exit_codes.EXIT_CONFLICT  # already
+    assert main(["tasks", "resume", task_id, *api]) == exit_codes.EXIT_OK
+    assert main(["tasks", "cancel", task_id, *api]) == exit_codes.EXIT_OK
+    assert main(["tasks", "watch", task_id, *api]) == exit_codes.EXIT_CANCELLED
+    assert main(["tasks", "cancel", task_id, *api]) == exit_codes.EXIT_CONFLICT  # finished
     capsys.readouterr()
 
     missing = str(uuid.uuid4())
-    assert main(["tasks", "show", missing, *api]) == cli_tasks.EXIT_NOT_FOUND
-    assert main(["tasks", "watch", missing, *api]) == cli_tasks.EXIT_NOT_FOUND
-    assert main(["tasks", "create", "no.such.type", *api]) == cli_tasks.EXIT_USAGE
+    assert main(["tasks", "show", missing, *api]) == exit_codes.EXIT_NOT_FOUND
+    assert main(["tasks", "watch", missing, *api]) == exit_codes.EXIT_NOT_FOUND
+    assert main(["tasks", "create", "no.such.type", *api]) == exit_codes.EXIT_USAGE
     assert main(["tasks", "create", "demo.pipeline", "--input", "{not json", *api]) == 2
-    assert main(["tasks", "list", "--api", "http://127.0.0.1:9"]) == cli_tasks.EXIT_API_ERROR
+    assert main(["tasks", "list", "--api", "http://127.0.0.1:9"]) == exit_codes.EXIT_API_ERROR
     with pytest.raises(SystemExit) as usage:
         main(["tasks", "pause"])  # no ID
-    assert usage.value.code == cli_tasks.EXIT_USAGE
+    assert usage.value.code == exit_codes.EXIT_USAGE
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def test_watch_resumes_after_the_api_restarts_with_a_key(
 ) -> None:
     env = {"TASKPLANE_API_URL": keyed_api.base_url, "TASKPLANE_API_KEY": KEY}
     denied = taskplane("list", env={"TASKPLANE_API_URL": keyed_api.base_url})
-    assert denied.returncode == cli_tasks.EXIT_API_ERROR
+    assert denied.returncode == exit_codes.EXIT_API_ERROR
     assert "401" in denied.stderr
 
     stderr_file = tmp_path / "watch.stderr"
@@ -173,7 +173,7 @@ def test_watch_resumes_after_the_api_restarts_with_a_key(
     keyed_api.wait_ready()
 
     lines += watcher.stdout.read().splitlines(keepends=True)  # to its end (EOF)
-    assert watcher.wait(timeout=10) == cli_tasks.EXIT_OK, stderr_file.read_text()
+    assert watcher.wait(timeout=10) == exit_codes.EXIT_OK, stderr_file.read_text()
     errors = stderr_file.read_text()
     created_line, *event_lines, outcome = lines
     task_id = created_line.split()[1]

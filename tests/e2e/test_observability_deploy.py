@@ -2,17 +2,26 @@
 
 Scrapes a real stack (`python -m api`, `python -m worker`) after a task ran, on
 the three endpoints Prometheus scrapes in docker-compose.yml: the API's
-`/metrics`, the worker's own port and the Temporal SDK's port of the worker.
+`/metrics`, the worker's own port and the Temporal SDK's port of the worker. The
+worker runs a durable handler (tests/e2e/effect_handler.py, as an operator's
+`TASKPLANE_EVENT_HANDLERS` would name one): the handler and consumer-group metrics
+the alerts use exist only where a handler runs, and the worker runs none by default.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
-from redis.asyncio import Redis
+from psycopg import sql
+from redis import Redis
 
 from tests.deploy_files import (
     ONLY_ON_REDIS_7,
@@ -20,25 +29,56 @@ from tests.deploy_files import (
     exported_names,
     referenced_metrics,
 )
-from tests.e2e.conftest import ProcessStack
+from tests.e2e.conftest import ProcessStack, running_stack
 
 pytestmark = pytest.mark.e2e
 
 
-async def redis_major(url: str) -> int:
-    client = Redis.from_url(url)
-    try:
-        info = await client.info("server")
-    finally:
-        await client.aclose()
+@pytest.fixture
+def handler_stack(services: Any, tmp_path: Path) -> Iterator[ProcessStack]:
+    table = f"e2e_effects_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(services.database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (event_id text NOT NULL, task_id text NOT NULL)").format(
+                sql.Identifier(table)
+            )
+        )
+    group = f"test-effects-{table}"
+    with running_stack(
+        services,
+        tmp_path,
+        event_handlers="tests.e2e.effect_handler:handler",
+        test_effect_table=table,
+        test_effect_group=group,
+    ) as processes:
+        # The group starts at the stream's end: the task must come after it exists.
+        with Redis.from_url(services.redis_url, decode_responses=True) as admin:
+            deadline = time.monotonic() + 30
+            while not any(g["name"] == group for g in groups(admin)):
+                assert time.monotonic() < deadline, processes.log_tail("worker")
+                time.sleep(0.1)
+        yield processes
+
+
+def groups(admin: Redis) -> list[dict[str, Any]]:
+    if not admin.exists("taskplane:events"):
+        return []
+    found: list[dict[str, Any]] = admin.xinfo_groups("taskplane:events")
+    return found
+
+
+def redis_major(url: str) -> int:
+    with Redis.from_url(url) as client:
+        info: dict[str, Any] = client.info("server")
     return int(str(info["redis_version"]).split(".")[0])
 
 
 async def test_alerts_and_dashboard_use_only_exported_metrics(
-    stack: ProcessStack, redis_url: str
+    handler_stack: ProcessStack, redis_url: str
 ) -> None:
+    stack = handler_stack
     # What Redis 6.2 (the embedded server) cannot report, the worker does not export there.
-    unreportable = ONLY_ON_REDIS_7 if await redis_major(redis_url) < 7 else frozenset()
+    unreportable = ONLY_ON_REDIS_7 if redis_major(redis_url) < 7 else frozenset()
     endpoints = {
         "api": f"{stack.base_url}/metrics",
         "worker": f"http://127.0.0.1:{stack.worker_metrics_port}/metrics",

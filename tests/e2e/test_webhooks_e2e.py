@@ -3,8 +3,8 @@
 The stack runs on a database and a Redis database of its own (webhook deliveries
 are claimed by any worker of a database, and this stack's settings differ from
 the session stack's: private networks allowed, fast retries). A demo task's
-events go: recorder → Redis stream → the worker's `webhooks` handler (delivery
-rows, NOTIFY) → its sender → the receiver, which keeps each request for
+events go: recorder (the recording statement makes each delivery row and a
+NOTIFY) → the worker's dispatcher → the receiver, which keeps each request for
 `standardwebhooks` to verify.
 """
 
@@ -63,20 +63,8 @@ async def webhook_stack(
     with running_stack(
         services, log_dir, database_url=webhook_db, redis_url=redis_url, **STACK_SETTINGS
     ) as stack:
-        # The handler's consumer group starts at "$": wait for it before any task runs.
-        deadline = time.monotonic() + 30
-        while not any(g["name"] == "webhooks" for g in await groups(admin)):
-            assert time.monotonic() < deadline, stack.log_tail("worker")
-            await asyncio.sleep(0.1)
         yield stack
     await admin.aclose()
-
-
-async def groups(admin: Redis) -> list[dict[str, Any]]:
-    if not await admin.exists("taskplane:events"):
-        return []
-    found: list[dict[str, Any]] = await admin.xinfo_groups("taskplane:events")
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from api.app import create_app
 from api.listener import listening_socket
 from api.services import Services
-from api.streaming import StreamGate
+from api.stream_gate import StreamGate
 from broker import BrokerStats
 from settings import Settings
 from tests.polling import until

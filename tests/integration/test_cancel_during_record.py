@@ -29,7 +29,8 @@ from schemas.workflow import RECORD_EVENT, RecordEventInput, RecordEventResult, 
 from store import EventStore
 from tests.unit.test_replay import replayer
 from worker.temporal_worker import workflow_runner
-from workflows.task_workflow import PATCH_CANCEL_DURING_RECORD, TaskWorkflow
+from workflows.policies import PATCH_CANCEL_DURING_RECORD
+from workflows.task_workflow import TaskWorkflow
 
 
 class HeldCreation:

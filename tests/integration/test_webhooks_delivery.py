@@ -1,9 +1,9 @@
-"""The webhook handler and sender in-process, on a real Postgres and a real HTTP receiver.
+"""Webhook enqueueing and sending in-process, on a real Postgres and a real HTTP receiver.
 
-Events are written straight into a fresh database (the store's tables, as the
-recorder leaves them); the handler function runs inside the processed-event
-transaction as the worker runs it; one or several `WebhookDispatcher`s send to
-a local receiver that verifies signatures with the `standardwebhooks` package.
+Events are recorded with `EventStore.append` into a fresh database, as the recorder
+records them: the recording statement makes the delivery rows (webhooks/enqueue.py).
+One or several `WebhookDispatcher`s send to a local receiver that verifies
+signatures with the `standardwebhooks` package.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from api.webhooks import generate_secret
 from schemas import EventEnvelope
-from store import open_pool
-from store.processed import ProcessedEvents
-from store.webhooks import DeliveryState, WebhookStore
+from store import EventStore, open_pool
+from store.listen import Listener
+from store.migrate import migration_files
+from telemetry.metrics import Metrics
 from tests.invariants import Event, Observer, check_delivery, load_history
-from tests.own_database import own_database_sync
+from tests.own_database import own_database, own_database_sync
 from tests.polling import until
 from tests.webhooks_support import (
     Receiver,
@@ -36,14 +36,13 @@ from tests.webhooks_support import (
     running_receiver,
     verified_payloads,
 )
-from worker.webhooks import (
-    HANDLER_NAME,
-    DeliveryPolicy,
-    WebhookDispatcher,
-    enqueue_deliveries,
-    pinned,
-    webhook_handler,
-)
+from webhooks.api import generate_secret
+from webhooks.dispatcher import WebhookDispatcher
+from webhooks.enqueue import NOTIFY_CHANNEL
+from webhooks.metrics import WebhookStats, register_webhook_metrics
+from webhooks.outbound import pinned
+from webhooks.policy import DeliveryPolicy
+from webhooks.store import DeliveryState, WebhookStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -85,39 +84,32 @@ def event_types(count: int) -> list[str]:
     return ["task.created.v1", *[middle[i % 3] for i in range(count - 2)], "task.completed.v1"]
 
 
-async def store_task(pool: AsyncConnectionPool, count: int) -> tuple[str, list[EventEnvelope]]:
-    """A task with `count` stored events (created … completed), as the recorder stores them."""
-    task_id = str(uuid.uuid4())
-    envelopes = [
+def new_task() -> str:
+    return str(uuid.uuid4())
+
+
+def envelopes_of(task_id: str, kinds: list[str]) -> list[EventEnvelope]:
+    return [
         EventEnvelope(
             id=str(uuid.uuid4()),
             type=kind,
             subject=task_id,
             time=datetime.now(UTC),
-            data={"n": seq},
-            sequence=seq,
+            data={"task_type": "test"} if kind == "task.created.v1" else {},
         )
-        for seq, kind in enumerate(event_types(count), start=1)
+        for kind in kinds
     ]
-    async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO tasks (task_id, task_type, last_seq) VALUES (%s, 'test', %s)",
-            (task_id, count),
-        )
-        for envelope in envelopes:
-            await conn.execute(
-                "INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (
-                    task_id,
-                    envelope.sequence,
-                    envelope.id,
-                    envelope.type,
-                    envelope.time,
-                    envelope.model_dump_json(),
-                ),
-            )
-    return task_id, envelopes
+
+
+async def record(pool: AsyncConnectionPool, envelopes: list[EventEnvelope]) -> list[int]:
+    """Record each event as the recorder does (`EventStore.append`); their sequences."""
+    store = EventStore(pool)
+    return [(await store.append(envelope)).sequence for envelope in envelopes]
+
+
+async def record_task(pool: AsyncConnectionPool, task_id: str, count: int) -> list[int]:
+    """`count` events of the task, created … completed."""
+    return await record(pool, envelopes_of(task_id, event_types(count)))
 
 
 async def subscribe(
@@ -137,13 +129,6 @@ async def subscribe(
         request_hash="test",
     )
     return secret
-
-
-async def handle(pool: AsyncConnectionPool, envelope: EventEnvelope) -> None:
-    """What the worker's HandlerRunner does with one delivered event."""
-    async with ProcessedEvents(pool).first_time(HANDLER_NAME, envelope.id) as conn:
-        if conn is not None:
-            await enqueue_deliveries(envelope, conn)
 
 
 @asynccontextmanager
@@ -183,50 +168,75 @@ def observer(name: str, task_id: str, payloads: list[dict[str, Any]], **kw: Any)
     return Observer(name, seen, ordered=True, tasks=frozenset({task_id}), **kw)
 
 
-async def test_events_handled_out_of_order_are_enqueued_in_order_once(
-    db: AsyncConnectionPool,
+async def test_recording_makes_one_delivery_per_wanted_event_and_wakes_the_senders(
+    db: AsyncConnectionPool, webhook_db: str
 ) -> None:
-    task_id, envelopes = await store_task(db, 6)
+    task_id = new_task()
     await subscribe(db, task_id, "http://127.0.0.1:9/unused", types=["task.step.started.v1"])
-    store = WebhookStore(db)
-    await handle(db, envelopes[3])  # sequence 4 first: 1..4 get their rows
-    assert [d.sequence for d in await store.deliveries(task_id)] == [2]
-    for envelope in (envelopes[1], envelopes[3], envelopes[5], envelopes[0]):  # repeats: no-ops
-        await handle(db, envelope)
-    deliveries = await store.deliveries(task_id)
+    heard: list[str | None] = []
+    listener = Listener(webhook_db, NOTIFY_CHANNEL)
+    listening = asyncio.create_task(listener.run(heard.append))
+    try:
+
+        async def heard_all(count: int) -> bool:
+            return len(heard) == count
+
+        await until(lambda: heard_all(1), within=10)  # None: listening
+        envelopes = envelopes_of(task_id, event_types(6))
+        assert await record(db, envelopes[:2]) == [1, 2]  # created, started: 1 delivery
+        await until(lambda: heard_all(2), within=10)  # woken at its commit
+        assert await record(db, envelopes) == [1, 2, 3, 4, 5, 6]  # 2 repeats: no new rows
+        await until(lambda: heard_all(3), within=10)
+        await record(db, envelopes_of(new_task(), event_types(3)))  # no webhook: no NOTIFY
+        # NOTIFYs arrive in commit order: once this one is heard, any the task without
+        # a webhook had sent would have been heard before it.
+        async with db.connection() as conn:
+            await conn.execute("SELECT pg_notify(%s, 'end')", (NOTIFY_CHANNEL,))
+        await until(lambda: heard_all(4), within=10)
+        assert heard == [None, "", "", "end"]
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+    deliveries = await WebhookStore(db).deliveries(task_id)
     assert [(d.sequence, d.event_type) for d in deliveries] == [
         (2, "task.step.started.v1"),
         (5, "task.step.started.v1"),
     ]
     assert all(d.status == "pending" and d.attempts == 0 for d in deliveries)
+    assert [d.event_id for d in deliveries] == [envelopes[1].id, envelopes[4].id]
 
 
 async def test_a_task_without_a_webhook_gets_no_deliveries(db: AsyncConnectionPool) -> None:
-    task_id, envelopes = await store_task(db, 3)
-    for envelope in envelopes:
-        await handle(db, envelope)
+    task_id = new_task()
+    await record_task(db, task_id, 3)
     assert await WebhookStore(db).deliveries(task_id) == []
 
 
-async def test_the_handler_leaves_tasks_without_a_webhook_alone_and_asks_once_per_task(
+async def test_the_migration_gives_events_the_old_handler_had_not_reached_their_deliveries(
     db: AsyncConnectionPool,
 ) -> None:
-    plain_id, plain = await store_task(db, 3)
-    hooked_id, hooked = await store_task(db, 3)
-    await subscribe(db, hooked_id, "http://127.0.0.1:9/unused")
+    """Before 0007 the `webhooks` handler made deliveries; the switch must lose none."""
+    (backfill,) = [sql for version, sql in migration_files() if version.startswith("0007")]
+    task_id, filtered_id, plain_id = new_task(), new_task(), new_task()
+    await subscribe(db, task_id, "http://127.0.0.1:9/unused")
+    await subscribe(db, filtered_id, "http://127.0.0.1:9/unused", types=["task.completed.v1"])
+    for task in (task_id, filtered_id, plain_id):
+        await record_task(db, task, 4)
+    async with db.connection() as conn:  # as a database the old worker left behind:
+        await conn.execute(
+            "DELETE FROM webhook_deliveries WHERE task_id = ANY(%s) AND seq > 1",
+            ([task_id, filtered_id],),
+        )
+        await conn.execute(
+            "UPDATE webhook_endpoints SET enqueued_through = 1 WHERE task_id = ANY(%s)",
+            ([task_id, filtered_id],),
+        )
+        await conn.execute(backfill.encode())
+        await conn.execute(backfill.encode())  # rows that exist are kept, not doubled
     store = WebhookStore(db)
-    lookups: list[str] = []
-    has_subscription = store.has_subscription
-
-    async def counted(task_id: str) -> bool:
-        lookups.append(task_id)
-        return await has_subscription(task_id)
-
-    store.has_subscription = counted  # type: ignore[method-assign]
-    handler = webhook_handler(store)
-    concerned = [await handler.concerns(e) for e in [*plain, *hooked, *plain]]
-    assert concerned == [False] * 3 + [True] * 3 + [False] * 3
-    assert lookups == [plain_id, hooked_id]  # once per task, not once per event
+    assert [d.sequence for d in await store.deliveries(task_id)] == [1, 2, 3, 4]
+    assert [d.sequence for d in await store.deliveries(filtered_id)] == [4]
+    assert await store.deliveries(plain_id) == []
 
 
 async def test_several_senders_deliver_each_event_once_in_task_order_through_failures(
@@ -242,18 +252,16 @@ async def test_several_senders_deliver_each_event_once_in_task_order_through_fai
 
     tasks = []
     for n in range(4):
-        task_id, envelopes = await store_task(db, 10)
+        task_id = new_task()
         path = f"/concurrent/{n}"
         secret = await subscribe(db, task_id, receiver.at(path, flaky))
-        tasks.append((task_id, envelopes, path, secret))
+        tasks.append((task_id, path, secret))
     async with dispatching(db, webhook_db, count=3):
-        for _task_id, envelopes, _, _ in tasks:  # the broker's order is no order: reversed
-            for envelope in reversed(envelopes):
-                await handle(db, envelope)
+        await asyncio.gather(*(record_task(db, task_id, 10) for task_id, *_ in tasks))
         states = {task_id: await settled(db, task_id, 10) for task_id, *_ in tasks}
     history = await load_history(db, [t[0] for t in tasks])
     observers = []
-    for task_id, _envelopes, path, secret in tasks:
+    for task_id, path, secret in tasks:
         accepted = receiver.accepted(path)
         payloads = verified_payloads(accepted, secret)
         assert [r.webhook_id for r in accepted] == [p["id"] for p in payloads]
@@ -277,11 +285,10 @@ async def test_a_delivery_that_never_succeeds_fails_and_the_next_event_goes(
     def first_fails(_attempt: int, payload: dict[str, Any]) -> tuple[int, float]:
         return (500 if payload["sequence"] == 1 else 200), 0.0
 
-    task_id, envelopes = await store_task(db, 3)
+    task_id = new_task()
     await subscribe(db, task_id, receiver.at("/never", first_fails))
     async with dispatching(db, webhook_db, replace(POLICY, max_attempts=3)):
-        for envelope in envelopes:
-            await handle(db, envelope)
+        await record_task(db, task_id, 3)
         states = await settled(db, task_id, 3)
     assert [(s.status, s.attempts, s.last_status_code) for s in states] == [
         ("failed", 3, 500),
@@ -296,13 +303,13 @@ async def test_a_delivery_that_never_succeeds_fails_and_the_next_event_goes(
 async def test_410_gone_disables_the_endpoint(
     db: AsyncConnectionPool, webhook_db: str, receiver: Receiver
 ) -> None:
-    task_id, envelopes = await store_task(db, 3)
+    task_id = new_task()
     await subscribe(db, task_id, receiver.at("/gone", always(410)))
-    for envelope in envelopes[:2]:
-        await handle(db, envelope)
+    envelopes = envelopes_of(task_id, event_types(3))
+    await record(db, envelopes[:2])
     async with dispatching(db, webhook_db):
         states = await settled(db, task_id, 2)
-    await handle(db, envelopes[2])  # after the endpoint was disabled: no delivery
+    await record(db, envelopes[2:])  # after the endpoint was disabled: no delivery
     assert [(s.status, s.attempts) for s in states] == [("failed", 1), ("failed", 0)]
     assert len(await WebhookStore(db).deliveries(task_id)) == 2
     assert len(receiver.requests("/gone")) == 1
@@ -315,13 +322,12 @@ async def test_a_host_that_resolves_to_loopback_at_delivery_time_is_refused(
     db: AsyncConnectionPool, webhook_db: str, receiver: Receiver
 ) -> None:
     """As after DNS rebinding: the URL passed its check, its name now points inside."""
-    task_id, envelopes = await store_task(db, 2)
+    task_id = new_task()
     url = receiver.at("/rebound").replace("127.0.0.1", "localhost")
     secret = await subscribe(db, task_id, url, types=["task.created.v1"])
     store = WebhookStore(db)
     async with dispatching(db, webhook_db, replace(POLICY, allow_private_networks=False)):
-        for envelope in envelopes:
-            await handle(db, envelope)
+        await record_task(db, task_id, 2)
 
         async def refused() -> bool:
             states = await store.deliveries(task_id)
@@ -339,16 +345,17 @@ async def test_a_host_that_resolves_to_loopback_at_delivery_time_is_refused(
         (state,) = await settled(db, task_id, 1)
     assert state.status == "delivered"
     (payload,) = verified_payloads(receiver.accepted("/rebound"), secret)
-    assert payload == json.loads(envelopes[0].model_dump_json())
+    (first, _) = await EventStore(db).history(task_id)
+    assert payload == json.loads(first.envelope_json)  # the stored envelope, as served
 
 
 async def test_a_lease_keeps_other_senders_off_until_it_runs_out(
     db: AsyncConnectionPool, webhook_db: str, receiver: Receiver
 ) -> None:
     """A worker that claimed a delivery and died: another sends it once the lease ends."""
-    task_id, envelopes = await store_task(db, 2)
+    task_id = new_task()
     secret = await subscribe(db, task_id, receiver.at("/leased"), types=["task.created.v1"])
-    await handle(db, envelopes[0])
+    await record_task(db, task_id, 2)
     store = WebhookStore(db)
     claimed = await store.claim(limit=100, lease_seconds=1.5)  # ... and then the worker died
     (dead,) = [c for c in claimed if c.task_id == task_id]
@@ -396,3 +403,63 @@ async def test_a_plan_is_a_plan(receiver: Receiver) -> None:
         ]
     assert codes == [500, 200]
     assert [r.attempt for r in receiver.requests("/self-check")] == [1, 2]
+
+
+@pytest.fixture
+async def own_pool(database_url: str) -> AsyncIterator[tuple[AsyncConnectionPool, str]]:
+    """A database of the test's own: the backlog figures count every delivery in it."""
+    async with own_database(database_url, "webhook_figures") as url:
+        pool = await open_pool(url, min_size=1, max_size=4)
+        yield pool, url
+        await pool.close()
+
+
+async def test_a_dispatcher_s_figures_and_the_metrics_that_read_them(
+    own_pool: tuple[AsyncConnectionPool, str], receiver: Receiver
+) -> None:
+    """Its own figures (no globals), the oldest undelivered webhook's age among them."""
+    pool, url = own_pool
+    down = True
+
+    def switchable(_attempt: int, _payload: dict[str, Any]) -> tuple[int, float]:
+        return (503 if down else 200), 0.0
+
+    metrics = Metrics()
+    dispatcher = WebhookDispatcher(
+        WebhookStore(pool), POLICY, listen_conninfo=url, stats_refresh_seconds=0.05
+    )
+    idle = WebhookDispatcher(WebhookStore(pool), POLICY)  # another one: its own figures
+    register_webhook_metrics(metrics, dispatcher)
+    task_id = new_task()
+    await subscribe(pool, task_id, receiver.at("/figures", switchable))
+    sending = asyncio.create_task(dispatcher.run())
+    try:
+        await record_task(pool, task_id, 3)
+
+        async def backlog_seen() -> bool:
+            figures = dispatcher.stats()
+            return figures.pending == 3 and figures.oldest_pending_seconds > 0.3
+
+        await until(backlog_seen, within=10)
+        assert dispatcher.stats().attempts_failed >= 1
+        assert dispatcher.stats().listening
+        down = False
+        await settled(pool, task_id, 3)
+
+        async def backlog_gone() -> bool:
+            return dispatcher.stats().pending == 0
+
+        await until(backlog_gone, within=10)
+    finally:
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
+    figures = dispatcher.stats()
+    assert (figures.sent, figures.failed, figures.latency_count) == (3, 0, 3)
+    assert figures.oldest_pending_seconds == 0
+    assert idle.stats() == WebhookStats()
+    assert metrics.value("taskplane_webhook_deliveries_sent_total") == 3
+    assert metrics.value("taskplane_webhook_attempts_failed_total") == figures.attempts_failed
+    assert metrics.value("taskplane_webhook_deliveries_failed_total") == 0
+    assert metrics.value("taskplane_webhook_deliveries_pending") == 0
+    assert metrics.value("taskplane_webhook_oldest_pending_seconds") == 0
+    assert metrics.value("taskplane_webhook_delivery_latency_seconds_count") == 3

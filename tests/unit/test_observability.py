@@ -264,11 +264,11 @@ async def test_the_api_app_sends_request_ids_on_its_own_responses() -> None:
 
 
 def test_taskplane_up_gives_the_worker_known_or_free_metrics_ports() -> None:
-    from cli.main import _worker_metrics
+    from cli.stack_info import worker_metrics
     from devstack.ports import free_port
 
     port = free_port()
-    env, rows = _worker_metrics(Settings(worker_metrics_port=port, worker_metrics_temporal_port=-1))
+    env, rows = worker_metrics(Settings(worker_metrics_port=port, worker_metrics_temporal_port=-1))
     assert env == {
         "TASKPLANE_WORKER_METRICS_PORT": str(port),
         "TASKPLANE_WORKER_METRICS_TEMPORAL_PORT": "",  # off stays off
@@ -278,7 +278,7 @@ def test_taskplane_up_gives_the_worker_known_or_free_metrics_ports() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        env, rows = _worker_metrics(Settings(worker_metrics_temporal_port=busy))
+        env, rows = worker_metrics(Settings(worker_metrics_temporal_port=busy))
     chosen = int(env["TASKPLANE_WORKER_METRICS_TEMPORAL_PORT"])
     assert chosen != busy
     assert rows[-1] == ("Temporal SDK metrics", f"http://127.0.0.1:{chosen}/metrics")

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from api.auth import TENANT_SCOPE_KEY, ApiKeys, AuthMiddleware
+from api.api_keys import ApiKeys
+from api.auth import TENANT_SCOPE_KEY, AuthMiddleware
 from api.limits import (
     MAX_SEQUENCE,
     BodyLimitMiddleware,

@@ -14,7 +14,8 @@ import orjson
 import pytest
 from psycopg_pool import PoolTimeout
 
-from api.streaming import OutgoingEvent, StreamCounters, StreamGate, TaskEventStream
+from api.stream_gate import StreamCounters, StreamGate
+from api.streaming import OutgoingEvent, TaskEventStream
 from broker import MemoryBroker, topic_for
 from schemas import EventEnvelope
 from schemas.examples import EXAMPLE_DATA

@@ -1,4 +1,5 @@
-"""Webhook pieces that need no server: the address policy, signatures, back-off, secrets."""
+"""Webhook pieces that need no server: the address policy, signatures, back-off, secrets,
+and the decision after a failed attempt."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ipaddress
 import json
 import random
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -14,10 +16,16 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from api.models import WebhookSpec
-from api.webhooks import generate_secret
-from outbound import DestinationRefusedError, check_destination, is_public_address
-from store.webhooks import ClaimedDelivery
-from worker.webhooks import pinned, retry_delay, signed_headers
+from webhooks.api import generate_secret
+from webhooks.outbound import (
+    DestinationRefusedError,
+    check_destination,
+    is_public_address,
+    pinned,
+    signed_headers,
+)
+from webhooks.policy import AfterFailure, DeliveryPolicy, after_failure, retry_delay
+from webhooks.store import ClaimedDelivery
 
 
 @pytest.mark.parametrize(
@@ -134,3 +142,42 @@ def test_pinning_aims_at_the_checked_address_and_keeps_the_name() -> None:
         {"host": "hooks.example.com:8080"},
         {},
     )
+
+
+POLICY = DeliveryPolicy(
+    timeout_seconds=10,
+    max_attempts=4,
+    max_age_seconds=100,
+    retry_base_seconds=5,
+    retry_max_seconds=3600,
+    lease_seconds=60,
+    poll_seconds=1,
+    batch_size=8,
+    allow_private_networks=False,
+    disable_on_gone=True,
+)
+
+
+def test_a_failed_attempt_is_retried_until_the_attempts_or_the_age_run_out() -> None:
+    def step(attempt: int, age: float, status: int | None = 500) -> AfterFailure:
+        return after_failure(POLICY, attempt=attempt, status_code=status, age_seconds=age, jitter=1)
+
+    assert step(1, 0) == AfterFailure("retry", 5)
+    assert step(2, 0, None) == AfterFailure("retry", 20)  # no answer at all: the same
+    assert step(3, 0) == AfterFailure("retry", 80)
+    assert step(4, 0) == AfterFailure("give_up")  # the 4th of 4 attempts
+    assert step(3, 20.5) == AfterFailure("give_up")  # 20.5 + 80 s would pass the 100 s
+    assert step(3, 20) == AfterFailure("retry", 80)  # exactly at the limit still goes
+
+
+def test_410_disables_the_endpoint_unless_told_otherwise() -> None:
+    def gone(policy: DeliveryPolicy) -> AfterFailure:
+        return after_failure(policy, attempt=1, status_code=410, age_seconds=0, jitter=0)
+
+    assert gone(POLICY) == AfterFailure("disable")
+    assert gone(replace(POLICY, disable_on_gone=False)) == AfterFailure("retry", 2.5)
+
+
+def test_a_lease_must_outlast_the_request_timeout() -> None:
+    with pytest.raises(ValueError, match="lease"):
+        replace(POLICY, lease_seconds=POLICY.timeout_seconds)

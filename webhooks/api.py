@@ -1,8 +1,9 @@
 """A task's webhook, API side: checked and stored at creation, its delivery state readable.
 
-The subscription is stored BEFORE the workflow starts, so the worker's handler
-finds it for the task's very first event. The secret lives only in Postgres,
-never in the workflow input (Temporal history is readable by operators).
+The subscription is stored BEFORE the workflow starts, so the statement that
+records the task's very first event already finds it (webhooks/enqueue.py). The
+secret lives only in Postgres, never in the workflow input (Temporal history is
+readable by operators).
 
 A generated secret is returned by the creating request — and by an
 `Idempotency-Key` repeat of that same request, which gets the same answer — and
@@ -24,9 +25,9 @@ from api.lookup import describe_workflow, find_task
 from api.models import WebhookDeliveryView, WebhookSpec, WebhookStateView, WebhookView
 from api.problems import ProblemError
 from api.services import Services
-from outbound import DestinationRefusedError, check_destination
 from schemas.registry import EVENT_MODELS
-from store.webhooks import WebhookEndpoint, WebhookStore
+from webhooks.outbound import DestinationRefusedError, check_destination
+from webhooks.store import WebhookEndpoint, WebhookStore
 
 log = logging.getLogger(__name__)
 

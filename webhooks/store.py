@@ -1,15 +1,15 @@
 """Webhook endpoints and deliveries in Postgres.
 
 The API writes a task's endpoint (its subscription) before the task starts; the
-worker's `webhooks` handler turns events into delivery rows, inside the
-transaction that marks the event processed; the delivery loop leases due rows
-and records each attempt's outcome. Three rules live in the SQL here:
+statement that records an event writes its delivery row (webhooks/enqueue.py); the
+dispatcher leases due rows and records each attempt's outcome. Three rules live in
+the SQL here and there:
 
 * one delivery per event per endpoint (`UNIQUE (task_id, event_id)`);
 * per-task order: a delivery is due only when no earlier one of its task is
-  still pending, and the handler enqueues every wanted event up to the one it
-  handles (`enqueued_through`), so a later event never gets a row before an
-  earlier one, whatever order the broker hands events out in;
+  still pending, and a task's rows commit in `sequence` order (the recording
+  statement holds the task row's lock), so a later event is never sent before an
+  earlier one;
 * one sender at a time: a claim takes rows `FOR UPDATE SKIP LOCKED` and leases
   them; the attempt counter is the lease's fencing token, so an outcome reported
   after the lease passed to another worker changes nothing.
@@ -22,10 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, cast
 
-from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
-
-NOTIFY_CHANNEL = "taskplane_webhooks"
 
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
@@ -87,21 +84,6 @@ INSERT INTO webhook_endpoints
 VALUES (%s, %s, %s, %s, %s::text[], %s)
 ON CONFLICT (task_id) DO NOTHING
 RETURNING {_ENDPOINT_COLUMNS}
-"""
-
-_LOCK_ENDPOINT = """
-SELECT enqueued_through, event_types FROM webhook_endpoints
-WHERE task_id = %s AND disabled_at IS NULL
-FOR UPDATE
-"""
-
-_ENQUEUE = """
-INSERT INTO webhook_deliveries (task_id, event_id, event_type, seq)
-SELECT task_id, event_id, event_type, seq FROM events
-WHERE task_id = %(task_id)s AND seq > %(after)s AND seq <= %(through)s
-  AND (%(types)s::text[] IS NULL OR event_type = ANY(%(types)s::text[]))
-ORDER BY seq
-ON CONFLICT (task_id, event_id) DO NOTHING
 """
 
 _CLAIM = """
@@ -212,13 +194,6 @@ class WebhookStore:
             raise RuntimeError(f"webhook endpoint of task {task_id} vanished")
         return existing, False
 
-    async def has_subscription(self, task_id: str) -> bool:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT 1 FROM webhook_endpoints WHERE task_id = %s", (task_id,)
-            )
-            return await cursor.fetchone() is not None
-
     async def endpoint(self, task_id: str) -> WebhookEndpoint | None:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
@@ -256,37 +231,7 @@ class WebhookStore:
             )
         ]
 
-    # --- the worker's handler: inside the processed-event transaction ------------------
-
-    @staticmethod
-    async def enqueue_through(conn: AsyncConnection, task_id: str, sequence: int) -> int:
-        """Give every wanted event of the task up to `sequence` its delivery row.
-
-        Returns how many rows were added (0 for a task without a webhook). The
-        endpoint's row lock serialises handlers of one task across workers.
-        """
-        cursor = await conn.execute(_LOCK_ENDPOINT, (task_id,))
-        row = await cursor.fetchone()
-        if row is None:
-            return 0
-        enqueued_through, types = row
-        if sequence <= enqueued_through:
-            return 0
-        cursor = await conn.execute(
-            _ENQUEUE,
-            {"task_id": task_id, "after": enqueued_through, "through": sequence, "types": types},
-        )
-        added = cursor.rowcount
-        await conn.execute(
-            "UPDATE webhook_endpoints SET enqueued_through = %s WHERE task_id = %s",
-            (sequence, task_id),
-        )
-        if added:
-            # Delivered at commit, to every worker's delivery loop.
-            await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
-        return added
-
-    # --- the worker's delivery loop ----------------------------------------------------
+    # --- the dispatcher --------------------------------------------------------------
 
     async def claim(self, *, limit: int, lease_seconds: float) -> list[ClaimedDelivery]:
         """Lease up to `limit` due deliveries, at most one per task (the oldest pending)."""

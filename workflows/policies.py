@@ -1,0 +1,53 @@
+"""The task workflow's fixed choices: patch ids, retry policies and timeouts.
+
+Constants only, apart from one small pure helper, kept apart from `TaskWorkflow` so the
+workflow file reads as behaviour, and so code that must issue the very same commands
+(the bench's workflows) takes them from one place. Changing a value here changes the
+commands of new runs: it needs a patch like any other workflow change.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from schemas.size import cap_text
+from schemas.workflow import INVALID_EVENT, STEP_FAILED
+from workflows.demo import STEP_MAX_ATTEMPTS
+
+# Patches: each guards a change of commands, so histories of older runs still replay.
+# Retire one (docs/versioning.md) once no run that started before it can be open.
+PATCH_TASK_STEP_ATTRIBUTE = "task-step-search-attribute"
+PATCH_TIMEOUT_STEP_FAILED = "timeout-step-failed-event"
+# Every cancel closes the run as Canceled in Temporal (issue 14): a native cancel during a
+# step is a cancel, not a failure; a signalled cancel asks Temporal to cancel the run.
+PATCH_CANCEL_CLOSES_CANCELED = "cancel-closes-canceled"
+# A native cancel that reaches an event's recording (the local activity) records the event
+# anyway and takes effect at the next step boundary: was a failed task (paused/resumed) or
+# a run closed with no terminal event (task.created.v1).
+PATCH_CANCEL_DURING_RECORD = "cancel-during-record"
+
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=0,  # never give up on an event: the store may be down for a while
+    non_retryable_error_types=[INVALID_EVENT],
+)
+STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=STEP_MAX_ATTEMPTS,
+    non_retryable_error_types=[STEP_FAILED, INVALID_EVENT],
+)
+STEP_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+# One attempt of a local activity (recording an event, asking for the run's cancellation).
+LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=10)
+
+
+def native_cancel_reason() -> str:
+    """The operator's reason for a Temporal-native cancel, when Temporal carries one."""
+    return cap_text(workflow.cancellation_reason() or "") or "cancelled through Temporal"
