@@ -1,5 +1,7 @@
 """Find a task: the store knows it once its first event is recorded; before
-that only Temporal does, and the task is `pending`."""
+that only Temporal does, and the task is `pending`. A pruned task (retention) is
+known to neither any more: its tombstone answers 404 before Temporal is asked,
+since Temporal may still retain its closed workflow."""
 
 from __future__ import annotations
 
@@ -56,9 +58,11 @@ async def find_task(
     task_id = parse_task_id(task_id)
     if await TaskOwners(services.pool).owner_of(task_id) != tenant:
         raise ProblemError(404, f"no task {task_id}")
-    record = await services.tasks.get(task_id)
+    record, pruned = await services.tasks.get_or_pruned(task_id)
     if record is not None:
         return view_from_record(record)
+    if pruned:  # Temporal may still have its workflow: never ask it
+        raise ProblemError(404, f"no task {task_id}")
     description = description or await describe_workflow(services, task_id)
     if description is None:
         raise ProblemError(404, f"no task {task_id}")

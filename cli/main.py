@@ -7,6 +7,7 @@
     taskplane worker       = python -m worker
     taskplane api          = python -m api
     taskplane tasks …      create, list, show, pause, resume, cancel, watch tasks (cli/tasks.py)
+    taskplane prune …      delete closed tasks past a retention, or count them (cli/prune.py)
 
 `up` is a small supervisor rather than a process manager: it owns its children
 (see devstack.process), stops them in order (API, worker, Temporal, Redis,
@@ -30,7 +31,7 @@ from types import FrameType
 import httpx
 import psycopg
 
-from cli import tasks
+from cli import prune, tasks
 from cli.stack_info import banner, child_env, connect_host, worker_metrics, write_env_file
 from devstack.aio import run_sync
 from devstack.lock import DataDirInUseError, held_elsewhere
@@ -258,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("worker", cmd_worker, "run the worker (python -m worker)")
     add("api", cmd_api, "run the API server (python -m api)")
     tasks.register(commands)  # `taskplane tasks …`: cli/tasks.py
+    prune.register(commands)  # `taskplane prune …`: cli/prune.py
     return parser
 
 

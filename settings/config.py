@@ -93,6 +93,22 @@ class Settings(BaseSettings):
     reconcile_stale_seconds: float = Field(default=300.0, ge=0)
     reconcile_batch_size: int = Field(default=100, ge=1)
 
+    # Retention (worker's pruner, `taskplane prune`; docs/operations.md#retention). Closed
+    # tasks are pruned `closed_tasks` seconds after they closed (with their events, outbox
+    # rows, processed marks, webhook and owner rows; open tasks never); published outbox
+    # rows after `outbox_published`; a pruned task's tombstone (404, no late event) after
+    # `tombstones`; the owner and webhook rows of a task whose workflow never started after
+    # `orphan_grace`. Every `interval`, one worker at a time, `batch` tasks a transaction.
+    retention_enabled: bool = True
+    retention_closed_tasks_seconds: float = Field(default=30 * 86_400.0, ge=0)
+    # A day, not an hour: a durable handler heals a trim gap from the published outbox rows
+    # (store/published.py), so they must outlive the longest a handler may fall behind.
+    retention_outbox_published_seconds: float = Field(default=86_400.0, ge=0)
+    retention_tombstones_seconds: float = Field(default=30 * 86_400.0, ge=0)
+    retention_orphan_grace_seconds: float = Field(default=3600.0, ge=0)
+    retention_interval_seconds: float = Field(default=60.0, gt=0)
+    retention_batch_size: int = Field(default=100, ge=1, le=10_000)
+
     db_pool_min_size: int = Field(default=1, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
     # How long a request waits for a pooled connection (then 503 while Postgres is away).

@@ -14,6 +14,8 @@ lock, tells a duplicate from an event of a closed chapter or of an older run
 (refused: `ChapterClosedError`) and from the first event of a new run
 (`NewRunError`: the recorder records `task.reset.v1` through `begin_chapter`,
 then this event).
+
+An event of a pruned task, even one racing the pruning, is refused: `TaskPrunedError`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from schemas import EventEnvelope
 from schemas.tasks import TERMINAL_STATUSES
 from store.pool import read_twice
 from store.read_model import update_for
+from store.tombstones import PRUNED_SQLSTATE, is_pruned
 from webhooks.enqueue import DELIVERY_CTE, WAKE_COLUMN
 
 # The terminal statuses as SQL: a closed chapter takes no event but a reset.
@@ -128,6 +131,10 @@ class ChapterClosedError(RuntimeError):
     a terminal one. Nothing was written."""
 
 
+class TaskPrunedError(ChapterClosedError):
+    """The task was pruned (retention): no event may bring back half of it. Nothing written."""
+
+
 class AlreadyCreatedError(RuntimeError):
     """`task.created.v1` for a task that exists: a reset run starting over. Nothing written."""
 
@@ -194,7 +201,12 @@ class EventStore:
         async with self._pool.connection() as conn:
             while True:
                 async with conn.transaction() as tx:
-                    cursor = await conn.execute(_APPEND, params)
+                    try:
+                        cursor = await conn.execute(_APPEND, params)
+                    except psycopg.DatabaseError as exc:  # the trigger found a tombstone
+                        if exc.sqlstate == PRUNED_SQLSTATE:
+                            raise TaskPrunedError(f"task {envelope.subject} was pruned") from None
+                        raise
                     row = await cursor.fetchone()
                     if row is None:
                         # Duplicate id: undo the sequence bump, then serve the stored copy.
@@ -267,6 +279,8 @@ async def _settle(
     cursor = await conn.execute(_TASK_LOCKED, (envelope.subject,))
     task = await cursor.fetchone()
     if task is None:
+        if await is_pruned(conn, envelope.subject):  # since the fast statement
+            raise TaskPrunedError(f"task {envelope.subject} was pruned")
         raise DuplicateEventConflictError(f"event {envelope.id} vanished during dedupe")
     status, current_run, runs = str(task[0]), task[1], list(task[2] or [])
     if run_id is not None and current_run is not None and run_id != current_run:

@@ -87,6 +87,24 @@ class TaskReader:
             row = await cur.fetchone()
         return None if row is None else TaskRecord(**row)
 
+    async def get_or_pruned(self, task_id: str) -> tuple[TaskRecord | None, bool]:
+        """The task, and whether it was pruned (its tombstone, store/tombstones.py), read
+        in one statement: one snapshot, so a pruning that commits meanwhile shows as the
+        one or the other, never as neither (which the API would take for `pending`)."""
+        return await read_twice(lambda: self._get_or_pruned(task_id))
+
+    async def _get_or_pruned(self, task_id: str) -> tuple[TaskRecord | None, bool]:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                f"SELECT {_SELECTED}, EXISTS (SELECT 1 FROM pruned_tasks WHERE task_id = %(id)s)"
+                " AS pruned FROM (SELECT 1) AS one LEFT JOIN tasks ON tasks.task_id = %(id)s",
+                {"id": task_id},
+            )
+            row = await cur.fetchone()
+        assert row is not None  # the LEFT JOIN's one row
+        pruned = bool(row.pop("pruned"))
+        return (None if row["task_id"] is None else TaskRecord(**row)), pruned
+
     async def page(
         self,
         *,

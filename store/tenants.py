@@ -16,28 +16,44 @@ from store.pool import read_twice
 # The tenant of the open API (no keys configured) and of tasks with no owner row.
 DEFAULT_TENANT = "default"
 
+# Nothing for a pruned task's id; `unstarted_tasks` (re)claimed for the owner's own claim
+# of a task with no event yet.
+_CLAIM = """
+WITH owner AS (
+    INSERT INTO task_owners (task_id, tenant)
+    SELECT %(task_id)s, %(tenant)s
+    WHERE NOT EXISTS (SELECT 1 FROM pruned_tasks WHERE task_id = %(task_id)s)
+    ON CONFLICT (task_id) DO UPDATE SET tenant = task_owners.tenant
+    RETURNING tenant
+), unstarted AS (
+    INSERT INTO unstarted_tasks (task_id)
+    SELECT %(task_id)s FROM owner
+    WHERE owner.tenant = %(tenant)s
+      AND NOT EXISTS (SELECT 1 FROM tasks WHERE task_id = %(task_id)s)
+    ON CONFLICT (task_id) DO UPDATE SET claimed_at = now()
+)
+SELECT tenant FROM owner
+"""
+
 
 class TaskOwners:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
-    async def claim(self, task_id: str, tenant: str) -> str:
-        """Record `tenant` as the task's owner unless it has one; return the owner.
+    async def claim(self, task_id: str, tenant: str) -> str | None:
+        """Record `tenant` as the task's owner unless it has one; return the owner, or
+        None when the id belongs to a pruned task (its tombstone is kept: retention).
 
         Idempotent: a repeat by the same tenant (an Idempotency-Key replay) finds
         its own row. The caller compares the result with the tenant it asked for.
+        Until the task's first event, the id is also in `unstarted_tasks`, claimed now:
+        the orphan sweep (worker/pruner.py) removes an id whose start failed, never
+        one claimed within its grace period.
         """
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "INSERT INTO task_owners (task_id, tenant) VALUES (%s, %s)"
-                " ON CONFLICT (task_id) DO UPDATE SET tenant = task_owners.tenant"
-                " RETURNING tenant",
-                (task_id, tenant),
-            )
+            cursor = await conn.execute(_CLAIM, {"task_id": task_id, "tenant": tenant})
             row = await cursor.fetchone()
-        assert row is not None  # RETURNING of an upsert always yields the row
-        owner: str = row[0]
-        return owner
+        return None if row is None else str(row[0])
 
     async def owner_of(self, task_id: str) -> str:
         return await read_twice(lambda: self._owner_of(task_id))

@@ -3,7 +3,7 @@
 `async with WorkerRuntime(settings) as rt:` opens the pool and the broker, connects
 to Temporal, builds the recorder, the outbox relay, the durable handlers (those
 `TASKPLANE_EVENT_HANDLERS` names, and any given here), the webhook dispatcher, the
-reconciler and the metrics, and runs every loop in one
+reconciler, the pruner (retention) and the metrics, and runs every loop in one
 `asyncio.TaskGroup`: a loop that dies takes the whole runtime down (its error
 ends the `async with`), so a supervisor restarts a broken worker instead of
 leaving it running without, say, its relay. Leaving the block stops the parts in
@@ -46,6 +46,8 @@ from worker.event_handler import EventHandler
 from worker.handler_setup import build_handler_runner, stop_handlers
 from worker.handlers import HandlerRunner
 from worker.metrics import WorkerGauges, register_worker_metrics
+from worker.pruner import Pruner, build_pruner
+from worker.pruner_metrics import register_pruner_metrics
 from worker.reconciler import Reconciler, build_reconciler, register_reconciler_metrics
 from worker.relay import OutboxRelay, build_recorder_and_relay
 from worker.temporal_worker import build_worker
@@ -90,6 +92,7 @@ class WorkerRuntime:
         self.handlers: HandlerRunner
         self.webhooks: WebhookDispatcher
         self.reconciler: Reconciler | None = None
+        self.pruner: Pruner | None = None
         self.worker: Worker
         self.gauges: WorkerGauges
 
@@ -167,6 +170,9 @@ class WorkerRuntime:
                 settings, self.client, self.pool, self.recorder, self.metrics.count_error
             )
             register_reconciler_metrics(self.metrics, self.reconciler.stats)
+        if settings.retention_enabled:
+            self.pruner = build_pruner(settings, self.client, self.pool, self.metrics.count_error)
+            register_pruner_metrics(self.metrics, self.pruner)
         self.gauges = WorkerGauges(
             self.pool, self.broker, refresh_seconds=settings.metrics_refresh_seconds
         )
@@ -195,6 +201,8 @@ class WorkerRuntime:
         self._loop(self.gauges.run(), "metrics-refresh")
         if self.reconciler is not None:
             self._loop(self.reconciler.run(), "reconciler")
+        if self.pruner is not None:
+            self._loop(self.pruner.run(), "pruner")
         self._handlers_task = self._loop(self.handlers.run(), "event-handlers")
         self._worker_task = self._loop(self.worker.run(), "temporal-worker")
 

@@ -97,7 +97,10 @@ async def create_task(
     # Keys are scoped per tenant: the same key in two tenants names two tasks.
     task_id = task_id_for_key(tenant, key) if key else str(uuid.uuid4())
     # Ownership first, before the workflow (or anything else about it) exists.
-    if await TaskOwners(services.pool).claim(task_id, tenant) != tenant:
+    owner = await TaskOwners(services.pool).claim(task_id, tenant)
+    if owner is None:
+        raise ProblemError(409, f"task id {task_id} belongs to a task that was pruned (retention)")
+    if owner != tenant:
         raise ProblemError(409, f"task id {task_id} is taken")
     fingerprint = request_fingerprint(body.model_dump(mode="json"))
     webhook = await subscribe_webhook(  # stored before the task's first event can exist
