@@ -31,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from schemas.workflow import workflow_id_for
 from settings import Settings
+from store.locks import try_exclusive
 from store.orphans import forget_started, remove_orphan, unstarted_tasks
 from store.retention import (
     PRUNE_LOCK_KEY,
@@ -118,16 +119,11 @@ class Pruner:
 
     async def round(self) -> PruneCounts | None:
         """One round, if no other pruner holds the lock (None then)."""
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (PRUNE_LOCK_KEY,))
-            row = await cursor.fetchone()
-            if not (row and row[0]):
+        async with try_exclusive(self._pool, PRUNE_LOCK_KEY) as held:
+            if not held:
                 self.stats.skipped_rounds += 1
                 return None
-            try:
-                return await self._round()
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (PRUNE_LOCK_KEY,))
+            return await self._round()
 
     async def _round(self) -> PruneCounts:
         started = time.monotonic()

@@ -51,6 +51,7 @@ from store.chapters import (
     stale_open_tasks,
 )
 from store.events import ChapterClosedError
+from store.locks import try_exclusive
 from telemetry.metrics import CountError, Metrics, ignore_error
 from temporal.closures import CLOSE_STATUS_NAMES, run_closure
 from temporal.health import FAILING_ATTEMPTS
@@ -133,16 +134,11 @@ class Reconciler:
 
     async def round(self) -> int:
         """One look at what closed (and, when due, one sweep page); returns runs healed."""
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (RECONCILE_LOCK_KEY,))
-            row = await cursor.fetchone()
-            if not (row and row[0]):
+        async with try_exclusive(self._pool, RECONCILE_LOCK_KEY) as held:
+            if not held:
                 self.stats.skipped_rounds += 1
                 return 0
-            try:
-                return await self._round()
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (RECONCILE_LOCK_KEY,))
+            return await self._round()
 
     async def _round(self) -> int:
         self.stats.rounds += 1
