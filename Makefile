@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install up services test lint format migrate worker api clean-state schemas bench
+.PHONY: help install up services test lint format migrate worker api clean-state schemas client-types bench
 
 help:
 	@echo "make up           run the whole local stack (Ctrl-C stops it)"
@@ -23,6 +23,7 @@ help:
 	@echo "make services     run only Postgres, Redis and Temporal"
 	@echo "make migrate      apply migrations to TASKPLANE_DATABASE_URL"
 	@echo "make schemas      regenerate schemas/json/ and docs/asyncapi.json from the event models"
+	@echo "make client-types regenerate the JS client's types (clients/js) from the schemas and OpenAPI"
 	@echo "make worker|api   run one process against TASKPLANE_* servers"
 	@echo "make bench        benchmarks (~7 min; BENCH_ARGS=--quick: ~1.5 min): bench/results/, docs/performance.md"
 	@echo "make clean-state  delete $(STATE_DIR)/ (all local data)"
@@ -62,6 +63,9 @@ migrate: $(STAMP)
 # Refuses a change that breaks a published event schema (docs/events.md).
 schemas: $(STAMP)
 	$(BIN)/python -m tools.schema_export
+
+client-types: $(STAMP)
+	$(BIN)/python -m tools.client_types
 
 # Starts its own servers on free ports; prints a table, writes bench/results/<mode>.json.
 BENCH_ARGS ?=
