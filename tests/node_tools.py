@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,30 @@ def node_with(package: str) -> str:
     if os.environ.get("TASKPLANE_TEST_REQUIRE_NODE") == "1":  # CI: a skip would hide it
         pytest.fail(f"{missing}, and CI requires the Node checks", pytrace=False)
     pytest.skip(missing)
+
+
+CLIENTS = Path(__file__).resolve().parents[1] / "clients" / "js"
+
+
+def built_clients() -> str:
+    """The `node` executable, once clients/js is installed (`npm ci --prefix clients/js`)
+    and built (`tsc -b`, incremental: a no-op when nothing changed); else skip/fail."""
+    found = shutil.which("node")
+    tsc = CLIENTS / "node_modules" / "typescript" / "bin" / "tsc"
+    if found is None or not tsc.is_file():
+        missing = "no `node` on PATH" if found is None else "clients/js not installed"
+        missing += " (npm ci --prefix clients/js)"
+        if os.environ.get("TASKPLANE_TEST_REQUIRE_NODE") == "1":
+            pytest.fail(f"{missing}, and CI requires the JS client tests", pytrace=False)
+        pytest.skip(missing)
+    done = subprocess.run(
+        [found, str(tsc), "-b", "packages/client", "packages/react"],
+        cwd=CLIENTS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"clients/js does not compile:\n{done.stdout}{done.stderr}", pytrace=False)
+    return found

@@ -1,0 +1,39 @@
+"""The JS clients (`clients/js/`): their types are current, they compile, and their
+unit tests (Node's test runner, `node --test`) pass.
+
+The unit tests run the client against scripted HTTP servers (reconnects, tokens, 204,
+snapshots, typed errors); tests/e2e/test_js_client_e2e.py runs it against the real
+stack. Needs Node and `npm ci --prefix clients/js` (tests/node_tools.py: skipped
+locally without them, a failure in CI).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.node_tools import CLIENTS, built_clients
+from tools import client_types
+
+
+def test_generated_types_are_current() -> None:
+    expected = client_types.render(client_types.current_openapi())
+    on_disk = client_types.OUTPUT.read_text("utf-8")
+    assert on_disk == expected, "clients/js/…/generated.ts is stale: run `make client-types`"
+
+
+def test_generation_is_deterministic() -> None:
+    document = client_types.current_openapi()
+    assert client_types.render(document) == client_types.render(document)
+
+
+def test_node_unit_tests_pass() -> None:
+    node = built_clients()
+    done = subprocess.run(
+        [node, "--test", "packages/client/test/", "packages/react/test/"],
+        cwd=CLIENTS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"node --test failed:\n{done.stdout[-6000:]}{done.stderr[-2000:]}"
