@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.cors import install_cors
 from api.middleware import RequestContextMiddleware
 from api.problems import install_problem_handlers
 from api.routes import control, events, health, tasks
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
     app.include_router(health.router)
     app.include_router(schema_routes.router)
     install_page(app)  # the task page at `/` (api/static/)
+    # Outside authentication: preflights need no key, refusals carry CORS headers.
+    install_cors(app, settings.cors_origins)
     # Added last, so it is the outermost: every response, whoever makes it, gets its
     # X-Request-ID, and every log line of the request its `request_id`.
     app.add_middleware(

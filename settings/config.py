@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     # process, so a token works only on the process that minted it). Limits answer with
     # problem+json: 413 body, 422 page size, 429 streams per tenant / creation rate.
     api_keys: SecretStr = SecretStr("")
+    # Origins whose pages may use the API cross-origin (docs/security.md, "CORS"):
+    # "https://app.example.com,http://localhost:5173" or "*"; empty: none.
+    cors_origins: str = ""
     stream_token_secret: SecretStr | None = None
     stream_token_ttl_seconds: float = Field(default=60.0, gt=0, le=86_400)
     limit_body_bytes: int = Field(default=1_048_576, ge=1)

@@ -55,7 +55,7 @@ def _name(ref: str) -> str:
     return ref.rsplit("/", 1)[-1]
 
 
-def ts_type(schema: Any, indent: str = "") -> str:  # noqa: PLR0911 - one case per JSON Schema form
+def ts_type(schema: Any, indent: str = "") -> str:
     """The TypeScript type of a JSON Schema (the subset pydantic writes)."""
     if schema is True or schema == {}:
         return "unknown"
@@ -141,7 +141,8 @@ def _events(schema_dir: Path) -> list[str]:
     union = "\n".join(f"  | {name}" for _, name, _ in names)
     all_types = "\n".join(f"  {_literal(event_type)}," for event_type, _, _ in names)
     terminal = "\n".join(f"  {_literal(t)}," for t, _, is_terminal in names if is_terminal)
-    blocks.append(f"/** Every event type this client knows. */\nexport type TaskEvent =\n{union};\n")
+    known = "/** Every event type this client knows. */\n"
+    blocks.append(f"{known}export type TaskEvent =\n{union};\n")
     blocks.append('export type TaskEventType = TaskEvent["type"];\n')
     blocks.append(f"export const EVENT_TYPES: readonly TaskEventType[] = [\n{all_types}\n];\n")
     blocks.append(
@@ -168,8 +169,9 @@ def render(openapi: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> str:
 
 
 def current_openapi() -> dict[str, Any]:
-    from api.app import create_app  # noqa: PLC0415 - the API only when the generator runs
-    from settings import Settings  # noqa: PLC0415
+    # Imported here: the API is loaded only when the generator runs.
+    from api.app import create_app
+    from settings import Settings
 
     document: dict[str, Any] = create_app(Settings()).openapi()
     return document
