@@ -1,5 +1,5 @@
-"""The Node tools of `tools/js/` (Ajv, Spectral), for the tests that check the published
-contract as outside consumers read it.
+"""The Node tools of `tools/js/` (Ajv, Spectral, the AsyncAPI CLI), for the tests that check
+the published contract as outside consumers read it.
 
 They need Node and `npm ci --prefix tools/js` (the versions its package-lock.json
 pins). Without them such a test is skipped locally; CI sets
