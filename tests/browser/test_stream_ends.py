@@ -17,8 +17,8 @@ from playwright.async_api import Page, expect
 from schemas.workflow import workflow_id_for
 from settings import Settings
 from temporal.client import connect_client
+from tests.clients_doc import finished_task, snippet
 from tests.e2e.conftest import ProcessStack
-from tests.e2e.test_clients_doc import finished_task, snippet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
