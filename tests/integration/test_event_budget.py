@@ -22,10 +22,13 @@ from psycopg_pool import AsyncConnectionPool
 from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
 from schemas import EventEnvelope
+from settings import Settings
 from store import EventStore, Outbox
 from store.budget import EXEMPT_TYPES, EventBudget, EventBudgetExceededError
 from tests.integration.api_runs import Servers, run_to_the_end
 from tests.invariants import Event, Observer, check_delivery, load_history
+from tests.metrics_text import sample
+from worker.runtime import WorkerRuntime
 
 BUDGET = 20
 
@@ -167,3 +170,45 @@ async def test_an_input_that_needs_more_than_the_budget_is_refused(
     assert (problem["limit"], problem["planned_events"]) == (limit, planned)
     assert problem["limit_name"] == "max_events_per_task"
     assert "TASKPLANE_MAX_EVENTS_PER_TASK" in problem["detail"]
+
+
+async def test_the_worker_takes_its_budget_and_rate_from_settings_and_counts_refusals(
+    servers: Servers, pool: AsyncConnectionPool
+) -> None:
+    settings = Settings(
+        database_url=servers.database_url,
+        redis_url=servers.redis_url,
+        temporal_address=servers.temporal_address,
+        task_queue=f"budget-{uuid.uuid4().hex[:8]}",
+        worker_metrics_port=0,
+        worker_metrics_temporal_port=None,
+        reconcile_enabled=False,
+        retention_enabled=False,
+        max_events_per_task=10,
+        progress_max_rate=4.0,
+        progress_burst=3,
+    )
+    task_id = str(uuid.uuid4())
+    async with WorkerRuntime(settings) as runtime, httpx.AsyncClient(timeout=5) as http:
+        recorder = runtime.recorder
+        assert recorder.progress_rates is not None
+        assert (recorder.progress_rates.max_rate, recorder.progress_rates.burst) == (4.0, 3)
+
+        async def record(n: int, event_type: str, data: dict[str, Any]) -> None:
+            await recorder.record(
+                event_id=f"{task_id}-{n}", task_id=task_id, event_type=event_type, data=data
+            )
+
+        await record(0, "task.created.v1", {"task_type": "demo.pipeline", "input": {}})
+        for n in range(1, 10):
+            await record(n, "task.step.progress.v1", {"index": 1, "name": "s", "percent": n})
+        with pytest.raises(EventBudgetExceededError):
+            await record(10, "task.step.progress.v1", {"index": 1, "name": "s", "percent": 99})
+        await record(11, "task.failed.v1", {"error": "out of budget"})
+        assert runtime.metrics_server is not None
+        text = (await http.get(f"http://127.0.0.1:{runtime.metrics_server.port}/metrics")).text
+    assert sample(text, "taskplane_event_budget_refused_total") == 1
+    assert sample(text, "taskplane_progress_coalesced_total") == 0
+    history = await load_history(pool, [task_id])
+    assert [e.type for e in history][-2:] == ["task.step.progress.v1", "task.failed.v1"]
+    check_delivery(history, tasks=[task_id])
