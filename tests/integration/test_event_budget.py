@@ -16,19 +16,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from psycopg_pool import AsyncConnectionPool
+from temporalio.client import WorkflowFailureError
 
 from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
 from schemas import EventEnvelope
+from schemas.workflow import (
+    SIGNAL_PAUSE,
+    SIGNAL_RESUME,
+    TASK_WORKFLOW,
+    TaskWorkflowInput,
+    workflow_id_for,
+)
 from settings import Settings
 from store import EventStore, Outbox
 from store.budget import EXEMPT_TYPES, EventBudget, EventBudgetExceededError
+from temporal.client import connect_client
 from tests.integration.api_runs import Servers, run_to_the_end
 from tests.invariants import Event, Observer, check_delivery, load_history
 from tests.metrics_text import sample
+from tests.polling import until
 from worker.runtime import WorkerRuntime
+from worker.temporal_worker import build_worker
 
 BUDGET = 20
 
@@ -212,3 +224,43 @@ async def test_the_worker_takes_its_budget_and_rate_from_settings_and_counts_ref
     history = await load_history(pool, [task_id])
     assert [e.type for e in history][-2:] == ["task.step.progress.v1", "task.failed.v1"]
     check_delivery(history, tasks=[task_id])
+
+
+async def test_a_task_level_event_past_the_budget_fails_the_task_too(
+    pool: AsyncConnectionPool, broker: RedisBroker, servers: Servers
+) -> None:
+    """The workflow's own recording (the `record_event` local activity) is refused the
+    same way: here `task.resumed.v1`, the 11th event of a task with a budget of 10."""
+    recorder = EventRecorder(EventStore(pool, budget=EventBudget(10)), Outbox(pool), broker)
+    client = await connect_client(Settings(temporal_address=servers.temporal_address))
+    task_id, queue = str(uuid.uuid4()), f"budget-{uuid.uuid4().hex[:8]}"
+    store = EventStore(pool)
+
+    async def recorded(event_type: str) -> bool:
+        return any(e.event_type == event_type for e in await store.history(task_id))
+
+    async with build_worker(client, recorder, task_queue=queue):
+        handle = await client.start_workflow(
+            TASK_WORKFLOW,
+            TaskWorkflowInput(
+                task_id=task_id,
+                task_type="demo.pipeline",
+                input={"steps": 2, "step_seconds": 3.0, "progress_ticks": 6},
+            ),
+            id=workflow_id_for(task_id),
+            task_queue=queue,
+        )
+        await until(lambda: recorded("task.step.started.v1"), what="step 1 started")
+        # Step 1 runs 3 s: the pause arrives during it and takes effect after it.
+        await handle.signal(SIGNAL_PAUSE)
+        await until(lambda: recorded("task.paused.v1"), within=30, what="task.paused.v1")
+        await handle.signal(SIGNAL_RESUME)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    types = [e.event_type for e in await store.history(task_id)]
+    # created, started, 6 ticks, completed, paused (10 events); resumed refused; failed
+    assert types[-2:] == ["task.paused.v1", "task.failed.v1"]
+    assert len(types) == 11
+    failed = orjson.loads((await store.history(task_id, after=10))[0].envelope_json)
+    assert "TASKPLANE_MAX_EVENTS_PER_TASK" in failed["data"]["error"]
+    check_delivery(await load_history(pool, [task_id]), tasks=[task_id])
