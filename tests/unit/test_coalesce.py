@@ -74,7 +74,7 @@ def test_buckets_that_filled_up_again_are_dropped() -> None:
 
 
 def test_bad_settings_are_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_rate"):
         RateGates(-1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="burst"):
         RateGates(1.0, burst=0)
