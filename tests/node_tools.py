@@ -1,5 +1,5 @@
-"""The Node tools of `tools/js/` (Ajv, Spectral), for the tests that check the published
-contract as outside consumers read it.
+"""The Node tools of `tools/js/` (Ajv, Spectral, the AsyncAPI CLI), for the tests that check
+the published contract as outside consumers read it.
 
 They need Node and `npm ci --prefix tools/js` (the versions its package-lock.json
 pins). Without them such a test is skipped locally; CI sets
@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -25,10 +26,21 @@ def node_with(package: str) -> str:
     if found is not None and (TOOLS / "node_modules" / package / "package.json").is_file():
         return found
     missing = "no `node` on PATH" if found is None else f"{package} not installed"
-    missing += " (npm ci --prefix tools/js)"
+    _missing(f"{missing} (npm ci --prefix tools/js)")
+
+
+def node_executable() -> str:
+    """The `node` executable, for a script that needs no package; else skip/fail."""
+    found = shutil.which("node")
+    if found is not None:
+        return found
+    _missing("no `node` on PATH")
+
+
+def _missing(what: str) -> NoReturn:
     if os.environ.get("TASKPLANE_TEST_REQUIRE_NODE") == "1":  # CI: a skip would hide it
-        pytest.fail(f"{missing}, and CI requires the Node checks", pytrace=False)
-    pytest.skip(missing)
+        pytest.fail(f"{what}, and CI requires the Node checks", pytrace=False)
+    pytest.skip(what)
 
 
 CLIENTS = Path(__file__).resolve().parents[1] / "clients" / "js"
@@ -41,10 +53,7 @@ def built_clients() -> str:
     tsc = CLIENTS / "node_modules" / "typescript" / "bin" / "tsc"
     if found is None or not tsc.is_file():
         missing = "no `node` on PATH" if found is None else "clients/js not installed"
-        missing += " (npm ci --prefix clients/js)"
-        if os.environ.get("TASKPLANE_TEST_REQUIRE_NODE") == "1":
-            pytest.fail(f"{missing}, and CI requires the JS client tests", pytrace=False)
-        pytest.skip(missing)
+        _missing(f"{missing} (npm ci --prefix clients/js)")
     done = subprocess.run(
         [found, str(tsc), "-b", "packages/client", "packages/react"],
         cwd=CLIENTS,
