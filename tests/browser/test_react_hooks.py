@@ -1,4 +1,5 @@
-"""`@taskplane/react` in Chromium, on a page of another origin than the API.
+"""`@taskplane/react` in Chromium, on a page of another origin than the API; and
+docs/clients.md's plain-page and React examples of the JS client, run as printed.
 
 The page (clients/js/tests/react-page/, bundled with esbuild from npm) follows a task
 with `useTask` and `useTaskEvents` and lists tasks with `useTaskList`, through an API
@@ -10,7 +11,9 @@ mounts again without a single request.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import json
 import shutil
 import subprocess
 import threading
@@ -23,8 +26,10 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.clients_doc import snippet
 from tests.e2e.conftest import ProcessStack, api_beside
 from tests.node_tools import CLIENTS, built_clients
+from tests.polling import until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -38,27 +43,32 @@ class QuietHandler(SimpleHTTPRequestHandler):
         """The page server's access log is not the test's output."""
 
 
-@pytest.fixture(scope="module")
-def page_origin() -> Iterator[str]:
-    """The bundled test page, served from an origin of its own."""
+def bundle(entry: str, out: str) -> None:
+    """esbuild (from npm, in clients/js) bundles a page's module with React into BUILD."""
     node = built_clients()
-    BUILD.mkdir(exist_ok=True)
     subprocess.run(
         [
             node,
             "node_modules/esbuild/bin/esbuild",
-            "tests/react-page/app.jsx",
+            entry,
             "--bundle",
             "--format=esm",
             "--jsx=automatic",
             "--define:process.env.NODE_ENV='production'",
-            f"--outfile={BUILD / 'react-page.js'}",
+            f"--outfile={BUILD / out}",
             "--log-level=warning",
         ],
         cwd=CLIENTS,
         check=True,
         timeout=120,
     )
+
+
+@pytest.fixture(scope="module")
+def page_origin() -> Iterator[str]:
+    """The bundled test page, served from an origin of its own."""
+    BUILD.mkdir(exist_ok=True)
+    bundle("tests/react-page/app.jsx", "react-page.js")
     shutil.copy(PAGE_SOURCE / "index.html", BUILD / "index.html")
     handler = functools.partial(QuietHandler, directory=str(BUILD))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -118,3 +128,55 @@ async def test_use_task_follows_a_task_to_its_end_across_origins(
     await expect(page.locator("#status")).to_have_text("completed")
     await expect(page.locator("#events")).to_have_text(sequences)
     assert len(await page.evaluate("window.taskplaneRequests")) == before  # nothing fetched
+
+
+def guide_snippet(name: str, api: ProcessStack) -> str:
+    """A docs/clients.md snippet with the API's address and key in place of the guide's."""
+    text = snippet(name)
+    assert '"http://localhost:8000"' in text
+    assert 'apiKey: "…"' in text
+    return text.replace('"http://localhost:8000"', json.dumps(api.base_url)).replace(
+        'apiKey: "…"', f"apiKey: {json.dumps(KEY)}"
+    )
+
+
+async def test_the_plain_page_and_react_snippets_of_the_guide_run(
+    page: Page, cors_api: ProcessStack, page_origin: str
+) -> None:
+    """docs/clients.md's page and React examples, as printed but for address and key."""
+    shutil.copytree(
+        CLIENTS / "packages" / "client" / "dist", BUILD / "taskplane-client", dirs_exist_ok=True
+    )
+    (BUILD / "guide-page.html").write_text(guide_snippet("js-client-page", cors_api), "utf-8")
+    await page.goto(f"{page_origin}/guide-page.html")
+    await expect(page.locator("#status")).to_have_text("completed", timeout=60_000)
+    assert await page.locator("#bar").evaluate("bar => bar.value") == 100
+
+    (BUILD / "guide-react.jsx").write_text(guide_snippet("js-client-react", cors_api), "utf-8")
+    (BUILD / "guide-react-main.jsx").write_text(
+        'import { createRoot } from "react-dom/client";\nimport { App } from "./guide-react.jsx";\n'
+        'createRoot(document.getElementById("root")).render(<App />);\n',
+        "utf-8",
+    )
+    await asyncio.to_thread(bundle, "tests/build/guide-react-main.jsx", "guide-react.js")
+    (BUILD / "guide-react.html").write_text(
+        (PAGE_SOURCE / "index.html").read_text("utf-8").replace("react-page.js", "guide-react.js"),
+        "utf-8",
+    )
+    async with httpx.AsyncClient(
+        base_url=cors_api.base_url, headers={"Authorization": f"Bearer {KEY}"}
+    ) as http:
+        created = await http.post(
+            "/tasks", json={"type": "demo.pipeline", "input": {"steps": 3, "step_seconds": 1.0}}
+        )
+        assert created.status_code == 202, created.text
+        task_id = created.json()["task_id"]
+
+        async def running() -> bool:
+            return bool((await http.get(f"/tasks/{task_id}")).json()["status"] == "running")
+
+        await until(running, within=30, what="the task runs")
+    await page.goto(f"{page_origin}/guide-react.html")
+    item = page.locator("li", has_text="completed (over)")
+    await expect(item).to_have_count(1, timeout=60_000)
+    await expect(item.locator("ol li")).to_have_count(3)

@@ -9,6 +9,7 @@ same address while the Node client is reconnecting to it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.clients_doc import finished_task, snippet
 from tests.e2e.conftest import ProcessStack, api_beside
 from tests.node_tools import CLIENTS, built_clients
 
@@ -96,3 +98,29 @@ def test_watch_to_the_end_across_an_api_kill_and_restart(
     assert reconnects, "the kill was never noticed"
     if keys:  # the token minted before the kill is refused by the new process: minted again
         assert "UnauthorizedError" in reconnects
+
+
+def run_node(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+
+
+async def test_the_node_snippet_of_the_guide_runs_as_printed(stack: ProcessStack) -> None:
+    """docs/clients.md's `@taskplane/client` example for Node, on a task that ended."""
+    node = built_clients()
+    task_id, events = await finished_task(stack)
+    script = CLIENTS / "tests" / "build" / "guide-node.mjs"  # beside node_modules: resolves
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(snippet("js-client-node"), "utf-8")
+    done = await asyncio.to_thread(run_node, node, str(script), stack.base_url, task_id)
+    assert done.returncode == 0, done.stderr
+    expected = [
+        f"step {e['data']['index']}: {e['data']['percent']}%"
+        if e["type"] == "task.step.progress.v1"
+        else f"{e['sequence']} {e['type']}"
+        for e in events
+    ]
+    assert done.stdout.splitlines() == [*expected, "over"]
+    nobody = "00000000-0000-4000-8000-000000000000"
+    missing = await asyncio.to_thread(run_node, node, str(script), stack.base_url, nobody)
+    assert missing.returncode == 0
+    assert f"no task {nobody}" in missing.stderr
