@@ -122,6 +122,8 @@ async def test_use_task_follows_a_task_to_its_end_across_origins(
 
     requests = await page.evaluate("window.taskplaneRequests")
     assert f"POST /tasks/{task_id}/stream-token" in requests
+    # useTask and useTaskEvents of one task share one watch: one stream from the start.
+    assert requests.count(f"GET /tasks/{task_id}/events") == 1
     before = len(requests)
     await page.get_by_role("button", name="Hide").click()
     await page.get_by_role("button", name="Show").click()

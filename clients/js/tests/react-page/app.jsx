@@ -10,7 +10,9 @@ import { createRoot } from "react-dom/client";
 const params = new URLSearchParams(location.search);
 window.taskplaneRequests = [];
 const countingFetch = (url, init) => {
-  window.taskplaneRequests.push(`${init?.method ?? "GET"} ${new URL(url).pathname}`);
+  const { pathname, searchParams } = new URL(url);
+  const resumed = searchParams.has("after") ? " (resumed)" : "";
+  window.taskplaneRequests.push(`${init?.method ?? "GET"} ${pathname}${resumed}`);
   return fetch(url, init);
 };
 const client = createClient({

@@ -38,6 +38,8 @@ const FIRST_BACKOFF_MS = 250;
 
 /** The `event: error` frame: the server failed mid-stream; resume elsewhere. */
 class StreamFailed extends Error {}
+/** A response that ended before it delivered anything new. */
+class StreamEnded extends Error {}
 
 export async function* watchTask(
   transport: Transport,
@@ -111,6 +113,7 @@ export async function* watchTask(
         continue;
       }
       if (response.body === null) throw new NetworkError("the event stream has no body");
+      const before = last;
       for await (const item of readSse(response.body, idleMs)) {
         if (item.kind === "retry") {
           retryMs = Math.max(item.ms, 1);
@@ -132,7 +135,10 @@ export async function* watchTask(
         else onOtherEvent?.(event);
       }
       // The body ended: after a terminal event (the reconnection gets 204), an idle
-      // timeout or a server shutdown. Either way: connect again, at once.
+      // timeout or a server shutdown. Either way: connect again — at once when this
+      // connection brought something, after a pause when not (no busy loop against a
+      // proxy that cuts every stream short).
+      if (last === before) await recover(new StreamEnded("the stream ended without an event"));
     } catch (error) {
       if (signal?.aborted) return;
       if (!(error instanceof StreamFailed || error instanceof SseIdleError || isNetwork(error))) {

@@ -5,8 +5,8 @@
 //   const { events } = useTaskEvents(taskId);                 // the events themselves
 //   const { tasks, refresh, loadMore } = useTaskList({ status: "running" });
 //
-// A task that ended is remembered per client: a component that mounts again for it
-// gets its events from memory, with no request at all.
+// Hooks that follow one task share one stream (feed.ts). A task that ended is
+// remembered per client: a component that mounts again for it makes no request.
 
 import {
   type AnyEvent,
@@ -28,7 +28,10 @@ import {
   useEffect,
   useMemo,
   useState,
+  useSyncExternalStore,
 } from "react";
+
+import { type FeedState, feedOf, IDLE } from "./feed.js";
 
 const ClientContext = createContext<TaskplaneClient | null>(null);
 
@@ -48,56 +51,13 @@ export function useTaskplaneClient(client?: TaskplaneClient): TaskplaneClient {
   return found;
 }
 
-interface Followed {
-  /** Every event, known type or not, in sequence order. */
-  all: readonly AnyEvent[];
-  ended: boolean;
-  error: unknown;
-}
-
-const FRESH: Followed = { all: [], ended: false, error: undefined };
-// Ended tasks' events, per client: their streams are over, nothing can change them.
-const endedTasks = new WeakMap<TaskplaneClient, Map<string, readonly AnyEvent[]>>();
-
-function useFollow(taskId: string | null | undefined, client: TaskplaneClient): Followed {
-  const [followed, setFollowed] = useState<Followed & { key: string }>({ ...FRESH, key: "" });
-  const key = taskId ?? "";
-  useEffect(() => {
-    if (!taskId) return undefined;
-    const remembered = endedTasks.get(client)?.get(taskId);
-    if (remembered !== undefined) {
-      setFollowed({ all: remembered, ended: true, error: undefined, key: taskId });
-      return undefined;
-    }
-    setFollowed({ ...FRESH, key: taskId });
-    const controller = new AbortController();
-    const all: AnyEvent[] = [];
-    const add = (event: AnyEvent): void => {
-      all.push(event);
-      const snapshot = [...all];
-      setFollowed((now) => ({ ...now, all: snapshot, key: taskId }));
-    };
-    (async () => {
-      try {
-        for await (const event of client.tasks.watch(taskId, {
-          signal: controller.signal,
-          onOtherEvent: add,
-        })) {
-          add(event);
-        }
-        if (controller.signal.aborted) return;
-        let byTask = endedTasks.get(client);
-        if (byTask === undefined) endedTasks.set(client, (byTask = new Map()));
-        byTask.set(taskId, [...all]);
-        setFollowed((now) => ({ ...now, ended: true, key: taskId }));
-      } catch (error) {
-        if (!controller.signal.aborted) setFollowed((now) => ({ ...now, error, key: taskId }));
-      }
-    })();
-    return () => controller.abort();
-  }, [client, taskId]);
-  // While the effect has not caught up with a new id, show nothing of the old task.
-  return followed.key === key ? followed : FRESH;
+function useFollow(taskId: string | null | undefined, client: TaskplaneClient): FeedState {
+  const subscribe = useCallback(
+    (listener: () => void) => (taskId ? feedOf(client, taskId).subscribe(listener) : () => {}),
+    [client, taskId],
+  );
+  const current = useCallback(() => (taskId ? feedOf(client, taskId).state : IDLE), [client, taskId]);
+  return useSyncExternalStore(subscribe, current, current);
 }
 
 export interface TaskEventsResult {
