@@ -26,6 +26,22 @@ def test_generation_is_deterministic() -> None:
     assert client_types.render(document) == client_types.render(document)
 
 
+def test_typescript_users_code_type_checks() -> None:
+    """clients/js/tests/typecheck/usage.ts: narrowing by `type`, typed errors, hook
+    signatures; its `@ts-expect-error` lines prove the types also refuse things."""
+    node = built_clients()
+    tsc = str(CLIENTS / "node_modules" / "typescript" / "bin" / "tsc")
+    done = subprocess.run(
+        [node, tsc, "-p", "tests/typecheck"],
+        cwd=CLIENTS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"tsc:\n{done.stdout}{done.stderr}"
+
+
 def test_node_unit_tests_pass() -> None:
     node = built_clients()
     done = subprocess.run(
