@@ -45,7 +45,7 @@ def test_typescript_users_code_type_checks() -> None:
 def test_node_unit_tests_pass() -> None:
     node = built_clients()
     done = subprocess.run(
-        [node, "--test", "packages/client/test/", "packages/react/test/"],
+        [node, "--test", "--test-timeout=60000", "packages/client/test/", "packages/react/test/"],
         cwd=CLIENTS,
         capture_output=True,
         text=True,
