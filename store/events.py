@@ -1,19 +1,17 @@
 """Append events (deduplicated, densely sequenced, with outbox row) and read them back.
 
-`append` is one SQL statement: it bumps the task row's `last_seq` (taking the
-row lock until commit, so a later sequence can never commit before an earlier
-one), inserts the event with that sequence spliced into its JSON, its webhook
-delivery when the task has a webhook that wants it (webhooks/enqueue.py), and
-the outbox row. A duplicate event id inserts nothing; the transaction is then
-rolled back so the bumped `last_seq` is undone, and the stored copy is returned.
+`append` is one SQL statement: it bumps the task row's `last_seq` (taking the row lock
+until commit, so a later sequence can never commit before an earlier one), inserts the
+event with that sequence spliced into its JSON, its webhook delivery when the task has a
+webhook that wants it (webhooks/enqueue.py), and the outbox row. A duplicate event id
+inserts nothing; the transaction is rolled back (undoing the `last_seq` bump) and the
+stored copy is returned.
 
-Chapters (a Temporal reset): an event names the run that caused it. The fast
-statement takes it only when the task is open and the run is the task's
-current one; anything else falls to `_settle`, which, under the task row's
-lock, tells a duplicate from an event of a closed chapter or of an older run
-(refused: `ChapterClosedError`) and from the first event of a new run
-(`NewRunError`: the recorder records `task.reset.v1` through `begin_chapter`,
-then this event).
+Chapters (a Temporal reset): an event names the run that caused it. The fast statement
+takes it only when the task is open and the run is the task's current one; anything else
+falls to `_settle`, which, under the task row's lock, tells a duplicate from an event of a
+closed chapter or of an older run (refused: `ChapterClosedError`) and from the first event
+of a new run (`NewRunError`: the recorder records `task.reset.v1` through `begin_chapter`).
 
 An event of a pruned task, even one racing the pruning, is refused: `TaskPrunedError`.
 """
@@ -37,16 +35,17 @@ from webhooks.enqueue import DELIVERY_CTE, WAKE_COLUMN
 # The terminal statuses as SQL: a closed chapter takes no event but a reset.
 _CLOSED = "(" + ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES)) + ")"
 
-# After a `task` CTE that returned the new `last_seq`: the event at that sequence (its
-# JSON with `sequence` spliced in), its webhook delivery when the task's webhook wants
-# it (webhooks/enqueue.py), and its outbox row; nothing when the id exists.
+# After a `task` CTE returning `last_seq` and `created_at`: the event (JSON with `sequence`
+# spliced in; partition key: its task's `created_at`, store/partitions.py), its webhook
+# delivery if wanted (webhooks/enqueue.py), its outbox row; nothing when the id exists.
 _EVENT_AND_OUTBOX = (
     """, event AS (
-    INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope)
+    INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope, task_created_at)
     SELECT %(task_id)s, task.last_seq, %(event_id)s, %(event_type)s, %(time)s,
-           left(%(envelope)s::text, -1) || ',"sequence":' || task.last_seq || '}'
+           left(%(envelope)s::text, -1) || ',"sequence":' || task.last_seq || '}',
+           task.created_at
     FROM task
-    ON CONFLICT (event_id) DO NOTHING
+    ON CONFLICT (event_id, task_created_at) DO NOTHING
     RETURNING event_id, task_id, seq, envelope
 )"""
     + DELIVERY_CTE
@@ -88,7 +87,7 @@ WITH task AS (
     -- never a second `task.created.v1` (a reset run starting over: see `_settle`).
     WHERE t.status NOT IN {closed} AND %(event_type)s::text <> 'task.created.v1'
       AND (%(run_id)s::text IS NULL OR t.run_id IS NULL OR t.run_id = %(run_id)s::text)
-    RETURNING last_seq
+    RETURNING last_seq, created_at
 )
 """
     + _EVENT_AND_OUTBOX
@@ -111,7 +110,7 @@ WITH task AS (
         updated_at = %(time)s,
         workflow_task_failing_since = NULL
     WHERE t.task_id = %(task_id)s AND NOT (%(run_id)s::text = ANY (t.runs))
-    RETURNING last_seq
+    RETURNING last_seq, created_at
 )
 """
     + _EVENT_AND_OUTBOX
@@ -248,9 +247,10 @@ class EventStore:
     async def _history(self, task_id: str, after: int, limit: int) -> list[StoredEvent]:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT seq, event_type, envelope FROM events"
-                " WHERE task_id = %s AND seq > %s ORDER BY seq LIMIT %s",
-                (task_id, after, limit),
+                "SELECT seq, event_type, envelope FROM events WHERE task_id = %(t)s"
+                " AND task_created_at = (SELECT created_at FROM tasks WHERE task_id = %(t)s)"
+                " AND seq > %(after)s ORDER BY seq LIMIT %(limit)s",
+                {"t": task_id, "after": after, "limit": limit},
             )
             rows = await cursor.fetchall()
         return [StoredEvent(int(seq), str(kind), str(text)) for seq, kind, text in rows]
