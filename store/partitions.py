@@ -114,8 +114,14 @@ def missing_ranges(
 
 
 async def partitions(conn: AsyncConnection) -> list[Partition]:
-    cursor = await conn.execute(_PARTITIONS)
-    return [Partition(str(n), lo, hi) for n, lo, hi in await cursor.fetchall()]
+    async with conn.transaction():  # its own, whatever the connection's mode
+        cursor = await conn.execute(_PARTITIONS)
+        return [Partition(str(n), lo, hi) for n, lo, hi in await cursor.fetchall()]
+
+
+async def _has_tasks(conn: AsyncConnection, part: Partition) -> bool:
+    cursor = await conn.execute(_HAS_TASKS, (part.lower, part.upper))
+    return _true(await cursor.fetchone())
 
 
 async def _lock_timeout(conn: AsyncConnection, seconds: float) -> None:
@@ -128,7 +134,7 @@ async def make_ahead(
     conn: AsyncConnection, policy: PartitionPolicy, *, now: datetime | None = None
 ) -> PartitionRound:
     """Make the missing partitions up to `ahead_seconds` from now, one transaction each
-    (`conn` in autocommit mode)."""
+    (the connection's own: none may be open on it)."""
     result = PartitionRound()
     now = now or datetime.now(UTC)
     interval = timedelta(seconds=policy.interval_seconds)
@@ -165,8 +171,8 @@ async def drop_empty(
     overdue_before: datetime,
     now: datetime | None = None,
 ) -> PartitionRound:
-    """Drop every partition whose range is past and that holds no task any more (`conn`
-    in autocommit mode; each drop its own transaction)."""
+    """Drop every partition whose range is past and that holds no task any more, each in
+    a transaction of its own (none may be open on the connection)."""
     result = PartitionRound()
     now = now or datetime.now(UTC)
     existing = await partitions(conn)
@@ -174,8 +180,9 @@ async def drop_empty(
     for part in existing:
         if part.upper > now:
             break
-        cursor = await conn.execute(_HAS_TASKS, (part.lower, part.upper))
-        if _true(await cursor.fetchone()):
+        async with conn.transaction():
+            held = await _has_tasks(conn, part)
+        if held:
             if part.upper <= overdue_before:
                 result.overdue.append(part)
             continue
@@ -211,8 +218,7 @@ async def _drop(
         await _lock_timeout(conn, policy.lock_timeout_seconds)
         await conn.execute(sql.SQL("ALTER TABLE events DETACH PARTITION {}").format(name))
         # Under ACCESS EXCLUSIVE on `events` now: no recording can add to the range.
-        cursor = await conn.execute(_HAS_TASKS, (part.lower, part.upper))
-        if _true(await cursor.fetchone()):
+        if await _has_tasks(conn, part):
             raise psycopg.Rollback(tx)
         cursor = await conn.execute(_SIZE, (part.name,))
         size = await cursor.fetchone()
