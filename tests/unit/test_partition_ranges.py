@@ -34,8 +34,12 @@ def test_a_new_width_is_clipped_to_fit_the_partitions_of_the_old_one() -> None:
     hourly = missing_ranges(old, NOON, HOUR, DAY + 2 * HOUR)
     assert hourly[0] == (MIDNIGHT + DAY, MIDNIGHT + DAY + HOUR)
     assert len(hourly) == 14  # tomorrow 00:00 to 14:00 (NOON + 26 h)
-    # Weeks after days: the gap between two old ones, then on from the last.
+    # Weeks after days (aligned on 2000-01-01, a Saturday): this week's start up to the
+    # old ones, the gap between them, then on from the last to the week's end.
     weekly = missing_ranges(old, NOON, 7 * DAY, 3 * DAY)
-    assert weekly[0] == (MIDNIGHT + DAY, MIDNIGHT + 2 * DAY)
-    assert weekly[1][0] == MIDNIGHT + 3 * DAY
+    assert weekly == [
+        (MIDNIGHT - 6 * DAY, MIDNIGHT),
+        (MIDNIGHT + DAY, MIDNIGHT + 2 * DAY),
+        (MIDNIGHT + 3 * DAY, MIDNIGHT + 8 * DAY),
+    ]
     assert all(lo < hi for lo, hi in weekly)
