@@ -32,6 +32,7 @@ import psycopg
 from psycopg import AsyncConnection, sql
 
 from settings import Settings
+from store.retention import CLOSED
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,13 @@ _PARTITIONS = (
     "SELECT name, lower_bound, upper_bound FROM taskplane_event_partitions ORDER BY lower_bound"
 )
 _HAS_TASKS = "SELECT EXISTS (SELECT 1 FROM tasks WHERE created_at >= %s AND created_at < %s)"
+# A task of the range that a prune with `keep` seconds of retention would keep.
+_KEPT = """
+SELECT EXISTS (SELECT 1 FROM tasks WHERE created_at >= %(lo)s AND created_at < %(hi)s
+    AND NOT (status = ANY(%(closed)s)
+             AND updated_at < now() - make_interval(secs => %(keep)s)
+             AND created_at < now() - make_interval(secs => %(keep)s)))
+"""
 _SIZE = (
     "SELECT pg_total_relation_size(c.oid), c.reltuples FROM pg_class c WHERE c.oid = %s::regclass"
 )
@@ -243,6 +251,21 @@ async def maintain(
     result.partitions += len(made.made)
     result.lock_timeouts += made.lock_timeouts
     return result
+
+
+async def droppable_after_pruning(conn: AsyncConnection, *, keep_seconds: float) -> int:
+    """How many partitions a prune with this closed-task retention would leave without
+    a task, so dropped (a dry run: nothing changes)."""
+    count = 0
+    for part in await partitions(conn):
+        if part.upper > datetime.now(UTC):
+            break
+        async with conn.transaction():
+            cursor = await conn.execute(
+                _KEPT, {"lo": part.lower, "hi": part.upper, "closed": CLOSED, "keep": keep_seconds}
+            )
+            count += not _true(await cursor.fetchone())
+    return count
 
 
 def _true(row: tuple[object, ...] | None) -> bool:

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 from psycopg import pq
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
+from cli.prune import prune
 from schemas import EventEnvelope
 from store import EventStore, open_pool
 from store.partitions import Partition, PartitionPolicy, _drop, drop_empty, make_ahead, partitions
@@ -184,3 +186,21 @@ async def test_partition_ddl_gives_up_instead_of_holding_up_recordings(
         # Each DDL committed on its own: nothing left open that would hold a lock.
         assert conn.info.transaction_status == pq.TransactionStatus.IDLE
     assert [d.name for d in done.dropped] == [partition.name]
+
+
+async def test_taskplane_prune_drops_the_partitions_it_empties(
+    pool: AsyncConnectionPool, database_url: str
+) -> None:
+    partition = await _make(pool, datetime.now(UTC) - 50 * DAY)
+    await _task(pool, partition.lower, closed=True)
+    async with pool.connection() as conn:
+        cursor = await conn.execute("SELECT current_database()")
+        row = await cursor.fetchone()
+    assert row is not None
+    url = make_conninfo(database_url, dbname=row[0])
+    policy = RetentionPolicy(closed_tasks_seconds=30 * 86_400.0)
+    would = await prune(url, policy, dry_run=True)
+    assert (would.tasks, would.rows["event_partitions"]) == (1, 1)
+    done = await prune(url, policy, dry_run=False)
+    assert (done.tasks, done.rows["event_partitions"]) == (1, 1)
+    assert partition.name not in {p.name for p in await _partitions(pool)}
