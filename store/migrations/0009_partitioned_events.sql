@@ -54,13 +54,16 @@ WHERE i.inhparent = 'events'::regclass AND b IS NOT NULL;
 -- Make the partition [lower, upper) and return its name: made as a table of its own,
 -- given the default partition's rows of that range, then attached (ATTACH takes SHARE
 -- UPDATE EXCLUSIVE on `events`, which recordings do not wait for; CREATE TABLE …
--- PARTITION OF would take ACCESS EXCLUSIVE). The caller makes sure the range overlaps
--- no partition (store/partitions.py).
+-- PARTITION OF would take ACCESS EXCLUSIVE). The default partition is locked first (the
+-- ATTACH would lock it anyway, to check it holds nothing of the range), so no event can
+-- land there in the range between the move and the check. The caller makes sure the
+-- range overlaps no partition (store/partitions.py).
 CREATE FUNCTION taskplane_make_event_partition(lower timestamptz, upper timestamptz)
 RETURNS text LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     name text := 'events_' || to_char(lower AT TIME ZONE 'UTC', 'YYYYMMDD"t"HH24MISS');
 BEGIN
+    LOCK TABLE events_default IN ACCESS EXCLUSIVE MODE;
     EXECUTE format('CREATE TABLE %I (LIKE events)', name);
     EXECUTE format(
         'WITH moved AS (DELETE FROM events_default'
