@@ -204,3 +204,43 @@ async def test_taskplane_prune_drops_the_partitions_it_empties(
     done = await prune(url, policy, dry_run=False)
     assert (done.tasks, done.rows["event_partitions"]) == (1, 1)
     assert partition.name not in {p.name for p in await _partitions(pool)}
+
+
+async def test_the_pruning_round_makes_the_missing_partitions_ahead(
+    pool: AsyncConnectionPool,
+) -> None:
+    ahead = PartitionPolicy(ahead_seconds=3 * 86_400.0)
+    tomorrow = datetime.now(UTC) + DAY
+    async with pool.connection() as conn:
+        (gone,) = [p for p in await partitions(conn) if p.lower <= tomorrow < p.upper]
+        await conn.execute(f"DROP TABLE {gone.name}")  # as if never made
+    pruner = Pruner(pool, _no_orphans, RetentionPolicy())
+    pruner.partitions = ahead
+    await pruner.round()
+    assert gone.name in {p.name for p in await _partitions(pool)}
+    assert pruner.stats.partitions_made == 1
+    assert pruner.stats.partitions is not None and pruner.stats.partitions >= 4
+
+
+async def test_recordings_go_on_while_partitions_are_made_and_dropped(
+    pool: AsyncConnectionPool,
+) -> None:
+    """Appends racing partition DDL: every one is recorded, sequences dense."""
+    now, store = datetime.now(UTC), EventStore(pool)
+    task_ids = [await _task(pool, now, closed=False) for _ in range(4)]
+
+    async def record(task_id: str) -> None:
+        for i in range(25):
+            step = _event(task_id, "task.step.progress.v1", now, index=1, name="s", percent=i)
+            await store.append(step)
+
+    async def churn() -> None:
+        for days in range(10, 20):  # make far-future partitions and drop them again
+            later = now + days * DAY
+            async with pool.connection() as conn:
+                await make_ahead(conn, PartitionPolicy(ahead_seconds=1.0), now=later)
+                await drop_empty(conn, POLICY, overdue_before=now, now=later + DAY)
+
+    await asyncio.gather(churn(), *(record(t) for t in task_ids))
+    for task_id in task_ids:
+        assert [e.sequence for e in await store.history(task_id)] == list(range(1, 28))
