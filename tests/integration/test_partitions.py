@@ -219,7 +219,8 @@ async def test_the_pruning_round_makes_the_missing_partitions_ahead(
     await pruner.round()
     assert gone.name in {p.name for p in await _partitions(pool)}
     assert pruner.stats.partitions_made == 1
-    assert pruner.stats.partitions is not None and pruner.stats.partitions >= 4
+    assert pruner.stats.partitions is not None
+    assert pruner.stats.partitions >= 4
 
 
 async def test_recordings_go_on_while_partitions_are_made_and_dropped(
