@@ -176,10 +176,16 @@ class Pruner:
         return counts
 
     async def _partitions(self) -> PartitionRound:
-        async with self._pool.connection() as conn:
-            done = await maintain(
-                conn, self.partitions, keep_closed_seconds=self.policy.closed_tasks_seconds
-            )
+        """Partition upkeep; a failure is counted and logged, and the round prunes on."""
+        try:
+            async with self._pool.connection() as conn:
+                done = await maintain(
+                    conn, self.partitions, keep_closed_seconds=self.policy.closed_tasks_seconds
+                )
+        except psycopg.Error as exc:
+            self._count_error("partitions", type(exc).__name__)
+            log.warning("event partition upkeep failed", extra={"error": str(exc)})
+            return PartitionRound()
         stats = self.stats
         stats.partitions_made += len(done.made)
         stats.partitions_dropped += len(done.dropped)
