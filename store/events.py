@@ -1,17 +1,19 @@
 """Append events (deduplicated, densely sequenced, with outbox row) and read them back.
 
-`append` is one SQL statement: it bumps the task row's `last_seq` (taking the row lock
-until commit, so a later sequence can never commit before an earlier one), inserts the
-event with that sequence spliced into its JSON, its webhook delivery when the task has a
-webhook that wants it (webhooks/enqueue.py), and the outbox row. A duplicate event id
-inserts nothing; the transaction is rolled back (undoing the `last_seq` bump) and the
-stored copy is returned.
+`append` is one SQL statement: it bumps the task row's `last_seq` (taking the
+row lock until commit, so a later sequence can never commit before an earlier
+one), inserts the event with that sequence spliced into its JSON, its webhook
+delivery when the task has a webhook that wants it (webhooks/enqueue.py), and
+the outbox row. A duplicate event id inserts nothing; the transaction is then
+rolled back so the bumped `last_seq` is undone, and the stored copy is returned.
 
-Chapters (a Temporal reset): an event names the run that caused it. The fast statement
-takes it only when the task is open and the run is the task's current one; anything else
-falls to `_settle`, which, under the task row's lock, tells a duplicate from an event of a
-closed chapter or of an older run (refused: `ChapterClosedError`) and from the first event
-of a new run (`NewRunError`: the recorder records `task.reset.v1` through `begin_chapter`).
+Chapters (a Temporal reset): an event names the run that caused it. The fast
+statement takes it only when the task is open and the run is the task's
+current one; anything else falls to `_settle`, which, under the task row's
+lock, tells a duplicate from an event of a closed chapter or of an older run
+(refused: `ChapterClosedError`) and from the first event of a new run
+(`NewRunError`: the recorder records `task.reset.v1` through `begin_chapter`,
+then this event).
 
 An event of a pruned task, even one racing the pruning, is refused: `TaskPrunedError`;
 one past the task's event budget (store/budget.py): `EventBudgetExceededError`.
