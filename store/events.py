@@ -65,7 +65,8 @@ RETURNING id, seq, (SELECT envelope FROM event), {WAKE_COLUMN}
 """
 )
 
-_APPEND = (
+# Public for the migration test only, which runs it as the schema before 0009 had it.
+APPEND_STATEMENT = (
     """
 WITH task AS (
     INSERT INTO tasks AS t (task_id, task_type, status, progress, input, owner, result, error,
@@ -185,7 +186,7 @@ class EventStore:
             while True:
                 async with conn.transaction() as tx:
                     try:
-                        cursor = await conn.execute(_APPEND, params)
+                        cursor = await conn.execute(APPEND_STATEMENT, params)
                     except psycopg.DatabaseError as exc:  # the trigger found a tombstone
                         if exc.sqlstate == PRUNED_SQLSTATE:
                             raise TaskPrunedError(f"task {envelope.subject} was pruned") from None

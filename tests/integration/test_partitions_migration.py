@@ -120,7 +120,7 @@ async def test_0009_converts_a_filled_0008_database_without_losing_an_event(
     pool = await open_pool(empty_url, min_size=1, max_size=4)
     try:
         with monkeypatch.context() as patch:  # the store as 0008 ran it
-            patch.setattr(store.events, "_APPEND", _before_0009(store.events._APPEND))
+            patch.setattr(store.events, "APPEND_STATEMENT", _before_0009(store.events.APPEND_STATEMENT))
             tasks = await _fill(pool, now)
         before = await _all(pool, _EVENTS)
         outbox_before = await _all(pool, "SELECT * FROM outbox ORDER BY id")
