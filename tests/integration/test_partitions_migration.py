@@ -120,7 +120,8 @@ async def test_0009_converts_a_filled_0008_database_without_losing_an_event(
     pool = await open_pool(empty_url, min_size=1, max_size=4)
     try:
         with monkeypatch.context() as patch:  # the store as 0008 ran it
-            patch.setattr(store.events, "APPEND_STATEMENT", _before_0009(store.events.APPEND_STATEMENT))
+            old_statement = _before_0009(store.events.APPEND_STATEMENT)
+            patch.setattr(store.events, "APPEND_STATEMENT", old_statement)
             tasks = await _fill(pool, now)
         before = await _all(pool, _EVENTS)
         outbox_before = await _all(pool, "SELECT * FROM outbox ORDER BY id")
