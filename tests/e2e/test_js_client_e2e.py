@@ -24,7 +24,7 @@ from tests.node_tools import CLIENTS, built_clients
 
 KEY = "key-of-the-js-client-0123456789"
 # Long enough that the API is down while steps still run.
-TASK = {"steps": 4, "step_seconds": 1.0, "progress_ticks": 2}
+TASK = {"steps": 4, "step_seconds": 1.5, "progress_ticks": 2}
 TERMINAL = {"task.completed.v1", "task.failed.v1", "task.cancelled.v1", "task.terminated.v2"}
 
 
