@@ -93,7 +93,8 @@ export function createClient(options: ClientOptions): TaskplaneClient {
       for (const [name, value] of Object.entries(filter)) {
         if (value !== undefined) query.set(name, String(value));
       }
-      const suffix = query.size > 0 ? `?${query}` : "";
+      const text = query.toString(); // not `query.size`: older browsers lack it
+      const suffix = text ? `?${text}` : "";
       return transport.json("GET", `/tasks${suffix}`, { signal: call.signal });
     },
     pause: control("pause"),
