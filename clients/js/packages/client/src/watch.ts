@@ -63,12 +63,14 @@ export async function* watchTask(
   };
 
   while (!signal?.aborted) {
+    let fresh = false; // the token was minted for this very connection
     if (transport.apiKey !== undefined && token === undefined) {
       try {
         const minted = await transport.json<{ token: string }>("POST", `${path}/stream-token`, {
           signal,
         });
         token = minted.token;
+        fresh = true;
       } catch (error) {
         if (signal?.aborted) return;
         if (!isTransient(error)) throw error; // a wrong key, an unknown task
@@ -103,9 +105,11 @@ export async function* watchTask(
         const problem = await problemFrom(response);
         if (problem instanceof UnauthorizedError && token !== undefined) {
           // An expired token, or one another API process minted (no shared secret, or a
-          // restart): a fresh one follows. The key itself is checked when minting.
+          // restart): a fresh one follows at once. The key itself is checked when
+          // minting; a token refused as soon as it was minted waits like any failure.
           token = undefined;
-          await recover(problem);
+          if (fresh) await recover(problem);
+          else onReconnect?.(problem, failures + 1);
           continue;
         }
         if (!isTransient(problem)) throw problem;
