@@ -201,3 +201,38 @@ function problemResponse(status, detail) {
     headers: { "Content-Type": "application/problem+json" },
   });
 }
+
+test("no answer at all: REST calls throw NetworkError, watch waits for the API to come back", async () => {
+  const http = await import("node:http");
+  const { NetworkError } = await import("../dist/index.js");
+  const first = await fakeApi([(req, res) => sse(res, frame(1, "task.created.v1"), { end: false })]);
+  const port = new URL(first.baseUrl).port;
+  const client = createClient({ baseUrl: first.baseUrl });
+  const seen = [];
+  let back;
+  const watching = (async () => {
+    for await (const event of client.tasks.watch("t1", {
+      maxBackoffMs: 20,
+      onReconnect: (error) => {
+        seen.push(error.constructor.name);
+        if (error instanceof NetworkError && seen.filter((n) => n === "NetworkError").length === 2) {
+          // The API is back on the same address after two refused connections.
+          back = http.createServer((req, res) => {
+            const after = new URL(req.url, "http://x").searchParams.get("after");
+            if (after === "2") return res.writeHead(204).end();
+            sse(res, frame(2, "task.completed.v1"));
+          });
+          back.listen(Number(port), "127.0.0.1");
+        }
+      },
+    })) {
+      if (event.sequence === 1) await first.close(); // the API dies mid-stream
+      seen.push(event.sequence);
+    }
+  })();
+  await watching;
+  await new Promise((resolve) => back.close(resolve));
+  assert.deepEqual(seen.filter((s) => typeof s === "number"), [1, 2]);
+  assert.ok(seen.includes("NetworkError"));
+  await assert.rejects(client.tasks.get("t1"), NetworkError);
+});
