@@ -55,6 +55,8 @@ export interface TasksApi {
   create(task: CreateTask, options?: CreateOptions): Promise<CreateTaskResponse>;
   get(taskId: string, options?: CallOptions): Promise<TaskView>;
   list(filter?: ListFilter, options?: CallOptions): Promise<TaskPageView>;
+  /** Every task the filter matches, newest first, page after page (`next_cursor`). */
+  listAll(filter?: Omit<ListFilter, "cursor">, options?: CallOptions): AsyncGenerator<TaskView>;
   pause(taskId: string, options?: CallOptions): Promise<ControlResponse>;
   resume(taskId: string, options?: CallOptions): Promise<ControlResponse>;
   cancel(taskId: string, options?: CallOptions): Promise<ControlResponse>;
@@ -96,6 +98,17 @@ export function createClient(options: ClientOptions): TaskplaneClient {
       const text = query.toString(); // not `query.size`: older browsers lack it
       const suffix = text ? `?${text}` : "";
       return transport.json("GET", `/tasks${suffix}`, { signal: call.signal });
+    },
+    async *listAll(filter = {}, call = {}) {
+      let cursor: string | null = null;
+      do {
+        const page: TaskPageView = await tasks.list(
+          cursor === null ? filter : { ...filter, cursor },
+          call,
+        );
+        yield* page.tasks;
+        cursor = page.next_cursor;
+      } while (cursor !== null);
     },
     pause: control("pause"),
     resume: control("resume"),

@@ -236,3 +236,21 @@ test("no answer at all: REST calls throw NetworkError, watch waits for the API t
   assert.ok(seen.includes("NetworkError"));
   await assert.rejects(client.tasks.get("t1"), NetworkError);
 });
+
+test("listAll follows next_cursor to the last page", async () => {
+  const pages = {
+    "": { tasks: [{ task_id: "a" }, { task_id: "b" }], next_cursor: "c1" },
+    c1: { tasks: [{ task_id: "c" }], next_cursor: null },
+  };
+  const asked = [];
+  const fetch = async (url) => {
+    const query = new URL(url).searchParams;
+    asked.push(query.toString());
+    return Response.json(pages[query.get("cursor") ?? ""]);
+  };
+  const client = createClient({ baseUrl: "http://api.test", fetch });
+  const ids = [];
+  for await (const task of client.tasks.listAll({ status: "running" })) ids.push(task.task_id);
+  assert.deepEqual(ids, ["a", "b", "c"]);
+  assert.deepEqual(asked, ["status=running", "status=running&cursor=c1"]);
+});
