@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.chat import DemoChatInput
+
 
 class TaskStatus(enum.StrEnum):
     PENDING = "pending"
@@ -68,6 +70,7 @@ class DemoFanoutInput(BaseModel):
 TASK_INPUT_MODELS: dict[str, type[BaseModel]] = {
     "demo.pipeline": DemoPipelineInput,
     "demo.fanout": DemoFanoutInput,
+    "demo.chat": DemoChatInput,
 }
 
 
