@@ -40,12 +40,11 @@ from activities.live_buffer import LiveBuffer as _Buffer
 from activities.recorder import EventRecorder
 from activities.steps import StepEvents
 from schemas import InvalidEventError
-from schemas.live_events import MAX_METADATA_BYTES, STREAM_NAME_PATTERN
+from schemas.live_events import MAX_METADATA_BYTES, METADATA_TOO_LARGE, STREAM_NAME_PATTERN
 from schemas.workflow import CHAPTER_CLOSED, INVALID_EVENT
 from store.events import ChapterClosedError
 from store.live_state import METADATA_TOO_LARGE_SQLSTATE
 
-METADATA_TOO_LARGE = "MetadataTooLarge"
 OUTPUT_TOO_LARGE = "OutputTooLarge"
 # Per event: text in characters (6 bytes each at worst, JSON-escaped, stays under the
 # 64 KiB event cap), JSON items in serialized bytes.

@@ -17,6 +17,8 @@ from schemas.events import EventData
 # a patch that would grow it past this: `MetadataTooLargeError`). Migration 0010 holds
 # the same number; a unit test keeps the two equal.
 MAX_METADATA_BYTES = 16 * 1024
+# The error type (Temporal `ApplicationError.type`) of a refused metadata patch.
+METADATA_TOO_LARGE = "MetadataTooLarge"
 # A stream name: short, and safe in a URL, a log line and a CSS selector.
 STREAM_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
