@@ -58,8 +58,10 @@ class ChatActivities:
             await set_metadata({"model": CHAT_MODEL, "tokens": 0})
             try:
                 for count, token in enumerate(tokens, start=1):
-                    if step.token_seconds:
-                        await asyncio.sleep(step.token_seconds)
+                    # Deadlines from the start, not from the last token: a steady rate
+                    # (the bench reads each token's emit time off this schedule).
+                    if (wait := began + count * step.token_seconds - time.monotonic()) > 0:
+                        await asyncio.sleep(wait)
                     activity.heartbeat()
                     await emit_output(token, stream=ANSWER_STREAM)
                     await set_metadata({"tokens": count})
