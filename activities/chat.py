@@ -52,8 +52,10 @@ class ChatActivities:
                 await writer.failed(
                     f"attempt {previous} did not finish", will_retry=True, attempt=previous
                 )
-            await writer.started()
+            # The token schedule starts here, just before `task.step.started.v1` is stamped
+            # (the bench reads each token's write time off that stamp).
             began = time.monotonic()
+            await writer.started()
             tokens = answer_tokens(step.prompt, step.tokens)
             await set_metadata({"model": CHAT_MODEL, "tokens": 0})
             try:

@@ -7,8 +7,9 @@ the step's start; one SSE client per task (raw sockets) in this process.
 Latency of a token = the wall-clock time its chunk reached the client minus the time
 the step wrote it. The write time is read off the schedule: the step's
 `task.step.started.v1` stamp plus `k * output_token_seconds` for token k (the step
-starts its schedule a commit later than that stamp, so the figure is a millisecond or
-two pessimistic). It includes the coalescing (at most 50 ms by design) — the price of
+starts its schedule just before it records that event, whose stamp is taken while the
+envelope is built, before the commit: the figure is optimistic by that fraction of a
+millisecond). It includes the coalescing (at most 50 ms by design) — the price of
 writing many tokens per event. Tokens written before the client's stream was open are
 history, not live, and are left out. Temporal Workflow Streams are not run here: the
 latency part compares the two per event; a chat workflow for Workflow Streams was not
