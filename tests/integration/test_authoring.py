@@ -12,6 +12,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from activities.recorder import EventRecorder
 from schemas.live_fold import fold
@@ -19,7 +20,8 @@ from schemas.workflow import TaskWorkflowInput, TaskWorkflowResult
 from store import EventStore
 from store.live_state import LiveStateReader
 from tests.plugin_live import PLUGIN
-from worker.temporal_worker import build_worker
+from worker.temporal_worker import build_worker, workflow_runner
+from workflows.task_workflow import TaskWorkflow
 
 
 async def run_report(
@@ -80,6 +82,15 @@ async def test_workflow_and_step_code_write_progress_metadata_and_output(
     )
     assert live.record.last_seq == events[-1]["sequence"]
     assert live.record.progress == pytest.approx(state.progress) == 100.0
+    # Workflow code's writes replay: the same commands, the offsets rebuilt the same way.
+    client = await Client.connect(temporal_address, data_converter=pydantic_data_converter)
+    history = await client.get_workflow_handle(f"task-{task_id}").fetch_history()
+    replayer = Replayer(
+        workflows=[TaskWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(PLUGIN.sandbox_modules),
+    )
+    assert (await replayer.replay_workflow(history)).replay_failure is None
 
 
 @pytest.mark.parametrize("side", ["step", "workflow"])
