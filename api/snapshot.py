@@ -56,6 +56,12 @@ async def build_snapshot(services: Services, task_id: str, tenant: str) -> TaskS
     task_id = parse_task_id(task_id)
     if await TaskOwners(services.pool).owner_of(task_id) != tenant:
         raise ProblemError(404, f"no task {task_id}")
+    return await current_snapshot(services, task_id, tenant)
+
+
+async def current_snapshot(services: Services, task_id: str, tenant: str) -> TaskSnapshot:
+    """`build_snapshot` for a caller that has checked the tenant already (`find_task`):
+    one read of the store."""
     live = await LiveStateReader(services.pool).get(task_id)
     if live is None:  # pending (only Temporal knows it) or pruned: find_task says which
         view = await find_task(services, task_id, tenant)

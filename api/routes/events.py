@@ -31,7 +31,7 @@ from api.event_versions import VersionQuery, as_requested
 from api.limits import MAX_SEQUENCE, TenantStreamGate, TenantStreamsDep, parse_sequence
 from api.lookup import find_task, parse_task_id
 from api.problems import PROBLEM_JSON, ProblemError, problem_body
-from api.snapshot import build_snapshot, snapshot_frame
+from api.snapshot import current_snapshot, snapshot_frame
 from api.sse_contract import SSE_RESPONSES
 from api.stream_gate import StreamGate
 from api.streaming import OutgoingEvent, TaskEventStream
@@ -199,7 +199,7 @@ async def task_events(
             yield ServerSentEvent(retry=settings.sse_retry_ms)
         try:
             if snapshot:  # the task's state at once, before its events (api/snapshot.py)
-                yield snapshot_frame(await build_snapshot(services, task_id, tenant))
+                yield snapshot_frame(await current_snapshot(services, task_id, tenant))
             async with aclosing(stream.events()) as events:
                 async for event in events:
                     with event_span("sse deliver", event.envelope_json, _span_fields(event)):
