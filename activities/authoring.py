@@ -34,6 +34,7 @@ import psycopg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.budget import budget_failure
 from activities.identity import ActivityEventIds
 from activities.live_buffer import LINGER_SECONDS, Batch
 from activities.live_buffer import LiveBuffer as _Buffer
@@ -42,6 +43,7 @@ from activities.steps import StepEvents
 from schemas import InvalidEventError
 from schemas.live_events import MAX_METADATA_BYTES, METADATA_TOO_LARGE, STREAM_NAME_PATTERN
 from schemas.workflow import CHAPTER_CLOSED, INVALID_EVENT
+from store.budget import EventBudgetExceededError
 from store.events import ChapterClosedError
 from store.live_state import METADATA_TOO_LARGE_SQLSTATE
 
@@ -207,6 +209,8 @@ class StepWriter:
                 raise ApplicationError(str(exc), type=INVALID_EVENT, non_retryable=True) from exc
             except ChapterClosedError as exc:
                 raise ApplicationError(str(exc), type=CHAPTER_CLOSED, non_retryable=True) from exc
+            except EventBudgetExceededError as exc:
+                raise budget_failure(exc) from exc
             except psycopg.Error as exc:
                 if exc.sqlstate == METADATA_TOO_LARGE_SQLSTATE:
                     raise MetadataTooLargeError(None) from exc

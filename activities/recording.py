@@ -7,6 +7,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.authoring import MetadataTooLargeError
+from activities.budget import budget_failure
 from activities.recorder import EventRecorder
 from schemas import InvalidEventError
 from schemas.workflow import (
@@ -16,6 +17,7 @@ from schemas.workflow import (
     RecordEventInput,
     RecordEventResult,
 )
+from store.budget import EventBudgetExceededError
 from store.events import ChapterClosedError
 from store.live_state import METADATA_TOO_LARGE_SQLSTATE
 from telemetry.logs import bind_log_context
@@ -39,6 +41,8 @@ class RecordingActivities:
             )
         except InvalidEventError as exc:
             raise ApplicationError(str(exc), type=INVALID_EVENT, non_retryable=True) from exc
+        except EventBudgetExceededError as exc:
+            raise budget_failure(exc) from exc
         except ChapterClosedError as exc:
             # Only a run Temporal already closed, or one a reset left behind, gets here.
             raise ApplicationError(str(exc), type=CHAPTER_CLOSED, non_retryable=True) from exc

@@ -22,6 +22,13 @@ class DemoChatInput(BaseModel):
     fail_after_tokens: int | None = Field(default=None, ge=0)
     flaky_attempts: int = Field(default=1, ge=1)
 
+    def planned_events(self) -> int:
+        """At most (no coalescing at all): created, the terminal event, and per attempt
+        started, the first metadata, an output, a metadata and a progress event per
+        token, and its end. `POST /tasks` checks it against the event budget."""
+        retries = min(self.flaky_attempts, 2) if self.fail_after_tokens is not None else 0
+        return 2 + (1 + retries) * (3 + 3 * self.tokens)
+
 
 class DemoChatStep(BaseModel):
     task_id: str
