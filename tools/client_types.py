@@ -24,6 +24,7 @@ OUTPUT = ROOT / "clients" / "js" / "packages" / "client" / "src" / "generated.ts
 # The REST models the client uses, by their OpenAPI component names (what they
 # reference comes along). Per-type input models stay out: plugins add those.
 REST_MODELS = (
+    "TaskSnapshot",
     "TaskView",
     "TaskPageView",
     "CreateTaskResponse",

@@ -94,6 +94,9 @@ def test_watch_to_the_end_across_an_api_kill_and_restart(
     assert [e["sequence"] for e in delivered] == list(range(1, len(delivered) + 1))
     assert [e["id"] for e in delivered] == [e["id"] for e in history]  # all, once, in order
     assert delivered[-1]["type"] in TERMINAL
+    snapshots = [line["snapshot"] for line in watcher.lines if "snapshot" in line]
+    assert snapshots, "the server's snapshot frame never reached onSnapshot"
+    assert all(0 <= s["last"] <= len(delivered) for s in snapshots)
     reconnects = [line["reconnect"] for line in watcher.lines if "reconnect" in line]
     assert reconnects, "the kill was never noticed"
     if keys:  # the token minted before the kill is refused by the new process: minted again

@@ -5,6 +5,7 @@ import type {
   CreateTaskResponse,
   StreamTokenView,
   TaskPageView,
+  TaskSnapshot,
   TaskStatus,
   TaskView,
   WebhookSpec,
@@ -53,7 +54,8 @@ export interface CallOptions {
 
 export interface TasksApi {
   create(task: CreateTask, options?: CreateOptions): Promise<CreateTaskResponse>;
-  get(taskId: string, options?: CallOptions): Promise<TaskView>;
+  /** The task's current state (`TaskView` plus metadata, outputs, waiting inputs). */
+  get(taskId: string, options?: CallOptions): Promise<TaskSnapshot>;
   list(filter?: ListFilter, options?: CallOptions): Promise<TaskPageView>;
   /** Every task the filter matches, newest first, page after page (`next_cursor`). */
   listAll(filter?: Omit<ListFilter, "cursor">, options?: CallOptions): AsyncGenerator<TaskView>;

@@ -4,6 +4,29 @@
 
 // --- REST models (OpenAPI components) ---
 
+/** `TaskView` plus what task code wrote: live metadata and output streams. */
+export type TaskSnapshot = {
+  task_id: string;
+  type: string | null;
+  status: TaskStatus;
+  progress: number;
+  created_at: string;
+  updated_at: string;
+  result?: Record<string, unknown> | null;
+  error?: string | null;
+  /** Set while Temporal shows the task's workflow task failing again and again (the task cannot move: see the worker's logs and the Temporal Web UI); cleared by the task's next event. */
+  workflow_task_failing_since?: string | null;
+  /** The task's live metadata (`set_metadata`). */
+  metadata?: Record<string, unknown>;
+  /** Each output stream's length (`emit_output`). */
+  outputs?: Record<string, unknown>;
+  /** The inputs the task is waiting for, if any. */
+  waiting_inputs?: Array<Record<string, unknown>>;
+  /** The state is as of this event's `sequence` (0: none yet). */
+  last_sequence?: number;
+  [extension: string]: unknown;
+};
+
 export type TaskView = {
   task_id: string;
   type: string | null;
@@ -52,7 +75,7 @@ export type StreamTokenView = {
 export type WebhookSpec = {
   url: string;
   secret?: string | null;
-  events?: Array<"task.cancelled.v1" | "task.completed.v1" | "task.created.v1" | "task.failed.v1" | "task.paused.v1" | "task.reset.v1" | "task.resumed.v1" | "task.step.completed.v1" | "task.step.failed.v1" | "task.step.progress.v1" | "task.step.started.v1" | "task.terminated.v1" | "task.terminated.v2"> | null;
+  events?: Array<"task.cancelled.v1" | "task.completed.v1" | "task.created.v1" | "task.failed.v1" | "task.metadata.updated.v1" | "task.output.v1" | "task.paused.v1" | "task.progress.v1" | "task.reset.v1" | "task.resumed.v1" | "task.step.completed.v1" | "task.step.failed.v1" | "task.step.progress.v1" | "task.step.started.v1" | "task.terminated.v1" | "task.terminated.v2"> | null;
   [extension: string]: unknown;
 };
 
@@ -67,6 +90,12 @@ export type Problem = {
 };
 
 export type TaskStatus = "pending" | "running" | "paused" | "completed" | "failed" | "cancelled" | "terminated";
+
+export type OutputState = {
+  /** Characters (text) plus items (JSON) in the stream so far, leaving out the output of attempts that failed. */
+  length: number;
+  [extension: string]: unknown;
+};
 
 export type TaskLinks = {
   self: string;
@@ -220,6 +249,84 @@ export type TaskFailedV1 = {
   [extension: string]: unknown;
 };
 
+/** Task code merged a patch into the task's live metadata (`set_metadata(...)`). Merge rule: each top-level key of `patch` replaces the key in the metadata, and a `null` value removes it. The merged metadata is in `GET /tasks/{id}` and in the stream's snapshot frame. */
+export type TaskMetadataUpdatedV1 = {
+  /** Task code merged a patch into the task's live metadata (`set_metadata(...)`). Merge rule: each top-level key of `patch` replaces the key in the metadata, and a `null` value removes it. The merged metadata is in `GET /tasks/{id}` and in the stream's snapshot frame. */
+  data: {
+    /** The step attempt that wrote it; null for workflow code. Output and metadata of an attempt that failed (`task.step.failed.v1` with the same `index` and `attempt`) are not part of the task's final state. */
+    attempt?: number | null;
+    /** Top-level keys to set (`null`: remove the key). */
+    patch: Record<string, unknown>;
+    /** The step (1-based index) whose code wrote it; null for workflow code. */
+    step?: number | null;
+    [extension: string]: unknown;
+  };
+  datacontenttype: "application/json";
+  /** The `$id` of this schema (absent on events recorded before Taskplane set it). */
+  dataschema?: "urn:taskplane:schemas:events:task.metadata.updated.v1";
+  /** Unique per event; redeliveries of one event keep its id. */
+  id: string;
+  /** CloudEvents extension (Integer): the event's 1-based position in its task, dense and increasing; the SSE frame id. */
+  sequence: number;
+  /** Who emitted it; Taskplane uses `/taskplane`. */
+  source: string;
+  /** CloudEvents version. */
+  specversion: "1.0";
+  /** The task id. */
+  subject: string;
+  /** When the event was recorded (RFC 3339; Taskplane writes UTC, `Z`). */
+  time: string;
+  /** CloudEvents distributed-tracing extension: the W3C Trace Context `traceparent` of the span that recorded the event (only while tracing is on). */
+  traceparent?: string;
+  /** CloudEvents distributed-tracing extension: W3C `tracestate`. */
+  tracestate?: string;
+  /** The event type, with its version. */
+  type: "task.metadata.updated.v1";
+  [extension: string]: unknown;
+};
+
+/** A chunk of an output stream (`emit_output(...)`): text, or JSON items. Under load many small writes travel in one event: `text` is their concatenation, `items` their list. A stream's content is its chunks in `sequence` order, leaving out the chunks of attempts that failed (see `attempt`). */
+export type TaskOutputV1 = {
+  /** A chunk of an output stream (`emit_output(...)`): text, or JSON items. Under load many small writes travel in one event: `text` is their concatenation, `items` their list. A stream's content is its chunks in `sequence` order, leaving out the chunks of attempts that failed (see `attempt`). */
+  data: {
+    /** The step attempt that wrote it; null for workflow code. Output and metadata of an attempt that failed (`task.step.failed.v1` with the same `index` and `attempt`) are not part of the task's final state. */
+    attempt?: number | null;
+    /** JSON values written, in order (null: `text` instead). */
+    items?: Array<unknown> | null;
+    /** How many characters (text) or items this writer (the step attempt, or the workflow) had written to the stream before this chunk. */
+    offset: number;
+    /** The step (1-based index) whose code wrote it; null for workflow code. */
+    step?: number | null;
+    /** The stream's name. */
+    stream: string;
+    /** Text written (null: `items` instead). */
+    text?: string | null;
+    [extension: string]: unknown;
+  };
+  datacontenttype: "application/json";
+  /** The `$id` of this schema (absent on events recorded before Taskplane set it). */
+  dataschema?: "urn:taskplane:schemas:events:task.output.v1";
+  /** Unique per event; redeliveries of one event keep its id. */
+  id: string;
+  /** CloudEvents extension (Integer): the event's 1-based position in its task, dense and increasing; the SSE frame id. */
+  sequence: number;
+  /** Who emitted it; Taskplane uses `/taskplane`. */
+  source: string;
+  /** CloudEvents version. */
+  specversion: "1.0";
+  /** The task id. */
+  subject: string;
+  /** When the event was recorded (RFC 3339; Taskplane writes UTC, `Z`). */
+  time: string;
+  /** CloudEvents distributed-tracing extension: the W3C Trace Context `traceparent` of the span that recorded the event (only while tracing is on). */
+  traceparent?: string;
+  /** CloudEvents distributed-tracing extension: W3C `tracestate`. */
+  tracestate?: string;
+  /** The event type, with its version. */
+  type: "task.output.v1";
+  [extension: string]: unknown;
+};
+
 /** The task paused at a step boundary, after a pause was requested. */
 export type TaskPausedV1 = {
   /** The task paused at a step boundary, after a pause was requested. */
@@ -249,6 +356,40 @@ export type TaskPausedV1 = {
   tracestate?: string;
   /** The event type, with its version. */
   type: "task.paused.v1";
+  [extension: string]: unknown;
+};
+
+/** Task code reported how far the whole task got (`progress(...)` in workflow code). Step code reports `task.step.progress.v1` instead. */
+export type TaskProgressV1 = {
+  /** Task code reported how far the whole task got (`progress(...)` in workflow code). Step code reports `task.step.progress.v1` instead. */
+  data: {
+    /** A human-readable status line. */
+    message?: string | null;
+    /** How much of the task is done, 0 to 100. */
+    percent: number;
+    [extension: string]: unknown;
+  };
+  datacontenttype: "application/json";
+  /** The `$id` of this schema (absent on events recorded before Taskplane set it). */
+  dataschema?: "urn:taskplane:schemas:events:task.progress.v1";
+  /** Unique per event; redeliveries of one event keep its id. */
+  id: string;
+  /** CloudEvents extension (Integer): the event's 1-based position in its task, dense and increasing; the SSE frame id. */
+  sequence: number;
+  /** Who emitted it; Taskplane uses `/taskplane`. */
+  source: string;
+  /** CloudEvents version. */
+  specversion: "1.0";
+  /** The task id. */
+  subject: string;
+  /** When the event was recorded (RFC 3339; Taskplane writes UTC, `Z`). */
+  time: string;
+  /** CloudEvents distributed-tracing extension: the W3C Trace Context `traceparent` of the span that recorded the event (only while tracing is on). */
+  traceparent?: string;
+  /** CloudEvents distributed-tracing extension: W3C `tracestate`. */
+  tracestate?: string;
+  /** The event type, with its version. */
+  type: "task.progress.v1";
   [extension: string]: unknown;
 };
 
@@ -564,7 +705,10 @@ export type TaskEvent =
   | TaskCompletedV1
   | TaskCreatedV1
   | TaskFailedV1
+  | TaskMetadataUpdatedV1
+  | TaskOutputV1
   | TaskPausedV1
+  | TaskProgressV1
   | TaskResetV1
   | TaskResumedV1
   | TaskStepCompletedV1
@@ -581,7 +725,10 @@ export const EVENT_TYPES: readonly TaskEventType[] = [
   "task.completed.v1",
   "task.created.v1",
   "task.failed.v1",
+  "task.metadata.updated.v1",
+  "task.output.v1",
   "task.paused.v1",
+  "task.progress.v1",
   "task.reset.v1",
   "task.resumed.v1",
   "task.step.completed.v1",

@@ -10,7 +10,7 @@
 // (`task.reset.v1` …), which the same loop then follows.
 
 import { isTransient, NetworkError, problemFrom, UnauthorizedError } from "./errors.js";
-import { isKnownEventType, type TaskEvent } from "./generated.js";
+import { isKnownEventType, type TaskEvent, type TaskSnapshot } from "./generated.js";
 import { readSse, SseIdleError } from "./sse.js";
 import type { Transport } from "./transport.js";
 
@@ -23,7 +23,7 @@ export interface WatchOptions {
    * Called with the server's snapshot of the task (the `event: snapshot` frame, sent
    * first on each connection by servers that have it). Without it, none is asked for.
    */
-  onSnapshot?: (snapshot: unknown) => void;
+  onSnapshot?: (snapshot: TaskSnapshot) => void;
   /** Events of types this client does not know (a newer server); they are not yielded. */
   onOtherEvent?: (event: { type: string; sequence: number; [key: string]: unknown }) => void;
   /** Called with every failure that the watch recovers from by reconnecting. */
@@ -126,7 +126,7 @@ export async function* watchTask(
         const { frame } = item;
         if (frame.event === "error") throw new StreamFailed(frame.data);
         if (frame.event === "snapshot") {
-          onSnapshot?.(JSON.parse(frame.data));
+          onSnapshot?.(JSON.parse(frame.data) as TaskSnapshot);
           continue;
         }
         if (frame.id === undefined || !/^\d+$/.test(frame.id)) continue; // not an event
