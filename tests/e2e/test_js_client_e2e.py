@@ -127,3 +127,25 @@ async def test_the_node_snippet_of_the_guide_runs_as_printed(stack: ProcessStack
     missing = await asyncio.to_thread(run_node, node, str(script), stack.base_url, nobody)
     assert missing.returncode == 0
     assert f"no task {nobody}" in missing.stderr
+
+
+async def test_fold_task_agrees_with_the_servers_state(stack: ProcessStack) -> None:
+    """foldTask over a demo.chat run whose first attempt fails mid-answer: its metadata,
+    output lengths (the failed attempt's output left out) and status are the server's."""
+    node = built_clients()
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+        chat = {"tokens": 8, "token_seconds": 0.02, "fail_after_tokens": 3}
+        created = await http.post("/tasks", json={"type": "demo.chat", "input": chat})
+        assert created.status_code == 202, created.text
+        task_id = created.json()["task_id"]
+        script = str(CLIENTS / "tests" / "fold-task.mjs")
+        done = await asyncio.to_thread(run_node, node, script, stack.base_url, task_id)
+        assert done.returncode == 0, done.stderr
+        server = (await http.get(f"/tasks/{task_id}")).json()
+    folded = json.loads(done.stdout)
+    assert folded["status"] == server["status"] == "completed"
+    assert folded["last_sequence"] == server["last_sequence"]
+    assert folded["metadata"] == server["metadata"]
+    assert folded["outputs"] == {name: out["length"] for name, out in server["outputs"].items()}
+    assert folded["outputs"], "demo.chat wrote no output"
+    assert folded["progress"] == 100
