@@ -38,7 +38,7 @@ async def _run_twice_over(url: str, *, prepared_statements: bool) -> list[object
         for pool, query in ((first, "SELECT %s::int + 1"), (second, "SELECT %s::text || 'x'")):
             for value in range(RUNS):
                 async with pool.connection() as conn:
-                    cursor = await conn.execute(query, (value,))  # type: ignore[arg-type]
+                    cursor = await conn.execute(query, (value,))
                     row = await cursor.fetchone()
                     results.append(row[0] if row else None)
     finally:
@@ -71,5 +71,28 @@ async def test_exclusive_lock_is_released_with_its_transaction_behind_the_pooler
         for _ in range(3):  # any server connection, any client: the key is free again
             async with try_exclusive(pool, 42_4242) as again:
                 assert again
+    finally:
+        await pool.close()
+
+
+async def test_exclusive_lock_excludes_other_holders_and_the_prune_cli_lock(
+    database_url: str,
+) -> None:
+    """Transaction-scoped, it still excludes a second try and `taskplane prune`'s session
+    lock on the same key (both kinds of advisory lock on one key conflict)."""
+    key = 42_4243
+    pool = await open_pool(database_url, min_size=1, max_size=3)
+    try:
+        async with try_exclusive(pool, key) as held:
+            assert held
+            async with try_exclusive(pool, key) as second:
+                assert not second
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as cli:
+            await cli.execute("SELECT pg_advisory_lock(%s)", (key,))
+            async with try_exclusive(pool, key) as while_cli_holds:
+                assert not while_cli_holds
+            await cli.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        async with try_exclusive(pool, key) as after:
+            assert after
     finally:
         await pool.close()
