@@ -37,6 +37,10 @@ class Sizes:
     replay_repeats: int = 5
     lever_events: int = 500
     lever_rounds: int = 5
+    lifecycle_tasks: int = 500  # a round, each variant
+    lifecycle_rounds: int = 3  # of the plain variant (the other runs one)
+    lifecycle_steps: int = 3  # demo.pipeline steps: 2 + 2 x steps events a task
+    lifecycle_concurrency: int = 10
 
     def override(self, assignments: list[str]) -> Sizes:
         """`name=value` strings (from `--set`); tuples as comma-separated integers."""
@@ -74,6 +78,8 @@ class Sizes:
             replay_repeats=2,
             lever_events=100,
             lever_rounds=1,
+            lifecycle_tasks=100,
+            lifecycle_rounds=2,
         )
 
 
