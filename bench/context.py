@@ -37,6 +37,10 @@ class Sizes:
     replay_repeats: int = 5
     lever_events: int = 500
     lever_rounds: int = 5
+    output_rounds: int = 2
+    output_tasks: int = 8
+    output_tokens: int = 400
+    output_token_seconds: float = 0.02  # 50 tokens/s per task
     lifecycle_tasks: int = 500  # a round, each variant
     lifecycle_rounds: int = 3  # of the plain variant (the other runs one)
     lifecycle_steps: int = 3  # demo.pipeline steps: 2 + 2 x steps events a task
@@ -78,6 +82,9 @@ class Sizes:
             replay_repeats=2,
             lever_events=100,
             lever_rounds=1,
+            output_rounds=1,
+            output_tasks=4,
+            output_tokens=100,
             lifecycle_tasks=100,
             lifecycle_rounds=2,
         )
