@@ -32,6 +32,7 @@ from bench.worker import bench_worker
 from schemas.workflow import TaskWorkflowInput, workflow_id_for
 from settings import Settings
 from store import EventStore, Outbox
+from temporal.tasks import start_search_attributes
 from worker.runtime import WorkerRuntime
 
 STEPS = 5
@@ -183,6 +184,8 @@ async def _closed_loop(
                 variant.make_input(task_id),
                 id=workflow_id_for(task_id),
                 task_queue=task_queue,
+                # The API's start options (TaskClient): what the task shows from its start.
+                search_attributes=start_search_attributes("demo.pipeline"),
             )
             await handle.result()
             completions.append((time.monotonic(), task_id))
