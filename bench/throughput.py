@@ -61,7 +61,7 @@ def _task_input(task_id: str) -> TaskWorkflowInput:
     )
 
 
-def _bench_input(via: str, **flags: bool) -> Callable[[str], BenchPipelineInput]:
+def _bench_input(via: str, **flags: bool | str) -> Callable[[str], BenchPipelineInput]:
     def make(task_id: str) -> BenchPipelineInput:
         return BenchPipelineInput.model_validate(
             {"task_id": task_id, "steps": STEPS, "via": via, **flags}
@@ -131,10 +131,18 @@ VARIANTS = (
     ),
     Variant(
         "bare_plus_upserts",
-        "bare + production's search-attribute upserts (status x2, step x5)",
+        "bare + production's search-attribute upserts (patch marker, status+step at the end)",
         "BenchBare",
         "none",
-        _bench_input("local_activity", upserts=True),
+        _bench_input("local_activity", upserts="lean"),
+        diagnostic=True,
+    ),
+    Variant(
+        "bare_plus_upserts_per_step",
+        "bare + the upserts before issue 15 (status x2, step x5)",
+        "BenchBare",
+        "none",
+        _bench_input("local_activity", upserts="per_step"),
         diagnostic=True,
     ),
 )

@@ -17,6 +17,7 @@ from schemas import EventEnvelope
 from store import EventStore, InvalidCursorError, Outbox, TaskReader
 from store.events import ChapterClosedError
 from store.migrate import migrate, migration_files
+from tests.polling import until
 
 
 def new_task_id() -> str:
@@ -109,8 +110,11 @@ async def test_a_duplicate_committed_during_the_wait_for_the_row_lock_skips_no_s
     async with await psycopg.AsyncConnection.connect(database_url) as holder:
         await holder.execute("SELECT 1 FROM tasks WHERE task_id = %s FOR UPDATE", (task_id,))
         racing = [asyncio.create_task(store.append(same)) for _ in range(2)]
-        while await count(pool, _WAITING_ON_LOCKS, _APPENDS_LIKE) < 2:
-            await asyncio.sleep(0.01)
+
+        async def both_wait() -> bool:
+            return await count(pool, _WAITING_ON_LOCKS, _APPENDS_LIKE) == 2
+
+        await until(both_wait, what="both appends waiting on the task row")
         await holder.commit()
     results = sorted(await asyncio.gather(*racing), key=lambda r: r.duplicate)
     assert [r.duplicate for r in results] == [False, True]
