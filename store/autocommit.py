@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
 
 # Raised by `taskplane_append_raced` (migration 0013): an append of an event id that a
 # concurrent append committed while this one waited; nothing of it was written.
@@ -23,7 +24,11 @@ APPEND_RACED_SQLSTATE = "TP409"
 @asynccontextmanager
 async def autocommit(conn: AsyncConnection[Any]) -> AsyncIterator[AsyncConnection[Any]]:
     """`conn` (idle, from a pool) in autocommit for the block; as it was afterwards, so
-    the pool hands it out unchanged (setting the mode costs no round trip)."""
+    the pool hands it out unchanged (setting the mode costs no round trip). A connection
+    already in a transaction (a caller batching appends in one) is left in it."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        yield conn
+        return
     was = conn.autocommit
     await conn.set_autocommit(True)
     try:

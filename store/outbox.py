@@ -129,6 +129,15 @@ class Outbox:
                 (outbox_id,),
             )
 
+    async def mark_published_many(self, outbox_ids: list[int]) -> None:
+        """Several rows published by this process's recorder (`PublishedMarks`), at once."""
+        async with self._pool.connection() as conn, autocommit(conn):
+            await conn.execute(
+                "UPDATE outbox SET published_at = now(), attempts = attempts + 1"
+                " WHERE id = ANY(%s)",
+                (outbox_ids,),
+            )
+
     async def hand_over(self, outbox_id: int, error: str) -> None:
         """The recorder could not publish: the relays may take the row at once; wake them."""
         async with self._pool.connection() as conn:
