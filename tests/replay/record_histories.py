@@ -10,7 +10,7 @@ in production:
 
 With `--incompatible` it also (re)records `incompatible.json`, from a
 deliberately different workflow registered under the same name, which replay
-must reject; keep the existing one otherwise.
+must reject; keep the existing one otherwise. `--only=NAME` records one scenario.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import workflow
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
@@ -63,12 +63,12 @@ class IncompatibleTaskWorkflow:
 
 
 async def _start(
-    client: Client, queue: str, task_input: dict[str, Any]
+    client: Client, queue: str, task_input: dict[str, Any], task_type: str = "demo.pipeline"
 ) -> WorkflowHandle[Any, Any]:
     task_id = str(uuid.uuid4())
     return await client.start_workflow(
         "TaskWorkflow",
-        TaskWorkflowInput(task_id=task_id, task_type="demo.pipeline", input=task_input),
+        TaskWorkflowInput(task_id=task_id, task_type=task_type, input=task_input),
         id=f"task-{task_id}",
         task_queue=queue,
         search_attributes=start_search_attributes("demo.pipeline"),  # as TaskClient starts it
@@ -171,6 +171,27 @@ async def reset(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     return new_run
 
 
+async def controlled(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """The API's way: the `control` update (v6), a refused one among them."""
+    handle = await _start(client, queue, {"steps": 3, "step_seconds": 0.3})
+    await _status(handle, "running")
+    await handle.execute_update("control", {"action": "pause"})
+    with contextlib.suppress(WorkflowUpdateFailedError):  # refused: not in the history
+        await handle.execute_update("control", {"action": "pause"})
+    await _status(handle, "paused")
+    await handle.execute_update("control", {"action": "resume"})
+    await _finish(handle)
+    return handle
+
+
+async def chat(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """`demo.chat` (v7): one step that streams its answer; its first attempt fails."""
+    task_input = {"tokens": 12, "token_seconds": 0, "fail_after_tokens": 5}
+    handle = await _start(client, queue, task_input, task_type="demo.chat")
+    await _finish(handle)
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "completed": completed,
     "failed": failed,
@@ -180,6 +201,8 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "cancelled_by_signal": cancelled_by_signal,
     "terminated": terminated,
     "reset": reset,
+    "controlled": controlled,
+    "chat": chat,
 }
 
 
@@ -194,7 +217,10 @@ async def record(version: str) -> None:
     HISTORIES.mkdir(exist_ok=True)
     try:
         async with build_worker(client, recorder, task_queue=queue):
+            only = [arg.removeprefix("--only=") for arg in sys.argv if arg.startswith("--only=")]
             for name, scenario in SCENARIOS.items():
+                if only and name not in only:
+                    continue
                 handle = await scenario(client, queue)
                 history = await handle.fetch_history()
                 (HISTORIES / f"{version}_{name}.json").write_text(history.to_json())
