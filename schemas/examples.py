@@ -65,6 +65,28 @@ EXAMPLE_DATA: dict[str, dict[str, Any]] = {
         "reset_point": "event 4 of run 5d0b7a4e-3f1c-4d2b-9e8a-1c2d3e4f5a6b",
         "reason": "re-run after the fix",
     },
+    "task.input.requested.v1": {
+        "name": "approve",
+        "input_schema": {
+            "title": "Approval",
+            "type": "object",
+            "properties": {
+                "approved": {"type": "boolean"},
+                "comment": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+            },
+            "required": ["approved"],
+            "additionalProperties": False,
+        },
+        "deadline": "2026-01-03T03:04:05.678901Z",
+        "prompt": "Approve this task?",
+    },
+    "task.input.received.v1": {
+        "name": "approve",
+        "value": {"approved": True, "comment": "looks good"},
+        "timed_out": False,
+        "via": "api",
+        "delivery_id": "6f1c0e2a-9b8d-4c7e-a5f3-2d1e0c9b8a7f",
+    },
 }
 
 

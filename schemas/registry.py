@@ -26,6 +26,7 @@ from schemas.events import (
     TaskTerminatedV1,
     TaskTerminatedV2,
 )
+from schemas.input_events import InputReceivedV1, InputRequestedV1
 
 EVENT_MODELS: dict[str, type[EventData]] = {
     model.event_type: model
@@ -43,6 +44,8 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         TaskTerminatedV1,
         TaskTerminatedV2,
         TaskResetV1,
+        InputRequestedV1,
+        InputReceivedV1,
     )
 }
 

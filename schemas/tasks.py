@@ -17,6 +17,8 @@ class TaskStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     PAUSED = "paused"
+    # Task code waits for a named input (`wait_for_input`, `POST /tasks/{id}/inputs/{name}`).
+    WAITING = "waiting"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -65,9 +67,29 @@ class DemoFanoutInput(BaseModel):
     fail_at_branch: int | None = Field(default=None, ge=1)
 
 
+class DemoApprovalInput(BaseModel):
+    """`demo.approval`: a step, then a wait for the input `approve`, then a step more."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step_seconds: float = Field(default=0.2, ge=0, le=3600)
+    # How long to wait for `approve`; then the task fails (default: a day).
+    timeout_seconds: float = Field(default=86_400, gt=0, le=366 * 24 * 3600)
+
+
+class ApprovalInput(BaseModel):
+    """The input `approve` of `demo.approval`: go on, or fail with the comment."""
+
+    model_config = ConfigDict(extra="forbid", title="Approval")
+
+    approved: bool = Field(description="True lets the task go on; false fails it.")
+    comment: str | None = Field(default=None, max_length=2000, description="Why, for people.")
+
+
 TASK_INPUT_MODELS: dict[str, type[BaseModel]] = {
     "demo.pipeline": DemoPipelineInput,
     "demo.fanout": DemoFanoutInput,
+    "demo.approval": DemoApprovalInput,
 }
 
 

@@ -24,6 +24,8 @@ SIGNAL_RESUME: Final = "resume"
 SIGNAL_CANCEL: Final = "cancel"
 CONTROL_SIGNALS: Final = (SIGNAL_PAUSE, SIGNAL_RESUME, SIGNAL_CANCEL)
 QUERY_STATUS: Final = "status"
+# The update that delivers a waited-for input (`POST /tasks/{id}/inputs/{name}`).
+UPDATE_INPUT: Final = "input"
 
 # Activities: the workflow refers to them by these names only.
 RECORD_EVENT: Final = "record_event"
@@ -35,6 +37,10 @@ INVALID_EVENT: Final = "InvalidEvent"
 STEP_FAILED: Final = "StepFailed"
 # An event of a chapter that has ended, or of a run a reset left behind: refused.
 CHAPTER_CLOSED: Final = "ChapterClosed"
+# Why the `input` update refused a delivery (its validator), and a wait that timed out.
+INPUT_NOT_WAITING: Final = "InputNotWaiting"
+INPUT_INVALID: Final = "InputInvalid"
+INPUT_TIMED_OUT: Final = "InputTimedOut"
 
 # Memo keys the API writes when it starts a task (read back by the API only).
 MEMO_REQUEST_HASH: Final = "request_hash"
@@ -101,6 +107,23 @@ class RecordEventResult(BaseModel):
     duplicate: bool
     # A reset run's `task.created.v1`: not recorded, its chapter began with `task.reset.v1`.
     superseded: bool = False
+
+
+class DeliverInputRequest(BaseModel):
+    """The `input` update's argument: the value of the input `name` the task waits for."""
+
+    name: str
+    value: dict[str, Any]
+    via: str | None = None
+    delivery_id: str | None = None
+
+
+class DeliverInputResult(BaseModel):
+    """The `input` update's answer: the value was accepted and `task.input.received.v1`
+    recorded at `sequence`."""
+
+    name: str
+    sequence: int
 
 
 class TaskStatusView(BaseModel):

@@ -42,6 +42,7 @@ TABLES = (
     "events",
     "task_owners",
     "unstarted_tasks",
+    "input_link_uses",
     "tasks",
     "pruned_tasks",
 )
@@ -87,6 +88,7 @@ _DELETE_TASKS = (
     ("events", "DELETE FROM events WHERE task_id = ANY(%(ids)s)"),
     ("task_owners", "DELETE FROM task_owners WHERE task_id = ANY(%(ids)s)"),
     ("unstarted_tasks", "DELETE FROM unstarted_tasks WHERE task_id = ANY(%(ids)s)"),
+    ("input_link_uses", "DELETE FROM input_link_uses WHERE task_id = ANY(%(ids)s)"),
     ("tasks", "DELETE FROM tasks WHERE task_id = ANY(%(ids)s)"),
 )
 
@@ -107,6 +109,7 @@ SELECT
     (SELECT count(*) FROM events e JOIN expired x USING (task_id)),
     (SELECT count(*) FROM task_owners o JOIN expired x USING (task_id)),
     (SELECT count(*) FROM unstarted_tasks u JOIN expired x USING (task_id)),
+    (SELECT count(*) FROM input_link_uses l JOIN expired x USING (task_id)),
     (SELECT count(*) FROM expired),
     (SELECT count(*) FROM pruned_tasks WHERE pruned_at < now() - %(tombstone_keep)s)
 """

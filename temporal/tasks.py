@@ -15,6 +15,7 @@ from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -22,11 +23,13 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from schemas.tasks import TaskStatus
 from schemas.workflow import (
+    INPUT_INVALID,
+    INPUT_NOT_WAITING,
     MEMO_REQUEST_HASH,
     MEMO_REQUEST_NONCE,
     MEMO_TASK_TYPE,
@@ -35,6 +38,9 @@ from schemas.workflow import (
     TASK_TYPE,
     TASK_WORKFLOW,
     TaskStatusView,
+    UPDATE_INPUT,
+    DeliverInputRequest,
+    DeliverInputResult,
     TaskWorkflowInput,
     workflow_id_for,
 )
@@ -43,6 +49,17 @@ from temporal.health import workflow_task_failing
 
 class TaskGoneError(Exception):
     """The task's workflow is not there any more (it ended and its history is gone)."""
+
+
+class InputRefusedError(Exception):
+    """The task did not take the input: `kind` is `InputNotWaiting` or `InputInvalid`
+    (then `errors` says where the value is wrong)."""
+
+    def __init__(self, kind: str, message: str, errors: list[object] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.errors = errors or []
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +154,34 @@ class TaskClient:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise TaskGoneError(task_id) from exc
             raise
+
+    async def deliver_input(
+        self, task_id: str, request: DeliverInputRequest, *, update_id: str
+    ) -> DeliverInputResult:
+        """Deliver a waited-for input through the workflow's `input` update; returns once
+        the task took it (its `task.input.received.v1` is recorded). A repeat with the
+        same `update_id` is the same update. Raises `InputRefusedError` or TaskGoneError;
+        `WorkflowUpdateRPCTimeoutOrCancelledError` when no answer came in time."""
+        try:
+            result: DeliverInputResult = await self._handle(task_id).execute_update(
+                UPDATE_INPUT,
+                request,
+                id=update_id,
+                result_type=DeliverInputResult,
+                rpc_timeout=self._rpc_timeout,
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == INPUT_INVALID:
+                errors = cause.details[0] if cause.details else []
+                raise InputRefusedError(INPUT_INVALID, cause.message, list(errors)) from None
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise InputRefusedError(INPUT_NOT_WAITING, message or "not waiting") from None
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise TaskGoneError(task_id) from exc
+            raise
+        return result
 
     async def serving(self) -> bool:
         """Whether the frontend answers its health check (for `/readyz`)."""

@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+import workflows.approval  # noqa: F401  # registers demo.approval's runner
 from activities.control import ControlActivities
 from activities.demo import DemoActivities
 from activities.recorder import EventRecorder
@@ -28,6 +29,9 @@ SANDBOX_PASSTHROUGH = (
     "workflows.registry",
     "workflows.context",
     "workflows.demo",
+    "workflows.approval",
+    # `wait_for_input` and the exception a runner catches: one class, in and out.
+    "workflows.waiting",
 )
 
 

@@ -30,6 +30,8 @@ CATALOGUE = {
     "task.terminated.v1",
     "task.terminated.v2",
     "task.reset.v1",
+    "task.input.requested.v1",
+    "task.input.received.v1",
 }
 
 
