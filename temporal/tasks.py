@@ -37,10 +37,10 @@ from schemas.workflow import (
     TASK_STATUS,
     TASK_TYPE,
     TASK_WORKFLOW,
-    TaskStatusView,
     UPDATE_INPUT,
     DeliverInputRequest,
     DeliverInputResult,
+    TaskStatusView,
     TaskWorkflowInput,
     workflow_id_for,
 )
