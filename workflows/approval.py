@@ -20,7 +20,6 @@ from workflows.registry import register_runner
 from workflows.waiting import wait_for_input
 
 APPROVAL_INPUT = "approve"
-NOT_APPROVED = "NotApproved"
 
 
 async def _step(ctx: StepContext, params: DemoApprovalInput, index: int, name: str) -> None:
@@ -55,7 +54,8 @@ async def run_approval(ctx: StepContext, raw: dict[str, Any]) -> dict[str, Any]:
     )
     if not decision.approved:
         why = f": {decision.comment}" if decision.comment else ""
-        raise ApplicationError(f"not approved{why}", type=NOT_APPROVED, non_retryable=True)
+        # No `type`: the task's error reads as said, not prefixed with one.
+        raise ApplicationError(f"not approved{why}", non_retryable=True)
     await _step(ctx, params, 2, "apply")
     return {"approved": True, "comment": decision.comment}
 
