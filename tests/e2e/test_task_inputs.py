@@ -17,7 +17,9 @@ import httpx
 import pytest
 
 from cli import exit_codes
+from schemas.workflow import workflow_id_for
 from tests.e2e.conftest import ProcessStack, api_beside
+from tests.e2e.operator_cli import address_of, temporal_cli, wait_status
 from tests.polling import until
 from tests.sse import collect_events, payload
 
@@ -141,6 +143,34 @@ async def test_a_cancel_while_waiting_cancels_the_task(client: httpx.AsyncClient
     assert cancelled.status_code == 202
     events = await stream_to_end(client, task_id)
     assert events[-1]["type"] == "task.cancelled.v1"
+    late = await client.post(f"/tasks/{task_id}/inputs/approve", json={"approved": True})
+    assert late.status_code == 409
+
+
+@pytest.mark.parametrize("operator_action", ["cancel", "terminate"])
+async def test_an_operator_ends_a_waiting_task_consistently(
+    stack: ProcessStack, client: httpx.AsyncClient, operator_action: str
+) -> None:
+    """Temporal-native cancel (the Web UI's Cancel) and terminate of a task that waits:
+    the store, the stream and Temporal agree on the ending, and the wait is over."""
+    task_id = await start_approval(client)
+    # The CLI takes a reason with a terminate, not with a cancel by id.
+    reason = ["--reason", "no approver"] if operator_action == "terminate" else []
+    await temporal_cli(
+        address_of(stack),
+        "workflow",
+        operator_action,
+        "--workflow-id",
+        workflow_id_for(task_id),
+        *reason,
+    )
+    events = await stream_to_end(client, task_id)
+    expected = {"cancel": "task.cancelled.v1", "terminate": "task.terminated.v2"}
+    assert events[-1]["type"] == expected[operator_action]
+    if reason:
+        assert events[-1]["data"]["reason"] == "no approver"
+    status = {"cancel": "cancelled", "terminate": "terminated"}[operator_action]
+    await wait_status(client, task_id, status)
     late = await client.post(f"/tasks/{task_id}/inputs/approve", json={"approved": True})
     assert late.status_code == 409
 
