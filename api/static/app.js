@@ -9,6 +9,7 @@
 
 import { api, ApiError, onKeyNeeded } from "./api.js";
 import { TaskStream } from "./stream.js";
+import { openInputLink, TaskInputs } from "./inputs.js";
 
 const LIST_POLL_MS = 2000;
 const LIST_LIMIT = 25;
@@ -26,6 +27,8 @@ const FALLBACK_EVENTS = {
   "task.cancelled.v1": true,
   "task.terminated.v2": true, // the stream serves the latest version (v1 is upcast)
   "task.reset.v1": false,
+  "task.input.requested.v1": false,
+  "task.input.received.v1": false,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -108,9 +111,23 @@ async function loadEventTypes() {
 
 function route() {
   const match = location.hash.match(/^#\/tasks\/([0-9a-fA-F-]{36})$/);
+  const link = location.hash.match(/^#\/input\/([A-Za-z0-9_.-]+)$/);
   page.view?.close();
   page.view = null;
-  if (match) {
+  $("input-link-view").hidden = true;
+  if (link) {
+    // A one-time input link (an approval e-mail): its token is the credential.
+    $("list-view").hidden = true;
+    $("task-view").hidden = true;
+    stopListPolling();
+    document.title = "An input for a task · Taskplane";
+    openInputLink(link[1], {
+      section: $("input-link-view"),
+      summary: $("link-summary"),
+      formBox: $("link-form"),
+      done: $("link-done"),
+    });
+  } else if (match) {
     $("list-view").hidden = true;
     $("task-view").hidden = false;
     stopListPolling();
@@ -239,6 +256,7 @@ class TaskView {
     this.busy = false;
     this.stream = null;
     this.closed = false;
+    this.inputs = new TaskInputs($("inputs"), taskId);
   }
 
   async open() {
@@ -250,6 +268,7 @@ class TaskView {
     $("result-section").hidden = true;
     $("control-error").textContent = "";
     $("task-error").textContent = "";
+    this.inputs.clearAll();
     const link = $("temporal-link");
     const ui = page.config?.temporal_ui_url;
     link.hidden = !ui;
@@ -291,6 +310,7 @@ class TaskView {
     const data = envelope.data || {};
     const type = envelope.type;
     this.appendLog(envelope);
+    this.inputs.apply(envelope);
     if (data.total_steps) this.totalSteps = data.total_steps;
     switch (type) {
       case "task.created.v1": {
@@ -321,6 +341,12 @@ class TaskView {
       case "task.resumed.v1":
         this.status = "running";
         this.pauseRequested = false;
+        break;
+      case "task.input.requested.v1":
+        this.status = "waiting";
+        break;
+      case "task.input.received.v1":
+        this.status = "running";
         break;
       case "task.completed.v1":
         this.status = "completed";
@@ -444,6 +470,7 @@ class TaskView {
 
   renderButtons() {
     const terminal = TERMINAL.has(this.status);
+    if (terminal) this.inputs.clearAll();
     const canPause = this.status === "running" && !this.pauseRequested;
     const canResume = this.status === "paused" || (this.pauseRequested && !terminal);
     const canCancel = !terminal && !this.cancelRequested;
