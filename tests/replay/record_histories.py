@@ -7,6 +7,7 @@ in production:
     .venv/bin/taskplane services --migrate &      # or any TASKPLANE_* servers
     set -a; . .taskplane/services.env; set +a
     .venv/bin/python -m tests.replay.record_histories v1
+    .venv/bin/python -m tests.replay.record_histories v6 --only=approval  # some only
 
 With `--incompatible` it also (re)records `incompatible.json`, from a
 deliberately different workflow registered under the same name, which replay
@@ -30,7 +31,13 @@ from temporalio.client import Client, WorkflowHandle
 from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
 from schemas.tasks import DemoStepInput, DemoStepResult, TaskStatus
-from schemas.workflow import DEMO_STEP, TaskWorkflowInput, TaskWorkflowResult
+from schemas.workflow import (
+    DEMO_STEP,
+    UPDATE_INPUT,
+    DeliverInputRequest,
+    TaskWorkflowInput,
+    TaskWorkflowResult,
+)
 from settings import Settings
 from store import EventStore, Outbox, open_pool
 from temporal.client import connect_client
@@ -62,12 +69,12 @@ class IncompatibleTaskWorkflow:
 
 
 async def _start(
-    client: Client, queue: str, task_input: dict[str, Any]
+    client: Client, queue: str, task_input: dict[str, Any], task_type: str = "demo.pipeline"
 ) -> WorkflowHandle[Any, Any]:
     task_id = str(uuid.uuid4())
     return await client.start_workflow(
         "TaskWorkflow",
-        TaskWorkflowInput(task_id=task_id, task_type="demo.pipeline", input=task_input),
+        TaskWorkflowInput(task_id=task_id, task_type=task_type, input=task_input),
         id=f"task-{task_id}",
         task_queue=queue,
     )
@@ -169,6 +176,32 @@ async def reset(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     return new_run
 
 
+async def approval_approved(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """`demo.approval`: waits for `approve`, which an update delivers (issue 18)."""
+    handle = await _start(client, queue, {"step_seconds": 0}, "demo.approval")
+    await _status(handle, "waiting")
+    update = DeliverInputRequest(name="approve", value={"approved": True}, via="api")
+    await handle.execute_update(UPDATE_INPUT, update, id="recorded-delivery")
+    await _finish(handle)
+    return handle
+
+
+async def approval_timed_out(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    handle = await _start(
+        client, queue, {"step_seconds": 0, "timeout_seconds": 0.5}, "demo.approval"
+    )
+    await _finish(handle)
+    return handle
+
+
+async def approval_cancelled_while_waiting(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    handle = await _start(client, queue, {"step_seconds": 0}, "demo.approval")
+    await _status(handle, "waiting")
+    await handle.signal("cancel", "recorded scenario")
+    await _finish(handle)
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "completed": completed,
     "failed": failed,
@@ -178,6 +211,9 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "cancelled_by_signal": cancelled_by_signal,
     "terminated": terminated,
     "reset": reset,
+    "approval_approved": approval_approved,
+    "approval_timed_out": approval_timed_out,
+    "approval_cancelled_while_waiting": approval_cancelled_while_waiting,
 }
 
 
@@ -192,7 +228,10 @@ async def record(version: str) -> None:
     HISTORIES.mkdir(exist_ok=True)
     try:
         async with build_worker(client, recorder, task_queue=queue):
+            only = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), "")
             for name, scenario in SCENARIOS.items():
+                if not name.startswith(only):
+                    continue
                 handle = await scenario(client, queue)
                 history = await handle.fetch_history()
                 (HISTORIES / f"{version}_{name}.json").write_text(history.to_json())
