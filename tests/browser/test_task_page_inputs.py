@@ -84,7 +84,8 @@ async def test_a_one_time_link_opens_a_form_with_no_key(
         task_id = created.json()["task_id"]
 
         async def waiting() -> bool:
-            return (await http.get(f"/tasks/{task_id}")).json()["status"] == "waiting"
+            status: str = (await http.get(f"/tasks/{task_id}")).json()["status"]
+            return status == "waiting"
 
         await until(waiting, within=30, what="the task to wait for its input")
         link = (await http.post(f"/tasks/{task_id}/inputs/approve/link")).json()

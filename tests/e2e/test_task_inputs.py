@@ -42,7 +42,8 @@ async def start_approval(client: httpx.AsyncClient, **task_input: Any) -> str:
     task_id: str = created.json()["task_id"]
 
     async def waiting() -> bool:
-        return (await client.get(f"/tasks/{task_id}")).json()["status"] == "waiting"
+        status: str = (await client.get(f"/tasks/{task_id}")).json()["status"]
+        return status == "waiting"
 
     await until(waiting, within=30, what="the task to wait for its input")
     return task_id
