@@ -9,7 +9,7 @@ the contract with running workflows and stored histories: add, never rename.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
@@ -26,6 +26,9 @@ CONTROL_SIGNALS: Final = (SIGNAL_PAUSE, SIGNAL_RESUME, SIGNAL_CANCEL)
 QUERY_STATUS: Final = "status"
 # The update that delivers a waited-for input (`POST /tasks/{id}/inputs/{name}`).
 UPDATE_INPUT: Final = "input"
+# The API's pause/resume/cancel: an update (`ControlRequest`) with the signals' effect,
+# answered once the workflow has applied it, so the caller's next request sees it.
+UPDATE_CONTROL: Final = "control"
 
 # Activities: the workflow refers to them by these names only.
 RECORD_EVENT: Final = "record_event"
@@ -41,6 +44,8 @@ CHAPTER_CLOSED: Final = "ChapterClosed"
 INPUT_NOT_WAITING: Final = "InputNotWaiting"
 INPUT_INVALID: Final = "InputInvalid"
 INPUT_TIMED_OUT: Final = "InputTimedOut"
+# The `control` update's validator refused the transition (details: the task's status).
+CONTROL_REFUSED: Final = "ControlRefused"
 
 # Memo keys the API writes when it starts a task (read back by the API only).
 MEMO_REQUEST_HASH: Final = "request_hash"
@@ -124,6 +129,13 @@ class DeliverInputResult(BaseModel):
 
     name: str
     sequence: int
+
+
+class ControlRequest(BaseModel):
+    """The `control` update's argument: `action` is one of `CONTROL_SIGNALS`."""
+
+    action: Literal["pause", "resume", "cancel"]
+    reason: str | None = None
 
 
 class TaskStatusView(BaseModel):

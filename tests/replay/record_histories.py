@@ -7,11 +7,10 @@ in production:
     .venv/bin/taskplane services --migrate &      # or any TASKPLANE_* servers
     set -a; . .taskplane/services.env; set +a
     .venv/bin/python -m tests.replay.record_histories v1
-    .venv/bin/python -m tests.replay.record_histories v6 --only=approval  # some only
 
 With `--incompatible` it also (re)records `incompatible.json`, from a
 deliberately different workflow registered under the same name, which replay
-must reject; keep the existing one otherwise.
+must reject; keep the existing one otherwise. `--only=NAME` records one scenario.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import workflow
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
@@ -202,6 +201,19 @@ async def approval_cancelled_while_waiting(client: Client, queue: str) -> Workfl
     return handle
 
 
+async def controlled(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """The API's way: the `control` update (v6), a refused one among them."""
+    handle = await _start(client, queue, {"steps": 3, "step_seconds": 0.3})
+    await _status(handle, "running")
+    await handle.execute_update("control", {"action": "pause"})
+    with contextlib.suppress(WorkflowUpdateFailedError):  # refused: not in the history
+        await handle.execute_update("control", {"action": "pause"})
+    await _status(handle, "paused")
+    await handle.execute_update("control", {"action": "resume"})
+    await _finish(handle)
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "completed": completed,
     "failed": failed,
@@ -214,6 +226,7 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "approval_approved": approval_approved,
     "approval_timed_out": approval_timed_out,
     "approval_cancelled_while_waiting": approval_cancelled_while_waiting,
+    "controlled": controlled,
 }
 
 
@@ -228,9 +241,9 @@ async def record(version: str) -> None:
     HISTORIES.mkdir(exist_ok=True)
     try:
         async with build_worker(client, recorder, task_queue=queue):
-            only = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), "")
+            only = [arg.removeprefix("--only=") for arg in sys.argv if arg.startswith("--only=")]
             for name, scenario in SCENARIOS.items():
-                if not name.startswith(only):
+                if only and name not in only:
                     continue
                 handle = await scenario(client, queue)
                 history = await handle.fetch_history()
