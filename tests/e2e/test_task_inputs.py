@@ -18,6 +18,8 @@ import pytest
 
 from cli import exit_codes
 from schemas.workflow import workflow_id_for
+from settings import Settings
+from temporal.client import connect_client
 from tests.e2e.conftest import ProcessStack, api_beside
 from tests.e2e.operator_cli import address_of, temporal_cli, wait_status
 from tests.polling import until
@@ -26,6 +28,7 @@ from tests.sse import collect_events, payload
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 KEY = "inputs-test-key-0123456789abcdef"
+OTHER_KEY = "inputs-other-tenant-key-0123456789"
 APPROVAL_EVENTS = [
     "task.created.v1",
     "task.step.started.v1",
@@ -66,6 +69,8 @@ async def test_an_approval_through_rest_with_refusals_and_repeats(
     client: httpx.AsyncClient,
 ) -> None:
     task_id = await start_approval(client)
+    listed = (await client.get("/tasks", params={"status": "waiting", "limit": 500})).json()
+    assert task_id in [task["task_id"] for task in listed["tasks"]]
     requested = (await history(client, task_id))[-1]
     assert requested["type"] == "task.input.requested.v1"
     assert requested["data"]["name"] == "approve"
@@ -155,6 +160,15 @@ async def test_an_operator_ends_a_waiting_task_consistently(
     """Temporal-native cancel (the Web UI's Cancel) and terminate of a task that waits:
     the store, the stream and Temporal agree on the ending, and the wait is over."""
     task_id = await start_approval(client)
+    temporal = await connect_client(
+        Settings(temporal_address=stack.env["TASKPLANE_TEMPORAL_ADDRESS"])
+    )
+    query = f"TaskStatus = 'waiting' AND WorkflowId = '{workflow_id_for(task_id)}'"
+
+    async def findable() -> bool:  # the operator finds it by its search attribute
+        return [w.id async for w in temporal.list_workflows(query)] != []
+
+    await until(findable, within=30, what="the waiting task in Temporal's visibility")
     # The CLI takes a reason with a terminate, not with a cancel by id.
     reason = ["--reason", "no approver"] if operator_action == "terminate" else []
     await temporal_cli(
@@ -179,7 +193,11 @@ async def test_an_operator_ends_a_waiting_task_consistently(
 @pytest.fixture
 def keyed_api(stack: ProcessStack, services: Any, tmp_path: Path) -> Iterator[ProcessStack]:
     with api_beside(
-        stack, services, tmp_path, api_keys=f"acme:{KEY}", stream_token_secret="s" * 32
+        stack,
+        services,
+        tmp_path,
+        api_keys=f"acme:{KEY},other:{OTHER_KEY}",
+        stream_token_secret="s" * 32,
     ) as api:
         yield api
 
@@ -217,6 +235,12 @@ async def test_a_one_time_link_delivers_without_a_key_once(keyed_api: ProcessSta
     auth = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(base_url=keyed_api.base_url, headers=auth, timeout=30) as http:
         task_id = await start_approval(http)
+        other = {"Authorization": f"Bearer {OTHER_KEY}"}
+        for path in ("", "/link"):  # another tenant's task does not exist for them
+            refused = await http.post(
+                f"/tasks/{task_id}/inputs/approve{path}", json={"approved": True}, headers=other
+            )
+            assert refused.status_code == 404
         minted = await http.post(f"/tasks/{task_id}/inputs/approve/link")
         assert minted.status_code == 201, minted.text
         token = minted.json()["token"]
