@@ -5,6 +5,7 @@ of a waiting task ends it like any cancel."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -110,6 +111,20 @@ async def test_an_approval_through_rest_with_refusals_and_repeats(
     assert events[-1]["data"]["result"] == {"approved": True, "comment": "looks good"}
     after_end = await client.post(url, json=value)
     assert after_end.status_code == 409
+
+
+async def test_of_two_deliveries_at_once_the_task_takes_one(client: httpx.AsyncClient) -> None:
+    task_id = await start_approval(client)
+    url = f"/tasks/{task_id}/inputs/approve"
+    answers = await asyncio.gather(
+        client.post(url, json={"approved": True, "comment": "first"}),
+        client.post(url, json={"approved": True, "comment": "second"}),
+    )
+    assert sorted(a.status_code for a in answers) == [202, 409]
+    events = await stream_to_end(client, task_id)
+    received = [e for e in events if e["type"] == "task.input.received.v1"]
+    [taken] = [a for a in answers if a.status_code == 202]
+    assert [e["sequence"] for e in received] == [taken.json()["sequence"]]
 
 
 async def test_a_rejection_fails_the_task_as_told(client: httpx.AsyncClient) -> None:
