@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.envelope import format_time
+    from schemas.size import cap_optional_text
     from schemas.tasks import TaskStatus
     from schemas.workflow import (
         INPUT_INVALID,
@@ -38,6 +39,9 @@ with workflow.unsafe.imports_passed_through():
 from workflows.control import TaskControl
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# A delivered value's JSON, at most: its event (with the envelope) stays under 64 KiB.
+MAX_INPUT_BYTES = 32 * 1024
 
 
 @dataclass
@@ -84,7 +88,7 @@ class TaskInputs(TaskControl):
                     "name": name,
                     "input_schema": model.model_json_schema(),
                     "deadline": format_time(deadline) if deadline else None,
-                    "prompt": prompt,
+                    "prompt": cap_optional_text(prompt),
                 },
             )
             self._set_status(TaskStatus.WAITING)
@@ -121,8 +125,8 @@ class TaskInputs(TaskControl):
             raise ApplicationError(
                 f"task is not waiting for input {request.name!r}", type=INPUT_NOT_WAITING
             )
+        value = _validated(wait.model, request)  # before the claim: a refusal leaves it open
         wait.claimed = True
-        value = _validated(wait.model, request)
         recorded = await self._emit(
             "task.input.received.v1",
             {
@@ -148,9 +152,17 @@ class TaskInputs(TaskControl):
 
 
 def _validated(model: type[BaseModel], request: DeliverInputRequest) -> BaseModel:
-    """The value as `model` reads it, strict as JSON ("3" is no number, `1` no bool)."""
+    """The value as `model` reads it, strict as JSON ("3" is no number, `1` no bool), and
+    small enough for its `task.input.received.v1` (an event is at most 64 KiB)."""
+    raw = json.dumps(request.value)
+    if len(raw.encode()) > MAX_INPUT_BYTES:
+        raise ApplicationError(
+            f"the value of input {request.name!r} is over {MAX_INPUT_BYTES} bytes",
+            [{"loc": [], "msg": f"at most {MAX_INPUT_BYTES} bytes of JSON"}],
+            type=INPUT_INVALID,
+        )
     try:
-        return model.model_validate_json(json.dumps(request.value), strict=True)
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         raise ApplicationError(

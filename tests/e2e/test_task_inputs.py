@@ -85,6 +85,9 @@ async def test_an_approval_through_rest_with_refusals_and_repeats(
     assert invalid.json()["errors"][0]["loc"] == ["approved"]
     unknown_field = await client.post(url, json={"approved": True, "colour": "red"})
     assert unknown_field.status_code == 422
+    too_big = await client.post(url, json={"approved": True, "comment": "x" * 40_000})
+    assert too_big.status_code == 422
+    assert "32768 bytes" in too_big.json()["detail"]
     other_name = await client.post(f"/tasks/{task_id}/inputs/deploy", json={"go": True})
     assert other_name.status_code == 409
 
