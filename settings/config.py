@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)
     broker_stream_maxlen: int = Field(default=100_000, ge=1)
+    # Budgets (docs/operations.md#event-budgets). A task records at most this many events
+    # (its terminal event and step failures excepted); past it, it fails. `POST /tasks`
+    # refuses (422) a built-in task whose input alone would need more.
+    max_events_per_task: int = Field(default=100_000, ge=10)
+    # Progress events per second per task (per worker) steps may record after a burst of
+    # `progress_burst`; faster ones are coalesced, the latest value winning, each step's
+    # first and last always recorded (activities/coalesce.py). 0: no coalescing.
+    progress_max_rate: float = Field(default=10.0, ge=0)
+    progress_burst: int = Field(default=20, ge=1)
 
     # SSE tuning.
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import ValidationError
 
 from api.auth import TenantDep
+from api.budget import check_event_budget
 from api.deps import ServicesDep
 from api.event_versions import VersionQuery, as_requested
 from api.idempotency import parse_idempotency_key, request_fingerprint, task_id_for_key
@@ -47,7 +48,7 @@ def _links(task_id: str) -> TaskLinks:
     return TaskLinks(self=base, events=f"{base}/events", history=f"{base}/history")
 
 
-def _validated_input(body: CreateTaskRequest) -> dict[str, Any]:
+def _validated_input(body: CreateTaskRequest, event_budget: int) -> dict[str, Any]:
     input_model = TASK_INPUT_MODELS.get(body.type)
     if input_model is None:
         raise ProblemError(
@@ -57,10 +58,11 @@ def _validated_input(body: CreateTaskRequest) -> dict[str, Any]:
         # Strict, as JSON: `false` is no number and "3" no integer (the OpenAPI document
         # says so, and the fuzzer holds the API to it); JSON mode still reads dates.
         validated = input_model.model_validate_json(json.dumps(body.input), strict=True)
-        return validated.model_dump(mode="json")
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         raise ProblemError(422, f"invalid input for {body.type}", errors=errors) from None
+    check_event_budget(body.type, validated, event_budget)
+    return validated.model_dump(mode="json")
 
 
 @router.post(
@@ -71,7 +73,10 @@ def _validated_input(body: CreateTaskRequest) -> dict[str, Any]:
         200: {"model": CreateTaskResponse, "description": "The task this Idempotency-Key made."},
         400: {"description": "Malformed Idempotency-Key."},
         409: {"description": "The task id this Idempotency-Key names belongs to another tenant."},
-        422: {"description": "Unknown type, bad input, or a reused key with another body."},
+        422: {
+            "description": "Unknown type, bad input (one that would record more events than"
+            " a task may: TASKPLANE_MAX_EVENTS_PER_TASK), or a reused key with another body."
+        },
         429: {"description": "The tenant creates tasks too fast: retry after `Retry-After`."},
     },
 )
@@ -86,7 +91,7 @@ async def create_task(
     """Start a task; with an `Idempotency-Key`, a repeat returns the same task (200)."""
     check_creation_rate(limiter, tenant)
     key = parse_idempotency_key(idempotency_key) if idempotency_key is not None else None
-    task_input = _validated_input(body)
+    task_input = _validated_input(body, services.settings.max_events_per_task)
     # Keys are scoped per tenant: the same key in two tenants names two tasks.
     task_id = task_id_for_key(tenant, key) if key else str(uuid.uuid4())
     # Ownership first, before the workflow (or anything else about it) exists.
