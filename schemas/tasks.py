@@ -110,6 +110,10 @@ class DemoApprovalInput(BaseModel):
     # How long to wait for `approve`; then the task fails (default: a day).
     timeout_seconds: float = Field(default=86_400, gt=0, le=366 * 24 * 3600)
 
+    def planned_events(self) -> int:
+        """created + two steps + the input requested and received + the terminal one."""
+        return 2 + 2 * _step_events(0) + 2
+
 
 class ApprovalInput(BaseModel):
     """The input `approve` of `demo.approval`: go on, or fail with the comment."""
