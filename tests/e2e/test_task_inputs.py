@@ -67,8 +67,11 @@ async def history(client: httpx.AsyncClient, task_id: str) -> list[dict[str, Any
 
 
 async def test_an_approval_through_rest_with_refusals_and_repeats(
-    client: httpx.AsyncClient,
+    both_workers_client: httpx.AsyncClient,
 ) -> None:
+    """Twice: with a caching worker, and one that replays the whole history on every
+    workflow task (the update, the timer, the events: all deterministic)."""
+    client = both_workers_client
     task_id = await start_approval(client)
     listed = (await client.get("/tasks", params={"status": "waiting", "limit": 500})).json()
     assert task_id in [task["task_id"] for task in listed["tasks"]]
