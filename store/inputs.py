@@ -70,11 +70,14 @@ class TaskInputs:
             rows = await cursor.fetchall()
         return [(int(seq), str(kind), json.loads(text)["data"]) for seq, kind, text in rows]
 
-    async def waiting_inputs(self, task_id: str) -> list[WaitingInput]:
-        """The inputs the task waits for now, oldest request first; none once it ended."""
+    async def waiting_inputs(self, task_id: str, *, as_of: int | None = None) -> list[WaitingInput]:
+        """The inputs the task waits for now, oldest request first; none once it ended.
+        `as_of`: as the events up to that sequence say (a snapshot's `last_sequence`)."""
         events = await read_twice(lambda: self._events(task_id))
         waiting: dict[str, WaitingInput] = {}
         for seq, kind, data in events:
+            if as_of is not None and seq > as_of:
+                break
             if kind == "task.reset.v1":
                 waiting.clear()
             elif kind == "task.input.requested.v1":

@@ -52,6 +52,7 @@ async def test_waiting_inputs_follow_requests_answers_resets_and_the_end(
     assert waiting[0].input_schema["properties"] == {"ok": {"type": "boolean"}}
     await store.append(received(task_id, "approve", value={"ok": True}, delivery_id="d-1"))
     assert [w.name for w in await inputs.waiting_inputs(task_id)] == ["budget"]
+    assert len(await inputs.waiting_inputs(task_id, as_of=3)) == 2  # as a snapshot at 3 saw
     [delivery] = await inputs.received(task_id, "approve")
     assert (delivery.value, delivery.delivery_id, delivery.sequence) == ({"ok": True}, "d-1", 4)
     await store.append(received(task_id, "budget", timed_out=True))
