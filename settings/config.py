@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     retention_orphan_grace_seconds: float = Field(default=3600.0, ge=0)
     retention_interval_seconds: float = Field(default=60.0, gt=0)
     retention_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # Partitions of `events` (store/partitions.py; docs/operations.md#partitions): by the
+    # creation time of the task, `interval` wide, made `ahead` seconds ahead by the
+    # pruning round and `taskplane migrate`; their DDL waits at most `lock_timeout` for a
+    # lock (the recordings it would hold up), then tries again next round.
+    partition_interval_seconds: float = Field(default=86_400.0, ge=60)
+    partition_ahead_seconds: float = Field(default=3 * 86_400.0, ge=0)
+    partition_lock_timeout_seconds: float = Field(default=0.5, gt=0)
 
     db_pool_min_size: int = Field(default=1, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)

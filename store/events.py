@@ -44,16 +44,17 @@ from webhooks.enqueue import DELIVERY_CTE, WAKE_COLUMN
 # The terminal statuses as SQL: a closed chapter takes no event but a reset.
 _CLOSED = "(" + ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES)) + ")"
 
-# After a `task` CTE that returned the new `last_seq`: the event at that sequence (its
-# JSON with `sequence` spliced in), its webhook delivery when the task's webhook wants
-# it (webhooks/enqueue.py), and its outbox row; nothing when the id exists.
+# After a `task` CTE returning `last_seq` and `created_at`: the event (JSON with `sequence`
+# spliced in; partition key: its task's `created_at`, store/partitions.py), its webhook
+# delivery if wanted (webhooks/enqueue.py), its outbox row; nothing when the id exists.
 _EVENT_AND_OUTBOX = (
     """, event AS (
-    INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope)
+    INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope, task_created_at)
     SELECT %(task_id)s, task.last_seq, %(event_id)s, %(event_type)s, %(time)s,
-           left(%(envelope)s::text, -1) || ',"sequence":' || task.last_seq || '}'
+           left(%(envelope)s::text, -1) || ',"sequence":' || task.last_seq || '}',
+           task.created_at
     FROM task
-    ON CONFLICT (event_id) DO NOTHING
+    ON CONFLICT (event_id, task_created_at) DO NOTHING
     RETURNING event_id, task_id, seq, envelope
 )"""
     + DELIVERY_CTE
@@ -64,7 +65,8 @@ RETURNING id, seq, (SELECT envelope FROM event), {WAKE_COLUMN}
 """
 )
 
-_APPEND = (
+# Public for the migration test only, which runs it as the schema before 0009 had it.
+APPEND_STATEMENT = (
     """
 WITH task AS (
     INSERT INTO tasks AS t (task_id, task_type, status, progress, input, owner, result, error,
@@ -97,7 +99,7 @@ WITH task AS (
       AND (%(run_id)s::text IS NULL OR t.run_id IS NULL OR t.run_id = %(run_id)s::text)
       -- the task's event budget (store/budget.py): NULL for an exempt event or no budget
       AND (%(budget)s::bigint IS NULL OR t.last_seq < %(budget)s::bigint)
-    RETURNING last_seq
+    RETURNING last_seq, created_at
 )
 """
     + _EVENT_AND_OUTBOX
@@ -120,7 +122,7 @@ WITH task AS (
         updated_at = %(time)s,
         workflow_task_failing_since = NULL
     WHERE t.task_id = %(task_id)s AND NOT (%(run_id)s::text = ANY (t.runs))
-    RETURNING last_seq
+    RETURNING last_seq, created_at
 )
 """
     + _EVENT_AND_OUTBOX
@@ -184,7 +186,7 @@ class EventStore:
             while True:
                 async with conn.transaction() as tx:
                     try:
-                        cursor = await conn.execute(_APPEND, params)
+                        cursor = await conn.execute(APPEND_STATEMENT, params)
                     except psycopg.DatabaseError as exc:  # the trigger found a tombstone
                         if exc.sqlstate == PRUNED_SQLSTATE:
                             raise TaskPrunedError(f"task {envelope.subject} was pruned") from None
@@ -230,9 +232,10 @@ class EventStore:
     async def _history(self, task_id: str, after: int, limit: int) -> list[StoredEvent]:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT seq, event_type, envelope FROM events"
-                " WHERE task_id = %s AND seq > %s ORDER BY seq LIMIT %s",
-                (task_id, after, limit),
+                "SELECT seq, event_type, envelope FROM events WHERE task_id = %(t)s"
+                " AND task_created_at = (SELECT created_at FROM tasks WHERE task_id = %(t)s)"
+                " AND seq > %(after)s ORDER BY seq LIMIT %(limit)s",
+                {"t": task_id, "after": after, "limit": limit},
             )
             rows = await cursor.fetchall()
         return [StoredEvent(int(seq), str(kind), str(text)) for seq, kind, text in rows]

@@ -3,7 +3,8 @@
 The inputs a task waits for are not a table of their own: they are what its
 `task.input.requested.v1` events ask for that no later `task.input.received.v1`
 answered, in its current chapter, while it is open — read through a partial index
-over those few events, so the answer is as true as the event store.
+over those few events (in the one partition of `events` that holds the task's),
+so the answer is as true as the event store.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from store.pool import read_twice
 
 _CLOSED = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 
-_INPUT_EVENTS = f"""
+# `{open}`: only while the task is open (what it waits for), or whatever its status.
+_INPUT_EVENTS = """
 SELECT e.seq, e.event_type, e.envelope FROM events e
 WHERE e.task_id = %(task_id)s
+  AND e.task_created_at = (SELECT created_at FROM tasks WHERE task_id = %(task_id)s {open})
   AND e.event_type IN ('task.input.requested.v1', 'task.input.received.v1', 'task.reset.v1')
-  AND EXISTS (SELECT 1 FROM tasks t WHERE t.task_id = %(task_id)s
-              AND t.status NOT IN ({_CLOSED}))
 ORDER BY e.seq
 """
+_OPEN_INPUT_EVENTS = _INPUT_EVENTS.replace("{open}", f"AND status NOT IN ({_CLOSED})")
+_ANY_INPUT_EVENTS = _INPUT_EVENTS.replace("{open}", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +67,12 @@ class TaskInputs:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
-    async def _events(self, task_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+    async def _events(
+        self, task_id: str, *, open_only: bool = True
+    ) -> list[tuple[int, str, dict[str, Any]]]:
+        query = _OPEN_INPUT_EVENTS if open_only else _ANY_INPUT_EVENTS
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(_INPUT_EVENTS, {"task_id": task_id})
+            cursor = await conn.execute(query, {"task_id": task_id})
             rows = await cursor.fetchall()
         return [(int(seq), str(kind), json.loads(text)["data"]) for seq, kind, text in rows]
 
@@ -93,9 +99,9 @@ class TaskInputs:
         return list(waiting.values())
 
     async def received(self, task_id: str, name: str) -> list[ReceivedInput]:
-        """The deliveries of input `name` in the task's open chapter (for idempotent
-        repeats: a delivery id names the request that made it)."""
-        events = await read_twice(lambda: self._events(task_id))
+        """Every delivery of input `name`, the task open or not (for idempotent repeats:
+        a delivery id names the request that made it)."""
+        events = await read_twice(lambda: self._events(task_id, open_only=False))
         return [
             ReceivedInput(data["name"], data.get("value"), data.get("delivery_id"), seq)
             for seq, kind, data in events

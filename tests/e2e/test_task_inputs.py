@@ -117,6 +117,8 @@ async def test_an_approval_through_rest_with_refusals_and_repeats(
     assert events[-1]["data"]["result"] == {"approved": True, "comment": "looks good"}
     after_end = await client.post(url, json=value)
     assert after_end.status_code == 409
+    repeat_after_end = await client.post(url, json=value, headers=key)
+    assert (repeat_after_end.status_code, repeat_after_end.json()) == (200, first.json())
 
 
 async def test_of_two_deliveries_at_once_the_task_takes_one(client: httpx.AsyncClient) -> None:
