@@ -27,6 +27,7 @@ from schemas.events import (
     TaskTerminatedV2,
 )
 from schemas.input_events import InputReceivedV1, InputRequestedV1
+from schemas.live_events import TaskMetadataUpdatedV1, TaskOutputV1, TaskProgressV1
 
 EVENT_MODELS: dict[str, type[EventData]] = {
     model.event_type: model
@@ -44,6 +45,9 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         TaskTerminatedV1,
         TaskTerminatedV2,
         TaskResetV1,
+        TaskProgressV1,
+        TaskMetadataUpdatedV1,
+        TaskOutputV1,
         InputRequestedV1,
         InputReceivedV1,
     )

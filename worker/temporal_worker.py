@@ -10,13 +10,15 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-import workflows.approval  # noqa: F401  # registers demo.approval's runner
+from activities.chat import ChatActivities
 from activities.control import ControlActivities
 from activities.demo import DemoActivities
 from activities.recorder import EventRecorder
 from activities.recording import RecordingActivities
 from schemas.plugins import TaskTypePlugin, register_input_models
 from temporal.interceptors import LogContextInterceptor
+from workflows import approval as _approval_runner  # noqa: F401 - registers `demo.approval`
+from workflows import chat as _chat_runner  # noqa: F401 - registers `demo.chat`
 from workflows.registry import register_runner
 from workflows.task_workflow import TaskWorkflow
 
@@ -29,6 +31,7 @@ SANDBOX_PASSTHROUGH = (
     "workflows.registry",
     "workflows.context",
     "workflows.demo",
+    "workflows.chat",
     "workflows.approval",
     # `wait_for_input` and the exception a runner catches: one class, in and out.
     "workflows.waiting",
@@ -64,6 +67,7 @@ def build_worker(
         activities=[
             RecordingActivities(recorder).record_event,
             DemoActivities(recorder).run_step,
+            ChatActivities(recorder).answer,
             ControlActivities(client).request_cancellation,
             *plugin_activities,
         ],

@@ -31,6 +31,7 @@ from api.event_versions import VersionQuery, as_requested
 from api.limits import MAX_SEQUENCE, TenantStreamGate, TenantStreamsDep, parse_sequence
 from api.lookup import find_task, parse_task_id
 from api.problems import PROBLEM_JSON, ProblemError, problem_body
+from api.snapshot import current_snapshot, snapshot_frame
 from api.sse_contract import SSE_RESPONSES
 from api.stream_gate import StreamGate
 from api.streaming import OutgoingEvent, TaskEventStream
@@ -158,13 +159,16 @@ async def task_events(
     tenant: StreamTenantDep,
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQUENCE)] = None,
     history: bool = True,
+    snapshot: bool = True,
     last_event_id: Annotated[str | None, Header()] = None,
     version: VersionQuery = "latest",
 ) -> Response:
     """Follow a task: its events as Server-Sent Events, history first, then live, until
     the task's terminal event. Reconnect with `Last-Event-ID` (or `?after=`) to resume;
     204 means the task ended and you have everything (docs/events.md, "End of a stream").
-    Browsers authenticate with `?token=` from `POST /tasks/{task_id}/stream-token`."""
+    Browsers authenticate with `?token=` from `POST /tasks/{task_id}/stream-token`.
+    The first frame is `event: snapshot` (the task's current state, no `id`) unless
+    `?snapshot=false`."""
     if gate.full:  # before any store or Temporal work; the response takes the slot itself
         return too_many_streams(gate, request.url.path)
     if tenant_gate.full(tenant):
@@ -194,6 +198,8 @@ async def task_events(
         if settings.sse_retry_ms:
             yield ServerSentEvent(retry=settings.sse_retry_ms)
         try:
+            if snapshot:  # the task's state at once, before its events (api/snapshot.py)
+                yield snapshot_frame(await current_snapshot(services, task_id, tenant))
             async with aclosing(stream.events()) as events:
                 async for event in events:
                     with event_span("sse deliver", event.envelope_json, _span_fields(event)):

@@ -24,7 +24,7 @@ from temporal.client import connect_client
 from tests.e2e.conftest import ProcessStack, api_beside
 from tests.e2e.operator_cli import address_of, temporal_cli, wait_status
 from tests.polling import until
-from tests.sse import collect_events, payload
+from tests.sse import SNAPSHOT, collect_events, payload, read_frames
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -77,6 +77,19 @@ async def test_an_approval_through_rest_with_refusals_and_repeats(
     assert task_id in [task["task_id"] for task in listed["tasks"]]
     requested = (await history(client, task_id))[-1]
     assert requested["type"] == "task.input.requested.v1"
+    [waiting] = (await client.get(f"/tasks/{task_id}")).json()["waiting_inputs"]
+    assert waiting == {
+        "name": "approve",
+        "input_schema": requested["data"]["input_schema"],
+        "deadline": requested["data"]["deadline"],
+        "prompt": "Approve this task?",
+        "sequence": requested["sequence"],
+    }
+    async with client.stream("GET", f"/tasks/{task_id}/events?history=false") as stream:
+        # A late subscriber's first frame with data (a `retry:` block may come before it).
+        opening = await anext(f async for f in read_frames(stream, snapshot=True) if f.is_event)
+    assert opening.event == SNAPSHOT
+    assert payload(opening)["waiting_inputs"] == [waiting]
     assert requested["data"]["name"] == "approve"
     assert requested["data"]["input_schema"]["required"] == ["approved"]
     assert requested["data"]["deadline"].endswith("Z")
@@ -115,6 +128,7 @@ async def test_an_approval_through_rest_with_refusals_and_repeats(
     assert received["data"]["value"] == value
     assert received["data"]["via"] == "api"
     assert events[-1]["data"]["result"] == {"approved": True, "comment": "looks good"}
+    assert (await client.get(f"/tasks/{task_id}")).json()["waiting_inputs"] == []
     after_end = await client.post(url, json=value)
     assert after_end.status_code == 409
     repeat_after_end = await client.post(url, json=value, headers=key)

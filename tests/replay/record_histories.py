@@ -214,6 +214,14 @@ async def controlled(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def chat(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """`demo.chat` (v7): one step that streams its answer; its first attempt fails."""
+    task_input = {"tokens": 12, "token_seconds": 0, "fail_after_tokens": 5}
+    handle = await _start(client, queue, task_input, task_type="demo.chat")
+    await _finish(handle)
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "completed": completed,
     "failed": failed,
@@ -227,6 +235,7 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "approval_timed_out": approval_timed_out,
     "approval_cancelled_while_waiting": approval_cancelled_while_waiting,
     "controlled": controlled,
+    "chat": chat,
 }
 
 

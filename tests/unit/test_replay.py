@@ -53,6 +53,7 @@ def test_there_are_histories_of_every_scenario() -> None:
         "approval_timed_out",
         "approval_cancelled_while_waiting",
         "controlled",
+        "chat",
     } <= names
 
 
