@@ -195,6 +195,9 @@ class Settings(BaseSettings):
     api_keys: SecretStr = SecretStr("")
     stream_token_secret: SecretStr | None = None
     stream_token_ttl_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    # One-time input links (an approval link in an e-mail) are signed with a key derived
+    # from `stream_token_secret`; this is how long one stays valid unless asked shorter.
+    input_link_ttl_seconds: float = Field(default=7 * 86_400, gt=0, le=90 * 86_400)
     limit_body_bytes: int = Field(default=1_048_576, ge=1)
     limit_tasks_page_size: int = Field(default=500, ge=1, le=1000)
     limit_history_page_size: int = Field(default=1000, ge=1, le=1000)

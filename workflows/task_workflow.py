@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.registry import runner_for
 
-from workflows.control import TaskControl
+from workflows.inputs import TaskInputs
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
@@ -63,7 +63,7 @@ class _CancelRequestedError(Exception):
 
 
 @workflow.defn(name=TASK_WORKFLOW)
-class TaskWorkflow(TaskControl):
+class TaskWorkflow(TaskInputs):  # TaskInputs: wait_for_input; it is a TaskControl
     def __init__(self) -> None:
         super().__init__()
         self._emit_lock = asyncio.Lock()
