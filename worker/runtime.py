@@ -159,6 +159,9 @@ class WorkerRuntime:
             reset_details=ResetDetailsFromHistory(self.client),
             metrics=self.metrics,
         )
+        # Unwound after the Temporal worker stopped and before the pool and the broker
+        # close: marks still gathering are written, not left for the relay to republish.
+        stack.push_async_callback(self._flush_marks)
         self.handlers = build_handler_runner(
             self.broker, ProcessedEvents(self.pool), settings, self.metrics
         )
@@ -189,6 +192,12 @@ class WorkerRuntime:
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 plugins=installed_plugins() if self._plugins is None else self._plugins,
             )
+
+    async def _flush_marks(self) -> None:
+        try:
+            await self.recorder.flush_marks()
+        except Exception:  # at-least-once holds: the relay republishes the unmarked rows
+            log.warning("published marks not written at stop", exc_info=True)
 
     async def _start(self) -> None:
         settings = self.settings
