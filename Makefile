@@ -25,7 +25,7 @@ help:
 	@echo "make schemas      regenerate schemas/json/ and docs/asyncapi.json from the event models"
 	@echo "make client-types regenerate the JS client's types (clients/js) from the schemas and OpenAPI"
 	@echo "make worker|api   run one process against TASKPLANE_* servers"
-	@echo "make bench        benchmarks (~7 min; BENCH_ARGS=--quick: ~1.5 min): bench/results/, docs/performance.md"
+	@echo "make bench        benchmarks (~15 min; BENCH_ARGS=--quick: ~3 min): bench/results/, docs/performance.md"
 	@echo "make clean-state  delete $(STATE_DIR)/ (all local data)"
 
 $(STAMP): pyproject.toml

@@ -61,7 +61,8 @@ PUBLIC_PATHS = frozenset(
         *PAGE_PATHS,
     }
 )
-PUBLIC_PREFIXES = ("/schemas/events/", *PAGE_PREFIXES)
+# An input link's signed token is its own credential (api/input_links.py).
+PUBLIC_PREFIXES = ("/schemas/events/", "/input-links/", *PAGE_PREFIXES)
 
 _EVENTS_PATH = re.compile(r"^/tasks/([^/]+)/events$")
 REALM = 'Bearer realm="taskplane"'

@@ -211,12 +211,13 @@ def _describe_parameters(schema: dict[str, Any], settings: Settings) -> None:
         for parameter in operation.get("parameters", []):
             if parameter.get("name") == "limit":
                 _set_maximum(parameter["schema"], maximum)
-    create = schema.get("paths", {}).get("/tasks", {}).get("post", {})
-    for parameter in create.get("parameters", []):
-        if parameter.get("name") == "idempotency-key":
-            for option in parameter["schema"].get("anyOf", [parameter["schema"]]):
-                if option.get("type") == "string":
-                    option["pattern"] = _IDEMPOTENCY_KEY
+    for path in ("/tasks", "/tasks/{task_id}/inputs/{name}"):
+        operation = schema.get("paths", {}).get(path, {}).get("post", {})
+        for parameter in operation.get("parameters", []):
+            if parameter.get("name") == "idempotency-key":
+                for option in parameter["schema"].get("anyOf", [parameter["schema"]]):
+                    if option.get("type") == "string":
+                        option["pattern"] = _IDEMPOTENCY_KEY
 
 
 def _set_maximum(schema: dict[str, Any], maximum: int) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.auth import install_auth
+from api.input_links import InputLinks
 from api.limits import BodyLimitMiddleware, RateLimiter, TenantStreamGate
 from api.openapi import document_problems
-from api.routes import stream_tokens
+from api.routes import inputs, stream_tokens
 from api.stream_tokens import StreamTokens
 from settings import Settings
 
@@ -20,6 +21,7 @@ from settings import Settings
 def install_security(app: FastAPI, settings: Settings) -> None:
     tokens = StreamTokens.from_settings(settings)
     app.state.stream_tokens = tokens
+    app.state.input_links = InputLinks.sharing(tokens, ttl_seconds=settings.input_link_ttl_seconds)
     app.state.creation_limiter = RateLimiter(
         settings.limit_task_create_per_second, settings.limit_task_create_burst
     )
@@ -30,4 +32,5 @@ def install_security(app: FastAPI, settings: Settings) -> None:
         settings.limit_streams_per_tenant, enabled=not keys.open
     )
     app.include_router(stream_tokens.router)
+    app.include_router(inputs.router)  # deliveries, and the one-time links (public)
     document_problems(app, settings)

@@ -7,7 +7,7 @@ It has no `id:` line on the stream and takes no `sequence`, so `Last-Event-ID` r
 exactly as before; `?snapshot=false` leaves the frame out.
 
 Adding to it: give `TaskSnapshot` a field with a default (an older client ignores it)
-and fill it in `build_snapshot` — e.g. the inputs the task waits for (`waiting_inputs`).
+and fill it in `build_snapshot`, as `waiting_inputs` is (store/inputs.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from api.lookup import find_task, parse_task_id, view_from_record
 from api.models import TaskView
 from api.problems import ProblemError
 from api.services import Services
+from schemas.tasks import TaskStatus
+from store.inputs import TaskInputs
 from store.live_state import LiveStateReader
 from store.tenants import TaskOwners
 
@@ -44,7 +46,10 @@ class TaskSnapshot(TaskView):
         default_factory=dict, description="Each output stream's length (`emit_output`)."
     )
     waiting_inputs: list[dict[str, Any]] = Field(
-        default_factory=list, description="The inputs the task is waiting for, if any."
+        default_factory=list,
+        description="The inputs the task waits for (status `waiting`): each `name`,"
+        " `input_schema`, `deadline`, `prompt` and the `sequence` of its"
+        " `task.input.requested.v1` (`POST /tasks/{id}/inputs/{name}` delivers one).",
     )
     last_sequence: int = Field(
         default=0, description="The state is as of this event's `sequence` (0: none yet)."
@@ -67,10 +72,16 @@ async def current_snapshot(services: Services, task_id: str, tenant: str) -> Tas
         view = await find_task(services, task_id, tenant)
         return TaskSnapshot(**view.model_dump())
     view = view_from_record(live.record)
+    waiting: list[dict[str, Any]] = []
+    if view.status is TaskStatus.WAITING:  # one more (indexed) read only then
+        inputs = TaskInputs(services.pool)
+        as_of = live.record.last_seq
+        waiting = [w.as_json() for w in await inputs.waiting_inputs(task_id, as_of=as_of)]
     return TaskSnapshot(
         **view.model_dump(),
         metadata=live.metadata,
         outputs={name: OutputState(length=n) for name, n in live.output_lengths.items()},
+        waiting_inputs=waiting,
         last_sequence=live.record.last_seq,
     )
 

@@ -51,11 +51,11 @@ class StreamGrant:
     expires_at: float  # unix seconds
 
 
-def _b64(raw: bytes) -> str:
+def b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _unb64(text: str) -> bytes:
+def unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -95,7 +95,7 @@ class StreamTokens:
             {"v": _VERSION, "task": task_id, "tenant": tenant, "exp": expires},
             separators=(",", ":"),
         ).encode()
-        body = _b64(payload)
+        body = b64url(payload)
         return f"{body}.{self._sign(body)}", datetime.fromtimestamp(expires, UTC)
 
     def verify(self, token: str, task_id: str) -> StreamGrant:
@@ -107,7 +107,7 @@ class StreamTokens:
         if not hmac.compare_digest(self._sign(body).encode(), signature.encode()):
             raise InvalidStreamTokenError("the stream token's signature does not match")
         try:
-            claims = json.loads(_unb64(body))
+            claims = json.loads(unb64url(body))
             grant = StreamGrant(
                 task_id=str(claims["task"]),
                 tenant=str(claims["tenant"]),
@@ -126,6 +126,12 @@ class StreamTokens:
             )
         return grant
 
+    def derived_secret(self, purpose: str) -> bytes:
+        """A key for another kind of signed token (input links: api/input_links.py) from
+        the same secret: one secret to configure, and no token of one kind passes for
+        one of another."""
+        return hmac.new(self._secret, f"taskplane:{purpose}".encode(), hashlib.sha256).digest()
+
     def _sign(self, body: str) -> str:
         digest = hmac.new(self._secret, body.encode(), hashlib.sha256).digest()
-        return _b64(digest)
+        return b64url(digest)

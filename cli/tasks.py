@@ -5,6 +5,8 @@
     taskplane tasks show ID
     taskplane tasks pause|resume|cancel ID
     taskplane tasks watch ID
+    taskplane tasks input ID NAME VALUE [--idempotency-key KEY]
+    taskplane tasks input-link ID NAME [--expires-in SECONDS]
 
 Every command takes `--api URL` (default `TASKPLANE_API_URL`, else
 http://127.0.0.1:8000), `--key KEY` (default `TASKPLANE_API_KEY`; sent as
@@ -29,7 +31,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TextIO
 
 from cli.api_client import ApiError, TaskApi
@@ -40,6 +41,8 @@ from cli.exit_codes import (
     EXIT_USAGE,
     STATUS_EXIT,
 )
+from cli.inputs import add_input_commands
+from cli.values import UsageError, parse_json_object, write_json
 from cli.watch import StreamEnd, StreamGaveUpError, StreamRefusedError, follow
 from cli.watch_render import BarsRenderer, JsonRenderer, Renderer, TaskProgress, TextRenderer
 from settings import Settings
@@ -50,13 +53,13 @@ log = logging.getLogger(__name__)
 
 
 def cmd_create(api: TaskApi, args: argparse.Namespace, out: TextIO) -> int:
-    task_input = _parse_input(args.input)
+    task_input = parse_json_object(args.input)
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
     created = api.call(
         "POST", "/tasks", json={"type": args.type, "input": task_input}, headers=headers
     )
     if args.json and not args.watch:
-        _write_json(out, created)
+        write_json(out, created)
     elif not args.json:
         out.write(f"task {created['task_id']} created ({args.type}): {created['status']}\n")
         out.flush()
@@ -75,7 +78,7 @@ def cmd_list(api: TaskApi, args: argparse.Namespace, out: TextIO) -> int:
         params["cursor"] = args.cursor
     page = api.call("GET", "/tasks", params=params)
     if args.json:
-        _write_json(out, page)
+        write_json(out, page)
         return EXIT_OK
     rows = [("TASK ID", "TYPE", "STATUS", "PROGRESS", "UPDATED")]
     rows += [
@@ -100,7 +103,7 @@ def cmd_list(api: TaskApi, args: argparse.Namespace, out: TextIO) -> int:
 def cmd_show(api: TaskApi, args: argparse.Namespace, out: TextIO) -> int:
     task = api.call("GET", f"/tasks/{args.task_id}")
     if args.json:
-        _write_json(out, task)
+        write_json(out, task)
         return EXIT_OK
     for field in ("task_id", "type", "status", "progress", "created_at", "updated_at"):
         value = task.get(field)
@@ -122,7 +125,7 @@ def _control(action: str) -> Callable[[TaskApi, argparse.Namespace, TextIO], int
     def command(api: TaskApi, args: argparse.Namespace, out: TextIO) -> int:
         answer = api.call("POST", f"/tasks/{args.task_id}/{action}")
         if args.json:
-            _write_json(out, answer)
+            write_json(out, answer)
         else:
             out.write(f"task {answer['task_id']}: {action} requested ({answer['status']})\n")
         return EXIT_OK
@@ -174,28 +177,6 @@ def _watch(api: TaskApi, task_id: str, args: argparse.Namespace, out: TextIO) ->
         progress.status = api.call("GET", f"/tasks/{task_id}")["status"]
     renderer.finish(progress)
     return STATUS_EXIT.get(progress.status, EXIT_API_ERROR)
-
-
-def _parse_input(raw: str) -> dict[str, Any]:
-    try:
-        text = Path(raw[1:]).read_text() if raw.startswith("@") else raw
-    except OSError as exc:
-        raise UsageError(f"--input: cannot read {raw[1:]}: {exc.strerror}") from None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--input is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise UsageError("--input must be a JSON object")
-    return value
-
-
-def _write_json(out: TextIO, value: Any) -> None:
-    out.write(json.dumps(value, indent=2) + "\n")
-
-
-class UsageError(Exception):
-    """Arguments that parse but make no sense (exit code 2)."""
 
 
 # -- argparse ------------------------------------------------------------------------------
@@ -266,6 +247,8 @@ def register(commands: Any) -> None:
         ("cancel", _control("cancel"), "cancel a task"),
     ):
         add(name, command, help_text).add_argument("task_id", metavar="ID")
+
+    add_input_commands(add)
 
     watch = add("watch", cmd_watch, "follow a task's events live, a bar per step")
     watch.add_argument("task_id", metavar="ID")

@@ -33,6 +33,7 @@ class TaskProgress:
     task_id: str
     task_type: str = "?"
     status: str = "pending"
+    waiting_for: str | None = None  # the input the task waits for (`tasks input`)
     total_steps: int = 0
     steps: dict[int, StepState] = field(default_factory=dict)
 
@@ -63,6 +64,9 @@ class TaskProgress:
             self.status, self.steps = "running", {}
         elif event_type in {"task.paused.v1", "task.resumed.v1"}:
             self.status = "paused" if event_type == "task.paused.v1" else "running"
+        elif event_type.startswith("task.input."):
+            self.status = "waiting" if event_type == "task.input.requested.v1" else "running"
+            self.waiting_for = data.get("name") if self.status == "waiting" else None
         elif is_terminal(event_type):
             self.status = event_type.split(".")[1]
 
@@ -183,8 +187,9 @@ class BarsRenderer:
         ]
         name_width = min(max((len(n) for n in names), default=4), 20)
         bar_width = max(10, min(40, width - name_width - 24))
+        waiting = f" for input {progress.waiting_for}" if progress.waiting_for else ""
         lines = [
-            f"task {progress.task_id} {progress.task_type} · {progress.status}"
+            f"task {progress.task_id} {progress.task_type} · {progress.status}{waiting}"
             f" · {progress.percent:.0f}%{self.link}"
         ]
         for index, name in enumerate(names, start=1):

@@ -79,6 +79,28 @@ EXAMPLE_DATA: dict[str, dict[str, Any]] = {
         "step": 1,
         "attempt": 1,
     },
+    "task.input.requested.v1": {
+        "name": "approve",
+        "input_schema": {
+            "title": "Approval",
+            "type": "object",
+            "properties": {
+                "approved": {"type": "boolean"},
+                "comment": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+            },
+            "required": ["approved"],
+            "additionalProperties": False,
+        },
+        "deadline": "2026-01-03T03:04:05.678901Z",
+        "prompt": "Approve this task?",
+    },
+    "task.input.received.v1": {
+        "name": "approve",
+        "value": {"approved": True, "comment": "looks good"},
+        "timed_out": False,
+        "via": "api",
+        "delivery_id": "6f1c0e2a-9b8d-4c7e-a5f3-2d1e0c9b8a7f",
+    },
 }
 
 

@@ -26,6 +26,7 @@ from schemas.events import (
     TaskTerminatedV1,
     TaskTerminatedV2,
 )
+from schemas.input_events import InputReceivedV1, InputRequestedV1
 from schemas.live_events import TaskMetadataUpdatedV1, TaskOutputV1, TaskProgressV1
 
 EVENT_MODELS: dict[str, type[EventData]] = {
@@ -47,6 +48,8 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         TaskProgressV1,
         TaskMetadataUpdatedV1,
         TaskOutputV1,
+        InputRequestedV1,
+        InputReceivedV1,
     )
 }
 

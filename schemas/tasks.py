@@ -22,6 +22,8 @@ class TaskStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     PAUSED = "paused"
+    # Task code waits for a named input (`wait_for_input`, `POST /tasks/{id}/inputs/{name}`).
+    WAITING = "waiting"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -101,10 +103,34 @@ class DemoFanoutInput(BaseModel):
         return 2 + self.branches * _step_events(self.progress_ticks)
 
 
+class DemoApprovalInput(BaseModel):
+    """`demo.approval`: a step, then a wait for the input `approve`, then a step more."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step_seconds: float = Field(default=0.2, ge=0, le=3600)
+    # How long to wait for `approve`; then the task fails (default: a day).
+    timeout_seconds: float = Field(default=86_400, gt=0, le=366 * 24 * 3600)
+
+    def planned_events(self) -> int:
+        """created + two steps + the input requested and received + the terminal one."""
+        return 2 + 2 * _step_events(0) + 2
+
+
+class ApprovalInput(BaseModel):
+    """The input `approve` of `demo.approval`: go on, or fail with the comment."""
+
+    model_config = ConfigDict(extra="forbid", title="Approval")
+
+    approved: bool = Field(description="True lets the task go on; false fails it.")
+    comment: str | None = Field(default=None, max_length=2000, description="Why, for people.")
+
+
 TASK_INPUT_MODELS: dict[str, type[BaseModel]] = {
     "demo.pipeline": DemoPipelineInput,
     "demo.fanout": DemoFanoutInput,
     "demo.chat": DemoChatInput,
+    "demo.approval": DemoApprovalInput,
 }
 
 

@@ -24,6 +24,8 @@ SIGNAL_RESUME: Final = "resume"
 SIGNAL_CANCEL: Final = "cancel"
 CONTROL_SIGNALS: Final = (SIGNAL_PAUSE, SIGNAL_RESUME, SIGNAL_CANCEL)
 QUERY_STATUS: Final = "status"
+# The update that delivers a waited-for input (`POST /tasks/{id}/inputs/{name}`).
+UPDATE_INPUT: Final = "input"
 # The API's pause/resume/cancel: an update (`ControlRequest`) with the signals' effect,
 # answered once the workflow has applied it, so the caller's next request sees it.
 UPDATE_CONTROL: Final = "control"
@@ -38,6 +40,10 @@ INVALID_EVENT: Final = "InvalidEvent"
 STEP_FAILED: Final = "StepFailed"
 # An event of a chapter that has ended, or of a run a reset left behind: refused.
 CHAPTER_CLOSED: Final = "ChapterClosed"
+# Why the `input` update refused a delivery (its validator), and a wait that timed out.
+INPUT_NOT_WAITING: Final = "InputNotWaiting"
+INPUT_INVALID: Final = "InputInvalid"
+INPUT_TIMED_OUT: Final = "InputTimedOut"
 # The `control` update's validator refused the transition (details: the task's status).
 CONTROL_REFUSED: Final = "ControlRefused"
 
@@ -106,6 +112,23 @@ class RecordEventResult(BaseModel):
     duplicate: bool
     # A reset run's `task.created.v1`: not recorded, its chapter began with `task.reset.v1`.
     superseded: bool = False
+
+
+class DeliverInputRequest(BaseModel):
+    """The `input` update's argument: the value of the input `name` the task waits for."""
+
+    name: str
+    value: dict[str, Any]
+    via: str | None = None
+    delivery_id: str | None = None
+
+
+class DeliverInputResult(BaseModel):
+    """The `input` update's answer: the value was accepted and `task.input.received.v1`
+    recorded at `sequence`."""
+
+    name: str
+    sequence: int
 
 
 class ControlRequest(BaseModel):

@@ -125,6 +125,15 @@ class Settings(BaseSettings):
     partition_ahead_seconds: float = Field(default=3 * 86_400.0, ge=0)
     partition_lock_timeout_seconds: float = Field(default=0.5, gt=0)
 
+    # PgBouncer (docs/operations.md#pgbouncer). `database_url` may name a pooler: with
+    # `database_pooler="transaction"` (PgBouncer's pool_mode=transaction) the pools make no
+    # server-side prepared statements, since one prepared on a server connection is unknown
+    # (or already taken) on the next. Session-bound work (LISTEN, the migration and
+    # `taskplane prune` locks) goes to `database_direct_url`, which must reach Postgres
+    # itself (or a session-mode pool); unset, `database_url`.
+    database_pooler: Literal["none", "transaction"] = "none"
+    database_direct_url: str | None = None
+
     db_pool_min_size: int = Field(default=1, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
     # How long a request waits for a pooled connection (then 503 while Postgres is away).
@@ -189,6 +198,9 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     stream_token_secret: SecretStr | None = None
     stream_token_ttl_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    # One-time input links (an approval link in an e-mail) are signed with a key derived
+    # from `stream_token_secret`; this is how long one stays valid unless asked shorter.
+    input_link_ttl_seconds: float = Field(default=7 * 86_400, gt=0, le=90 * 86_400)
     limit_body_bytes: int = Field(default=1_048_576, ge=1)
     limit_tasks_page_size: int = Field(default=500, ge=1, le=1000)
     limit_history_page_size: int = Field(default=1000, ge=1, le=1000)
@@ -219,6 +231,15 @@ class Settings(BaseSettings):
 
     def require_database_url(self) -> str:
         return _required(self.database_url, "TASKPLANE_DATABASE_URL")
+
+    def require_database_direct_url(self) -> str:
+        """Where session-bound work connects: the direct URL, else the database URL."""
+        return self.database_direct_url or self.require_database_url()
+
+    @property
+    def database_prepared_statements(self) -> bool:
+        """Whether pooled connections may prepare statements on the server."""
+        return self.database_pooler != "transaction"
 
     def require_redis_url(self) -> str:
         return _required(self.redis_url, "TASKPLANE_REDIS_URL")

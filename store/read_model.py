@@ -62,8 +62,10 @@ def update_for(envelope: EventEnvelope) -> TaskUpdate:
             return TaskUpdate(progress=float(data.get("percent", 0)))
         case "task.paused.v1":
             return TaskUpdate(status=TaskStatus.PAUSED)
-        case "task.resumed.v1":
+        case "task.resumed.v1" | "task.input.received.v1":
             return TaskUpdate(status=TaskStatus.RUNNING)
+        case "task.input.requested.v1":
+            return TaskUpdate(status=TaskStatus.WAITING)
         case "task.completed.v1":
             return TaskUpdate(
                 status=TaskStatus.COMPLETED, progress=100.0, result=data.get("result")

@@ -44,6 +44,7 @@ TABLES = (
     "events",
     "task_owners",
     "unstarted_tasks",
+    "input_link_uses",
     "tasks",
     "pruned_tasks",
 )
@@ -90,6 +91,7 @@ _DELETE_TASKS = (
     ("events", "DELETE FROM events_default WHERE task_id = ANY(%(ids)s)"),
     ("task_owners", "DELETE FROM task_owners WHERE task_id = ANY(%(ids)s)"),
     ("unstarted_tasks", "DELETE FROM unstarted_tasks WHERE task_id = ANY(%(ids)s)"),
+    ("input_link_uses", "DELETE FROM input_link_uses WHERE task_id = ANY(%(ids)s)"),
     ("tasks", "DELETE FROM tasks WHERE task_id = ANY(%(ids)s)"),
 )
 
@@ -110,6 +112,7 @@ SELECT
     (SELECT count(*) FROM events_default e JOIN expired x USING (task_id)),
     (SELECT count(*) FROM task_owners o JOIN expired x USING (task_id)),
     (SELECT count(*) FROM unstarted_tasks u JOIN expired x USING (task_id)),
+    (SELECT count(*) FROM input_link_uses l JOIN expired x USING (task_id)),
     (SELECT count(*) FROM expired),
     (SELECT count(*) FROM pruned_tasks WHERE pruned_at < now() - %(tombstone_keep)s)
 """

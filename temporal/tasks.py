@@ -31,6 +31,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from schemas.tasks import TaskStatus
 from schemas.workflow import (
     CONTROL_REFUSED,
+    INPUT_INVALID,
+    INPUT_NOT_WAITING,
     MEMO_REQUEST_HASH,
     MEMO_REQUEST_NONCE,
     MEMO_TASK_TYPE,
@@ -39,7 +41,10 @@ from schemas.workflow import (
     TASK_TYPE,
     TASK_WORKFLOW,
     UPDATE_CONTROL,
+    UPDATE_INPUT,
     ControlRequest,
+    DeliverInputRequest,
+    DeliverInputResult,
     TaskStatusView,
     TaskWorkflowInput,
     workflow_id_for,
@@ -47,8 +52,35 @@ from schemas.workflow import (
 from temporal.health import workflow_task_failing
 
 
+def start_search_attributes(task_type: str) -> TypedSearchAttributes:
+    """What a task's run shows operators from its start: its type, and `running`.
+
+    Set in the start request, so the workflow needs no upsert command to show them
+    (issue 15: each upsert is a visibility write); it upserts `TaskStatus` only when it
+    changes from this. `running` from the start: whether a worker has picked the run up
+    yet is Temporal's to show (its history), and it is a matter of milliseconds.
+    """
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(TASK_TYPE, task_type),
+            SearchAttributePair(TASK_STATUS, TaskStatus.RUNNING.value),
+        ]
+    )
+
+
 class TaskGoneError(Exception):
     """The task's workflow is not there any more (it ended and its history is gone)."""
+
+
+class InputRefusedError(Exception):
+    """The task did not take the input: `kind` is `InputNotWaiting` or `InputInvalid`
+    (then `errors` says where the value is wrong)."""
+
+    def __init__(self, kind: str, message: str, errors: list[object] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.errors = errors or []
 
 
 class ControlRefusedError(Exception):
@@ -120,12 +152,7 @@ class TaskClient:
                     MEMO_REQUEST_NONCE: request_nonce,
                     MEMO_TASK_TYPE: request.task_type,
                 },
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(TASK_TYPE, request.task_type),
-                        SearchAttributePair(TASK_STATUS, TaskStatus.PENDING.value),
-                    ]
-                ),
+                search_attributes=start_search_attributes(request.task_type),
                 static_summary=f"{request.task_type} task {request.task_id}",
                 rpc_timeout=self._rpc_timeout,
             )
@@ -179,6 +206,34 @@ class TaskClient:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise TaskGoneError(task_id) from exc
             raise
+
+    async def deliver_input(
+        self, task_id: str, request: DeliverInputRequest, *, update_id: str
+    ) -> DeliverInputResult:
+        """Deliver a waited-for input through the workflow's `input` update; returns once
+        the task took it (its `task.input.received.v1` is recorded). A repeat with the
+        same `update_id` is the same update. Raises `InputRefusedError` or TaskGoneError;
+        `WorkflowUpdateRPCTimeoutOrCancelledError` when no answer came in time."""
+        try:
+            result: DeliverInputResult = await self._handle(task_id).execute_update(
+                UPDATE_INPUT,
+                request,
+                id=update_id,
+                result_type=DeliverInputResult,
+                rpc_timeout=self._rpc_timeout,
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == INPUT_INVALID:
+                errors = cause.details[0] if cause.details else []
+                raise InputRefusedError(INPUT_INVALID, cause.message, list(errors)) from None
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise InputRefusedError(INPUT_NOT_WAITING, message or "not waiting") from None
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise TaskGoneError(task_id) from exc
+            raise
+        return result
 
     async def serving(self) -> bool:
         """Whether the frontend answers its health check (for `/readyz`)."""

@@ -136,6 +136,7 @@ class WorkerRuntime:
             min_size=settings.db_pool_min_size,
             max_size=settings.db_pool_max_size,
             timeout=settings.db_pool_timeout_seconds,
+            prepared_statements=settings.database_prepared_statements,
         )
         stack.push_async_callback(self.pool.close)
         self.broker = RedisBroker(
@@ -158,6 +159,9 @@ class WorkerRuntime:
             reset_details=ResetDetailsFromHistory(self.client),
             metrics=self.metrics,
         )
+        # Unwound after the Temporal worker stopped and before the pool and the broker
+        # close: marks still gathering are written, not left for the relay to republish.
+        stack.push_async_callback(self._flush_marks)
         self.handlers = build_handler_runner(
             self.broker, ProcessedEvents(self.pool), settings, self.metrics
         )
@@ -189,13 +193,19 @@ class WorkerRuntime:
                 plugins=installed_plugins() if self._plugins is None else self._plugins,
             )
 
+    async def _flush_marks(self) -> None:
+        try:
+            await self.recorder.flush_marks()
+        except Exception:  # at-least-once holds: the relay republishes the unmarked rows
+            log.warning("published marks not written at stop", exc_info=True)
+
     async def _start(self) -> None:
         settings = self.settings
         self._group = asyncio.TaskGroup()
         # Entered here and left in __aexit__, in the same task: the block's body runs
         # inside the group, so a loop that dies cancels it.
         await self._group.__aenter__()
-        listen = settings.require_database_url() if settings.relay_listen else None
+        listen = settings.require_database_direct_url() if settings.relay_listen else None
         self._loop(self.relay.run(listen), "outbox-relay")
         self._loop(self.webhooks.run(), "webhook-deliveries")
         self._loop(self.gauges.run(), "metrics-refresh")

@@ -17,6 +17,7 @@ from activities.recorder import EventRecorder
 from activities.recording import RecordingActivities
 from schemas.plugins import TaskTypePlugin, register_input_models
 from temporal.interceptors import LogContextInterceptor
+from workflows import approval as _approval_runner  # noqa: F401 - registers `demo.approval`
 from workflows import chat as _chat_runner  # noqa: F401 - registers `demo.chat`
 from workflows.registry import register_runner
 from workflows.task_workflow import TaskWorkflow
@@ -31,6 +32,9 @@ SANDBOX_PASSTHROUGH = (
     "workflows.context",
     "workflows.demo",
     "workflows.chat",
+    "workflows.approval",
+    # `wait_for_input` and the exception a runner catches: one class, in and out.
+    "workflows.waiting",
 )
 
 

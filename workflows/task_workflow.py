@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         LOCAL_ACTIVITY_TIMEOUT,
         PATCH_CANCEL_CLOSES_CANCELED,
         PATCH_CANCEL_DURING_RECORD,
+        PATCH_LEAN_SEARCH_ATTRIBUTES,
         PATCH_TASK_STEP_ATTRIBUTE,
         PATCH_TIMEOUT_STEP_FAILED,
         RECORD_RETRY,
@@ -52,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.registry import runner_for
 
-from workflows.control import TaskControl
+from workflows.inputs import TaskInputs
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
@@ -62,7 +63,7 @@ class _CancelRequestedError(Exception):
 
 
 @workflow.defn(name=TASK_WORKFLOW)
-class TaskWorkflow(TaskControl):
+class TaskWorkflow(TaskInputs):  # TaskInputs: wait_for_input; it is a TaskControl
     def __init__(self) -> None:
         super().__init__()
         self._emit_lock = asyncio.Lock()
@@ -71,6 +72,7 @@ class TaskWorkflow(TaskControl):
     @workflow.run
     async def run(self, request: TaskWorkflowInput) -> TaskWorkflowResult:
         self._task_id = request.task_id
+        self._lean_search_attributes = workflow.patched(PATCH_LEAN_SEARCH_ATTRIBUTES)
         await self._emit(
             "task.created.v1",
             {"task_type": request.task_type, "input": request.input, "owner": request.owner},
@@ -138,7 +140,7 @@ class TaskWorkflow(TaskControl):
     ) -> ResultT:
         await self._step_boundary()
         self._current_step = index
-        if workflow.patched(PATCH_TASK_STEP_ATTRIBUTE):
+        if not self._lean_search_attributes and workflow.patched(PATCH_TASK_STEP_ATTRIBUTE):
             workflow.upsert_search_attributes([TASK_STEP.value_set(index)])
         workflow.set_current_details(f"step {index} of {self._total_steps} running")
         handle = workflow.start_activity(

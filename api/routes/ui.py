@@ -34,6 +34,7 @@ SUGGESTED_INPUTS: dict[str, dict[str, Any]] = {  # in the form's order
     "demo.pipeline": {"steps": 3, "step_seconds": 2, "progress_ticks": 5},
     "demo.fanout": {"branches": 4, "max_parallel": 2, "step_seconds": 2, "progress_ticks": 5},
     "demo.chat": {"prompt": "Why stream task output?", "tokens": 80, "token_seconds": 0.05},
+    "demo.approval": {"step_seconds": 1, "timeout_seconds": 3600},
 }
 
 # No caching of the page itself: a new version must show after an upgrade.

@@ -9,6 +9,7 @@
 
 import { api, ApiError, onKeyNeeded } from "./api.js";
 import { TaskStream } from "./stream.js";
+import { openInputLink, TaskInputs } from "./inputs.js";
 
 const LIST_POLL_MS = 2000;
 const LIST_LIMIT = 25;
@@ -29,6 +30,8 @@ const FALLBACK_EVENTS = {
   "task.progress.v1": false,
   "task.metadata.updated.v1": false,
   "task.output.v1": false,
+  "task.input.requested.v1": false,
+  "task.input.received.v1": false,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -111,9 +114,23 @@ async function loadEventTypes() {
 
 function route() {
   const match = location.hash.match(/^#\/tasks\/([0-9a-fA-F-]{36})$/);
+  const link = location.hash.match(/^#\/input\/([A-Za-z0-9_.-]+)$/);
   page.view?.close();
   page.view = null;
-  if (match) {
+  $("input-link-view").hidden = true;
+  if (link) {
+    // A one-time input link (an approval e-mail): its token is the credential.
+    $("list-view").hidden = true;
+    $("task-view").hidden = true;
+    stopListPolling();
+    document.title = "An input for a task · Taskplane";
+    openInputLink(link[1], {
+      section: $("input-link-view"),
+      summary: $("link-summary"),
+      formBox: $("link-form"),
+      done: $("link-done"),
+    });
+  } else if (match) {
     $("list-view").hidden = true;
     $("task-view").hidden = false;
     stopListPolling();
@@ -247,6 +264,7 @@ class TaskView {
     this.chunks = []; // [stream, "step:attempt", text or items] in sequence order
     this.failedAttempts = new Set(); // "step:attempt" whose output is not the task's
     this.taskProgress = null; // workflow code's own figure (task.progress.v1)
+    this.inputs = new TaskInputs($("inputs"), taskId);
   }
 
   async open() {
@@ -261,6 +279,7 @@ class TaskView {
     $("outputs").replaceChildren();
     $("control-error").textContent = "";
     $("task-error").textContent = "";
+    this.inputs.clearAll();
     const link = $("temporal-link");
     const ui = page.config?.temporal_ui_url;
     link.hidden = !ui;
@@ -320,6 +339,7 @@ class TaskView {
       return;
     }
     this.appendLog(envelope);
+    this.inputs.apply(envelope);
     if (data.total_steps) this.totalSteps = data.total_steps;
     switch (type) {
       case "task.created.v1": {
@@ -361,6 +381,12 @@ class TaskView {
       case "task.resumed.v1":
         this.status = "running";
         this.pauseRequested = false;
+        break;
+      case "task.input.requested.v1":
+        this.status = "waiting";
+        break;
+      case "task.input.received.v1":
+        this.status = "running";
         break;
       case "task.completed.v1":
         this.status = "completed";
@@ -514,6 +540,7 @@ class TaskView {
 
   renderButtons() {
     const terminal = TERMINAL.has(this.status);
+    if (terminal) this.inputs.clearAll();
     const canPause = this.status === "running" && !this.pauseRequested;
     const canResume = this.status === "paused" || (this.pauseRequested && !terminal);
     const canCancel = !terminal && !this.cancelRequested;

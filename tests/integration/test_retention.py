@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from schemas import EventEnvelope
 from store import EventStore, TaskReader, open_pool
 from store.events import TaskPrunedError
+from store.inputs import TaskInputs
 from store.processed import ProcessedEvents
 from store.retention import prune_closed_batch
 from store.tenants import TaskOwners
@@ -74,6 +75,10 @@ async def _task(pool: AsyncConnectionPool, *, closed: bool, age_days: float = 40
     ]
     if closed:
         events.append(_event(task_id, "task.completed.v1", {"result": {"ok": True}}))
+    # A one-time input link it was answered through (migration 0011).
+    assert await TaskInputs(pool).claim_link(
+        f"link-{task_id}", task_id=task_id, name="approve", expires_at=datetime.now(UTC)
+    )
     processed = ProcessedEvents(pool)
     for envelope in events:
         await store.append(envelope)  # its webhook delivery too: the recording statement
@@ -110,6 +115,7 @@ async def _rows(pool: AsyncConnectionPool, task_id: str) -> dict[str, int]:
         "webhook_deliveries": "SELECT count(*) FROM webhook_deliveries WHERE task_id = %(t)s",
         "webhook_endpoints": "SELECT count(*) FROM webhook_endpoints WHERE task_id = %(t)s",
         "task_owners": "SELECT count(*) FROM task_owners WHERE task_id = %(t)s",
+        "input_link_uses": "SELECT count(*) FROM input_link_uses WHERE task_id = %(t)s",
         "pruned_tasks": "SELECT count(*) FROM pruned_tasks WHERE task_id = %(t)s",
     }
     counts = {}
@@ -154,6 +160,7 @@ async def test_a_round_prunes_every_table_of_closed_tasks_and_leaves_open_ones(
         "webhook_deliveries": 4,
         "webhook_endpoints": 1,
         "task_owners": 1,
+        "input_link_uses": 1,
         "pruned_tasks": 0,
     }
     kept = {task_id: await _rows(pool, task_id) for task_id in (recent_closed, old_open)}
@@ -171,6 +178,7 @@ async def test_a_round_prunes_every_table_of_closed_tasks_and_leaves_open_ones(
         "events": 12,
         "task_owners": 3,
         "unstarted_tasks": 0,
+        "input_link_uses": 3,
         "tasks": 3,
         "pruned_tasks": 0,
     }

@@ -10,9 +10,11 @@ import pytest
 from psycopg import AsyncConnection
 from redis.asyncio import Redis
 
+from activities.published_marks import PublishedMarks
 from broker import topic_for
 from schemas import EventEnvelope
 from settings import Settings
+from store import Outbox
 from tests.polling import until
 from worker.event_handler import EventHandler
 from worker.relay import OutboxRelay
@@ -129,3 +131,34 @@ def progress(task_id: str, n: int) -> EventEnvelope:
         data={"index": 1, "name": "s", "percent": n % 100, "total_steps": 1},
         sequence=n + 1,
     )
+
+
+async def test_it_writes_the_published_marks_still_gathering_when_it_stops(
+    database_url: str, redis_url: str, temporal_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Marks wait a moment to go out several at once; a stop must not leave them for the
+    relay to republish."""
+
+    class SlowMarks(PublishedMarks):  # marks that would wait an hour unless flushed
+        def __init__(self, outbox: Outbox, *, delay: float, timeout: float) -> None:
+            super().__init__(outbox, delay=3600.0, timeout=timeout)
+
+    monkeypatch.setattr("activities.recorder.PublishedMarks", SlowMarks)
+    task_id = str(uuid.uuid4())
+    async with WorkerRuntime(runtime_settings(database_url, redis_url, temporal_address)) as rt:
+        await rt.recorder.record(
+            event_id=str(uuid.uuid4()),
+            task_id=task_id,
+            event_type="task.step.progress.v1",
+            data={"index": 1, "name": "s", "percent": 50.0, "total_steps": 1},
+        )
+        async with await AsyncConnection.connect(database_url) as conn:
+            cursor = await conn.execute(
+                "SELECT published_at IS NULL FROM outbox WHERE task_id = %s", (task_id,)
+            )
+            assert await cursor.fetchall() == [(True,)]  # published, its mark still waiting
+    async with await AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT published_at IS NOT NULL FROM outbox WHERE task_id = %s", (task_id,)
+        )
+        assert await cursor.fetchall() == [(True,)]

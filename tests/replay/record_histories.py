@@ -30,10 +30,17 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
 from schemas.tasks import DemoStepInput, DemoStepResult, TaskStatus
-from schemas.workflow import DEMO_STEP, TaskWorkflowInput, TaskWorkflowResult
+from schemas.workflow import (
+    DEMO_STEP,
+    UPDATE_INPUT,
+    DeliverInputRequest,
+    TaskWorkflowInput,
+    TaskWorkflowResult,
+)
 from settings import Settings
 from store import EventStore, Outbox, open_pool
 from temporal.client import connect_client
+from temporal.tasks import start_search_attributes
 from worker.temporal_worker import build_worker, workflow_runner
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -70,6 +77,7 @@ async def _start(
         TaskWorkflowInput(task_id=task_id, task_type=task_type, input=task_input),
         id=f"task-{task_id}",
         task_queue=queue,
+        search_attributes=start_search_attributes("demo.pipeline"),  # as TaskClient starts it
     )
 
 
@@ -169,6 +177,32 @@ async def reset(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     return new_run
 
 
+async def approval_approved(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """`demo.approval`: waits for `approve`, which an update delivers (issue 18)."""
+    handle = await _start(client, queue, {"step_seconds": 0}, "demo.approval")
+    await _status(handle, "waiting")
+    update = DeliverInputRequest(name="approve", value={"approved": True}, via="api")
+    await handle.execute_update(UPDATE_INPUT, update, id="recorded-delivery")
+    await _finish(handle)
+    return handle
+
+
+async def approval_timed_out(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    handle = await _start(
+        client, queue, {"step_seconds": 0, "timeout_seconds": 0.5}, "demo.approval"
+    )
+    await _finish(handle)
+    return handle
+
+
+async def approval_cancelled_while_waiting(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    handle = await _start(client, queue, {"step_seconds": 0}, "demo.approval")
+    await _status(handle, "waiting")
+    await handle.signal("cancel", "recorded scenario")
+    await _finish(handle)
+    return handle
+
+
 async def controlled(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     """The API's way: the `control` update (v6), a refused one among them."""
     handle = await _start(client, queue, {"steps": 3, "step_seconds": 0.3})
@@ -199,6 +233,9 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "cancelled_by_signal": cancelled_by_signal,
     "terminated": terminated,
     "reset": reset,
+    "approval_approved": approval_approved,
+    "approval_timed_out": approval_timed_out,
+    "approval_cancelled_while_waiting": approval_cancelled_while_waiting,
     "controlled": controlled,
     "chat": chat,
 }

@@ -61,3 +61,15 @@ def test_a_stored_v1_terminated_event_is_read_through_its_upcaster() -> None:
     v2 = update_for(envelope("task.terminated.v2", {**data, "timed_out": True}))
     assert v1 == v2
     assert (v1.status, v1.error) == (TaskStatus.TERMINATED, "closed by Temporal as TIMED_OUT")
+
+
+def test_waiting_for_an_input_and_receiving_it_move_the_status() -> None:
+    requested = update_for(
+        envelope("task.input.requested.v1", {"name": "approve", "input_schema": {}})
+    )
+    received = update_for(envelope("task.input.received.v1", {"name": "approve", "value": {}}))
+    timed_out = update_for(envelope("task.input.received.v1", {"name": "a", "timed_out": True}))
+    assert requested.status is TaskStatus.WAITING
+    assert received.status is TaskStatus.RUNNING
+    assert timed_out.status is TaskStatus.RUNNING
+    assert not TaskStatus.WAITING.terminal

@@ -48,6 +48,10 @@ def test_there_are_histories_of_every_scenario() -> None:
         "cancelled_by_signal",
         "terminated",
         "reset",
+        # wait_for_input (issue 18): an input delivered by update, a timeout, a cancel.
+        "approval_approved",
+        "approval_timed_out",
+        "approval_cancelled_while_waiting",
         "controlled",
         "chat",
     } <= names

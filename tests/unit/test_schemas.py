@@ -33,6 +33,8 @@ CATALOGUE = {
     "task.progress.v1",
     "task.metadata.updated.v1",
     "task.output.v1",
+    "task.input.requested.v1",
+    "task.input.received.v1",
 }
 
 

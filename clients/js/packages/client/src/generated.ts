@@ -20,7 +20,7 @@ export type TaskSnapshot = {
   metadata?: Record<string, unknown>;
   /** Each output stream's length (`emit_output`). */
   outputs?: Record<string, unknown>;
-  /** The inputs the task is waiting for, if any. */
+  /** The inputs the task waits for (status `waiting`): each `name`, `input_schema`, `deadline`, `prompt` and the `sequence` of its `task.input.requested.v1` (`POST /tasks/{id}/inputs/{name}` delivers one). */
   waiting_inputs?: Array<Record<string, unknown>>;
   /** The state is as of this event's `sequence` (0: none yet). */
   last_sequence?: number;
@@ -75,7 +75,7 @@ export type StreamTokenView = {
 export type WebhookSpec = {
   url: string;
   secret?: string | null;
-  events?: Array<"task.cancelled.v1" | "task.completed.v1" | "task.created.v1" | "task.failed.v1" | "task.metadata.updated.v1" | "task.output.v1" | "task.paused.v1" | "task.progress.v1" | "task.reset.v1" | "task.resumed.v1" | "task.step.completed.v1" | "task.step.failed.v1" | "task.step.progress.v1" | "task.step.started.v1" | "task.terminated.v1" | "task.terminated.v2"> | null;
+  events?: Array<"task.cancelled.v1" | "task.completed.v1" | "task.created.v1" | "task.failed.v1" | "task.input.received.v1" | "task.input.requested.v1" | "task.metadata.updated.v1" | "task.output.v1" | "task.paused.v1" | "task.progress.v1" | "task.reset.v1" | "task.resumed.v1" | "task.step.completed.v1" | "task.step.failed.v1" | "task.step.progress.v1" | "task.step.started.v1" | "task.terminated.v1" | "task.terminated.v2"> | null;
   [extension: string]: unknown;
 };
 
@@ -89,7 +89,7 @@ export type Problem = {
   [extension: string]: unknown;
 };
 
-export type TaskStatus = "pending" | "running" | "paused" | "completed" | "failed" | "cancelled" | "terminated";
+export type TaskStatus = "pending" | "running" | "paused" | "waiting" | "completed" | "failed" | "cancelled" | "terminated";
 
 export type OutputState = {
   /** Characters (text) plus items (JSON) in the stream so far, leaving out the output of attempts that failed. */
@@ -246,6 +246,84 @@ export type TaskFailedV1 = {
   tracestate?: string;
   /** The event type, with its version. */
   type: "task.failed.v1";
+  [extension: string]: unknown;
+};
+
+/** The wait for the input `name` ended: the value arrived (and the task runs on), or the deadline passed (`timed_out`, no value). The status is `running` again. */
+export type TaskInputReceivedV1 = {
+  /** The wait for the input `name` ended: the value arrived (and the task runs on), or the deadline passed (`timed_out`, no value). The status is `running` again. */
+  data: {
+    /** The delivery (Temporal update) id; a retry reuses it. */
+    delivery_id?: string | null;
+    /** The input's name, as the task code asked for it (e.g. `approve`). */
+    name: string;
+    /** True when the deadline passed first. */
+    timed_out?: boolean;
+    /** The delivered value, as validated; none when timed out. */
+    value?: Record<string, unknown> | null;
+    /** How it came: `api` (the REST route or the CLI) or `link`. */
+    via?: string | null;
+    [extension: string]: unknown;
+  };
+  datacontenttype: "application/json";
+  /** The `$id` of this schema (absent on events recorded before Taskplane set it). */
+  dataschema?: "urn:taskplane:schemas:events:task.input.received.v1";
+  /** Unique per event; redeliveries of one event keep its id. */
+  id: string;
+  /** CloudEvents extension (Integer): the event's 1-based position in its task, dense and increasing; the SSE frame id. */
+  sequence: number;
+  /** Who emitted it; Taskplane uses `/taskplane`. */
+  source: string;
+  /** CloudEvents version. */
+  specversion: "1.0";
+  /** The task id. */
+  subject: string;
+  /** When the event was recorded (RFC 3339; Taskplane writes UTC, `Z`). */
+  time: string;
+  /** CloudEvents distributed-tracing extension: the W3C Trace Context `traceparent` of the span that recorded the event (only while tracing is on). */
+  traceparent?: string;
+  /** CloudEvents distributed-tracing extension: W3C `tracestate`. */
+  tracestate?: string;
+  /** The event type, with its version. */
+  type: "task.input.received.v1";
+  [extension: string]: unknown;
+};
+
+/** Task code waits for the input `name`: deliver it with `POST /tasks/{id}/inputs/{name}` before `deadline`. The status is `waiting`. */
+export type TaskInputRequestedV1 = {
+  /** Task code waits for the input `name`: deliver it with `POST /tasks/{id}/inputs/{name}` before `deadline`. The status is `waiting`. */
+  data: {
+    /** When the wait ends without the input (RFC 3339, UTC); none: no limit. */
+    deadline?: string | null;
+    /** The JSON Schema (2020-12) a delivered value must match. */
+    input_schema: Record<string, unknown>;
+    /** The input's name, as the task code asked for it (e.g. `approve`). */
+    name: string;
+    /** What to ask the person, if given. */
+    prompt?: string | null;
+    [extension: string]: unknown;
+  };
+  datacontenttype: "application/json";
+  /** The `$id` of this schema (absent on events recorded before Taskplane set it). */
+  dataschema?: "urn:taskplane:schemas:events:task.input.requested.v1";
+  /** Unique per event; redeliveries of one event keep its id. */
+  id: string;
+  /** CloudEvents extension (Integer): the event's 1-based position in its task, dense and increasing; the SSE frame id. */
+  sequence: number;
+  /** Who emitted it; Taskplane uses `/taskplane`. */
+  source: string;
+  /** CloudEvents version. */
+  specversion: "1.0";
+  /** The task id. */
+  subject: string;
+  /** When the event was recorded (RFC 3339; Taskplane writes UTC, `Z`). */
+  time: string;
+  /** CloudEvents distributed-tracing extension: the W3C Trace Context `traceparent` of the span that recorded the event (only while tracing is on). */
+  traceparent?: string;
+  /** CloudEvents distributed-tracing extension: W3C `tracestate`. */
+  tracestate?: string;
+  /** The event type, with its version. */
+  type: "task.input.requested.v1";
   [extension: string]: unknown;
 };
 
@@ -705,6 +783,8 @@ export type TaskEvent =
   | TaskCompletedV1
   | TaskCreatedV1
   | TaskFailedV1
+  | TaskInputReceivedV1
+  | TaskInputRequestedV1
   | TaskMetadataUpdatedV1
   | TaskOutputV1
   | TaskPausedV1
@@ -725,6 +805,8 @@ export const EVENT_TYPES: readonly TaskEventType[] = [
   "task.completed.v1",
   "task.created.v1",
   "task.failed.v1",
+  "task.input.received.v1",
+  "task.input.requested.v1",
   "task.metadata.updated.v1",
   "task.output.v1",
   "task.paused.v1",
