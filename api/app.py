@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
     app.state.api = state
     # The cap on concurrent SSE streams: one gate per app, and one app per process.
     app.state.stream_gate = state.gate
+    app.state.stream_ticker = state.stream_ticker
     install_security(app, settings)  # API keys, tenants, stream tokens, limits
     install_problem_handlers(app, state.metrics.count_error)
     app.include_router(tasks.router)

@@ -35,7 +35,9 @@ from typing import Protocol, TypeVar
 import psycopg
 from psycopg_pool import PoolTimeout
 
+from api.live_events import LIVE, LiveEvent
 from api.stream_gate import StreamCounters
+from api.stream_wait import PlainWaiter, StreamWaiter
 from broker import (
     BrokerNotConnectedError,
     BrokerStatus,
@@ -45,7 +47,7 @@ from broker import (
     Subscription,
     topic_for,
 )
-from schemas import InvalidEventError, decode_event, is_terminal
+from schemas import is_terminal
 from store import StoredEvent
 
 log = logging.getLogger(__name__)
@@ -75,26 +77,13 @@ class OutgoingEvent:
     sequence: int
     event_type: str
     envelope_json: str
+    # A live event: the process-wide decoding of its message, shared with every other
+    # stream of the task (and with it the frame's bytes, built once).
+    shared: LiveEvent | None = None
 
     @property
     def terminal(self) -> bool:
         return is_terminal(self.event_type)
-
-
-def live_event(payload: str, task_id: str) -> tuple[int, str] | None:
-    """(sequence, type) of a live message, or None when it is not a valid event of this task.
-
-    Strict (`schemas.decode_event`): the payload is forwarded to the client as
-    it came, so a look-alike that is not exactly a Taskplane event must never
-    pass for the next one. Refusing it costs nothing: the store heals the gap.
-    """
-    try:
-        envelope = decode_event(payload)
-    except InvalidEventError:
-        return None
-    if envelope.subject != task_id or envelope.sequence is None:
-        return None
-    return envelope.sequence, envelope.type
 
 
 class TaskEventStream:
@@ -111,8 +100,10 @@ class TaskEventStream:
         idle_timeout: float = 300.0,
         poll_interval: float = 1.0,
         counters: StreamCounters | None = None,
+        waiter: StreamWaiter | None = None,
     ) -> None:
         self._task_id = task_id
+        self._wait = waiter or PlainWaiter()
         self._counters = counters or StreamCounters()
         self._last = after
         self._history = history
@@ -127,6 +118,15 @@ class TaskEventStream:
         self._fields = {"task_id": task_id}
 
     async def events(self) -> AsyncGenerator[OutgoingEvent, None]:
+        """The events one by one (see `batches`)."""
+        async with contextlib.aclosing(self.batches()) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def batches(self) -> AsyncGenerator[list[OutgoingEvent], None]:
+        """The events to send, a store page or one live event at a time, until the task's
+        terminal event (the stream ends after it), an idle timeout or the broker's close."""
         self._counters.open_streams += 1
         try:
             async with contextlib.AsyncExitStack() as held:
@@ -146,12 +146,13 @@ class TaskEventStream:
                         batch = await self._next_batch(subscription)
                     if batch is None:
                         return
-                    for position, event in enumerate(batch, start=1):
-                        yield event
-                        if event.terminal and await self._ends_task(event, position == len(batch)):
-                            return
-                    if batch:
-                        self._idle_deadline = _now() + self._idle_timeout
+                    if not batch:
+                        continue
+                    yield batch
+                    # Only the last of a batch can end the task: a reset may follow a terminal.
+                    if batch[-1].terminal and await self._ends_task(batch[-1]):
+                        return
+                    self._idle_deadline = _now() + self._idle_timeout
         finally:
             self._counters.open_streams -= 1
 
@@ -193,7 +194,7 @@ class TaskEventStream:
                     "store read failed; the stream reads again",
                     extra={**self._fields, "sequence": self._last, "error": str(exc)},
                 )
-                await asyncio.sleep(delay)
+                await self._wait.pause(delay)
                 delay = min(delay * 2, STORE_RETRY_SECONDS[1])
 
     async def _poll_store(self) -> list[OutgoingEvent] | None:
@@ -208,7 +209,7 @@ class TaskEventStream:
             log.info("idle stream ended", extra={**self._fields, "sequence": self._last})
             return None
         self._counters.store_polls += 1
-        await asyncio.sleep(min(self._poll_interval, remaining))
+        await self._wait.pause(min(self._poll_interval, remaining))
         return []
 
     async def _read_page(self) -> list[OutgoingEvent]:
@@ -220,11 +221,9 @@ class TaskEventStream:
             self._last = page[-1].sequence
         return [OutgoingEvent(e.sequence, e.event_type, e.envelope_json) for e in page]
 
-    async def _ends_task(self, event: OutgoingEvent, last_of_batch: bool) -> bool:
+    async def _ends_task(self, event: OutgoingEvent) -> bool:
         """Whether this terminal event is the task's current ending. An operator's reset
         opens a new chapter after it (`task.reset.v1` …), which the stream goes on to."""
-        if not last_of_batch:
-            return False
         latest = await self._from_store(lambda: self._store.last_sequence(self._task_id))
         return latest is None or latest <= event.sequence
 
@@ -240,8 +239,8 @@ class TaskEventStream:
             remaining = max(self._idle_deadline - _now(), 0.0)
             degraded = self._broker.status() is not BrokerStatus.CONNECTED
             try:
-                delivery = await subscription.get(
-                    timeout=min(remaining, self._poll_interval) if degraded else remaining
+                delivery = await self._wait.next_delivery(
+                    subscription, min(remaining, self._poll_interval) if degraded else remaining
                 )
             except BrokerNotConnectedError:
                 return None  # the broker closed (shutdown): the client resumes elsewhere
@@ -266,15 +265,18 @@ class TaskEventStream:
             log.info("stream resync from store", extra={**self._fields, "sequence": self._last})
             self._catching_up = True
             return None
-        decoded = live_event(delivery.payload, self._task_id)
-        if decoded is None:
+        # Strict (`schemas.decode_event`, once per message in this process): the payload
+        # is forwarded as it came, so a look-alike that is not exactly a Taskplane event
+        # must never pass for the next one. Refusing it costs nothing: the store heals.
+        live = LIVE.decode(delivery.payload)
+        if live is None or live.subject != self._task_id:
             self._counters.invalid_messages += 1
             log.warning(
                 "invalid broker message skipped",
                 extra={**self._fields, "raw": delivery.payload[:2000]},
             )
             return None
-        sequence, event_type = decoded
+        sequence = live.sequence
         if sequence <= self._last:
             self._counters.dropped_duplicates += 1
             return None
@@ -288,7 +290,7 @@ class TaskEventStream:
             self._catching_up = True
             return None
         self._last = sequence
-        return OutgoingEvent(sequence, event_type, delivery.payload)
+        return OutgoingEvent(sequence, live.event_type, delivery.payload, live)
 
 
 def _now() -> float:
