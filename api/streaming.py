@@ -116,6 +116,7 @@ class TaskEventStream:
         self._catching_up = True  # history first: everything after the client's cursor
         self._idle_deadline = 0.0
         self._fields = {"task_id": task_id}
+        self._held: contextlib.AbstractAsyncContextManager[Subscription] | None = None
 
     async def events(self) -> AsyncGenerator[OutgoingEvent, None]:
         """The events one by one (see `batches`)."""
@@ -129,46 +130,52 @@ class TaskEventStream:
         terminal event (the stream ends after it), an idle timeout or the broker's close."""
         self._counters.open_streams += 1
         try:
-            async with contextlib.AsyncExitStack() as held:
-                subscription = await self._subscribe(held)
-                if not self._history:
-                    last = await self._store.last_sequence(self._task_id)
-                    self._last = max(self._last, last or 0)
+            subscription = await self._subscribe()
+            if not self._history:
+                last = await self._store.last_sequence(self._task_id)
+                self._last = max(self._last, last or 0)
+            self._idle_deadline = _now() + self._idle_timeout
+            polls = 0
+            while True:
+                if subscription is None:
+                    batch = await self._poll_store()
+                    polls += 1
+                    if batch == [] and polls % RESUBSCRIBE_EVERY_POLLS == 0:
+                        subscription = await self._subscribe()
+                else:
+                    batch = await self._next_batch(subscription)
+                if batch is None:
+                    return
+                if not batch:
+                    continue
+                yield batch
+                # Only the last of a batch can end the task: a reset may follow a terminal.
+                if batch[-1].terminal and await self._ends_task(batch[-1]):
+                    return
                 self._idle_deadline = _now() + self._idle_timeout
-                polls = 0
-                while True:
-                    if subscription is None:
-                        batch = await self._poll_store()
-                        polls += 1
-                        if batch == [] and polls % RESUBSCRIBE_EVERY_POLLS == 0:
-                            subscription = await self._subscribe(held)
-                    else:
-                        batch = await self._next_batch(subscription)
-                    if batch is None:
-                        return
-                    if not batch:
-                        continue
-                    yield batch
-                    # Only the last of a batch can end the task: a reset may follow a terminal.
-                    if batch[-1].terminal and await self._ends_task(batch[-1]):
-                        return
-                    self._idle_deadline = _now() + self._idle_timeout
         finally:
             self._counters.open_streams -= 1
+            held, self._held = self._held, None
+            if held is not None:  # released in this step: the broker's exit never waits
+                await held.__aexit__(None, None, None)
 
-    async def _subscribe(self, held: contextlib.AsyncExitStack) -> Subscription | None:
+    async def _subscribe(self) -> Subscription | None:
         """The live subscription (confirmed), or None while Redis is away: the stream
         then reads the store. Either way a catch-up from the store comes next."""
         self._catching_up = True
         connected = self._broker.status() is BrokerStatus.CONNECTED
-        subscribing = held.enter_async_context(
-            self._broker.subscribe(topic_for(self._task_id), queue_size=self._queue_size)
-        )
+        # Held without an AsyncExitStack (a deque each: memory, with thousands of streams).
+        entering = self._broker.subscribe(topic_for(self._task_id), queue_size=self._queue_size)
         try:
             if connected:
-                return await subscribing
-            # Down already: do not keep the client waiting for the broker's full timeout.
-            return await asyncio.wait_for(subscribing, SUBSCRIBE_WAIT_WHILE_DOWN)
+                subscription = await entering.__aenter__()
+            else:
+                # Down already: do not keep the client waiting for the broker's full timeout.
+                subscription = await asyncio.wait_for(
+                    entering.__aenter__(), SUBSCRIBE_WAIT_WHILE_DOWN
+                )
+            self._held = entering
+            return subscription
         except (BrokerUnavailableError, TimeoutError) as exc:
             self._counters.store_fallbacks += 1
             log.info(

@@ -16,7 +16,6 @@ them would show the consumer a gap before the notice that explains it.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -43,7 +42,7 @@ class FanoutSubscription:
     (called, synchronously, whenever something arrives or the subscription
     closes) and drain with `get_nowait`.
 
-    A plain deque and at most one waiting future: an idle subscription (the
+    A plain list and at most one waiting future: an idle subscription (the
     common case, thousands per API process) holds no `asyncio.Queue`, no timer
     and no task.
     """
@@ -65,7 +64,8 @@ class FanoutSubscription:
         self._topic = topic
         self._capacity = capacity
         self._counters = counters
-        self._items: deque[Delivery] = deque()
+        # A list, not a deque (~700 bytes less per idle subscriber): queues are short.
+        self._items: list[Delivery] = []
         self._getter: asyncio.Future[None] | None = None
         self._resync_queued = False
         self._closed = False
@@ -133,7 +133,7 @@ class FanoutSubscription:
             raise BrokerNotConnectedError(f"subscription to {self._topic!r} is closed")
         if not self._items:
             return None
-        item = self._items.popleft()
+        item = self._items.pop(0)
         if item is RESYNC:
             self._resync_queued = False
         return item

@@ -153,6 +153,8 @@ async def task_events(
             return Response(status_code=204)
     settings = services.settings
     counters = gate.counters
+    count_error = request.app.state.api.metrics.count_error
+    ticker = request.app.state.stream_ticker  # the closures below hold no `request`
 
     def body(waiter: SseClient) -> AsyncGenerator[list[OutgoingEvent], None]:
         return TaskEventStream(
@@ -172,7 +174,7 @@ async def task_events(
     def on_error(exc: Exception) -> dict[str, object]:
         log.error("stream failed", exc_info=exc, extra={"task_id": task_id})
         counters.stream_errors += 1
-        request.app.state.api.metrics.count_error("sse", type(exc).__name__)
+        count_error("sse", type(exc).__name__)
         return problem_body(503, f"the stream failed: {type(exc).__name__}")
 
     def on_send_timeout() -> None:
@@ -185,7 +187,7 @@ async def task_events(
         body,
         opening=opening,
         version=version,
-        ticker=request.app.state.stream_ticker,
+        ticker=ticker,
         admit=_admission(gate, tenant_gate, tenant),
         on_error=on_error,
         on_send_timeout=on_send_timeout,
