@@ -60,6 +60,9 @@ class DemoActivities:
                     type=STEP_FAILED,
                     non_retryable=True,
                 )
+            # Inside the try: a completion the store refuses (the event budget) fails the step.
+            output = {"slept_seconds": step.step_seconds, "ticks": step.progress_ticks}
+            await events.completed(output, round(time.monotonic() - started, 6))
         except asyncio.CancelledError:
             details = activity.cancellation_details()
             # `not_found`: the server already timed this attempt out and forgot it.
@@ -76,8 +79,6 @@ class DemoActivities:
                 will_retry=retryable and info.attempt < step.max_attempts,
             )
             raise
-        output = {"slept_seconds": step.step_seconds, "ticks": step.progress_ticks}
-        await events.completed(output, round(time.monotonic() - started, 6))
         return DemoStepResult(index=step.index, output=output)
 
 

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from activities.coalesce import RateGates
 from broker import BrokerError, EventBroker, topic_for
 from schemas import EventEnvelope, check_size, validate_data
 from schemas.envelope import schema_id
@@ -80,8 +81,11 @@ class EventRecorder:
         after_commit: AfterCommitHook | None = None,
         reset_details: ResetDetails | None = None,
         publish_timer: PublishTimer | None = None,
+        progress_rates: RateGates | None = None,
     ) -> None:
         self._store = store
+        # How often steps of a task may record progress (activities/coalesce.py); None: always.
+        self.progress_rates = progress_rates
         self._publish_timer = publish_timer or PublishTimer()
         self._outbox = outbox
         self._broker = broker

@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.budget import budget_failure
 from activities.recorder import EventRecorder
 from schemas import InvalidEventError
 from schemas.workflow import (
@@ -14,6 +15,7 @@ from schemas.workflow import (
     RecordEventInput,
     RecordEventResult,
 )
+from store.budget import EventBudgetExceededError
 from store.events import ChapterClosedError
 from telemetry.logs import bind_log_context
 
@@ -36,6 +38,8 @@ class RecordingActivities:
             )
         except InvalidEventError as exc:
             raise ApplicationError(str(exc), type=INVALID_EVENT, non_retryable=True) from exc
+        except EventBudgetExceededError as exc:
+            raise budget_failure(exc) from exc
         except ChapterClosedError as exc:
             # Only a run Temporal already closed, or one a reset left behind, gets here.
             raise ApplicationError(str(exc), type=CHAPTER_CLOSED, non_retryable=True) from exc

@@ -2,20 +2,35 @@
 
 Ids are deterministic per attempt (see `activities.identity`), so a retried
 recording dedupes, and the failure of an attempt has one id whoever reports it.
+
+Progress faster than the worker's per-task rate (`TASKPLANE_PROGRESS_MAX_RATE`,
+activities/coalesce.py) is coalesced: the latest value wins, and the value held
+when the step ends is recorded before its `completed`/`failed` event, so a watcher
+always sees a step's last progress. Only recorded events take an id, so the ids of
+an attempt stay dense and deterministic in the order it records them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.budget import budget_failure
+from activities.coalesce import Coalescer
 from activities.identity import ActivityEventIds
 from activities.recorder import EventRecorder
 from schemas import InvalidEventError
 from schemas.workflow import CHAPTER_CLOSED, INVALID_EVENT
+from store.budget import EventBudgetExceededError
 from store.events import ChapterClosedError
+
+log = logging.getLogger(__name__)
+
+Progress = tuple[float, str | None]
 
 
 class StepEvents:
@@ -28,6 +43,11 @@ class StepEvents:
         self._task_id = task_id
         self._step = {"index": index, "name": name}
         self._total = total_steps
+        gates = recorder.progress_rates
+        self._max_rate = gates.max_rate if gates is not None else 0.0
+        self._coalescer: Coalescer[Progress] | None = (
+            Coalescer(gates, task_id) if gates is not None and gates.enabled else None
+        )
 
     async def _record(self, kind: str, event_id: str, **data: Any) -> None:
         try:
@@ -41,6 +61,8 @@ class StepEvents:
         except InvalidEventError as exc:
             # The same data would be refused on every attempt: fail the step for good.
             raise ApplicationError(str(exc), type=INVALID_EVENT, non_retryable=True) from exc
+        except EventBudgetExceededError as exc:
+            raise budget_failure(exc) from exc
         except ChapterClosedError as exc:
             # Its run was closed (terminated, timed out) or left behind by a reset.
             raise ApplicationError(str(exc), type=CHAPTER_CLOSED, non_retryable=True) from exc
@@ -52,16 +74,15 @@ class StepEvents:
         )
 
     async def progress(self, percent: float, message: str | None = None) -> None:
-        await self._record(
-            "progress",
-            self._ids.next("progress"),
-            percent=percent,
-            message=message,
-            total_steps=self._total,
-            attempt=self._info.attempt,
-        )
+        if self._coalescer is not None:
+            now = self._coalescer.offer((percent, message))
+            if now is None:
+                return  # held: a later value replaces it, or the step's end records it
+            percent, message = now
+        await self._record_progress(percent, message)
 
     async def completed(self, output: dict[str, Any], duration_seconds: float) -> None:
+        await self._flush_progress()
         await self._record(
             "completed",
             self._ids.next("completed"),
@@ -73,6 +94,38 @@ class StepEvents:
 
     async def failed(self, error: str, *, will_retry: bool, attempt: int | None = None) -> None:
         attempt = attempt or self._info.attempt
+        # A refused flush (budget, closed chapter) must not stop the failure being recorded.
+        with contextlib.suppress(ApplicationError):
+            await self._flush_progress()
         await self._record(
             "failed", self._ids.failed(attempt), error=error, attempt=attempt, will_retry=will_retry
         )
+
+    async def _record_progress(self, percent: float, message: str | None) -> None:
+        await self._record(
+            "progress",
+            self._ids.next("progress"),
+            percent=percent,
+            message=message,
+            total_steps=self._total,
+            attempt=self._info.attempt,
+        )
+
+    async def _flush_progress(self) -> None:
+        if self._coalescer is None:
+            return
+        held = self._coalescer.flush()
+        if held is not None:
+            await self._record_progress(*held)
+        if self._coalescer.coalesced:
+            log.info(
+                "progress coalesced",
+                extra={
+                    "task_id": self._task_id,
+                    "step": self._step["index"],
+                    "attempt": self._info.attempt,
+                    "coalesced": self._coalescer.coalesced,
+                    "max_rate": self._max_rate,
+                },
+            )
+            self._coalescer.coalesced = 0

@@ -1,8 +1,9 @@
 """`?version=`: which version of an upcast type a reader of events gets.
 
 By default the SSE stream and `/history` serve every event at the latest version
-of its type (`schemas.upcast`): a `task.terminated.v1` stored before v2 existed
-is read as `task.terminated.v2`, so a client knows only the newest versions.
+of its type (`schemas.upcast`): a recorded `task.terminated.v1` (what the
+reconciler records) is read as `task.terminated.v2`, so a client knows only the
+newest versions.
 A client still on an older version asks for `?version=stored`: each event
 exactly as it was recorded, byte for byte.
 """

@@ -59,6 +59,8 @@ SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     204: {
         "description": "The task ended and the client already has every event: stop reconnecting."
+        " No body and no `text/event-stream` content type, so check for it before reading the"
+        " stream (httpx-sse's `iter_sse()` raises on it; a browser's `EventSource` closes)."
     },
     400: _problem("`Last-Event-ID` is not a sequence number."),
     404: _problem("No such task."),

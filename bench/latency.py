@@ -178,7 +178,11 @@ def _rate(produced: list[float]) -> float:
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
     api = ChildProcess("api", ctx.endpoints, ctx.log_dir)
-    worker = ChildProcess("worker", ctx.endpoints, ctx.log_dir, task_queue=api.task_queue)
+    # Every tick is an event whose latency is measured: no progress coalescing (a task's
+    # share of `latency_rate` is above TASKPLANE_PROGRESS_MAX_RATE's default).
+    worker = ChildProcess(
+        "worker", ctx.endpoints, ctx.log_dir, task_queue=api.task_queue, progress_max_rate="0"
+    )
     streams_worker = ChildProcess("bench.worker", ctx.endpoints, ctx.log_dir)
     for child in (worker, streams_worker, api):
         child.start()

@@ -58,7 +58,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     )
     _stop_on_signals()
     with LocalStack(settings, settings.state_dir) as stack:
-        _log_migrations(_migrate(stack.database_url))
+        _log_migrations(_migrate(stack.database_url, settings))
         env = child_env(stack)
         logs = stack.logs_dir
         workers: list[ManagedProcess] = []
@@ -108,7 +108,7 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
     _stop_on_signals()
     with LocalStack(settings, settings.state_dir) as stack:
         if args.migrate:
-            _log_migrations(_migrate(stack.database_url))
+            _log_migrations(_migrate(stack.database_url, settings))
         env_file = write_env_file(stack)
         try:
             banner(stack, settings, None, env_file)
@@ -122,7 +122,7 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    _log_migrations(_migrate(settings.require_database_url()))
+    _log_migrations(_migrate(settings.require_database_url(), settings))
     return 0
 
 
@@ -159,11 +159,12 @@ def _positive(text: str) -> int:
     return value
 
 
-def _migrate(database_url: str) -> list[str]:
+def _migrate(database_url: str, settings: Settings) -> list[str]:
     # Imported here so the launcher's other commands work without the store's deps.
     from store.migrate import migrate
+    from store.partitions import PartitionPolicy
 
-    return run_sync(lambda: migrate(database_url))
+    return run_sync(lambda: migrate(database_url, PartitionPolicy.from_settings(settings)))
 
 
 def _server_dirs(state_dir: Path) -> list[Path]:

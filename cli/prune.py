@@ -5,7 +5,8 @@
 Prunes what the worker's pruner prunes (worker/pruner.py), with the closed-task
 cutoff given here: tasks closed more than DURATION ago, whole; outbox rows
 published more than `TASKPLANE_RETENTION_OUTBOX_PUBLISHED_SECONDS` ago; tombstones
-older than `TASKPLANE_RETENTION_TOMBSTONES_SECONDS`. Orphans are the worker's alone
+older than `TASKPLANE_RETENTION_TOMBSTONES_SECONDS`; then the partitions of `events`
+left without a task (store/partitions.py). Orphans are the worker's alone
 (telling one needs Temporal). `--dry-run` counts and deletes nothing. It waits for
 the pruners' lock, so it never runs beside a worker's round.
 """
@@ -16,6 +17,7 @@ import argparse
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from devstack.aio import run_sync
@@ -62,16 +64,23 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
         orphan_grace_seconds=policy.orphan_grace_seconds,
         batch_size=policy.batch_size,
     )
-    counts = run_sync(lambda: prune(settings.require_database_url(), policy, args.dry_run))
+    counts = run_sync(
+        lambda: prune(settings.require_database_url(), policy, args.dry_run, settings)
+    )
     sys.stdout.write(render(counts, dry_run=args.dry_run))
     sys.stdout.flush()
     return 0
 
 
-async def prune(database_url: str, policy: RetentionPolicy, dry_run: bool) -> PruneCounts:
+async def prune(
+    database_url: str, policy: RetentionPolicy, dry_run: bool, settings: Settings | None = None
+) -> PruneCounts:
     """Count (dry run) or prune, holding the pruners' lock."""
     from store import open_pool
+    from store.partitions import PartitionPolicy, drop_empty, droppable_after_pruning
     from store.retention import PRUNE_LOCK_KEY, count_expired
+
+    partitions = PartitionPolicy() if settings is None else PartitionPolicy.from_settings(settings)
 
     pool = await open_pool(database_url, min_size=2, max_size=2, timeout=30)
     try:
@@ -80,13 +89,22 @@ async def prune(database_url: str, policy: RetentionPolicy, dry_run: bool) -> Pr
             await lock.execute("SELECT pg_advisory_lock(%s)", (PRUNE_LOCK_KEY,))
             try:
                 if dry_run:
-                    return await count_expired(
+                    counts = await count_expired(
                         pool,
                         keep_seconds=policy.closed_tasks_seconds,
                         outbox_keep_seconds=policy.outbox_published_seconds,
                         tombstone_keep_seconds=policy.tombstones_seconds,
                     )
-                return await _prune_all(pool, policy)
+                    async with pool.connection() as conn:
+                        counts.rows["event_partitions"] = await droppable_after_pruning(
+                            conn, keep_seconds=policy.closed_tasks_seconds
+                        )
+                    return counts
+                counts = await _prune_all(pool, policy)
+                async with pool.connection() as conn:
+                    done = await drop_empty(conn, partitions, overdue_before=datetime.now(UTC))
+                counts.rows["event_partitions"] = len(done.dropped)
+                return counts
             finally:
                 await lock.execute("SELECT pg_advisory_unlock(%s)", (PRUNE_LOCK_KEY,))
     finally:
@@ -129,11 +147,14 @@ async def _prune_all(pool: AsyncConnectionPool, policy: RetentionPolicy) -> Prun
 def render(counts: PruneCounts, *, dry_run: bool) -> str:
     """One line a table: what was deleted (or would be)."""
     what = "would delete" if dry_run else "deleted"
-    rows = counts.by_table()
+    rows = {**counts.by_table(), "event_partitions": counts.rows["event_partitions"]}
     width = max(len(table) for table in rows)
     lines = [f"{'table':<{width}}  {what}"]
     lines += [f"{table:<{width}}  {n}" for table, n in rows.items()]
-    note = "tasks pruned leave a tombstone each in pruned_tasks (404, no late event)"
+    note = (
+        "tasks pruned leave a tombstone each in pruned_tasks (404, no late event);"
+        " the events of a task in a partition go when the whole partition is dropped"
+    )
     return "\n".join(lines) + f"\n({note})\n"
 
 

@@ -37,7 +37,8 @@ A comment frame (`: ping`) is sent every few seconds while nothing happens. On
 reconnect, send `Last-Event-ID: <last sequence seen>` (browsers do it) or
 `?after=<sequence>`; the stream resumes after it. The stream ends after the
 task's current terminal event (`task.completed.v1`, `task.failed.v1`,
-`task.cancelled.v1`, `task.terminated.v1`). `204 No Content` means the task has
+`task.cancelled.v1`, `task.terminated.v2`; `"terminal": true` in the schema index).
+`204 No Content` means the task has
 ended and the client already has every event: stop reconnecting. An operator's
 reset in Temporal opens a new chapter (`task.reset.v1`, then the new run's
 events, then one terminal event): a stream that reconnects after the earlier

@@ -8,9 +8,12 @@ workflow and the worker.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Attempts of one demo step (the workflow's retry policy, workflows/demo.py).
+DEMO_STEP_MAX_ATTEMPTS = 3
 
 
 class TaskStatus(enum.StrEnum):
@@ -30,6 +33,22 @@ class TaskStatus(enum.StrEnum):
 TERMINAL_STATUSES = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TERMINATED}
 )
+
+
+@runtime_checkable
+class PlannedEvents(Protocol):
+    """An input model that knows the most events its task can record (with no pause).
+
+    `POST /tasks` refuses (422) an input whose plan exceeds the per-task event budget
+    (TASKPLANE_MAX_EVENTS_PER_TASK), so no single request can ask for more; a plugin's
+    input model opts in by defining the method (docs/task-types.md).
+    """
+
+    def planned_events(self) -> int: ...
+
+
+def _step_events(ticks: int) -> int:
+    return ticks + 2  # started, the progress ticks, completed (or failed)
 
 
 class DemoPipelineInput(BaseModel):
@@ -52,6 +71,17 @@ class DemoPipelineInput(BaseModel):
     # A durable timer before the first step ("run this in an hour").
     start_delay_seconds: float = Field(default=0, ge=0, le=366 * 24 * 3600)
 
+    def planned_events(self) -> int:
+        """created + every step's events + the terminal one, with the attempts that the
+        flaky or hanging step asks for (a hung attempt: started and failed only)."""
+        per_step = _step_events(self.progress_ticks)
+        total = 2 + self.steps * per_step
+        if self.flaky_at_step is not None and self.flaky_at_step <= self.steps:
+            total += min(self.flaky_attempts, DEMO_STEP_MAX_ATTEMPTS - 1) * per_step
+        if self.hang_at_step is not None and self.hang_at_step <= self.steps:
+            total += min(self.hang_attempts, DEMO_STEP_MAX_ATTEMPTS) * 2
+        return total
+
 
 class DemoFanoutInput(BaseModel):
     """`demo.fanout`: `branches` steps run in parallel, at most `max_parallel` at once."""
@@ -63,6 +93,10 @@ class DemoFanoutInput(BaseModel):
     step_seconds: float = Field(default=0.5, ge=0, le=3600)
     progress_ticks: int = Field(default=0, ge=0, le=100_000)
     fail_at_branch: int | None = Field(default=None, ge=1)
+
+    def planned_events(self) -> int:
+        """created + every branch's events + the terminal one."""
+        return 2 + self.branches * _step_events(self.progress_ticks)
 
 
 TASK_INPUT_MODELS: dict[str, type[BaseModel]] = {

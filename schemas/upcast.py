@@ -59,6 +59,19 @@ def _check(upcasters: dict[str, Upcaster]) -> None:
 _check(UPCASTERS)
 
 
+# Types only readers see (an adapter makes them): no producer records them yet, so
+# whatever matches recorded types (webhook subscriptions) must name the source instead.
+READ_ONLY_TYPES: frozenset[str] = frozenset(upcaster.target for upcaster in UPCASTERS.values())
+
+
+def recorded_type_for(event_type: str) -> str:
+    """The recorded type whose events readers see as `event_type` (itself if recorded)."""
+    for upcaster in UPCASTERS.values():
+        if upcaster.target == event_type:
+            return recorded_type_for(upcaster.source)
+    return event_type
+
+
 def latest_type(event_type: str) -> str:
     """The type a reader sees for an event stored as `event_type`."""
     while event_type in UPCASTERS:

@@ -9,7 +9,7 @@ the contract with running workflows and stored histories: add, never rename.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
@@ -24,6 +24,9 @@ SIGNAL_RESUME: Final = "resume"
 SIGNAL_CANCEL: Final = "cancel"
 CONTROL_SIGNALS: Final = (SIGNAL_PAUSE, SIGNAL_RESUME, SIGNAL_CANCEL)
 QUERY_STATUS: Final = "status"
+# The API's pause/resume/cancel: an update (`ControlRequest`) with the signals' effect,
+# answered once the workflow has applied it, so the caller's next request sees it.
+UPDATE_CONTROL: Final = "control"
 
 # Activities: the workflow refers to them by these names only.
 RECORD_EVENT: Final = "record_event"
@@ -35,6 +38,8 @@ INVALID_EVENT: Final = "InvalidEvent"
 STEP_FAILED: Final = "StepFailed"
 # An event of a chapter that has ended, or of a run a reset left behind: refused.
 CHAPTER_CLOSED: Final = "ChapterClosed"
+# The `control` update's validator refused the transition (details: the task's status).
+CONTROL_REFUSED: Final = "ControlRefused"
 
 # Memo keys the API writes when it starts a task (read back by the API only).
 MEMO_REQUEST_HASH: Final = "request_hash"
@@ -101,6 +106,13 @@ class RecordEventResult(BaseModel):
     duplicate: bool
     # A reset run's `task.created.v1`: not recorded, its chapter began with `task.reset.v1`.
     superseded: bool = False
+
+
+class ControlRequest(BaseModel):
+    """The `control` update's argument: `action` is one of `CONTROL_SIGNALS`."""
+
+    action: Literal["pause", "resume", "cancel"]
+    reason: str | None = None
 
 
 class TaskStatusView(BaseModel):

@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)
     broker_stream_maxlen: int = Field(default=100_000, ge=1)
+    # Budgets (docs/operations.md#event-budgets). A task records at most this many events
+    # (its terminal event and step failures excepted); past it, it fails. `POST /tasks`
+    # refuses (422) a built-in task whose input alone would need more.
+    max_events_per_task: int = Field(default=100_000, ge=10)
+    # Progress events per second per task (per worker) steps may record after a burst of
+    # `progress_burst`; faster ones are coalesced, the latest value winning, each step's
+    # first and last always recorded (activities/coalesce.py). 0: no coalescing.
+    progress_max_rate: float = Field(default=10.0, ge=0)
+    progress_burst: int = Field(default=20, ge=1)
 
     # SSE tuning.
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
@@ -108,6 +117,13 @@ class Settings(BaseSettings):
     retention_orphan_grace_seconds: float = Field(default=3600.0, ge=0)
     retention_interval_seconds: float = Field(default=60.0, gt=0)
     retention_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # Partitions of `events` (store/partitions.py; docs/operations.md#partitions): by the
+    # creation time of the task, `interval` wide, made `ahead` seconds ahead by the
+    # pruning round and `taskplane migrate`; their DDL waits at most `lock_timeout` for a
+    # lock (the recordings it would hold up), then tries again next round.
+    partition_interval_seconds: float = Field(default=86_400.0, ge=60)
+    partition_ahead_seconds: float = Field(default=3 * 86_400.0, ge=0)
+    partition_lock_timeout_seconds: float = Field(default=0.5, gt=0)
 
     db_pool_min_size: int = Field(default=1, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)

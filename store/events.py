@@ -15,7 +15,8 @@ lock, tells a duplicate from an event of a closed chapter or of an older run
 (`NewRunError`: the recorder records `task.reset.v1` through `begin_chapter`,
 then this event).
 
-An event of a pruned task, even one racing the pruning, is refused: `TaskPrunedError`.
+An event of a pruned task, even one racing the pruning, is refused: `TaskPrunedError`;
+one past the task's event budget (store/budget.py): `EventBudgetExceededError`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from schemas import EventEnvelope
 from schemas.tasks import TERMINAL_STATUSES
+from store.budget import EventBudget, limit_for
+from store.event_errors import AlreadyCreatedError as AlreadyCreatedError
+from store.event_errors import ChapterClosedError as ChapterClosedError
+from store.event_errors import DuplicateEventConflictError as DuplicateEventConflictError
+from store.event_errors import NewRunError as NewRunError
+from store.event_errors import TaskPrunedError as TaskPrunedError
 from store.pool import read_twice
 from store.read_model import update_for
 from store.tombstones import PRUNED_SQLSTATE, is_pruned
@@ -37,16 +44,17 @@ from webhooks.enqueue import DELIVERY_CTE, WAKE_COLUMN
 # The terminal statuses as SQL: a closed chapter takes no event but a reset.
 _CLOSED = "(" + ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES)) + ")"
 
-# After a `task` CTE that returned the new `last_seq`: the event at that sequence (its
-# JSON with `sequence` spliced in), its webhook delivery when the task's webhook wants
-# it (webhooks/enqueue.py), and its outbox row; nothing when the id exists.
+# After a `task` CTE returning `last_seq` and `created_at`: the event (JSON with `sequence`
+# spliced in; partition key: its task's `created_at`, store/partitions.py), its webhook
+# delivery if wanted (webhooks/enqueue.py), its outbox row; nothing when the id exists.
 _EVENT_AND_OUTBOX = (
     """, event AS (
-    INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope)
+    INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope, task_created_at)
     SELECT %(task_id)s, task.last_seq, %(event_id)s, %(event_type)s, %(time)s,
-           left(%(envelope)s::text, -1) || ',"sequence":' || task.last_seq || '}'
+           left(%(envelope)s::text, -1) || ',"sequence":' || task.last_seq || '}',
+           task.created_at
     FROM task
-    ON CONFLICT (event_id) DO NOTHING
+    ON CONFLICT (event_id, task_created_at) DO NOTHING
     RETURNING event_id, task_id, seq, envelope
 )"""
     + DELIVERY_CTE
@@ -57,7 +65,8 @@ RETURNING id, seq, (SELECT envelope FROM event), {WAKE_COLUMN}
 """
 )
 
-_APPEND = (
+# Public for the migration test only, which runs it as the schema before 0009 had it.
+APPEND_STATEMENT = (
     """
 WITH task AS (
     INSERT INTO tasks AS t (task_id, task_type, status, progress, input, owner, result, error,
@@ -88,7 +97,9 @@ WITH task AS (
     -- never a second `task.created.v1` (a reset run starting over: see `_settle`).
     WHERE t.status NOT IN {closed} AND %(event_type)s::text <> 'task.created.v1'
       AND (%(run_id)s::text IS NULL OR t.run_id IS NULL OR t.run_id = %(run_id)s::text)
-    RETURNING last_seq
+      -- the task's event budget (store/budget.py): NULL for an exempt event or no budget
+      AND (%(budget)s::bigint IS NULL OR t.last_seq < %(budget)s::bigint)
+    RETURNING last_seq, created_at
 )
 """
     + _EVENT_AND_OUTBOX
@@ -111,43 +122,14 @@ WITH task AS (
         updated_at = %(time)s,
         workflow_task_failing_since = NULL
     WHERE t.task_id = %(task_id)s AND NOT (%(run_id)s::text = ANY (t.runs))
-    RETURNING last_seq
+    RETURNING last_seq, created_at
 )
 """
     + _EVENT_AND_OUTBOX
 )
 
 _EXISTING = "SELECT seq, envelope FROM events WHERE event_id = %s"
-_TASK_LOCKED = "SELECT status, run_id, runs FROM tasks WHERE task_id = %s FOR UPDATE"
-
-
-class DuplicateEventConflictError(RuntimeError):
-    """An event id was reused for a different task: a bug in whoever made the id."""
-
-
-class ChapterClosedError(RuntimeError):
-    """The event belongs to a chapter that has ended (its terminal event is recorded) or
-    to a run the task has left behind (a reset): recording it would put an event after
-    a terminal one. Nothing was written."""
-
-
-class TaskPrunedError(ChapterClosedError):
-    """The task was pruned (retention): no event may bring back half of it. Nothing written."""
-
-
-class AlreadyCreatedError(RuntimeError):
-    """`task.created.v1` for a task that exists: a reset run starting over. Nothing written."""
-
-
-class NewRunError(RuntimeError):
-    """The event is the first of a run the task has not seen: a reset began a chapter.
-    Nothing was written; record `task.reset.v1` with `begin_chapter`, then the event."""
-
-    def __init__(self, task_id: str, from_run_id: str | None, to_run_id: str) -> None:
-        super().__init__(f"task {task_id}: run {to_run_id} follows run {from_run_id}")
-        self.task_id = task_id
-        self.from_run_id = from_run_id
-        self.to_run_id = to_run_id
+_TASK_LOCKED = "SELECT status, run_id, runs, last_seq FROM tasks WHERE task_id = %s FOR UPDATE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +150,9 @@ class StoredEvent:
 class EventStore:
     """Event writes and reads over one shared connection pool."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, *, budget: EventBudget | None = None) -> None:
         self._pool = pool
+        self._budget = budget  # store/budget.py; None: no per-task limit
 
     async def append(self, envelope: EventEnvelope, *, run_id: str | None = None) -> AppendResult:
         """Append one event of run `run_id` (None: a caller outside any run, no chapter check).
@@ -197,12 +180,13 @@ class EventStore:
             "event_type": envelope.type,
             "envelope": envelope.to_json(),
             "run_id": run_id,
+            "budget": limit_for(self._budget, envelope.type),
         }
         async with self._pool.connection() as conn:
             while True:
                 async with conn.transaction() as tx:
                     try:
-                        cursor = await conn.execute(_APPEND, params)
+                        cursor = await conn.execute(APPEND_STATEMENT, params)
                     except psycopg.DatabaseError as exc:  # the trigger found a tombstone
                         if exc.sqlstate == PRUNED_SQLSTATE:
                             raise TaskPrunedError(f"task {envelope.subject} was pruned") from None
@@ -215,7 +199,7 @@ class EventStore:
                     outbox_id, sequence, envelope_json, _ = row
                     return AppendResult(int(sequence), str(envelope_json), False, int(outbox_id))
                 async with conn.transaction():
-                    settled = await _settle(conn, envelope, run_id)
+                    settled = await _settle(conn, envelope, run_id, self._budget)
                 if settled is not None:
                     return settled
                 # The task moved to this event's run meanwhile (another event of the run
@@ -248,9 +232,10 @@ class EventStore:
     async def _history(self, task_id: str, after: int, limit: int) -> list[StoredEvent]:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT seq, event_type, envelope FROM events"
-                " WHERE task_id = %s AND seq > %s ORDER BY seq LIMIT %s",
-                (task_id, after, limit),
+                "SELECT seq, event_type, envelope FROM events WHERE task_id = %(t)s"
+                " AND task_created_at = (SELECT created_at FROM tasks WHERE task_id = %(t)s)"
+                " AND seq > %(after)s ORDER BY seq LIMIT %(limit)s",
+                {"t": task_id, "after": after, "limit": limit},
             )
             rows = await cursor.fetchall()
         return [StoredEvent(int(seq), str(kind), str(text)) for seq, kind, text in rows]
@@ -267,7 +252,10 @@ class EventStore:
 
 
 async def _settle(
-    conn: psycopg.AsyncConnection[Any], envelope: EventEnvelope, run_id: str | None
+    conn: psycopg.AsyncConnection[Any],
+    envelope: EventEnvelope,
+    run_id: str | None,
+    budget: EventBudget | None,
 ) -> AppendResult | None:
     """Why the fast statement took nothing: a duplicate, a closed chapter, an old run, or
     a new one; None when nothing stops it any more. Runs under the task row's lock, so
@@ -293,6 +281,8 @@ async def _settle(
     if envelope.type == "task.created.v1" and not closed:
         raise AlreadyCreatedError(f"task {envelope.subject} exists")
     if not closed and (run_id is None or current_run in (None, run_id)):
+        if budget is not None:
+            budget.check(envelope.subject, int(task[3]), envelope.type)
         return None  # the fast statement would take it now: try again
     if run_id is not None and current_run is None and closed:
         # Recorded before chapters existed, and closed: a new run here is a reset.

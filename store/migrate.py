@@ -1,7 +1,8 @@
 """Apply the versioned SQL files in `store/migrations/`, once each.
 
 Runs under a session-level advisory lock, so two processes migrating at once
-serialise and the second finds nothing left to do.
+serialise and the second finds nothing left to do. Then the partitions of `events`
+(store/partitions.py) are made ahead of time, under the same lock.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import logging
 from importlib import resources
 
 import psycopg
+
+from store.partitions import PartitionPolicy, make_ahead
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +37,9 @@ def migration_files() -> list[tuple[str, str]]:
     return [(entry.name.removesuffix(".sql"), entry.read_text("utf-8")) for entry in files]
 
 
-async def migrate(conninfo: str) -> list[str]:
-    """Apply pending migrations; return the versions applied by this call."""
+async def migrate(conninfo: str, partitions: PartitionPolicy | None = None) -> list[str]:
+    """Apply pending migrations, make the partitions of `events` due (`partitions`: the
+    width and how far ahead; the defaults when None); return the versions applied."""
     applied: list[str] = []
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
@@ -53,6 +57,7 @@ async def migrate(conninfo: str) -> list[str]:
                     )
                 log.info("migration applied", extra={"version": version})
                 applied.append(version)
+            await make_ahead(conn, partitions or PartitionPolicy())
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     return applied

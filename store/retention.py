@@ -1,10 +1,12 @@
 """Retention: what the pruner (worker/pruner.py) and `taskplane prune` delete, in SQL.
 
 A closed task past its retention goes whole, in one short transaction with the
-other tasks of its batch: its `tasks` row, events, outbox rows, the processed
-marks of its events, its webhook endpoint and deliveries, its owner row; its id
-goes to `pruned_tasks` (a tombstone, store/tombstones.py). Open tasks are never
-selected, whatever their age.
+other tasks of its batch: its `tasks` row, outbox rows, the processed marks of its
+events, its webhook endpoint and deliveries, its owner row; its id goes to
+`pruned_tasks` (a tombstone, store/tombstones.py). Open tasks are never selected,
+whatever their age. Its events are deleted only when they are in `events_default`;
+in a partition of their own they stay, unread (the task row is gone), until the
+partition holds no task any more and is dropped whole (store/partitions.py).
 
 Never blocking the recording path: the batch locks the rows of the tasks it
 prunes `FOR UPDATE SKIP LOCKED`, so a task whose row a recorder holds right now
@@ -84,7 +86,8 @@ _DELETE_TASKS = (
     ("webhook_deliveries", "DELETE FROM webhook_deliveries WHERE task_id = ANY(%(ids)s)"),
     ("webhook_endpoints", "DELETE FROM webhook_endpoints WHERE task_id = ANY(%(ids)s)"),
     ("outbox", "DELETE FROM outbox WHERE event_id = ANY(%(event_ids)s)"),
-    ("events", "DELETE FROM events WHERE task_id = ANY(%(ids)s)"),
+    # Only the default partition's: a real partition goes whole (store/partitions.py).
+    ("events", "DELETE FROM events_default WHERE task_id = ANY(%(ids)s)"),
     ("task_owners", "DELETE FROM task_owners WHERE task_id = ANY(%(ids)s)"),
     ("unstarted_tasks", "DELETE FROM unstarted_tasks WHERE task_id = ANY(%(ids)s)"),
     ("tasks", "DELETE FROM tasks WHERE task_id = ANY(%(ids)s)"),
@@ -104,7 +107,7 @@ SELECT
     (SELECT count(*) FROM outbox o
        WHERE o.published_at < now() - %(outbox_keep)s
           OR o.task_id IN (SELECT task_id FROM expired)),
-    (SELECT count(*) FROM events e JOIN expired x USING (task_id)),
+    (SELECT count(*) FROM events_default e JOIN expired x USING (task_id)),
     (SELECT count(*) FROM task_owners o JOIN expired x USING (task_id)),
     (SELECT count(*) FROM unstarted_tasks u JOIN expired x USING (task_id)),
     (SELECT count(*) FROM expired),

@@ -1,4 +1,4 @@
-"""`TaskClient`: the one way the API starts, signals, queries and describes a task.
+"""`TaskClient`: the one way the API starts, controls, queries and describes a task.
 
 Every name it sends (workflow type, signals, query, memo keys, search attributes)
 comes from `schemas/workflow.py`, and every call carries the same deadline, so a
@@ -8,13 +8,16 @@ Temporal that does not answer costs a request `rpc_timeout`, never more.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -22,11 +25,12 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from schemas.tasks import TaskStatus
 from schemas.workflow import (
+    CONTROL_REFUSED,
     MEMO_REQUEST_HASH,
     MEMO_REQUEST_NONCE,
     MEMO_TASK_TYPE,
@@ -34,6 +38,8 @@ from schemas.workflow import (
     TASK_STATUS,
     TASK_TYPE,
     TASK_WORKFLOW,
+    UPDATE_CONTROL,
+    ControlRequest,
     TaskStatusView,
     TaskWorkflowInput,
     workflow_id_for,
@@ -43,6 +49,15 @@ from temporal.health import workflow_task_failing
 
 class TaskGoneError(Exception):
     """The task's workflow is not there any more (it ended and its history is gone)."""
+
+
+class ControlRefusedError(Exception):
+    """The workflow refused a pause/resume/cancel: it makes no sense in its state."""
+
+    def __init__(self, reason: str, status: TaskStatus | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +84,13 @@ class TaskDescription:
             request_nonce=await memo(MEMO_REQUEST_NONCE),
             failing=workflow_task_failing(description),
         )
+
+
+def _status_of(details: Sequence[Any]) -> TaskStatus | None:
+    try:
+        return TaskStatus(details[0]) if details else None
+    except ValueError:  # a status this build does not know: say nothing rather than guess
+        return None
 
 
 class TaskClient:
@@ -124,6 +146,26 @@ class TaskClient:
             answer: TaskStatusView = await self._handle(task_id).query(
                 QUERY_STATUS, result_type=TaskStatusView, rpc_timeout=self._rpc_timeout
             )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise TaskGoneError(task_id) from exc
+            raise
+        return answer
+
+    async def control(self, task_id: str, request: ControlRequest) -> TaskStatusView:
+        """Pause, resume or cancel through the `control` update: applied by the workflow
+        before this returns, so the next call sees it; `ControlRefusedError` when the
+        workflow says the transition makes no sense now. A worker that does not take the
+        update within the deadline raises `WorkflowUpdateRPCTimeoutOrCancelledError`."""
+        try:
+            answer: TaskStatusView = await self._handle(task_id).execute_update(
+                UPDATE_CONTROL, request, result_type=TaskStatusView, rpc_timeout=self._rpc_timeout
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == CONTROL_REFUSED:
+                raise ControlRefusedError(cause.message, _status_of(cause.details)) from None
+            raise
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise TaskGoneError(task_id) from exc

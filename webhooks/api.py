@@ -26,6 +26,7 @@ from api.models import WebhookDeliveryView, WebhookSpec, WebhookStateView, Webho
 from api.problems import ProblemError
 from api.services import Services
 from schemas.registry import EVENT_MODELS
+from schemas.upcast import READ_ONLY_TYPES, recorded_type_for
 from webhooks.outbound import DestinationRefusedError, check_destination
 from webhooks.store import WebhookEndpoint, WebhookStore
 
@@ -71,6 +72,17 @@ def _checked_event_types(events: list[str] | None) -> list[str] | None:
         )
     if not events:
         raise ProblemError(422, "webhook.events is empty: omit it to receive every event type")
+    read_only = sorted(set(events) & READ_ONLY_TYPES)
+    if read_only:
+        # Webhooks deliver events as recorded; these are only ever made by an adapter.
+        instead = [recorded_type_for(event) for event in read_only]
+        raise ProblemError(
+            422,
+            f"webhook event types {', '.join(read_only)} are never recorded (readers get them"
+            f" by upcasting): subscribe to {', '.join(instead)}",
+            read_only=read_only,
+            recorded_types=instead,
+        )
     return list(dict.fromkeys(events))
 
 

@@ -2,6 +2,8 @@
 
 A round (the SQL and its rules: store/retention.py, store/orphans.py):
 
+0. the partitions of `events` (store/partitions.py): those due made ahead of time,
+   those left without a task dropped;
 1. closed tasks past `TASKPLANE_RETENTION_CLOSED_TASKS_SECONDS`, `batch` tasks a
    transaction, until a batch comes back short (at most `MAX_BATCHES` a round);
 2. outbox rows published more than `TASKPLANE_RETENTION_OUTBOX_PUBLISHED_SECONDS` ago;
@@ -33,6 +35,7 @@ from schemas.workflow import workflow_id_for
 from settings import Settings
 from store.locks import try_exclusive
 from store.orphans import forget_started, remove_orphan, unstarted_tasks
+from store.partitions import PartitionPolicy, PartitionRound, maintain
 from store.retention import (
     PRUNE_LOCK_KEY,
     PruneCounts,
@@ -86,6 +89,12 @@ class PrunerStats:
     orphans: int = 0
     last_run: float | None = None  # unix time the last round finished
     last_run_seconds: float | None = None
+    partitions_made: int = 0
+    partitions_dropped: int = 0
+    partition_bytes_dropped: int = 0
+    partition_lock_timeouts: int = 0
+    partitions: int | None = None  # of `events`, the default one not counted
+    partitions_overdue: int | None = None
 
 
 class Pruner:
@@ -97,8 +106,10 @@ class Pruner:
         *,
         interval: float = 60.0,
         count_error: CountError = ignore_error,
+        partitions: PartitionPolicy | None = None,
     ) -> None:
         self._pool = pool
+        self.partitions = partitions or PartitionPolicy()
         self._workflow_known = workflow_known
         self.policy = policy
         self._interval = interval
@@ -127,6 +138,7 @@ class Pruner:
 
     async def _round(self) -> PruneCounts:
         started = time.monotonic()
+        await self._partitions()
         counts = await prune_closed(self._pool, self.policy)
         rows = self.policy.batch_size * ROW_BATCH_FACTOR
         counts.rows["outbox"] += await drain(
@@ -162,6 +174,30 @@ class Pruner:
             )
         counts.add(orphans)
         return counts
+
+    async def _partitions(self) -> PartitionRound:
+        """Partition upkeep; a failure is counted and logged, and the round prunes on."""
+        try:
+            async with self._pool.connection() as conn:
+                done = await maintain(
+                    conn, self.partitions, keep_closed_seconds=self.policy.closed_tasks_seconds
+                )
+        except psycopg.Error as exc:
+            self._count_error("partitions", type(exc).__name__)
+            log.warning("event partition upkeep failed", extra={"error": str(exc)})
+            return PartitionRound()
+        stats = self.stats
+        stats.partitions_made += len(done.made)
+        stats.partitions_dropped += len(done.dropped)
+        stats.partition_bytes_dropped += sum(p.bytes for p in done.dropped)
+        stats.partition_lock_timeouts += done.lock_timeouts
+        stats.partitions, stats.partitions_overdue = done.partitions, len(done.overdue)
+        if done.overdue:
+            log.warning(
+                "event partitions past retention still hold tasks (open, or closed lately)",
+                extra={"partitions": [p.name for p in done.overdue]},
+            )
+        return done
 
     async def _orphans(self) -> PruneCounts:
         """One page of ids accepted long ago with no event: remove those whose workflow
@@ -258,4 +294,5 @@ def build_pruner(
         RetentionPolicy.from_settings(settings),
         interval=settings.retention_interval_seconds,
         count_error=count_error,
+        partitions=PartitionPolicy.from_settings(settings),
     )

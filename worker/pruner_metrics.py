@@ -34,6 +34,40 @@ def register_pruner_metrics(metrics: Metrics, pruner: Pruner) -> None:
         "taskplane_prune_last_run_seconds", "how long the last prune round took", last_run_seconds
     )
     metrics.counter(
+        "taskplane_event_partitions_made",
+        "partitions of the events table made ahead of time",
+        lambda: stats.partitions_made,
+    )
+    metrics.counter(
+        "taskplane_event_partitions_dropped",
+        "partitions of the events table dropped (every task in them pruned)",
+        lambda: stats.partitions_dropped,
+    )
+    metrics.counter(
+        "taskplane_event_partition_dropped_bytes",
+        "bytes freed by dropping partitions of the events table",
+        lambda: stats.partition_bytes_dropped,
+    )
+    metrics.counter(
+        "taskplane_event_partition_lock_timeouts",
+        "partition DDL given up for a lock (recordings held it); tried again next round",
+        lambda: stats.partition_lock_timeouts,
+    )
+
+    def gauge(value: int | None) -> LabelledValues:
+        return [] if value is None else [(float(value), {})]
+
+    metrics.gauges(
+        "taskplane_event_partitions",
+        "partitions of the events table (the default one not counted)",
+        lambda: gauge(stats.partitions),
+    )
+    metrics.gauges(
+        "taskplane_event_partitions_overdue",
+        "partitions past retention still holding a task (open, or closed lately)",
+        lambda: gauge(stats.partitions_overdue),
+    )
+    metrics.counter(
         "taskplane_prune_skipped_rounds",
         "rounds skipped because another worker's pruner held the lock",
         lambda: stats.skipped_rounds,

@@ -33,15 +33,18 @@ from datetime import timedelta
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from activities.coalesce import RateGates
 from activities.faults import kill_after_commit
 from activities.recorder import EventRecorder, ResetDetails
 from broker import BrokerError, EventBroker, topic_for
 from settings import Settings
 from store import EventStore, Outbox, OutboxBacklog, OutboxNotice
+from store.budget import EventBudget
 from store.listen import Listener
 from store.outbox import OUTBOX_CHANNEL
 from telemetry.metrics import Metrics
 from telemetry.publish import PublishTimer
+from worker.limit_metrics import register_limit_metrics
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +252,10 @@ def build_recorder_and_relay(
     fault = settings.outbox_test_kill_after_commit
     if fault:
         log.critical("TEST ONLY fault injection on: SIGKILL after committing %s", fault)
+    budget = EventBudget(settings.max_events_per_task)
+    progress_rates = RateGates(settings.progress_max_rate, burst=settings.progress_burst)
     recorder = EventRecorder(
-        EventStore(pool),
+        EventStore(pool, budget=budget),
         outbox,
         broker,
         publish_timeout=settings.publish_timeout_seconds,
@@ -258,9 +263,11 @@ def build_recorder_and_relay(
         after_commit=kill_after_commit(fault) if fault else None,
         reset_details=reset_details,
         publish_timer=PublishTimer(metrics),
+        progress_rates=progress_rates,
     )
     if metrics is not None:
         register_relay_metrics(metrics, relay)
+        register_limit_metrics(metrics, budget, progress_rates)
     return recorder, relay
 
 

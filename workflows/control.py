@@ -1,7 +1,9 @@
 """The task's control state and the operator's handles on it.
 
 `TaskControl` is the part of `TaskWorkflow` a client reaches while the task runs: the
-`pause`, `resume` and `cancel` signals, the `status` query, and the status transitions
+`pause`, `resume` and `cancel` signals (operators), the `control` update with the same
+effect (the API: it learns whether the transition was taken), the `status` query, and
+the status transitions
 with the search attributes and details operators see. It is a base class of the
 workflow (Temporal finds handlers on base classes), kept apart so the workflow module
 reads as the run itself: steps, boundaries, events. Deterministic workflow code.
@@ -13,16 +15,20 @@ import logging
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.size import cap_text
     from schemas.tasks import TaskStatus
     from schemas.workflow import (
+        CONTROL_REFUSED,
         QUERY_STATUS,
         SIGNAL_CANCEL,
         SIGNAL_PAUSE,
         SIGNAL_RESUME,
         TASK_STATUS,
+        UPDATE_CONTROL,
+        ControlRequest,
         TaskStatusView,
     )
 
@@ -78,12 +84,45 @@ class TaskControl:
         if len(args) > 1 or (args and not isinstance(args[0], str | None)):
             self._ignored_signal("cancel", "takes at most one text argument (the reason)", args)
             return
+        self._request_cancel(args[0] if args else None)
+
+    def _request_cancel(self, reason: str | None) -> None:
         if self._status.terminal or self._cancel_reason is not None:
             return
-        reason = args[0] if args else None
         self._cancel_reason = cap_text(reason) if reason else "cancelled by request"
         for handle in self._running.values():
             handle.cancel()
+
+    # An update is ordered with the signals and answered after the workflow applied it,
+    # so a second request sees the first (a query right after a signal may not). A new
+    # handler changes no existing history: no patch.
+
+    @workflow.update(name=UPDATE_CONTROL)
+    def control(self, request: ControlRequest) -> TaskStatusView:
+        if request.action == SIGNAL_PAUSE:
+            self._pause_requested = True
+        elif request.action == SIGNAL_RESUME:
+            self._pause_requested = False
+        else:
+            self._request_cancel(request.reason)
+        return self.status()
+
+    @control.validator
+    def _validate_control(self, request: ControlRequest) -> None:
+        refusal = self._control_refusal(request.action)
+        if refusal is not None:
+            raise ApplicationError(refusal, self._status.value, type=CONTROL_REFUSED)
+
+    def _control_refusal(self, action: str) -> str | None:
+        """Why `action` makes no sense now, or None (the API answers 409 with it)."""
+        if self._status.terminal:
+            return f"is {self._status.value}"
+        # The intent, not the status: a task that is resuming is no longer paused.
+        if action == SIGNAL_PAUSE and self._pause_requested:
+            return "is already paused"
+        if action == SIGNAL_RESUME and not self._pause_requested:
+            return "is not paused"
+        return None
 
     def _ignored_signal(self, name: str, why: str, args: tuple[Any, ...]) -> None:
         shown = cap_text(repr(args), 500)

@@ -12,12 +12,18 @@ from typing import Any
 
 from temporalio import workflow
 
-from schemas.tasks import DemoFanoutInput, DemoPipelineInput, DemoStepInput, DemoStepResult
+from schemas.tasks import (
+    DEMO_STEP_MAX_ATTEMPTS,
+    DemoFanoutInput,
+    DemoPipelineInput,
+    DemoStepInput,
+    DemoStepResult,
+)
 from schemas.workflow import DEMO_STEP
 from workflows.context import StepContext
 from workflows.registry import register_runner
 
-STEP_MAX_ATTEMPTS = 3
+STEP_MAX_ATTEMPTS = DEMO_STEP_MAX_ATTEMPTS
 
 
 def _step_timeout(step_seconds: float, explicit: float | None) -> timedelta:

@@ -8,36 +8,30 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import ValidationError
-from temporalio.client import WorkflowQueryFailedError
-from temporalio.service import RPCError
 
 from api.auth import TenantDep
+from api.budget import check_event_budget
 from api.deps import ServicesDep
 from api.event_versions import VersionQuery, as_requested
 from api.idempotency import parse_idempotency_key, request_fingerprint, task_id_for_key
 from api.limits import MAX_SEQUENCE, CreationLimiterDep, check_creation_rate, check_page_size
 from api.lookup import find_task, parse_task_id, view_from_record
 from api.models import (
-    ControlResponse,
     CreateTaskRequest,
     CreateTaskResponse,
     TaskLinks,
     TaskPageView,
     TaskView,
 )
-from api.problems import TEMPORAL_UNAVAILABLE, ProblemError, temporal_problem
+from api.problems import ProblemError
 from schemas.tasks import TASK_INPUT_MODELS, TaskStatus
 from schemas.workflow import (
-    SIGNAL_CANCEL,
-    SIGNAL_PAUSE,
-    SIGNAL_RESUME,
-    TaskStatusView,
     TaskWorkflowInput,
     workflow_id_for,
 )
 from store import InvalidCursorError
 from store.tenants import TaskOwners
-from temporal.tasks import TaskDescription, TaskGoneError
+from temporal.tasks import TaskDescription
 from webhooks.api import subscribe_webhook
 
 router = APIRouter(tags=["tasks"])
@@ -54,7 +48,7 @@ def _links(task_id: str) -> TaskLinks:
     return TaskLinks(self=base, events=f"{base}/events", history=f"{base}/history")
 
 
-def _validated_input(body: CreateTaskRequest) -> dict[str, Any]:
+def _validated_input(body: CreateTaskRequest, event_budget: int) -> dict[str, Any]:
     input_model = TASK_INPUT_MODELS.get(body.type)
     if input_model is None:
         raise ProblemError(
@@ -64,10 +58,11 @@ def _validated_input(body: CreateTaskRequest) -> dict[str, Any]:
         # Strict, as JSON: `false` is no number and "3" no integer (the OpenAPI document
         # says so, and the fuzzer holds the API to it); JSON mode still reads dates.
         validated = input_model.model_validate_json(json.dumps(body.input), strict=True)
-        return validated.model_dump(mode="json")
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         raise ProblemError(422, f"invalid input for {body.type}", errors=errors) from None
+    check_event_budget(body.type, validated, event_budget)
+    return validated.model_dump(mode="json")
 
 
 @router.post(
@@ -78,7 +73,10 @@ def _validated_input(body: CreateTaskRequest) -> dict[str, Any]:
         200: {"model": CreateTaskResponse, "description": "The task this Idempotency-Key made."},
         400: {"description": "Malformed Idempotency-Key."},
         409: {"description": "The task id this Idempotency-Key names belongs to another tenant."},
-        422: {"description": "Unknown type, bad input, or a reused key with another body."},
+        422: {
+            "description": "Unknown type, bad input (one that would record more events than"
+            " a task may: TASKPLANE_MAX_EVENTS_PER_TASK), or a reused key with another body."
+        },
         429: {"description": "The tenant creates tasks too fast: retry after `Retry-After`."},
     },
 )
@@ -93,7 +91,7 @@ async def create_task(
     """Start a task; with an `Idempotency-Key`, a repeat returns the same task (200)."""
     check_creation_rate(limiter, tenant)
     key = parse_idempotency_key(idempotency_key) if idempotency_key is not None else None
-    task_input = _validated_input(body)
+    task_input = _validated_input(body, services.settings.max_events_per_task)
     # Keys are scoped per tenant: the same key in two tenants names two tasks.
     task_id = task_id_for_key(tenant, key) if key else str(uuid.uuid4())
     # Ownership first, before the workflow (or anything else about it) exists.
@@ -165,104 +163,6 @@ async def list_tasks(
     return TaskPageView(
         tasks=[view_from_record(record) for record in page.tasks], next_cursor=page.next_cursor
     )
-
-
-async def _current_state(services: ServicesDep, task_id: str, tenant: str) -> TaskStatusView:
-    view = await find_task(services, task_id, tenant)
-    if view.status.terminal:
-        raise ProblemError(
-            409, f"task {task_id} is {view.status.value}", task_status=view.status.value
-        )
-    try:
-        # A run whose workflow task keeps failing still answers the query (from the state
-        # before the failure) but would never act on the signal: say so instead of 202.
-        description = await services.temporal.describe(task_id)
-        if description is None:  # its history is gone (retention)
-            raise TaskGoneError(task_id)
-        if description.failing is not None:
-            raise ProblemError(
-                409,
-                f"task {task_id} cannot be controlled now: {description.failing}; it moves"
-                " again once a fixed worker runs it, or end it with `temporal workflow terminate`",
-                task_status=view.status.value,
-            )
-        return await services.temporal.status(task_id)
-    except WorkflowQueryFailedError as exc:  # e.g. a workflow that failed outside its code
-        raise ProblemError(409, f"task {task_id} cannot be controlled now: {exc}") from None
-    except TaskGoneError:
-        raise ProblemError(409, f"task {task_id} has already ended") from None
-    except RPCError as exc:
-        if exc.status in TEMPORAL_UNAVAILABLE:
-            raise temporal_problem(exc) from None
-        # The workflow cannot answer (e.g. its workflow task keeps failing): not now.
-        raise ProblemError(
-            409,
-            f"task {task_id} cannot be controlled now: its workflow does not answer"
-            f" ({exc.status.name}: {exc.message})"[:1000],
-            task_status=view.status.value,
-        ) from None
-
-
-async def _signal(services: ServicesDep, task_id: str, name: str) -> None:
-    try:
-        await services.temporal.signal(task_id, name)
-    except TaskGoneError:
-        # The task ended between the status check and the signal: too late, not a 5xx.
-        raise ProblemError(409, f"task {task_id} has already ended") from None
-
-
-_CONTROL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    409: {"description": "The transition makes no sense now (e.g. the task has ended)."}
-}
-
-
-@router.post(
-    "/tasks/{task_id}/pause",
-    status_code=202,
-    response_model=ControlResponse,
-    responses=_CONTROL_RESPONSES,
-)
-async def pause_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> ControlResponse:
-    """Ask a running task to pause at its next step boundary (`task.paused.v1` follows).
-    409 when it is already paused, has ended, or its workflow cannot act on it now."""
-    task_id = parse_task_id(task_id)
-    state = await _current_state(services, task_id, tenant)
-    if state.status == TaskStatus.PAUSED or state.pause_requested:
-        raise ProblemError(409, f"task {task_id} is already paused", task_status=state.status.value)
-    await _signal(services, task_id, SIGNAL_PAUSE)
-    return ControlResponse(task_id=task_id, status=TaskStatus.PAUSED)
-
-
-@router.post(
-    "/tasks/{task_id}/resume",
-    status_code=202,
-    response_model=ControlResponse,
-    responses=_CONTROL_RESPONSES,
-)
-async def resume_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> ControlResponse:
-    """Resume a paused task, or withdraw a pause not yet reached (`task.resumed.v1`).
-    409 when it is not paused or has ended."""
-    task_id = parse_task_id(task_id)
-    state = await _current_state(services, task_id, tenant)
-    if state.status != TaskStatus.PAUSED and not state.pause_requested:
-        raise ProblemError(409, f"task {task_id} is not paused", task_status=state.status.value)
-    await _signal(services, task_id, SIGNAL_RESUME)
-    return ControlResponse(task_id=task_id, status=TaskStatus.RUNNING)
-
-
-@router.post(
-    "/tasks/{task_id}/cancel",
-    status_code=202,
-    response_model=ControlResponse,
-    responses=_CONTROL_RESPONSES,
-)
-async def cancel_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> ControlResponse:
-    """Cancel the task: the running step is cancelled, then `task.cancelled.v1` ends it.
-    409 when it has already ended."""
-    task_id = parse_task_id(task_id)
-    await _current_state(services, task_id, tenant)
-    await _signal(services, task_id, SIGNAL_CANCEL)
-    return ControlResponse(task_id=task_id, status=TaskStatus.CANCELLED)
 
 
 @router.get("/tasks/{task_id}/history")

@@ -109,6 +109,29 @@ async def test_cancel_interrupts_a_running_step(client: httpx.AsyncClient) -> No
     assert times["task.cancelled.v1"] - times["task.step.started.v1"] < timedelta(seconds=60)
 
 
+async def test_each_control_request_sees_the_one_before(client: httpx.AsyncClient) -> None:
+    """Back-to-back requests, no waiting between them: the second of a pair is refused
+    every time, because the first was applied by the workflow before it answered 202
+    (a query right after a signal could still see the state before the signal)."""
+    task_id = (await post_task(client, {"steps": 2, "step_seconds": 30})).json()["task_id"]
+    await wait_for_event(client, task_id, "task.step.started.v1")
+    for _ in range(5):
+        assert (await client.post(f"/tasks/{task_id}/pause")).status_code == 202
+        again = await client.post(f"/tasks/{task_id}/pause")
+        assert again.status_code == 409, again.text
+        assert again.json()["detail"] == f"task {task_id} is already paused"
+        assert (await client.post(f"/tasks/{task_id}/resume")).status_code == 202
+        again = await client.post(f"/tasks/{task_id}/resume")
+        assert again.status_code == 409, again.text
+        assert again.json()["detail"] == f"task {task_id} is not paused"
+    assert (await client.post(f"/tasks/{task_id}/cancel")).status_code == 202
+    _, frames = await collect_events(client, f"/tasks/{task_id}/events")
+    assert frames[-1].event == "task.cancelled.v1"
+    # Inside one step every pause was withdrawn before a boundary: none took effect.
+    assert "task.paused.v1" not in [f.event for f in frames]
+    assert (await client.post(f"/tasks/{task_id}/resume")).status_code == 409
+
+
 async def test_operator_signals_and_native_cancel_take_the_same_path(
     client: httpx.AsyncClient, temporal: Client
 ) -> None:

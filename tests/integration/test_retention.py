@@ -86,6 +86,12 @@ async def _task(pool: AsyncConnectionPool, *, closed: bool, age_days: float = 40
             " updated_at = now() - make_interval(days => %(d)s) WHERE task_id = %(t)s",
             {"d": age_days, "t": task_id},
         )
+        # The partition key follows (no partition that old: they go to `events_default`).
+        await conn.execute(
+            "UPDATE events e SET task_created_at = t.created_at FROM tasks t"
+            " WHERE t.task_id = e.task_id AND e.task_id = %s",
+            (task_id,),
+        )
         await conn.execute(
             "UPDATE outbox SET published_at = now() - make_interval(days => %s) WHERE task_id = %s",
             (age_days, task_id),

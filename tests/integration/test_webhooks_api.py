@@ -93,6 +93,10 @@ async def test_urls_reaching_non_public_addresses_are_refused(
         ({"url": PUBLIC_URL, "events": ["task.exploded.v1"]}, "unknown webhook event types"),
         ({"url": PUBLIC_URL, "events": []}, "webhook.events is empty"),
         (
+            {"url": PUBLIC_URL, "events": ["task.terminated.v2"]},
+            "never recorded (readers get them by upcasting): subscribe to task.terminated.v1",
+        ),
+        (
             {"url": PUBLIC_URL, "secret": "whsec_" + base64.b64encode(b"short").decode()},
             "24 to 64 bytes",
         ),

@@ -10,7 +10,7 @@ in production:
 
 With `--incompatible` it also (re)records `incompatible.json`, from a
 deliberately different workflow registered under the same name, which replay
-must reject; keep the existing one otherwise.
+must reject; keep the existing one otherwise. `--only=NAME` records one scenario.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import workflow
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
@@ -169,6 +169,19 @@ async def reset(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     return new_run
 
 
+async def controlled(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """The API's way: the `control` update (v6), a refused one among them."""
+    handle = await _start(client, queue, {"steps": 3, "step_seconds": 0.3})
+    await _status(handle, "running")
+    await handle.execute_update("control", {"action": "pause"})
+    with contextlib.suppress(WorkflowUpdateFailedError):  # refused: not in the history
+        await handle.execute_update("control", {"action": "pause"})
+    await _status(handle, "paused")
+    await handle.execute_update("control", {"action": "resume"})
+    await _finish(handle)
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "completed": completed,
     "failed": failed,
@@ -178,6 +191,7 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "cancelled_by_signal": cancelled_by_signal,
     "terminated": terminated,
     "reset": reset,
+    "controlled": controlled,
 }
 
 
@@ -192,7 +206,10 @@ async def record(version: str) -> None:
     HISTORIES.mkdir(exist_ok=True)
     try:
         async with build_worker(client, recorder, task_queue=queue):
+            only = [arg.removeprefix("--only=") for arg in sys.argv if arg.startswith("--only=")]
             for name, scenario in SCENARIOS.items():
+                if only and name not in only:
+                    continue
                 handle = await scenario(client, queue)
                 history = await handle.fetch_history()
                 (HISTORIES / f"{version}_{name}.json").write_text(history.to_json())

@@ -48,6 +48,7 @@ def test_there_are_histories_of_every_scenario() -> None:
         "cancelled_by_signal",
         "terminated",
         "reset",
+        "controlled",
     } <= names
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jsonschema
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 
 from schemas import EVENT_MODELS, EventEnvelope, InvalidEventDataError, decode_event, read_data
 from schemas.contract import index
@@ -21,6 +23,7 @@ from schemas.upcast import (
     upcast_json,
 )
 from tools.schema_export import SCHEMA_DIR
+from worker.run_endings import ClosedRun, ending_event
 
 
 def stored(event_type: str, **data: object) -> EventEnvelope:
@@ -108,3 +111,28 @@ def test_the_index_names_each_older_version_s_successor() -> None:
     events = index()["events"]
     assert events["task.terminated.v1"]["supersededBy"] == "task.terminated.v2"
     assert "supersededBy" not in events["task.terminated.v2"]
+
+
+@pytest.mark.parametrize(
+    ("status", "close_status"),
+    [
+        (WorkflowExecutionStatus.TERMINATED, "TERMINATED"),
+        (WorkflowExecutionStatus.TIMED_OUT, "TIMED_OUT"),
+    ],
+)
+def test_the_reconciler_records_the_version_docs_events_md_says_readers_get_upcast(
+    status: WorkflowExecutionStatus, close_status: str
+) -> None:
+    """Producers record vN while vN+1 is a read version (docs/events.md, Which version is
+    recorded): moving the reconciler to v2 is a breaking change for webhooks and
+    `?version=stored` readers, to be made on purpose, with this test and the guide."""
+    run = ClosedRun(task_id="t", run_id="r", status=status)
+    event_type, data = ending_event(run, close_status, "why", "who")
+    assert event_type == "task.terminated.v1"
+    assert needs_upcast(event_type)
+    assert latest_type(event_type) == "task.terminated.v2"
+    read = upcast(stored(event_type, **data))
+    assert read.type == "task.terminated.v2"
+    assert read.data["timed_out"] is (status is WorkflowExecutionStatus.TIMED_OUT)
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text("utf-8")
+    assert f"the reconciler (`worker/run_endings.py`) records\n  `{event_type}`" in guide
