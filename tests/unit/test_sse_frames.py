@@ -37,7 +37,12 @@ def test_a_live_message_is_decoded_once_for_all_its_streams() -> None:
     assert all(decoder.decode(payload) is first for _ in range(200))
     assert decoder.decoded == 1
     built: list[str] = []
-    frames = {first.frame("latest", lambda: built.append("x") or b"f") for _ in range(5)}
+
+    def build() -> bytes:
+        built.append("x")
+        return b"f"
+
+    frames = {first.frame("latest", build) for _ in range(5)}
     assert frames == {b"f"}
     assert built == ["x"]
 
