@@ -18,9 +18,9 @@ A stream also ends, cleanly, after `idle_timeout` seconds without an event:
 the client resumes with `Last-Event-ID`, possibly on another API process, and
 nothing is held for a client that may be long gone.
 
-`events()` is ONE async generator with no generator nested inside it, so
-closing it (the client went away) runs its cleanup at once: the subscription
-is released in the same step, never left for the garbage collector.
+`batches()` is ONE async generator with no generator nested in it (and no exit stack:
+a deque each), so closing it releases the subscription in the same step. How it waits
+is its `StreamWaiter`'s business (api/stream_wait.py).
 """
 
 from __future__ import annotations
@@ -77,9 +77,7 @@ class OutgoingEvent:
     sequence: int
     event_type: str
     envelope_json: str
-    # A live event: the process-wide decoding of its message, shared with every other
-    # stream of the task (and with it the frame's bytes, built once).
-    shared: LiveEvent | None = None
+    shared: LiveEvent | None = None  # a live event: its message's one decoding (and frames)
 
     @property
     def terminal(self) -> bool:
@@ -164,16 +162,14 @@ class TaskEventStream:
         then reads the store. Either way a catch-up from the store comes next."""
         self._catching_up = True
         connected = self._broker.status() is BrokerStatus.CONNECTED
-        # Held without an AsyncExitStack (a deque each: memory, with thousands of streams).
         entering = self._broker.subscribe(topic_for(self._task_id), queue_size=self._queue_size)
         try:
             if connected:
                 subscription = await entering.__aenter__()
             else:
                 # Down already: do not keep the client waiting for the broker's full timeout.
-                subscription = await asyncio.wait_for(
-                    entering.__aenter__(), SUBSCRIBE_WAIT_WHILE_DOWN
-                )
+                subscribing = entering.__aenter__()
+                subscription = await asyncio.wait_for(subscribing, SUBSCRIBE_WAIT_WHILE_DOWN)
             self._held = entering
             return subscription
         except (BrokerUnavailableError, TimeoutError) as exc:
