@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import psycopg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.authoring import MetadataTooLargeError
 from activities.budget import budget_failure
 from activities.recorder import EventRecorder
 from schemas import InvalidEventError
@@ -17,6 +19,7 @@ from schemas.workflow import (
 )
 from store.budget import EventBudgetExceededError
 from store.events import ChapterClosedError
+from store.live_state import METADATA_TOO_LARGE_SQLSTATE
 from telemetry.logs import bind_log_context
 
 
@@ -43,3 +46,9 @@ class RecordingActivities:
         except ChapterClosedError as exc:
             # Only a run Temporal already closed, or one a reset left behind, gets here.
             raise ApplicationError(str(exc), type=CHAPTER_CLOSED, non_retryable=True) from exc
+        except psycopg.Error as exc:
+            if exc.sqlstate != METADATA_TOO_LARGE_SQLSTATE:
+                raise
+            # Workflow code's set_metadata would grow the metadata past its cap: the same
+            # patch would be refused on every attempt (workflows/authoring.py).
+            raise MetadataTooLargeError(None) from exc

@@ -76,6 +76,7 @@ class TaskEventResponse(EventStreamResponse):
         body: Callable[[SseClient], AsyncGenerator[list[OutgoingEvent], None]],
         *,
         opening: bytes,
+        first_frames: Callable[[], Awaitable[bytes]] | None = None,
         version: EventVersion,
         ticker: StreamTicker,
         admit: Callable[[Scope, Receive, Send], Awaitable[Callable[[], None] | None]],
@@ -88,6 +89,7 @@ class TaskEventResponse(EventStreamResponse):
         self.raw_headers = list(HEADERS)
         self._body = body
         self._opening = opening
+        self._first_frames = first_frames
         self._version = version
         self._ticker = ticker
         self._admit = admit
@@ -121,6 +123,10 @@ class TaskEventResponse(EventStreamResponse):
             if self._opening:
                 await client.write(self._opening)
             try:
+                if self._first_frames is not None:  # the snapshot (no `id`), then the events
+                    first = await self._first_frames()
+                    if first:
+                        await client.write(first)
                 await self._write_events(client)
             except ClientGoneError:
                 return

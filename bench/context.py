@@ -38,6 +38,10 @@ class Sizes:
     replay_repeats: int = 5
     lever_events: int = 500
     lever_rounds: int = 5
+    output_rounds: int = 2
+    output_tasks: int = 8
+    output_tokens: int = 400
+    output_token_seconds: float = 0.02  # 50 tokens/s per task
 
     def override(self, assignments: list[str]) -> Sizes:
         """`name=value` strings (from `--set`); tuples as comma-separated integers."""
@@ -75,6 +79,9 @@ class Sizes:
             replay_repeats=2,
             lever_events=100,
             lever_rounds=1,
+            output_rounds=1,
+            output_tasks=4,
+            output_tokens=100,
         )
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, latency, levers, replay, throughput
+from bench import capacity, latency, levers, output, replay, throughput
 from bench.context import BenchContext, Sizes
 from bench.machine import load_average, machine_info
 from bench.procs import raise_open_files_limit
@@ -32,7 +32,7 @@ from store import open_pool
 from telemetry import configure_logging
 from temporal.client import connect_client
 
-PARTS = ("throughput", "latency", "replay", "capacity", "levers")
+PARTS = ("throughput", "latency", "replay", "capacity", "levers", "output")
 RESULTS_DIR = Path(__file__).parent / "results"
 DEFAULT_PLOT = Path(__file__).parent.parent / "docs" / "performance-latency.png"
 
@@ -94,6 +94,7 @@ async def run_parts(
         "replay": replay,
         "capacity": capacity,
         "levers": levers,
+        "output": output,
     }
     try:
         for part in PARTS:
@@ -167,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(render_table(report))
+    if "output" in report:
+        print("\n".join(output.render(report["output"])))
     print(f"\nresults: {out}")
     plot = args.plot or (DEFAULT_PLOT if report["mode"] == "full" else None)
     if plot is not None and "latency" in report and write_plot(report, plot):

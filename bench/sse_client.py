@@ -31,7 +31,8 @@ class Frame:
 
     @property
     def is_event(self) -> bool:
-        return self.frame.is_event
+        """A task event: the stream's first frame, the task's snapshot, is none."""
+        return self.frame.is_event and self.frame.event != "snapshot"
 
 
 @dataclass(eq=False)

@@ -111,6 +111,10 @@ def cmd_show(api: TaskApi, args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"{'result:':<12} {json.dumps(task['result'])}\n")
     if task.get("error"):
         out.write(f"{'error:':<12} {task['error']}\n")
+    if task.get("metadata"):
+        out.write(f"{'metadata:':<12} {json.dumps(task['metadata'])}\n")
+    for stream, state in (task.get("outputs") or {}).items():
+        out.write(f"{'output:':<12} {stream} ({state['length']} characters or items)\n")
     return EXIT_OK
 
 

@@ -74,6 +74,10 @@ class TaskProgress:
         return done / self.total_steps
 
 
+# How much of an output chunk or a metadata patch a plain line shows.
+_CHUNK_SHOWN = 60
+
+
 def describe(envelope: dict[str, Any]) -> str:
     """One plain line per event: `#7 task.step.progress.v1 step-2 40%`."""
     data: dict[str, Any] = envelope.get("data") or {}
@@ -87,6 +91,14 @@ def describe(envelope: dict[str, Any]) -> str:
     for key in ("error", "reason"):
         if data.get(key):
             parts.append(f"— {data[key]}")
+    if "stream" in data:  # task.output.v1: the chunk itself, cut short
+        if data.get("text") is not None:
+            parts.append(f"{data['stream']}: {data['text'][:_CHUNK_SHOWN]!r}")
+        else:
+            items = orjson.dumps(data.get("items")).decode()
+            parts.append(f"{data['stream']}: {items[:_CHUNK_SHOWN]}")
+    if "patch" in data:  # task.metadata.updated.v1
+        parts.append(orjson.dumps(data["patch"]).decode()[:_CHUNK_SHOWN])
     return " ".join(parts)
 
 

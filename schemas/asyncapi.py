@@ -27,7 +27,11 @@ SSE_CHANNEL = "/tasks/{task_id}/events"
 STREAM_KEY = "taskplane:events"
 
 SSE_FRAME_FORMAT = """\
-One SSE frame per event, in `sequence` order, no gaps, no duplicates:
+First, unless `?snapshot=false`, one `event: snapshot` frame with no `id:` line: its
+data is the task's current state as `GET /tasks/{id}` returns it (status, progress,
+metadata, output stream lengths, `last_sequence`). It takes no sequence and leaves
+`Last-Event-ID` alone. Then one SSE frame per event, in `sequence` order, no gaps,
+no duplicates:
 
     id: <sequence>
     event: <type, e.g. task.step.progress.v1>

@@ -65,6 +65,20 @@ EXAMPLE_DATA: dict[str, dict[str, Any]] = {
         "reset_point": "event 4 of run 5d0b7a4e-3f1c-4d2b-9e8a-1c2d3e4f5a6b",
         "reason": "re-run after the fix",
     },
+    "task.progress.v1": {"percent": 40.0, "message": "4 of 10 pages read"},
+    "task.metadata.updated.v1": {
+        "patch": {"tokens": 42, "model": "taskplane-demo-1"},
+        "step": 1,
+        "attempt": 1,
+    },
+    "task.output.v1": {
+        "stream": "answer",
+        "text": " durable streams",
+        "items": None,
+        "offset": 120,
+        "step": 1,
+        "attempt": 1,
+    },
 }
 
 

@@ -26,6 +26,7 @@ from schemas.events import (
     TaskTerminatedV1,
     TaskTerminatedV2,
 )
+from schemas.live_events import TaskMetadataUpdatedV1, TaskOutputV1, TaskProgressV1
 
 EVENT_MODELS: dict[str, type[EventData]] = {
     model.event_type: model
@@ -43,6 +44,9 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         TaskTerminatedV1,
         TaskTerminatedV2,
         TaskResetV1,
+        TaskProgressV1,
+        TaskMetadataUpdatedV1,
+        TaskOutputV1,
     )
 }
 

@@ -12,6 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.chat import DemoChatInput
+
 # Attempts of one demo step (the workflow's retry policy, workflows/demo.py).
 DEMO_STEP_MAX_ATTEMPTS = 3
 
@@ -102,6 +104,7 @@ class DemoFanoutInput(BaseModel):
 TASK_INPUT_MODELS: dict[str, type[BaseModel]] = {
     "demo.pipeline": DemoPipelineInput,
     "demo.fanout": DemoFanoutInput,
+    "demo.chat": DemoChatInput,
 }
 
 

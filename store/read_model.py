@@ -58,6 +58,8 @@ def update_for(envelope: EventEnvelope) -> TaskUpdate:
             return _step(data, min(1.0, max(0.0, float(data.get("percent", 0)) / 100)))
         case "task.step.completed.v1":
             return _step(data, 1.0, completes=True)
+        case "task.progress.v1":  # workflow code's own figure for the whole task
+            return TaskUpdate(progress=float(data.get("percent", 0)))
         case "task.paused.v1":
             return TaskUpdate(status=TaskStatus.PAUSED)
         case "task.resumed.v1":

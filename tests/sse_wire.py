@@ -104,7 +104,9 @@ class SSEConnection:
             frames = self.parser.feed(chunk)
             for frame in frames:
                 self.comments.extend(frame.comments)
-            events = [frame for frame in frames if frame.is_event]
+            # A listener per task event type, as the page has: the `snapshot` frame is
+            # dispatched to nobody.
+            events = [frame for frame in frames if frame.is_event and frame.type != "snapshot"]
             if events:
                 return events
         return []

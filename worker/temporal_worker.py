@@ -10,12 +10,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.chat import ChatActivities
 from activities.control import ControlActivities
 from activities.demo import DemoActivities
 from activities.recorder import EventRecorder
 from activities.recording import RecordingActivities
 from schemas.plugins import TaskTypePlugin, register_input_models
 from temporal.interceptors import LogContextInterceptor
+from workflows import chat as _chat_runner  # noqa: F401 - registers `demo.chat`
 from workflows.registry import register_runner
 from workflows.task_workflow import TaskWorkflow
 
@@ -28,6 +30,7 @@ SANDBOX_PASSTHROUGH = (
     "workflows.registry",
     "workflows.context",
     "workflows.demo",
+    "workflows.chat",
 )
 
 
@@ -60,6 +63,7 @@ def build_worker(
         activities=[
             RecordingActivities(recorder).record_event,
             DemoActivities(recorder).run_step,
+            ChatActivities(recorder).answer,
             ControlActivities(client).request_cancellation,
             *plugin_activities,
         ],

@@ -24,6 +24,10 @@ class StepContext(Protocol):
 
     def set_total_steps(self, total: int) -> None: ...
 
+    async def emit_event(self, event_type: str, data: dict[str, Any]) -> None:
+        """Record an event of task code (workflows/authoring.py), in order with the rest."""
+        ...
+
     async def delay(self, seconds: float) -> None:
         """A durable timer that a cancel cuts short."""
         ...

@@ -112,6 +112,11 @@ class TaskWorkflow(TaskControl):
     def set_total_steps(self, total: int) -> None:
         self._total_steps = total
 
+    async def emit_event(self, event_type: str, data: dict[str, Any]) -> None:
+        # Only runners that use the authoring API (workflows/authoring.py) call this, and
+        # none did before it existed: older histories replay unchanged without a patch.
+        await self._emit(event_type, data)
+
     async def delay(self, seconds: float) -> None:
         # Only inputs that ask for it reach this timer, and no input from before it
         # existed can, so older histories replay unchanged without a patch.

@@ -28,6 +28,7 @@ from api.event_versions import VersionQuery
 from api.limits import MAX_SEQUENCE, TenantStreamGate, TenantStreamsDep, parse_sequence
 from api.lookup import find_task, parse_task_id
 from api.problems import PROBLEM_JSON, ProblemError, problem_body
+from api.snapshot import current_snapshot, snapshot_bytes
 from api.sse_client import SseClient
 from api.sse_contract import SSE_RESPONSES
 from api.sse_response import EventStreamResponse, TaskEventResponse
@@ -133,13 +134,16 @@ async def task_events(
     tenant: StreamTenantDep,
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQUENCE)] = None,
     history: bool = True,
+    snapshot: bool = True,
     last_event_id: Annotated[str | None, Header()] = None,
     version: VersionQuery = "latest",
 ) -> Response:
     """Follow a task: its events as Server-Sent Events, history first, then live, until
     the task's terminal event. Reconnect with `Last-Event-ID` (or `?after=`) to resume;
     204 means the task ended and you have everything (docs/events.md, "End of a stream").
-    Browsers authenticate with `?token=` from `POST /tasks/{task_id}/stream-token`."""
+    Browsers authenticate with `?token=` from `POST /tasks/{task_id}/stream-token`.
+    The first frame is `event: snapshot` (the task's current state, no `id`) unless
+    `?snapshot=false`."""
     if gate.full:  # before any store or Temporal work; the response takes the slot itself
         return too_many_streams(gate, request.url.path)
     if tenant_gate.full(tenant):
@@ -171,6 +175,12 @@ async def task_events(
             waiter=waiter,
         ).batches()
 
+    async def first_frames() -> bytes:
+        """The snapshot: the task's state at once, before its events (api/snapshot.py)."""
+        if not snapshot:
+            return b""
+        return snapshot_bytes(await current_snapshot(services, task_id, tenant))
+
     def on_error(exc: Exception) -> dict[str, object]:
         log.error("stream failed", exc_info=exc, extra={"task_id": task_id})
         counters.stream_errors += 1
@@ -186,6 +196,7 @@ async def task_events(
     return TaskEventResponse(
         body,
         opening=opening,
+        first_frames=first_frames,
         version=version,
         ticker=ticker,
         admit=_admission(gate, tenant_gate, tenant),

@@ -21,9 +21,9 @@ from api.models import (
     CreateTaskResponse,
     TaskLinks,
     TaskPageView,
-    TaskView,
 )
 from api.problems import ProblemError
+from api.snapshot import TaskSnapshot, build_snapshot
 from schemas.tasks import TASK_INPUT_MODELS, TaskStatus
 from schemas.workflow import (
     TaskWorkflowInput,
@@ -130,11 +130,11 @@ async def create_task(
     )
 
 
-@router.get("/tasks/{task_id}", response_model=TaskView)
-async def get_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> TaskView:
-    """The task's current state: status, progress, steps, result or error, and links to
-    its events and history."""
-    return await find_task(services, task_id, tenant)
+@router.get("/tasks/{task_id}", response_model=TaskSnapshot)
+async def get_task(task_id: str, services: ServicesDep, tenant: TenantDep) -> TaskSnapshot:
+    """The task's current state: status, progress, result or error, the live metadata
+    and output streams its code wrote, as of `last_sequence` (the stream's snapshot)."""
+    return await build_snapshot(services, task_id, tenant)
 
 
 @router.get("/tasks", response_model=TaskPageView)

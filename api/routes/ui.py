@@ -33,6 +33,7 @@ PUBLIC_PREFIXES = ("/static/",)
 SUGGESTED_INPUTS: dict[str, dict[str, Any]] = {  # in the form's order
     "demo.pipeline": {"steps": 3, "step_seconds": 2, "progress_ticks": 5},
     "demo.fanout": {"branches": 4, "max_parallel": 2, "step_seconds": 2, "progress_ticks": 5},
+    "demo.chat": {"prompt": "Why stream task output?", "tokens": 80, "token_seconds": 0.05},
 }
 
 # No caching of the page itself: a new version must show after an upgrade.

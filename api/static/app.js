@@ -26,6 +26,9 @@ const FALLBACK_EVENTS = {
   "task.cancelled.v1": true,
   "task.terminated.v2": true, // the stream serves the latest version (v1 is upcast)
   "task.reset.v1": false,
+  "task.progress.v1": false,
+  "task.metadata.updated.v1": false,
+  "task.output.v1": false,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -239,6 +242,11 @@ class TaskView {
     this.busy = false;
     this.stream = null;
     this.closed = false;
+    this.metadata = {};
+    this.metadataAsOf = 0; // the snapshot's metadata covers the patches up to here
+    this.chunks = []; // [stream, "step:attempt", text or items] in sequence order
+    this.failedAttempts = new Set(); // "step:attempt" whose output is not the task's
+    this.taskProgress = null; // workflow code's own figure (task.progress.v1)
   }
 
   async open() {
@@ -248,6 +256,9 @@ class TaskView {
     $("log").replaceChildren();
     $("result").textContent = "";
     $("result-section").hidden = true;
+    $("metadata-section").hidden = true;
+    $("outputs-section").hidden = true;
+    $("outputs").replaceChildren();
     $("control-error").textContent = "";
     $("task-error").textContent = "";
     const link = $("temporal-link");
@@ -273,6 +284,7 @@ class TaskView {
       eventTypes: page.eventTypes,
       terminalTypes: page.terminalTypes,
       onEvent: (envelope) => this.apply(envelope),
+      onSnapshot: (snapshot) => this.applySnapshot(snapshot),
       onState: (state) => {
         const label = $("stream-state");
         label.textContent = state;
@@ -287,9 +299,26 @@ class TaskView {
     this.stream?.stop();
   }
 
+  applySnapshot(snapshot) {
+    // The state at connect, at once; the events that follow fill in the rest.
+    if (snapshot.last_sequence >= this.metadataAsOf) {
+      this.metadata = snapshot.metadata || {};
+      this.metadataAsOf = snapshot.last_sequence;
+    }
+    if (!this.taskType) this.taskType = snapshot.type;
+    if (this.status === "pending") this.status = snapshot.status;
+    this.render();
+  }
+
   apply(envelope) {
     const data = envelope.data || {};
     const type = envelope.type;
+    if (type === "task.output.v1") {
+      // Output is rendered in its own section, not as a line per chunk in the log.
+      this.chunks.push([data.stream, `${data.step}:${data.attempt}`, data.text ?? data.items ?? []]);
+      this.renderOutputs();
+      return;
+    }
     this.appendLog(envelope);
     if (data.total_steps) this.totalSteps = data.total_steps;
     switch (type) {
@@ -313,6 +342,17 @@ class TaskView {
         break;
       case "task.step.failed.v1":
         this.step(data).state = data.will_retry ? "retrying" : "failed";
+        this.failedAttempts.add(`${data.index}:${data.attempt}`); // its output is void
+        this.renderOutputs();
+        break;
+      case "task.metadata.updated.v1":
+        if (envelope.sequence > this.metadataAsOf) {
+          const merged = { ...this.metadata, ...data.patch };
+          this.metadata = Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== null));
+        }
+        break;
+      case "task.progress.v1":
+        this.taskProgress = data.percent;
         break;
       case "task.paused.v1":
         this.status = "paused";
@@ -393,8 +433,38 @@ class TaskView {
     if (atBottom) log.scrollTop = log.scrollHeight;
   }
 
+  renderOutputs() {
+    const streams = new Map();
+    for (const [stream, writer, part] of this.chunks) {
+      if (this.failedAttempts.has(writer)) continue;
+      if (!streams.has(stream)) streams.set(stream, []);
+      if (typeof part === "string") streams.get(stream).push(part);
+      else streams.get(stream).push(...part.map((item) => `${JSON.stringify(item)}\n`));
+    }
+    const box = $("outputs");
+    for (const [stream, parts] of streams) {
+      let pre = box.querySelector(`pre[data-stream="${stream}"]`);
+      if (!pre) {
+        const id = `output-${stream}`;
+        pre = el("pre", { id, className: "output" });
+        pre.dataset.stream = stream;
+        pre.setAttribute("aria-label", `output stream ${stream}`);
+        box.append(el("h4", {}, stream), pre);
+      }
+      pre.textContent = parts.join("");
+    }
+    // A stream whose only writer failed shows empty until the retry writes again.
+    for (const pre of box.querySelectorAll("pre[data-stream]")) {
+      if (!streams.has(pre.dataset.stream)) pre.textContent = "";
+    }
+    $("outputs-section").hidden = this.chunks.length === 0;
+  }
+
   render() {
     $("task-type-label").textContent = this.taskType || "…";
+    const metadata = Object.keys(this.metadata).length ? JSON.stringify(this.metadata, null, 2) : "";
+    $("metadata").textContent = metadata;
+    $("metadata-section").hidden = !metadata;
     const status = $("task-status");
     status.textContent = this.pauseRequested && this.status === "running" ? "running (pausing…)" : this.status;
     status.dataset.status = this.status;
@@ -432,7 +502,7 @@ class TaskView {
       const attempt = step.attempt > 1 ? ` (attempt ${step.attempt})` : "";
       item.querySelector(".step-state").textContent = `${step.state}${attempt}`;
     }
-    const overall = total ? sum / total : 0;
+    const overall = this.taskProgress ?? (total ? sum / total : 0);
     $("task-progress").value = overall;
     $("task-progress-text").textContent = `${Math.round(overall)}%`;
   }

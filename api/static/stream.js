@@ -8,6 +8,8 @@
 //    (re)connection needs a fresh token; we close the EventSource on any error
 //    and open a new one with a new token and `?after=` (a new EventSource
 //    sends no `Last-Event-ID`).
+// The stream's first frame (`event: snapshot`, no id) is the task's state as of its
+// `last_sequence`: handed to `onSnapshot`, it never moves the sequence we resume from.
 // Events are keyed by sequence: one already delivered is dropped, so a
 // reconnection never shows a line twice. After a terminal event we close the
 // stream ourselves (a reconnection would get 204 and stop anyway), unless the
@@ -23,13 +25,15 @@ export class TaskStream {
   /**
    * @param {string} taskId
    * @param {{eventTypes: string[], terminalTypes: Set<string>,
-   *          onEvent: (envelope: object) => void, onState: (state: string) => void}} options
+   *          onEvent: (envelope: object) => void, onState: (state: string) => void,
+   *          onSnapshot?: (snapshot: object) => void}} options
    */
-  constructor(taskId, { eventTypes, terminalTypes, onEvent, onState }) {
+  constructor(taskId, { eventTypes, terminalTypes, onEvent, onState, onSnapshot }) {
     this.taskId = taskId;
     this.eventTypes = eventTypes;
     this.terminalTypes = terminalTypes;
     this.onEvent = onEvent;
+    this.onSnapshot = onSnapshot;
     this.onState = onState;
     this.lastSequence = 0;
     this.source = null;
@@ -81,6 +85,10 @@ export class TaskStream {
     };
     const deliver = (message) => this.deliver(source, message);
     for (const type of this.eventTypes) source.addEventListener(type, deliver);
+    // The first frame: the task's state (no id, so Last-Event-ID is left alone).
+    source.addEventListener("snapshot", (message) => {
+      if (source === this.source && this.onSnapshot) this.onSnapshot(JSON.parse(message.data));
+    });
     source.addEventListener("error", (event) => {
       if (event instanceof MessageEvent && event.data) {
         // The server's `event: error` frame: a problem inside the stream.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import replay, throughput
+from bench import output, replay, throughput
 from bench.context import BenchContext, Sizes
 from bench.report import targets
 from bench.stack import Endpoints
@@ -73,3 +73,14 @@ async def test_replay_slice_reads_every_event_over_sse_and_history(ctx: BenchCon
     for way in ("sse", "history_1000", "history_100"):
         assert result[way]["events_read"] == [300], way
         assert result[way]["median_events_per_s"] > 0
+
+
+async def test_output_slice_counts_every_token_of_every_chat(ctx: BenchContext) -> None:
+    ctx.sizes.override(["output_tasks=2", "output_tokens=30", "output_token_seconds=0.01"])
+    result = await output.run(ctx)
+
+    (only,) = result["rounds"]
+    assert only["tokens_live"] + only["tokens_as_history"] == 2 * 30
+    assert only["output_events"] > 0
+    assert result["write_to_client"]["count"] == only["tokens_live"]
+    assert "chunks/s" in "\n".join(output.render(result))

@@ -127,7 +127,8 @@ async def test_0009_converts_a_filled_0008_database_without_losing_an_event(
         outbox_before = await _all(pool, "SELECT * FROM outbox ORDER BY id")
         assert len(before) == 11
 
-        assert await migrate(empty_url) == ["0009_partitioned_events"]
+        applied = await migrate(empty_url)  # 0009, then the migrations after it
+        assert applied[0] == "0009_partitioned_events"
 
         assert await _all(pool, _EVENTS) == before  # every event, byte for byte
         assert await _all(pool, "SELECT * FROM outbox ORDER BY id") == outbox_before

@@ -62,12 +62,12 @@ class IncompatibleTaskWorkflow:
 
 
 async def _start(
-    client: Client, queue: str, task_input: dict[str, Any]
+    client: Client, queue: str, task_input: dict[str, Any], task_type: str = "demo.pipeline"
 ) -> WorkflowHandle[Any, Any]:
     task_id = str(uuid.uuid4())
     return await client.start_workflow(
         "TaskWorkflow",
-        TaskWorkflowInput(task_id=task_id, task_type="demo.pipeline", input=task_input),
+        TaskWorkflowInput(task_id=task_id, task_type=task_type, input=task_input),
         id=f"task-{task_id}",
         task_queue=queue,
     )
@@ -182,6 +182,14 @@ async def controlled(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def chat(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """`demo.chat` (v7): one step that streams its answer; its first attempt fails."""
+    task_input = {"tokens": 12, "token_seconds": 0, "fail_after_tokens": 5}
+    handle = await _start(client, queue, task_input, task_type="demo.chat")
+    await _finish(handle)
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "completed": completed,
     "failed": failed,
@@ -192,6 +200,7 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "terminated": terminated,
     "reset": reset,
     "controlled": controlled,
+    "chat": chat,
 }
 
 

@@ -72,3 +72,16 @@ def test_fields_and_attributes_it_does_not_know_change_nothing() -> None:
     before.apply(known)
     after.apply(newer)
     assert (after.percent, after.steps[1].percent) == (before.percent, before.steps[1].percent)
+
+
+def test_plain_lines_show_output_chunks_and_metadata_patches() -> None:
+    text = {"stream": "answer", "text": " durable" * 20, "offset": 0, "step": 1, "attempt": 1}
+    line = describe({"sequence": 5, "type": "task.output.v1", "data": text})
+    assert line.startswith("#5 task.output.v1 answer: ' durable durable")
+    assert len(line) < 100  # cut short
+    items = {"stream": "pages", "items": [{"page": 1}], "offset": 0, "step": 1, "attempt": 2}
+    line = describe({"sequence": 6, "type": "task.output.v1", "data": items})
+    assert line == '#6 task.output.v1 attempt 2 pages: [{"page":1}]'
+    patch = {"patch": {"tokens": 3}, "step": None, "attempt": None}
+    line = describe({"sequence": 7, "type": "task.metadata.updated.v1", "data": patch})
+    assert line == '#7 task.metadata.updated.v1 {"tokens":3}'

@@ -49,6 +49,7 @@ def test_there_are_histories_of_every_scenario() -> None:
         "terminated",
         "reset",
         "controlled",
+        "chat",
     } <= names
 
 

@@ -30,6 +30,9 @@ CATALOGUE = {
     "task.terminated.v1",
     "task.terminated.v2",
     "task.reset.v1",
+    "task.progress.v1",
+    "task.metadata.updated.v1",
+    "task.output.v1",
 }
 
 

@@ -1,0 +1,157 @@
+"""Part 6: output streams — how many chunks per second reach a watcher, and how late.
+
+`demo.chat` tasks on the real processes (`python -m worker`, `python -m api`) stream
+`output_tokens` tokens each, one every `output_token_seconds` on a fixed schedule from
+the step's start; one SSE client per task (raw sockets) in this process.
+
+Latency of a token = the wall-clock time its chunk reached the client minus the time
+the step wrote it. The write time is read off the schedule: the step's
+`task.step.started.v1` stamp plus `k * output_token_seconds` for token k (the step
+starts its schedule just before it records that event, whose stamp is taken while the
+envelope is built, before the commit: the figure is optimistic by that fraction of a
+millisecond). It includes the coalescing (at most 50 ms by design) — the price of
+writing many tokens per event. Tokens written before the client's stream was open are
+history, not live, and are left out. Temporal Workflow Streams are not run here: the
+latency part compares the two per event; a chat workflow for Workflow Streams was not
+worth its code for this figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import time
+from typing import Any
+
+import httpx
+import orjson
+
+from activities.chat import answer_tokens
+from bench.context import BenchContext
+from bench.procs import ChildProcess
+from bench.sse_client import SseConnection, open_stream
+from bench.stats import epoch, summary_ms
+
+
+async def _round(ctx: BenchContext, api: ChildProcess, index: int) -> dict[str, Any]:
+    sizes = ctx.sizes
+    streams: list[tuple[str, SseConnection]] = []
+    async with httpx.AsyncClient(base_url=api.base_url, timeout=30) as http:
+        for n in range(sizes.output_tasks):
+            prompt = f"bench round {index} task {n}"
+            task_input = {
+                "prompt": prompt,
+                "tokens": sizes.output_tokens,
+                "token_seconds": sizes.output_token_seconds,
+            }
+            created = await http.post("/tasks", json={"type": "demo.chat", "input": task_input})
+            created.raise_for_status()
+            task_id = created.json()["task_id"]
+            streams.append(
+                (prompt, await open_stream("127.0.0.1", api.port, f"/tasks/{task_id}/events"))
+            )
+        await asyncio.gather(*(s.closed for _, s in streams))
+    latencies: list[float] = []
+    recorded: list[float] = []  # the output event's own stamp -> client, per event
+    received: list[float] = []
+    events = tokens_live = history = 0
+    for prompt, stream in streams:
+        tokens = answer_tokens(prompt, sizes.output_tokens)
+        ends = list(itertools.accumulate(len(token) for token in tokens))
+        began: float | None = None
+        for frame in stream.frames:
+            if not frame.is_event:
+                continue
+            envelope = orjson.loads(frame.data)
+            data = envelope["data"]
+            if envelope["type"] == "task.step.started.v1" and data["attempt"] == 1:
+                began = epoch(envelope["time"])
+            if envelope["type"] != "task.output.v1" or began is None or data["attempt"] != 1:
+                continue
+            events += 1
+            if epoch(envelope["time"]) >= stream.opened_at:
+                recorded.append(frame.received - epoch(envelope["time"]))
+            # Tokens whose last character is in this chunk: first..last (1-based).
+            first = bisect.bisect_right(ends, data["offset"]) + 1
+            last = bisect.bisect_right(ends, data["offset"] + len(data["text"]))
+            for token in range(first, last + 1):
+                written = began + token * sizes.output_token_seconds
+                if written < stream.opened_at:
+                    history += 1
+                    continue
+                tokens_live += 1
+                latencies.append(frame.received - written)
+                received.append(frame.received)
+    span = (max(received) - min(received)) if len(received) > 1 else 0.0
+    return {
+        "tasks": len(streams),
+        "output_events": events,
+        "tokens_live": tokens_live,
+        "tokens_as_history": history,
+        "tokens_per_event": round((tokens_live + history) / events, 1) if events else None,
+        "chunks_per_s": round(tokens_live / span, 1) if span else None,
+        "events_per_s": round(events / span, 1) if span else None,
+        "write_to_client": latencies,
+        "record_to_client": recorded,
+    }
+
+
+async def run(ctx: BenchContext) -> dict[str, Any]:
+    api = ChildProcess("api", ctx.endpoints, ctx.log_dir)
+    worker = ChildProcess("worker", ctx.endpoints, ctx.log_dir, task_queue=api.task_queue)
+    for child in (worker, api):
+        child.start()
+    rounds: list[dict[str, Any]] = []
+    try:
+        await asyncio.to_thread(api.wait_ready)
+        await asyncio.sleep(2)  # the worker's pollers are up well before this
+        for index in range(ctx.sizes.output_rounds):
+            began = time.monotonic()
+            result = await _round(ctx, api, index)
+            result["seconds"] = round(time.monotonic() - began, 2)
+            rounds.append(result)
+            s = summary_ms(result["write_to_client"])
+            print(
+                f"  output round {index + 1}: {result['chunks_per_s']} chunks/s in"
+                f" {result['events_per_s']} events/s ({result['tokens_per_event']} per event),"
+                f"  p50 {s['p50_ms']:.1f} ms  p99 {s['p99_ms']:.1f} ms"
+            )
+    finally:
+        for child in (api, worker):
+            child.stop()
+    every = [x for r in rounds for x in r["write_to_client"]]
+    events = [x for r in rounds for x in r["record_to_client"]]
+    return {
+        "task_type": "demo.chat",
+        "tasks_per_round": ctx.sizes.output_tasks,
+        "tokens_per_task": ctx.sizes.output_tokens,
+        "offered_chunks_per_s": round(ctx.sizes.output_tasks / ctx.sizes.output_token_seconds, 1),
+        "write_to_client": summary_ms(every),
+        # The event's part alone (recorded -> client); the rest of write -> client is the
+        # time a token waited in the step's buffer (coalescing, the previous flush).
+        "record_to_client": summary_ms(events),
+        "rounds": [
+            {k: v for k, v in r.items() if not isinstance(v, list)}
+            | summary_ms(r["write_to_client"])
+            for r in rounds
+        ],
+    }
+
+
+def render(result: dict[str, Any]) -> list[str]:
+    s = result["write_to_client"]
+    e = result["record_to_client"]
+    rounds = result["rounds"]
+    chunks = [r["chunks_per_s"] for r in rounds if r["chunks_per_s"]]
+    per_event = [r["tokens_per_event"] for r in rounds if r["tokens_per_event"]]
+    return [
+        "",
+        f"Output streams: demo.chat, {result['tasks_per_round']} tasks x"
+        f" {result['tokens_per_task']} tokens, {result['offered_chunks_per_s']} chunks/s offered",
+        f"  delivered {min(chunks, default=0)}-{max(chunks, default=0)} chunks/s,"
+        f" {min(per_event, default=0)}-{max(per_event, default=0)} chunks per event;"
+        f" write -> client p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms;",
+        f"  of which event recorded -> client p50 {e['p50_ms']:.1f} ms, p99 {e['p99_ms']:.1f} ms"
+        " (the rest: waiting in the step's buffer, coalescing <= 50 ms and the previous flush)",
+    ]
