@@ -21,6 +21,10 @@ from broker.fanout import FanoutSubscription
 PING = b": ping\n\n"
 
 
+class ServerClosingError(Exception):
+    """The server is shutting down: the stream ends now, and its client reconnects."""
+
+
 class ClientGoneError(Exception):
     """The client disconnected: the stream ends, releasing what it held."""
 
@@ -39,6 +43,7 @@ class SseClient:
         "_task",
         "_ticker",
         "_timer",
+        "closing",
         "deadline",
         "next_ping",
         "parked",
@@ -60,6 +65,7 @@ class SseClient:
         self.parked = False  # suspended in receive(), and only there
         self.woken = False  # a cancellation of ours is on its way
         self.timed_out = False
+        self.closing = False
         self.ping_due = False
         self.deadline = math.inf  # while parked: when the wait ends (the ticker wakes it)
         self.next_ping = self._loop.time() + ticker.heartbeat
@@ -91,6 +97,11 @@ class SseClient:
         elif now >= self.deadline:
             self.wake()
 
+    def close_soon(self) -> None:
+        """End the stream at its next wait (the server is shutting down)."""
+        self.closing = True
+        self.wake()
+
     def wake(self) -> None:
         """Resume a parked wait (from the fan-out, the ticker or a short timer)."""
         if self.parked and not self.woken:
@@ -106,6 +117,8 @@ class SseClient:
         subscription.waker = self.wake
         try:
             while True:
+                if self.closing:
+                    raise ServerClosingError
                 delivery = subscription.get_nowait()
                 if delivery is not None:
                     return delivery
@@ -121,6 +134,8 @@ class SseClient:
     async def pause(self, seconds: float) -> None:
         deadline = self._loop.time() + seconds
         while True:
+            if self.closing:
+                raise ServerClosingError
             if self.ping_due:
                 await self.ping()
             elif self._loop.time() >= deadline:

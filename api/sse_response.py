@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.event_versions import EventVersion, as_requested
-from api.sse_client import ClientGoneError, SseClient
+from api.sse_client import ClientGoneError, ServerClosingError, SseClient
 from api.stream_ticker import StreamTicker
 from api.streaming import OutgoingEvent
 from telemetry.tracing import event_span, tracing_enabled
@@ -130,6 +130,8 @@ class TaskEventResponse(EventStreamResponse):
                 await self._write_events(client)
             except ClientGoneError:
                 return
+            except ServerClosingError:
+                pass  # the body ends below: the client reconnects (to another process)
             except Exception as exc:  # noqa: BLE001 -- the headers are out: it goes in-stream
                 await client.write(error_frame(self._on_error(exc)))
             await send({"type": "http.response.body", "body": b""})

@@ -23,6 +23,8 @@ from typing import Protocol
 class Ticked(Protocol):
     def on_tick(self, now: float) -> None: ...
 
+    def close_soon(self) -> None: ...
+
 
 class StreamTicker:
     def __init__(
@@ -48,6 +50,12 @@ class StreamTicker:
         if not self._streams and self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+    def shutdown(self) -> None:
+        """The server is exiting: every stream ends at its next wait (clients reconnect
+        elsewhere) instead of holding the graceful shutdown until it times out."""
+        for stream in list(self._streams):
+            stream.close_soon()
 
     def _schedule(self) -> None:
         self._handle = asyncio.get_running_loop().call_later(self.period, self._tick)
