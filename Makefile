@@ -24,7 +24,7 @@ help:
 	@echo "make migrate      apply migrations to TASKPLANE_DATABASE_URL"
 	@echo "make schemas      regenerate schemas/json/ and docs/asyncapi.json from the event models"
 	@echo "make worker|api   run one process against TASKPLANE_* servers"
-	@echo "make bench        benchmarks (~7 min; BENCH_ARGS=--quick: ~1.5 min): bench/results/, docs/performance.md"
+	@echo "make bench        benchmarks (~15 min; BENCH_ARGS=--quick: ~3 min): bench/results/, docs/performance.md"
 	@echo "make clean-state  delete $(STATE_DIR)/ (all local data)"
 
 $(STAMP): pyproject.toml

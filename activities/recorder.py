@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import psycopg
 
 from activities.coalesce import RateGates
+from activities.published_marks import MARK_DELAY_SECONDS, PublishedMarks
 from broker import BrokerError, EventBroker, topic_for
 from schemas import EventEnvelope, check_size, validate_data
 from schemas.envelope import schema_id
@@ -82,6 +83,7 @@ class EventRecorder:
         reset_details: ResetDetails | None = None,
         publish_timer: PublishTimer | None = None,
         progress_rates: RateGates | None = None,
+        mark_delay: float = MARK_DELAY_SECONDS,
     ) -> None:
         self._store = store
         # How often steps of a task may record progress (activities/coalesce.py); None: always.
@@ -95,6 +97,7 @@ class EventRecorder:
         self._reset_details = reset_details
         # Set by a failed publish, cleared (and announced) by the next one that works.
         self._publish_failing = False
+        self._marks = PublishedMarks(outbox, delay=mark_delay, timeout=publish_timeout)
 
     async def record(
         self,
@@ -124,6 +127,10 @@ class EventRecorder:
         except AlreadyCreatedError:
             return self._superseded(task_id, event_id)
         return await self._committed(appended, task_id, event_type, event_id)
+
+    async def flush_marks(self) -> None:
+        """Mark now the published rows whose marks are still gathering."""
+        await self._marks.flush()
 
     def _envelope(
         self, event_id: str, task_id: str, event_type: str, data: dict[str, Any]
@@ -215,7 +222,7 @@ class EventRecorder:
             await self._bookkeep(self._outbox.notify(OutboxNotice.BROKER_BACK), fields)
             if self._listener is not None:
                 self._listener.publish_recovered()
-        await self._bookkeep(self._outbox.mark_published(appended.outbox_id), fields)
+        self._marks.add(appended.outbox_id)  # marked with others, a moment later
 
     async def _bookkeep(self, update: Awaitable[None], fields: dict[str, Any]) -> None:
         """An outbox update after the commit: bounded, and never an activity failure.

@@ -58,6 +58,7 @@ class ApiState:
             max_size=settings.db_pool_max_size,
             timeout=settings.db_pool_timeout_seconds,
             check=True,  # a dead pooled connection must not fail a caller's request
+            prepared_statements=settings.database_prepared_statements,
         )
         broker = self._given_broker or RedisBroker(
             settings.require_redis_url(),

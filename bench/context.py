@@ -42,6 +42,10 @@ class Sizes:
     output_tasks: int = 8
     output_tokens: int = 400
     output_token_seconds: float = 0.02  # 50 tokens/s per task
+    lifecycle_tasks: int = 500  # a round, each variant
+    lifecycle_rounds: int = 3  # of the plain variant (the other runs one)
+    lifecycle_steps: int = 3  # demo.pipeline steps: 2 + 2 x steps events a task
+    lifecycle_concurrency: int = 10
 
     def override(self, assignments: list[str]) -> Sizes:
         """`name=value` strings (from `--set`); tuples as comma-separated integers."""
@@ -82,6 +86,8 @@ class Sizes:
             output_rounds=1,
             output_tasks=4,
             output_tokens=100,
+            lifecycle_tasks=100,
+            lifecycle_rounds=2,
         )
 
 

@@ -3,8 +3,8 @@
 - Recording one event (`EventRecorder.record`: validate, append, publish,
   mark published), sequentially for one task, on a loop of its own in a
   thread of its own, so `time.thread_time()` is the recording's CPU alone:
-  production on asyncio's loop; production on uvloop; and with each Postgres
-  write as one autocommit round trip (`fewer_round_trips_recorder`).
+  production on asyncio's loop; production on uvloop; and production without
+  the outbox marks (`unmarked_recorder`, a bound).
 - Decoding one live message in the API: `schemas.decode_event` (what each SSE
   stream does with every broker message, so a fan-out to N clients decodes the
   same message N times) against a bare `orjson.loads`.
@@ -20,32 +20,27 @@ from typing import Any
 
 import orjson
 import uvloop
-from psycopg_pool import AsyncConnectionPool
 
 from activities.recorder import EventRecorder
 from bench.context import BenchContext, cpu_delta
-from bench.recorders import fewer_round_trips_recorder
+from bench.recorders import unmarked_recorder
 from bench.stats import median
 from broker.redis import RedisBroker
 from schemas import decode_event
 from store import EventStore, Outbox, open_pool
 
-RECORDERS = ("production", "production_uvloop", "fewer_round_trips")
+RECORDERS = ("production", "production_uvloop", "unmarked")
 
 
 async def _record_many(ctx: BenchContext, kind: str, events: int) -> dict[str, float]:
     """Record `events` progress events of one new task; wall and CPU per event (ms)."""
     pool = await open_pool(ctx.endpoints.database_url, min_size=2, max_size=4)
-    autocommit = AsyncConnectionPool(
-        ctx.endpoints.database_url, min_size=2, max_size=4, kwargs={"autocommit": True}, open=False
-    )
-    await autocommit.open(wait=True)
     broker = RedisBroker(ctx.endpoints.redis_url)
     await broker.connect()
     try:
         recorder: EventRecorder
-        if kind == "fewer_round_trips":
-            recorder = fewer_round_trips_recorder(broker, autocommit)
+        if kind == "unmarked":
+            recorder = unmarked_recorder(broker, pool)
         else:
             recorder = EventRecorder(EventStore(pool), Outbox(pool), broker)
         task_id = str(uuid.uuid4())
@@ -75,7 +70,6 @@ async def _record_many(ctx: BenchContext, kind: str, events: int) -> dict[str, f
     finally:
         await broker.close()
         await pool.close()
-        await autocommit.close()
     result = {"wall_ms": wall * 1000 / events, "cpu_ms": cpu * 1000 / events}
     for name in ("postgres", "redis"):
         if name in servers:

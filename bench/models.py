@@ -17,10 +17,12 @@ class BenchPipelineInput(BaseModel):
     # BenchEmitEveryEvent only: how the workflow records each event.
     via: Literal["local_activity", "activity"] = "local_activity"
     # BenchBare only, to take production's cost apart: its two task-level events
-    # through the `record_event` local activity, and its search-attribute upserts
-    # (TaskStatus at start and end, TaskStep at every step).
+    # through the `record_event` local activity, and its search-attribute upserts:
+    # "lean" as production now (the patch's TemporalChangeVersion, then TaskStatus and
+    # TaskStep once at the end), "per_step" as before issue 15 (TaskStatus at start and
+    # end, TaskStep at every step).
     task_events: bool = False
-    upserts: bool = False
+    upserts: Literal["none", "lean", "per_step"] = "none"
 
 
 class BenchPipelineResult(BaseModel):

@@ -13,10 +13,8 @@ are handed to it:
   writer appends everything queued inside ONE transaction (each append its
   own savepoint, as `EventStore.append` nests), commits once, publishes, and
   marks the outbox rows in one UPDATE. Saves commits (fsyncs), not round trips.
-- `fewer_round_trips_recorder`: production's recorder whose Postgres writes
-  each go out as ONE autocommit statement instead of BEGIN, statement, COMMIT.
-  Measures a lever only: without the explicit transaction a duplicate id
-  would keep its sequence bump, so the statement would need changing first.
+- `unmarked_recorder`: production's recorder without the outbox marks (which it
+  sends in batches, a moment after the publishes): what the marks still cost.
 - `BatchAppender`: the one-transaction append, used to seed the replay part.
 """
 
@@ -75,39 +73,17 @@ class _OneConnection:
         yield self._conn
 
 
-class _NoTransaction:
-    """An autocommit connection whose `transaction()` sends nothing (no BEGIN/COMMIT)."""
+class _Unmarked(Outbox):
+    """The outbox with the recorder's marks left out: what they still cost."""
 
-    def __init__(self, conn: AsyncConnection[Any]) -> None:
-        self._conn = conn
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        yield None
-
-    async def execute(self, query: Any, params: Any = None) -> Any:
-        return await self._conn.execute(query, params)
-
-    async def commit(self) -> None:
+    async def mark_published_many(self, outbox_ids: list[int]) -> None:
         pass
 
 
-class _NoTransactionPool:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self._pool = pool
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[_NoTransaction]:
-        async with self._pool.connection() as conn:
-            yield _NoTransaction(conn)
-
-
-def fewer_round_trips_recorder(
-    broker: EventBroker, autocommit_pool: AsyncConnectionPool
-) -> EventRecorder:
-    """Production's recorder, store and outbox over autocommit connections, no BEGIN/COMMIT."""
-    store = EventStore(cast(AsyncConnectionPool, _NoTransactionPool(autocommit_pool)))
-    return EventRecorder(store, Outbox(autocommit_pool), broker)
+def unmarked_recorder(broker: EventBroker, pool: AsyncConnectionPool) -> EventRecorder:
+    """Production's recorder without the outbox marks (a bound only: every row stays
+    pending, for a relay to publish again after the grace period)."""
+    return EventRecorder(EventStore(pool), _Unmarked(pool), broker)
 
 
 class BatchAppender:

@@ -32,6 +32,7 @@ from bench.worker import bench_worker
 from schemas.workflow import TaskWorkflowInput, workflow_id_for
 from settings import Settings
 from store import EventStore, Outbox
+from temporal.tasks import start_search_attributes
 from worker.runtime import WorkerRuntime
 
 STEPS = 5
@@ -60,7 +61,7 @@ def _task_input(task_id: str) -> TaskWorkflowInput:
     )
 
 
-def _bench_input(via: str, **flags: bool) -> Callable[[str], BenchPipelineInput]:
+def _bench_input(via: str, **flags: bool | str) -> Callable[[str], BenchPipelineInput]:
     def make(task_id: str) -> BenchPipelineInput:
         return BenchPipelineInput.model_validate(
             {"task_id": task_id, "steps": STEPS, "via": via, **flags}
@@ -130,10 +131,18 @@ VARIANTS = (
     ),
     Variant(
         "bare_plus_upserts",
-        "bare + production's search-attribute upserts (status x2, step x5)",
+        "bare + production's search-attribute upserts (patch marker, status+step at the end)",
         "BenchBare",
         "none",
-        _bench_input("local_activity", upserts=True),
+        _bench_input("local_activity", upserts="lean"),
+        diagnostic=True,
+    ),
+    Variant(
+        "bare_plus_upserts_per_step",
+        "bare + the upserts before issue 15 (status x2, step x5)",
+        "BenchBare",
+        "none",
+        _bench_input("local_activity", upserts="per_step"),
         diagnostic=True,
     ),
 )
@@ -183,6 +192,8 @@ async def _closed_loop(
                 variant.make_input(task_id),
                 id=workflow_id_for(task_id),
                 task_queue=task_queue,
+                # The API's start options (TaskClient): what the task shows from its start.
+                search_attributes=start_search_attributes("demo.pipeline"),
             )
             await handle.result()
             completions.append((time.monotonic(), task_id))

@@ -33,7 +33,12 @@ with workflow.unsafe.imports_passed_through():
         RecordEventInput,
         RecordEventResult,
     )
-    from workflows.policies import RECORD_RETRY, STEP_HEARTBEAT_TIMEOUT, STEP_RETRY
+    from workflows.policies import (
+        PATCH_LEAN_SEARCH_ATTRIBUTES,
+        RECORD_RETRY,
+        STEP_HEARTBEAT_TIMEOUT,
+        STEP_RETRY,
+    )
 
 NOOP_STEP = "bench_noop_step"
 STREAMED_STEP = "bench_streamed_step"
@@ -96,16 +101,23 @@ class BareWorkflow:
             await _record(
                 request, "task.created.v1", {"task_type": "demo.pipeline", "input": task_input}
             )
-        if request.upserts:
+        per_step = request.upserts == "per_step"
+        if request.upserts == "lean":
+            workflow.patched(PATCH_LEAN_SEARCH_ATTRIBUTES)  # upserts TemporalChangeVersion
+        if per_step:
             workflow.upsert_search_attributes([TASK_STATUS.value_set("running")])
         for index in range(1, request.steps + 1):
-            if request.upserts:
+            if per_step:
                 workflow.upsert_search_attributes([TASK_STEP.value_set(index)])
             await _run_step(NOOP_STEP, _step_input(request, index))
         if request.task_events:
             await _record(request, "task.completed.v1", {"result": {"steps": request.steps}})
-        if request.upserts:
+        if per_step:
             workflow.upsert_search_attributes([TASK_STATUS.value_set("completed")])
+        elif request.upserts == "lean":
+            workflow.upsert_search_attributes(
+                [TASK_STATUS.value_set("completed"), TASK_STEP.value_set(request.steps)]
+            )
         return BenchPipelineResult(steps=request.steps)
 
 

@@ -122,7 +122,8 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    _log_migrations(_migrate(settings.require_database_url(), settings))
+    # A session advisory lock serialises migrations: never through a transaction pooler.
+    _log_migrations(_migrate(settings.require_database_direct_url(), settings))
     return 0
 
 

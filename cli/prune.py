@@ -65,7 +65,8 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
         batch_size=policy.batch_size,
     )
     counts = run_sync(
-        lambda: prune(settings.require_database_url(), policy, args.dry_run, settings)
+        # It waits on the pruners' lock as a session lock: the direct URL, not a pooler.
+        lambda: prune(settings.require_database_direct_url(), policy, args.dry_run, settings)
     )
     sys.stdout.write(render(counts, dry_run=args.dry_run))
     sys.stdout.flush()

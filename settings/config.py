@@ -125,6 +125,15 @@ class Settings(BaseSettings):
     partition_ahead_seconds: float = Field(default=3 * 86_400.0, ge=0)
     partition_lock_timeout_seconds: float = Field(default=0.5, gt=0)
 
+    # PgBouncer (docs/operations.md#pgbouncer). `database_url` may name a pooler: with
+    # `database_pooler="transaction"` (PgBouncer's pool_mode=transaction) the pools make no
+    # server-side prepared statements, since one prepared on a server connection is unknown
+    # (or already taken) on the next. Session-bound work (LISTEN, the migration and
+    # `taskplane prune` locks) goes to `database_direct_url`, which must reach Postgres
+    # itself (or a session-mode pool); unset, `database_url`.
+    database_pooler: Literal["none", "transaction"] = "none"
+    database_direct_url: str | None = None
+
     db_pool_min_size: int = Field(default=1, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
     # How long a request waits for a pooled connection (then 503 while Postgres is away).
@@ -216,6 +225,15 @@ class Settings(BaseSettings):
 
     def require_database_url(self) -> str:
         return _required(self.database_url, "TASKPLANE_DATABASE_URL")
+
+    def require_database_direct_url(self) -> str:
+        """Where session-bound work connects: the direct URL, else the database URL."""
+        return self.database_direct_url or self.require_database_url()
+
+    @property
+    def database_prepared_statements(self) -> bool:
+        """Whether pooled connections may prepare statements on the server."""
+        return self.database_pooler != "transaction"
 
     def require_redis_url(self) -> str:
         return _required(self.redis_url, "TASKPLANE_REDIS_URL")

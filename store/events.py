@@ -1,11 +1,11 @@
 """Append events (deduplicated, densely sequenced, with outbox row) and read them back.
 
-`append` is one SQL statement: it bumps the task row's `last_seq` (taking the
-row lock until commit, so a later sequence can never commit before an earlier
-one), inserts the event with that sequence spliced into its JSON, its webhook
-delivery when the task has a webhook that wants it (webhooks/enqueue.py), and
-the outbox row. A duplicate event id inserts nothing; the transaction is then
-rolled back so the bumped `last_seq` is undone, and the stored copy is returned.
+`append` is one SQL statement in autocommit (one round trip): it bumps the task
+row's `last_seq` (the row lock, held until commit, keeps sequences in commit order),
+inserts the event with that sequence spliced into its JSON, its webhook delivery when
+the task's webhook wants it (webhooks/enqueue.py), and the outbox row. A duplicate id
+writes nothing and the stored copy is returned; one committed while the statement
+waited on the row lock fails it whole (`taskplane_append_raced`): no sequence gap.
 
 Chapters (a Temporal reset): an event names the run that caused it. The fast
 statement takes it only when the task is open and the run is the task's
@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from schemas import EventEnvelope
 from schemas.tasks import TERMINAL_STATUSES
+from store.autocommit import APPEND_RACED_SQLSTATE, autocommit
 from store.budget import EventBudget, limit_for
 from store.event_errors import AlreadyCreatedError as AlreadyCreatedError
 from store.event_errors import ChapterClosedError as ChapterClosedError
@@ -61,6 +62,9 @@ _EVENT_AND_OUTBOX = (
     + f"""
 INSERT INTO outbox (event_id, task_id, seq)
 SELECT event_id, task_id, seq FROM event
+-- A bump with no event (a concurrent append of the same id won the race) fails it all.
+WHERE (SELECT CASE WHEN EXISTS (SELECT FROM task) AND NOT EXISTS (SELECT FROM event)
+                   THEN taskplane_append_raced(%(event_id)s) ELSE 0 END) = 0
 RETURNING id, seq, (SELECT envelope FROM event), {WAKE_COLUMN}
 """
 )
@@ -99,6 +103,9 @@ WITH task AS (
       AND (%(run_id)s::text IS NULL OR t.run_id IS NULL OR t.run_id = %(run_id)s::text)
       -- the task's event budget (store/budget.py): NULL for an exempt event or no budget
       AND (%(budget)s::bigint IS NULL OR t.last_seq < %(budget)s::bigint)
+      -- a duplicate bumps nothing (the statement is its own transaction: nothing to undo)
+      AND NOT EXISTS (SELECT FROM events e
+                      WHERE e.event_id = %(event_id)s AND e.task_created_at = t.created_at)
     RETURNING last_seq, created_at
 )
 """
@@ -182,19 +189,16 @@ class EventStore:
             "run_id": run_id,
             "budget": limit_for(self._budget, envelope.type),
         }
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, autocommit(conn):
             while True:
-                async with conn.transaction() as tx:
-                    try:
-                        cursor = await conn.execute(APPEND_STATEMENT, params)
-                    except psycopg.DatabaseError as exc:  # the trigger found a tombstone
-                        if exc.sqlstate == PRUNED_SQLSTATE:
-                            raise TaskPrunedError(f"task {envelope.subject} was pruned") from None
+                try:  # one round trip, its own transaction
+                    row = await (await conn.execute(APPEND_STATEMENT, params)).fetchone()
+                except psycopg.DatabaseError as exc:
+                    if exc.sqlstate == PRUNED_SQLSTATE:  # the trigger found a tombstone
+                        raise TaskPrunedError(f"task {envelope.subject} was pruned") from None
+                    if exc.sqlstate != APPEND_RACED_SQLSTATE:
                         raise
-                    row = await cursor.fetchone()
-                    if row is None:
-                        # Duplicate id: undo the sequence bump, then serve the stored copy.
-                        raise psycopg.Rollback(tx)
+                    row = None  # the same id committed meanwhile: nothing was written
                 if row is not None:
                     outbox_id, sequence, envelope_json, _ = row
                     return AppendResult(int(sequence), str(envelope_json), False, int(outbox_id))
@@ -202,8 +206,7 @@ class EventStore:
                     settled = await _settle(conn, envelope, run_id, self._budget)
                 if settled is not None:
                     return settled
-                # The task moved to this event's run meanwhile (another event of the run
-                # began its chapter): the fast statement takes it now.
+                # The task moved to this event's run meanwhile: the fast statement takes it.
 
     async def begin_chapter(self, envelope: EventEnvelope, *, run_id: str) -> AppendResult | None:
         """Append `task.reset.v1` and move the task to run `run_id`; None when another

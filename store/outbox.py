@@ -30,6 +30,8 @@ from datetime import timedelta
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from store.autocommit import autocommit
+
 # LISTEN/NOTIFY channel on which recorders wake the relays of every worker process.
 OUTBOX_CHANNEL = "taskplane_outbox"
 # First key of the relays' per-task advisory locks ("TPOB"), so they collide with no one else's.
@@ -121,10 +123,19 @@ class Outbox:
         self._pool = pool
 
     async def mark_published(self, outbox_id: int) -> None:
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, autocommit(conn):  # one round trip
             await conn.execute(
                 "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = %s",
                 (outbox_id,),
+            )
+
+    async def mark_published_many(self, outbox_ids: list[int]) -> None:
+        """Several rows published by this process's recorder (`PublishedMarks`), at once."""
+        async with self._pool.connection() as conn, autocommit(conn):
+            await conn.execute(
+                "UPDATE outbox SET published_at = now(), attempts = attempts + 1"
+                " WHERE id = ANY(%s)",
+                (outbox_ids,),
             )
 
     async def hand_over(self, outbox_id: int, error: str) -> None:

@@ -7,6 +7,12 @@ with it, readiness recovers as soon as Postgres is back. The worker's pool does
 not: its checkouts are on the recording path (two per event), where the round
 trip would cost every event, and an activity that meets a dead connection is
 retried by Temporal anyway.
+
+Behind PgBouncer in transaction mode (`TASKPLANE_DATABASE_POOLER=transaction`) each
+transaction may run on another server connection, so a statement psycopg prepared on
+one (named `_pg3_0`, `_pg3_1`, …) is missing on the next ("prepared statement does not
+exist") or clashes with another client's of the same name ("already exists"): such
+pools are opened with `prepared_statements=False`.
 """
 
 from __future__ import annotations
@@ -30,12 +36,18 @@ async def open_pool(
     max_size: int = 10,
     timeout: float = 5.0,  # noqa: ASYNC109
     check: bool = False,
+    prepared_statements: bool = True,
 ) -> AsyncConnectionPool:
     """`timeout`: how long a request waits for a connection before `PoolTimeout` (the API
     answers 503): while Postgres is away, fail fast rather than hang every request.
-    `check`: test each connection as it is handed out (see the module docstring)."""
+    `check`: test each connection as it is handed out (see the module docstring).
+    `prepared_statements=False` for a pool behind PgBouncer in transaction mode (see the
+    module docstring)."""
     pool = AsyncConnectionPool(
         conninfo,
+        # psycopg prepares a query on the server from its 5th run on a connection;
+        # None: never (every run is parsed again, an unnamed statement).
+        kwargs={} if prepared_statements else {"prepare_threshold": None},
         min_size=min_size,
         max_size=max_size,
         open=False,

@@ -47,6 +47,22 @@ from schemas.workflow import (
 from temporal.health import workflow_task_failing
 
 
+def start_search_attributes(task_type: str) -> TypedSearchAttributes:
+    """What a task's run shows operators from its start: its type, and `running`.
+
+    Set in the start request, so the workflow needs no upsert command to show them
+    (issue 15: each upsert is a visibility write); it upserts `TaskStatus` only when it
+    changes from this. `running` from the start: whether a worker has picked the run up
+    yet is Temporal's to show (its history), and it is a matter of milliseconds.
+    """
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(TASK_TYPE, task_type),
+            SearchAttributePair(TASK_STATUS, TaskStatus.RUNNING.value),
+        ]
+    )
+
+
 class TaskGoneError(Exception):
     """The task's workflow is not there any more (it ended and its history is gone)."""
 
@@ -120,12 +136,7 @@ class TaskClient:
                     MEMO_REQUEST_NONCE: request_nonce,
                     MEMO_TASK_TYPE: request.task_type,
                 },
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(TASK_TYPE, request.task_type),
-                        SearchAttributePair(TASK_STATUS, TaskStatus.PENDING.value),
-                    ]
-                ),
+                search_attributes=start_search_attributes(request.task_type),
                 static_summary=f"{request.task_type} task {request.task_id}",
                 rpc_timeout=self._rpc_timeout,
             )

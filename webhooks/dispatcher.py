@@ -67,7 +67,7 @@ class WebhookDispatcher:
         return cls(
             WebhookStore(pool),
             DeliveryPolicy.from_settings(settings),
-            listen_conninfo=settings.require_database_url(),
+            listen_conninfo=settings.require_database_direct_url(),  # LISTEN: session-bound
         )
 
     def stats(self) -> WebhookStats:

@@ -136,6 +136,7 @@ class WorkerRuntime:
             min_size=settings.db_pool_min_size,
             max_size=settings.db_pool_max_size,
             timeout=settings.db_pool_timeout_seconds,
+            prepared_statements=settings.database_prepared_statements,
         )
         stack.push_async_callback(self.pool.close)
         self.broker = RedisBroker(
@@ -195,7 +196,7 @@ class WorkerRuntime:
         # Entered here and left in __aexit__, in the same task: the block's body runs
         # inside the group, so a loop that dies cancels it.
         await self._group.__aenter__()
-        listen = settings.require_database_url() if settings.relay_listen else None
+        listen = settings.require_database_direct_url() if settings.relay_listen else None
         self._loop(self.relay.run(listen), "outbox-relay")
         self._loop(self.webhooks.run(), "webhook-deliveries")
         self._loop(self.gauges.run(), "metrics-refresh")

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_PAUSE,
         SIGNAL_RESUME,
         TASK_STATUS,
+        TASK_STEP,
         UPDATE_CONTROL,
         ControlRequest,
         TaskStatusView,
@@ -42,6 +44,8 @@ class TaskControl:
         self._current_step: int | None = None
         self._failed_step: int | None = None
         self._total_steps: int | None = None
+        # Set by the run (`PATCH_LEAN_SEARCH_ATTRIBUTES`): upsert only what changed.
+        self._lean_search_attributes = False
         # Insertion-ordered, so cancelling them issues commands in a replayable order.
         self._running: dict[int, workflow.ActivityHandle[Any]] = {}
 
@@ -57,9 +61,23 @@ class TaskControl:
 
     def _set_status(self, status: TaskStatus) -> None:
         self._status = status
-        workflow.upsert_search_attributes([TASK_STATUS.value_set(status.value)])
+        if self._lean_search_attributes:
+            self._upsert_changed(status)
+        else:
+            workflow.upsert_search_attributes([TASK_STATUS.value_set(status.value)])
         if status is not TaskStatus.RUNNING:
             workflow.set_current_details(f"{status.value} at step {self._current_step or 0}")
+
+    def _upsert_changed(self, status: TaskStatus) -> None:
+        """One upsert, only when `TaskStatus` changes from what the run shows (a start by
+        `TaskClient` shows `running`), carrying `TaskStep` (the step it changed at) along."""
+        shown = workflow.info().typed_search_attributes
+        if shown.get(TASK_STATUS) == status.value:
+            return
+        updates: list[SearchAttributeUpdate[Any]] = [TASK_STATUS.value_set(status.value)]
+        if self._current_step is not None and shown.get(TASK_STEP) != self._current_step:
+            updates.append(TASK_STEP.value_set(self._current_step))
+        workflow.upsert_search_attributes(updates)
 
     # Signal handlers take any arguments Temporal can deliver (`*args`, decoded without a
     # type): a payload of the wrong count or type is logged and ignored, never a failed

@@ -28,6 +28,11 @@ PATCH_CANCEL_CLOSES_CANCELED = "cancel-closes-canceled"
 # anyway and takes effect at the next step boundary: was a failed task (paused/resumed) or
 # a run closed with no terminal event (task.created.v1).
 PATCH_CANCEL_DURING_RECORD = "cancel-during-record"
+# Search attributes cost a command (a visibility write) per upsert (issue 15): `TaskStatus`
+# is upserted only when it differs from what the run shows (a task started by `TaskClient`
+# shows `running` from its start), and `TaskStep` only with a status change, in the same
+# upsert; the step a running task is on is in its current details (no command).
+PATCH_LEAN_SEARCH_ATTRIBUTES = "lean-search-attributes"
 
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),

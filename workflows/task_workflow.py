@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         LOCAL_ACTIVITY_TIMEOUT,
         PATCH_CANCEL_CLOSES_CANCELED,
         PATCH_CANCEL_DURING_RECORD,
+        PATCH_LEAN_SEARCH_ATTRIBUTES,
         PATCH_TASK_STEP_ATTRIBUTE,
         PATCH_TIMEOUT_STEP_FAILED,
         RECORD_RETRY,
@@ -71,6 +72,7 @@ class TaskWorkflow(TaskControl):
     @workflow.run
     async def run(self, request: TaskWorkflowInput) -> TaskWorkflowResult:
         self._task_id = request.task_id
+        self._lean_search_attributes = workflow.patched(PATCH_LEAN_SEARCH_ATTRIBUTES)
         await self._emit(
             "task.created.v1",
             {"task_type": request.task_type, "input": request.input, "owner": request.owner},
@@ -138,7 +140,7 @@ class TaskWorkflow(TaskControl):
     ) -> ResultT:
         await self._step_boundary()
         self._current_step = index
-        if workflow.patched(PATCH_TASK_STEP_ATTRIBUTE):
+        if not self._lean_search_attributes and workflow.patched(PATCH_TASK_STEP_ATTRIBUTE):
             workflow.upsert_search_attributes([TASK_STEP.value_set(index)])
         workflow.set_current_details(f"step {index} of {self._total_steps} running")
         handle = workflow.start_activity(

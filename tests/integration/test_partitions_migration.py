@@ -31,6 +31,13 @@ _WITHOUT_PARTITION_KEY = (
     ("'}',\n           task.created_at\n", "'}'\n"),
     ("ON CONFLICT (event_id, task_created_at)", "ON CONFLICT (event_id)"),
     ("RETURNING last_seq, created_at\n", "RETURNING last_seq\n"),
+    (" AND e.task_created_at = t.created_at)", ")"),
+    # The raced-duplicate guard calls a function of migration 0013: not there at 0008.
+    (
+        "WHERE (SELECT CASE WHEN EXISTS (SELECT FROM task) AND NOT EXISTS (SELECT FROM event)\n"
+        "                   THEN taskplane_append_raced(%(event_id)s) ELSE 0 END) = 0\n",
+        "",
+    ),
 )
 _EVENTS = (
     "SELECT task_id, seq, event_id, event_type, recorded_at, envelope FROM events"

@@ -17,6 +17,7 @@ from schemas import EventEnvelope
 from store import EventStore, InvalidCursorError, Outbox, TaskReader
 from store.events import ChapterClosedError
 from store.migrate import migrate, migration_files
+from tests.polling import until
 
 
 def new_task_id() -> str:
@@ -95,6 +96,37 @@ async def test_duplicate_event_id_is_recorded_once(pool: AsyncConnectionPool) ->
     assert after.sequence == 2  # the duplicates did not burn sequence numbers
     assert await count(pool, "SELECT count(*) FROM events WHERE task_id = %s", task_id) == 2
     assert await count(pool, "SELECT count(*) FROM outbox WHERE task_id = %s", task_id) == 2
+
+
+async def test_a_duplicate_committed_during_the_wait_for_the_row_lock_skips_no_sequence(
+    pool: AsyncConnectionPool, database_url: str
+) -> None:
+    """Two appends of one event id wait on the task row (held here); released, the first
+    commits and the second, whose snapshot predates it, must write nothing at all."""
+    store = EventStore(pool)
+    task_id = new_task_id()
+    await store.append(event(task_id, "task.created.v1", {"task_type": "t", "input": {}}))
+    same = progress(task_id, 50)
+    async with await psycopg.AsyncConnection.connect(database_url) as holder:
+        await holder.execute("SELECT 1 FROM tasks WHERE task_id = %s FOR UPDATE", (task_id,))
+        racing = [asyncio.create_task(store.append(same)) for _ in range(2)]
+
+        async def both_wait() -> bool:
+            return await count(pool, _WAITING_ON_LOCKS, _APPENDS_LIKE) == 2
+
+        await until(both_wait, what="both appends waiting on the task row")
+        await holder.commit()
+    results = sorted(await asyncio.gather(*racing), key=lambda r: r.duplicate)
+    assert [r.duplicate for r in results] == [False, True]
+    assert results[0].sequence == results[1].sequence == 2
+    assert (await store.append(progress(task_id, 60))).sequence == 3  # no gap
+    assert await count(pool, "SELECT count(*) FROM outbox WHERE task_id = %s", task_id) == 3
+
+
+_WAITING_ON_LOCKS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s"
+)
+_APPENDS_LIKE = "%INSERT INTO tasks AS t%"
 
 
 async def test_store_refuses_an_envelope_that_already_has_a_sequence(

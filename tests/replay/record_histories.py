@@ -34,6 +34,7 @@ from schemas.workflow import DEMO_STEP, TaskWorkflowInput, TaskWorkflowResult
 from settings import Settings
 from store import EventStore, Outbox, open_pool
 from temporal.client import connect_client
+from temporal.tasks import start_search_attributes
 from worker.temporal_worker import build_worker, workflow_runner
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -70,6 +71,7 @@ async def _start(
         TaskWorkflowInput(task_id=task_id, task_type=task_type, input=task_input),
         id=f"task-{task_id}",
         task_queue=queue,
+        search_attributes=start_search_attributes("demo.pipeline"),  # as TaskClient starts it
     )
 
 
