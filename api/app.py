@@ -14,6 +14,7 @@ from api.routes import control, events, health, tasks
 from api.routes import schemas as schema_routes
 from api.routes.ui import install_page
 from api.security import install_security
+from api.sse_response import StreamHandoffMiddleware
 from api.state import ApiState
 from broker import EventBroker
 from schemas.plugins import installed_plugins, register_input_models
@@ -41,6 +42,9 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
     app.state.api = state
     # The cap on concurrent SSE streams: one gate per app, and one app per process.
     app.state.stream_gate = state.gate
+    app.state.stream_ticker = state.stream_ticker
+    # First, so the innermost: SSE streams are served below it, out of FastAPI's frames.
+    app.add_middleware(StreamHandoffMiddleware)
     install_security(app, settings)  # API keys, tenants, stream tokens, limits
     install_problem_handlers(app, state.metrics.count_error)
     app.include_router(tasks.router)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sse_starlette import ServerSentEvent
 
 from api.lookup import find_task, parse_task_id, view_from_record
 from api.models import TaskView
@@ -86,6 +85,6 @@ async def current_snapshot(services: Services, task_id: str, tenant: str) -> Tas
     )
 
 
-def snapshot_frame(snapshot: TaskSnapshot) -> ServerSentEvent:
+def snapshot_bytes(snapshot: TaskSnapshot) -> bytes:
     """The stream's first frame: no `id`, so it moves no client's `Last-Event-ID`."""
-    return ServerSentEvent(data=snapshot.model_dump_json(), event=SNAPSHOT_EVENT)
+    return f"event: {SNAPSHOT_EVENT}\ndata: {snapshot.model_dump_json()}\n\n".encode()

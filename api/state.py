@@ -18,6 +18,7 @@ from prometheus_client import Histogram
 from api.middleware import request_seconds
 from api.services import Services
 from api.stream_gate import StreamGate
+from api.stream_ticker import StreamTicker
 from broker import BrokerStatus, EventBroker
 from broker.redis import RedisBroker
 from settings import Settings
@@ -32,6 +33,12 @@ class ApiState:
         self.settings = settings
         self.metrics = Metrics()
         self.gate = StreamGate(settings.sse_max_streams)
+        # The one clock of this app's SSE streams (heartbeats, idle and send timeouts).
+        self.stream_ticker = StreamTicker(
+            heartbeat_seconds=settings.sse_heartbeat_seconds,
+            idle_timeout_seconds=settings.sse_idle_timeout_seconds,
+            send_timeout_seconds=settings.sse_send_timeout_seconds,
+        )
         self.request_seconds: Histogram = request_seconds(self.metrics)
         self._given_broker = broker
         self._services: Services | None = None

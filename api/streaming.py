@@ -18,9 +18,9 @@ A stream also ends, cleanly, after `idle_timeout` seconds without an event:
 the client resumes with `Last-Event-ID`, possibly on another API process, and
 nothing is held for a client that may be long gone.
 
-`events()` is ONE async generator with no generator nested inside it, so
-closing it (the client went away) runs its cleanup at once: the subscription
-is released in the same step, never left for the garbage collector.
+`batches()` is ONE async generator with no generator nested in it (and no exit stack:
+a deque each), so closing it releases the subscription in the same step. How it waits
+is its `StreamWaiter`'s business (api/stream_wait.py).
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from typing import Protocol, TypeVar
 import psycopg
 from psycopg_pool import PoolTimeout
 
+from api.live_events import LIVE, LiveEvent
 from api.stream_gate import StreamCounters
+from api.stream_wait import PlainWaiter, StreamWaiter
 from broker import (
     BrokerNotConnectedError,
     BrokerStatus,
@@ -45,7 +47,7 @@ from broker import (
     Subscription,
     topic_for,
 )
-from schemas import InvalidEventError, decode_event, is_terminal
+from schemas import is_terminal
 from store import StoredEvent
 
 log = logging.getLogger(__name__)
@@ -75,26 +77,11 @@ class OutgoingEvent:
     sequence: int
     event_type: str
     envelope_json: str
+    shared: LiveEvent | None = None  # a live event: its message's one decoding (and frames)
 
     @property
     def terminal(self) -> bool:
         return is_terminal(self.event_type)
-
-
-def live_event(payload: str, task_id: str) -> tuple[int, str] | None:
-    """(sequence, type) of a live message, or None when it is not a valid event of this task.
-
-    Strict (`schemas.decode_event`): the payload is forwarded to the client as
-    it came, so a look-alike that is not exactly a Taskplane event must never
-    pass for the next one. Refusing it costs nothing: the store heals the gap.
-    """
-    try:
-        envelope = decode_event(payload)
-    except InvalidEventError:
-        return None
-    if envelope.subject != task_id or envelope.sequence is None:
-        return None
-    return envelope.sequence, envelope.type
 
 
 class TaskEventStream:
@@ -111,8 +98,10 @@ class TaskEventStream:
         idle_timeout: float = 300.0,
         poll_interval: float = 1.0,
         counters: StreamCounters | None = None,
+        waiter: StreamWaiter | None = None,
     ) -> None:
         self._task_id = task_id
+        self._wait = waiter or PlainWaiter()
         self._counters = counters or StreamCounters()
         self._last = after
         self._history = history
@@ -125,49 +114,64 @@ class TaskEventStream:
         self._catching_up = True  # history first: everything after the client's cursor
         self._idle_deadline = 0.0
         self._fields = {"task_id": task_id}
+        self._held: contextlib.AbstractAsyncContextManager[Subscription] | None = None
 
     async def events(self) -> AsyncGenerator[OutgoingEvent, None]:
+        """The events one by one (see `batches`)."""
+        async with contextlib.aclosing(self.batches()) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def batches(self) -> AsyncGenerator[list[OutgoingEvent], None]:
+        """The events to send, a store page or one live event at a time, until the task's
+        terminal event (the stream ends after it), an idle timeout or the broker's close."""
         self._counters.open_streams += 1
         try:
-            async with contextlib.AsyncExitStack() as held:
-                subscription = await self._subscribe(held)
-                if not self._history:
-                    last = await self._store.last_sequence(self._task_id)
-                    self._last = max(self._last, last or 0)
+            subscription = await self._subscribe()
+            if not self._history:
+                last = await self._store.last_sequence(self._task_id)
+                self._last = max(self._last, last or 0)
+            self._idle_deadline = _now() + self._idle_timeout
+            polls = 0
+            while True:
+                if subscription is None:
+                    batch = await self._poll_store()
+                    polls += 1
+                    if batch == [] and polls % RESUBSCRIBE_EVERY_POLLS == 0:
+                        subscription = await self._subscribe()
+                else:
+                    batch = await self._next_batch(subscription)
+                if batch is None:
+                    return
+                if not batch:
+                    continue
+                yield batch
+                # Only the last of a batch can end the task: a reset may follow a terminal.
+                if batch[-1].terminal and await self._ends_task(batch[-1]):
+                    return
                 self._idle_deadline = _now() + self._idle_timeout
-                polls = 0
-                while True:
-                    if subscription is None:
-                        batch = await self._poll_store()
-                        polls += 1
-                        if batch == [] and polls % RESUBSCRIBE_EVERY_POLLS == 0:
-                            subscription = await self._subscribe(held)
-                    else:
-                        batch = await self._next_batch(subscription)
-                    if batch is None:
-                        return
-                    for position, event in enumerate(batch, start=1):
-                        yield event
-                        if event.terminal and await self._ends_task(event, position == len(batch)):
-                            return
-                    if batch:
-                        self._idle_deadline = _now() + self._idle_timeout
         finally:
             self._counters.open_streams -= 1
+            held, self._held = self._held, None
+            if held is not None:  # released in this step: the broker's exit never waits
+                await held.__aexit__(None, None, None)
 
-    async def _subscribe(self, held: contextlib.AsyncExitStack) -> Subscription | None:
+    async def _subscribe(self) -> Subscription | None:
         """The live subscription (confirmed), or None while Redis is away: the stream
         then reads the store. Either way a catch-up from the store comes next."""
         self._catching_up = True
         connected = self._broker.status() is BrokerStatus.CONNECTED
-        subscribing = held.enter_async_context(
-            self._broker.subscribe(topic_for(self._task_id), queue_size=self._queue_size)
-        )
+        entering = self._broker.subscribe(topic_for(self._task_id), queue_size=self._queue_size)
         try:
             if connected:
-                return await subscribing
-            # Down already: do not keep the client waiting for the broker's full timeout.
-            return await asyncio.wait_for(subscribing, SUBSCRIBE_WAIT_WHILE_DOWN)
+                subscription = await entering.__aenter__()
+            else:
+                # Down already: do not keep the client waiting for the broker's full timeout.
+                subscribing = entering.__aenter__()
+                subscription = await asyncio.wait_for(subscribing, SUBSCRIBE_WAIT_WHILE_DOWN)
+            self._held = entering
+            return subscription
         except (BrokerUnavailableError, TimeoutError) as exc:
             self._counters.store_fallbacks += 1
             log.info(
@@ -193,7 +197,7 @@ class TaskEventStream:
                     "store read failed; the stream reads again",
                     extra={**self._fields, "sequence": self._last, "error": str(exc)},
                 )
-                await asyncio.sleep(delay)
+                await self._wait.pause(delay)
                 delay = min(delay * 2, STORE_RETRY_SECONDS[1])
 
     async def _poll_store(self) -> list[OutgoingEvent] | None:
@@ -208,7 +212,7 @@ class TaskEventStream:
             log.info("idle stream ended", extra={**self._fields, "sequence": self._last})
             return None
         self._counters.store_polls += 1
-        await asyncio.sleep(min(self._poll_interval, remaining))
+        await self._wait.pause(min(self._poll_interval, remaining))
         return []
 
     async def _read_page(self) -> list[OutgoingEvent]:
@@ -220,11 +224,9 @@ class TaskEventStream:
             self._last = page[-1].sequence
         return [OutgoingEvent(e.sequence, e.event_type, e.envelope_json) for e in page]
 
-    async def _ends_task(self, event: OutgoingEvent, last_of_batch: bool) -> bool:
+    async def _ends_task(self, event: OutgoingEvent) -> bool:
         """Whether this terminal event is the task's current ending. An operator's reset
         opens a new chapter after it (`task.reset.v1` …), which the stream goes on to."""
-        if not last_of_batch:
-            return False
         latest = await self._from_store(lambda: self._store.last_sequence(self._task_id))
         return latest is None or latest <= event.sequence
 
@@ -240,8 +242,8 @@ class TaskEventStream:
             remaining = max(self._idle_deadline - _now(), 0.0)
             degraded = self._broker.status() is not BrokerStatus.CONNECTED
             try:
-                delivery = await subscription.get(
-                    timeout=min(remaining, self._poll_interval) if degraded else remaining
+                delivery = await self._wait.next_delivery(
+                    subscription, min(remaining, self._poll_interval) if degraded else remaining
                 )
             except BrokerNotConnectedError:
                 return None  # the broker closed (shutdown): the client resumes elsewhere
@@ -266,15 +268,18 @@ class TaskEventStream:
             log.info("stream resync from store", extra={**self._fields, "sequence": self._last})
             self._catching_up = True
             return None
-        decoded = live_event(delivery.payload, self._task_id)
-        if decoded is None:
+        # Strict (`schemas.decode_event`, once per message in this process): the payload
+        # is forwarded as it came, so a look-alike that is not exactly a Taskplane event
+        # must never pass for the next one. Refusing it costs nothing: the store heals.
+        live = LIVE.decode(delivery.payload)
+        if live is None or live.subject != self._task_id:
             self._counters.invalid_messages += 1
             log.warning(
                 "invalid broker message skipped",
                 extra={**self._fields, "raw": delivery.payload[:2000]},
             )
             return None
-        sequence, event_type = decoded
+        sequence = live.sequence
         if sequence <= self._last:
             self._counters.dropped_duplicates += 1
             return None
@@ -288,7 +293,7 @@ class TaskEventStream:
             self._catching_up = True
             return None
         self._last = sequence
-        return OutgoingEvent(sequence, event_type, delivery.payload)
+        return OutgoingEvent(sequence, live.event_type, delivery.payload, live)
 
 
 def _now() -> float:

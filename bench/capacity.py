@@ -1,16 +1,18 @@
 """Part 3: idle SSE streams one API process holds, its memory per stream, and fan-out.
 
 Capacity: a fresh `python -m api` (RLIMIT_NOFILE raised by the bench and
-inherited); streams are opened on running tasks (spread over
-`capacity_topics` tasks, so the process holds that many Redis subscriptions)
+inherited; its stream cap raised to the largest step); streams are opened on
+running tasks (spread over `capacity_topics` tasks, so the process holds that
+many Redis subscriptions)
 in steps, each stream counted only once its first event (the task's history)
 arrived. Memory per stream = growth of the API's VmRSS since a warm-up of 50
 streams, divided by the streams added. The clients are raw asyncio sockets in
 this process, so they cost the API nothing but their connection.
 
 Fan-out: `fanout_clients` streams on ONE task, then events recorded through
-the production `EventRecorder` (Postgres + Redis, as a worker would) half a
-second apart; per delivery, latency = receipt minus the envelope's `time`.
+the production `EventRecorder` (Postgres + Redis, as a worker would)
+`fanout_interval_seconds` apart; per delivery, latency = receipt minus the
+envelope's `time`, and per event the latency of its last client (p50, p99).
 The API's CPU over those events, per delivery, says what one delivery costs.
 
 Floors: the same measurement on `bench.sse_floor`'s minimal servers (bare
@@ -33,7 +35,7 @@ from bench.context import BenchContext
 from bench.procs import ChildProcess, rss_kib, tree_cpu_seconds
 from bench.seed import seed_tasks
 from bench.sse_client import Frame, SseConnection, open_stream
-from bench.stats import epoch, median, summary_ms
+from bench.stats import epoch, median, percentile, summary_ms
 from store import EventStore, Outbox
 
 WARMUP_STREAMS = 50
@@ -151,7 +153,7 @@ async def _fanout(ctx: BenchContext, api: ChildProcess) -> dict[str, Any]:
             event_type="task.step.progress.v1",
             data={"index": 1, "name": "step-1", "percent": float(tick), "total_steps": 1},
         )
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(ctx.sizes.fanout_interval_seconds)
     await asyncio.sleep(1)
     api_cpu = tree_cpu_seconds(api.pid) - api_cpu
     deliveries: list[float] = []
@@ -177,6 +179,7 @@ async def _fanout(ctx: BenchContext, api: ChildProcess) -> dict[str, Any]:
         "missing_deliveries": expected - len(deliveries),
         "delivery": summary_ms(deliveries),
         "median_last_client_ms": round(median(list(slowest.values())) * 1000, 2),
+        "p99_last_client_ms": round(percentile(list(slowest.values()), 99) * 1000, 2),
         # The API's CPU while fanning out (idle streams' pings included: one per 15 s).
         "api_cpu_us_per_delivery": round(api_cpu * 1e6 / max(len(deliveries), 1), 1),
     }
@@ -204,7 +207,8 @@ async def _floor(ctx: BenchContext, kind: str) -> float | None:
 
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
-    api = ChildProcess("api", ctx.endpoints, ctx.log_dir)
+    most = max(ctx.sizes.capacity_steps, default=0) + WARMUP_STREAMS
+    api = ChildProcess("api", ctx.endpoints, ctx.log_dir, sse_max_streams=str(most))
     api.start()
     try:
         await asyncio.to_thread(api.wait_ready)
@@ -213,7 +217,9 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         fan = result["fanout"]["delivery"]
         print(
             f"  fan-out to {result['fanout']['clients']} clients:"
-            f" p50 {fan['p50_ms']} ms  p99 {fan['p99_ms']} ms"
+            f" p50 {fan['p50_ms']} ms  p99 {fan['p99_ms']} ms,"
+            f" last client p99 {result['fanout']['p99_last_client_ms']} ms,"
+            f" {result['fanout']['api_cpu_us_per_delivery']} µs API CPU per delivery"
         )
     finally:
         api.stop()

@@ -28,11 +28,12 @@ class Sizes:
     latency_tasks: int = 8
     latency_rate: float = 200.0  # events/s over all tasks
     latency_seconds: float = 15.0
-    capacity_steps: tuple[int, ...] = (1000, 2000, 3000, 4000, 5000)
+    capacity_steps: tuple[int, ...] = (2000, 4000, 6000, 8000, 10_000)
     capacity_topics: int = 100
     capacity_floor_streams: int = 2000
-    fanout_clients: int = 1000
-    fanout_events: int = 10
+    fanout_clients: int = 200
+    fanout_events: int = 40
+    fanout_interval_seconds: float = 0.25
     replay_events: int = 10_000
     replay_repeats: int = 5
     lever_events: int = 500
@@ -77,7 +78,7 @@ class Sizes:
             capacity_topics=25,
             capacity_floor_streams=500,
             fanout_clients=200,
-            fanout_events=3,
+            fanout_events=10,
             replay_events=2000,
             replay_repeats=2,
             lever_events=100,

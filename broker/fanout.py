@@ -16,14 +16,12 @@ them would show the consumer a gap before the notice that explains it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from broker.protocol import BrokerNotConnectedError, Delivery
 
 RESYNC = Delivery(payload=None, resync=True)
-# Identity-compared sentinel that wakes a blocked `get()` when the subscription closes.
-_CLOSED = Delivery(payload=None)
 
 
 @dataclass(slots=True)
@@ -39,8 +37,26 @@ class FanoutSubscription:
     """One subscriber's end: a bounded queue the fan-out fills and the consumer drains.
 
     Implements `broker.protocol.Subscription`. `offer`, `push_resync` and `close`
-    belong to the fan-out; consumers only iterate or call `get`.
+    belong to the fan-out; consumers call `get` (or iterate), or — an event loop
+    of their own, such as an SSE response parked in `receive()` — set `waker`
+    (called, synchronously, whenever something arrives or the subscription
+    closes) and drain with `get_nowait`.
+
+    A plain list and at most one waiting future: an idle subscription (the
+    common case, thousands per API process) holds no `asyncio.Queue`, no timer
+    and no task.
     """
+
+    __slots__ = (
+        "_capacity",
+        "_closed",
+        "_counters",
+        "_getter",
+        "_items",
+        "_resync_queued",
+        "_topic",
+        "waker",
+    )
 
     def __init__(self, topic: str, capacity: int, counters: FanoutCounters) -> None:
         if capacity < 1:
@@ -48,9 +64,12 @@ class FanoutSubscription:
         self._topic = topic
         self._capacity = capacity
         self._counters = counters
-        self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=capacity + 1)
+        # A list, not a deque (~700 bytes less per idle subscriber): queues are short.
+        self._items: list[Delivery] = []
+        self._getter: asyncio.Future[None] | None = None
         self._resync_queued = False
         self._closed = False
+        self.waker: Callable[[], None] | None = None
 
     @property
     def topic(self) -> str:
@@ -59,7 +78,7 @@ class FanoutSubscription:
     @property
     def buffered(self) -> int:
         """Deliveries waiting in this subscriber's queue (at most capacity + 1)."""
-        return self._queue.qsize()
+        return len(self._items)
 
     @property
     def closed(self) -> bool:
@@ -67,34 +86,57 @@ class FanoutSubscription:
 
     def offer(self, payload: str) -> None:
         """Queue `payload` without ever blocking; on overflow drop it and queue a resync."""
+        self.offer_delivery(Delivery(payload=payload))
+
+    def offer_delivery(self, delivery: Delivery) -> None:
+        """`offer` for a delivery shared by every subscriber of the topic (one per message)."""
         if self._closed:
             return
         if self._resync_queued:
             self._counters.dropped += 1
-        elif self._queue.qsize() >= self._capacity:
+        elif len(self._items) >= self._capacity:
             self._counters.dropped += 1
             self.push_resync()
         else:
-            self._queue.put_nowait(Delivery(payload=payload))
+            self._items.append(delivery)
             self._counters.delivered += 1
+            self._notify()
 
     def push_resync(self) -> None:
         """Queue one resync notice unless one is already waiting (notices coalesce)."""
         if self._closed or self._resync_queued:
             return
         # Cannot overflow: messages use at most `capacity` slots, the last one is this notice's.
-        self._queue.put_nowait(RESYNC)
+        self._items.append(RESYNC)
         self._resync_queued = True
         self._counters.resyncs += 1
+        self._notify()
 
     def close(self) -> None:
         """End the subscription: wake a blocked consumer; later `get()` calls raise."""
         if self._closed:
             return
         self._closed = True
-        # A full queue means no consumer is blocked on it, and the next get() sees `_closed`.
-        if not self._queue.full():
-            self._queue.put_nowait(_CLOSED)
+        self._items.clear()
+        self._notify()
+
+    def _notify(self) -> None:
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+        if self.waker is not None:
+            self.waker()
+
+    def get_nowait(self) -> Delivery | None:
+        """The next delivery if one is waiting, else None; raises once closed."""
+        if self._closed:
+            raise BrokerNotConnectedError(f"subscription to {self._topic!r} is closed")
+        if not self._items:
+            return None
+        item = self._items.pop(0)
+        if item is RESYNC:
+            self._resync_queued = False
+        return item
 
     async def get(self, timeout: float | None = None) -> Delivery | None:  # noqa: ASYNC109 -- the Subscription protocol's signature
         """The next delivery, or None after `timeout` seconds without one.
@@ -102,21 +144,22 @@ class FanoutSubscription:
         Raises `BrokerNotConnectedError` once the subscription was closed (the
         broker closed, or the subscription's context was left).
         """
-        if self._closed:
-            raise BrokerNotConnectedError(f"subscription to {self._topic!r} is closed")
-        if timeout is None:
-            item = await self._queue.get()
-        else:
-            try:
-                async with asyncio.timeout(timeout):
-                    item = await self._queue.get()
-            except TimeoutError:
-                return None
-        if item is _CLOSED or self._closed:
-            raise BrokerNotConnectedError(f"subscription to {self._topic!r} is closed")
-        if item is RESYNC:
-            self._resync_queued = False
-        return item
+        item = self.get_nowait()
+        if item is not None:
+            return item
+        getter = self._getter = asyncio.get_running_loop().create_future()
+        try:
+            if timeout is None:
+                await getter
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await getter
+                except TimeoutError:
+                    return None
+        finally:
+            self._getter = None
+        return self.get_nowait()
 
     async def __aiter__(self) -> AsyncIterator[Delivery]:
         """Yield deliveries until the subscription is closed, then stop quietly."""
@@ -125,8 +168,8 @@ class FanoutSubscription:
                 delivery = await self.get()
             except BrokerNotConnectedError:
                 return
-            assert delivery is not None  # get() without a timeout never returns None
-            yield delivery
+            if delivery is not None:
+                yield delivery
 
 
 class Fanout:
@@ -165,8 +208,13 @@ class Fanout:
         return True
 
     def deliver(self, topic: str, payload: str) -> None:
-        for subscription in self._topics.get(topic, ()):
-            subscription.offer(payload)
+        """Offer `payload` to every subscriber of `topic`: ONE `Delivery` (and one payload
+        string) shared by all of them, so each consumer can recognise the same message."""
+        subscribers = self._topics.get(topic)
+        if subscribers:
+            delivery = Delivery(payload=payload)
+            for subscription in subscribers:
+                subscription.offer_delivery(delivery)
 
     def resync_topic(self, topic: str) -> None:
         for subscription in self._topics.get(topic, ()):

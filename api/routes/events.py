@@ -1,8 +1,9 @@
 """`GET /tasks/{id}/events`: the task's events over Server-Sent Events.
 
-sse-starlette frames the events, sends the `: ping` comments and, crucially,
-watches `receive()` for `http.disconnect`, so a vanished client releases its
-subscription at once instead of at its next write.
+`api.sse_response.TaskEventResponse` frames the events, sends the `: ping`
+comments and watches `receive()` for `http.disconnect`, so a vanished client
+releases its subscription at once instead of at its next write; all in the one
+task that serves the request (docs/performance.md).
 
 Hygiene, per process: at most `sse_max_streams` streams (past it, 503 with
 `Retry-After`); a client that takes no bytes for `sse_send_timeout_seconds` is
@@ -13,29 +14,26 @@ how long a browser's `EventSource` waits before it reconnects.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import aclosing
-from typing import Annotated, Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
 from api.auth import StreamTenantDep
 from api.deps import ServicesDep
-from api.event_versions import VersionQuery, as_requested
+from api.event_versions import VersionQuery
 from api.limits import MAX_SEQUENCE, TenantStreamGate, TenantStreamsDep, parse_sequence
 from api.lookup import find_task, parse_task_id
 from api.problems import PROBLEM_JSON, ProblemError, problem_body
-from api.snapshot import current_snapshot, snapshot_frame
+from api.snapshot import current_snapshot, snapshot_bytes
+from api.sse_client import SseClient
 from api.sse_contract import SSE_RESPONSES
+from api.sse_response import EventStreamResponse, TaskEventResponse
 from api.stream_gate import StreamGate
 from api.streaming import OutgoingEvent, TaskEventStream
-from telemetry.tracing import event_span
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["events"])
@@ -67,50 +65,31 @@ def too_many_streams(gate: StreamGate, path: str) -> JSONResponse:
     )
 
 
-class TaskEventResponse(EventSourceResponse):
-    """An `EventSourceResponse` that holds one slot of the stream cap (and one of its
-    tenant's) for exactly its lifetime.
+def _admission(
+    gate: StreamGate, tenant_gate: TenantStreamGate, tenant: str
+) -> Callable[[Scope, Receive, Send], Awaitable[Callable[[], None] | None]]:
+    """Takes one slot of the stream cap (and one of the tenant's) when the ASGI server
+    runs the response, and gives back what releases them, whatever ends the stream: the
+    last event, a disconnect (even one before the first byte), a send timeout, a shutdown.
+    A refusal is answered here (503 / 429) and gives None."""
 
-    The slot is taken when the ASGI server runs the response and given back in
-    `finally`, whatever ends it: the last event, a disconnect (even one before
-    the first byte, when the body never starts), a send timeout, a shutdown.
-    A generator's own `finally` would not do: a body iterator that never
-    started never runs it.
-    """
-
-    def __init__(
-        self,
-        content: AsyncIterator[ServerSentEvent],
-        *,
-        gate: StreamGate,
-        tenant_gate: TenantStreamGate,
-        tenant: str,
-        task_id: str,
-        **options: Any,
-    ) -> None:
-        super().__init__(content, **options)
-        self.__gate = gate
-        self.__tenant_gate = tenant_gate
-        self.__tenant = tenant
-        self.__task_id = task_id
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.__gate.try_acquire():
-            await too_many_streams(self.__gate, scope["path"])(scope, receive, send)
-            return
-        if not self.__tenant_gate.try_acquire(self.__tenant):
-            self.__gate.release()
-            refusal = self.__tenant_gate.refusal(self.__tenant)
+    async def admit(scope: Scope, receive: Receive, send: Send) -> Callable[[], None] | None:
+        if not gate.try_acquire():
+            await too_many_streams(gate, scope["path"])(scope, receive, send)
+            return None
+        if not tenant_gate.try_acquire(tenant):
+            gate.release()
+            refusal = tenant_gate.refusal(tenant)
             await _problem_response(refusal, scope["path"])(scope, receive, send)
-            return
-        try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            self.__gate.counters.send_timeouts += 1
-            log.info("client stopped reading; stream dropped", extra={"task_id": self.__task_id})
-        finally:
-            self.__tenant_gate.release(self.__tenant)
-            self.__gate.release()
+            return None
+
+        def release() -> None:
+            tenant_gate.release(tenant)
+            gate.release()
+
+        return release
+
+    return admit
 
 
 def _problem_response(problem: ProblemError, path: str) -> JSONResponse:
@@ -118,10 +97,6 @@ def _problem_response(problem: ProblemError, path: str) -> JSONResponse:
     return JSONResponse(
         body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
     )
-
-
-def _span_fields(event: OutgoingEvent) -> dict[str, str | int]:
-    return {"taskplane.event_type": event.event_type, "taskplane.sequence": event.sequence}
 
 
 def _resume_point(last_event_id: str | None, after: int | None) -> int:
@@ -133,7 +108,7 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
 
 @router.get(
     "/tasks/{task_id}/events",
-    response_class=EventSourceResponse,
+    response_class=EventStreamResponse,
     responses={
         **SSE_RESPONSES,
         503: {
@@ -181,49 +156,50 @@ async def task_events(
         if resume_after >= last_sequence or not history:
             return Response(status_code=204)
     settings = services.settings
-    stream = TaskEventStream(
-        task_id,
-        after=resume_after,
-        history=history,
-        store=services.events,
-        broker=services.broker,
-        queue_size=settings.sse_client_queue_size,
-        page_size=settings.sse_history_page_size,
-        idle_timeout=settings.sse_idle_timeout_seconds,
-        poll_interval=settings.sse_store_poll_seconds,
-        counters=gate.counters,
-    )
+    counters = gate.counters
+    count_error = request.app.state.api.metrics.count_error
+    ticker = request.app.state.stream_ticker  # the closures below hold no `request`
 
-    async def frames() -> AsyncIterator[ServerSentEvent]:
-        if settings.sse_retry_ms:
-            yield ServerSentEvent(retry=settings.sse_retry_ms)
-        try:
-            if snapshot:  # the task's state at once, before its events (api/snapshot.py)
-                yield snapshot_frame(await current_snapshot(services, task_id, tenant))
-            async with aclosing(stream.events()) as events:
-                async for event in events:
-                    with event_span("sse deliver", event.envelope_json, _span_fields(event)):
-                        event_type, data = as_requested(
-                            event.envelope_json, event.event_type, version
-                        )
-                        yield ServerSentEvent(data=data, event=event_type, id=str(event.sequence))
-        except Exception as exc:
-            # The response has started: the error can only travel inside the stream.
-            log.exception("stream failed", extra={"task_id": task_id})
-            gate.counters.stream_errors += 1
-            request.app.state.api.metrics.count_error("sse", type(exc).__name__)
-            problem = problem_body(503, f"the stream failed: {type(exc).__name__}")
-            yield ServerSentEvent(data=json.dumps(problem), event="error")
+    def body(waiter: SseClient) -> AsyncGenerator[list[OutgoingEvent], None]:
+        return TaskEventStream(
+            task_id,
+            after=resume_after,
+            history=history,
+            store=services.events,
+            broker=services.broker,
+            queue_size=settings.sse_client_queue_size,
+            page_size=settings.sse_history_page_size,
+            idle_timeout=settings.sse_idle_timeout_seconds,
+            poll_interval=settings.sse_store_poll_seconds,
+            counters=counters,
+            waiter=waiter,
+        ).batches()
 
+    async def first_frames() -> bytes:
+        """The snapshot: the task's state at once, before its events (api/snapshot.py)."""
+        if not snapshot:
+            return b""
+        return snapshot_bytes(await current_snapshot(services, task_id, tenant))
+
+    def on_error(exc: Exception) -> dict[str, object]:
+        log.error("stream failed", exc_info=exc, extra={"task_id": task_id})
+        counters.stream_errors += 1
+        count_error("sse", type(exc).__name__)
+        return problem_body(503, f"the stream failed: {type(exc).__name__}")
+
+    def on_send_timeout() -> None:
+        counters.send_timeouts += 1
+        log.info("client stopped reading; stream dropped", extra={"task_id": task_id})
+
+    # The frames before the first event: `retry:` (EventSource's reconnection delay).
+    opening = f"retry: {settings.sse_retry_ms}\n\n".encode() if settings.sse_retry_ms else b""
     return TaskEventResponse(
-        frames(),
-        gate=gate,
-        tenant_gate=tenant_gate,
-        tenant=tenant,
-        task_id=task_id,
-        ping=settings.sse_heartbeat_seconds,
-        ping_message_factory=lambda: ServerSentEvent(comment="ping"),
-        send_timeout=settings.sse_send_timeout_seconds,
-        sep="\n",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        body,
+        opening=opening,
+        first_frames=first_frames,
+        version=version,
+        ticker=ticker,
+        admit=_admission(gate, tenant_gate, tenant),
+        on_error=on_error,
+        on_send_timeout=on_send_timeout,
     )

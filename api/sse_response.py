@@ -1,0 +1,224 @@
+"""The SSE response of `GET /tasks/{id}/events`: a plain ASGI response, ONE task per stream.
+
+It replaced sse-starlette's `EventSourceResponse`, whose four tasks per stream
+(body, pings, disconnect watch, shutdown watch, in an anyio task group) cost
+~32 KiB of memory per idle stream and most of the CPU of a live delivery
+(docs/performance.md). Here the task uvicorn runs the request in does it all:
+
+- it pulls the stream's batches (`TaskEventStream.batches`) and writes each as
+  ONE body chunk (a history page of 500 events is one `send`);
+- when the stream waits (for a live event, or out a pause while Redis is away),
+  it waits through this response's `SseClient`: parked in `receive()`, which
+  returns `http.disconnect` the moment the client goes, so a vanished client
+  releases everything at once. A delivery for the stream (the fan-out calls
+  the subscription's `waker`) or the process's ticker (a heartbeat due, a
+  deadline passed) wakes it by cancelling that `receive()`: the cancellation
+  is ours (flagged, then `Task.uncancel()`), any other is passed on;
+- the heartbeat (`: ping`) and the idle and send timeouts run on the process's
+  one `StreamTicker`: no timer per stream while it is idle.
+
+Live frames come from `api.live_events`: built once per message for every
+stream of the task. The response holds a slot of the process's and the tenant's
+stream caps for exactly its lifetime (503 / 429 past them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.event_versions import EventVersion, as_requested
+from api.sse_client import ClientGoneError, ServerClosingError, SseClient
+from api.stream_ticker import StreamTicker
+from api.streaming import OutgoingEvent
+from telemetry.tracing import event_span, tracing_enabled
+
+log = logging.getLogger(__name__)
+
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"connection", b"keep-alive"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def encode_frame(sequence: int, event_type: str, data: str) -> bytes:
+    """One SSE event: `id`, `event`, and `data` (one line per line of `data`)."""
+    if "\n" in data or "\r" in data:
+        lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        data = "\ndata: ".join(lines)
+    return f"id: {sequence}\nevent: {event_type}\ndata: {data}\n\n".encode()
+
+
+class EventStreamResponse(Response):
+    """Marks a route's SSE response in the OpenAPI document (the real one is below)."""
+
+    media_type = "text/event-stream"
+
+
+class TaskEventResponse(EventStreamResponse):
+    """Headers, the opening frames (`retry:`), then the stream's events until it ends.
+
+    `admit(scope, receive, send)` takes the stream's slots, or answers the refusal
+    itself and returns None; otherwise it returns what gives the slots back.
+    An error after the headers can only travel inside the stream: `event: error`.
+    """
+
+    def __init__(
+        self,
+        body: Callable[[SseClient], AsyncGenerator[list[OutgoingEvent], None]],
+        *,
+        opening: bytes,
+        first_frames: Callable[[], Awaitable[bytes]] | None = None,
+        version: EventVersion,
+        ticker: StreamTicker,
+        admit: Callable[[Scope, Receive, Send], Awaitable[Callable[[], None] | None]],
+        on_error: Callable[[Exception], dict[str, object]],
+        on_send_timeout: Callable[[], None],
+    ) -> None:
+        # Not Response.__init__: no body, hence no content-length.
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = list(HEADERS)
+        self._body = body
+        self._opening = opening
+        self._first_frames = first_frames
+        self._version = version
+        self._ticker = ticker
+        self._admit = admit
+        self._on_error = on_error
+        self._on_send_timeout = on_send_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        slot: list[ASGIApp] | None = scope.get(HANDOFF)
+        if slot is not None and not slot:
+            slot.append(self._serve)  # served by StreamHandoffMiddleware, below
+            return
+        await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        release = await self._admit(scope, receive, send)
+        if release is None:
+            return
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            if scope["method"] == "HEAD":
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await self._stream(receive, send)
+        finally:
+            release()
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
+        client = SseClient(receive, send, self._ticker)
+        self._ticker.add(client)
+        try:
+            if self._opening:
+                await client.write(self._opening)
+            try:
+                if self._first_frames is not None:  # the snapshot (no `id`), then the events
+                    first = await self._first_frames()
+                    if first:
+                        await client.write(first)
+                await self._write_events(client)
+            except ClientGoneError:
+                return
+            except ServerClosingError:
+                pass  # the body ends below: the client reconnects (to another process)
+            except Exception as exc:  # noqa: BLE001 -- the headers are out: it goes in-stream
+                await client.write(error_frame(self._on_error(exc)))
+            await send({"type": "http.response.body", "body": b""})
+        except ClientGoneError:
+            return
+        except asyncio.CancelledError:
+            if not client.timed_out or client.task.uncancel() > 0:
+                raise
+            self._on_send_timeout()
+        finally:
+            self._ticker.discard(client)
+
+    async def _write_events(self, client: SseClient) -> None:
+        version = self._version
+        async with contextlib.aclosing(self._body(client)) as batches:
+            async for batch in batches:
+                frames = [frame_of(event, version) for event in batch]
+                with delivery_spans(batch):
+                    await client.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+
+def frame_of(event: OutgoingEvent, version: EventVersion) -> bytes:
+    """The event's frame; a live event's is built once for every stream of its task."""
+    if event.shared is not None:
+        return event.shared.frame(
+            version,
+            lambda: event_frame(event.sequence, event.event_type, event.envelope_json, version),
+        )
+    return event_frame(event.sequence, event.event_type, event.envelope_json, version)
+
+
+def event_frame(sequence: int, event_type: str, envelope_json: str, version: EventVersion) -> bytes:
+    shown_type, data = as_requested(envelope_json, event_type, version)
+    return encode_frame(sequence, shown_type, data)
+
+
+def error_frame(problem: dict[str, object]) -> bytes:
+    return f"event: error\ndata: {json.dumps(problem)}\n\n".encode()
+
+
+@contextlib.contextmanager
+def delivery_spans(batch: list[OutgoingEvent]) -> Iterator[None]:
+    """One CONSUMER span per event written, joining the task's trace (tracing on only)."""
+    if not tracing_enabled():
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        for event in batch:
+            fields: dict[str, str | int] = {
+                "taskplane.event_type": event.event_type,
+                "taskplane.sequence": event.sequence,
+            }
+            stack.enter_context(event_span("sse deliver", event.envelope_json, fields))
+        yield
+
+
+# --- serving a stream outside the framework's frames ---------------------------------
+
+HANDOFF = "taskplane.stream_handoff"
+
+
+class StreamHandoffMiddleware:
+    """Runs a handed-off response after FastAPI's request machinery has unwound.
+
+    A stream lives for minutes; whatever frames are above it live as long. FastAPI's
+    (routing, dependency solving, its exit stacks, the `Request`, the exception
+    wrappers) cost ~10 KiB per idle stream, a third of the whole. Installed as the
+    innermost middleware, this offers every request a slot in its scope; a
+    `TaskEventResponse` that finds the slot puts its serving coroutine in it and
+    returns at once, and the stream is served from here, below the app's own
+    middlewares (request id, auth, limits: their `send` wrappers still apply) and
+    above nothing else. Without this middleware the response serves itself in place.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        slot: list[ASGIApp] = []
+        scope[HANDOFF] = slot
+        await self.app(scope, receive, send)
+        if slot:
+            # FastAPI's request state (its exit stacks, closed by now) would stay with
+            # the scope for the stream's life: only the framework reads it.
+            for key in [key for key in scope if key.startswith("fastapi")]:
+                del scope[key]
+            await slot.pop()(scope, receive, send)

@@ -1,0 +1,38 @@
+"""How a `TaskEventStream` waits: for its next live delivery, or out a pause.
+
+The stream itself never decides how to wait. Alone (tests, the CLI-free unit
+rules) it waits the plain asyncio way, `PlainWaiter`. Behind an SSE response it
+waits through the response (`api.sse_response.SseClient`), which meanwhile
+sends the heartbeats, notices a vanished client and is woken by the fan-out,
+all in the one task that serves the request, with no timer of its own while
+idle (the process's `StreamTicker` keeps the time for every stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from broker import Delivery, Subscription
+
+
+class StreamWaiter(Protocol):
+    async def next_delivery(self, subscription: Subscription, timeout: float) -> Delivery | None:  # noqa: ASYNC109 -- a wait with a deadline, like Subscription.get
+        """The subscription's next delivery, or None after `timeout` seconds without one.
+
+        Raises `BrokerNotConnectedError` when the subscription closed."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """Let `seconds` pass (a store poll's interval, a retry's back-off)."""
+        ...
+
+
+class PlainWaiter:
+    """Waiting with nothing else to do meanwhile."""
+
+    async def next_delivery(self, subscription: Subscription, timeout: float) -> Delivery | None:  # noqa: ASYNC109 -- see StreamWaiter
+        return await subscription.get(timeout=timeout)
+
+    async def pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
