@@ -35,6 +35,7 @@ from bench.procs import ChildProcess, raise_open_files_limit, rss_kib
 from bench.soak_report import render, summarise
 from bench.stack import BenchServers, Endpoints, server_versions
 from store import open_pool
+from store.partitions import PartitionPolicy
 
 RESULTS = Path(__file__).parent / "results" / "soak.json"
 MAX_MINUTES = 120.0
@@ -53,6 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-outbox", type=float, default=30.0)
     parser.add_argument("--keep-tombstones", type=float, default=120.0)
     parser.add_argument("--prune-interval", type=float, default=5.0)
+    parser.add_argument(
+        "--partition-seconds",
+        type=float,
+        default=None,
+        help="width of the events partitions (default: the setting's, a day)",
+    )
     parser.add_argument("--stream-maxlen", type=int, default=5000)
     parser.add_argument("--max-open", type=int, default=500, help="open tasks before pausing")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -77,6 +84,9 @@ class Soak:
             "broker_stream_maxlen": str(args.stream_maxlen),
             "log_level": "WARNING",
         }
+        if args.partition_seconds is not None:  # narrow partitions, so the soak drops some
+            retention["partition_interval_seconds"] = str(args.partition_seconds)
+            retention["partition_ahead_seconds"] = str(args.partition_seconds * 3)
         self.api = ChildProcess("api", endpoints, log_dir, **retention)
         self.worker = ChildProcess(
             "worker", endpoints, log_dir, task_queue=self.api.task_queue, **retention
@@ -193,7 +203,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     raise_open_files_limit()
     started_at = datetime.now(UTC)
     load_start = load_average()
-    with BenchServers(keep=args.keep) as servers:
+    partitions = None
+    if args.partition_seconds is not None:
+        width = args.partition_seconds
+        partitions = PartitionPolicy(interval_seconds=width, ahead_seconds=width * 3)
+    with BenchServers(keep=args.keep, partitions=partitions) as servers:
         endpoints = servers.start()
         print(f"servers up; logs in {servers.logs}", flush=True)
         versions = server_versions(endpoints)

@@ -32,6 +32,7 @@ from devstack.aio import run_sync
 from devstack.ports import free_port
 from devstack.temporal import temporal_binary
 from store.migrate import migrate
+from store.partitions import PartitionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,16 @@ class BenchServers(contextlib.ExitStack):
     """Postgres, Redis and a Temporal dev server of the bench's own; stopped on exit."""
 
     def __init__(
-        self, root: Path | None = None, *, keep: bool = False, temporal_db: str = "memory"
+        self,
+        root: Path | None = None,
+        *,
+        keep: bool = False,
+        temporal_db: str = "memory",
+        partitions: PartitionPolicy | None = None,
     ) -> None:
         super().__init__()
         self.temporal_db = temporal_db
+        self.partitions = partitions  # the events partitions made at migrate (None: defaults)
         self.root = root or Path(tempfile.mkdtemp(prefix="taskplane-bench-"))
         self.logs = self.root / "logs"
         self._keep = keep
@@ -81,7 +88,7 @@ class BenchServers(contextlib.ExitStack):
         self.callback(temporal.stop)
         temporal_address = temporal.start()
         self._servers["temporal"] = temporal
-        run_sync(lambda: migrate(database_url))
+        run_sync(lambda: migrate(database_url, self.partitions))
         return Endpoints(database_url, redis_url, temporal_address)
 
     def pids(self) -> dict[str, int]:
