@@ -42,6 +42,7 @@ MAX_MINUTES = 120.0
 MAX_RATE = 50.0
 MAX_TASKS = 100_000
 STREAM_KEY = "taskplane:events"
+_PARTITIONS = "SELECT count(*), min(lower_bound) FROM taskplane_event_partitions"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -172,12 +173,16 @@ class Soak:
     async def _sample(self, pool: Any, redis: aioredis.Redis, began: float) -> None:
         async with pool.connection() as conn:
             size = await dbsize.measure(conn)
+            parts = await (await conn.execute(_PARTITIONS)).fetchone()
         memory = await redis.info("memory")
         sample: dict[str, Any] = {
             "t": round(time.monotonic() - began, 1),
             "submitted": self.submitted,
             "open": await drive.open_tasks(pool),
             "database_bytes": size.database_bytes,
+            # events partitions now, and the oldest one's lower bound (retention drops them)
+            "event_partitions": int(parts[0]) if parts else 0,
+            "oldest_partition": str(parts[1]) if parts and parts[1] else None,
             "tables": {
                 name: {"bytes": t.total_bytes, "rows": t.rows} for name, t in size.tables.items()
             },
@@ -190,7 +195,7 @@ class Soak:
         self.samples.append(sample)
         print(
             f"  t={sample['t']:6.0f}s submitted {self.submitted:6d} open {sample['open']:4d}"
-            f"  db {size.database_bytes / 2**20:7.1f} MiB"
+            f"  db {size.database_bytes / 2**20:7.1f} MiB parts {sample['event_partitions']:3d}"
             f"  api {sample['api_rss_kib'] / 1024:6.1f} MiB"
             f"  worker {sample['worker_rss_kib'] / 1024:6.1f} MiB"
             f"  redis {sample['redis_used_memory'] / 2**20:6.1f} MiB"

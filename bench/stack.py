@@ -23,6 +23,7 @@ import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -32,7 +33,7 @@ from devstack.aio import run_sync
 from devstack.ports import free_port
 from devstack.temporal import temporal_binary
 from store.migrate import migrate
-from store.partitions import PartitionPolicy
+from store.partitions import PartitionPolicy, drop_empty, make_ahead
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,9 @@ class BenchServers(contextlib.ExitStack):
         temporal_address = temporal.start()
         self._servers["temporal"] = temporal
         run_sync(lambda: migrate(database_url, self.partitions))
+        if self.partitions is not None:
+            policy = self.partitions
+            run_sync(lambda: _narrow_partitions(database_url, policy))
         return Endpoints(database_url, redis_url, temporal_address)
 
     def pids(self) -> dict[str, int]:
@@ -99,6 +103,16 @@ class BenchServers(contextlib.ExitStack):
             if process is not None and process.pid is not None:
                 found[name] = process.pid
         return found
+
+
+async def _narrow_partitions(database_url: str, policy: PartitionPolicy) -> None:
+    """Migration 0009 makes a week of daily partitions; a bench that asks for narrower
+    ones (so retention can drop some within its run) drops those, empty on its new
+    database, and makes its own."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        now = datetime.now(UTC)
+        await drop_empty(conn, policy, overdue_before=now, now=now + timedelta(days=366))
+        await make_ahead(conn, policy)
 
 
 class InMemoryTemporal(TemporalDevServer):
