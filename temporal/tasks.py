@@ -1,6 +1,6 @@
-"""`TaskClient`: the one way the API starts, controls, queries and describes a task.
+"""`TaskClient`: the one way the API starts, controls and describes a task.
 
-Every name it sends (workflow type, signals, query, memo keys, search attributes)
+Every name it sends (workflow type, updates, memo keys, search attributes)
 comes from `schemas/workflow.py`, and every call carries the same deadline, so a
 Temporal that does not answer costs a request `rpc_timeout`, never more.
 """
@@ -36,7 +36,6 @@ from schemas.workflow import (
     MEMO_REQUEST_HASH,
     MEMO_REQUEST_NONCE,
     MEMO_TASK_TYPE,
-    QUERY_STATUS,
     TASK_STATUS,
     TASK_TYPE,
     TASK_WORKFLOW,
@@ -167,18 +166,6 @@ class TaskClient:
             raise
         return await TaskDescription.of(description)
 
-    async def status(self, task_id: str) -> TaskStatusView:
-        """The workflow's own answer (`WorkflowQueryFailedError` when it cannot give one)."""
-        try:
-            answer: TaskStatusView = await self._handle(task_id).query(
-                QUERY_STATUS, result_type=TaskStatusView, rpc_timeout=self._rpc_timeout
-            )
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise TaskGoneError(task_id) from exc
-            raise
-        return answer
-
     async def control(self, task_id: str, request: ControlRequest) -> TaskStatusView:
         """Pause, resume or cancel through the `control` update: applied by the workflow
         before this returns, so the next call sees it; `ControlRefusedError` when the
@@ -198,14 +185,6 @@ class TaskClient:
                 raise TaskGoneError(task_id) from exc
             raise
         return answer
-
-    async def signal(self, task_id: str, name: str) -> None:
-        try:
-            await self._handle(task_id).signal(name, rpc_timeout=self._rpc_timeout)
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise TaskGoneError(task_id) from exc
-            raise
 
     async def deliver_input(
         self, task_id: str, request: DeliverInputRequest, *, update_id: str
