@@ -48,6 +48,7 @@ from schemas.workflow import (
     TaskWorkflowInput,
     workflow_id_for,
 )
+from settings.deployment import DeploymentSettings
 from temporal.health import workflow_task_failing
 
 
@@ -125,10 +126,18 @@ def _status_of(details: Sequence[Any]) -> TaskStatus | None:
 
 
 class TaskClient:
-    def __init__(self, client: Client, *, task_queue: str, rpc_timeout: timedelta) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str,
+        rpc_timeout: timedelta,
+        versioning: DeploymentSettings | None = None,
+    ) -> None:
         self.client = client
         self._task_queue = task_queue
         self._rpc_timeout = rpc_timeout
+        self._versioning = versioning or DeploymentSettings(versioning=False)
 
     def _handle(self, task_id: str) -> WorkflowHandle[object, object]:
         return self.client.get_workflow_handle(workflow_id_for(task_id))
@@ -153,6 +162,7 @@ class TaskClient:
                 },
                 search_attributes=start_search_attributes(request.task_type),
                 static_summary=f"{request.task_type} task {request.task_id}",
+                versioning_override=self._versioning.start_override(request.task_type),
                 rpc_timeout=self._rpc_timeout,
             )
 

@@ -33,6 +33,7 @@ from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
 from schemas.plugins import TaskTypePlugin, installed_plugins
 from settings import Settings
+from settings.deployment import get_deployment_settings
 from store import open_pool
 from store.processed import ProcessedEvents
 from telemetry.metrics import Metrics, MetricsServer
@@ -191,6 +192,7 @@ class WorkerRuntime:
                 shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 plugins=installed_plugins() if self._plugins is None else self._plugins,
+                deployment_config=get_deployment_settings().deployment_config(),
             )
 
     async def _flush_marks(self) -> None:

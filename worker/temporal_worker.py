@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.chat import ChatActivities
@@ -53,8 +53,12 @@ def build_worker(
     shutdown_grace: timedelta = timedelta(seconds=10),
     max_cached_workflows: int = 1000,
     plugins: Sequence[TaskTypePlugin] = (),
+    deployment_config: WorkerDeploymentConfig | None = None,
 ) -> Worker:
-    """The Temporal worker with every workflow and activity; tests build theirs here too."""
+    """The Temporal worker with every workflow and activity; tests build theirs here too.
+
+    `deployment_config` makes it one version of a Worker Deployment (docs/deploys.md);
+    None keeps it unversioned."""
     plugin_activities: list[Callable[..., Any]] = []
     for plugin in plugins:
         register_runner(plugin.name, plugin.runner)
@@ -75,6 +79,7 @@ def build_worker(
         interceptors=[LogContextInterceptor()],  # tracing, when on, comes with the client
         graceful_shutdown_timeout=shutdown_grace,
         max_cached_workflows=max_cached_workflows,
+        deployment_config=deployment_config,
         # Heartbeats reach the server at least every second, so a cancel (which
         # rides on the heartbeat response) stops a step within about a second.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
