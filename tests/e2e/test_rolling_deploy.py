@@ -154,12 +154,12 @@ async def test_pinned_tasks_finish_on_their_version_while_the_next_one_serves(
         assert versions[upgraded][1] == "b"
 
         # `a` is no longer current: the server says it drains (or has drained already).
-        described = await temporal_cli(
+        drainage = await temporal_cli(
             address,
             *("worker", "deployment", "describe-version", "--output", "json"),
             *("--deployment-name", name, "--build-id", "a"),
         )
-        assert "draining" in described.lower() or "drained" in described.lower(), described
+        assert "draining" in drainage.lower() or "drained" in drainage.lower(), drainage
         v1.stack.stop("tests.rollout_worker")
         pool = await open_pool(services.database_url, min_size=1, max_size=2)
         try:
