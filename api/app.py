@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with state as services:
+        async with state as services, app.state.start_rates:
             app.state.services = services
             yield
 

@@ -15,7 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from schemas.rate_policy import register_type_rates
 from schemas.tasks import register_task_input
+from settings.rate_limits import TypeRates
 
 ENTRY_POINT_GROUP = "taskplane.task_types"
 
@@ -30,6 +32,8 @@ class TaskTypePlugin:
     activities: Callable[[Any], Sequence[Callable[..., Any]]] = field(default=lambda _: ())
     # Modules the Temporal sandbox must pass through (the runner's module at least).
     sandbox_modules: Sequence[str] = ()
+    # Its start rate per (tenant, key) and what happens over it (docs/rate-limits.md).
+    rate_limit: TypeRates | None = None
 
 
 def installed_plugins() -> list[TaskTypePlugin]:
@@ -45,3 +49,5 @@ def installed_plugins() -> list[TaskTypePlugin]:
 def register_input_models(plugins: Sequence[TaskTypePlugin]) -> None:
     for plugin in plugins:
         register_task_input(plugin.name, plugin.input_model)
+        if plugin.rate_limit is not None:
+            register_type_rates(plugin.name, plugin.rate_limit)
