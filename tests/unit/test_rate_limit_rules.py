@@ -1,0 +1,70 @@
+"""Which rules apply to a creation, and how the headers name them (no Redis needed)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from api.rate_limits import StartRates, limit_header, policy_header
+from schemas.rate_policy import register_type_rates
+from settings import Settings
+from settings.rate_limits import Rate, RateLimitSettings, TypeRates
+
+
+def test_settings_read_the_json_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "TASKPLANE_RATE_LIMITS",
+        '{"tenant": {"per_second": 5, "burst": 10, "per_minute": 100},'
+        ' "tenants": {"acme": {"key": {"per_minute": 6}}}}',
+    )
+    config = Settings().rate_limits
+    assert config.tenant == Rate(per_second=5, burst=10, per_minute=100)
+    assert config.tenants["acme"].key == Rate(per_minute=6)
+    assert config.configured
+    assert not Settings(rate_limits=RateLimitSettings()).rate_limits.configured
+
+
+@pytest.mark.parametrize(
+    "bad", [{}, {"burst": 3, "per_minute": 5}, {"per_second": 0}, {"per_second": 1, "x": 1}]
+)
+def test_bad_rates_are_refused(bad: dict[str, int]) -> None:
+    with pytest.raises(ValidationError):
+        Rate.model_validate(bad)
+
+
+def test_rules_per_tenant_key_and_type() -> None:
+    config = RateLimitSettings(
+        tenant=Rate(per_second=10),
+        tenants={"acme": {"tenant": Rate(per_minute=60), "key": Rate(per_second=2, burst=4)}},
+        types={"report": TypeRates(rate=Rate(per_minute=6), over_limit="defer")},
+    )
+    rates = StartRates(config, None, timeout=1)
+    rules, mode = rates.rules_for("acme", "customer-7", "report")
+    assert [r.name for r in rules] == ["tenant-m", "key-s", "type-m"]
+    assert mode == "defer"
+    # Every key of one call shares the tenant's hash tag (one slot on a cluster).
+    assert all(r.rule.key.startswith("tp:rate:{acme}:") for r in rules)
+    assert rules[1].rule.key == "tp:rate:{acme}:k:customer-7:s"
+    assert rules[1].rule.interval_ms == 500
+    assert rules[1].rule.burst == 4
+    assert policy_header(rules) == '"tenant-m";q=60;w=60, "key-s";q=2;w=1, "type-m";q=6;w=60'
+    assert limit_header(rules[2], 0, 9_100) == '"type-m";r=0;t=10'
+    other, mode = rates.rules_for("other", "other", "demo.pipeline")
+    assert [r.name for r in other] == ["tenant-s"]
+    assert mode == "reject"
+    assert StartRates(RateLimitSettings(), None, timeout=1).rules_for("a", "a", "b")[0] == []
+
+
+def test_a_type_registration_applies_unless_settings_say_otherwise() -> None:
+    register_type_rates("test.registered", TypeRates(rate=Rate(per_second=1)))
+    rates = StartRates(RateLimitSettings(), None, timeout=1)
+    assert [r.name for r in rates.rules_for("t", "t", "test.registered")[0]] == ["type-s"]
+    overridden = RateLimitSettings(types={"test.registered": TypeRates(rate=Rate(per_minute=1))})
+    named = StartRates(overridden, None, timeout=1).rules_for("t", "t", "test.registered")[0]
+    assert [r.name for r in named] == ["type-m"]
+
+
+def test_tenant_names_cannot_break_the_hash_tag() -> None:
+    config = RateLimitSettings(tenant=Rate(per_second=1))
+    rules, _ = StartRates(config, None, timeout=1).rules_for("a}b{c", "k", "t")
+    assert rules[0].rule.key.startswith("tp:rate:{a%7Db%7Bc}:")
