@@ -61,6 +61,7 @@ class Admission:
 
     delay_seconds: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    decided_at_ms: float = 0.0  # Redis's clock; 0 when no rule applied
 
 
 NO_LIMIT = Admission()
@@ -179,7 +180,7 @@ class StartRates:
             )
         else:
             self.admitted += 1
-        return Admission(delay_seconds=delay, headers=headers)
+        return Admission(delay_seconds=delay, headers=headers, decided_at_ms=decision.at_ms)
 
     async def admit_new(
         self,

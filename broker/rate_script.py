@@ -44,7 +44,7 @@ for i = 1, n do
 end
 local delay = at - now
 if delay > 0 and ((not defer) or delay > max_delay) then
-  return {0, tostring(delay), 0, tostring(delay), blocking}
+  return {0, tostring(delay), 0, tostring(delay), blocking, tostring(now)}
 end
 local remaining = -1
 local reset = 0
@@ -62,7 +62,7 @@ for i = 1, n do
     tightest = i
   end
 end
-return {1, tostring(delay), remaining, tostring(reset), tightest}
+return {1, tostring(delay), remaining, tostring(reset), tightest, tostring(now)}
 """
 
 
@@ -85,6 +85,8 @@ class GcraDecision:
     reset_ms: float
     # Index into the rules: the one that refused, or the tightest one that admitted.
     rule: int
+    # When Redis decided (its clock, ms since the epoch): every limiter's one clock.
+    at_ms: float
 
 
 class GcraScript:
@@ -106,11 +108,12 @@ class GcraScript:
         for rule in rules:
             args.extend((rule.interval_ms, rule.burst))
         reply = await self._script(keys=[rule.key for rule in rules], args=args)
-        admitted, delay, remaining, reset, index = reply
+        admitted, delay, remaining, reset, index, at = reply
         return GcraDecision(
             admitted=int(admitted) == 1,
             delay_ms=max(0.0, float(delay)),
             remaining=int(remaining),
             reset_ms=max(0.0, float(reset)),
             rule=max(0, int(index) - 1),
+            at_ms=float(at),
         )

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.debounce import DebounceSummary
+
 _STEP_INDEX = "The step's 1-based position in the task."
 _STEP_NAME = "The step's name, e.g. `step-2`."
 _TOTAL_STEPS = "How many steps the task has, when known."
@@ -37,6 +39,11 @@ class TaskCreatedV1(EventData):
     task_type: str = Field(description="The task type, e.g. `demo.pipeline`.")
     input: dict[str, Any] = Field(description="The task's input, as validated for its type.")
     owner: str | None = Field(default=None, description="Who asked for the task, if known.")
+    debounced: DebounceSummary | None = Field(
+        default=None,
+        description="A debounced task: the creations it collapsed (up to 100 listed, all"
+        " counted); it started with the latest one's input.",
+    )
 
 
 class StepStartedV1(EventData):

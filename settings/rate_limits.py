@@ -5,7 +5,8 @@ One JSON value (pydantic-settings reads nested models from JSON), e.g.
     {"tenant": {"per_second": 20, "per_minute": 600},
      "key": {"per_second": 2, "burst": 5},
      "tenants": {"acme": {"tenant": {"per_second": 100}}},
-     "types": {"report.nightly": {"rate": {"per_minute": 6}, "over_limit": "defer"}}}
+     "types": {"report.nightly": {"rate": {"per_minute": 6}, "over_limit": "defer"},
+               "search.reindex": {"debounce": {"key": "index", "period_seconds": 5}}}}
 
 Every rate is a GCRA (a token bucket without a refill tick): `per_second` lets
 `burst` (default: the rate, at least 1) through at once and then one every
@@ -61,14 +62,27 @@ class TenantRates(BaseModel):
     key: Rate | None = None
 
 
+class Debounce(BaseModel):
+    """Creations of the type with the same key inside `period_seconds` of each other
+    collapse into one task that starts, with the latest input, a period after the last.
+    `key`: a field of the input, or `concurrency_key` (default: the tenant)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(min_length=1, max_length=200)
+    period_seconds: float = Field(gt=0, le=86_400)
+
+
 class TypeRates(BaseModel):
     """A task type's rate per (tenant, key), and what happens over it: `reject` (429)
-    or `defer` (accepted, started when the rate allows, at most `max_defer_seconds` on)."""
+    or `defer` (accepted, started when the rate allows, at most `max_defer_seconds` on);
+    and its debounce, if any."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rate: Rate | None = None
     over_limit: OverLimit = "reject"
+    debounce: Debounce | None = None
 
 
 class RateLimitSettings(BaseModel):

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from api.auth import TenantDep
 from api.budget import check_event_budget
+from api.debounce import create_debounced, debounce_of
 from api.deps import ServicesDep
 from api.event_versions import VersionQuery, as_requested
 from api.idempotency import parse_idempotency_key, request_fingerprint, task_id_for_key
@@ -101,6 +102,19 @@ async def create_task(
     task_input = _validated_input(body, services.settings.max_events_per_task)
     # Keys are scoped per tenant: the same key in two tenants names two tasks.
     task_id = task_id_for_key(tenant, key) if key else str(uuid.uuid4())
+    fingerprint = request_fingerprint(body.model_dump(mode="json"))
+    # A debounced type's creations collapse into one task (docs/rate-limits.md).
+    if (debounce := debounce_of(services, body.type)) is not None:
+        return await create_debounced(
+            services,
+            debounce,
+            tenant=tenant,
+            body=body,
+            task_input=task_input,
+            idempotency_key=key,
+            fingerprint=fingerprint,
+            response=response,
+        )
     # Shared start rates (docs/rate-limits.md): a 429 here, or a start deferred;
     # a repeat of an Idempotency-Key whose task exists is answered, never limited.
     admission = await start_rates.admit_new(services.pool, task_id, key, tenant, body)
@@ -111,7 +125,6 @@ async def create_task(
         raise ProblemError(409, f"task id {task_id} belongs to a task that was pruned (retention)")
     if owner != tenant:
         raise ProblemError(409, f"task id {task_id} is taken")
-    fingerprint = request_fingerprint(body.model_dump(mode="json"))
     webhook = await subscribe_webhook(  # stored before the task's first event can exist
         services, task_id, body.webhook, request_hash=fingerprint, idempotent=key is not None
     )

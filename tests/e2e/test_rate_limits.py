@@ -1,4 +1,4 @@
-"""Shared start rates on real servers: two API processes, one limit (docs/rate-limits.md).
+"""Shared start rates and debounce on real servers: two API processes (docs/rate-limits.md).
 
 Every rule here refills slowly (per minute: one start every 20-30 s), so what the
 tests see is the burst and the refusal after it, never a race with the refill.
@@ -24,13 +24,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 RUN = uuid.uuid4().hex[:8]  # fresh buckets in the session's Redis for every run
 STRICT, KEYED, DEFERRING = f"strict-{RUN}", f"keyed-{RUN}", f"deferring-{RUN}"
-KEYS = {tenant: f"{tenant}-key-0123456789abcdef" for tenant in (STRICT, KEYED, DEFERRING)}
+DEBOUNCING = f"debouncing-{RUN}"
+KEYS = {
+    tenant: f"{tenant}-key-0123456789abcdef" for tenant in (STRICT, KEYED, DEFERRING, DEBOUNCING)
+}
+# Long enough that creations a test sends one after another never straddle two windows.
+DEBOUNCE_SECONDS = 4
 RATE_LIMITS = {
     "tenants": {
         STRICT: {"tenant": {"per_minute": 3}},
         KEYED: {"key": {"per_minute": 2}},
     },
-    "types": {"demo.fanout": {"rate": {"per_minute": 3}, "over_limit": "defer"}},
+    "types": {
+        "demo.fanout": {"rate": {"per_minute": 3}, "over_limit": "defer"},
+        "demo.chat": {"debounce": {"key": "concurrency_key", "period_seconds": DEBOUNCE_SECONDS}},
+    },
     "max_defer_seconds": 30,
 }
 QUICK = {"type": "demo.pipeline", "input": {"steps": 1, "step_seconds": 0}}
@@ -162,3 +170,90 @@ async def test_a_deferring_type_accepts_and_starts_later(
         # Temporal held its first workflow task back until the booked start (less the
         # clock's second of rounding between this host's and the server's times).
         assert created_at.timestamp() >= asked + delay - 1.0
+
+
+def chat(prompt: str, key: str) -> dict[str, Any]:
+    return {
+        "type": "demo.chat",
+        "input": {"prompt": prompt, "tokens": 2, "token_seconds": 0},
+        "concurrency_key": key,
+    }
+
+
+async def _events(http: httpx.AsyncClient, task_id: str) -> list[dict[str, Any]]:
+    response = await http.get(f"/tasks/{task_id}/history", headers=auth(DEBOUNCING))
+    assert response.status_code == 200, response.text
+    events: list[dict[str, Any]] = response.json()["events"]
+    return events
+
+
+async def _completed(http: httpx.AsyncClient, task_id: str) -> None:
+    async def done() -> bool:
+        response = await http.get(f"/tasks/{task_id}", headers=auth(DEBOUNCING))
+        return response.status_code == 200 and response.json()["status"] == "completed"
+
+    await until(done, within=90, what=f"debounced task {task_id} to complete")
+
+
+async def test_debounce_collapses_creations_into_one_task_with_the_latest_input(
+    limited: ProcessStack, beside: ProcessStack
+) -> None:
+    key = f"doc-{uuid.uuid4().hex[:6]}"
+    async with httpx.AsyncClient(base_url=limited.base_url, timeout=30) as http:
+        answers = []
+        for index, base in enumerate([limited.base_url, beside.base_url] * 3):
+            created = await http.post(
+                f"{base}/tasks", json=chat(f"prompt {index}", key), headers=auth(DEBOUNCING)
+            )
+            assert created.status_code == 202, created.text
+            assert created.json()["status"] == "pending"
+            answers.append(created.json()["task_id"])
+        assert len(set(answers)) == 1
+        # Another key of the same tenant has a window of its own.
+        other = await http.post("/tasks", json=chat("other", f"{key}-2"), headers=auth(DEBOUNCING))
+        assert other.json()["task_id"] != answers[0]
+
+        task_id = answers[0]
+        await _completed(http, task_id)
+        created_event = (await _events(http, task_id))[0]
+        assert created_event["type"] == "task.created.v1"
+        assert created_event["data"]["input"]["prompt"] == "prompt 5"
+        debounced = created_event["data"]["debounced"]
+        assert debounced["collapsed"] == 6
+        assert len(debounced["creations"]) == 6
+        assert debounced["period_seconds"] == DEBOUNCE_SECONDS
+
+        # The window closed when the task started: the next creation opens another.
+        later = await http.post("/tasks", json=chat("later", key), headers=auth(DEBOUNCING))
+        assert later.status_code == 202, later.text
+        assert later.json()["task_id"] != task_id
+
+
+async def test_debounce_keeps_idempotency_keys(limited: ProcessStack) -> None:
+    key = f"idem-{uuid.uuid4().hex[:6]}"
+    first_body, second_body = chat("first", key), chat("second", key)
+    first_key = {**auth(DEBOUNCING), "Idempotency-Key": f"{key}-1"}
+    second_key = {**auth(DEBOUNCING), "Idempotency-Key": f"{key}-2"}
+    async with httpx.AsyncClient(base_url=limited.base_url, timeout=30) as http:
+        first = await http.post("/tasks", json=first_body, headers=first_key)
+        assert first.status_code == 202, first.text
+        task_id = first.json()["task_id"]
+        second = await http.post("/tasks", json=second_body, headers=second_key)
+        assert second.status_code == 202, second.text
+        assert second.json()["task_id"] == task_id
+        # A repeat gets its task (200); the key with another body is refused.
+        repeat = await http.post("/tasks", json=first_body, headers=first_key)
+        assert repeat.status_code == 200, repeat.text
+        assert repeat.json()["task_id"] == task_id
+        misuse = await http.post("/tasks", json=second_body, headers=first_key)
+        assert misuse.status_code == 422, misuse.text
+        await _completed(http, task_id)
+        created_event = (await _events(http, task_id))[0]
+        # The repeat was answered, not collapsed: two creations, the second's input.
+        assert created_event["data"]["debounced"]["collapsed"] == 2
+        assert created_event["data"]["input"]["prompt"] == "second"
+        # After the start too, the repeat is answered with the task.
+        again = await http.post("/tasks", json=first_body, headers=first_key)
+        assert again.status_code == 200, again.text
+        assert again.json()["task_id"] == task_id
+        assert again.json()["status"] == "completed"

@@ -183,6 +183,8 @@ export type TaskCompletedV1 = {
 export type TaskCreatedV1 = {
   /** The task's workflow started: always the task's first event (sequence 1). */
   data: {
+    /** A debounced task: the creations it collapsed (up to 100 listed, all counted); it started with the latest one's input. */
+    debounced?: DebounceSummary | null;
     /** The task's input, as validated for its type. */
     input: Record<string, unknown>;
     /** Who asked for the task, if known. */
