@@ -52,6 +52,9 @@ class Sizes:
     rate_offered: float = 150.0  # asks/s over all drivers
     rate_overhead_calls: int = 2000
     rate_overhead_rounds: int = 3
+    debounce_creations: int = 200
+    debounce_concurrency: int = 5
+    debounce_period_seconds: float = 2.0
 
     def override(self, assignments: list[str]) -> Sizes:
         """`name=value` strings (from `--set`); tuples as comma-separated integers."""
@@ -97,6 +100,7 @@ class Sizes:
             rate_window_seconds=10.0,
             rate_overhead_calls=500,
             rate_overhead_rounds=1,
+            debounce_creations=50,
         )
 
 

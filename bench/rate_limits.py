@@ -12,6 +12,11 @@
   type, each per second and per minute: six GCRA keys), against no limit configured
   (the code path without a Redis round trip) and a bare Redis `PING` (the floor of any
   round trip).
+- Debounce: `debounce_creations` creations (`debounce_concurrency` at a time) of one
+  key go to one window (`DebounceWorkflow`, update-with-start, a worker in this
+  process); how many tasks they made (1 is right), what the window counted, the
+  latency of one creation, and how long after the last creation the task started
+  (the period, `debounce_period_seconds`, plus Temporal's timer and start).
 """
 
 from __future__ import annotations
@@ -20,15 +25,27 @@ import asyncio
 import bisect
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
 
+from activities.recorder import EventRecorder
 from api.problems import ProblemError
 from api.rate_limits import StartRates
 from bench.context import BenchContext
-from bench.stats import median
+from bench.stats import median, summary_ms
+from schemas.debounce import (
+    DebounceCreation,
+    DebounceResult,
+    DebounceStart,
+    debounce_workflow_id,
+)
+from schemas.workflow import TaskWorkflowResult, workflow_id_for
 from settings.rate_limits import Rate, RateLimitSettings, TypeRates
+from store import EventStore, Outbox
+from temporal.debounce import DebounceClient
+from worker.temporal_worker import build_worker
 
 DRIVERS_PER_PROCESS = 2
 
@@ -144,8 +161,68 @@ async def _overhead(ctx: BenchContext) -> dict[str, Any]:
     }
 
 
+async def _debounce(ctx: BenchContext) -> dict[str, Any]:
+    sizes = ctx.sizes
+    queue = f"bench-debounce-{uuid.uuid4().hex[:8]}"
+    recorder = EventRecorder(EventStore(ctx.pool), Outbox(ctx.pool), ctx.broker)
+    start = DebounceStart(
+        tenant="bench",
+        task_type="demo.pipeline",
+        key=uuid.uuid4().hex,
+        period_seconds=sizes.debounce_period_seconds,
+    )
+    latencies: list[float] = []
+    task_ids: set[str] = set()
+    gate = asyncio.Semaphore(sizes.debounce_concurrency)
+    async with build_worker(ctx.client, recorder, task_queue=queue):
+        debouncer = DebounceClient(ctx.client, task_queue=queue, rpc_timeout=timedelta(seconds=60))
+
+        async def create(index: int) -> None:
+            async with gate:
+                began = time.perf_counter()
+                answer = await debouncer.add(
+                    start,
+                    DebounceCreation(
+                        task_id=str(uuid.uuid4()),
+                        input={"steps": 1, "step_seconds": 0, "progress_ticks": index % 3},
+                        request_hash=f"bench-{index}",
+                        request_nonce=f"bench-{index}",
+                    ),
+                )
+                latencies.append(time.perf_counter() - began)
+                task_ids.add(answer.task_id)
+
+        await asyncio.gather(*(create(i) for i in range(sizes.debounce_creations)))
+        last = time.monotonic()
+        window = ctx.client.get_workflow_handle(
+            debounce_workflow_id(start.tenant, start.task_type, start.key),
+            result_type=DebounceResult,
+        )
+        result = await window.result()
+        task = ctx.client.get_workflow_handle(
+            workflow_id_for(result.task_id), result_type=TaskWorkflowResult
+        )
+        description = await task.describe()
+        await task.result()
+    started = description.start_time.timestamp() if description.start_time else 0.0
+    lag = started - (time.time() - (time.monotonic() - last))
+    return {
+        "creations": sizes.debounce_creations,
+        "concurrency": sizes.debounce_concurrency,
+        "tasks": len(task_ids),
+        "collapsed": result.collapsed,
+        "period_seconds": sizes.debounce_period_seconds,
+        "start_after_last_creation_s": round(lag, 3),
+        "creation_latency": summary_ms(latencies),
+    }
+
+
 async def run(ctx: BenchContext) -> dict[str, Any]:
-    return {"accuracy": await _accuracy(ctx), "overhead": await _overhead(ctx)}
+    return {
+        "accuracy": await _accuracy(ctx),
+        "overhead": await _overhead(ctx),
+        "debounce": await _debounce(ctx),
+    }
 
 
 def render(result: dict[str, Any]) -> list[str]:
@@ -165,4 +242,13 @@ def render(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"    {name:<28} {figures['median_wall_us']:>8.1f} {figures['median_cpu_us']:>8.1f}"
         )
+    deb = result["debounce"]
+    latency = deb["creation_latency"]
+    lines.append(
+        f"  debounce: {deb['creations']} creations ({deb['concurrency']} at a time) ->"
+        f" {deb['tasks']} task(s), window counted {deb['collapsed']}; a creation p50"
+        f" {latency['p50_ms']:.1f} ms p99 {latency['p99_ms']:.1f} ms; task started"
+        f" {deb['start_after_last_creation_s']:.2f} s after the last (period"
+        f" {deb['period_seconds']:g} s)"
+    )
     return lines

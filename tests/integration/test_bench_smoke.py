@@ -87,7 +87,14 @@ async def test_output_slice_counts_every_token_of_every_chat(ctx: BenchContext) 
 
 
 async def test_rate_limit_slice_stays_under_its_bound(ctx: BenchContext) -> None:
-    ctx.sizes.override(["rate_window_seconds=2", "rate_overhead_calls=50"])
+    ctx.sizes.override(
+        [
+            "rate_window_seconds=2",
+            "rate_overhead_calls=50",
+            "debounce_creations=10",
+            "debounce_period_seconds=5",
+        ]
+    )
     measured = await rate_limits.run(ctx)
     accuracy = measured["accuracy"]
     assert 0 < accuracy["admitted"] <= accuracy["bound"]
@@ -97,4 +104,7 @@ async def test_rate_limit_slice_stays_under_its_bound(ctx: BenchContext) -> None
         "tenant+key+type (6 keys)",
         "redis PING",
     }
+    # Ten creations of one key, five at a time: one task, and the window counted all.
+    assert measured["debounce"]["tasks"] == 1
+    assert measured["debounce"]["collapsed"] == 10
     assert rate_limits.render(measured)[1].startswith("Rate limits: 2 limiters")
