@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from api.cors import install_cors
 from api.middleware import RequestContextMiddleware
 from api.problems import install_problem_handlers
+from api.rate_limits import register_rate_metrics
 from api.routes import control, events, health, tasks
 from api.routes import schemas as schema_routes
 from api.routes.ui import install_page
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
     # First, so the innermost: SSE streams are served below it, out of FastAPI's frames.
     app.add_middleware(StreamHandoffMiddleware)
     install_security(app, settings)  # API keys, tenants, stream tokens, limits
+    register_rate_metrics(state.metrics, app.state.start_rates)
     install_problem_handlers(app, state.metrics.count_error)
     app.include_router(tasks.router)
     app.include_router(control.router)

@@ -41,6 +41,7 @@ from schemas.rate_policy import type_rates
 from settings import Settings
 from settings.rate_limits import OverLimit, Rate, RateLimitSettings, TypeRates
 from store.tenants import TaskOwners
+from telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,19 @@ class StartRates:
             headers={"Retry-After": str(retry_after), **headers},
             rate_limit=rule.name,
         )
+
+
+def register_rate_metrics(metrics: Metrics, rates: StartRates) -> None:
+    """`taskplane_task_starts_total{decision=admitted|deferred|refused}` of this process."""
+    metrics.counters(
+        "taskplane_task_starts",
+        "creations decided by the shared start rates (TASKPLANE_RATE_LIMITS)",
+        lambda: [
+            (float(rates.admitted), {"decision": "admitted"}),
+            (float(rates.deferred), {"decision": "deferred"}),
+            (float(rates.refused), {"decision": "refused"}),
+        ],
+    )
 
 
 def get_start_rates(request: Request) -> StartRates:
