@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api.cors import install_cors
 from api.middleware import RequestContextMiddleware
 from api.problems import install_problem_handlers
-from api.rate_limits import register_rate_metrics
+from api.rate_limits import register_plugin_rates, register_rate_metrics
 from api.routes import control, events, health, tasks
 from api.routes import schemas as schema_routes
 from api.routes.ui import install_page
@@ -25,7 +25,9 @@ from webhooks import api as webhooks
 
 def create_app(settings: Settings | None = None, *, broker: EventBroker | None = None) -> FastAPI:
     settings = settings or get_settings()
-    register_input_models(installed_plugins())  # plugin task types are accepted too
+    plugins = installed_plugins()
+    register_input_models(plugins)  # plugin task types are accepted too
+    register_plugin_rates(plugins)  # and their start rates and debounce
     state = ApiState(settings, broker=broker)
 
     @asynccontextmanager

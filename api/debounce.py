@@ -21,9 +21,9 @@ from fastapi import Response
 from api.lookup import find_task
 from api.models import CreateTaskRequest, CreateTaskResponse, TaskLinks
 from api.problems import ProblemError
+from api.rate_limits import type_rates
 from api.services import Services
 from schemas.debounce import DebounceCreation, DebounceStart
-from schemas.rate_policy import type_rates
 from schemas.tasks import TaskStatus
 from schemas.workflow import workflow_id_for
 from settings.rate_limits import Debounce
@@ -37,7 +37,7 @@ CONCURRENCY_KEY = "concurrency_key"
 
 
 def debounce_of(services: Services, task_type: str) -> Debounce | None:
-    rates = services.settings.rate_limits.types.get(task_type) or type_rates(task_type)
+    rates = type_rates(services.settings.rate_limits, task_type)
     return rates.debounce if rates is not None else None
 
 

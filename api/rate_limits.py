@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Annotated
@@ -37,7 +38,7 @@ from redis.asyncio import Redis
 from api.models import CreateTaskRequest
 from api.problems import ProblemError
 from broker.rate_script import GcraDecision, GcraRule, GcraScript
-from schemas.rate_policy import type_rates
+from schemas.plugins import TaskTypePlugin
 from settings import Settings
 from settings.rate_limits import OverLimit, Rate, RateLimitSettings, TypeRates
 from store.tenants import TaskOwners
@@ -46,6 +47,25 @@ from telemetry.metrics import Metrics
 log = logging.getLogger(__name__)
 
 START_DELAY_HEADER = "Taskplane-Start-Delay"
+
+# What task types declared at registration (`TaskTypePlugin.rate_limit`); the setting's
+# `types` replaces a type's entry.
+_TYPE_RATES: dict[str, TypeRates] = {}
+
+
+def register_type_rates(task_type: str, rates: TypeRates) -> None:
+    _TYPE_RATES[task_type] = rates
+
+
+def register_plugin_rates(plugins: Sequence[TaskTypePlugin]) -> None:
+    for plugin in plugins:
+        if plugin.rate_limit is not None:
+            register_type_rates(plugin.name, TypeRates.model_validate(plugin.rate_limit))
+
+
+def type_rates(config: RateLimitSettings, task_type: str) -> TypeRates | None:
+    """Settings first (an operator's word), then the type's own registration."""
+    return config.types.get(task_type) or _TYPE_RATES.get(task_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,16 +154,12 @@ class StartRates:
         if redis is not None:
             await redis.aclose()
 
-    def type_policy(self, task_type: str) -> TypeRates | None:
-        """Settings first (an operator's word), then the type's own registration."""
-        return self.config.types.get(task_type) or type_rates(task_type)
-
     def rules_for(self, tenant: str, key: str, task_type: str) -> tuple[list[NamedRule], OverLimit]:
         config = self.config
         override = config.tenants.get(tenant)
         tenant_rate = (override.tenant if override else None) or config.tenant
         key_rate = (override.key if override else None) or config.key
-        typed = self.type_policy(task_type)
+        typed = type_rates(config, task_type)
         base = f"tp:rate:{_tag(tenant)}"
         rules: list[NamedRule] = []
         if tenant_rate is not None:

@@ -8,16 +8,14 @@ activities `activities(recorder)` returns. See docs/task-types.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.rate_policy import register_type_rates
 from schemas.tasks import register_task_input
-from settings.rate_limits import TypeRates
 
 ENTRY_POINT_GROUP = "taskplane.task_types"
 
@@ -32,8 +30,9 @@ class TaskTypePlugin:
     activities: Callable[[Any], Sequence[Callable[..., Any]]] = field(default=lambda _: ())
     # Modules the Temporal sandbox must pass through (the runner's module at least).
     sandbox_modules: Sequence[str] = ()
-    # Its start rate per (tenant, key) and what happens over it (docs/rate-limits.md).
-    rate_limit: TypeRates | None = None
+    # Its start rate per (tenant, key), what happens over it, its debounce: the JSON
+    # shape of `settings.rate_limits.TypeRates`, read by the API (docs/rate-limits.md).
+    rate_limit: Mapping[str, Any] | None = None
 
 
 def installed_plugins() -> list[TaskTypePlugin]:
@@ -49,5 +48,3 @@ def installed_plugins() -> list[TaskTypePlugin]:
 def register_input_models(plugins: Sequence[TaskTypePlugin]) -> None:
     for plugin in plugins:
         register_task_input(plugin.name, plugin.input_model)
-        if plugin.rate_limit is not None:
-            register_type_rates(plugin.name, plugin.rate_limit)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -24,15 +25,17 @@ with workflow.unsafe.imports_passed_through():
         DebounceStart,
         DebounceSummary,
     )
+    from schemas.tasks import TaskStatus
     from schemas.workflow import (
         MEMO_REQUEST_HASH,
         MEMO_REQUEST_NONCE,
         MEMO_TASK_TYPE,
+        TASK_STATUS,
+        TASK_TYPE,
         TASK_WORKFLOW,
         TaskWorkflowInput,
         workflow_id_for,
     )
-    from temporal.tasks import start_search_attributes
 
 
 @workflow.defn(name=DEBOUNCE_WORKFLOW)
@@ -83,7 +86,13 @@ class DebounceWorkflow:
                 MEMO_REQUEST_NONCE: latest.request_nonce,
                 MEMO_TASK_TYPE: start.task_type,
             },
-            search_attributes=start_search_attributes(start.task_type),
+            # As `TaskClient.start` sets them (temporal/tasks.py, start_search_attributes).
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(TASK_TYPE, start.task_type),
+                    SearchAttributePair(TASK_STATUS, TaskStatus.RUNNING.value),
+                ]
+            ),
             static_summary=f"{start.task_type} task {task_id} (debounced)",
         )
         await workflow.wait_condition(workflow.all_handlers_finished)

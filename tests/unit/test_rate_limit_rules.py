@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from api.rate_limits import StartRates, limit_header, policy_header
-from schemas.rate_policy import register_type_rates
+from api.rate_limits import StartRates, limit_header, policy_header, register_plugin_rates
+from schemas.plugins import TaskTypePlugin
 from settings import Settings
 from settings.rate_limits import Rate, RateLimitSettings, TypeRates
 
@@ -56,7 +56,13 @@ def test_rules_per_tenant_key_and_type() -> None:
 
 
 def test_a_type_registration_applies_unless_settings_say_otherwise() -> None:
-    register_type_rates("test.registered", TypeRates(rate=Rate(per_second=1)))
+    plugin = TaskTypePlugin(
+        name="test.registered",
+        input_model=Rate,
+        runner=lambda *_: None,
+        rate_limit={"rate": {"per_second": 1}},
+    )
+    register_plugin_rates([plugin])
     rates = StartRates(RateLimitSettings(), None, timeout=1)
     assert [r.name for r in rates.rules_for("t", "t", "test.registered")[0]] == ["type-s"]
     overridden = RateLimitSettings(types={"test.registered": TypeRates(rate=Rate(per_minute=1))})
