@@ -41,6 +41,7 @@ class TaskCreatedV1(EventData):
     owner: str | None = Field(default=None, description="Who asked for the task, if known.")
     debounced: DebounceSummary | None = Field(
         default=None,
+        exclude_if=lambda value: value is None,
         description="A debounced task: the creations it collapsed (up to 100 listed, all"
         " counted); it started with the latest one's input.",
     )
