@@ -15,8 +15,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.debounce import DebounceSummary
-
 _STEP_INDEX = "The step's 1-based position in the task."
 _STEP_NAME = "The step's name, e.g. `step-2`."
 _TOTAL_STEPS = "How many steps the task has, when known."
@@ -39,11 +37,13 @@ class TaskCreatedV1(EventData):
     task_type: str = Field(description="The task type, e.g. `demo.pipeline`.")
     input: dict[str, Any] = Field(description="The task's input, as validated for its type.")
     owner: str | None = Field(default=None, description="Who asked for the task, if known.")
-    debounced: DebounceSummary | None = Field(
+    # An object, not a nested model: the published schemas stay one flat document each.
+    debounced: dict[str, Any] | None = Field(
         default=None,
         exclude_if=lambda value: value is None,
-        description="A debounced task: the creations it collapsed (up to 100 listed, all"
-        " counted); it started with the latest one's input.",
+        description="A debounced task: the creations it collapsed (`key`, `period_seconds`,"
+        " `collapsed`, and `creations`: up to 100 of `{at, request_nonce}`); it started with"
+        " the latest one's input.",
     )
 
 
