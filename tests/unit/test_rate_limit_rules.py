@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from api.debounce import debounce_key
+from api.models import CreateTaskRequest
 from api.rate_limits import StartRates, limit_header, policy_header, register_plugin_rates
 from schemas.plugins import TaskTypePlugin
 from settings import Settings
-from settings.rate_limits import Rate, RateLimitSettings, TypeRates
+from settings.rate_limits import Debounce, Rate, RateLimitSettings, TypeRates
 
 
 def test_settings_read_the_json_value(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,3 +77,22 @@ def test_tenant_names_cannot_break_the_hash_tag() -> None:
     config = RateLimitSettings(tenant=Rate(per_second=1))
     rules, _ = StartRates(config, None, timeout=1).rules_for("a}b{c", "k", "t")
     assert rules[0].rule.key.startswith("tp:rate:{a%7Db%7Bc}:")
+
+
+def test_the_debounce_key_is_an_input_field_or_the_concurrency_key() -> None:
+    by_field = Debounce(key="index", period_seconds=1)
+    body = CreateTaskRequest(type="t", input={"index": "docs"}, concurrency_key="c")
+    assert debounce_key(by_field, "acme", body, {"index": "docs"}) == '"docs"'
+    assert debounce_key(by_field, "acme", body, {"index": {"b": 1, "a": 2}}) == '{"a": 2, "b": 1}'
+    assert debounce_key(by_field, "acme", body, {}) == "null"
+    by_key = Debounce(key="concurrency_key", period_seconds=1)
+    assert debounce_key(by_key, "acme", body, {}) == "c"
+    assert debounce_key(by_key, "acme", CreateTaskRequest(type="t"), {}) == "acme"
+
+
+async def test_an_unreachable_redis_fails_the_creation_closed() -> None:
+    config = RateLimitSettings(tenant=Rate(per_second=1))
+    async with StartRates(config, "redis://127.0.0.1:1/0", timeout=0.5) as rates:
+        with pytest.raises(RedisConnectionError):  # answered 503 + Retry-After (api.problems)
+            await rates.admit("acme", None, "demo.pipeline")
+        assert rates.refused == 0
