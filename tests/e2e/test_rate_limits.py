@@ -36,10 +36,12 @@ RATE_LIMITS = {
         KEYED: {"key": {"per_minute": 2}},
     },
     "types": {
-        "demo.fanout": {"rate": {"per_minute": 3}, "over_limit": "defer"},
+        # A start every 30 s; the third is deferred, the fourth (60 s out) refused: four
+        # creations would have to take 20 s for the fourth to fit instead.
+        "demo.fanout": {"rate": {"per_minute": 2}, "over_limit": "defer"},
         "demo.chat": {"debounce": {"key": "concurrency_key", "period_seconds": DEBOUNCE_SECONDS}},
     },
-    "max_defer_seconds": 30,
+    "max_defer_seconds": 40,
 }
 QUICK = {"type": "demo.pipeline", "input": {"steps": 1, "step_seconds": 0}}
 
@@ -146,7 +148,7 @@ async def test_a_deferring_type_accepts_and_starts_later(
 ) -> None:
     fanout = {"type": "demo.fanout", "input": {"branches": 1, "step_seconds": 0}}
     async with httpx.AsyncClient(base_url=limited.base_url, timeout=30) as http:
-        for base in (limited.base_url, beside.base_url, limited.base_url):
+        for base in (limited.base_url, beside.base_url):
             created = await http.post(f"{base}/tasks", json=fanout, headers=auth(DEFERRING))
             assert created.status_code == 202, created.text
             assert "taskplane-start-delay" not in created.headers
@@ -154,8 +156,8 @@ async def test_a_deferring_type_accepts_and_starts_later(
         deferred = await http.post("/tasks", json=fanout, headers=auth(DEFERRING))
         assert deferred.status_code == 202, deferred.text
         delay = float(deferred.headers["taskplane-start-delay"])
-        assert 0 < delay <= 20
-        # The next start would be ~40 s out, beyond max_defer_seconds (30): refused.
+        assert 0 < delay <= 30
+        # The next start would be ~60 s out, beyond max_defer_seconds (40): refused.
         assert_refused(await http.post("/tasks", json=fanout, headers=auth(DEFERRING)), "type-m")
         task_id = deferred.json()["task_id"]
         assert (await _task(http, task_id, DEFERRING))["status"] == "pending"
