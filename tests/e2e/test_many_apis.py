@@ -1,0 +1,172 @@
+"""Three APIs and two workers behind nginx (issue 25, item 3): what `taskplane up --apis 3
+--workers 2` runs and deploy/nginx/taskplane.conf describes.
+
+Every client talks to the proxy only. Streams spread over the APIs (each API's own
+`taskplane_sse_streams_open` says how many it holds); every stream gets every event once,
+in order (tests/invariants.py against the store); an API killed under a stream costs its
+client a reconnect: it resumes by Last-Event-ID through the proxy on another API, no
+sticky session, nothing lost or repeated; a killed worker costs nothing but time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from store import open_pool
+from tests.invariants import Observer, check_delivery, load_history
+from tests.nginx import ManyProcesses, many_processes
+from tests.polling import until
+from tests.sse import Frame, collect_events, payload, read_frames
+
+pytestmark = pytest.mark.e2e
+
+STREAMS = 12
+PIPELINE = {"steps": 3, "step_seconds": 1, "progress_ticks": 4}
+
+
+@pytest.fixture(scope="module")
+def many(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManyProcesses]:
+    with many_processes(services, tmp_path_factory.mktemp("e2e-many")) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def proxied(many: ManyProcesses) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=many.url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+async def store(services: Any) -> AsyncIterator[AsyncConnectionPool]:
+    pool = await open_pool(services.database_url, min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+async def create(http: httpx.AsyncClient, task_type: str, task_input: dict[str, Any]) -> str:
+    created = await http.post("/tasks", json={"type": task_type, "input": task_input})
+    assert created.status_code == 202, created.text
+    task_id: str = created.json()["task_id"]
+    return task_id
+
+
+async def watch(
+    http: httpx.AsyncClient, task_id: str, opened: asyncio.Event | None = None
+) -> list[Frame]:
+    """The task's stream through the proxy, to its end; `opened` is set at its first event."""
+    frames: list[Frame] = []
+    async with http.stream("GET", f"/tasks/{task_id}/events", timeout=120) as response:
+        assert response.status_code == 200
+        async for frame in read_frames(response):
+            if frame.is_event:
+                frames.append(frame)
+                if opened is not None:
+                    opened.set()
+    return frames
+
+
+async def test_streams_spread_over_the_apis_and_each_gets_every_event_once_in_order(
+    many: ManyProcesses, proxied: httpx.AsyncClient, store: AsyncConnectionPool
+) -> None:
+    # Tasks that wait for an input keep their streams open while the APIs are counted.
+    tasks = [await create(proxied, "demo.approval", {"step_seconds": 0}) for _ in range(3)]
+    watched = [tasks[i % len(tasks)] for i in range(STREAMS)]
+    opened = [asyncio.Event() for _ in watched]
+    readers = [
+        asyncio.create_task(watch(proxied, task_id, seen))
+        for task_id, seen in zip(watched, opened, strict=True)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(seen.wait() for seen in opened)), timeout=60)
+    held = await asyncio.to_thread(many.streams_open)
+    assert sum(held) == STREAMS, held
+    assert all(count > 0 for count in held), f"an API served no stream: {held}"
+
+    for task_id in tasks:
+
+        async def waiting(task_id: str = task_id) -> bool:
+            task = (await proxied.get(f"/tasks/{task_id}")).json()
+            return bool(task["status"] == "waiting")
+
+        await until(waiting, within=30, what="the task to wait for its input")
+        answer = await proxied.post(f"/tasks/{task_id}/inputs/approve", json={"approved": True})
+        assert answer.status_code == 202, answer.text
+    seen = await asyncio.wait_for(asyncio.gather(*readers), timeout=90)
+    history = await load_history(store, tasks)
+    check_delivery(
+        history,
+        [
+            Observer.sse(f"sse client {n}", task_id, [payload(f) for f in frames])
+            for n, (task_id, frames) in enumerate(zip(watched, seen, strict=True))
+        ],
+        tasks=tasks,
+    )
+
+
+async def test_an_api_killed_under_a_stream_resumes_on_another_through_the_proxy(
+    many: ManyProcesses, proxied: httpx.AsyncClient, store: AsyncConnectionPool
+) -> None:
+    task_id = await create(proxied, "demo.pipeline", {**PIPELINE, "step_seconds": 2})
+    seen: list[Frame] = []
+    killed: int | None = None
+    with pytest.raises(httpx.HTTPError):  # the proxy cuts the response when its API dies
+        async with proxied.stream("GET", f"/tasks/{task_id}/events", timeout=60) as stream:
+            assert stream.status_code == 200
+            async for frame in read_frames(stream):
+                if not frame.is_event:
+                    continue
+                seen.append(frame)
+                if len(seen) == 2:  # the stream is live: kill the API serving it
+                    held = await asyncio.to_thread(many.streams_open)
+                    assert sorted(held) == [0, 0, 1], held
+                    killed = held.index(1)
+                    await asyncio.to_thread(many.kill_api, killed)
+    assert killed is not None
+    assert seen[-1].event != "task.completed.v1", "the task ended before the API died"
+    try:
+        # The same proxy address: nginx finds the dead upstream refusing and moves on.
+        status, rest = await collect_events(
+            proxied, f"/tasks/{task_id}/events", headers={"Last-Event-ID": seen[-1].id or "0"}
+        )
+    finally:
+        await asyncio.to_thread(many.restart_api, killed)
+    assert status == 200
+    frames = seen + rest
+    assert [int(f.id or 0) for f in frames] == list(range(1, len(frames) + 1))
+    assert frames[-1].event == "task.completed.v1"
+    history = await load_history(store, [task_id])
+    check_delivery(history, [Observer.sse("resumed client", task_id, [payload(f) for f in frames])])
+
+
+async def test_a_killed_worker_only_delays_the_tasks(
+    many: ManyProcesses, proxied: httpx.AsyncClient, store: AsyncConnectionPool
+) -> None:
+    tasks = [await create(proxied, "demo.pipeline", PIPELINE) for _ in range(4)]
+    readers = [asyncio.create_task(watch(proxied, task_id)) for task_id in tasks]
+
+    async def all_running() -> bool:
+        statuses = [(await proxied.get(f"/tasks/{t}")).json()["status"] for t in tasks]
+        return all(status == "running" for status in statuses)
+
+    await until(all_running, within=60, what="every task to run")
+    victim = many.workers[0]
+    await asyncio.to_thread(victim.stop, "worker", kill=True)
+    try:
+        seen = await asyncio.wait_for(asyncio.gather(*readers), timeout=120)
+    finally:
+        victim.start("worker")
+    history = await load_history(store, tasks)
+    check_delivery(
+        history,
+        [
+            Observer.sse(f"client of {task_id}", task_id, [payload(f) for f in frames])
+            for task_id, frames in zip(tasks, seen, strict=True)
+        ],
+        tasks=tasks,
+    )
+    assert {frames[-1].event for frames in seen} == {"task.completed.v1"}
