@@ -78,7 +78,7 @@ def render_config(
         for host, port in upstreams
     )
     temps = "".join(f"    {name}_temp_path {prefix / 'temp' / name};\n" for name in TEMP_FOLDERS)
-    timeout = f"{read_timeout_seconds:.0f}s"
+    timeout = f"{round(read_timeout_seconds * 1000)}ms"
     host, port = listen
     return f"""\
 # Rendered by devstack/nginx.py; deploy/nginx/taskplane.conf is the production example.
