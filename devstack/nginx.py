@@ -84,6 +84,8 @@ def render_config(
 # Rendered by devstack/nginx.py; deploy/nginx/taskplane.conf is the production example.
 daemon off;
 worker_processes 1;
+# Two descriptors per proxied stream (client, API); raised within the hard limit, if it can.
+worker_rlimit_nofile {2 * worker_connections + 64};
 pid {prefix / "nginx.pid"};
 error_log stderr warn;
 
