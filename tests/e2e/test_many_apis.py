@@ -64,6 +64,20 @@ async def create(http: httpx.AsyncClient, task_type: str, task_input: dict[str, 
     return task_id
 
 
+async def streams_settled(many: ManyProcesses, total: int) -> list[int]:
+    """Each API's open streams, once they add up to `total` (an earlier test's streams end
+    on the server a moment after their clients saw the end)."""
+    held: list[int] = []
+
+    async def adds_up() -> bool:
+        nonlocal held
+        held = await asyncio.to_thread(many.streams_open)
+        return sum(held) == total
+
+    await until(adds_up, within=15, what=f"{total} open streams over the APIs")
+    return held
+
+
 async def watch(
     http: httpx.AsyncClient, task_id: str, opened: asyncio.Event | None = None
 ) -> list[Frame]:
@@ -91,7 +105,7 @@ async def test_streams_spread_over_the_apis_and_each_gets_every_event_once_in_or
         for task_id, seen in zip(watched, opened, strict=True)
     ]
     await asyncio.wait_for(asyncio.gather(*(seen.wait() for seen in opened)), timeout=60)
-    held = await asyncio.to_thread(many.streams_open)
+    held = await streams_settled(many, STREAMS)
     assert sum(held) == STREAMS, held
     assert all(count > 0 for count in held), f"an API served no stream: {held}"
 
@@ -132,7 +146,7 @@ async def watch_then_kill_its_api(
                     continue
                 seen.append(frame)
                 if len(seen) == 2:  # the stream is live: kill the API serving it
-                    held = await asyncio.to_thread(many.streams_open)
+                    held = await streams_settled(many, 1)
                     assert sorted(held) == [0, 0, 1], held
                     killed = held.index(1)
                     await asyncio.to_thread(many.kill_api, killed)
