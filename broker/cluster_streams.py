@@ -108,7 +108,9 @@ class PartitionedGroupBackend:
     async def claim_idle(self, min_idle_seconds: float, count: int) -> list[StreamEntry]:
         entries: list[StreamEntry] = []
         for index in self._rotation():
-            entries.extend(await self._parts[index].claim_idle(min_idle_seconds, count - len(entries)))
+            entries.extend(
+                await self._parts[index].claim_idle(min_idle_seconds, count - len(entries))
+            )
             if len(entries) >= count:
                 break
         return entries

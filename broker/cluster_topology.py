@@ -115,7 +115,7 @@ class ClusterTopology:
             retry=Retry(NoBackoff(), 0),
         )
         try:
-            reply: list[Any] = await client.execute_command("CLUSTER", "SLOTS")
+            reply: list[Any] = await client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
             return reply
         finally:
             with suppress(RedisError, OSError):

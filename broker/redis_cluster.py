@@ -25,7 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from broker.cluster_pubsub import ShardedPubSub
-from broker.cluster_streams import Partitions, PartitionedGroupBackend, message_prefix
+from broker.cluster_streams import PartitionedGroupBackend, Partitions, message_prefix
 from broker.cluster_topology import ClusterTopology, cluster_client
 from broker.durable import GroupConsumer
 from broker.fanout import Fanout
@@ -275,4 +275,3 @@ class RedisClusterBroker:
         if self._closed or self._commands is None:
             raise BrokerNotConnectedError(f"RedisClusterBroker is {self.status().value}")
         return self._commands
-

@@ -227,9 +227,7 @@ class RedisGroupBackend:
         for message_id in sorted(candidates):
             if not await self._call(self._commands.xrange(self._key, message_id, message_id)):
                 gone.append(
-                    StreamEntry(
-                        self._id_prefix + message_id, None, None, delivered[message_id] + 1
-                    )
+                    StreamEntry(self._id_prefix + message_id, None, None, delivered[message_id] + 1)
                 )
         return gone
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -90,22 +91,25 @@ class LocalCluster:
             port = free_port()
             node_dir = folder / f"node-{index}"
             node_dir.mkdir()
+            options: dict[str, str | int | Path] = {
+                "port": port,
+                "bind": LOOPBACK,
+                "cluster-enabled": "yes",
+                "cluster-port": free_port(),
+                "cluster-config-file": node_dir / "nodes.conf",
+                "cluster-node-timeout": NODE_TIMEOUT_MS,
+                "cluster-replica-validity-factor": 0,
+                "dir": node_dir,
+                "save": "",
+                "appendonly": "no",
+                "protected-mode": "no",
+            }
+            argv: list[str | int | Path] = [server]
+            for name, value in options.items():
+                argv += [f"--{name}", value]
             process = ManagedProcess(
                 f"redis-cluster-{port}",
-                [
-                    server,
-                    "--port", port,
-                    "--bind", LOOPBACK,
-                    "--cluster-enabled", "yes",
-                    "--cluster-port", free_port(),
-                    "--cluster-config-file", node_dir / "nodes.conf",
-                    "--cluster-node-timeout", NODE_TIMEOUT_MS,
-                    "--cluster-replica-validity-factor", 0,
-                    "--dir", node_dir,
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--protected-mode", "no",
-                ],  # fmt: skip
+                argv,
                 log_path=node_dir / "redis.log",
                 stop_signal=signal.SIGTERM,
                 stop_timeout=5.0,
@@ -123,15 +127,18 @@ class LocalCluster:
         for node in self.nodes:
             node.process.start()
         for node in self.nodes:
-            node.process.wait_ready(lambda node=node: accepts_connections(node.port), timeout=15)
+            node.process.wait_ready(partial(accepts_connections, node.port), timeout=15)
+        addresses = [f"{LOOPBACK}:{node.port}" for node in self.nodes]
         subprocess.run(
             [
                 self.cli,
-                "--cluster", "create",
-                *(f"{LOOPBACK}:{node.port}" for node in self.nodes),
-                "--cluster-replicas", "1",
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "1",
                 "--cluster-yes",
-            ],  # fmt: skip
+            ],
             check=True,
             capture_output=True,
             timeout=60,
@@ -235,9 +242,10 @@ class LocalCluster:
             total += sum(
                 int(str(value))
                 for key, value in info.items()
-                if key.startswith("cluster_stats_messages_") and key.endswith("_sent")
+                if key.startswith("cluster_stats_messages_")
+                and key.endswith("_sent")
                 and key != "cluster_stats_messages_sent"
-            )  # fmt: skip
+            )
         return total
 
 

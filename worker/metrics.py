@@ -105,6 +105,13 @@ class BacklogSource(Protocol):
     async def stream_backlog(self) -> StreamBacklog: ...
 
 
+def _group_labels(backlog: GroupBacklog) -> dict[str, str]:
+    """`group`, and on a Redis Cluster the partition stream (`partition`: its index)."""
+    if backlog.partition is None:
+        return {"group": backlog.group}
+    return {"group": backlog.group, "partition": backlog.partition}
+
+
 def _register_backlog(metrics: Metrics, gauges: WorkerGauges) -> None:
     """Lag of every consumer group: what an operator watches before the stream cap
     (`TASKPLANE_BROKER_STREAM_MAXLEN`) trims entries a group has not read."""
@@ -130,7 +137,7 @@ def _register_backlog(metrics: Metrics, gauges: WorkerGauges) -> None:
 
         def read(field: str = field) -> LabelledValues:
             return [
-                (float(getattr(g, field)), {"group": g.group})
+                (float(getattr(g, field)), _group_labels(g))
                 for g in groups()
                 if getattr(g, field) is not None
             ]

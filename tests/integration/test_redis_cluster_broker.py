@@ -16,6 +16,7 @@ from broker.cluster_streams import partition_tags
 from broker.cluster_topology import slot_of
 from broker.redis_cluster import RedisClusterBroker
 from tests.broker_contract import BrokerContract, BrokerFactory, new_topic, receive
+from tests.polling import until
 from tests.redis_cluster import LocalCluster, redis_cluster  # noqa: F401 -- a fixture
 
 
@@ -46,7 +47,8 @@ async def broker(redis_cluster: LocalCluster) -> AsyncIterator[RedisClusterBroke
 
 
 async def test_one_reader_per_primary_serves_topics_on_every_primary(
-    broker: RedisClusterBroker, redis_cluster: LocalCluster  # noqa: F811
+    broker: RedisClusterBroker,
+    redis_cluster: LocalCluster,  # noqa: F811
 ) -> None:
     topics = [new_topic() for _ in range(60)]
     async with asyncio.TaskGroup() as group:
@@ -62,8 +64,7 @@ async def test_one_reader_per_primary_serves_topics_on_every_primary(
 
         for topic in topics:
             group.create_task(hold(topic))
-        while len(ready) < len(topics):
-            await asyncio.sleep(0.01)
+        await until(lambda: len(ready) == len(topics), within=10, what="every subscription")
         primaries = {node.port for node in redis_cluster.primaries()}
         assert {port for _, port in broker.pubsub.readers()} == primaries
         release.set()
