@@ -72,7 +72,8 @@ class ShardedPubSub:
         self._stopped = False
         self._map_failed = False
         self.resubscriptions = 0  # topics moved to a new reader (metrics, figures)
-        self.reader_failures = 0
+        self.reader_failures = 0  # readers whose connection ended
+        self.readers_replaced = 0  # readers dropped: failed, or their node serves no slots
 
     @property
     def started(self) -> bool:
@@ -90,7 +91,8 @@ class ShardedPubSub:
 
     @property
     def reconnects(self) -> int:
-        return self.reader_failures
+        """Live connections lost or abandoned (`BrokerStats.reconnects`)."""
+        return self.readers_replaced
 
     def readers(self) -> list[Address]:
         """The primaries this process holds a pub/sub connection to."""
@@ -215,6 +217,7 @@ class ShardedPubSub:
         for address, reader in list(self._readers.items()):
             if reader.failed or address not in primaries:
                 del self._readers[address]
+                self.readers_replaced += 1
                 moving.extend(reader.topics.wanted())
                 await reader.stop()
                 continue

@@ -172,6 +172,22 @@ class LocalCluster:
     def primaries(self) -> list[ClusterNode]:
         return [self.node(port) for port, role in self.roles().items() if role == "master"]
 
+    def primary_serving(self, slot: int) -> ClusterNode:
+        """The node that serves `slot` now, as the first running node that answers says."""
+        for node in self.nodes:
+            if not node.process.running:
+                continue
+            with suppress(redis.RedisError, OSError), node.client() as client:
+                for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                    if int(start) <= slot <= int(end):
+                        return self.node(int(primary[1]))
+        raise AssertionError(f"no running node says who serves slot {slot}")
+
+    def role(self, node: ClusterNode) -> str | None:
+        with suppress(redis.RedisError, OSError):
+            return str(node.info("replication")["role"])
+        return None
+
     def replicas_of(self, primary: ClusterNode) -> list[ClusterNode]:
         found = []
         for node in self.nodes:
