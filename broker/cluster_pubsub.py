@@ -34,7 +34,7 @@ from contextlib import asynccontextmanager, suppress
 
 from redis.exceptions import RedisError
 
-from broker.backoff import BACKOFF_INITIAL, ReconnectBackoff
+from broker.backoff import BACKOFF_INITIAL, jittered
 from broker.cluster_node_reader import NodeReader
 from broker.cluster_topology import Address, ClusterTopology
 from broker.fanout import Fanout, FanoutSubscription
@@ -43,6 +43,9 @@ from broker.protocol import BrokerNotConnectedError, BrokerStatus, BrokerUnavail
 logger = logging.getLogger(__name__)
 
 CONFIRMATION_CHECK_SECONDS = 0.1
+# The watchdog's longest pause between attempts: a re-read of the slot map is one cheap
+# command, and how soon it sees the failover is how soon live delivery resumes.
+WATCHDOG_BACKOFF_CAP = 1.0
 
 
 class ShardedPubSub:
@@ -74,6 +77,7 @@ class ShardedPubSub:
         self.resubscriptions = 0  # topics moved to a new reader (metrics, figures)
         self.reader_failures = 0  # readers whose connection ended
         self.readers_replaced = 0  # readers dropped: failed, or their node serves no slots
+        self._failures_seen = 0
 
     @property
     def started(self) -> bool:
@@ -186,7 +190,7 @@ class ShardedPubSub:
         self._repair.set()
 
     async def _watch(self) -> None:
-        backoff = ReconnectBackoff()
+        delay = BACKOFF_INITIAL
         while True:
             if not self._readers and not self._unassigned:
                 await self._repair.wait()  # nothing subscribed: no polling
@@ -194,21 +198,30 @@ class ShardedPubSub:
                 async with asyncio.timeout(self._topology_interval):
                     await self._repair.wait()
             self._repair.clear()
+            if self._healthy():
+                delay = BACKOFF_INITIAL
+            elif self._failures_seen != self.reader_failures:
+                # A reader failed since the last look: its primary may still be in the map
+                # (a failover takes the node timeout); back off, so as not to spin on it.
+                await asyncio.sleep(jittered(delay))
+                delay = min(delay * 2, WATCHDOG_BACKOFF_CAP)
+            self._failures_seen = self.reader_failures
             try:
                 await self._topology.refresh()
                 self._map_failed = False
             except (RedisError, OSError) as exc:
                 self._map_failed = True
                 logger.warning("Redis Cluster slot map not read (%s); retrying", exc)
-                await asyncio.sleep(backoff.after_failed_connect())
+                await asyncio.sleep(jittered(delay))
+                delay = min(delay * 2, WATCHDOG_BACKOFF_CAP)
                 self._repair.set()
                 continue
             await self._rebalance()
-            if self._unassigned or any(r.failed for r in self._readers.values()):
-                await asyncio.sleep(backoff.after_failed_connect())
+            if self._unassigned:
                 self._repair.set()
-            else:
-                backoff.delay = BACKOFF_INITIAL
+
+    def _healthy(self) -> bool:
+        return not self._unassigned and all(r.connected for r in self._readers.values())
 
     async def _rebalance(self) -> None:
         """Move every topic to the primary serving its slot now; drop dead readers."""
