@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.redis_cluster", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer events, a shorter run")
     parser.add_argument("--events", type=int, default=3000)
-    parser.add_argument("--tasks", type=int, default=600)
+    parser.add_argument("--tasks", type=int, default=1200)
     parser.add_argument("--channels", type=int, default=30_000)
     parser.add_argument("--topics", type=int, default=30)
     parser.add_argument("--run-seconds", type=float, default=12.0)

@@ -60,7 +60,7 @@ class RedisClusterBroker:
         *,
         stream_key: str = "taskplane:events",
         stream_maxlen: int = 100_000,
-        partitions: int = 16,
+        partitions: int = 12,
         default_queue_size: int = 256,
         publish_timeout: float = 1.0,
         subscribe_timeout: float = 5.0,
@@ -70,7 +70,8 @@ class RedisClusterBroker:
     ) -> None:
         self._url = url
         self._partitions = Partitions(stream_key, partitions)
-        self._stream_maxlen = stream_maxlen
+        # The cap holds for the whole stream, as with one Redis: each partition gets its share.
+        self._stream_maxlen = max(1, -(-stream_maxlen // partitions))
         self._publish_timeout = publish_timeout
         self._client_name = client_name
         self._fanout = Fanout(default_queue_size)
