@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 from binascii import crc_hqx
 from collections.abc import Iterator, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache
 
@@ -158,6 +157,8 @@ class PartitionedGroupBackend:
                 self._waiters[index] = asyncio.create_task(
                     self._parts[index].wait_new(position, block_seconds)
                 )
+        if not self._waiters:
+            return
         done, _ = await asyncio.wait(
             self._waiters.values(), timeout=block_seconds, return_when=asyncio.FIRST_COMPLETED
         )
@@ -176,8 +177,11 @@ class PartitionedGroupBackend:
         self._waiters.clear()
         for task in waiters:
             task.cancel()
-        with suppress(Exception):
-            await asyncio.wait(waiters, timeout=5) if waiters else None
+        if waiters:
+            await asyncio.wait(waiters, timeout=5)
+        for task in waiters:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: a wait that failed as the consumer left
 
     async def close_gap(self, gap: TrimGap) -> None:
         index = self._gaps.pop(gap, None)

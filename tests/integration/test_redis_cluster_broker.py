@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from broker import Delivery
-from broker.cluster_streams import partition_tags
-from broker.cluster_topology import slot_of
 from broker.redis_cluster import RedisClusterBroker
 from tests.broker_contract import BrokerContract, BrokerFactory, new_topic, receive
 from tests.polling import until
@@ -68,9 +66,3 @@ async def test_one_reader_per_primary_serves_topics_on_every_primary(
         primaries = {node.port for node in redis_cluster.primaries()}
         assert {port for _, port in broker.pubsub.readers()} == primaries
         release.set()
-
-
-def test_partition_tags_spread_over_the_slot_ranges() -> None:
-    for count in (1, 3, 16, 64):
-        slots = [slot_of(f"{{{tag}}}") for tag in partition_tags(count)]
-        assert slots == [(2 * i + 1) * 16384 // (2 * count) for i in range(count)]
