@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 CONFIRMATION_CHECK_SECONDS = 0.1
 # The watchdog's longest pause between attempts: a re-read of the slot map is one cheap
 # command, and how soon it sees the failover is how soon live delivery resumes.
-WATCHDOG_BACKOFF_CAP = 1.0
+WATCHDOG_BACKOFF_CAP = 0.5
 
 
 class ShardedPubSub:

@@ -205,17 +205,17 @@ class RedisClusterBroker:
     async def stream_backlog(self) -> StreamBacklog:
         """Every partition's length and each group's backlog on it (labelled by partition)."""
         commands = self._require_commands()
-        length, groups = 0, []
+        lengths, groups = [], []
         try:
             for index in self._partitions:
                 backlog = await read_backlog(
                     commands, self._partitions.key(index), partition=str(index)
                 )
-                length += backlog.length
+                lengths.append((str(index), backlog.length))
                 groups.extend(backlog.groups)
         except COMMAND_ERRORS as exc:
             raise BrokerUnavailableError(f"stream backlog not read: {exc}") from exc
-        return StreamBacklog(length, groups)
+        return StreamBacklog(sum(n for _, n in lengths), groups, tuple(lengths))
 
     @asynccontextmanager
     async def _consuming(

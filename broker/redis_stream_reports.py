@@ -75,6 +75,8 @@ class GroupBacklog:
 class StreamBacklog:
     length: int
     groups: list[GroupBacklog]
+    # A cluster's partition streams: (partition, length) each; `length` is their sum.
+    partition_lengths: tuple[tuple[str, int], ...] = ()
 
 
 async def read_backlog(

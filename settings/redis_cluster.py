@@ -15,9 +15,10 @@ class RedisClusterSettings(BaseSettings):
 
     redis_cluster: bool = False
     # The durable stream's partition streams (broker/cluster_streams.py): a fixed number,
-    # the same in every process (a task's events go to the partition of its topic). Spread
+    # the same in every process (a task's events go to the partition of its topic), spread
     # over the slots, so over the primaries: 12 gives each of 1, 2, 3, 4, 6 or 12 primaries
-    # (slots split evenly, as `redis-cli --cluster create` does) the same number. Changing it moves tasks to other partitions: drain the stream first.
+    # (slots split evenly, as `redis-cli --cluster create` does) the same number.
+    # Changing it moves tasks to other partitions: drain the stream first.
     redis_cluster_partitions: int = Field(default=12, ge=1, le=1024)
     # How often live fan-out re-reads the slot map while anything is subscribed, besides
     # at once on any reader error (a stopped primary breaks no connection; its failover

@@ -121,7 +121,11 @@ def _register_backlog(metrics: Metrics, gauges: WorkerGauges) -> None:
 
     def length() -> LabelledValues:
         backlog = gauges.backlog
-        return [] if backlog is None else [(float(backlog.length), {})]
+        if backlog is None:
+            return []
+        if backlog.partition_lengths:  # a Redis Cluster: one per partition stream
+            return [(float(n), {"partition": p}) for p, n in backlog.partition_lengths]
+        return [(float(backlog.length), {})]
 
     metrics.gauges("taskplane_durable_stream_length", "entries in the durable stream", length)
     for name, description, field in (
