@@ -100,7 +100,7 @@ def _broker_stat(broker: EventBroker, name: str) -> float:
 
 @runtime_checkable
 class BacklogSource(Protocol):
-    """A broker with a durable stream whose backlog can be read (`RedisBroker`)."""
+    """A broker with a durable stream whose backlog can be read (Redis, or a Redis Cluster)."""
 
     async def stream_backlog(self) -> StreamBacklog: ...
 
