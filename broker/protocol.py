@@ -148,8 +148,9 @@ MAX_SEQUENCE = 2**64 - 1
 
 
 def id_key(entry_id: str) -> tuple[int, int]:
-    """A stream id (`millis-sequence`) as a sortable pair."""
-    millis, _, sequence = entry_id.partition("-")
+    """A stream id (`millis-sequence`) as a sortable pair; a partitioned broker's message
+    id (`<partition>:millis-sequence`, broker/cluster_streams.py) gives its stream id's."""
+    millis, _, sequence = entry_id.rpartition(":")[2].partition("-")
     return int(millis or 0), int(sequence or 0)
 
 

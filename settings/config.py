@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from settings.redis_cluster import RedisClusterSettings
 
 from settings.rate_limits import RateLimitSettings
 
@@ -22,7 +24,7 @@ class ConfigurationError(RuntimeError):
     """A setting a process needs is missing or unusable."""
 
 
-class Settings(BaseSettings):
+class Settings(RedisClusterSettings):
     model_config = SettingsConfigDict(env_prefix="TASKPLANE_", extra="ignore")
 
     database_url: str | None = None

@@ -30,7 +30,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.recorder import EventRecorder
-from broker.redis import RedisBroker
+from broker.factory import RedisFamilyBroker, make_broker
 from schemas.plugins import TaskTypePlugin, installed_plugins
 from settings import Settings
 from store import open_pool
@@ -85,7 +85,7 @@ class WorkerRuntime:
         self.metrics_server: MetricsServer | None = None
         # Set by __aenter__:
         self.pool: AsyncConnectionPool
-        self.broker: RedisBroker
+        self.broker: RedisFamilyBroker
         self.client: Client
         self.recorder: EventRecorder
         self.relay: OutboxRelay
@@ -139,11 +139,8 @@ class WorkerRuntime:
             prepared_statements=settings.database_prepared_statements,
         )
         stack.push_async_callback(self.pool.close)
-        self.broker = RedisBroker(
-            settings.require_redis_url(),
-            stream_maxlen=settings.broker_stream_maxlen,
-            publish_timeout=settings.publish_timeout_seconds,
-            client_name=f"{settings.redis_client_name}-{self._client_name}",
+        self.broker = make_broker(
+            settings, client_name=f"{settings.redis_client_name}-{self._client_name}"
         )
         stack.push_async_callback(self.broker.close)
         await self.broker.connect()
