@@ -15,9 +15,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from settings.redis_cluster import RedisClusterSettings
-
 from settings.rate_limits import RateLimitSettings
+from settings.redis_cluster import RedisClusterSettings
 
 
 class ConfigurationError(RuntimeError):
