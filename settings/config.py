@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from settings.admission import AdmissionSettings
 
 
 class ConfigurationError(RuntimeError):
     """A setting a process needs is missing or unusable."""
 
 
-class Settings(BaseSettings):
+class Settings(AdmissionSettings):  # sections: settings/admission.py
     model_config = SettingsConfigDict(env_prefix="TASKPLANE_", extra="ignore")
 
     database_url: str | None = None

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import ValidationError
 
+from api.admission import workflow_input
 from api.auth import TenantDep
 from api.budget import check_event_budget
 from api.deps import ServicesDep
@@ -25,10 +26,7 @@ from api.models import (
 from api.problems import ProblemError
 from api.snapshot import TaskSnapshot, build_snapshot
 from schemas.tasks import TASK_INPUT_MODELS, TaskStatus
-from schemas.workflow import (
-    TaskWorkflowInput,
-    workflow_id_for,
-)
+from schemas.workflow import workflow_id_for
 from store import InvalidCursorError
 from store.tenants import TaskOwners
 from temporal.tasks import TaskDescription
@@ -100,14 +98,14 @@ async def create_task(
         raise ProblemError(409, f"task id {task_id} belongs to a task that was pruned (retention)")
     if owner != tenant:
         raise ProblemError(409, f"task id {task_id} is taken")
-    fingerprint = request_fingerprint(body.model_dump(mode="json"))
+    fingerprint = request_fingerprint(body.fingerprint_fields())
     webhook = await subscribe_webhook(  # stored before the task's first event can exist
         services, task_id, body.webhook, request_hash=fingerprint, idempotent=key is not None
     )
     # Names this request: if the workflow's memo carries it, this request started it.
     nonce = str(uuid.uuid4())
     await services.temporal.start(
-        TaskWorkflowInput(task_id=task_id, task_type=body.type, input=task_input, owner=tenant),
+        workflow_input(body, task_id, task_input, tenant, services.settings),
         request_hash=fingerprint,
         request_nonce=nonce,
     )

@@ -32,6 +32,8 @@ const FALLBACK_EVENTS = {
   "task.output.v1": false,
   "task.input.requested.v1": false,
   "task.input.received.v1": false,
+  "task.queued.v1": false,
+  "task.admitted.v1": false,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -384,6 +386,12 @@ class TaskView {
         break;
       case "task.input.requested.v1":
         this.status = "waiting";
+        break;
+      case "task.queued.v1":
+        this.status = "queued";
+        break;
+      case "task.admitted.v1":
+        this.status = "running";
         break;
       case "task.input.received.v1":
         this.status = "running";
