@@ -11,7 +11,7 @@ from collections import Counter
 from psycopg_pool import AsyncConnectionPool
 
 from schemas.admission import AdmissionRequest, Strategy
-from store.admission import AdmissionStore
+from store.admission import Admission, AdmissionStore
 from store.admission_sweep import running_per_key, stuck_keys, unwoken
 
 TYPE = "test.admission"
@@ -35,6 +35,11 @@ def ask(
         strategy=strategy,
         priority=priority,
     )
+
+
+def outcome(admission: Admission) -> str:
+    assert admission.decision is not None
+    return admission.decision.outcome
 
 
 async def held(pool: AsyncConnectionPool, key: str) -> int:
@@ -64,10 +69,10 @@ async def test_racing_claims_never_take_more_than_the_limit(pool: AsyncConnectio
 async def test_a_repeated_claim_answers_the_same(pool: AsyncConnectionPool) -> None:
     store, key = AdmissionStore(pool, {}), f"repeat-{uuid.uuid4().hex[:8]}"
     first, second = ask(key, limit=1), ask(key, limit=1)
-    assert (await store.acquire(first)).decision.outcome == "admitted"  # type: ignore[union-attr]
-    assert (await store.acquire(first)).decision.outcome == "admitted"  # type: ignore[union-attr]
+    assert outcome(await store.acquire(first)) == "admitted"
+    assert outcome(await store.acquire(first)) == "admitted"
     again = await store.acquire(second)
-    assert again.decision is not None and again.decision.outcome == "queued"
+    assert outcome(again) == "queued"
     assert (await store.acquire(second)).decision == again.decision
     assert await held(pool, key) == 1
 
@@ -116,8 +121,9 @@ async def test_cancel_newest_refuses_a_task_over_the_limit(pool: AsyncConnection
     store, key = AdmissionStore(pool, {}), f"newest-{uuid.uuid4().hex[:8]}"
     first = await store.acquire(ask(key, limit=1, strategy="cancel_newest"))
     refused = await store.acquire(ask(key, limit=1, strategy="cancel_newest"))
-    assert first.decision is not None and first.decision.outcome == "admitted"
-    assert refused.decision is not None and refused.decision.outcome == "cancelled"
+    assert outcome(first) == "admitted"
+    assert outcome(refused) == "cancelled"
+    assert refused.decision is not None
     assert "cancel_newest" in (refused.decision.reason or "")
     assert await held(pool, key) == 1
 
@@ -130,14 +136,14 @@ async def test_cancel_in_progress_stops_the_oldest_and_older_waiters(
     for request in running:
         await store.acquire(request)
     newest = ask(key, limit=2, strategy="cancel_in_progress")
-    outcome = await store.acquire(newest)
-    assert outcome.decision is not None and outcome.decision.outcome == "queued"
-    assert [t for t, _ in outcome.to_cancel] == [running[0].task_id]  # the oldest only
+    first = await store.acquire(newest)
+    assert outcome(first) == "queued"
+    assert [t for t, _ in first.to_cancel] == [running[0].task_id]  # the oldest only
     newer = ask(key, limit=2, strategy="cancel_in_progress")
-    outcome = await store.acquire(newer)
+    second = await store.acquire(newer)
     # The waiter it supersedes; the holder already asked to stop makes room for it, so
     # the newest `limit` tasks (running[1] and it) are the ones left.
-    assert [t for t, _ in outcome.to_cancel] == [newest.task_id]
+    assert [t for t, _ in second.to_cancel] == [newest.task_id]
     assert await held(pool, key) == 2  # nobody runs over the limit meanwhile
     granted = (await store.release(running[0].task_id)).granted
     assert granted == [newer.task_id]
