@@ -6,6 +6,7 @@ an event in the task's history (docs/flow-control.md)."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -134,7 +135,7 @@ async def test_queued_tasks_start_in_order_with_their_positions(
     ]
     # In line order: each admitted only after the one before it completed.
     chain = [first, *waiters]
-    for before, after in zip(chain, chain[1:], strict=False):
+    for before, after in itertools.pairwise(chain):
         done = next(e for e in await events(pool, before) if e["type"] == "task.completed.v1")
         admitted = next(e for e in await events(pool, after) if e["type"] == "task.admitted.v1")
         assert done["time"] <= admitted["time"]

@@ -54,6 +54,11 @@ def test_there_are_histories_of_every_scenario() -> None:
         "approval_cancelled_while_waiting",
         "controlled",
         "chat",
+        # concurrency keys (issue 24, v9): queued then admitted, cancelled while queued,
+        # refused by cancel_newest.
+        "queued_admitted",
+        "cancelled_while_queued",
+        "refused",
     } <= names
 
 
