@@ -46,6 +46,15 @@ class Sizes:
     lifecycle_rounds: int = 3  # of the plain variant (the other runs one)
     lifecycle_steps: int = 3  # demo.pipeline steps: 2 + 2 x steps events a task
     lifecycle_concurrency: int = 10
+    flow_noisy: int = 2000  # the noisy tenant's burst (bench/flow.py)
+    flow_quiet: int = 20
+    flow_step_seconds: float = 0.05
+    flow_limit: int = 10  # per tenant key in the `fairness_limit` variant
+    flow_deadline_seconds: float = 900.0
+    flow_overhead_tasks: int = 100
+    flow_overhead_concurrency: int = 5
+    flow_overhead_rounds: int = 2
+    flow_claims: int = 500
 
     def override(self, assignments: list[str]) -> Sizes:
         """`name=value` strings (from `--set`); tuples as comma-separated integers."""
@@ -88,6 +97,12 @@ class Sizes:
             output_tokens=100,
             lifecycle_tasks=100,
             lifecycle_rounds=2,
+            flow_noisy=200,
+            flow_quiet=10,
+            flow_deadline_seconds=180.0,
+            flow_overhead_tasks=20,
+            flow_overhead_rounds=1,
+            flow_claims=100,
         )
 
 

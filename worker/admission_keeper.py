@@ -28,6 +28,7 @@ from activities.admission import Waker
 from schemas.workflow import workflow_id_for
 from store.admission import Admission, AdmissionStore
 from store.admission_sweep import slot_holders, stuck_keys, unwoken
+from telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,36 @@ class KeeperStats:
     released_closed: int = 0
     rewoken: int = 0
     unstuck: int = 0
+
+
+def register_admission_metrics(metrics: Metrics, keeper: AdmissionKeeper, waker: Waker) -> None:
+    """What an operator watches of admission (docs/flow-control.md#operating-it); the
+    queued tasks themselves are `taskplane_tasks{status="queued"}`."""
+    metrics.counter(
+        "taskplane_admission_woken",
+        "Queued tasks this worker told they hold a slot now",
+        lambda: waker.woken,
+    )
+    metrics.counter(
+        "taskplane_admission_cancelled",
+        "Tasks this worker cancelled for a cancel_in_progress newcomer",
+        lambda: waker.cancelled,
+    )
+    metrics.counter(
+        "taskplane_admission_released_closed",
+        "Slots freed by the reconciler: their run closed without giving them back",
+        lambda: keeper.stats.released_closed,
+    )
+    metrics.counter(
+        "taskplane_admission_rewoken",
+        "Wake-up signals sent again (the first was lost)",
+        lambda: keeper.stats.rewoken,
+    )
+    metrics.counter(
+        "taskplane_admission_unstuck",
+        "Queued tasks admitted by the reconciler into a key with a free slot",
+        lambda: keeper.stats.unstuck,
+    )
 
 
 class AdmissionKeeper:

@@ -43,7 +43,7 @@ from temporal.closures import ResetDetailsFromHistory
 from temporal.runtime import metrics_runtime
 from webhooks.dispatcher import WebhookDispatcher
 from webhooks.metrics import register_webhook_metrics
-from worker.admission_keeper import AdmissionKeeper
+from worker.admission_keeper import AdmissionKeeper, register_admission_metrics
 from worker.cancel import cancel_until_done
 from worker.event_handler import EventHandler
 from worker.handler_setup import build_handler_runner, stop_handlers
@@ -189,6 +189,7 @@ class WorkerRuntime:
                 settings, self.client, self.pool, self.recorder, self.metrics.count_error, keeper
             )
             register_reconciler_metrics(self.metrics, self.reconciler.stats)
+            register_admission_metrics(self.metrics, keeper, self.waker)
         if settings.retention_enabled:
             self.pruner = build_pruner(settings, self.client, self.pool, self.metrics.count_error)
             register_pruner_metrics(self.metrics, self.pruner)
