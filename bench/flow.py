@@ -56,8 +56,10 @@ STARTERS = 32  # start requests in flight at once
 class Run:
     """One variant's worker, its tasks and when each was asked to start."""
 
-    def __init__(self, ctx: BenchContext, *, fairness: bool, limit: int | None) -> None:
-        self.ctx, self.fairness, self.limit = ctx, fairness, limit
+    def __init__(
+        self, ctx: BenchContext, *, fairness: bool, limit: int | None, slots: int | None = None
+    ) -> None:
+        self.ctx, self.fairness, self.limit, self.slots = ctx, fairness, limit, slots
         self.queue = f"flow-{uuid.uuid4().hex[:8]}"
         self.submitted: dict[str, float] = {}
         self.tenants: dict[str, str] = {}  # tenant name in the results → unique tenant
@@ -96,7 +98,9 @@ def _worker(ctx: BenchContext, run: Run) -> Any:
     store = AdmissionStore(ctx.pool, {})
     recorder = EventRecorder(EventStore(ctx.pool), Outbox(ctx.pool), ctx.broker)
     admission = AdmissionActivities(store, Waker(ctx.client, store))
-    return build_worker(ctx.client, recorder, task_queue=run.queue, admission=admission)
+    return build_worker(
+        ctx.client, recorder, task_queue=run.queue, admission=admission, task_slots=run.slots
+    )
 
 
 async def _noisy_and_quiet(ctx: BenchContext, run: Run, noisy: int) -> dict[str, Any]:
@@ -209,19 +213,25 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         name: {k: round(median([r[k] for r in runs]), 1) for k in runs[0]}
         for name, runs in rounds.items()
     }
+    slots = sizes.flow_worker_slots
     variants = {
-        "idle": (False, None, 0),  # fairness does not matter alone
-        "no_fairness": (False, None, sizes.flow_noisy),
-        "fairness": (True, None, sizes.flow_noisy),
-        "fairness_limit": (True, sizes.flow_limit, sizes.flow_noisy),
+        "idle": (False, None, 0, None),  # fairness does not matter alone
+        "no_fairness": (False, None, sizes.flow_noisy, None),
+        "fairness": (True, None, sizes.flow_noisy, None),
+        "fairness_limit": (True, sizes.flow_limit, sizes.flow_noisy, None),
+        "fairness_slots": (True, None, sizes.flow_noisy, slots),
+        "fairness_limit_slots": (True, sizes.flow_limit, sizes.flow_noisy, slots),
     }
     fairness: dict[str, Any] = {}
-    for name, (fair, limit, noisy) in variants.items():
+    for name, (fair, limit, noisy, worker_slots) in variants.items():
         began = time.monotonic()
-        fairness[name] = await _noisy_and_quiet(ctx, Run(ctx, fairness=fair, limit=limit), noisy)
+        run_ = Run(ctx, fairness=fair, limit=limit, slots=worker_slots)
+        fairness[name] = await _noisy_and_quiet(ctx, run_, noisy)
         fairness[name]["seconds"] = round(time.monotonic() - began, 1)
+        if worker_slots:
+            fairness[name]["worker_slots"] = worker_slots
     idle = fairness["idle"]["quiet_first_step_p99_ms"]
-    for name in ("no_fairness", "fairness", "fairness_limit"):
+    for name in list(variants)[1:]:
         fairness[name]["p99_to_idle"] = round(fairness[name]["quiet_first_step_p99_ms"] / idle, 2)
     result["fairness"] = fairness
     result["measured_at"] = datetime.now(UTC).isoformat()

@@ -22,6 +22,30 @@ from psycopg_pool import AsyncConnectionPool
 
 from schemas.admission import AdmissionDecision, AdmissionRequest
 
+# The common case in one statement: the key has a free slot and nobody waits, so the
+# task takes it. The upsert locks the key's row and checks `running` on its latest
+# version; nothing is returned (and nothing changed) when the slot is not free, when
+# someone waits, or when the task has a ticket already: then `acquire` goes the long way.
+_FAST_CLAIM = """
+WITH k AS (
+    INSERT INTO admission_keys AS a (task_type, concurrency_key, max_running, running)
+    VALUES (%(task_type)s, %(key)s, %(limit)s, 1)
+    ON CONFLICT (task_type, concurrency_key) DO UPDATE
+    SET running = a.running + 1, max_running = EXCLUDED.max_running, updated_at = now()
+    WHERE a.running < EXCLUDED.max_running
+      AND NOT EXISTS (SELECT 1 FROM admission_tickets q
+                      WHERE q.task_type = a.task_type AND q.concurrency_key = a.concurrency_key
+                        AND q.state = 'queued')
+      AND NOT EXISTS (SELECT 1 FROM admission_tickets m WHERE m.task_id = %(task_id)s)
+    RETURNING running
+), ticket AS (
+    INSERT INTO admission_tickets
+        (task_id, task_type, concurrency_key, tenant, priority, state, admitted_at, woken)
+    SELECT %(task_id)s, %(task_type)s, %(key)s, %(tenant)s, %(priority)s, 'running', now(), true
+    FROM k
+)
+SELECT running FROM k
+"""
 _CLAIM_KEY = """
 INSERT INTO admission_keys (task_type, concurrency_key, max_running)
 VALUES (%(task_type)s, %(key)s, %(limit)s)
@@ -112,6 +136,9 @@ class AdmissionStore:
         """Ask for a slot; a repeat (a retried activity, a reset run) answers the same."""
         key = {"task_type": request.task_type, "key": request.concurrency_key}
         async with self.pool.connection() as conn, conn.transaction():
+            fast = await self._fast_claim(conn, request)
+            if fast is not None:
+                return Admission(decision=AdmissionDecision(outcome="admitted", running=fast))
             await conn.execute(_CLAIM_KEY, {**key, "limit": request.limit})
             existing = await (await conn.execute(_TICKET, (request.task_id,))).fetchone()
             outcome = Admission()
@@ -152,6 +179,19 @@ class AdmissionStore:
                     outcome="queued", position=position, running=running
                 )
         return outcome
+
+    @staticmethod
+    async def _fast_claim(conn: AsyncConnection, request: AdmissionRequest) -> int | None:
+        params = {
+            "task_type": request.task_type,
+            "key": request.concurrency_key,
+            "limit": request.limit,
+            "task_id": request.task_id,
+            "tenant": request.tenant,
+            "priority": request.priority,
+        }
+        row = await (await conn.execute(_FAST_CLAIM, params)).fetchone()
+        return int(row[0]) if row is not None else None
 
     async def release(self, task_id: str) -> Admission:
         """Give back the task's slot (or its place in line); admit who is next."""

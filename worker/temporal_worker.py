@@ -55,6 +55,7 @@ def build_worker(
     max_cached_workflows: int = 1000,
     plugins: Sequence[TaskTypePlugin] = (),
     admission: AdmissionActivities | None = None,
+    task_slots: int | None = None,
 ) -> Worker:
     """The Temporal worker with every workflow and activity; tests build theirs here too."""
     plugin_activities: list[Callable[..., Any]] = []
@@ -82,6 +83,11 @@ def build_worker(
         interceptors=[LogContextInterceptor()],  # tracing, when on, comes with the client
         graceful_shutdown_timeout=shutdown_grace,
         max_cached_workflows=max_cached_workflows,
+        # Fewer tasks held inside the worker keep the backlog in Temporal's matching,
+        # where fairness orders it (docs/flow-control.md#fairness); None: the SDK's 100.
+        max_concurrent_workflow_tasks=task_slots,
+        max_concurrent_activities=task_slots,
+        max_concurrent_local_activities=task_slots,
         # Heartbeats reach the server at least every second, so a cancel (which
         # rides on the heartbeat response) stops a step within about a second.
         max_heartbeat_throttle_interval=timedelta(seconds=1),

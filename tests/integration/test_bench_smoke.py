@@ -105,7 +105,14 @@ async def test_flow_slice_starts_every_quiet_task_and_never_overfills_a_key(
     assert result["claims"]["pairs"] == 10
     assert set(result["overhead"]) >= {"no_limit", "limit"}
     fairness = result["fairness"]
-    assert set(fairness) == {"idle", "no_fairness", "fairness", "fairness_limit"}
+    assert set(fairness) == {
+        "idle",
+        "no_fairness",
+        "fairness",
+        "fairness_limit",
+        "fairness_slots",
+        "fairness_limit_slots",
+    }
     for name, figures in fairness.items():
         assert figures["quiet_started"] == figures["quiet_sent"] == 3, name
         assert figures["noisy_sent"] == (0 if name == "idle" else 16), name
