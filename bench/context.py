@@ -50,6 +50,7 @@ class Sizes:
     flow_quiet: int = 20
     flow_step_seconds: float = 0.05
     flow_limit: int = 10  # per tenant key in the `fairness_limit` variant
+    flow_variants: str = ""  # comma-separated (bench/flow.py); empty: every variant
     flow_worker_slots: int = 10  # the `*_slots` variants' worker task slots (SDK default 100)
     flow_deadline_seconds: float = 900.0
     flow_overhead_tasks: int = 100
