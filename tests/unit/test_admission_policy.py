@@ -24,7 +24,7 @@ def test_tenant_weights_parse_and_refuse_what_is_not_tenant_equals_weight() -> N
             parse_tenant_weights(bad)
     with pytest.raises(ValidationError):
         Settings(tenant_weights="acme")
-    assert Settings(concurrency_limit="").concurrency_limit is None  # type: ignore[arg-type]
+    assert Settings(concurrency_limit="").concurrency_limit is None
 
 
 def test_a_policy_is_the_types_own_else_the_default_else_none() -> None:
@@ -57,7 +57,7 @@ def test_the_workflow_input_carries_the_decision() -> None:
 def test_priority_and_key_are_validated() -> None:
     for bad in ({"priority": 0}, {"priority": 6}, {"concurrency_key": ""}):
         with pytest.raises(ValidationError):
-            CreateTaskRequest(type="demo.pipeline", **bad)  # type: ignore[arg-type]
+            CreateTaskRequest(type="demo.pipeline", **bad)
 
 
 def test_old_workflow_inputs_still_decode() -> None:
