@@ -15,6 +15,7 @@ first command is still behind `PATCH_ADMISSION`.
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from schemas.admission import (
@@ -37,6 +38,8 @@ class TaskAdmission(TaskInputs):
         super().__init__()
         self._admission: AdmissionRequest | None = None
         self._admitted = False
+        # Set only on the admission path (inputs with a limit): the run must not start.
+        self._admission_refused = False
 
     @workflow.signal(name=SIGNAL_ADMITTED)
     def admitted(self) -> None:
@@ -68,6 +71,7 @@ class TaskAdmission(TaskInputs):
         )
         if decision.outcome == "cancelled":  # no ticket was made: nothing to give back
             self._admission = None
+            self._admission_refused = True
             self._cancel_reason = decision.reason or "concurrency limit reached"
             return
         if decision.outcome == "admitted":
@@ -89,6 +93,7 @@ class TaskAdmission(TaskInputs):
         queued_at = workflow.now()
         await workflow.wait_condition(lambda: self._admitted or self._cancel_reason is not None)
         if not self._admitted:
+            self._admission_refused = True
             return  # cancelled while queued
         waited = (workflow.now() - queued_at).total_seconds()
         await self._emit(
@@ -100,10 +105,21 @@ class TaskAdmission(TaskInputs):
         """Give the slot (or the place in line) back; nothing for a task without a key."""
         if self._admission is None:
             return
-        request, self._admission = self._admission, None
+        release = AdmissionRelease(task_id=self._admission.task_id)
+        try:
+            await self._run_release(release)
+        except ActivityError as exc:
+            # A Temporal-native cancel interrupted it: give the slot back anyway (a release
+            # is idempotent), as `_emit` records an interrupted event anyway.
+            if not is_cancelled_exception(exc) or workflow.cancellation_reason() is None:
+                raise
+            await self._run_release(release)
+        self._admission = None
+
+    async def _run_release(self, release: AdmissionRelease) -> None:
         await workflow.execute_local_activity(
             ADMISSION_RELEASE,
-            AdmissionRelease(task_id=request.task_id),
+            release,
             start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
             retry_policy=RECORD_RETRY,
         )

@@ -86,7 +86,7 @@ class TaskWorkflow(TaskAdmission):  # admission; TaskInputs (wait_for_input); Ta
                     f"unknown task type {request.task_type!r}", type="UnknownTaskType"
                 )
             await self._admit(request)
-            if self._admission is not None or self._cancel_reason is not None:
+            if self._admission is not None or self._admission_refused:
                 await self._step_boundary()  # refused or cancelled while queued: cancel
             result = await runner(self, request.input)
             await self._step_boundary()
