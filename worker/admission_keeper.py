@@ -5,9 +5,9 @@ A run's own code gives its slot back at every ending it sees; these cases it can
 - an operator's terminate, a workflow timeout, a reset that leaves a run: the
   reconciler records their ending and calls `release_closed` (the slot goes, the
   next in line is admitted);
-- a release lost some other way (the store was down then): every round checks a
-  page of slot holders held longer than `check_after` against Temporal and frees
-  those whose workflow is closed;
+- a release lost some other way (the store was down then): every `check_after`
+  seconds it checks a page of slot holders held longer than that against Temporal
+  and frees those whose workflow is closed;
 - a wake-up signal lost to a crash between commit and send: tickets stay
   `woken = false`, and are signalled again after `wake_after`;
 - a key with a free slot and a line (any of the above half done): dispatched.
@@ -18,6 +18,7 @@ time across workers. Each question is bounded (`batch` rows).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -88,6 +89,7 @@ class AdmissionKeeper:
         self._check_after = check_after
         self._batch = batch
         self._cursor = ""
+        self._next_check = 0.0
         self.stats = KeeperStats()
 
     async def release_closed(self, task_id: str) -> None:
@@ -106,6 +108,11 @@ class AdmissionKeeper:
         lost = await unwoken(pool, self._wake_after, self._batch)
         self.stats.rewoken += len(lost)
         await self._waker.tell(Admission(granted=lost))
+        now = asyncio.get_running_loop().time()
+        if now < self._next_check:
+            return
+        # One page of holders per `check_after`: a describe each, so bounded calls.
+        self._next_check = now + self._check_after
         holders = await slot_holders(
             pool, older_than=self._check_after, after=self._cursor, limit=self._batch
         )

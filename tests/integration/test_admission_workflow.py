@@ -20,11 +20,12 @@ from temporalio.worker import Worker
 
 from activities.admission import AdmissionActivities, Waker
 from activities.recorder import EventRecorder
-from schemas.admission import Strategy
+from schemas.admission import AdmissionRequest, Strategy
 from schemas.workflow import SIGNAL_CANCEL, TaskWorkflowInput, workflow_id_for
 from store import EventStore
 from store.admission import AdmissionStore
 from tests.polling import until
+from worker.admission_keeper import AdmissionKeeper
 from worker.temporal_worker import build_worker
 
 TYPE = "demo.pipeline"
@@ -195,4 +196,26 @@ async def test_a_task_cancelled_while_queued_gives_its_place_back(
         "task.cancelled.v1",
     ]
     await reaches(pool, after, "task.completed.v1")
+    await no_tickets(pool, key)
+
+
+async def test_the_keeper_frees_a_slot_whose_run_is_gone_and_admits_the_next(
+    client: Client, worker: Worker, pool: AsyncConnectionPool
+) -> None:
+    """A holder with no run in Temporal (its release never came: the store was down, say)
+    loses its slot at the keeper's next check, and the waiter behind it runs."""
+    key = f"keeper-{uuid.uuid4().hex[:8]}"
+    store = AdmissionStore(pool, {})
+    ghost = AdmissionRequest(
+        task_id=str(uuid.uuid4()), task_type=TYPE, concurrency_key=key, tenant="acme", limit=1
+    )
+    assert (await store.acquire(ghost)).decision is not None
+    waiter = await start(client, worker, key)
+    await reaches(pool, waiter, "task.queued.v1")
+    waker = Waker(client, store)
+    keeper = AdmissionKeeper(client, store, waker, wake_after=5, check_after=0)
+    await keeper.round()  # other tests' ghosts in this database go too: counts are >=
+    assert keeper.stats.released_closed >= 1
+    assert waker.woken >= 1
+    await reaches(pool, waiter, "task.completed.v1")
     await no_tickets(pool, key)
