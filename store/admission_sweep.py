@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from store.retention import keep_interval
 
-_STUCK = """
+STUCK = """
 SELECT k.task_type, k.concurrency_key FROM admission_keys k
 WHERE k.running < k.max_running AND EXISTS (
     SELECT 1 FROM admission_tickets t
@@ -24,7 +24,7 @@ WHERE k.running < k.max_running AND EXISTS (
       AND t.state = 'queued')
 LIMIT %(limit)s
 """
-_UNWOKEN = """
+UNWOKEN = """
 SELECT task_id FROM admission_tickets
 WHERE state = 'running' AND NOT woken AND admitted_at < now() - %(after)s
 ORDER BY admitted_at LIMIT %(limit)s
@@ -51,7 +51,7 @@ class KeyCount:
 async def stuck_keys(pool: AsyncConnectionPool, limit: int) -> list[tuple[str, str]]:
     """(task type, key) of keys with a free slot and someone waiting."""
     async with pool.connection() as conn:
-        rows = await (await conn.execute(_STUCK, {"limit": limit})).fetchall()
+        rows = await (await conn.execute(STUCK, {"limit": limit})).fetchall()
     return [(str(t), str(k)) for t, k in rows]
 
 
@@ -59,7 +59,7 @@ async def unwoken(pool: AsyncConnectionPool, older_than: float, limit: int) -> l
     """Admitted tasks not confirmed told, admitted more than `older_than` seconds ago."""
     async with pool.connection() as conn:
         params = {"after": keep_interval(older_than), "limit": limit}
-        rows = await (await conn.execute(_UNWOKEN, params)).fetchall()
+        rows = await (await conn.execute(UNWOKEN, params)).fetchall()
     return [str(r[0]) for r in rows]
 
 
