@@ -52,7 +52,7 @@ class Sizes:
     flow_limit: int = 10  # per tenant key in the `fairness_limit` variant
     flow_variants: str = ""  # comma-separated (bench/flow.py); empty: every variant
     flow_worker_slots: int = 10  # the `*_slots` variants' worker task slots (SDK default 100)
-    flow_deadline_seconds: float = 300.0  # per variant: quiet tasks not started by then count as such
+    flow_deadline_seconds: float = 300.0  # per variant; quiet tasks not started then count
     flow_overhead_tasks: int = 100
     flow_overhead_concurrency: int = 5
     flow_overhead_rounds: int = 2
