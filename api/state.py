@@ -69,6 +69,7 @@ class ApiState:
                 await connect_client(settings),
                 task_queue=settings.task_queue,
                 rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
+                tenant_weights=settings.tenant_weight_map,
             )
         except BaseException:
             await broker.close()

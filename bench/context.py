@@ -55,6 +55,17 @@ class Sizes:
     debounce_creations: int = 200
     debounce_concurrency: int = 5
     debounce_period_seconds: float = 2.0
+    flow_noisy: int = 2000  # the noisy tenant's burst (bench/flow.py)
+    flow_quiet: int = 20
+    flow_step_seconds: float = 0.05
+    flow_limit: int = 10  # per tenant key in the `fairness_limit` variant
+    flow_variants: str = ""  # comma-separated (bench/flow.py); empty: every variant
+    flow_worker_slots: int = 10  # the `*_slots` variants' worker task slots (SDK default 100)
+    flow_deadline_seconds: float = 300.0  # per variant; quiet tasks not started then count
+    flow_overhead_tasks: int = 100
+    flow_overhead_concurrency: int = 5
+    flow_overhead_rounds: int = 2
+    flow_claims: int = 500
 
     def override(self, assignments: list[str]) -> Sizes:
         """`name=value` strings (from `--set`); tuples as comma-separated integers."""
@@ -101,6 +112,12 @@ class Sizes:
             rate_overhead_calls=500,
             rate_overhead_rounds=1,
             debounce_creations=50,
+            flow_noisy=200,
+            flow_quiet=10,
+            flow_deadline_seconds=180.0,
+            flow_overhead_tasks=20,
+            flow_overhead_rounds=1,
+            flow_claims=100,
         )
 
 

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from settings.admission import AdmissionSettings
 from settings.rate_limits import RateLimitSettings
 from settings.redis_cluster import RedisClusterSettings
 
@@ -23,7 +24,7 @@ class ConfigurationError(RuntimeError):
     """A setting a process needs is missing or unusable."""
 
 
-class Settings(RedisClusterSettings):
+class Settings(RedisClusterSettings, AdmissionSettings):  # sections: settings/*.py
     model_config = SettingsConfigDict(env_prefix="TASKPLANE_", extra="ignore")
 
     database_url: str | None = None
