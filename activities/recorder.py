@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -68,6 +69,15 @@ class PublishListener(Protocol):
     def publish_recovered(self) -> None:
         """The broker took a publish again after failures: stop backing off."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One event of a batch for `EventRecorder.record_many`."""
+
+    event_id: str
+    event_type: str
+    data: dict[str, Any]
 
 
 class EventRecorder:
@@ -127,6 +137,31 @@ class EventRecorder:
         except AlreadyCreatedError:
             return self._superseded(task_id, event_id)
         return await self._committed(appended, task_id, event_type, event_id)
+
+    async def record_many(
+        self, task_id: str, events: Sequence[NewEvent], *, run_id: str | None = None
+    ) -> list[RecordEventResult]:
+        """`record` for several events of one task, appended in ONE transaction (all or
+        none, in this order: `EventStore.append_many`), then published in order.
+
+        Raises as `record` does, before anything is written; never takes
+        `task.created.v1` (its reset-run handling is `record`'s alone).
+        """
+        if any(event.event_type == "task.created.v1" for event in events):
+            raise ValueError("task.created.v1 is recorded alone, through record()")
+        envelopes = [
+            self._envelope(event.event_id, task_id, event.event_type, event.data)
+            for event in events
+        ]
+        try:
+            appended = await self._store.append_many(envelopes, run_id=run_id)
+        except NewRunError as new_run:
+            await self._begin_chapter(new_run)
+            appended = await self._store.append_many(envelopes, run_id=run_id)
+        return [
+            await self._committed(result, task_id, event.event_type, event.event_id)
+            for result, event in zip(appended, events, strict=True)
+        ]
 
     async def flush_marks(self) -> None:
         """Mark now the published rows whose marks are still gathering."""
