@@ -31,7 +31,7 @@ import httpx
 import orjson
 
 from activities.chat import answer_tokens
-from bench import output_streams
+from bench import flush_cost, output_streams
 from bench.context import BenchContext
 from bench.procs import ChildProcess
 from bench.sse_client import SseConnection, open_stream
@@ -137,6 +137,8 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
                     await output_streams.streams_round(ctx, streams_worker.task_queue, index)
                 )
                 _print_round(index, "streams  ", streams[-1])
+        flushes = await flush_cost.run(ctx, ctx.sizes.output_flushes)
+        print(flush_cost.render(flushes))
     finally:
         for child in reversed(children):
             child.stop()
@@ -155,6 +157,7 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         # That wait itself: what the coalescing adds (target <= 50 ms).
         "write_to_record": summary_ms(buffered),
         "history_events_per_task": median([r["history_events_per_task"] for r in rounds]),
+        "flush_cost": flushes,
         "rounds": [
             {k: v for k, v in r.items() if not isinstance(v, list)}
             | summary_ms(r["write_to_client"])
@@ -193,6 +196,7 @@ def render(result: dict[str, Any]) -> list[str]:
         f"  added by coalescing (write -> recorded) p50 {b['p50_ms']:.1f} ms,"
         f" p99 {b['p99_ms']:.1f} ms (target <= 50 ms)",
     ]
+    lines.append(flush_cost.render(result["flush_cost"]))
     if "workflow_streams" in result:
         lines += output_streams.render(result, result["workflow_streams"])
     return lines

@@ -85,6 +85,8 @@ async def test_output_slice_counts_every_token_of_every_chat(ctx: BenchContext) 
     assert result["write_to_client"]["count"] == only["tokens_live"]
     assert result["write_to_record"]["count"] == only["tokens_live"]
     assert only["history_events_per_task"] > 0
+    flushes = result["flush_cost"]
+    assert flushes["one_transaction"]["count"] == flushes["one_per_event"]["count"] == 20
     # The same output on Temporal Workflow Streams, in the same run: every token counted,
     # carried by signals that each left events in the workflow's history.
     (streamed,) = result["workflow_streams"]["rounds"]
