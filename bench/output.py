@@ -62,6 +62,7 @@ async def _round(ctx: BenchContext, api: ChildProcess, index: int) -> dict[str, 
     latencies: list[float] = []
     recorded: list[float] = []  # the output event's own stamp -> client, per event
     buffered: list[float] = []  # a token's write -> its event's stamp (the coalescing's part)
+    written_live: list[float] = []
     received: list[float] = []
     events = tokens_live = history = 0
     for prompt, stream in streams:
@@ -90,9 +91,12 @@ async def _round(ctx: BenchContext, api: ChildProcess, index: int) -> dict[str, 
                     continue
                 tokens_live += 1
                 latencies.append(frame.received - written)
+                written_live.append(written)
                 buffered.append(epoch(envelope["time"]) - written)
                 received.append(frame.received)
-    span = (max(received) - min(received)) if len(received) > 1 else 0.0
+    # From the first live token's write to the last arrival: a side that delivers in
+    # bursts is not credited with the burst's rate.
+    span = (max(received) - min(written_live)) if received else 0.0
     counts = await output_streams.history_counts(
         ctx.client, [workflow_id_for(task_id) for task_id in task_ids]
     )
