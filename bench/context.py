@@ -42,6 +42,9 @@ class Sizes:
     output_tasks: int = 8
     output_tokens: int = 400
     output_token_seconds: float = 0.02  # 50 tokens/s per task
+    output_streams: bool = True  # the same output on Temporal Workflow Streams too
+    output_streams_batch_ms: int = 50  # their publisher's batch interval; 0: flush per token
+    output_flushes: int = 400  # recording a flush, one transaction vs one per event (ABAB)
     lifecycle_tasks: int = 500  # a round, each variant
     lifecycle_rounds: int = 3  # of the plain variant (the other runs one)
     lifecycle_steps: int = 3  # demo.pipeline steps: 2 + 2 x steps events a task
@@ -106,6 +109,7 @@ class Sizes:
             output_rounds=1,
             output_tasks=4,
             output_tokens=100,
+            output_flushes=40,
             lifecycle_tasks=100,
             lifecycle_rounds=2,
             rate_window_seconds=10.0,

@@ -16,7 +16,7 @@ Two ways to receive, for two kinds of reader:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, TypedDict, Unpack, runtime_checkable
@@ -253,6 +253,13 @@ class EventBroker(Protocol):
         """Send `payload` to the live topic and append it to the durable stream.
 
         Raises `BrokerUnavailableError` when the broker cannot take it.
+        """
+        ...
+
+    async def publish_many(self, topic: str, payloads: Sequence[str]) -> None:
+        """`publish` for several payloads of one topic, in this order, at once (one round
+        trip for a network broker). Raises `BrokerUnavailableError`: then any of them may
+        have gone out (the outbox relay publishes them again; readers dedupe by sequence).
         """
         ...
 

@@ -136,6 +136,21 @@ class BrokerContract:
             received = [(await receive(subscription)).payload for _ in range(20)]
         assert received == [str(n) for n in range(20)]
 
+    async def test_publish_many_delivers_them_all_in_order_live_and_durably(
+        self, broker: ContractBroker
+    ) -> None:
+        topic = new_topic()
+        events = [valid_event() for _ in range(4)]
+        async with (
+            broker.consume("batches", consumer="c1", block_seconds=0.1) as consumer,
+            broker.subscribe(topic) as subscription,
+        ):
+            await broker.publish_many(topic, events[:3])
+            await broker.publish(topic, events[3])
+            received = [(await receive(subscription)).payload for _ in events]
+            durable = [(await next_message(consumer)).payload for _ in events]
+        assert received == durable == events
+
     async def test_get_returns_none_when_nothing_arrives(self, broker: ContractBroker) -> None:
         async with broker.subscribe(new_topic()) as subscription:
             assert await subscription.get(timeout=0.05) is None

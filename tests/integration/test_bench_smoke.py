@@ -83,7 +83,21 @@ async def test_output_slice_counts_every_token_of_every_chat(ctx: BenchContext) 
     assert only["tokens_live"] + only["tokens_as_history"] == 2 * 30
     assert only["output_events"] > 0
     assert result["write_to_client"]["count"] == only["tokens_live"]
-    assert "chunks/s" in "\n".join(output.render(result))
+    assert result["write_to_record"]["count"] == only["tokens_live"]
+    assert only["history_events_per_task"] > 0
+    flushes = result["flush_cost"]
+    assert flushes["one_transaction"]["count"] == flushes["one_per_event"]["count"] == 20
+    # The same output on Temporal Workflow Streams, in the same run: every token counted,
+    # carried by signals that each left events in the workflow's history.
+    (streamed,) = result["workflow_streams"]["rounds"]
+    assert streamed["tokens_live"] + streamed["tokens_as_history"] == 2 * 30
+    assert streamed["signals"] > 0
+    assert streamed["history_events_per_task"] > streamed["signals"] / 2
+    assert result["workflow_streams"]["write_to_client"]["count"] == streamed["tokens_live"]
+    table = "\n".join(output.render(result))
+    assert "chunks/s" in table
+    assert "Workflow Streams" in table
+    assert "Taskplane (SSE)" in table
 
 
 async def test_rate_limit_slice_stays_under_its_bound(ctx: BenchContext) -> None:
