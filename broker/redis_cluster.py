@@ -16,7 +16,7 @@ Per-task order holds everywhere; order across tasks in the durable stream does n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Unpack
 from urllib.parse import urlsplit
@@ -154,18 +154,22 @@ class RedisClusterBroker:
         return not self._shared.started or self._shared.status is BrokerStatus.CONNECTED
 
     async def publish(self, topic: str, payload: str) -> None:
+        await self.publish_many(topic, (payload,))
+
+    async def publish_many(self, topic: str, payloads: Sequence[str]) -> None:
         commands = self._require_commands()
         stream = self._partitions.key(self._partitions.of(topic))
         try:
             async with asyncio.timeout(self._publish_timeout):
                 async with commands.pipeline(transaction=False) as pipe:
-                    pipe.spublish(topic, payload)
-                    pipe.xadd(
-                        stream,
-                        {"topic": topic, "payload": payload},
-                        maxlen=self._stream_maxlen,
-                        approximate=True,
-                    )
+                    for payload in payloads:
+                        pipe.spublish(topic, payload)
+                        pipe.xadd(
+                            stream,
+                            {"topic": topic, "payload": payload},
+                            maxlen=self._stream_maxlen,
+                            approximate=True,
+                        )
                     await pipe.execute()
         except TimeoutError as exc:
             self._command_status = BrokerStatus.DISCONNECTED
