@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.admission import AdmissionActivities
 from activities.chat import ChatActivities
 from activities.control import ControlActivities
 from activities.demo import DemoActivities
@@ -19,6 +20,7 @@ from schemas.plugins import TaskTypePlugin, register_input_models
 from temporal.interceptors import LogContextInterceptor
 from workflows import approval as _approval_runner  # noqa: F401 - registers `demo.approval`
 from workflows import chat as _chat_runner  # noqa: F401 - registers `demo.chat`
+from workflows.debounce import DebounceWorkflow
 from workflows.registry import register_runner
 from workflows.task_workflow import TaskWorkflow
 
@@ -53,6 +55,8 @@ def build_worker(
     shutdown_grace: timedelta = timedelta(seconds=10),
     max_cached_workflows: int = 1000,
     plugins: Sequence[TaskTypePlugin] = (),
+    admission: AdmissionActivities | None = None,
+    task_slots: int | None = None,
     deployment_config: WorkerDeploymentConfig | None = None,
 ) -> Worker:
     """The Temporal worker with every workflow and activity; tests build theirs here too.
@@ -61,24 +65,34 @@ def build_worker(
     None keeps it unversioned."""
     plugin_activities: list[Callable[..., Any]] = []
     for plugin in plugins:
-        register_runner(plugin.name, plugin.runner)
+        register_runner(plugin.name, plugin.runner, concurrency=plugin.concurrency)
         plugin_activities.extend(plugin.activities(recorder))
     register_input_models(plugins)
+    # Tasks with a concurrency limit need these (workflows/admission.py).
+    admission_activities: list[Callable[..., Any]] = (
+        [admission.acquire, admission.release] if admission is not None else []
+    )
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[TaskWorkflow],
+        workflows=[TaskWorkflow, DebounceWorkflow],
         activities=[
             RecordingActivities(recorder).record_event,
             DemoActivities(recorder).run_step,
             ChatActivities(recorder).answer,
             ControlActivities(client).request_cancellation,
             *plugin_activities,
+            *admission_activities,
         ],
         workflow_runner=workflow_runner([m for p in plugins for m in p.sandbox_modules]),
         interceptors=[LogContextInterceptor()],  # tracing, when on, comes with the client
         graceful_shutdown_timeout=shutdown_grace,
         max_cached_workflows=max_cached_workflows,
+        # Fewer tasks held inside the worker keep the backlog in Temporal's matching,
+        # where fairness orders it (docs/flow-control.md#fairness); None: the SDK's 100.
+        max_concurrent_workflow_tasks=task_slots,
+        max_concurrent_activities=task_slots,
+        max_concurrent_local_activities=task_slots,
         deployment_config=deployment_config,
         # Heartbeats reach the server at least every second, so a cancel (which
         # rides on the heartbeat response) stops a step within about a second.
