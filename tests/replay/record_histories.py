@@ -36,11 +36,11 @@ from schemas.workflow import (
     DeliverInputRequest,
     TaskWorkflowInput,
     TaskWorkflowResult,
+    start_search_attributes,
 )
 from settings import Settings
 from store import EventStore, Outbox, open_pool
 from temporal.client import connect_client
-from temporal.tasks import start_search_attributes
 from worker.temporal_worker import build_worker, workflow_runner
 
 HISTORIES = Path(__file__).parent / "histories"
