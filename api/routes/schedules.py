@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-import zoneinfo
-from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -21,30 +19,30 @@ from pydantic import ValidationError
 from api.auth import TenantDep
 from api.deps import ServicesDep
 from api.idempotency import request_fingerprint
-from api.models import CreateTaskRequest
 from api.problems import ProblemError
-from api.routes.tasks import validated_task_input
 from api.schedule_models import (
     SCHEDULE_ID_PATTERN,
     BackfillRequest,
     CreateScheduleRequest,
     NoteRequest,
     SchedulePageView,
-    ScheduleRunView,
     ScheduleSummary,
     ScheduleView,
     TriggerRequest,
     UpdateScheduleRequest,
 )
-from api.services import Services
-from schemas.schedules import temporal_schedule_id
-from store.schedules import ScheduleRow, ScheduleRows
-from temporal.schedules import (
-    ScheduleClient,
-    ScheduleDefinition,
-    ScheduleGoneError,
-    ScheduleRefusedError,
+from api.schedule_views import (
+    definition_of,
+    schedule_client,
+    steer,
+    stored_row,
+    summary_of,
+    validated_request,
+    view_of,
 )
+from schemas.schedules import temporal_schedule_id
+from store.schedules import ScheduleRows
+from temporal.schedules import ScheduleRefusedError
 
 router = APIRouter(tags=["schedules"])
 
@@ -62,109 +60,13 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _client(services: Services) -> ScheduleClient:
-    return ScheduleClient(
-        services.temporal.client,
-        task_queue=services.settings.task_queue,
-        rpc_timeout=timedelta(seconds=services.settings.temporal_rpc_timeout_seconds),
-    )
-
-
-def _validated(services: Services, body: CreateScheduleRequest, tenant: str) -> dict[str, Any]:
-    """The request with its input as a task's (validated like `POST /tasks`)."""
-    if (body.cron is None) == (body.every is None):
-        raise ProblemError(422, "give exactly one of `cron` and `every`")
-    if body.timezone is not None:
-        try:
-            zoneinfo.ZoneInfo(body.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ProblemError(422, f"unknown time zone {body.timezone!r}") from None
-    task = CreateTaskRequest(type=body.type, input=body.input)
-    task_input = validated_task_input(task, services.settings.max_events_per_task)
-    return body.model_dump(mode="json") | {"input": task_input}
-
-
-def _definition(tenant: str, request: dict[str, Any], temporal_id: str) -> ScheduleDefinition:
-    def seconds(name: str) -> timedelta | None:
-        value = request.get(name)
-        return None if value is None else timedelta(seconds=value)
-
-    return ScheduleDefinition(
-        tenant=tenant,
-        schedule_id=request["id"],
-        temporal_id=temporal_id,
-        task_type=request["type"],
-        input=request["input"],
-        cron=request.get("cron"),
-        every=seconds("every"),
-        timezone=request.get("timezone"),
-        overlap=request.get("overlap") or "skip",
-        catchup_window=seconds("catchup_window"),
-        jitter=seconds("jitter"),
-    )
-
-
-def _summary(row: ScheduleRow) -> dict[str, Any]:
-    request = {k: v for k, v in row.request.items() if k != "paused"}
-    return request | {
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-        "temporal_schedule_id": row.temporal_id,
-        "links": {"self": f"/schedules/{row.schedule_id}", "tasks": "/tasks"},
-    }
-
-
-async def _row(services: Services, tenant: str, schedule_id: str) -> ScheduleRow:
-    row = await ScheduleRows(services.pool).get(tenant, schedule_id)
-    if row is None:
-        raise ProblemError(404, f"no schedule {schedule_id!r}")
-    return row
-
-
-async def _view(services: Services, row: ScheduleRow) -> ScheduleView:
-    try:
-        state = await _client(services).describe(row.temporal_id)
-    except ScheduleGoneError:
-        raise ProblemError(
-            404, f"schedule {row.schedule_id!r} is gone from Temporal (deleted there)"
-        ) from None
-    return ScheduleView.model_validate(
-        _summary(row)
-        | {
-            "paused": state.paused,
-            "note": state.note,
-            "next_runs": state.next_runs,
-            "recent_runs": [
-                ScheduleRunView(
-                    scheduled_at=run.scheduled_at, started_at=run.started_at, task_id=run.task_id
-                )
-                for run in state.recent_runs
-            ],
-            "running_task_ids": state.running_task_ids,
-            "runs": state.runs,
-            "skipped_overlap": state.skipped_overlap,
-            "missed_catchup_window": state.missed_catchup_window,
-        }
-    )
-
-
-async def _steer(services: Services, row: ScheduleRow, call: Awaitable[None]) -> ScheduleView:
-    """Await a call on the schedule, then show it; Temporal's refusals as problems."""
-    try:
-        await call
-    except ScheduleGoneError:
-        raise ProblemError(404, f"schedule {row.schedule_id!r} is gone from Temporal") from None
-    except ScheduleRefusedError as exc:
-        raise ProblemError(422, f"Temporal refused the schedule: {exc}") from None
-    return await _view(services, row)
-
-
 @router.post(
     "/schedules",
     status_code=201,
     response_model=ScheduleView,
     responses={
         200: {"model": ScheduleView, "description": "The schedule this `id` already names."},
+        404: {"description": "The schedule was deleted (in Temporal) as it was made."},
         409: {"description": "This `id` names a schedule made with another request."},
         **REFUSED,
     },
@@ -174,7 +76,7 @@ async def create_schedule(
 ) -> ScheduleView:
     """Create a schedule; each fire starts a task of `type` with `input`. With an `id`, a
     repeat of the same request returns the schedule (200)."""
-    request = _validated(services, body, tenant)
+    request = validated_request(services, body)
     if body.id is None:
         request["id"] = str(uuid.uuid4())
     temporal_id = temporal_schedule_id(tenant, request["id"])
@@ -186,8 +88,8 @@ async def create_schedule(
             raise ProblemError(409, f"schedule {row.schedule_id!r} exists with another request")
         response.status_code = 200
     try:  # also when the row existed: a creation interrupted before this line completes
-        await _client(services).create(
-            _definition(tenant, row.request, temporal_id), paused=bool(row.request.get("paused"))
+        await schedule_client(services).create(
+            definition_of(tenant, row.request, temporal_id), paused=bool(row.request.get("paused"))
         )
     except ScheduleRefusedError as exc:
         if inserted:
@@ -199,7 +101,7 @@ async def create_schedule(
                 await rows.delete(tenant, row.schedule_id)
         raise
     response.headers["Location"] = f"/schedules/{row.schedule_id}"
-    return await _view(services, row)
+    return await view_of(services, row)
 
 
 @router.get("/schedules", response_model=SchedulePageView)
@@ -214,7 +116,7 @@ async def list_schedules(
     more = len(rows) > limit
     rows = rows[:limit]
     return SchedulePageView(
-        schedules=[ScheduleSummary.model_validate(_summary(row)) for row in rows],
+        schedules=[ScheduleSummary.model_validate(summary_of(row)) for row in rows],
         next_cursor=rows[-1].schedule_id if more else None,
     )
 
@@ -224,7 +126,7 @@ async def get_schedule(
     schedule_id: IdPath, services: ServicesDep, tenant: TenantDep
 ) -> ScheduleView:
     """The schedule, paused or not, its next fires and its recent runs (with their tasks)."""
-    return await _view(services, await _row(services, tenant, schedule_id))
+    return await view_of(services, await stored_row(services, tenant, schedule_id))
 
 
 @router.patch(
@@ -237,7 +139,7 @@ async def update_schedule(
 ) -> ScheduleView:
     """Change some fields (`null` clears an optional one; `cron` and `every` replace each
     other); the schedule keeps its id, its runs and, unless `paused` is given, its state."""
-    row = await _row(services, tenant, schedule_id)
+    row = await stored_row(services, tenant, schedule_id)
     change = body.model_dump(mode="json", exclude_unset=True)
     paused = change.pop("paused", None)
     if "cron" in change and change["cron"] is not None:
@@ -252,11 +154,11 @@ async def update_schedule(
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         raise ProblemError(422, "invalid schedule", errors=errors) from None
-    request = _validated(services, updated, tenant) | {"paused": row.request.get("paused")}
-    definition = _definition(tenant, request, row.temporal_id)
-    await _steer(services, row, _client(services).update(definition, paused=paused))
+    request = validated_request(services, updated) | {"paused": row.request.get("paused")}
+    definition = definition_of(tenant, request, row.temporal_id)
+    await steer(services, row, schedule_client(services).update(definition, paused=paused))
     await ScheduleRows(services.pool).update(tenant, schedule_id, request)
-    return await _view(services, await _row(services, tenant, schedule_id))
+    return await view_of(services, await stored_row(services, tenant, schedule_id))
 
 
 @router.delete("/schedules/{schedule_id}", status_code=204, responses=NOT_FOUND)
@@ -264,8 +166,8 @@ async def delete_schedule(
     schedule_id: IdPath, services: ServicesDep, tenant: TenantDep
 ) -> Response:
     """Delete the schedule (no more fires); tasks it started stay, running or not."""
-    row = await _row(services, tenant, schedule_id)
-    await _client(services).delete(row.temporal_id)
+    row = await stored_row(services, tenant, schedule_id)
+    await schedule_client(services).delete(row.temporal_id)
     await ScheduleRows(services.pool).delete(tenant, schedule_id)
     return Response(status_code=204)
 
@@ -278,9 +180,9 @@ async def pause_schedule(
     body: Annotated[NoteRequest | None, Body()] = None,
 ) -> ScheduleView:
     """No fires until resumed (a paused schedule skips its fires; none are caught up)."""
-    row = await _row(services, tenant, schedule_id)
+    row = await stored_row(services, tenant, schedule_id)
     note = body.note if body else None
-    return await _steer(services, row, _client(services).pause(row.temporal_id, note))
+    return await steer(services, row, schedule_client(services).pause(row.temporal_id, note))
 
 
 @router.post("/schedules/{schedule_id}/resume", response_model=ScheduleView, responses=NOT_FOUND)
@@ -290,9 +192,10 @@ async def resume_schedule(
     tenant: TenantDep,
     body: Annotated[NoteRequest | None, Body()] = None,
 ) -> ScheduleView:
-    row = await _row(services, tenant, schedule_id)
+    """Fire again from the next due time on (fires missed while paused are not run)."""
+    row = await stored_row(services, tenant, schedule_id)
     note = body.note if body else None
-    return await _steer(services, row, _client(services).resume(row.temporal_id, note))
+    return await steer(services, row, schedule_client(services).resume(row.temporal_id, note))
 
 
 @router.post(
@@ -308,9 +211,9 @@ async def trigger_schedule(
     body: Annotated[TriggerRequest | None, Body()] = None,
 ) -> ScheduleView:
     """Fire now (paused or not); its task appears in `recent_runs` once Temporal started it."""
-    row = await _row(services, tenant, schedule_id)
+    row = await stored_row(services, tenant, schedule_id)
     overlap = body.overlap if body else None
-    return await _steer(services, row, _client(services).trigger(row.temporal_id, overlap))
+    return await steer(services, row, schedule_client(services).trigger(row.temporal_id, overlap))
 
 
 @router.post(
@@ -323,12 +226,14 @@ async def backfill_schedule(
     schedule_id: IdPath, body: BackfillRequest, services: ServicesDep, tenant: TenantDep
 ) -> ScheduleView:
     """Run the fires the schedule would have made between `start_at` and `end_at`."""
-    row = await _row(services, tenant, schedule_id)
+    row = await stored_row(services, tenant, schedule_id)
     span = body.end_at - body.start_at
     if span <= timedelta(0) or span > MAX_BACKFILL_SPAN:
         raise ProblemError(422, "end_at must be after start_at, by at most 366 days")
     every = row.request.get("every")
     if every and span / timedelta(seconds=every) > MAX_BACKFILL_RUNS:
         raise ProblemError(422, f"a backfill runs at most {MAX_BACKFILL_RUNS} fires")
-    call = _client(services).backfill(row.temporal_id, body.start_at, body.end_at, body.overlap)
-    return await _steer(services, row, call)
+    call = schedule_client(services).backfill(
+        row.temporal_id, body.start_at, body.end_at, body.overlap
+    )
+    return await steer(services, row, call)
