@@ -55,6 +55,7 @@ IdPath = Annotated[str, Path(pattern=SCHEDULE_ID_PATTERN)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such schedule in this tenant."}
 }
+BAD_BODY: dict[int | str, dict[str, Any]] = {400: {"description": "The body is not JSON."}}
 REFUSED: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid: the body, the type, its input, cron or time zone."}
 }
@@ -68,6 +69,7 @@ REFUSED: dict[int | str, dict[str, Any]] = {
         200: {"model": ScheduleView, "description": "The schedule this `id` already names."},
         404: {"description": "The schedule was deleted (in Temporal) as it was made."},
         409: {"description": "This `id` names a schedule made with another request."},
+        **BAD_BODY,
         **REFUSED,
     },
 )
@@ -132,7 +134,7 @@ async def get_schedule(
 @router.patch(
     "/schedules/{schedule_id}",
     response_model=ScheduleView,
-    responses={**NOT_FOUND, **REFUSED},
+    responses={**NOT_FOUND, **BAD_BODY, **REFUSED},
 )
 async def update_schedule(
     schedule_id: IdPath, body: UpdateScheduleRequest, services: ServicesDep, tenant: TenantDep
@@ -172,7 +174,11 @@ async def delete_schedule(
     return Response(status_code=204)
 
 
-@router.post("/schedules/{schedule_id}/pause", response_model=ScheduleView, responses=NOT_FOUND)
+@router.post(
+    "/schedules/{schedule_id}/pause",
+    response_model=ScheduleView,
+    responses={**NOT_FOUND, **BAD_BODY},
+)
 async def pause_schedule(
     schedule_id: IdPath,
     services: ServicesDep,
@@ -185,7 +191,11 @@ async def pause_schedule(
     return await steer(services, row, schedule_client(services).pause(row.temporal_id, note))
 
 
-@router.post("/schedules/{schedule_id}/resume", response_model=ScheduleView, responses=NOT_FOUND)
+@router.post(
+    "/schedules/{schedule_id}/resume",
+    response_model=ScheduleView,
+    responses={**NOT_FOUND, **BAD_BODY},
+)
 async def resume_schedule(
     schedule_id: IdPath,
     services: ServicesDep,
@@ -202,7 +212,7 @@ async def resume_schedule(
     "/schedules/{schedule_id}/trigger",
     status_code=202,
     response_model=ScheduleView,
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **BAD_BODY},
 )
 async def trigger_schedule(
     schedule_id: IdPath,
@@ -220,7 +230,7 @@ async def trigger_schedule(
     "/schedules/{schedule_id}/backfill",
     status_code=202,
     response_model=ScheduleView,
-    responses={**NOT_FOUND, **REFUSED},
+    responses={**NOT_FOUND, **BAD_BODY, **REFUSED},
 )
 async def backfill_schedule(
     schedule_id: IdPath, body: BackfillRequest, services: ServicesDep, tenant: TenantDep
