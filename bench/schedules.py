@@ -3,7 +3,7 @@ without a worker restart (issue 24: "schedules fire within 1 s of their time acr
 worker restart").
 
 Its own servers (bench/stack.py), a real worker and API (`python -m worker`, `python -m
-api`). One schedule, `every` 1 s, of a one-step `demo.pipeline` task. For each fire:
+api`). One schedule, `every` 2 s (`--every`), of a one-step `demo.pipeline` task. For each fire:
 `fire lag` = when Temporal started the schedule's run minus when it was due (the
 schedule's action results), `task lag` = the task's `created_at` (its `task.created.v1`,
 recorded by the worker) minus when it was due. Phases:
@@ -11,7 +11,8 @@ recorded by the worker) minus when it was due. Phases:
 - `steady`: `--steady` seconds with the worker up (the baseline, same run);
 - `restart`: the worker is stopped (SIGTERM, as a deploy does) and started again at
   once; fires due from the stop until the new worker's first task are `while_down`,
-  fires due after that are `after_restart` (measured for `--after` seconds).
+  fires due after that are `after_restart` (measured for `--after` seconds once the
+  new worker started its first task).
 
 Prints p50/p99/max per phase and the load average; writes bench/results/schedules.json.
 """
@@ -57,6 +58,18 @@ class Fires:
             await self.poll()
             await asyncio.sleep(0.3)
 
+    async def until_started_after(self, moment: datetime) -> None:
+        """Until a fire due after `moment` has its task started (a worker is back)."""
+        while True:
+            await self.poll()
+            for task_id, run in self.runs.items():
+                if datetime.fromisoformat(run["scheduled_at"]) <= moment:
+                    continue
+                task = await self.http.get(f"/tasks/{task_id}")
+                if task.status_code == 200 and task.json()["status"] != "pending":
+                    return
+            await asyncio.sleep(0.3)
+
     async def measured(self) -> list[dict[str, Any]]:
         """Each fire with its due time, fire lag and task lag (waits for every task)."""
         rows = []
@@ -97,7 +110,7 @@ async def measure(api: ChildProcess, worker: ChildProcess, args: argparse.Namesp
             "id": "bench-every-second",
             "type": "demo.pipeline",
             "input": {"steps": 1, "step_seconds": 0},
-            "every": 1,
+            "every": args.every,
             "overlap": "allow_all",
         }
         (await http.post("/schedules", json=body)).raise_for_status()
@@ -108,6 +121,7 @@ async def measure(api: ChildProcess, worker: ChildProcess, args: argparse.Namesp
         await asyncio.to_thread(worker.stop)
         stop_seconds = time.monotonic() - stop_began
         worker.start()
+        await fires.until_started_after(stopped)
         await fires.follow(args.after)
         (await http.post(f"/schedules/{body['id']}/pause")).raise_for_status()
         rows = await fires.measured()
@@ -130,7 +144,9 @@ async def measure(api: ChildProcess, worker: ChildProcess, args: argparse.Namesp
 
 
 def render(report: dict[str, Any]) -> str:
-    lines = [f"schedule fire lag (every 1 s), load average {report['load_average']}"]
+    lines = [
+        f"schedule fire lag (every {report['every']} s), load average {report['load_average']}"
+    ]
     lines.append(f"{'phase':<16}{'fires':>6}  {'fire p50/p99 ms':>18}  {'task p50/p99/max ms':>24}")
 
     def row(name: str, part: dict[str, Any]) -> None:
@@ -154,7 +170,10 @@ def render(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.schedules", description=__doc__)
     parser.add_argument("--steady", type=float, default=30.0, help="seconds before the restart")
-    parser.add_argument("--after", type=float, default=30.0, help="seconds after the restart")
+    parser.add_argument(
+        "--after", type=float, default=30.0, help="seconds measured once a worker is back"
+    )
+    parser.add_argument("--every", type=int, default=2, help="the schedule's interval, seconds")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     load_start = load_average()
@@ -175,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "measured_at": datetime.now(UTC).isoformat(),
         "load_average": {"start": load_start, "end": load_average()},
+        "every": args.every,
         **measured,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

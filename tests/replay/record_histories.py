@@ -29,6 +29,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
+from schemas.schedules import SCHEDULED_TASK_WORKFLOW, ScheduledTaskInput
 from schemas.tasks import DemoStepInput, DemoStepResult, TaskStatus
 from schemas.workflow import (
     DEMO_STEP,
@@ -224,6 +225,21 @@ async def chat(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def scheduled(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """A schedule's run (workflows/scheduled.py), started as its Temporal Schedule would:
+    it claims its task and runs it as a child to the end."""
+    handle = await client.start_workflow(
+        SCHEDULED_TASK_WORKFLOW,
+        ScheduledTaskInput(
+            tenant="default", schedule_id="replay", task_type="demo.pipeline", input={"steps": 1}
+        ),
+        id=f"scheduled-{uuid.uuid4()}-2026-12-04T10:00:00Z",
+        task_queue=queue,
+    )
+    await _finish(handle)
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "completed": completed,
     "failed": failed,
@@ -238,6 +254,7 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "approval_cancelled_while_waiting": approval_cancelled_while_waiting,
     "controlled": controlled,
     "chat": chat,
+    "scheduled": scheduled,
 }
 
 
@@ -251,7 +268,7 @@ async def record(version: str) -> None:
     queue = f"record-{uuid.uuid4().hex[:8]}"
     HISTORIES.mkdir(exist_ok=True)
     try:
-        async with build_worker(client, recorder, task_queue=queue):
+        async with build_worker(client, recorder, task_queue=queue, pool=pool):
             only = [arg.removeprefix("--only=") for arg in sys.argv if arg.startswith("--only=")]
             for name, scenario in SCENARIOS.items():
                 if only and name not in only:
