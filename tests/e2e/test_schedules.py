@@ -266,6 +266,48 @@ async def test_fires_continue_across_a_worker_restart(
     assert (await tenant_a.delete(f"/schedules/{schedule_id}")).status_code == 204
 
 
+async def test_overlap_cancel_other_cancels_the_running_task(tenant_a: httpx.AsyncClient) -> None:
+    """A fire meeting a running one under `cancel_other`: the earlier task is cancelled
+    (its run is cancelled, and the task with it), the new one runs."""
+    schedule_id = _id()
+    body = {
+        "id": schedule_id,
+        "type": "demo.pipeline",
+        "input": {"steps": 1, "step_seconds": 120},
+        "every": 3600,
+        "paused": True,
+        "overlap": "cancel_other",
+    }
+    path = f"/schedules/{schedule_id}"
+    assert (await tenant_a.post("/schedules", json=body)).status_code == 201
+    assert (await tenant_a.post(f"{path}/trigger")).status_code == 202
+    first: list[str] = []
+
+    async def running() -> bool:
+        runs = await _runs(tenant_a, schedule_id)
+        if not runs:
+            return False
+        task = await tenant_a.get(f"/tasks/{runs[0]['task_id']}")
+        first[:] = [runs[0]["task_id"]]
+        return task.status_code == 200 and task.json()["status"] == "running"
+
+    await until(running, within=60, what="the first fire's task running")
+    assert (await tenant_a.post(f"{path}/trigger")).status_code == 202
+
+    async def cancelled() -> bool:
+        task = await tenant_a.get(f"/tasks/{first[0]}")
+        return task.json()["status"] == "cancelled"
+
+    await until(cancelled, within=60, what="the first fire's task cancelled")
+    runs = await _runs(tenant_a, schedule_id)
+    assert len(runs) == 2
+    second = runs[1]["task_id"]
+    assert second != first[0]
+    assert (await tenant_a.delete(path)).status_code == 204
+    # The second task runs on: cancel it (an ordinary task's control).
+    assert (await tenant_a.post(f"/tasks/{second}/cancel")).status_code == 202
+
+
 def _cli(stack: ProcessStack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
