@@ -299,8 +299,14 @@ async def test_overlap_cancel_other_cancels_the_running_task(tenant_a: httpx.Asy
         return task.json()["status"] == "cancelled"
 
     await until(cancelled, within=60, what="the first fire's task cancelled")
-    runs = await _runs(tenant_a, schedule_id)
-    assert len(runs) == 2
+    # The new fire starts once the cancelled run has closed.
+    runs: list[dict[str, Any]] = []
+
+    async def second_started() -> bool:
+        runs[:] = await _runs(tenant_a, schedule_id)
+        return len(runs) == 2
+
+    await until(second_started, within=60, what="the second fire started")
     second = runs[1]["task_id"]
     assert second != first[0]
     assert (await tenant_a.delete(path)).status_code == 204
