@@ -296,7 +296,7 @@ async def test_overlap_cancel_other_cancels_the_running_task(tenant_a: httpx.Asy
 
     async def cancelled() -> bool:
         task = await tenant_a.get(f"/tasks/{first[0]}")
-        return task.json()["status"] == "cancelled"
+        return bool(task.json()["status"] == "cancelled")
 
     await until(cancelled, within=60, what="the first fire's task cancelled")
     # The new fire starts once the cancelled run has closed.
