@@ -84,7 +84,10 @@ async def create_schedule(
     temporal_id = temporal_schedule_id(tenant, request["id"])
     fingerprint = request_fingerprint(request)
     rows = ScheduleRows(services.pool)
-    row, inserted = await rows.insert(tenant, request["id"], temporal_id, request, fingerprint)
+    try:
+        row, inserted = await rows.insert(tenant, request["id"], temporal_id, request, fingerprint)
+    except LookupError:  # an existing one was deleted between our insert and our read
+        raise ProblemError(409, f"schedule {request['id']!r} was just deleted: retry") from None
     if not inserted:
         if row.request_hash != fingerprint:
             raise ProblemError(409, f"schedule {row.schedule_id!r} exists with another request")
