@@ -310,7 +310,13 @@ async def test_overlap_cancel_other_cancels_the_running_task(tenant_a: httpx.Asy
     second = runs[1]["task_id"]
     assert second != first[0]
     assert (await tenant_a.delete(path)).status_code == 204
-    # The second task runs on: cancel it (an ordinary task's control).
+
+    async def second_running() -> bool:
+        task = await tenant_a.get(f"/tasks/{second}")
+        return task.status_code == 200 and task.json()["status"] == "running"
+
+    # The second task runs on (deleting the schedule leaves it): cancel it as any task.
+    await until(second_running, within=60, what="the second fire's task running")
     assert (await tenant_a.post(f"/tasks/{second}/cancel")).status_code == 202
 
 
