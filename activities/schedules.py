@@ -7,12 +7,16 @@ task (claimed now or by an earlier attempt); False for a pruned task's id.
 
 from __future__ import annotations
 
+import logging
+
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from schemas.schedules import CLAIM_SCHEDULED_TASK, ClaimScheduledTask
 from store.tenants import TaskOwners
+
+log = logging.getLogger(__name__)
 
 
 class ScheduleActivities:
@@ -23,6 +27,10 @@ class ScheduleActivities:
     async def claim(self, request: ClaimScheduledTask) -> bool:
         owner = await self._owners.claim(request.task_id, request.tenant)
         if owner is None:
+            log.warning(
+                "a schedule's fire names a pruned task: not started",
+                extra={"task_id": request.task_id, "tenant": request.tenant},
+            )
             return False
         if owner != request.tenant:  # a UUID derived from the run's id: never expected
             raise ApplicationError(
