@@ -1,10 +1,26 @@
 // The page's list of the tenant's schedules (docs/schedules.md): each with when it
 // fires and, when it is paused, a Resume button, else Pause and Run now. Refreshed
 // while the task list shows; a fire's task appears in the task list like any other.
+// Plain `fetch` with the tab's key: asking for a key is the task list's business
+// (api.js); until there is one, this list waits.
 
-import { api } from "./api.js";
+import { currentKey } from "./api.js";
 
 const POLL_MS = 5000;
+
+async function api(path, { method = "GET" } = {}) {
+  const headers = { Accept: "application/json, application/problem+json" };
+  const key = currentKey();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const response = await fetch(new URL(path.replace(/^\//, ""), new URL(".", location.href)), {
+    method,
+    headers,
+  });
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new Error(data?.detail || `HTTP ${response.status}`);
+  return data;
+}
 
 function describe(schedule) {
   const when = schedule.cron ? `cron ${schedule.cron}` : `every ${schedule.every} s`;
@@ -53,6 +69,10 @@ async function refresh() {
   const section = document.getElementById("schedules-section");
   const listView = document.getElementById("list-view");
   if (!section || (listView && listView.hidden) || document.hidden) {
+    timer = setTimeout(refresh, POLL_MS);
+    return;
+  }
+  if (!currentKey() && document.getElementById("key-panel")?.hidden === false) {
     timer = setTimeout(refresh, POLL_MS);
     return;
   }
