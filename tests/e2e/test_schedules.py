@@ -218,13 +218,14 @@ async def test_trigger_pause_resume_and_backfill(tenant_a: httpx.AsyncClient) ->
     assert (await tenant_a.get(f"/tasks/{run['task_id']}")).json()["type"] == "demo.pipeline"
 
     # Three minutes back: the three fires an every-60-s schedule would have made.
-    end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
+    # Both ends between fire times: whether Temporal counts an end in does not matter.
+    end = datetime.now(UTC).replace(second=30, microsecond=0) - timedelta(minutes=10)
     start = end - timedelta(minutes=3)
     window = {"start_at": start.isoformat(), "end_at": end.isoformat()}
     backfilled = await tenant_a.post(f"{path}/backfill", json=window)
     assert backfilled.status_code == 202, backfilled.text
     runs = await _completed_runs(tenant_a, schedule_id, 4)
-    due = sorted(r["scheduled_at"] for r in runs if r["scheduled_at"] < end.isoformat())
+    due = [r for r in runs if datetime.fromisoformat(r["scheduled_at"]) < end]
     assert len(due) == 3
     assert (
         await tenant_a.post(f"{path}/backfill", json=window | {"end_at": start.isoformat()})
@@ -307,8 +308,8 @@ async def test_overlap_cancel_other_cancels_the_running_task(tenant_a: httpx.Asy
         return len(runs) == 2
 
     await until(second_started, within=60, what="the second fire started")
-    second = runs[1]["task_id"]
-    assert second != first[0]
+    # Temporal lists recent runs in no order to rely on: the second is the other one.
+    [second] = [run["task_id"] for run in runs if run["task_id"] != first[0]]
     assert (await tenant_a.delete(path)).status_code == 204
 
     async def second_running() -> bool:
