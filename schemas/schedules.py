@@ -2,8 +2,8 @@
 
 A Temporal Schedule starts `ScheduledTaskWorkflow` (workflows/scheduled.py) under a
 workflow id Temporal makes (the action's id plus the fire time). That run derives
-the task's id from its own workflow id (`scheduled_task_id`, a UUID like every task
-id), claims the task for the schedule's tenant, and starts the ordinary
+the task's id from its own workflow and first run ids (`scheduled_task_id`, a UUID
+like every task id), claims the task for the schedule's tenant, and starts the ordinary
 `TaskWorkflow` under `task-<id>` as its child: every run of a schedule is a task
 like any other (events, streams, control, `GET /tasks`). Pure: no I/O, imported
 through the sandbox. Add, never rename.
@@ -39,10 +39,12 @@ def action_workflow_id(temporal_id: str) -> str:
     return _ACTION_PREFIX + temporal_id.removeprefix(_SCHEDULE_PREFIX)
 
 
-def scheduled_task_id(workflow_id: str) -> str:
-    """The task a schedule's run starts: a UUID derived from the run's workflow id, so a
-    retried or replayed run claims and starts the same task."""
-    return str(uuid.uuid5(_NAMESPACE, workflow_id))
+def scheduled_task_id(workflow_id: str, first_run_id: str) -> str:
+    """The task a schedule's run starts: a UUID derived from the run's workflow id and
+    its first run id, so a replayed (or reset) run claims and starts the same task, and
+    two fires under one workflow id (Temporal names them by the second they fire in)
+    start two tasks."""
+    return str(uuid.uuid5(_NAMESPACE, f"{workflow_id}/{first_run_id}"))
 
 
 class ScheduledTaskInput(BaseModel):

@@ -96,8 +96,8 @@ class ScheduleLiveState:
     missed_catchup_window: int
 
 
-def _task_of(workflow_id: str) -> str:
-    return scheduled_task_id(workflow_id)
+def _task_of(action: ScheduleActionExecutionStartWorkflow) -> str:
+    return scheduled_task_id(action.workflow_id, action.first_execution_run_id)
 
 
 def state_of(description: ScheduleDescription) -> ScheduleLiveState:
@@ -106,9 +106,7 @@ def state_of(description: ScheduleDescription) -> ScheduleLiveState:
     for result in info.recent_actions:
         action = result.action
         task_id = (
-            _task_of(action.workflow_id)
-            if isinstance(action, ScheduleActionExecutionStartWorkflow)
-            else None
+            _task_of(action) if isinstance(action, ScheduleActionExecutionStartWorkflow) else None
         )
         recent.append(ScheduleRun(result.scheduled_at, result.started_at, task_id))
     return ScheduleLiveState(
@@ -117,7 +115,7 @@ def state_of(description: ScheduleDescription) -> ScheduleLiveState:
         next_runs=list(info.next_action_times),
         recent_runs=recent,
         running_task_ids=[
-            _task_of(run.workflow_id)
+            _task_of(run)
             for run in info.running_actions
             if isinstance(run, ScheduleActionExecutionStartWorkflow)
         ],

@@ -1,7 +1,8 @@
 """`ScheduledTaskWorkflow`: what a Temporal Schedule starts on each fire. Deterministic.
 
-Temporal names the run (the schedule action's id plus the fire time), so the task's
-id is derived from that name (`scheduled_task_id`, a UUID). The run claims the task
+Temporal names the run (the schedule action's id plus the fire time, to the second), so
+the task's id is derived from that name and the run's first run id
+(`scheduled_task_id`, a UUID). The run claims the task
 for the schedule's tenant (a local activity: the claim the API makes before
 `POST /tasks` starts a workflow), then starts the ordinary `TaskWorkflow` under
 `task-<id>` as its child and waits for it. Waiting is what gives the schedule's
@@ -16,7 +17,7 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
@@ -51,7 +52,8 @@ class ScheduledTaskWorkflow:
     @workflow.run
     async def run(self, request: ScheduledTaskInput) -> str:
         """Start the fire's task and wait for it to end; returns the task's id."""
-        task_id = scheduled_task_id(workflow.info().workflow_id)
+        info = workflow.info()
+        task_id = scheduled_task_id(info.workflow_id, info.first_execution_run_id)
         claimed: bool = await workflow.execute_local_activity(
             CLAIM_SCHEDULED_TASK,
             ClaimScheduledTask(task_id=task_id, tenant=request.tenant),
@@ -76,6 +78,7 @@ class ScheduledTaskWorkflow:
             search_attributes=start_search_attributes(request.task_type),
             static_summary=f"{request.task_type} task {task_id} (schedule {request.schedule_id})",
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,  # a task id is never reused
         )
         # The task failed or was cancelled: its own events say so; this run just ends.
         with contextlib.suppress(ChildWorkflowError):

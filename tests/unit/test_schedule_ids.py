@@ -25,11 +25,13 @@ def test_each_fire_has_its_own_task_id_a_uuid_derived_from_its_workflow_id() -> 
     base = action_workflow_id(temporal_schedule_id("t", "s"))
     assert base.startswith("scheduled-")
     assert not base.startswith("task-")  # never taken for a task's workflow
-    first = scheduled_task_id(f"{base}-2026-12-04T10:00:00Z")
-    second = scheduled_task_id(f"{base}-2026-12-04T10:00:02Z")
+    first = scheduled_task_id(f"{base}-2026-12-04T10:00:00Z", "run-1")
+    second = scheduled_task_id(f"{base}-2026-12-04T10:00:02Z", "run-2")
     assert first != second
     assert str(uuid.UUID(first)) == first
-    assert scheduled_task_id(f"{base}-2026-12-04T10:00:00Z") == first
+    assert scheduled_task_id(f"{base}-2026-12-04T10:00:00Z", "run-1") == first
+    # Two fires in one second share a workflow id, never a task.
+    assert scheduled_task_id(f"{base}-2026-12-04T10:00:00Z", "run-3") != first
 
 
 @pytest.mark.parametrize(
