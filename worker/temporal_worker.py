@@ -21,6 +21,7 @@ from schemas.plugins import TaskTypePlugin, register_input_models
 from temporal.interceptors import LogContextInterceptor
 from workflows import approval as _approval_runner  # noqa: F401 - registers `demo.approval`
 from workflows import chat as _chat_runner  # noqa: F401 - registers `demo.chat`
+from workflows.debounce import DebounceWorkflow
 from workflows.registry import register_runner
 from workflows.scheduled import ScheduledTaskWorkflow
 from workflows.task_workflow import TaskWorkflow
@@ -61,7 +62,7 @@ def build_worker(
     """The Temporal worker with every workflow and activity; tests build theirs here too.
     With the store's `pool`, it also runs schedules' runs (workflows/scheduled.py)."""
     plugin_activities: list[Callable[..., Any]] = []
-    workflows: list[type] = [TaskWorkflow]
+    workflows: list[type] = [TaskWorkflow, DebounceWorkflow]
     if pool is not None:
         workflows.append(ScheduledTaskWorkflow)
         plugin_activities.append(ScheduleActivities(pool).claim)

@@ -35,6 +35,7 @@ from telemetry.tracing import (
 )
 from tests.unit.test_replay import load as load_history
 from worker.temporal_worker import workflow_runner
+from workflows.debounce import DebounceWorkflow
 from workflows.scheduled import ScheduledTaskWorkflow
 from workflows.task_workflow import TaskWorkflow
 
@@ -237,7 +238,7 @@ async def test_stored_histories_replay_with_the_tracing_interceptor(
 ) -> None:
     """Tracing adds headers and spans, never commands: old histories still replay."""
     replayer = Replayer(
-        workflows=[TaskWorkflow, ScheduledTaskWorkflow],
+        workflows=[TaskWorkflow, DebounceWorkflow, ScheduledTaskWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
         interceptors=[TracingInterceptor(tracer())],

@@ -18,6 +18,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from worker.temporal_worker import workflow_runner
+from workflows.debounce import DebounceWorkflow
 from workflows.scheduled import ScheduledTaskWorkflow
 from workflows.task_workflow import TaskWorkflow
 
@@ -35,7 +36,7 @@ def load(path: Path) -> WorkflowHistory:
 
 def replayer() -> Replayer:
     return Replayer(
-        workflows=[TaskWorkflow, ScheduledTaskWorkflow],
+        workflows=[TaskWorkflow, DebounceWorkflow, ScheduledTaskWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
     )
@@ -60,6 +61,9 @@ def test_there_are_histories_of_every_scenario() -> None:
         "chat",
         # a schedule's run (issue 24): claims its task, runs it as a child
         "scheduled",
+        # debounce (issue 24, v11): a debounced task, and a debounce window.
+        "debounced",
+        "debounce_window",
     } <= names
 
 
