@@ -205,6 +205,7 @@ class WorkerRuntime:
                 shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 plugins=installed_plugins() if self._plugins is None else self._plugins,
+                pool=self.pool,
                 admission=AdmissionActivities(self.admission, self.waker),
                 deployment_config=get_deployment_settings().deployment_config(),
             )
