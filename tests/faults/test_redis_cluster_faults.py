@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import time
 from typing import Any
 
 import pytest
@@ -42,10 +39,9 @@ from tests.faults.harness import (
 from tests.invariants import Event, load_history, wait_until_delivered
 from tests.metrics_text import required
 from tests.polling import until
-from tests.redis_cluster import ClusterNode, LocalCluster, own_cluster  # noqa: F401 -- fixture
+from tests.redis_cluster import LocalCluster, break_primary, own_cluster  # noqa: F401 -- fixture
 
 TASK = {"steps": 10, "step_seconds": 0.5, "progress_ticks": 2}
-STOPPED_SECONDS = 10.0
 
 
 class ClusterStreamView(BrokerStreamView):
@@ -92,27 +88,6 @@ class ClusterStreamView(BrokerStreamView):
         await self._cluster.aclose()
 
 
-def _inject(cluster: LocalCluster, fault: str, victim: ClusterNode) -> None:
-    """Break `victim` the way `fault` says; return once a replica serves its slots."""
-    (replica,) = cluster.replicas_of(victim)
-    if fault == "sigkill":
-        os.kill(victim.pid, signal.SIGKILL)
-    elif fault == "sigstop":
-        stopped_at = time.monotonic()
-        os.kill(victim.pid, signal.SIGSTOP)
-    else:
-        with replica.client() as client:
-            client.execute_command("CLUSTER", "FAILOVER")
-    deadline = time.monotonic() + 30
-    while cluster.role(replica) != "master":
-        assert time.monotonic() < deadline, f"{replica.port} never took over from {victim.port}"
-        time.sleep(0.05)
-    if fault == "sigstop":
-        time.sleep(max(0.0, STOPPED_SECONDS - (time.monotonic() - stopped_at)))  # the fault
-        os.kill(victim.pid, signal.SIGCONT)
-    cluster.wait_healthy(within=30)
-
-
 @pytest.mark.parametrize("fault", ["sigkill", "sigstop", "failover"])
 async def test_a_primary_fails_and_every_event_still_reaches_every_observer(
     fault: str,
@@ -145,7 +120,7 @@ async def test_a_primary_fails_and_every_event_still_reaches_every_observer(
 
             await until(all_running, within=30)
             victim = own_cluster.primary_serving(slot_of(topic_for(task_ids[0])))
-            await asyncio.to_thread(_inject, own_cluster, fault, victim)
+            await asyncio.to_thread(break_primary, own_cluster, fault, victim)
 
             collect = collector(truth, task_ids, watchers, group, stream)
             history, _ = await wait_until_delivered(collect, tasks=task_ids, within=90)
