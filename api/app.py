@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api.cors import install_cors
 from api.middleware import RequestContextMiddleware
 from api.problems import install_problem_handlers
-from api.routes import control, events, health, tasks
+from api.routes import bulk, control, events, health, tasks
 from api.routes import schemas as schema_routes
 from api.routes.ui import install_page
 from api.security import install_security
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
     app.add_middleware(StreamHandoffMiddleware)
     install_security(app, settings)  # API keys, tenants, stream tokens, limits
     install_problem_handlers(app, state.metrics.count_error)
+    app.include_router(bulk.router)  # before `tasks`: `/tasks/bulk` is no task id
     app.include_router(tasks.router)
     app.include_router(control.router)
     app.include_router(events.router)

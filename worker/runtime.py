@@ -41,6 +41,7 @@ from temporal.closures import ResetDetailsFromHistory
 from temporal.runtime import metrics_runtime
 from webhooks.dispatcher import WebhookDispatcher
 from webhooks.metrics import register_webhook_metrics
+from worker.bulk_metrics import build_bulk_activities
 from worker.cancel import cancel_until_done
 from worker.event_handler import EventHandler
 from worker.handler_setup import build_handler_runner, stop_handlers
@@ -191,6 +192,7 @@ class WorkerRuntime:
                 shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 plugins=installed_plugins() if self._plugins is None else self._plugins,
+                bulk=build_bulk_activities(settings, self.client, self.pool, self.metrics),
             )
 
     async def _flush_marks(self) -> None:
