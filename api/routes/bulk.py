@@ -24,7 +24,7 @@ from settings.bulk import BulkSettings
 from store.bulk import BulkStore, StoredOperation
 from temporal.bulk import start_bulk_operation
 
-router = APIRouter(tags=["bulk"])
+router = APIRouter(tags=["tasks"])  # task control, in bulk
 
 # Bulk operation ids made from an Idempotency-Key: another namespace than task ids'.
 BULK_NAMESPACE = uuid.UUID("5d4b8f0e-7c1a-4f0b-9e65-2a1c3b9d7e42")
@@ -90,7 +90,9 @@ async def _view(store: BulkStore, stored: StoredOperation) -> BulkOperationView:
     responses={
         200: {"model": BulkOperationView, "description": "The operation this key made."},
         400: {"description": "Malformed Idempotency-Key."},
+        409: {"description": "The operation id this Idempotency-Key names is another's."},
         422: {"description": "Bad action or filter, or a reused key with another body."},
+        503: {"description": "Postgres or Temporal failed or did not answer: retry later."},
     },
 )
 async def create_bulk_operation(
@@ -144,7 +146,10 @@ async def create_bulk_operation(
 @router.get(
     "/bulk/{bulk_id}",
     response_model=BulkOperationView,
-    responses={404: {"description": "No such bulk operation of the caller's."}},
+    responses={
+        404: {"description": "No such bulk operation of the caller's."},
+        503: {"description": "Postgres failed or did not answer: retry later."},
+    },
 )
 async def get_bulk_operation(
     bulk_id: str, services: ServicesDep, tenant: TenantDep
