@@ -7,6 +7,9 @@ another test made; each test scopes its filter further with `created_after`.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -16,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cli import exit_codes
 from tests.e2e.conftest import ProcessStack, running_stack
 from tests.polling import until
 from tests.sse import Frame, collect_events, payload
@@ -126,7 +130,8 @@ async def test_cancel_by_type_among_mixed_tasks(
     assert operation["links"]["self"] == f"/bulk/{operation['id']}"
     result = await finished(http_a, operation["id"])
     assert (result["matched"], result["done"], result["skipped"], result["failed"]) == (6, 6, 0, 0)
-    assert result["pending"] == 0 and result["finished_at"] is not None
+    assert result["pending"] == 0
+    assert result["finished_at"] is not None
 
     for stream in streams:  # each stream ends with its cancellation, by this operation
         status, frames = await stream
@@ -140,7 +145,8 @@ async def test_cancel_by_type_among_mixed_tasks(
     assert await statuses(http_b, others) == ["running"]  # another tenant's: untouched
     assert (await http_b.get(f"/bulk/{operation['id']}")).status_code == 404
 
-    metrics = httpx.get(f"http://127.0.0.1:{bulk_stack.worker_metrics_port}/metrics").text
+    metrics_url = f"http://127.0.0.1:{bulk_stack.worker_metrics_port}/metrics"
+    metrics = (await http_a.get(metrics_url)).text
     assert metric(metrics, "taskplane_bulk_tasks_total", action="cancel", outcome="done") >= 6
     assert metric(metrics, "taskplane_bulk_operations_completed_total") >= 1
 
@@ -177,7 +183,8 @@ async def test_pause_then_resume_by_filter(http_a: httpx.AsyncClient) -> None:
     for task_id in task_ids:
         history = (await http_a.get(f"/tasks/{task_id}/history")).json()["events"]
         types = [e["type"] for e in history]
-        assert types.count("task.paused.v1") == 1 and types.count("task.resumed.v1") == 1
+        assert types.count("task.paused.v1") == 1
+        assert types.count("task.resumed.v1") == 1
 
     cancelled = await bulk(http_a, "cancel", scope)
     result = await finished(http_a, cancelled.json()["id"])
@@ -198,7 +205,8 @@ async def test_idempotency_key_and_validation(
     assert other.headers["content-type"] == "application/problem+json"
     # The same key in another tenant names another operation.
     theirs = await bulk(http_b, "cancel", filter_, **{"Idempotency-Key": key})
-    assert theirs.status_code == 202 and theirs.json()["id"] != first.json()["id"]
+    assert theirs.status_code == 202
+    assert theirs.json()["id"] != first.json()["id"]
     result = await finished(http_a, first.json()["id"])
     assert (result["matched"], result["done"]) == (0, 0)
 
@@ -255,7 +263,8 @@ async def test_worker_sigkill_mid_operation(slow_stack: ProcessStack) -> None:
         await until(some_done, within=60, what="the operation under way")
         slow_stack.stop("worker", kill=True)
         midway = (await http.get(f"/bulk/{bulk_id}")).json()
-        assert midway["status"] == "running" and midway["done"] < 16
+        assert midway["status"] == "running"
+        assert midway["done"] < 16
         slow_stack.start("worker")
 
         result = await finished(http, bulk_id, within=180)
@@ -268,5 +277,40 @@ async def test_worker_sigkill_mid_operation(slow_stack: ProcessStack) -> None:
             history = (await http.get(f"/tasks/{task_id}/history")).json()["events"]
             assert [e["sequence"] for e in history] == list(range(1, len(history) + 1))
             cancels = [e for e in history if e["type"] == "task.cancelled.v1"]
-            assert len(cancels) == 1 and history[-1] == cancels[0]
+            assert len(cancels) == 1
+            assert history[-1] == cancels[0]
             assert cancels[0]["data"]["reason"] == f"bulk operation {bulk_id}"
+
+
+async def test_the_cli_runs_a_bulk_operation(
+    bulk_stack: ProcessStack, http_a: httpx.AsyncClient
+) -> None:
+    since = now_iso()
+    task_ids = [await create(http_a, "demo.pipeline", LONG) for _ in range(2)]
+    await wait_statuses(http_a, task_ids, "running")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {"TASKPLANE_API_URL": bulk_stack.base_url, "TASKPLANE_API_KEY": KEY_A}
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", "tasks", "bulk", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**bulk_stack.env, **env},
+            check=False,
+        )
+
+    ran = await asyncio.to_thread(
+        cli, "cancel", "--status", "running", "--created-after", since, "--wait", "--json"
+    )
+    assert ran.returncode == exit_codes.EXIT_OK, ran.stderr
+    operation = json.loads(ran.stdout)
+    assert (operation["status"], operation["matched"], operation["done"]) == ("completed", 2, 2)
+    shown = await asyncio.to_thread(cli, "show", operation["id"])
+    assert shown.returncode == exit_codes.EXIT_OK, shown.stderr
+    assert "matched 2, done 2, skipped 0, failed 0" in shown.stdout
+    unknown = await asyncio.to_thread(cli, "show", str(uuid.uuid4()))
+    assert unknown.returncode == exit_codes.EXIT_NOT_FOUND
+    no_filter = await asyncio.to_thread(cli, "pause")
+    assert no_filter.returncode == exit_codes.EXIT_USAGE
+    assert "at least one criterion" in no_filter.stderr
