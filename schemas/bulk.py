@@ -21,6 +21,12 @@ BULK_SELECT: Final = "bulk_select"
 BULK_ACT: Final = "bulk_act"
 BULK_FINISH: Final = "bulk_finish"
 
+
+def bulk_task_queue(task_queue: str) -> str:
+    """Where bulk operations run: a queue of their own beside the tasks' (worker/bulk_worker.py)."""
+    return f"{task_queue}-bulk"
+
+
 BulkAction = Literal["cancel", "pause", "resume"]
 
 # What became of one matched task.

@@ -10,7 +10,6 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.bulk import BulkActivities
 from activities.chat import ChatActivities
 from activities.control import ControlActivities
 from activities.demo import DemoActivities
@@ -20,7 +19,6 @@ from schemas.plugins import TaskTypePlugin, register_input_models
 from temporal.interceptors import LogContextInterceptor
 from workflows import approval as _approval_runner  # noqa: F401 - registers `demo.approval`
 from workflows import chat as _chat_runner  # noqa: F401 - registers `demo.chat`
-from workflows.bulk import BulkOperationWorkflow
 from workflows.registry import register_runner
 from workflows.task_workflow import TaskWorkflow
 
@@ -55,27 +53,23 @@ def build_worker(
     shutdown_grace: timedelta = timedelta(seconds=10),
     max_cached_workflows: int = 1000,
     plugins: Sequence[TaskTypePlugin] = (),
-    bulk: BulkActivities | None = None,
 ) -> Worker:
-    """The Temporal worker with every workflow and activity; tests build theirs here too.
-    Bulk operations run where `bulk` (their activities, which need the store) is given."""
+    """The Temporal worker with every workflow and activity; tests build theirs here too."""
     plugin_activities: list[Callable[..., Any]] = []
     for plugin in plugins:
         register_runner(plugin.name, plugin.runner)
         plugin_activities.extend(plugin.activities(recorder))
     register_input_models(plugins)
-    bulk_activities = [] if bulk is None else [bulk.select, bulk.act, bulk.finish]
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[TaskWorkflow] if bulk is None else [TaskWorkflow, BulkOperationWorkflow],
+        workflows=[TaskWorkflow],
         activities=[
             RecordingActivities(recorder).record_event,
             DemoActivities(recorder).run_step,
             ChatActivities(recorder).answer,
             ControlActivities(client).request_cancellation,
             *plugin_activities,
-            *bulk_activities,
         ],
         workflow_runner=workflow_runner([m for p in plugins for m in p.sandbox_modules]),
         interceptors=[LogContextInterceptor()],  # tracing, when on, comes with the client

@@ -19,7 +19,7 @@ from api.auth import TenantDep
 from api.deps import ServicesDep
 from api.idempotency import parse_idempotency_key, request_fingerprint
 from api.problems import ProblemError
-from schemas.bulk import BulkAction, BulkFilter, BulkStatus, BulkWorkflowInput
+from schemas.bulk import BulkAction, BulkFilter, BulkStatus, BulkWorkflowInput, bulk_task_queue
 from settings.bulk import BulkSettings
 from store.bulk import BulkStore, StoredOperation
 from temporal.bulk import start_bulk_operation
@@ -137,7 +137,7 @@ async def create_bulk_operation(
             heartbeat_seconds=settings.heartbeat_timeout_seconds,
             pages_per_run=settings.pages_per_run,
         ),
-        task_queue=services.settings.task_queue,
+        task_queue=bulk_task_queue(services.settings.task_queue),
         rpc_timeout=timedelta(seconds=services.settings.temporal_rpc_timeout_seconds),
     )
     return await _view(store, stored)

@@ -1,5 +1,11 @@
-"""Bulk operations on a worker's `/metrics`: operations started and completed, and the
-tasks they acted on by action and outcome (read from `BulkStats` at scrape time)."""
+"""The worker's bulk-operation part: a Temporal worker of its own on `<task queue>-bulk`.
+
+Bulk operations run on their own task queue, beside the tasks' one, so that their
+activities never wait for an activity slot behind the very tasks they are to cancel: a
+worker whose slots all hold long steps (a thousand tasks each sleeping an hour) still
+runs the operation that cancels them. Its counts go on the worker's `/metrics`:
+operations started and completed, and tasks acted on by action and outcome.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,26 @@ from functools import partial
 
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from activities.bulk import BulkActivities, BulkStats
+from schemas.bulk import bulk_task_queue
 from settings import Settings
 from settings.bulk import BulkSettings
 from telemetry.metrics import LabelledValues, Metrics
 from temporal.bulk import control_for_bulk
+from temporal.interceptors import LogContextInterceptor
 from temporal.tasks import TaskClient
+from worker.temporal_worker import workflow_runner
+from workflows.bulk import BulkOperationWorkflow
+
+# Bulk activities at once on one worker (each acts on a page of tasks, at its own rate).
+MAX_BULK_ACTIVITIES = 10
 
 
-def build_bulk_activities(
+def build_bulk_worker(
     settings: Settings, client: Client, pool: AsyncConnectionPool, metrics: Metrics
-) -> BulkActivities:
-    """The bulk activities of a worker, their counts on its `/metrics`."""
+) -> Worker:
     tasks = TaskClient(
         client,
         task_queue=settings.task_queue,
@@ -28,7 +41,18 @@ def build_bulk_activities(
     )
     bulk = BulkActivities(pool, partial(control_for_bulk, tasks), BulkSettings())
     register_bulk_metrics(metrics, bulk.stats)
-    return bulk
+    return Worker(
+        client,
+        task_queue=bulk_task_queue(settings.task_queue),
+        workflows=[BulkOperationWorkflow],
+        activities=[bulk.select, bulk.act, bulk.finish],
+        workflow_runner=workflow_runner(),
+        interceptors=[LogContextInterceptor()],
+        max_concurrent_activities=MAX_BULK_ACTIVITIES,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
+        default_heartbeat_throttle_interval=timedelta(seconds=1),
+    )
 
 
 def register_bulk_metrics(metrics: Metrics, stats: BulkStats) -> None:
