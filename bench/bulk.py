@@ -38,6 +38,7 @@ from bench.stack import BenchServers, Endpoints, server_versions
 RESULTS = Path(__file__).parent / "results" / "bulk.json"
 LONG = {"steps": 1, "step_seconds": 3600}
 POLL_SECONDS = 0.05
+RETRIES = 30
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -93,9 +94,16 @@ async def _one_by_one(http: httpx.AsyncClient, task_ids: list[str], in_flight: i
 
     async def cancel(task_id: str) -> None:
         async with gate:
-            answer = await http.post(f"/tasks/{task_id}/cancel")
-            if answer.status_code != 202:
-                raise RuntimeError(f"cancel {task_id}: {answer.status_code} {answer.text}")
+            for _ in range(RETRIES):
+                answer = await http.post(f"/tasks/{task_id}/cancel")
+                # As a client would: a workflow task failing for a while under load (the
+                # deadlock detector at a load of 20) or no worker in time is retried.
+                if answer.status_code == 202:
+                    return
+                if answer.status_code != 503 and "cannot be controlled now" not in answer.text:
+                    break
+                await asyncio.sleep(1)
+            raise RuntimeError(f"cancel {task_id}: {answer.status_code} {answer.text}")
 
     started = time.monotonic()
     await asyncio.gather(*(cancel(t) for t in task_ids))

@@ -111,6 +111,17 @@ class BulkStore:
             row = await cur.fetchone()
         return None if row is None else _operation(row)
 
+    async def newest(self, tenant: str, limit: int) -> list[StoredOperation]:
+        """The tenant's operations, newest first."""
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                f"SELECT {_OPERATION_COLUMNS}, request_hash FROM bulk_operations"
+                " WHERE tenant = %s ORDER BY created_at DESC, id DESC LIMIT %s",
+                (tenant, limit),
+            )
+            rows = await cur.fetchall()
+        return [_operation(row) for row in rows]
+
     async def counts(self, op_id: str) -> BulkCounts:
         return await read_twice(lambda: self._counts(op_id))
 

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import TenantDep
@@ -141,6 +141,26 @@ async def create_bulk_operation(
         rpc_timeout=timedelta(seconds=services.settings.temporal_rpc_timeout_seconds),
     )
     return await _view(store, stored)
+
+
+class BulkOperationList(BaseModel):
+    operations: list[BulkOperationView]
+
+
+@router.get(
+    "/tasks/bulk",
+    response_model=BulkOperationList,
+    responses={503: {"description": "Postgres failed or did not answer: retry later."}},
+)
+async def list_bulk_operations(
+    services: ServicesDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=100, description="At most this many.")] = 20,
+) -> BulkOperationList:
+    """The caller's bulk operations, newest first, with their progress."""
+    store = BulkStore(services.pool)
+    stored = await store.newest(tenant, limit)
+    return BulkOperationList(operations=[await _view(store, one) for one in stored])
 
 
 @router.get(

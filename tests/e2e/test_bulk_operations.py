@@ -144,6 +144,10 @@ async def test_cancel_by_type_among_mixed_tasks(
     assert await statuses(http_a, done) == ["completed"]
     assert await statuses(http_b, others) == ["running"]  # another tenant's: untouched
     assert (await http_b.get(f"/bulk/{operation['id']}")).status_code == 404
+    listed = (await http_a.get("/tasks/bulk", params={"limit": 5})).json()["operations"]
+    assert listed[0]["id"] == operation["id"]
+    theirs_listed = (await http_b.get("/tasks/bulk")).json()["operations"]
+    assert operation["id"] not in {o["id"] for o in theirs_listed}
 
     metrics_url = f"http://127.0.0.1:{bulk_stack.worker_metrics_port}/metrics"
     metrics = (await http_a.get(metrics_url)).text
