@@ -23,7 +23,8 @@ help:
 	@echo "make services     run only Postgres, Redis and Temporal"
 	@echo "make migrate      apply migrations to TASKPLANE_DATABASE_URL"
 	@echo "make schemas      regenerate schemas/json/ and docs/asyncapi.json from the event models"
-	@echo "make client-types regenerate the JS client's types (clients/js) from the schemas and OpenAPI"
+	@echo "make client-types regenerate the JS client's types (clients/js) from the schemas and OpenAPI,"
+	@echo "                  and the task page's bundle of it (api/static/taskplane-client.js; needs Node)"
 	@echo "make worker|api   run one process against TASKPLANE_* servers"
 	@echo "make bench        benchmarks (~15 min; BENCH_ARGS=--quick: ~3 min): bench/results/, docs/performance.md"
 	@echo "make clean-state  delete $(STATE_DIR)/ (all local data)"
@@ -64,8 +65,10 @@ migrate: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/python -m tools.schema_export
 
+# The bundle needs Node and `npm ci --prefix clients/js`; `make up` does not (it is committed).
 client-types: $(STAMP)
 	$(BIN)/python -m tools.client_types
+	$(BIN)/python -m tools.client_bundle
 
 # Starts its own servers on free ports; prints a table, writes bench/results/<mode>.json.
 BENCH_ARGS ?=

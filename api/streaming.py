@@ -32,10 +32,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-import psycopg
-from psycopg_pool import PoolTimeout
-
 from api.live_events import LIVE, LiveEvent
+from api.store_retry import read_patiently
 from api.stream_gate import StreamCounters
 from api.stream_wait import PlainWaiter, StreamWaiter
 from broker import (
@@ -58,8 +56,6 @@ T = TypeVar("T")
 # the store instead, and how many store polls pass between attempts to subscribe again.
 SUBSCRIBE_WAIT_WHILE_DOWN = 1.0
 RESUBSCRIBE_EVERY_POLLS = 3
-# Back-off of a stream's store read after a failure: first wait, most.
-STORE_RETRY_SECONDS = (0.2, 5.0)
 
 
 class EventHistory(Protocol):
@@ -181,24 +177,20 @@ class TaskEventStream:
             return None
 
     async def _from_store(self, read: Callable[[], Awaitable[T]]) -> T:
-        """`read()`, waiting out a store that does not answer (no pooled connection in
-        time, a connection that broke): the stream keeps its client, its heartbeats go
-        on, and it reads again with back-off — as it does while Redis is away. Past the
-        idle deadline the error ends the stream (`event: error`) as before."""
-        delay = STORE_RETRY_SECONDS[0]
-        while True:
-            try:
-                return await read()
-            except (PoolTimeout, psycopg.OperationalError) as exc:
-                if _now() + delay >= self._idle_deadline:
-                    raise
-                self._counters.store_retries += 1
-                log.warning(
-                    "store read failed; the stream reads again",
-                    extra={**self._fields, "sequence": self._last, "error": str(exc)},
-                )
-                await self._wait.pause(delay)
-                delay = min(delay * 2, STORE_RETRY_SECONDS[1])
+        """`read()`, waiting out a store that does not answer (api/store_retry.py): the
+        stream keeps its client, its heartbeats go on. Past the idle deadline the error
+        ends the stream (`event: error`) as before."""
+
+        def retrying(exc: Exception) -> None:
+            self._counters.store_retries += 1
+            log.warning(
+                "store read failed; the stream reads again",
+                extra={**self._fields, "sequence": self._last, "error": str(exc)},
+            )
+
+        return await read_patiently(
+            read, deadline=self._idle_deadline, pause=self._wait.pause, on_retry=retrying
+        )
 
     async def _poll_store(self) -> list[OutgoingEvent] | None:
         """Without a subscription: what the store has after the cursor, else a pause

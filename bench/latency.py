@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 import orjson
+from psycopg_pool import AsyncConnectionPool
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
 
 from bench.context import BenchContext
@@ -71,7 +72,7 @@ async def _taskplane_round(ctx: BenchContext, api: ChildProcess) -> dict[str, An
             streams.append((task_id, stream))
         await asyncio.gather(*(s.closed for _, s in streams))
         elapsed = time.monotonic() - began
-    commit_times = await _commit_times(ctx, [task_id for task_id, _ in streams])
+    commit_times = await read_commit_times(ctx.pool, [task_id for task_id, _ in streams])
     record_lat: list[float] = []
     commit_lat: list[float] = []
     to_commit: list[float] = []
@@ -106,8 +107,12 @@ async def _taskplane_round(ctx: BenchContext, api: ChildProcess) -> dict[str, An
     }
 
 
-async def _commit_times(ctx: BenchContext, task_ids: list[str]) -> dict[tuple[str, int], float]:
-    async with ctx.pool.connection() as conn:
+async def read_commit_times(
+    pool: AsyncConnectionPool, task_ids: list[str]
+) -> dict[tuple[str, int], float]:
+    """(task id, sequence) → when Postgres committed that event (epoch seconds); empty when
+    the server does not track commit timestamps (one the bench was given)."""
+    async with pool.connection() as conn:
         try:
             cursor = await conn.execute(
                 "SELECT task_id, seq, extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8"

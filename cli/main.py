@@ -1,6 +1,7 @@
 """`taskplane`: run the whole local stack, or one of its processes.
 
     taskplane up           servers + migrations + worker + API, in the foreground
+                           (--workers M, --apis N: N APIs behind nginx)
     taskplane services     only the servers (for tests, or to run worker/API yourself)
     taskplane migrate      apply pending migrations to TASKPLANE_DATABASE_URL
     taskplane clean-state  delete the local stack's data, unless it is running
@@ -10,7 +11,7 @@
     taskplane prune …      delete closed tasks past a retention, or count them (cli/prune.py)
 
 `up` is a small supervisor rather than a process manager: it owns its children
-(see devstack.process), stops them in order (API, worker, Temporal, Redis,
+(see devstack.process), stops them in order (proxy, APIs, workers, Temporal, Redis,
 Postgres) on Ctrl-C or SIGTERM, and treats any child dying on its own as fatal,
 so a broken stack is never half up.
 """
@@ -32,9 +33,11 @@ import httpx
 import psycopg
 
 from cli import prune, tasks
-from cli.stack_info import banner, child_env, connect_host, worker_metrics, write_env_file
+from cli.apps import AppProcesses
+from cli.stack_info import banner, write_env_file
 from devstack.aio import run_sync
 from devstack.lock import DataDirInUseError, held_elsewhere
+from devstack.nginx import NginxNotFoundError, nginx_binary
 from devstack.ports import PortInUseError, ensure_free
 from devstack.postgres import socket_dir_for
 from devstack.process import ManagedProcess, ProcessFailedError
@@ -52,53 +55,28 @@ NOISY_LOGGERS = ("temporalio", "redis", "httpx", "httpcore", "asyncio")
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    """Servers, migrations, worker and API; blocks until Ctrl-C or a child dies."""
+    """Servers, migrations, workers and APIs (behind nginx when several); blocks until
+    Ctrl-C or a child dies."""
     ensure_free(
         settings.api_port, "the API", "set TASKPLANE_API_PORT to another port", settings.api_host
     )
+    if args.apis > 1:
+        nginx_binary()  # before any server starts: a missing proxy is a clear error
     _stop_on_signals()
     with LocalStack(settings, settings.state_dir) as stack:
         _log_migrations(_migrate(stack.database_url, settings))
-        env = child_env(stack)
-        logs = stack.logs_dir
-        workers: list[ManagedProcess] = []
-        metrics_rows: list[tuple[str, str]] = []
-        for number in range(1, args.workers + 1):
-            # Each worker its own metrics ports: the configured ones for the first (when
-            # free), free ones for the others.
-            metrics_env, rows = worker_metrics(settings, number)
-            metrics_rows += rows
-            name = "worker" if number == 1 else f"worker-{number}"
-            workers.append(
-                ManagedProcess(
-                    name,
-                    [sys.executable, "-m", "worker"],
-                    log_path=logs / f"{name}.log",
-                    env={**env, **metrics_env},
-                )
-            )
-        api = ManagedProcess(
-            "api", [sys.executable, "-m", "api"], log_path=logs / "api.log", env=env
-        )
-        apps = [*workers, api]  # started in this order, stopped in the reverse one
+        apps = AppProcesses(stack, settings, apis=args.apis, workers=args.workers)
         env_file = write_env_file(stack)
         try:
-            for app in apps:
-                app.start()
-            api_url = f"http://{connect_host(settings.api_host)}:{settings.api_port}"
-            took = api.wait_ready(
-                lambda: _healthy(f"{api_url}/healthz"), timeout=HEALTH_TIMEOUT_SECONDS
-            )
-            log.info("api healthy in %.2fs", took)
-            banner(stack, settings, api_url, env_file, metrics_rows)
-            return _supervise([*stack.processes(), *apps])
+            apps.start(_healthy, HEALTH_TIMEOUT_SECONDS)
+            banner(stack, settings, apps.url, env_file, apps.rows)
+            return _supervise([*stack.processes(), *apps.processes()])
         except KeyboardInterrupt:
             log.info("stopping (interrupted)")
             return 0
         finally:
             _hold_signals()  # a second Ctrl-C must not cut the shutdown short
-            for app in reversed(apps):
-                app.stop()
+            apps.stop()
             env_file.unlink(missing_ok=True)
     # leaving the `with` stopped Temporal, Redis, then Postgres
 
@@ -254,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="worker processes to run, each with metrics ports of its own (default 1)",
     )
+    up.add_argument(
+        "--apis",
+        type=_positive,
+        default=1,
+        help="API processes to run; more than 1 puts nginx in front of them on the API "
+        "address (default 1: the API itself)",
+    )
     services = add("services", cmd_services, "run only the servers until Ctrl-C")
     services.add_argument("--migrate", action="store_true", help="also apply migrations")
     add("migrate", cmd_migrate, "apply pending migrations to TASKPLANE_DATABASE_URL")
@@ -272,6 +257,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     DataDirInUseError,
     ProcessFailedError,
     ConfigurationError,
+    NginxNotFoundError,
 )
 
 

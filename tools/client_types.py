@@ -31,6 +31,9 @@ REST_MODELS = (
     "ControlResponse",
     "StreamTokenView",
     "WebhookSpec",
+    "InputDeliveryView",
+    "InputLinkView",
+    "InputLinkStateView",
     "Problem",
 )
 HEADER = """\

@@ -14,6 +14,7 @@ how long a browser's `EventSource` waits before it reconnects.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated
@@ -32,6 +33,7 @@ from api.snapshot import current_snapshot, snapshot_bytes
 from api.sse_client import SseClient
 from api.sse_contract import SSE_RESPONSES
 from api.sse_response import EventStreamResponse, TaskEventResponse
+from api.store_retry import read_patiently
 from api.stream_gate import StreamGate
 from api.streaming import OutgoingEvent, TaskEventStream
 
@@ -179,7 +181,20 @@ async def task_events(
         """The snapshot: the task's state at once, before its events (api/snapshot.py)."""
         if not snapshot:
             return b""
-        return snapshot_bytes(await current_snapshot(services, task_id, tenant))
+
+        def retrying(exc: Exception) -> None:
+            counters.store_retries += 1
+            log.warning("snapshot read failed; reading again", extra={"task_id": task_id})
+
+        # Hundreds of streams opening at once may find no pooled connection in time:
+        # waited out as the stream's own store reads are, not an `event: error`.
+        state = await read_patiently(
+            lambda: current_snapshot(services, task_id, tenant),
+            deadline=asyncio.get_running_loop().time() + settings.sse_idle_timeout_seconds,
+            pause=asyncio.sleep,
+            on_retry=retrying,
+        )
+        return snapshot_bytes(state)
 
     def on_error(exc: Exception) -> dict[str, object]:
         log.error("stream failed", exc_info=exc, extra={"task_id": task_id})

@@ -1,7 +1,8 @@
 """The live task page at `/`: static files (no build step) and the little config it needs.
 
 The page is plain HTML, CSS and ES modules under `api/static/`, shipped as
-package data, so `pip install taskplane` serves it with no Node toolchain.
+package data, so `pip install taskplane` serves it with no Node toolchain (the JS
+client it uses is there as a committed bundle: `make client-types`).
 `GET /ui-config` tells it what only the server knows: where the Temporal Web
 UI is, which namespace, and which task types exist with a starting input.
 These three paths carry no task data, so they stay public even when API keys

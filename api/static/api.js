@@ -1,22 +1,24 @@
-// Talking to the Taskplane API from the page: JSON in and out, problem+json errors,
-// and the API key. With keys configured the API answers 401; we then ask the person
-// for a key once (every waiting request shares the same question), keep it in
-// sessionStorage (gone when the tab closes) and send it as `Authorization: Bearer`.
+// Talking to the Taskplane API from the page: through @taskplane/client
+// (taskplane-client.js, the committed bundle of clients/js/packages/client that
+// `make client-types` writes), so the page and every other front end share one
+// implementation of requests, typed problem+json errors and the event stream.
+//
+// What is the page's own is the API key: with keys configured the API answers 401;
+// we then ask the person for a key once (every waiting request shares the same
+// question), keep it in sessionStorage (gone when the tab closes), and go on with a
+// client made for that key (`Authorization: Bearer`; streams on stream tokens).
+
+import { createClient, ProblemError, UnauthorizedError } from "./taskplane-client.js";
 
 const KEY_STORAGE = "taskplane.apiKey";
-
-export class ApiError extends Error {
-  constructor(status, problem) {
-    super(problem?.detail || `HTTP ${status}`);
-    this.status = status;
-    this.problem = problem || {};
-  }
-}
+// The API serves the page: its base is the page's own directory (`/` under `make up`).
+const BASE_URL = new URL(".", location.href).href;
 
 let askForKey = async () => {
-  throw new ApiError(401, { detail: "this API needs a key" });
+  throw new UnauthorizedError(401, { title: "Unauthorized", status: 401, detail: "this API needs a key" });
 };
 let pendingQuestion = null;
+let cached = { key: undefined, client: null };
 
 /** The page registers how to ask for a key: `(reason) => Promise<string>`. */
 export function onKeyNeeded(ask) {
@@ -27,8 +29,13 @@ export function currentKey() {
   return sessionStorage.getItem(KEY_STORAGE);
 }
 
-function forgetKey() {
-  sessionStorage.removeItem(KEY_STORAGE);
+/** The client for the key this tab has now (none: the API is open, or we will ask). */
+export function client() {
+  const key = currentKey() ?? undefined;
+  if (cached.client === null || cached.key !== key) {
+    cached = { key, client: createClient({ baseUrl: BASE_URL, apiKey: key }) };
+  }
+  return cached.client;
 }
 
 async function obtainKey(reason) {
@@ -48,39 +55,31 @@ async function obtainKey(reason) {
   return pendingQuestion;
 }
 
-/** `fetch` a path of the API; resolves to parsed JSON (or null), rejects with ApiError. */
-export async function api(path, { method = "GET", body } = {}) {
+/**
+ * `operation(client)`, again with a key when the API answers 401: resolves to what it
+ * resolves to, rejects with the client's typed errors (ProblemError, NetworkError).
+ * A stream that needs a key is an operation too; it runs again from where it was.
+ */
+export async function withKey(operation) {
   for (;;) {
-    const headers = { Accept: "application/json, application/problem+json" };
     const key = currentKey();
-    if (key) headers.Authorization = `Bearer ${key}`;
-    const init = { method, headers };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    const response = await fetch(path, init);
-    if (response.status === 401) {
-      const problem = await readJson(response);
-      const hadKey = Boolean(key);
-      if (hadKey && currentKey() === key) forgetKey();
+    try {
+      return await operation(client());
+    } catch (error) {
+      if (!(error instanceof UnauthorizedError)) throw error;
+      if (key && currentKey() === key) sessionStorage.removeItem(KEY_STORAGE);
       if (currentKey()) continue; // another request already got a new key
-      await obtainKey(hadKey ? "That key was refused; try another." : problem?.detail);
-      continue;
+      await obtainKey(key ? "That key was refused; try another." : error.detail);
     }
-    const data = await readJson(response);
-    if (!response.ok) throw new ApiError(response.status, data);
-    return data;
   }
 }
 
-async function readJson(response) {
-  if (response.status === 204) return null;
-  const text = await response.text();
-  if (!text) return null;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return { detail: text };
+/** An error as the page shows it: the API's own words, and which fields are wrong. */
+export function problemText(error) {
+  if (!(error instanceof ProblemError)) return `Cannot reach the API (${error?.message ?? error})`;
+  let text = error.detail || error.message;
+  for (const item of error.problem.errors || []) {
+    text += `\n${(item.loc || []).join(".")}: ${item.msg}`;
   }
+  return text;
 }

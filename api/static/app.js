@@ -1,38 +1,25 @@
 // The Taskplane task page: a live list of tasks, a form to start one, and a task view
 // with a progress bar per step, the event log as it arrives, and the control buttons.
 //
-// The list polls `GET /tasks` every 2 s instead of holding one EventSource per task:
+// The list polls `GET /tasks` every 2 s instead of holding one event stream per task:
 // it needs only each task's status and progress (the read model has both), a page
 // of 25 tasks would otherwise hold 25 streams per viewer against the API's stream
 // cap, and one request every 2 s is cheap. The task view, which needs every event,
-// streams (stream.js). Polling pauses while the tab is hidden.
+// follows the task with the client's `tasks.watch` (each event once, in order, across
+// reconnections, API restarts and stream tokens, until the task ended). Polling pauses
+// while the tab is hidden.
+//
+// Each part of the page is a view with `open()` and `close()`, chosen by the URL's
+// fragment in `route()`: a new part is one more route and one more view.
 
-import { api, ApiError, onKeyNeeded } from "./api.js";
-import { TaskStream } from "./stream.js";
+import { NotFoundError } from "./taskplane-client.js";
+import { onKeyNeeded, problemText, withKey } from "./api.js";
 import { openInputLink, TaskInputs } from "./inputs.js";
 
 const LIST_POLL_MS = 2000;
 const LIST_LIMIT = 25;
 const TERMINAL = new Set(["completed", "failed", "cancelled", "terminated"]);
-const FALLBACK_EVENTS = {
-  "task.created.v1": false,
-  "task.step.started.v1": false,
-  "task.step.progress.v1": false,
-  "task.step.completed.v1": false,
-  "task.step.failed.v1": false,
-  "task.paused.v1": false,
-  "task.resumed.v1": false,
-  "task.completed.v1": true,
-  "task.failed.v1": true,
-  "task.cancelled.v1": true,
-  "task.terminated.v2": true, // the stream serves the latest version (v1 is upcast)
-  "task.reset.v1": false,
-  "task.progress.v1": false,
-  "task.metadata.updated.v1": false,
-  "task.output.v1": false,
-  "task.input.requested.v1": false,
-  "task.input.received.v1": false,
-};
+const MAX_BACKOFF_MS = 3000; // between reconnection attempts of the task view's stream
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, props = {}, ...children) => {
@@ -43,8 +30,6 @@ const el = (tag, props = {}, ...children) => {
 
 const page = {
   config: null,
-  eventTypes: Object.keys(FALLBACK_EVENTS),
-  terminalTypes: new Set(Object.keys(FALLBACK_EVENTS).filter((t) => FALLBACK_EVENTS[t])),
   listTimer: null,
   view: null, // the open task view, if any
 };
@@ -81,13 +66,16 @@ async function start() {
     if (!document.hidden && !$("list-view").hidden) refreshList();
   });
   window.addEventListener("hashchange", route);
-  await Promise.all([loadConfig(), loadEventTypes()]);
+  await loadConfig();
   route();
 }
 
 async function loadConfig() {
+  // Public (no key): the page needs it before it can ask for one. Not part of the client.
   try {
-    page.config = await api("ui-config");
+    const response = await fetch("ui-config", { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`GET /ui-config: HTTP ${response.status}`);
+    page.config = await response.json();
   } catch (error) {
     showError("create-error", error);
     page.config = { temporal_ui_url: "", temporal_namespace: "default", task_types: {} };
@@ -97,19 +85,6 @@ async function loadConfig() {
     ...Object.keys(page.config.task_types).map((type) => el("option", { value: type }, type)),
   );
   fillDefaultInput();
-}
-
-async function loadEventTypes() {
-  try {
-    const index = await api("schemas/events");
-    const entries = Object.entries(index.events || {});
-    if (entries.length) {
-      page.eventTypes = entries.map(([type]) => type);
-      page.terminalTypes = new Set(entries.filter(([, e]) => e.terminal).map(([type]) => type));
-    }
-  } catch {
-    // keep the v1 catalogue built in above
-  }
 }
 
 function route() {
@@ -154,7 +129,7 @@ function stopListPolling() {
 async function refreshList() {
   stopListPolling();
   try {
-    const body = await api(`tasks?limit=${LIST_LIMIT}`);
+    const body = await withKey((tp) => tp.tasks.list({ limit: LIST_LIMIT }));
     renderList(body.tasks);
     $("list-error").textContent = "";
   } catch (error) {
@@ -228,7 +203,8 @@ async function createTask(event) {
   }
   button.disabled = true;
   try {
-    const created = await api("tasks", { method: "POST", body: { type: $("task-type").value, input } });
+    const type = $("task-type").value;
+    const created = await withKey((tp) => tp.tasks.create({ type, input }));
     location.hash = `#/tasks/${created.task_id}`;
   } catch (error) {
     showError("create-error", error);
@@ -238,11 +214,7 @@ async function createTask(event) {
 }
 
 function showError(id, error) {
-  let text = error instanceof ApiError ? error.message : `Cannot reach the API (${error})`;
-  for (const item of error?.problem?.errors || []) {
-    text += `\n${(item.loc || []).join(".")}: ${item.msg}`;
-  }
-  $(id).textContent = text;
+  $(id).textContent = problemText(error);
 }
 
 // -- the task view ------------------------------------------------------------------------
@@ -257,7 +229,8 @@ class TaskView {
     this.pauseRequested = false;
     this.cancelRequested = false;
     this.busy = false;
-    this.stream = null;
+    this.lastSequence = 0; // the stream resumes after it
+    this.stopped = new AbortController(); // ends the stream when the view closes
     this.closed = false;
     this.metadata = {};
     this.metadataAsOf = 0; // the snapshot's metadata covers the patches up to here
@@ -289,33 +262,57 @@ class TaskView {
     }
     this.render();
     try {
-      const task = await api(`tasks/${this.taskId}`);
+      const task = await withKey((tp) => tp.tasks.get(this.taskId));
       if (this.closed) return;
       this.taskType = task.type;
       if (this.status === "pending") this.status = task.status;
       this.render();
     } catch (error) {
       showError("task-error", error);
-      if (error instanceof ApiError && error.status === 404) return;
+      if (error instanceof NotFoundError) return;
     }
-    if (this.closed) return;
-    this.stream = new TaskStream(this.taskId, {
-      eventTypes: page.eventTypes,
-      terminalTypes: page.terminalTypes,
-      onEvent: (envelope) => this.apply(envelope),
-      onSnapshot: (snapshot) => this.applySnapshot(snapshot),
-      onState: (state) => {
-        const label = $("stream-state");
-        label.textContent = state;
-        label.dataset.state = state;
-      },
-    });
-    this.stream.start();
+    if (!this.closed) this.follow();
   }
 
   close() {
     this.closed = true;
-    this.stream?.stop();
+    this.stopped.abort();
+  }
+
+  /** The task's events until it ended: history first, then live, each once (tasks.watch). */
+  async follow() {
+    const signal = this.stopped.signal;
+    const streamState = (state) => {
+      if (signal.aborted) return;
+      const label = $("stream-state");
+      label.textContent = state;
+      label.dataset.state = state;
+    };
+    const deliver = (envelope) => {
+      this.lastSequence = envelope.sequence;
+      this.apply(envelope);
+    };
+    try {
+      // A 401 (no key yet, or a refused one) asks for a key and watches on from here.
+      await withKey(async (tp) => {
+        streamState("connecting");
+        const events = tp.tasks.watch(this.taskId, {
+          after: this.lastSequence,
+          signal,
+          maxBackoffMs: MAX_BACKOFF_MS,
+          onOpen: () => streamState("live"),
+          onReconnect: () => streamState("reconnecting"),
+          onSnapshot: (snapshot) => this.applySnapshot(snapshot),
+          onOtherEvent: deliver, // a type newer than this page: a line in the log
+        });
+        for await (const envelope of events) deliver(envelope);
+      });
+      streamState("ended");
+    } catch (error) {
+      if (signal.aborted) return;
+      streamState("error");
+      showError("task-error", error);
+    }
   }
 
   applySnapshot(snapshot) {
@@ -554,7 +551,7 @@ class TaskView {
     this.renderButtons();
     $("control-error").textContent = "";
     try {
-      await api(`tasks/${this.taskId}/${action}`, { method: "POST" });
+      await withKey((tp) => tp.tasks[action](this.taskId));
       if (action === "pause") this.pauseRequested = true;
       if (action === "resume") this.pauseRequested = false;
       if (action === "cancel") this.cancelRequested = true;

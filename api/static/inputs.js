@@ -6,7 +6,7 @@
 // numbers and integers, each optional or not — and falls back to one JSON text area
 // for anything else, so every schema can be answered.
 
-import { api, ApiError } from "./api.js";
+import { client, problemText, withKey } from "./api.js";
 
 const el = (tag, props = {}, ...children) => {
   const node = Object.assign(document.createElement(tag), props);
@@ -33,14 +33,6 @@ function fieldsOf(schema) {
     fields.push({ name, type, required: required.has(name), title: property.title || name });
   }
   return fields;
-}
-
-function problemText(error) {
-  let text = error instanceof ApiError ? error.message : `Cannot reach the API (${error})`;
-  for (const item of error?.problem?.errors || []) {
-    text += `\n${(item.loc || []).join(".")}: ${item.msg}`;
-  }
-  return text;
 }
 
 /** A form for input `name`; `deliver(value)` sends it and resolves when the task took it. */
@@ -135,11 +127,7 @@ export class TaskInputs {
         schema: data.input_schema,
         prompt: data.prompt,
         idPrefix: "task-input",
-        deliver: (value) =>
-          api(`tasks/${this.taskId}/inputs/${encodeURIComponent(data.name)}`, {
-            method: "POST",
-            body: value,
-          }),
+        deliver: (value) => withKey((tp) => tp.tasks.sendInput(this.taskId, data.name, value)),
       });
       this.forms.set(data.name, form);
       this.container.append(form);
@@ -167,10 +155,10 @@ export async function openInputLink(token, { section, summary, formBox, done }) 
   formBox.replaceChildren();
   done.textContent = "";
   summary.textContent = "Loading…";
-  const path = `input-links/${encodeURIComponent(token)}`;
+  const links = client().inputLinks; // sends no key: the link's token is the credential
   let state;
   try {
-    state = await api(path);
+    state = await links.get(token);
   } catch (error) {
     summary.textContent = problemText(error);
     return;
@@ -187,7 +175,7 @@ export async function openInputLink(token, { section, summary, formBox, done }) 
       prompt: state.waiting.prompt,
       idPrefix: "link-input",
       deliver: async (value) => {
-        await api(path, { method: "POST", body: value });
+        await links.send(token, value);
         form.remove();
         done.textContent = `Sent: the task has ${state.name}. You may close this page.`;
       },

@@ -1,5 +1,6 @@
 """The task page against an API that requires keys: it asks for one, and streams with
-short-lived stream tokens, minting a fresh one for every (re)connection."""
+short-lived stream tokens (the client's `tasks.watch`), minting a fresh one when the
+API refuses the one it has (here: an API restart drew a new token secret)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Page, Request, expect
+from playwright.async_api import Page, Request, Response, expect
 
 from tests.e2e.conftest import ProcessStack, api_beside
 
@@ -39,12 +40,18 @@ async def test_asks_for_a_key_then_streams_with_fresh_tokens(
     page: Page, keyed_api: ProcessStack
 ) -> None:
     streams: list[str] = []
+    refused: list[str] = []  # stream requests the API answered 401
 
     def on_request(request: Request) -> None:
         if EVENTS_URL.search(request.url):
             streams.append(request.url)
 
+    def on_response(response: Response) -> None:
+        if EVENTS_URL.search(response.url) and response.status == 401:
+            refused.append(response.url)
+
     page.on("request", on_request)
+    page.on("response", on_response)
     async with httpx.AsyncClient(base_url=keyed_api.base_url) as http:
         config = (await http.get("/ui-config")).json()  # public: the page needs it first
     # Unset TASKPLANE_TEMPORAL_UI_URL: the host the browser reaches, on the UI's port.
@@ -60,23 +67,25 @@ async def test_asks_for_a_key_then_streams_with_fresh_tokens(
     await expect(panel).to_be_hidden()
     assert await page.evaluate("sessionStorage.getItem('taskplane.apiKey')") == KEY
 
-    await page.get_by_label("Input (JSON)").fill(
-        json.dumps({"steps": 3, "step_seconds": 0.8, "progress_ticks": 4})
-    )
+    # A task that waits for an input until we send it: it is still running after the
+    # restart, whatever the machine's speed, so the stream must go on there.
+    await page.get_by_label("Task type").select_option("demo.approval")
+    await page.get_by_label("Input (JSON)").fill(json.dumps({"step_seconds": 0.2}))
     await page.get_by_role("button", name="Start task").click()
-    await expect(page.locator("#task-status")).to_have_text("running", timeout=10_000)
+    await expect(page.locator("#task-status")).to_have_text("waiting", timeout=20_000)
     task_id = page.url.rsplit("/", 1)[-1]
-    await expect(page.locator("#log li").nth(3)).to_be_attached(timeout=10_000)
 
     # A restart gives the API a new token secret: the old token is refused from now on.
     await asyncio.to_thread(keyed_api.stop, "api")
     keyed_api.start("api")
     await asyncio.to_thread(keyed_api.wait_ready)
 
-    await expect(page.locator("#task-status")).to_have_text("completed", timeout=30_000)
     async with httpx.AsyncClient(
         base_url=keyed_api.base_url, headers={"Authorization": f"Bearer {KEY}"}
     ) as http:
+        sent = await http.post(f"/tasks/{task_id}/inputs/approve", json={"approved": True})
+        assert sent.status_code == 202, sent.text
+        await expect(page.locator("#task-status")).to_have_text("completed", timeout=30_000)
         stored = (await http.get(f"/tasks/{task_id}/history", params={"limit": 1000})).json()
     lines = await page.locator("#log li").evaluate_all(
         "items => items.map(li => [Number(li.dataset.seq), li.dataset.type])"
@@ -85,8 +94,14 @@ async def test_asks_for_a_key_then_streams_with_fresh_tokens(
 
     queries = [parse_qs(urlsplit(url).query) for url in streams]
     assert len(queries) >= 2, streams  # the restart forced a reconnection
-    assert all("token" in q for q in queries)  # EventSource never goes without one
+    assert all("token" in q for q in queries)  # a stream never goes without one
+    assert all("Authorization" not in q for q in queries)
     tokens = [q["token"][0] for q in queries]
-    assert len(set(tokens)) == len(tokens)  # a fresh token for every connection
+    assert len(set(tokens)) >= 2, tokens  # the new API process needed a new token
+    assert refused, "the restarted API never refused the old token"
+    for url in refused:  # a token refused once is never sent again
+        token = parse_qs(urlsplit(url).query)["token"][0]
+        last_use = max(i for i, used in enumerate(tokens) if used == token)
+        assert streams[last_use] in refused, (token, streams)
     assert "after" not in queries[0]
     assert all(int(q["after"][0]) > 0 for q in queries[1:])  # resumed, not restarted

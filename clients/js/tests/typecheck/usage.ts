@@ -6,6 +6,7 @@ import {
   createClient,
   foldTask,
   EMPTY_TASK_STATE,
+  GoneError,
   ProblemError,
   type TaskEvent,
   type TaskState,
@@ -55,4 +56,21 @@ export function Hooks(props: { id: string }): string {
   // @ts-expect-error: not a status
   useTaskList({ status: "sleeping" });
   return `${task.status} ${ended} ${events.length} ${tasks.length}`;
+}
+
+export async function answer(taskId: string, token: string): Promise<number> {
+  const client = createClient({ baseUrl: "" });
+  const delivered = await client.tasks.sendInput(taskId, "approve", { approved: true });
+  const link = await client.tasks.inputLink(taskId, "approve", { expiresInSeconds: 60 });
+  const state = await client.inputLinks.get(link.token);
+  const prompt: string | null | undefined = state.waiting?.prompt;
+  void prompt;
+  try {
+    await client.inputLinks.send(token, { approved: false });
+  } catch (error) {
+    if (error instanceof GoneError) return 0;
+  }
+  // @ts-expect-error: an input's value is a JSON object
+  await client.tasks.sendInput(taskId, "approve", true);
+  return delivered.sequence;
 }

@@ -3,6 +3,9 @@
 import type {
   ControlResponse,
   CreateTaskResponse,
+  InputDeliveryView,
+  InputLinkStateView,
+  InputLinkView,
   StreamTokenView,
   TaskPageView,
   TaskSnapshot,
@@ -52,6 +55,24 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+export interface SendInputOptions extends CallOptions {
+  /** A repeat with the same key answers with the first delivery (200, not 202). */
+  idempotencyKey?: string;
+}
+
+export interface InputLinkOptions extends CallOptions {
+  /** How long the link stays valid (at most the server's TASKPLANE_INPUT_LINK_TTL_SECONDS). */
+  expiresInSeconds?: number;
+}
+
+/** One-time input links (`/input-links/{token}`): the token is the credential, no key is sent. */
+export interface InputLinksApi {
+  /** The task behind the link, whether it still waits for the input (with its schema), used or not. */
+  get(token: string, options?: CallOptions): Promise<InputLinkStateView>;
+  /** Delivers the input the link names, once. */
+  send(token: string, value: Record<string, unknown>, options?: CallOptions): Promise<InputDeliveryView>;
+}
+
 export interface TasksApi {
   create(task: CreateTask, options?: CreateOptions): Promise<CreateTaskResponse>;
   /** The task's current state (`TaskView` plus metadata, outputs, waiting inputs). */
@@ -68,6 +89,15 @@ export interface TasksApi {
     options?: CallOptions,
   ): Promise<HistoryPage>;
   streamToken(taskId: string, options?: CallOptions): Promise<StreamTokenView>;
+  /** Delivers an input the task waits for (`wait_for_input`); resolves once the task took it. */
+  sendInput(
+    taskId: string,
+    name: string,
+    value: Record<string, unknown>,
+    options?: SendInputOptions,
+  ): Promise<InputDeliveryView>;
+  /** Mints a one-time link (`url`, for a person) that delivers this input without a key. */
+  inputLink(taskId: string, name: string, options?: InputLinkOptions): Promise<InputLinkView>;
   /** The task's events, each once and in order, until it ended (see WatchOptions). */
   watch(taskId: string, options?: WatchOptions): AsyncGenerator<TaskEvent, void, undefined>;
 }
@@ -75,6 +105,7 @@ export interface TasksApi {
 export interface TaskplaneClient {
   readonly baseUrl: string;
   readonly tasks: TasksApi;
+  readonly inputLinks: InputLinksApi;
 }
 
 export function createClient(options: ClientOptions): TaskplaneClient {
@@ -122,9 +153,26 @@ export function createClient(options: ClientOptions): TaskplaneClient {
     },
     streamToken: (taskId, call = {}) =>
       transport.json("POST", `${task(taskId)}/stream-token`, { signal: call.signal }),
+    sendInput(taskId, name, value, { idempotencyKey, signal } = {}) {
+      const headers: Record<string, string> = {};
+      if (idempotencyKey !== undefined) headers["Idempotency-Key"] = idempotencyKey;
+      const path = `${task(taskId)}/inputs/${encodeURIComponent(name)}`;
+      return transport.json("POST", path, { body: value, headers, signal });
+    },
+    inputLink(taskId, name, { expiresInSeconds, signal } = {}) {
+      const body = expiresInSeconds === undefined ? {} : { expires_in_seconds: expiresInSeconds };
+      const path = `${task(taskId)}/inputs/${encodeURIComponent(name)}/link`;
+      return transport.json("POST", path, { body, signal });
+    },
     watch: (taskId, watchOptions) => watchTask(transport, taskId, watchOptions),
   };
-  return { baseUrl: transport.baseUrl, tasks };
+  const link = (token: string): string => `/input-links/${encodeURIComponent(token)}`;
+  const inputLinks: InputLinksApi = {
+    get: (token, call = {}) => transport.json("GET", link(token), { signal: call.signal, bare: true }),
+    send: (token, value, call = {}) =>
+      transport.json("POST", link(token), { body: value, signal: call.signal, bare: true }),
+  };
+  return { baseUrl: transport.baseUrl, tasks, inputLinks };
 }
 
 function pick<T extends object, K extends keyof T>(value: T, key: K): Partial<Pick<T, K>> {

@@ -6,6 +6,7 @@
 //   │   ├── UnauthorizedError     401 (no key, wrong key, expired stream token)
 //   │   ├── NotFoundError         404 (no such task, or another tenant's)
 //   │   ├── ConflictError         409 (a transition that makes no sense now)
+//   │   ├── GoneError             410 (an input link that expired or was used)
 //   │   ├── PayloadTooLargeError  413
 //   │   ├── ValidationError       422 (bad input; same Idempotency-Key, other body)
 //   │   ├── RateLimitedError      429 (see `retryAfter`)
@@ -49,6 +50,7 @@ export class BadRequestError extends ProblemError {}
 export class UnauthorizedError extends ProblemError {}
 export class NotFoundError extends ProblemError {}
 export class ConflictError extends ProblemError {}
+export class GoneError extends ProblemError {}
 export class PayloadTooLargeError extends ProblemError {}
 export class ValidationError extends ProblemError {}
 export class RateLimitedError extends ProblemError {}
@@ -62,6 +64,7 @@ const BY_STATUS: Record<number, typeof ProblemError> = {
   401: UnauthorizedError,
   404: NotFoundError,
   409: ConflictError,
+  410: GoneError,
   413: PayloadTooLargeError,
   422: ValidationError,
   429: RateLimitedError,

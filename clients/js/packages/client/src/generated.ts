@@ -79,6 +79,41 @@ export type WebhookSpec = {
   [extension: string]: unknown;
 };
 
+export type InputDeliveryView = {
+  task_id: string;
+  /** The input delivered. */
+  name: string;
+  /** The `sequence` of its `task.input.received.v1`. */
+  sequence: number;
+  /** `running`: the task took the input and goes on. */
+  status: TaskStatus;
+  /** The task's events URL. */
+  events: string;
+  [extension: string]: unknown;
+};
+
+export type InputLinkView = {
+  /** The task page's form for this input: send it to the person. */
+  url: string;
+  /** The link's token (`/input-links/{token}`). */
+  token: string;
+  expires_at: string;
+  [extension: string]: unknown;
+};
+
+export type InputLinkStateView = {
+  task_id: string;
+  task_type: string | null;
+  status: TaskStatus;
+  name: string;
+  expires_at: string;
+  /** The link delivered already (it delivers once). */
+  used: boolean;
+  /** What the task waits for under this name now; null: it does not wait. */
+  waiting: WaitingInputView | null;
+  [extension: string]: unknown;
+};
+
 /** An error, as RFC 9457 has it; some carry more members (e.g. `errors`). */
 export type Problem = {
   type?: string;
@@ -110,6 +145,15 @@ export type WebhookView = {
   /** Event types sent; null: every type. */
   events: Array<string> | null;
   secret?: string | null;
+  [extension: string]: unknown;
+};
+
+export type WaitingInputView = {
+  name: string;
+  input_schema: Record<string, unknown>;
+  deadline?: string | null;
+  prompt?: string | null;
+  sequence: number;
   [extension: string]: unknown;
 };
 

@@ -5,7 +5,10 @@ export type {
   CreateOptions,
   CreateTask,
   HistoryPage,
+  InputLinkOptions,
+  InputLinksApi,
   ListFilter,
+  SendInputOptions,
   TaskplaneClient,
   TasksApi,
 } from "./client.js";

@@ -26,6 +26,8 @@ export interface WatchOptions {
   onSnapshot?: (snapshot: TaskSnapshot) => void;
   /** Events of types this client does not know (a newer server); they are not yielded. */
   onOtherEvent?: (event: { type: string; sequence: number; [key: string]: unknown }) => void;
+  /** Called each time a connection is open (200), before its first frame: the stream is live. */
+  onOpen?: () => void;
   /** Called with every failure that the watch recovers from by reconnecting. */
   onReconnect?: (error: unknown, attempt: number) => void;
   /** No byte for this long (pings come every 15 s by default) = a dead connection. */
@@ -46,7 +48,7 @@ export async function* watchTask(
   taskId: string,
   options: WatchOptions = {},
 ): AsyncGenerator<TaskEvent, void, undefined> {
-  const { signal, onSnapshot, onOtherEvent, onReconnect } = options;
+  const { signal, onSnapshot, onOtherEvent, onOpen, onReconnect } = options;
   const idleMs = options.idleTimeoutMs ?? 45_000;
   const maxBackoff = options.maxBackoffMs ?? 5_000;
   let last = options.after ?? 0;
@@ -117,6 +119,7 @@ export async function* watchTask(
         continue;
       }
       if (response.body === null) throw new NetworkError("the event stream has no body");
+      onOpen?.();
       const before = last;
       for await (const item of readSse(response.body, idleMs)) {
         if (item.kind === "retry") {
