@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from api.cors import install_cors
 from api.middleware import RequestContextMiddleware
 from api.problems import install_problem_handlers
+from api.rate_limits import register_plugin_rates, register_rate_metrics
 from api.routes import bulk, control, events, health, tasks
 from api.routes import schemas as schema_routes
 from api.routes.ui import install_page
@@ -24,12 +25,14 @@ from webhooks import api as webhooks
 
 def create_app(settings: Settings | None = None, *, broker: EventBroker | None = None) -> FastAPI:
     settings = settings or get_settings()
-    register_input_models(installed_plugins())  # plugin task types are accepted too
+    plugins = installed_plugins()
+    register_input_models(plugins)  # plugin task types are accepted too
+    register_plugin_rates(plugins)  # and their start rates and debounce
     state = ApiState(settings, broker=broker)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with state as services:
+        async with state as services, app.state.start_rates:
             app.state.services = services
             yield
 
@@ -46,6 +49,7 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
     # First, so the innermost: SSE streams are served below it, out of FastAPI's frames.
     app.add_middleware(StreamHandoffMiddleware)
     install_security(app, settings)  # API keys, tenants, stream tokens, limits
+    register_rate_metrics(state.metrics, app.state.start_rates)
     install_problem_handlers(app, state.metrics.count_error)
     app.include_router(bulk.router)  # before `tasks`: `/tasks/bulk` is no task id
     app.include_router(tasks.router)

@@ -27,6 +27,7 @@ EXPOSED_HEADERS = (
     "Retry-After",
     "RateLimit",
     "RateLimit-Policy",
+    "Taskplane-Start-Delay",  # a start deferred by the rate limit (docs/rate-limits.md)
     "Location",
     "X-Request-ID",
     "WWW-Authenticate",

@@ -49,6 +49,13 @@ class CreateTaskRequest(BaseModel):
         default_factory=dict, examples=[{"steps": 3, "step_seconds": 0.5}]
     )
     webhook: WebhookSpec | None = None
+    concurrency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00]+$",
+        description="Groups tasks for limits (start rates, concurrency); default: the tenant.",
+    )
 
 
 class TaskLinks(BaseModel):

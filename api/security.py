@@ -13,6 +13,7 @@ from api.auth import install_auth
 from api.input_links import InputLinks
 from api.limits import BodyLimitMiddleware, RateLimiter, TenantStreamGate
 from api.openapi import document_problems
+from api.rate_limits import StartRates
 from api.routes import inputs, stream_tokens
 from api.stream_tokens import StreamTokens
 from settings import Settings
@@ -25,6 +26,7 @@ def install_security(app: FastAPI, settings: Settings) -> None:
     app.state.creation_limiter = RateLimiter(
         settings.limit_task_create_per_second, settings.limit_task_create_burst
     )
+    app.state.start_rates = StartRates.from_settings(settings)  # shared: Redis
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limit_body_bytes)
     keys = install_auth(app, settings, tokens)  # added last: the outermost of the two
     # One tenant in open mode: the per-process cap (503) is the only stream limit there.

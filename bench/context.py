@@ -46,6 +46,15 @@ class Sizes:
     lifecycle_rounds: int = 3  # of the plain variant (the other runs one)
     lifecycle_steps: int = 3  # demo.pipeline steps: 2 + 2 x steps events a task
     lifecycle_concurrency: int = 10
+    rate_window_seconds: float = 60.0
+    rate_per_second: int = 50
+    rate_burst: int = 10
+    rate_offered: float = 150.0  # asks/s over all drivers
+    rate_overhead_calls: int = 2000
+    rate_overhead_rounds: int = 3
+    debounce_creations: int = 200
+    debounce_concurrency: int = 5
+    debounce_period_seconds: float = 2.0
 
     def override(self, assignments: list[str]) -> Sizes:
         """`name=value` strings (from `--set`); tuples as comma-separated integers."""
@@ -88,6 +97,10 @@ class Sizes:
             output_tokens=100,
             lifecycle_tasks=100,
             lifecycle_rounds=2,
+            rate_window_seconds=10.0,
+            rate_overhead_calls=500,
+            rate_overhead_rounds=1,
+            debounce_creations=50,
         )
 
 

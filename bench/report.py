@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import lifecycle_report
+from bench import lifecycle_report, rate_limits
 from bench.stats import DISTRIBUTION_PERCENTS
 
 # The targets on this 2-core machine.
@@ -268,6 +268,8 @@ def render_table(report: dict[str, Any]) -> str:
             lines.append(f"  {label:<22} {replay[key]['median_events_per_s']:>8} events/s")
     if report.get("lifecycle"):
         lines += lifecycle_report.render(report["lifecycle"])
+    if report.get("rate_limits"):
+        lines += rate_limits.render(report["rate_limits"])
     if report.get("targets"):
         lines += ["", "Targets"]
         widths = [52, 10, 10, 6]

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, latency, levers, lifecycle, output, replay, throughput
+from bench import capacity, latency, levers, lifecycle, output, rate_limits, replay, throughput
 from bench.context import BenchContext, Sizes
 from bench.machine import load_average, machine_info
 from bench.procs import raise_open_files_limit
@@ -32,7 +32,16 @@ from store import open_pool
 from telemetry import configure_logging
 from temporal.client import connect_client
 
-PARTS = ("throughput", "latency", "replay", "capacity", "levers", "output", "lifecycle")
+PARTS = (
+    "throughput",
+    "latency",
+    "replay",
+    "capacity",
+    "levers",
+    "output",
+    "lifecycle",
+    "rate_limits",
+)
 RESULTS_DIR = Path(__file__).parent / "results"
 DEFAULT_PLOT = Path(__file__).parent.parent / "docs" / "performance-latency.png"
 
@@ -96,6 +105,7 @@ async def run_parts(
         "levers": levers,
         "output": output,
         "lifecycle": lifecycle,
+        "rate_limits": rate_limits,
     }
     try:
         for part in PARTS:

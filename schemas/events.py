@@ -37,6 +37,14 @@ class TaskCreatedV1(EventData):
     task_type: str = Field(description="The task type, e.g. `demo.pipeline`.")
     input: dict[str, Any] = Field(description="The task's input, as validated for its type.")
     owner: str | None = Field(default=None, description="Who asked for the task, if known.")
+    # An object, not a nested model: the published schemas stay one flat document each.
+    debounced: dict[str, Any] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="A debounced task: the creations it collapsed (`key`, `period_seconds`,"
+        " `collapsed`, and `creations`: up to 100 of `{at, request_nonce}`); it started with"
+        " the latest one's input.",
+    )
 
 
 class StepStartedV1(EventData):

@@ -8,7 +8,7 @@ activities `activities(recorder)` returns. See docs/task-types.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -30,6 +30,9 @@ class TaskTypePlugin:
     activities: Callable[[Any], Sequence[Callable[..., Any]]] = field(default=lambda _: ())
     # Modules the Temporal sandbox must pass through (the runner's module at least).
     sandbox_modules: Sequence[str] = ()
+    # Its start rate per (tenant, key), what happens over it, its debounce: the JSON
+    # shape of `settings.rate_limits.TypeRates`, read by the API (docs/rate-limits.md).
+    rate_limit: Mapping[str, Any] | None = None
 
 
 def installed_plugins() -> list[TaskTypePlugin]:

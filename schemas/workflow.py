@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
 
+from schemas.debounce import DebounceSummary
 from schemas.tasks import TaskStatus
 
 TASK_WORKFLOW: Final = "TaskWorkflow"
@@ -84,6 +85,8 @@ class TaskWorkflowInput(BaseModel):
     task_type: str
     input: dict[str, Any]
     owner: str | None = None
+    # Set by `DebounceWorkflow`: the creations this task collapsed (in `task.created.v1`).
+    debounced: DebounceSummary | None = None
 
 
 class TaskWorkflowResult(BaseModel):

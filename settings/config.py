@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from settings.rate_limits import RateLimitSettings
+
 
 class ConfigurationError(RuntimeError):
     """A setting a process needs is missing or unusable."""
@@ -207,6 +209,8 @@ class Settings(BaseSettings):
     limit_streams_per_tenant: int = Field(default=1000, ge=1)
     limit_task_create_per_second: float = Field(default=50.0, gt=0)
     limit_task_create_burst: int = Field(default=200, ge=1)
+    # Start rates shared by every API process (JSON; settings/rate_limits.py).
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     # Outbox relay (docs/delivery.md; the grace/poll/batch knobs are under "Event path").
     # After a publish error the relay backs off up to `relay_max_backoff_seconds`; it

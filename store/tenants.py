@@ -58,6 +58,15 @@ class TaskOwners:
     async def owner_of(self, task_id: str) -> str:
         return await read_twice(lambda: self._owner_of(task_id))
 
+    async def claimed(self, task_id: str) -> bool:
+        """Whether the id has an owner row (a task made, or being made, under it)."""
+        return await read_twice(lambda: self._claimed(task_id))
+
+    async def _claimed(self, task_id: str) -> bool:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute("SELECT 1 FROM task_owners WHERE task_id = %s", (task_id,))
+            return await cursor.fetchone() is not None
+
     async def _owner_of(self, task_id: str) -> str:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(

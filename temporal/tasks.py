@@ -134,10 +134,16 @@ class TaskClient:
         return self.client.get_workflow_handle(workflow_id_for(task_id))
 
     async def start(
-        self, request: TaskWorkflowInput, *, request_hash: str, request_nonce: str
+        self,
+        request: TaskWorkflowInput,
+        *,
+        request_hash: str,
+        request_nonce: str,
+        start_delay: timedelta | None = None,
     ) -> None:
         """Start the task's workflow, or leave the one already running (or closed) under
-        its id: the memo says which request started it (`describe`)."""
+        its id: the memo says which request started it (`describe`). `start_delay`: its
+        first workflow task waits that long (a start deferred by the rate limit)."""
         with contextlib.suppress(WorkflowAlreadyStartedError):  # closed under the same id
             await self.client.start_workflow(
                 TASK_WORKFLOW,
@@ -154,6 +160,7 @@ class TaskClient:
                 search_attributes=start_search_attributes(request.task_type),
                 static_summary=f"{request.task_type} task {request.task_id}",
                 rpc_timeout=self._rpc_timeout,
+                start_delay=start_delay,
             )
 
     async def describe(self, task_id: str) -> TaskDescription | None:

@@ -19,6 +19,7 @@ from schemas.plugins import TaskTypePlugin, register_input_models
 from temporal.interceptors import LogContextInterceptor
 from workflows import approval as _approval_runner  # noqa: F401 - registers `demo.approval`
 from workflows import chat as _chat_runner  # noqa: F401 - registers `demo.chat`
+from workflows.debounce import DebounceWorkflow
 from workflows.registry import register_runner
 from workflows.task_workflow import TaskWorkflow
 
@@ -63,7 +64,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[TaskWorkflow],
+        workflows=[TaskWorkflow, DebounceWorkflow],
         activities=[
             RecordingActivities(recorder).record_event,
             DemoActivities(recorder).run_step,

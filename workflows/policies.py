@@ -33,6 +33,8 @@ PATCH_CANCEL_DURING_RECORD = "cancel-during-record"
 # shows `running` from its start), and `TaskStep` only with a status change, in the same
 # upsert; the step a running task is on is in its current details (no command).
 PATCH_LEAN_SEARCH_ATTRIBUTES = "lean-search-attributes"
+# A debounced task (workflows/debounce.py) says in `task.created.v1` what it collapsed.
+PATCH_DEBOUNCED = "debounced-created"
 
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         LOCAL_ACTIVITY_TIMEOUT,
         PATCH_CANCEL_CLOSES_CANCELED,
         PATCH_CANCEL_DURING_RECORD,
+        PATCH_DEBOUNCED,
         PATCH_LEAN_SEARCH_ATTRIBUTES,
         PATCH_TASK_STEP_ATTRIBUTE,
         PATCH_TIMEOUT_STEP_FAILED,
@@ -73,10 +74,14 @@ class TaskWorkflow(TaskInputs):  # TaskInputs: wait_for_input; it is a TaskContr
     async def run(self, request: TaskWorkflowInput) -> TaskWorkflowResult:
         self._task_id = request.task_id
         self._lean_search_attributes = workflow.patched(PATCH_LEAN_SEARCH_ATTRIBUTES)
-        await self._emit(
-            "task.created.v1",
-            {"task_type": request.task_type, "input": request.input, "owner": request.owner},
-        )
+        created: dict[str, Any] = {
+            "task_type": request.task_type,
+            "input": request.input,
+            "owner": request.owner,
+        }
+        if request.debounced is not None and workflow.patched(PATCH_DEBOUNCED):
+            created["debounced"] = request.debounced.model_dump(mode="json")
+        await self._emit("task.created.v1", created)
         self._set_status(TaskStatus.RUNNING)
         self._log("task started", task_type=request.task_type)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from api.auth import TenantDep
 from api.budget import check_event_budget
+from api.debounce import create_debounced, debounce_of
 from api.deps import ServicesDep
 from api.event_versions import VersionQuery, as_requested
 from api.idempotency import parse_idempotency_key, request_fingerprint, task_id_for_key
@@ -23,6 +25,7 @@ from api.models import (
     TaskPageView,
 )
 from api.problems import ProblemError
+from api.rate_limits import StartRatesDep, answer_headers
 from api.snapshot import TaskSnapshot, build_snapshot
 from schemas.tasks import TASK_INPUT_MODELS, TaskStatus
 from schemas.workflow import (
@@ -77,7 +80,11 @@ def _validated_input(body: CreateTaskRequest, event_budget: int) -> dict[str, An
             "description": "Unknown type, bad input (one that would record more events than"
             " a task may: TASKPLANE_MAX_EVENTS_PER_TASK), or a reused key with another body."
         },
-        429: {"description": "The tenant creates tasks too fast: retry after `Retry-After`."},
+        429: {
+            "description": "The tenant (or the concurrency key) creates tasks too fast: retry"
+            " after `Retry-After`; `RateLimit` and `RateLimit-Policy` say which rule"
+            " (docs/rate-limits.md)."
+        },
     },
 )
 async def create_task(
@@ -86,6 +93,7 @@ async def create_task(
     services: ServicesDep,
     tenant: TenantDep,
     limiter: CreationLimiterDep,
+    start_rates: StartRatesDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> CreateTaskResponse:
     """Start a task; with an `Idempotency-Key`, a repeat returns the same task (200)."""
@@ -94,13 +102,29 @@ async def create_task(
     task_input = _validated_input(body, services.settings.max_events_per_task)
     # Keys are scoped per tenant: the same key in two tenants names two tasks.
     task_id = task_id_for_key(tenant, key) if key else str(uuid.uuid4())
+    fingerprint = request_fingerprint(body.model_dump(mode="json"))
+    # A debounced type's creations collapse into one task (docs/rate-limits.md).
+    if (debounce := debounce_of(services, body.type)) is not None:
+        return await create_debounced(
+            services,
+            debounce,
+            tenant=tenant,
+            body=body,
+            task_input=task_input,
+            idempotency_key=key,
+            fingerprint=fingerprint,
+            response=response,
+        )
+    # Shared start rates (docs/rate-limits.md): a 429 here, or a start deferred;
+    # a repeat of an Idempotency-Key whose task exists is answered, never limited.
+    admission = await start_rates.admit_new(services.pool, task_id, key, tenant, body)
+    answer_headers(response, admission)
     # Ownership first, before the workflow (or anything else about it) exists.
     owner = await TaskOwners(services.pool).claim(task_id, tenant)
     if owner is None:
         raise ProblemError(409, f"task id {task_id} belongs to a task that was pruned (retention)")
     if owner != tenant:
         raise ProblemError(409, f"task id {task_id} is taken")
-    fingerprint = request_fingerprint(body.model_dump(mode="json"))
     webhook = await subscribe_webhook(  # stored before the task's first event can exist
         services, task_id, body.webhook, request_hash=fingerprint, idempotent=key is not None
     )
@@ -110,6 +134,7 @@ async def create_task(
         TaskWorkflowInput(task_id=task_id, task_type=body.type, input=task_input, owner=tenant),
         request_hash=fingerprint,
         request_nonce=nonce,
+        start_delay=timedelta(seconds=admission.delay_seconds) if admission.delay_seconds else None,
     )
     description: TaskDescription | None = None
     if key is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import output, replay, throughput
+from bench import output, rate_limits, replay, throughput
 from bench.context import BenchContext, Sizes
 from bench.report import targets
 from bench.stack import Endpoints
@@ -84,3 +84,27 @@ async def test_output_slice_counts_every_token_of_every_chat(ctx: BenchContext) 
     assert only["output_events"] > 0
     assert result["write_to_client"]["count"] == only["tokens_live"]
     assert "chunks/s" in "\n".join(output.render(result))
+
+
+async def test_rate_limit_slice_stays_under_its_bound(ctx: BenchContext) -> None:
+    ctx.sizes.override(
+        [
+            "rate_window_seconds=2",
+            "rate_overhead_calls=50",
+            "debounce_creations=10",
+            "debounce_period_seconds=5",
+        ]
+    )
+    measured = await rate_limits.run(ctx)
+    accuracy = measured["accuracy"]
+    assert 0 < accuracy["admitted"] <= accuracy["bound"]
+    assert set(measured["overhead"]) == {
+        "no limit",
+        "tenant rule",
+        "tenant+key+type (6 keys)",
+        "redis PING",
+    }
+    # Ten creations of one key, five at a time: one task, and the window counted all.
+    assert measured["debounce"]["tasks"] == 1
+    assert measured["debounce"]["collapsed"] == 10
+    assert rate_limits.render(measured)[1].startswith("Rate limits: 2 limiters")

@@ -20,7 +20,7 @@ import contextlib
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,13 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
+from schemas.debounce import (
+    DebounceCreation,
+    DebouncedCreation,
+    DebounceStart,
+    DebounceSummary,
+    debounce_workflow_id,
+)
 from schemas.tasks import DemoStepInput, DemoStepResult, TaskStatus
 from schemas.workflow import (
     DEMO_STEP,
@@ -36,10 +43,12 @@ from schemas.workflow import (
     DeliverInputRequest,
     TaskWorkflowInput,
     TaskWorkflowResult,
+    workflow_id_for,
 )
 from settings import Settings
 from store import EventStore, Outbox, open_pool
 from temporal.client import connect_client
+from temporal.debounce import DebounceClient
 from temporal.tasks import start_search_attributes
 from worker.temporal_worker import build_worker, workflow_runner
 
@@ -224,6 +233,54 @@ async def chat(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def debounced(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """A task started by a debounce window (v11): its created event lists the creations."""
+    task_id = str(uuid.uuid4())
+    summary = DebounceSummary(
+        key="k",
+        period_seconds=1,
+        collapsed=2,
+        creations=[DebouncedCreation(at=datetime.now(UTC), request_nonce=str(n)) for n in (1, 2)],
+    )
+    handle = await client.start_workflow(
+        "TaskWorkflow",
+        TaskWorkflowInput(
+            task_id=task_id,
+            task_type="demo.pipeline",
+            input={"steps": 1, "step_seconds": 0},
+            owner="default",
+            debounced=summary,
+        ),
+        id=f"task-{task_id}",
+        task_queue=queue,
+        search_attributes=start_search_attributes("demo.pipeline"),
+    )
+    await _finish(handle)
+    return handle
+
+
+async def debounce_window(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """`DebounceWorkflow` (v11): two creations, then the window starts its task."""
+    start = DebounceStart(
+        tenant="default", task_type="demo.pipeline", key=uuid.uuid4().hex, period_seconds=0.5
+    )
+    debouncer = DebounceClient(client, task_queue=queue, rpc_timeout=timedelta(seconds=10))
+    for steps in (1, 2):
+        answer = await debouncer.add(
+            start,
+            DebounceCreation(
+                task_id=str(uuid.uuid4()),
+                input={"steps": steps, "step_seconds": 0},
+                request_hash=f"hash-{steps}",
+                request_nonce=f"nonce-{steps}",
+            ),
+        )
+    handle = client.get_workflow_handle(debounce_workflow_id("default", "demo.pipeline", start.key))
+    await handle.result()
+    await _finish(client.get_workflow_handle(workflow_id_for(answer.task_id)))
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "completed": completed,
     "failed": failed,
@@ -238,6 +295,8 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "approval_cancelled_while_waiting": approval_cancelled_while_waiting,
     "controlled": controlled,
     "chat": chat,
+    "debounced": debounced,
+    "debounce_window": debounce_window,
 }
 
 

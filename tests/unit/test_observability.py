@@ -35,6 +35,7 @@ from telemetry.tracing import (
     tracing_enabled,
 )
 from worker.temporal_worker import workflow_runner
+from workflows.debounce import DebounceWorkflow
 from workflows.task_workflow import TaskWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
@@ -236,7 +237,7 @@ async def test_stored_histories_replay_with_the_tracing_interceptor(
 ) -> None:
     """Tracing adds headers and spans, never commands: old histories still replay."""
     replayer = Replayer(
-        workflows=[TaskWorkflow],
+        workflows=[TaskWorkflow, DebounceWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
         interceptors=[TracingInterceptor(tracer())],

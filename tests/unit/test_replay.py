@@ -18,6 +18,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from worker.temporal_worker import workflow_runner
+from workflows.debounce import DebounceWorkflow
 from workflows.task_workflow import TaskWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
@@ -31,7 +32,7 @@ def load(path: Path) -> WorkflowHistory:
 
 def replayer() -> Replayer:
     return Replayer(
-        workflows=[TaskWorkflow],
+        workflows=[TaskWorkflow, DebounceWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
     )
@@ -54,6 +55,9 @@ def test_there_are_histories_of_every_scenario() -> None:
         "approval_cancelled_while_waiting",
         "controlled",
         "chat",
+        # debounce (issue 24, v11): a debounced task, and a debounce window.
+        "debounced",
+        "debounce_window",
     } <= names
 
 

@@ -227,6 +227,8 @@ export type TaskCompletedV1 = {
 export type TaskCreatedV1 = {
   /** The task's workflow started: always the task's first event (sequence 1). */
   data: {
+    /** A debounced task: the creations it collapsed (`key`, `period_seconds`, `collapsed`, and `creations`: up to 100 of `{at, request_nonce}`); it started with the latest one's input. */
+    debounced?: Record<string, unknown> | null;
     /** The task's input, as validated for its type. */
     input: Record<string, unknown>;
     /** Who asked for the task, if known. */
