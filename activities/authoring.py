@@ -38,7 +38,7 @@ from activities.budget import budget_failure
 from activities.identity import ActivityEventIds
 from activities.live_buffer import LINGER_SECONDS, Batch
 from activities.live_buffer import LiveBuffer as _Buffer
-from activities.recorder import EventRecorder
+from activities.recorder import EventRecorder, NewEvent
 from activities.steps import StepEvents
 from schemas import InvalidEventError
 from schemas.live_events import MAX_METADATA_BYTES, METADATA_TOO_LARGE, STREAM_NAME_PATTERN
@@ -173,10 +173,12 @@ class StepWriter:
     # --- recording -----------------------------------------------------------------------
 
     async def _write(self, batch: Batch) -> None:
+        """One flush, recorded in ONE store transaction (`EventRecorder.record_many`):
+        one commit and one round trip, so a flush takes about what one event takes."""
+        events: list[NewEvent] = []
         for chunk in batch.chunks:
             for part in _split(chunk.text, chunk.items):
                 offset = self._offsets.get(chunk.stream, 0)
-                self._offsets[chunk.stream] = offset + len(part)
                 text, items = (part, None) if isinstance(part, str) else (None, part)
                 data: dict[str, Any] = {
                     "stream": chunk.stream,
@@ -184,25 +186,28 @@ class StepWriter:
                     "items": items,
                     "offset": offset,
                 }
-                await self._record("task.output.v1", self._ids.next("output"), data)
+                events.append(self._event("task.output.v1", self._ids.next("output"), data))
+                self._offsets[chunk.stream] = offset + len(part)
         if batch.metadata is not None:
             data = {"patch": batch.metadata}
-            await self._record("task.metadata.updated.v1", self._ids.next("metadata"), data)
+            events.append(self._event("task.metadata.updated.v1", self._ids.next("metadata"), data))
         if batch.progress is not None:
             fraction, message = batch.progress
-            await self.events.progress(round(fraction * 100, 3), message)
+            if (tick := self.events.progress_event(round(fraction * 100, 3), message)) is not None:
+                events.append(tick)
+        if events:
+            await self._record(events)
 
-    async def _record(self, event_type: str, event_id: str, data: dict[str, Any]) -> None:
-        # A store that blips gets two more tries with the same id (the first may have
-        # committed: the id dedupes); past that the attempt fails and Temporal retries it.
+    def _event(self, event_type: str, event_id: str, data: dict[str, Any]) -> NewEvent:
+        return NewEvent(event_id, event_type, {**data, **self._where})
+
+    async def _record(self, events: list[NewEvent]) -> None:
+        # A store that blips gets two more tries with the same ids (the first may have
+        # committed: the ids dedupe); past that the attempt fails and Temporal retries it.
         for delay in (0.2, 1.0, None):
             try:
-                await self._recorder.record(
-                    event_id=event_id,
-                    task_id=self._task_id,
-                    event_type=event_type,
-                    data={**data, **self._where},
-                    run_id=self._info.workflow_run_id,
+                await self._recorder.record_many(
+                    self._task_id, events, run_id=self._info.workflow_run_id
                 )
                 return
             except InvalidEventError as exc:

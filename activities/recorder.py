@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -68,6 +69,15 @@ class PublishListener(Protocol):
     def publish_recovered(self) -> None:
         """The broker took a publish again after failures: stop backing off."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One event of a batch for `EventRecorder.record_many`."""
+
+    event_id: str
+    event_type: str
+    data: dict[str, Any]
 
 
 class EventRecorder:
@@ -128,6 +138,29 @@ class EventRecorder:
             return self._superseded(task_id, event_id)
         return await self._committed(appended, task_id, event_type, event_id)
 
+    async def record_many(
+        self, task_id: str, events: Sequence[NewEvent], *, run_id: str | None = None
+    ) -> list[RecordEventResult]:
+        """`record` for several events of one task: appended in ONE transaction (all or
+        none, in order: `EventStore.append_many`), published together. Raises as `record`
+        does, nothing written then; never takes `task.created.v1` (`record`'s alone)."""
+        if any(event.event_type == "task.created.v1" for event in events):
+            raise ValueError("task.created.v1 is recorded alone, through record()")
+        envelopes = [
+            self._envelope(event.event_id, task_id, event.event_type, event.data)
+            for event in events
+        ]
+        try:
+            appended = await self._store.append_many(envelopes, run_id=run_id)
+        except NewRunError as new_run:
+            await self._begin_chapter(new_run)
+            appended = await self._store.append_many(envelopes, run_id=run_id)
+        recorded = [
+            (result, event.event_type, event.event_id)
+            for result, event in zip(appended, events, strict=True)
+        ]
+        return await self._committed_many(task_id, recorded)
+
     async def flush_marks(self) -> None:
         """Mark now the published rows whose marks are still gathering."""
         await self._marks.flush()
@@ -183,46 +216,73 @@ class EventRecorder:
     async def _committed(
         self, appended: AppendResult, task_id: str, event_type: str, event_id: str
     ) -> RecordEventResult:
-        fields = {
-            "task_id": task_id,
-            "event_type": event_type,
-            "sequence": appended.sequence,
-            "event_id": event_id,
-        }
-        if appended.duplicate:
-            # Recorded before (a retry or a replay): that recording published it or
-            # left it to the relay; publishing again here would only add a duplicate.
-            log.info("event already recorded", extra=fields)
-            return RecordEventResult(sequence=appended.sequence, duplicate=True)
-        if self._after_commit is not None:
-            self._after_commit(event_type, appended)
-        await self._publish(appended, fields)
-        log.debug("event recorded", extra=fields)
-        return RecordEventResult(sequence=appended.sequence, duplicate=False)
+        (result,) = await self._committed_many(task_id, [(appended, event_type, event_id)])
+        return result
 
-    async def _publish(self, appended: AppendResult, fields: dict[str, Any]) -> None:
-        assert appended.outbox_id is not None
+    async def _committed_many(
+        self, task_id: str, recorded: Sequence[tuple[AppendResult, str, str]]
+    ) -> list[RecordEventResult]:
+        """After the commit of `recorded` ((appended, type, id)): publish the new ones."""
+        results: list[RecordEventResult] = []
+        fresh: list[tuple[AppendResult, dict[str, Any]]] = []
+        for appended, event_type, event_id in recorded:
+            fields = {
+                "task_id": task_id,
+                "event_type": event_type,
+                "sequence": appended.sequence,
+                "event_id": event_id,
+            }
+            if appended.duplicate:
+                # Recorded before (a retry or a replay): that recording published it or
+                # left it to the relay; publishing again here would only add a duplicate.
+                log.info("event already recorded", extra=fields)
+                results.append(RecordEventResult(sequence=appended.sequence, duplicate=True))
+                continue
+            if self._after_commit is not None:
+                self._after_commit(event_type, appended)
+            fresh.append((appended, fields))
+            results.append(RecordEventResult(sequence=appended.sequence, duplicate=False))
+        if fresh:
+            await self._publish(task_id, fresh)
+        for _, fields in fresh:
+            log.debug("event recorded", extra=fields)
+        return results
+
+    async def _publish(
+        self, task_id: str, fresh: list[tuple[AppendResult, dict[str, Any]]]
+    ) -> None:
+        """One publish (one round trip) for the events of one commit; on failure, all
+        of them go to the outbox relay."""
+        first = fresh[0][1]
+        payloads = [appended.envelope_json for appended, _ in fresh]
         try:
-            with self._publish_timer.timed(fields["task_id"], fields["event_type"]):
+            with self._publish_timer.timed(task_id, first["event_type"]):
                 async with asyncio.timeout(self._publish_timeout):
-                    await self._broker.publish(topic_for(fields["task_id"]), appended.envelope_json)
+                    if len(payloads) == 1:
+                        await self._broker.publish(topic_for(task_id), payloads[0])
+                    else:
+                        await self._broker.publish_many(topic_for(task_id), payloads)
         except (BrokerError, TimeoutError) as exc:
             self._publish_failing = True
             error = str(exc) or type(exc).__name__
-            log.warning(
-                "publish failed; handed to the outbox relay", extra={**fields, "error": error}
-            )
-            await self._bookkeep(self._outbox.hand_over(appended.outbox_id, error), fields)
+            for appended, fields in fresh:
+                assert appended.outbox_id is not None
+                log.warning(
+                    "publish failed; handed to the outbox relay", extra={**fields, "error": error}
+                )
+                await self._bookkeep(self._outbox.hand_over(appended.outbox_id, error), fields)
             if self._listener is not None:
                 self._listener.publish_failed()
             return
         if self._publish_failing:
             self._publish_failing = False
-            log.info("publishing works again; waking the outbox relays", extra=fields)
-            await self._bookkeep(self._outbox.notify(OutboxNotice.BROKER_BACK), fields)
+            log.info("publishing works again; waking the outbox relays", extra=first)
+            await self._bookkeep(self._outbox.notify(OutboxNotice.BROKER_BACK), first)
             if self._listener is not None:
                 self._listener.publish_recovered()
-        self._marks.add(appended.outbox_id)  # marked with others, a moment later
+        for appended, _ in fresh:
+            assert appended.outbox_id is not None
+            self._marks.add(appended.outbox_id)  # marked with others, a moment later
 
     async def _bookkeep(self, update: Awaitable[None], fields: dict[str, Any]) -> None:
         """An outbox update after the commit: bounded, and never an activity failure.

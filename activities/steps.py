@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 from activities.budget import budget_failure
 from activities.coalesce import Coalescer
 from activities.identity import ActivityEventIds
-from activities.recorder import EventRecorder
+from activities.recorder import EventRecorder, NewEvent
 from schemas import InvalidEventError
 from schemas.workflow import CHAPTER_CLOSED, INVALID_EVENT
 from store.budget import EventBudgetExceededError
@@ -49,13 +49,16 @@ class StepEvents:
             Coalescer(gates, task_id) if gates is not None and gates.enabled else None
         )
 
-    async def _record(self, kind: str, event_id: str, **data: Any) -> None:
+    def _event(self, kind: str, event_id: str, **data: Any) -> NewEvent:
+        return NewEvent(event_id, f"task.step.{kind}.v1", {**self._step, **data})
+
+    async def _record(self, event: NewEvent) -> None:
         try:
             await self._recorder.record(
-                event_id=event_id,
+                event_id=event.event_id,
                 task_id=self._task_id,
-                event_type=f"task.step.{kind}.v1",
-                data={**self._step, **data},
+                event_type=event.event_type,
+                data=event.data,
                 run_id=self._info.workflow_run_id,
             )
         except InvalidEventError as exc:
@@ -70,26 +73,38 @@ class StepEvents:
     async def started(self) -> None:
         attempt = self._info.attempt
         await self._record(
-            "started", self._ids.next("started"), attempt=attempt, total_steps=self._total
+            self._event(
+                "started", self._ids.next("started"), attempt=attempt, total_steps=self._total
+            )
         )
 
     async def progress(self, percent: float, message: str | None = None) -> None:
+        event = self.progress_event(percent, message)
+        if event is not None:
+            await self._record(event)
+
+    def progress_event(self, percent: float, message: str | None = None) -> NewEvent | None:
+        """The progress event to record now, for a caller that records it with others
+        (activities/authoring.py); None when the rate holds it (a later value replaces
+        it, or the step's end records it)."""
         if self._coalescer is not None:
             now = self._coalescer.offer((percent, message))
             if now is None:
-                return  # held: a later value replaces it, or the step's end records it
+                return None
             percent, message = now
-        await self._record_progress(percent, message)
+        return self._progress(percent, message)
 
     async def completed(self, output: dict[str, Any], duration_seconds: float) -> None:
         await self._flush_progress()
         await self._record(
-            "completed",
-            self._ids.next("completed"),
-            output=output,
-            duration_seconds=duration_seconds,
-            total_steps=self._total,
-            attempt=self._info.attempt,
+            self._event(
+                "completed",
+                self._ids.next("completed"),
+                output=output,
+                duration_seconds=duration_seconds,
+                total_steps=self._total,
+                attempt=self._info.attempt,
+            )
         )
 
     async def failed(self, error: str, *, will_retry: bool, attempt: int | None = None) -> None:
@@ -98,11 +113,17 @@ class StepEvents:
         with contextlib.suppress(ApplicationError):
             await self._flush_progress()
         await self._record(
-            "failed", self._ids.failed(attempt), error=error, attempt=attempt, will_retry=will_retry
+            self._event(
+                "failed",
+                self._ids.failed(attempt),
+                error=error,
+                attempt=attempt,
+                will_retry=will_retry,
+            )
         )
 
-    async def _record_progress(self, percent: float, message: str | None) -> None:
-        await self._record(
+    def _progress(self, percent: float, message: str | None) -> NewEvent:
+        return self._event(
             "progress",
             self._ids.next("progress"),
             percent=percent,
@@ -116,7 +137,7 @@ class StepEvents:
             return
         held = self._coalescer.flush()
         if held is not None:
-            await self._record_progress(*held)
+            await self._record(self._progress(*held))
         if self._coalescer.coalesced:
             log.info(
                 "progress coalesced",

@@ -54,8 +54,20 @@ class CreateTaskRequest(BaseModel):
         min_length=1,
         max_length=200,
         pattern=r"^[^\x00]+$",
-        description="Groups tasks for limits (start rates, concurrency); default: the tenant.",
+        description="Groups tasks for limits (start rates, concurrency); default: the tenant."
+        " A task over its type's concurrency limit is `queued` until a slot frees"
+        " (docs/flow-control.md).",
     )
+    priority: int = Field(
+        default=3, ge=1, le=5, description="1 runs first, 5 last: queued order and Temporal's"
+    )
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """The body as the Idempotency-Key compares it: flow-control fields at their
+        defaults left out, so a key used before they existed names the same request."""
+        defaults = {"concurrency_key": None, "priority": 3}
+        body = self.model_dump(mode="json")
+        return {k: v for k, v in body.items() if k not in defaults or v != defaults[k]}
 
 
 class TaskLinks(BaseModel):

@@ -20,7 +20,7 @@ from api.services import Services
 from api.stream_gate import StreamGate
 from api.stream_ticker import StreamTicker
 from broker import BrokerStatus, EventBroker
-from broker.redis import RedisBroker
+from broker.factory import make_broker
 from settings import Settings
 from store import EventStore, TaskReader, open_pool
 from telemetry.metrics import Metrics
@@ -60,10 +60,8 @@ class ApiState:
             check=True,  # a dead pooled connection must not fail a caller's request
             prepared_statements=settings.database_prepared_statements,
         )
-        broker = self._given_broker or RedisBroker(
-            settings.require_redis_url(),
-            publish_timeout=settings.publish_timeout_seconds,
-            client_name=f"{settings.redis_client_name}-api",
+        broker = self._given_broker or make_broker(
+            settings, client_name=f"{settings.redis_client_name}-api"
         )
         try:
             await broker.connect()
@@ -71,6 +69,7 @@ class ApiState:
                 await connect_client(settings),
                 task_queue=settings.task_queue,
                 rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
+                tenant_weights=settings.tenant_weight_map,
             )
         except BaseException:
             await broker.close()

@@ -1,4 +1,4 @@
-"""The bench's step activities: a no-op step, and a step that publishes to a Workflow Stream.
+"""The bench's step activities: a no-op step, and steps that publish to a Workflow Stream.
 
 Both take and return the production step's models; the streamed step keeps
 the production step's schedule (progress ticks on fixed deadlines from the
@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
 
+from activities.chat import answer_tokens
 from activities.identity import ActivityEventIds
+from bench.models import BenchChatInput
 from bench.recorders import build_envelope
-from bench.workflows import NOOP_STEP, STREAM_TOPIC, STREAMED_STEP
+from bench.workflows import (
+    ANSWER_TOPIC,
+    NOOP_STEP,
+    STREAM_TOPIC,
+    STREAMED_CHAT_STEP,
+    STREAMED_STEP,
+)
 from schemas.tasks import DemoStepInput, DemoStepResult
 
 HEARTBEAT_EVERY_SECONDS = 1.0
@@ -82,3 +91,29 @@ async def streamed_step(step: DemoStepInput) -> DemoStepResult:
         # flight after an explicit flush.
         await stream.flush()
     return DemoStepResult(index=step.index, output=_output(step))
+
+
+@activity.defn(name=STREAMED_CHAT_STEP)
+async def streamed_chat_step(request: BenchChatInput) -> None:
+    """`demo.chat`'s step with its tokens on the workflow's stream instead of the store.
+
+    The same tokens (`answer_tokens`) on the same schedule (token k due `k *
+    token_seconds` after the start, which the first item tells as wall-clock `began`),
+    batched by the library: one signal per `batch_ms` at most, or one at once per token
+    (`force_flush`) when `batch_ms` is 0. Items: `{"began"}`, then `{"offset", "text"}`.
+    """
+    interval = timedelta(milliseconds=request.batch_ms or 2000)
+    stream = WorkflowStreamClient.from_within_activity(batch_interval=interval)
+    answer = stream.topic(ANSWER_TOPIC)
+    force = request.batch_ms == 0
+    async with stream:
+        began, began_wall = time.monotonic(), time.time()
+        answer.publish({"began": began_wall}, force_flush=True)
+        offset = 0
+        for count, token in enumerate(answer_tokens(request.prompt, request.tokens), start=1):
+            if (wait := began + count * request.token_seconds - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            activity.heartbeat()
+            answer.publish({"offset": offset, "text": token}, force_flush=force)
+            offset += len(token)
+        await stream.flush()  # see streamed_step: nothing in flight when the context exits

@@ -27,3 +27,14 @@ class BenchPipelineInput(BaseModel):
 
 class BenchPipelineResult(BaseModel):
     steps: int
+
+
+class BenchChatInput(BaseModel):
+    """`demo.chat`'s output on a Workflow Stream: the same tokens on the same schedule."""
+
+    task_id: str
+    prompt: str
+    tokens: int = Field(ge=1)
+    token_seconds: float = Field(ge=0)
+    # The publisher's batch interval (the library's coalescing); 0: force_flush every token.
+    batch_ms: int = Field(default=50, ge=0)

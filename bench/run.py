@@ -20,7 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, latency, levers, lifecycle, output, rate_limits, replay, throughput
+from bench import (
+    capacity,
+    flow,
+    latency,
+    levers,
+    lifecycle,
+    output,
+    rate_limits,
+    replay,
+    throughput,
+)
 from bench.context import BenchContext, Sizes
 from bench.machine import load_average, machine_info
 from bench.procs import raise_open_files_limit
@@ -41,6 +51,7 @@ PARTS = (
     "output",
     "lifecycle",
     "rate_limits",
+    "flow",
 )
 RESULTS_DIR = Path(__file__).parent / "results"
 DEFAULT_PLOT = Path(__file__).parent.parent / "docs" / "performance-latency.png"
@@ -106,6 +117,7 @@ async def run_parts(
         "output": output,
         "lifecycle": lifecycle,
         "rate_limits": rate_limits,
+        "flow": flow,
     }
     try:
         for part in PARTS:
@@ -181,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     print(render_table(report))
     if "output" in report:
         print("\n".join(output.render(report["output"])))
+    if "flow" in report:
+        print("\n".join(flow.render(report["flow"])))
     print(f"\nresults: {out}")
     plot = args.plot or (DEFAULT_PLOT if report["mode"] == "full" else None)
     if plot is not None and "latency" in report and write_plot(report, plot):

@@ -21,8 +21,13 @@ from temporalio.worker import Worker
 from activities.demo import DemoActivities
 from activities.recorder import EventRecorder
 from activities.recording import RecordingActivities
-from bench.activities import noop_step, streamed_step
-from bench.workflows import BareWorkflow, EmitEveryEventWorkflow, StreamedPipelineWorkflow
+from bench.activities import noop_step, streamed_chat_step, streamed_step
+from bench.workflows import (
+    BareWorkflow,
+    EmitEveryEventWorkflow,
+    StreamedChatWorkflow,
+    StreamedPipelineWorkflow,
+)
 from worker.temporal_worker import workflow_runner
 from workflows.task_workflow import TaskWorkflow
 
@@ -31,12 +36,19 @@ def bench_worker(client: Client, recorder: EventRecorder, *, task_queue: str) ->
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[TaskWorkflow, BareWorkflow, EmitEveryEventWorkflow, StreamedPipelineWorkflow],
+        workflows=[
+            TaskWorkflow,
+            BareWorkflow,
+            EmitEveryEventWorkflow,
+            StreamedPipelineWorkflow,
+            StreamedChatWorkflow,
+        ],
         activities=[
             RecordingActivities(recorder).record_event,
             DemoActivities(recorder).run_step,
             noop_step,
             streamed_step,
+            streamed_chat_step,
         ],
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=timedelta(seconds=5),

@@ -13,6 +13,8 @@ through) pydantic models. Activities are referred to by name.
 - `BenchStreamedPipeline`: the same pipeline carrying its events on
   `temporalio.contrib.workflow_streams` instead of Postgres + Redis: the
   workflow hosts the stream, the step activity publishes to it.
+- `BenchStreamedChat`: `demo.chat`'s output (the same tokens, the same schedule) on a
+  Workflow Stream: one activity publishes every token to the workflow's stream.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from temporalio import workflow
 from temporalio.contrib.workflow_streams import WorkflowStream
 
 with workflow.unsafe.imports_passed_through():
-    from bench.models import BenchPipelineInput, BenchPipelineResult
+    from bench.models import BenchChatInput, BenchPipelineInput, BenchPipelineResult
     from schemas.tasks import DemoStepInput, DemoStepResult
     from schemas.workflow import (
         RECORD_EVENT,
@@ -43,6 +45,8 @@ with workflow.unsafe.imports_passed_through():
 NOOP_STEP = "bench_noop_step"
 STREAMED_STEP = "bench_streamed_step"
 STREAM_TOPIC = "events"
+STREAMED_CHAT_STEP = "bench_streamed_chat_step"
+ANSWER_TOPIC = "answer"
 
 
 def _step_input(request: BenchPipelineInput, index: int) -> DemoStepInput:
@@ -161,6 +165,24 @@ class StreamedPipelineWorkflow:
             await _run_step(STREAMED_STEP, _step_input(request, index))
         events.publish(_workflow_event(request.task_id, "task.completed.v1"))
         return BenchPipelineResult(steps=request.steps)
+
+
+@workflow.defn(name="BenchStreamedChat")
+class StreamedChatWorkflow:
+    @workflow.init
+    def __init__(self, request: BenchChatInput) -> None:
+        self.stream = WorkflowStream()
+
+    @workflow.run
+    async def run(self, request: BenchChatInput) -> int:
+        await workflow.execute_activity(
+            STREAMED_CHAT_STEP,
+            request,
+            start_to_close_timeout=timedelta(seconds=request.tokens * request.token_seconds + 60),
+            heartbeat_timeout=STEP_HEARTBEAT_TIMEOUT,
+            retry_policy=STEP_RETRY,
+        )
+        return request.tokens
 
 
 def _workflow_event(task_id: str, event_type: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ class ReconnectBackoff:
 
     def after_failed_connect(self) -> float:
         """The pause after a connect attempt failed; the next one waits twice as long."""
-        pause = _jittered(self.delay)
+        pause = jittered(self.delay)
         self.delay = min(self.delay * 2, BACKOFF_CAP)
         return pause
 
@@ -30,8 +30,9 @@ class ReconnectBackoff:
         """The pause after a connection that held `connected_for` seconds was lost."""
         stable = connected_for > BACKOFF_CAP
         self.delay = BACKOFF_INITIAL if stable else min(self.delay * 2, BACKOFF_CAP)
-        return _jittered(self.delay)
+        return jittered(self.delay)
 
 
-def _jittered(delay: float) -> float:
+def jittered(delay: float) -> float:
+    """`delay` shortened by up to half, at random (spreads many processes' retries)."""
     return delay * random.uniform(0.5, 1.0)  # noqa: S311 -- jitter, not cryptography

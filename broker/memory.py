@@ -10,7 +10,7 @@ subscriber gets the resync notice a real reconnect would give it).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Unpack
 
@@ -72,6 +72,10 @@ class MemoryBroker:
             raise BrokerUnavailableError("MemoryBroker.unavailable is set")
         self._stream.append(topic, payload)
         self._fanout.deliver(topic, payload)
+
+    async def publish_many(self, topic: str, payloads: Sequence[str]) -> None:
+        for payload in payloads:
+            await self.publish(topic, payload)
 
     def subscribe(
         self, topic: str, *, queue_size: int | None = None

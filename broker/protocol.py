@@ -16,7 +16,7 @@ Two ways to receive, for two kinds of reader:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, TypedDict, Unpack, runtime_checkable
@@ -148,8 +148,9 @@ MAX_SEQUENCE = 2**64 - 1
 
 
 def id_key(entry_id: str) -> tuple[int, int]:
-    """A stream id (`millis-sequence`) as a sortable pair."""
-    millis, _, sequence = entry_id.partition("-")
+    """A stream id (`millis-sequence`) as a sortable pair; a partitioned broker's message
+    id (`<partition>:millis-sequence`, broker/cluster_streams.py) gives its stream id's."""
+    millis, _, sequence = entry_id.rpartition(":")[2].partition("-")
     return int(millis or 0), int(sequence or 0)
 
 
@@ -252,6 +253,13 @@ class EventBroker(Protocol):
         """Send `payload` to the live topic and append it to the durable stream.
 
         Raises `BrokerUnavailableError` when the broker cannot take it.
+        """
+        ...
+
+    async def publish_many(self, topic: str, payloads: Sequence[str]) -> None:
+        """`publish` for several payloads of one topic, in this order, at once (one round
+        trip for a network broker). Raises `BrokerUnavailableError`: then any of them may
+        have gone out (the outbox relay publishes them again; readers dedupe by sequence).
         """
         ...
 

@@ -31,10 +31,23 @@ class TopicConfirmations:
         self._subscribe_pending: dict[str, None] = {}
         self._unsubscribe_pending: dict[str, None] = {}
 
-    def want(self, topic: str) -> None:
-        """The topic's first subscriber arrived: it waits for a SUBSCRIBE's confirmation."""
+    def want(self, topic: str, *, resync: bool = False) -> None:
+        """The topic's first subscriber arrived: it waits for a SUBSCRIBE's confirmation.
+
+        `resync`: its subscribers are owed a resync notice once confirmed (a topic that
+        moved here from another connection, as the cluster's live fan-out moves them).
+        """
         self._confirmed[topic] = asyncio.Event()
         self._subscribe_pending[topic] = None
+        if resync:
+            self._resync_on_confirm.add(topic)
+
+    def __contains__(self, topic: object) -> bool:
+        """Whether `topic` is wanted on this connection (it has subscribers here)."""
+        return topic in self._confirmed
+
+    def wanted(self) -> list[str]:
+        return list(self._confirmed)
 
     def confirmation(self, topic: str) -> asyncio.Event:
         """Set once Redis confirmed `topic` on the current connection (or on stop)."""

@@ -14,7 +14,7 @@ see a redis exception.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Unpack
 
@@ -155,17 +155,21 @@ class RedisBroker:
         )
 
     async def publish(self, topic: str, payload: str) -> None:
+        await self.publish_many(topic, (payload,))
+
+    async def publish_many(self, topic: str, payloads: Sequence[str]) -> None:
         commands = self._require_commands()
         try:
             async with asyncio.timeout(self._publish_timeout):
                 async with commands.pipeline(transaction=False) as pipe:
-                    pipe.publish(topic, payload)
-                    pipe.xadd(
-                        self._stream_key,
-                        {"topic": topic, "payload": payload},
-                        maxlen=self._stream_maxlen,
-                        approximate=True,
-                    )
+                    for payload in payloads:
+                        pipe.publish(topic, payload)
+                        pipe.xadd(
+                            self._stream_key,
+                            {"topic": topic, "payload": payload},
+                            maxlen=self._stream_maxlen,
+                            approximate=True,
+                        )
                     await pipe.execute()
         except TimeoutError as exc:
             self._command_status = BrokerStatus.DISCONNECTED

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from broker.protocol import BrokerUnavailableError, DeadLetter, DeadLetterReason, id_key
@@ -22,25 +23,37 @@ def _text(value: bytes | str | None) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
-async def read_dead_letters(commands: Redis, dead_key: str, count: int) -> list[DeadLetter]:
+async def read_dead_letters(
+    commands: Redis | RedisCluster, dead_key: str, count: int
+) -> list[DeadLetter]:
     """The newest `count` dead letters, oldest first."""
+    return [letter for _, letter in await read_dead_letter_entries(commands, dead_key, count)]
+
+
+async def read_dead_letter_entries(
+    commands: Redis | RedisCluster, dead_key: str, count: int
+) -> list[tuple[str, DeadLetter]]:
+    """`read_dead_letters` with each letter's entry id in the dead-letter stream."""
     try:
         entries: Any = await commands.xrevrange(dead_key, count=count)
     except (RedisError, OSError) as exc:
         raise BrokerUnavailableError(f"XREVRANGE {dead_key}: {exc}") from exc
     letters = []
-    for _entry_id, raw in reversed(entries or []):
+    for entry_id, raw in reversed(entries or []):
         fields = {_text(k): v for k, v in raw.items()}
         letters.append(
-            DeadLetter(
-                message_id=_text(fields.get("message_id")),
-                group=_text(fields.get("group")),
-                consumer=_text(fields.get("consumer")),
-                reason=DeadLetterReason(_text(fields.get("reason"))),
-                error=_text(fields.get("error")),
-                topic=_text(fields.get("topic")) or None,
-                payload=_text(fields.get("payload")),
-                deliveries=int(_text(fields.get("deliveries")) or 0),
+            (
+                _text(entry_id),
+                DeadLetter(
+                    message_id=_text(fields.get("message_id")),
+                    group=_text(fields.get("group")),
+                    consumer=_text(fields.get("consumer")),
+                    reason=DeadLetterReason(_text(fields.get("reason"))),
+                    error=_text(fields.get("error")),
+                    topic=_text(fields.get("topic")) or None,
+                    payload=_text(fields.get("payload")),
+                    deliveries=int(_text(fields.get("deliveries")) or 0),
+                ),
             )
         )
     return letters
@@ -55,15 +68,20 @@ class GroupBacklog:
     lag: int | None  # entries not yet delivered (Redis >= 7 reports it; None before)
     lag_seconds: float  # age of the oldest entry not yet delivered (0 when none)
     behind_trim: bool  # its position is older than the stream's first entry: trimmed unread
+    partition: str | None = None  # the partition stream (a cluster's; None: the one stream)
 
 
 @dataclass(frozen=True, slots=True)
 class StreamBacklog:
     length: int
     groups: list[GroupBacklog]
+    # A cluster's partition streams: (partition, length) each; `length` is their sum.
+    partition_lengths: tuple[tuple[str, int], ...] = ()
 
 
-async def read_backlog(commands: Redis, key: str) -> StreamBacklog:
+async def read_backlog(
+    commands: Redis | RedisCluster, key: str, partition: str | None = None
+) -> StreamBacklog:
     """The stream's length and each group's backlog: a few cheap commands per group
     (XLEN, XINFO GROUPS, and XRANGE COUNT 1 for the oldest undelivered entry)."""
     length = int(await commands.xlen(key))
@@ -89,6 +107,7 @@ async def read_backlog(commands: Redis, key: str) -> StreamBacklog:
                 behind_trim=first_id is not None
                 and last not in ("", "0-0")
                 and id_key(last) < id_key(first_id),
+                partition=partition,
             )
         )
     return StreamBacklog(length, groups)

@@ -37,6 +37,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from broker.group_backend import StreamEntry
@@ -46,6 +47,9 @@ from broker.redis_trim import CLOSE_GAP, READ_NEW
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# A single Redis, or (broker/cluster_streams.py: one backend per partition) a cluster.
+Client = Redis | RedisCluster
 
 
 def _pairs(flat: list[Any]) -> dict[Any, Any]:
@@ -62,14 +66,15 @@ def _text(value: bytes | str | None) -> str:
 class RedisGroupBackend:
     def __init__(
         self,
-        commands: Redis,
-        reader: Redis,
+        commands: Client,
+        reader: Client,
         *,
         stream_key: str,
         dead_key: str,
         dead_maxlen: int,
         group: str,
         consumer: str,
+        id_prefix: str = "",
     ) -> None:
         self._commands = commands
         self._reader = reader
@@ -78,6 +83,9 @@ class RedisGroupBackend:
         self._dead_maxlen = dead_maxlen
         self._group = group
         self._consumer = consumer
+        # Message ids handed out are `<id_prefix><stream id>`: a partitioned broker tells
+        # its partitions' ids apart by it (broker/cluster_streams.py); "" for one stream.
+        self._id_prefix = id_prefix
         self._read_script = commands.register_script(READ_NEW)
         self._close_script = commands.register_script(CLOSE_GAP)
 
@@ -94,17 +102,23 @@ class RedisGroupBackend:
             raise BrokerUnavailableError(f"XGROUP CREATE {self._group}: {exc}") from exc
 
     async def read_new(self, count: int, block_seconds: float) -> list[StreamEntry] | TrimGap:
-        read = await self._read_gapless(count)
+        read = await self.read_available(count)
         if not isinstance(read, str):
             return read
         # Nothing new: wait for an entry after the group's position, then read again.
-        await self._call(
-            self._reader.xread({self._key: read}, count=1, block=max(int(block_seconds * 1000), 1))
-        )
-        again = await self._read_gapless(count)
+        await self.wait_new(read, block_seconds)
+        again = await self.read_available(count)
         return [] if isinstance(again, str) else again
 
-    async def _read_gapless(self, count: int) -> list[StreamEntry] | TrimGap | str:
+    async def wait_new(self, position: str, block_seconds: float) -> None:
+        """Return once an entry after `position` exists, or after `block_seconds`."""
+        await self._call(
+            self._reader.xread(
+                {self._key: position}, count=1, block=max(int(block_seconds * 1000), 1)
+            )
+        )
+
+    async def read_available(self, count: int) -> list[StreamEntry] | TrimGap | str:
         """New entries, the gap before them, or (nothing new) the group's position."""
         reply: Any = await self._call(
             self._read_script(keys=[self._key], args=[self._group, self._consumer, count])
@@ -139,7 +153,10 @@ class RedisGroupBackend:
         return await self._claim(min_idle_ms=int(min_idle_seconds * 1000), count=count, owner=None)
 
     async def ack(self, message_id: str) -> None:
-        await self._call(self._commands.xack(self._key, self._group, message_id))
+        await self._call(self._commands.xack(self._key, self._group, self._stream_id(message_id)))
+
+    def _stream_id(self, message_id: str) -> str:
+        return message_id.removeprefix(self._id_prefix)
 
     async def dead_letter(self, entry: StreamEntry, reason: DeadLetterReason, error: str) -> None:
         fields: dict[Any, Any] = {
@@ -156,7 +173,7 @@ class RedisGroupBackend:
         async def store_and_ack() -> None:
             async with self._commands.pipeline(transaction=True) as pipe:
                 pipe.xadd(self._dead_key, fields, maxlen=self._dead_maxlen, approximate=True)
-                pipe.xack(self._key, self._group, entry.message_id)
+                pipe.xack(self._key, self._group, self._stream_id(entry.message_id))
                 await pipe.execute()
 
         await self._call(store_and_ack())
@@ -200,7 +217,8 @@ class RedisGroupBackend:
         if len(entries) < len(ids):
             # Not returned: trimmed (6.2 answers nil for it, 7 drops it from the pending
             # list without a word), or just claimed by another consumer (still there).
-            entries.extend(await self._gone(set(ids) - {e.message_id for e in entries}, delivered))
+            returned = {self._stream_id(e.message_id) for e in entries}
+            entries.extend(await self._gone(set(ids) - returned, delivered))
         return entries
 
     async def _gone(self, candidates: set[str], delivered: dict[str, int]) -> list[StreamEntry]:
@@ -208,7 +226,9 @@ class RedisGroupBackend:
         gone = []
         for message_id in sorted(candidates):
             if not await self._call(self._commands.xrange(self._key, message_id, message_id)):
-                gone.append(StreamEntry(message_id, None, None, delivered[message_id] + 1))
+                gone.append(
+                    StreamEntry(self._id_prefix + message_id, None, None, delivered[message_id] + 1)
+                )
         return gone
 
     def _entry(
@@ -217,7 +237,7 @@ class RedisGroupBackend:
         topic = fields.get(b"topic", fields.get("topic"))
         payload = fields.get(b"payload", fields.get("payload"))
         return StreamEntry(
-            _text(message_id),
+            self._id_prefix + _text(message_id),
             _text(topic) if topic is not None else None,
             payload if payload is not None else b"",
             deliveries,

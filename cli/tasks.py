@@ -58,9 +58,12 @@ log = logging.getLogger(__name__)
 def cmd_create(api: TaskApi, args: argparse.Namespace, out: TextIO) -> int:
     task_input = parse_json_object(args.input)
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
-    created = api.call(
-        "POST", "/tasks", json={"type": args.type, "input": task_input}, headers=headers
-    )
+    body: dict[str, object] = {"type": args.type, "input": task_input}
+    if args.concurrency_key:
+        body["concurrency_key"] = args.concurrency_key
+    if args.priority is not None:
+        body["priority"] = args.priority
+    created = api.call("POST", "/tasks", json=body, headers=headers)
     if args.json and not args.watch:
         write_json(out, created)
     elif not args.json:
@@ -234,6 +237,8 @@ def register(commands: Any) -> None:
         "--input", default="{}", metavar="JSON", help="the input as JSON, or @file.json"
     )
     create.add_argument("--idempotency-key", metavar="KEY", help="repeat-safe creation")
+    create.add_argument("--concurrency-key", metavar="KEY", help="what the limit counts per")
+    create.add_argument("--priority", type=int, choices=range(1, 6), help="1 first, 5 last")
     create.add_argument("--watch", action="store_true", help="then watch it to its end")
     _watch_options(create)
 

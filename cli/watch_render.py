@@ -62,6 +62,8 @@ class TaskProgress:
                 step.state = "retrying" if data.get("will_retry") else "failed"
         elif event_type == "task.reset.v1":  # a new chapter: the steps start over
             self.status, self.steps = "running", {}
+        elif event_type in {"task.queued.v1", "task.admitted.v1"}:
+            self.status = "queued" if event_type == "task.queued.v1" else "running"
         elif event_type in {"task.paused.v1", "task.resumed.v1"}:
             self.status = "paused" if event_type == "task.paused.v1" else "running"
         elif event_type.startswith("task.input."):

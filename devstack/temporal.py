@@ -36,6 +36,10 @@ from temporal.client import ensure_search_attributes
 log = logging.getLogger(__name__)
 
 SEARCH_ATTRIBUTES = SEARCH_ATTRIBUTE_CLI_TYPES
+# Priority and Fairness in matching (the tenant is every task's fairness key, its
+# weight from TASKPLANE_TENANT_WEIGHTS): off by default in a self-hosted server; a
+# cluster needs the same two dynamic config values (docs/flow-control.md#fairness).
+FAIRNESS_DYNAMIC_CONFIG = ("matching.useNewMatcher=true", "matching.enableFairness=true")
 
 
 def temporal_binary() -> Path:
@@ -98,6 +102,8 @@ class TemporalDevServer(SupervisedServer):
             argv += ["--namespace", self.namespace]
         for name, kind in SEARCH_ATTRIBUTES.items():
             argv += ["--search-attribute", f"{name}={kind}"]
+        for setting in FAIRNESS_DYNAMIC_CONFIG:
+            argv += ["--dynamic-config-value", setting]
         return argv
 
     def check_ports(self) -> None:

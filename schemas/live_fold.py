@@ -40,6 +40,8 @@ class FoldedTask:
         self.last_sequence = max(self.last_sequence, int(event.get("sequence") or 0))
         if kind == "task.created.v1":
             self.status, self.progress = "running", 0.0
+        elif kind in ("task.queued.v1", "task.admitted.v1"):
+            self.status = "queued" if kind == "task.queued.v1" else "running"
         elif kind in ("task.paused.v1", "task.resumed.v1"):
             self.status = "paused" if kind == "task.paused.v1" else "running"
         elif kind == "task.reset.v1":

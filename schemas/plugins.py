@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from schemas.admission import ConcurrencyPolicy, register_concurrency
 from schemas.tasks import register_task_input
 
 ENTRY_POINT_GROUP = "taskplane.task_types"
@@ -33,6 +34,9 @@ class TaskTypePlugin:
     # Its start rate per (tenant, key), what happens over it, its debounce: the JSON
     # shape of `settings.rate_limits.TypeRates`, read by the API (docs/rate-limits.md).
     rate_limit: Mapping[str, Any] | None = None
+    # At most `limit` tasks of the type run at once per concurrency key, and what a task
+    # over it does (docs/flow-control.md); none: `TASKPLANE_CONCURRENCY_LIMIT`, if set.
+    concurrency: ConcurrencyPolicy | None = None
 
 
 def installed_plugins() -> list[TaskTypePlugin]:
@@ -48,3 +52,5 @@ def installed_plugins() -> list[TaskTypePlugin]:
 def register_input_models(plugins: Sequence[TaskTypePlugin]) -> None:
     for plugin in plugins:
         register_task_input(plugin.name, plugin.input_model)
+        if plugin.concurrency is not None:
+            register_concurrency(plugin.name, plugin.concurrency)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from schemas.admission_events import TaskAdmittedV1, TaskQueuedV1
 from schemas.errors import (
     InvalidEventDataError,
     InvalidEventError,
@@ -50,6 +51,8 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         TaskOutputV1,
         InputRequestedV1,
         InputReceivedV1,
+        TaskQueuedV1,
+        TaskAdmittedV1,
     )
 }
 

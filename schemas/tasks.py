@@ -20,6 +20,8 @@ DEMO_STEP_MAX_ATTEMPTS = 3
 
 class TaskStatus(enum.StrEnum):
     PENDING = "pending"
+    # Over its concurrency key's limit: waits for a slot (`task.queued.v1`, issue 24).
+    QUEUED = "queued"
     RUNNING = "running"
     PAUSED = "paused"
     # Task code waits for a named input (`wait_for_input`, `POST /tasks/{id}/inputs/{name}`).

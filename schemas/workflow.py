@@ -87,6 +87,14 @@ class TaskWorkflowInput(BaseModel):
     owner: str | None = None
     # Set by `DebounceWorkflow`: the creations this task collapsed (in `task.created.v1`).
     debounced: DebounceSummary | None = None
+    # Concurrency (issue 24), decided by the API at creation: a limit means the task
+    # takes a slot of `concurrency_key` (default: the tenant) before its first step.
+    # Optional with defaults, so inputs of runs from before them still decode.
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = Field(default=None, ge=1)
+    concurrency_strategy: Literal["queue", "cancel_newest", "cancel_in_progress"] = "queue"
+    # 1 (first) to 5; queued order within a tenant, and Temporal's priority key.
+    priority: int = Field(default=3, ge=1, le=5)
 
 
 class TaskWorkflowResult(BaseModel):

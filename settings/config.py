@@ -13,16 +13,18 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from settings.admission import AdmissionSettings
 from settings.rate_limits import RateLimitSettings
+from settings.redis_cluster import RedisClusterSettings
 
 
 class ConfigurationError(RuntimeError):
     """A setting a process needs is missing or unusable."""
 
 
-class Settings(BaseSettings):
+class Settings(RedisClusterSettings, AdmissionSettings):  # sections: settings/*.py
     model_config = SettingsConfigDict(env_prefix="TASKPLANE_", extra="ignore")
 
     database_url: str | None = None

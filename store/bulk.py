@@ -152,17 +152,6 @@ class BulkStore:
                 (status.value, op_id),
             )
 
-    async def has_task_column(self, name: str) -> bool:
-        """Whether the read model has column `name` (a filter on it needs it)."""
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT 1 FROM information_schema.columns"
-                " WHERE table_name = 'tasks' AND column_name = %s"
-                " AND table_schema = current_schema()",
-                (name,),
-            )
-            return await cursor.fetchone() is not None
-
     async def select_page(
         self, operation: BulkOperation, after: tuple[datetime, str] | None, limit: int
     ) -> SelectedPage:
@@ -236,6 +225,11 @@ def _matching(operation: BulkOperation) -> tuple[list[str], list[Any]]:
         conditions.append("tasks.created_at >= %s")
         params.append(wanted.created_after)
     if wanted.concurrency_key is not None:
-        conditions.append("tasks.concurrency_key = %s")
+        # Keys are known for open tasks of a type with a concurrency limit: their
+        # admission tickets (migration 0014), queued or holding a slot.
+        conditions.append(
+            "EXISTS (SELECT 1 FROM admission_tickets a"
+            " WHERE a.task_id = tasks.task_id AND a.concurrency_key = %s)"
+        )
         params.append(wanted.concurrency_key)
     return conditions, params

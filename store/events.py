@@ -1,6 +1,7 @@
 """Append events (deduplicated, densely sequenced, with outbox row) and read them back.
 
-`append` is one SQL statement in autocommit (one round trip): it bumps the task
+`append` is one SQL statement in autocommit (one round trip; `append_many`, several
+events in one transaction: store/event_batches.py): it bumps the task
 row's `last_seq` (the row lock, held until commit, keeps sequences in commit order),
 inserts the event with that sequence spliced into its JSON, its webhook delivery when
 the task's webhook wants it (webhooks/enqueue.py), and the outbox row. A duplicate id
@@ -9,8 +10,8 @@ waited on the row lock fails it whole (`taskplane_append_raced`): no sequence ga
 
 Chapters (a Temporal reset): an event names the run that caused it. The fast
 statement takes it only when the task is open and the run is the task's
-current one; anything else falls to `_settle`, which, under the task row's
-lock, tells a duplicate from an event of a closed chapter or of an older run
+current one; anything else falls to `settle` (store/append_rules.py), which,
+under the task row's lock, tells a duplicate from an event of a closed chapter or of an older run
 (refused: `ChapterClosedError`) and from the first event of a new run
 (`NewRunError`: the recorder records `task.reset.v1` through `begin_chapter`,
 then this event).
@@ -21,25 +22,26 @@ one past the task's event budget (store/budget.py): `EventBudgetExceededError`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from schemas import EventEnvelope
 from schemas.tasks import TERMINAL_STATUSES
+from store.append_rules import AppendResult as AppendResult
+from store.append_rules import append_params, settle
 from store.autocommit import APPEND_RACED_SQLSTATE, autocommit
-from store.budget import EventBudget, limit_for
+from store.budget import EventBudget
+from store.event_batches import append_batch
 from store.event_errors import AlreadyCreatedError as AlreadyCreatedError
 from store.event_errors import ChapterClosedError as ChapterClosedError
 from store.event_errors import DuplicateEventConflictError as DuplicateEventConflictError
 from store.event_errors import NewRunError as NewRunError
 from store.event_errors import TaskPrunedError as TaskPrunedError
 from store.pool import read_twice
-from store.read_model import update_for
-from store.tombstones import PRUNED_SQLSTATE, is_pruned
+from store.tombstones import PRUNED_SQLSTATE
 from webhooks.enqueue import DELIVERY_CTE, WAKE_COLUMN
 
 # The terminal statuses as SQL: a closed chapter takes no event but a reset.
@@ -135,17 +137,6 @@ WITH task AS (
     + _EVENT_AND_OUTBOX
 )
 
-_EXISTING = "SELECT seq, envelope FROM events WHERE event_id = %s"
-_TASK_LOCKED = "SELECT status, run_id, runs, last_seq FROM tasks WHERE task_id = %s FOR UPDATE"
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    sequence: int
-    envelope_json: str
-    duplicate: bool
-    outbox_id: int | None
-
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
@@ -168,27 +159,7 @@ class EventStore:
         """
         if envelope.sequence is not None:
             raise ValueError("the store assigns `sequence`; the envelope must not carry one")
-        update = update_for(envelope)
-        params = {
-            "task_id": envelope.subject,
-            "task_type": update.task_type,
-            "status": update.status.value if update.status else None,
-            "progress": update.progress,
-            "input": Jsonb(update.input) if update.input is not None else None,
-            "owner": update.owner,
-            "result": Jsonb(update.result) if update.result is not None else None,
-            "error": update.error,
-            # `t.steps_completed` is the count before this event: a completing step adds 1.
-            "step_fraction": update.step_fraction,
-            "total_steps": update.total_steps,
-            "completes_step": update.completes_step,
-            "time": envelope.time,
-            "event_id": envelope.id,
-            "event_type": envelope.type,
-            "envelope": envelope.to_json(),
-            "run_id": run_id,
-            "budget": limit_for(self._budget, envelope.type),
-        }
+        params = append_params(envelope, run_id, self._budget)
         async with self._pool.connection() as conn, autocommit(conn):
             while True:
                 try:  # one round trip, its own transaction
@@ -203,10 +174,19 @@ class EventStore:
                     outbox_id, sequence, envelope_json, _ = row
                     return AppendResult(int(sequence), str(envelope_json), False, int(outbox_id))
                 async with conn.transaction():
-                    settled = await _settle(conn, envelope, run_id, self._budget)
+                    settled = await settle(conn, envelope, run_id, self._budget)
                 if settled is not None:
                     return settled
                 # The task moved to this event's run meanwhile: the fast statement takes it.
+
+    async def append_many(
+        self, envelopes: Sequence[EventEnvelope], *, run_id: str | None = None
+    ) -> list[AppendResult]:
+        """Append events of one task and run in ONE transaction, in order: all or none
+        (store/event_batches.py). Raises what `append` raises; nothing is written then."""
+        return await append_batch(
+            self._pool, envelopes, APPEND_STATEMENT, run_id=run_id, budget=self._budget
+        )
 
     async def begin_chapter(self, envelope: EventEnvelope, *, run_id: str) -> AppendResult | None:
         """Append `task.reset.v1` and move the task to run `run_id`; None when another
@@ -252,42 +232,3 @@ class EventStore:
             cursor = await conn.execute("SELECT last_seq FROM tasks WHERE task_id = %s", (task_id,))
             row = await cursor.fetchone()
         return None if row is None else int(row[0])
-
-
-async def _settle(
-    conn: psycopg.AsyncConnection[Any],
-    envelope: EventEnvelope,
-    run_id: str | None,
-    budget: EventBudget | None,
-) -> AppendResult | None:
-    """Why the fast statement took nothing: a duplicate, a closed chapter, an old run, or
-    a new one; None when nothing stops it any more. Runs under the task row's lock, so
-    the answer holds until commit."""
-    cursor = await conn.execute(_EXISTING, (envelope.id,))
-    existing = await cursor.fetchone()
-    if existing is not None:
-        return AppendResult(int(existing[0]), str(existing[1]), True, None)
-    cursor = await conn.execute(_TASK_LOCKED, (envelope.subject,))
-    task = await cursor.fetchone()
-    if task is None:
-        if await is_pruned(conn, envelope.subject):  # since the fast statement
-            raise TaskPrunedError(f"task {envelope.subject} was pruned")
-        raise DuplicateEventConflictError(f"event {envelope.id} vanished during dedupe")
-    status, current_run, runs = str(task[0]), task[1], list(task[2] or [])
-    if run_id is not None and current_run is not None and run_id != current_run:
-        if run_id in runs:
-            raise ChapterClosedError(
-                f"task {envelope.subject}: run {run_id} was left behind by a reset"
-            )
-        raise NewRunError(envelope.subject, current_run, run_id)
-    closed = status in {terminal.value for terminal in TERMINAL_STATUSES}
-    if envelope.type == "task.created.v1" and not closed:
-        raise AlreadyCreatedError(f"task {envelope.subject} exists")
-    if not closed and (run_id is None or current_run in (None, run_id)):
-        if budget is not None:
-            budget.check(envelope.subject, int(task[3]), envelope.type)
-        return None  # the fast statement would take it now: try again
-    if run_id is not None and current_run is None and closed:
-        # Recorded before chapters existed, and closed: a new run here is a reset.
-        raise NewRunError(envelope.subject, None, run_id)
-    raise ChapterClosedError(f"task {envelope.subject} is {status}: its chapter has ended")

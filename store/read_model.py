@@ -60,6 +60,10 @@ def update_for(envelope: EventEnvelope) -> TaskUpdate:
             return _step(data, 1.0, completes=True)
         case "task.progress.v1":  # workflow code's own figure for the whole task
             return TaskUpdate(progress=float(data.get("percent", 0)))
+        case "task.queued.v1":
+            return TaskUpdate(status=TaskStatus.QUEUED)
+        case "task.admitted.v1":
+            return TaskUpdate(status=TaskStatus.RUNNING)
         case "task.paused.v1":
             return TaskUpdate(status=TaskStatus.PAUSED)
         case "task.resumed.v1" | "task.input.received.v1":

@@ -8,7 +8,7 @@ Temporal that does not answer costs a request `rpc_timeout`, never more.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
+    Priority,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -124,11 +125,31 @@ def _status_of(details: Sequence[Any]) -> TaskStatus | None:
         return None
 
 
+def start_priority(request: TaskWorkflowInput, weights: Mapping[str, float]) -> Priority:
+    """Temporal's Priority and Fairness for a task's run (and its activities, which
+    inherit it): the task's priority, the tenant as fairness key with its weight, so
+    matching dispatches tenants' work by weighted round robin (docs/flow-control.md)."""
+    tenant = request.owner or "default"
+    return Priority(
+        priority_key=request.priority,
+        fairness_key=tenant,
+        fairness_weight=weights.get(tenant, 1.0),
+    )
+
+
 class TaskClient:
-    def __init__(self, client: Client, *, task_queue: str, rpc_timeout: timedelta) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str,
+        rpc_timeout: timedelta,
+        tenant_weights: Mapping[str, float] | None = None,
+    ) -> None:
         self.client = client
         self._task_queue = task_queue
         self._rpc_timeout = rpc_timeout
+        self._weights = dict(tenant_weights or {})
 
     def _handle(self, task_id: str) -> WorkflowHandle[object, object]:
         return self.client.get_workflow_handle(workflow_id_for(task_id))
@@ -159,6 +180,7 @@ class TaskClient:
                 },
                 search_attributes=start_search_attributes(request.task_type),
                 static_summary=f"{request.task_type} task {request.task_id}",
+                priority=start_priority(request, self._weights),
                 rpc_timeout=self._rpc_timeout,
                 start_delay=start_delay,
             )

@@ -6,9 +6,14 @@ a fixture returning a factory of new, unconnected brokers. The base class builds
 the connected `broker` fixture from it (closed after each test), so a broker
 that needs a server gets a fresh one per test and no test sees another's state.
 
-Waiting for "everything published so far was routed" uses a marker topic:
-both brokers deliver one publisher's messages in order through one reader, so
-once a later message on another topic arrived, every earlier one was routed.
+Waiting for "everything published so far was routed" uses a marker topic: every
+broker delivers one publisher's messages in order through one reader per shard, so
+once a later message on a topic of the same shard arrived, every earlier one was
+routed (`shard_topics` makes a topic and its marker share a Redis Cluster hash tag).
+
+Order: live messages of a topic arrive in publish order, and so do a topic's
+durable messages; across topics the durable stream promises no order (a cluster's
+stream is partitioned), so the order tests publish on one topic.
 """
 
 from __future__ import annotations
@@ -53,6 +58,12 @@ BrokerFactory = Callable[[], ContractBroker]
 
 def new_topic() -> str:
     return f"task.{uuid.uuid4()}"
+
+
+def shard_topics() -> tuple[str, str]:
+    """Two topics in one Redis Cluster slot (one `{tag}`): a topic and its marker."""
+    tag = uuid.uuid4()
+    return f"task.{{{tag}}}", f"task.{{{tag}}}.marker"
 
 
 async def receive(subscription: Subscription, within: float = 5.0) -> Delivery:
@@ -125,6 +136,21 @@ class BrokerContract:
             received = [(await receive(subscription)).payload for _ in range(20)]
         assert received == [str(n) for n in range(20)]
 
+    async def test_publish_many_delivers_them_all_in_order_live_and_durably(
+        self, broker: ContractBroker
+    ) -> None:
+        topic = new_topic()
+        events = [valid_event() for _ in range(4)]
+        async with (
+            broker.consume("batches", consumer="c1", block_seconds=0.1) as consumer,
+            broker.subscribe(topic) as subscription,
+        ):
+            await broker.publish_many(topic, events[:3])
+            await broker.publish(topic, events[3])
+            received = [(await receive(subscription)).payload for _ in events]
+            durable = [(await next_message(consumer)).payload for _ in events]
+        assert received == durable == events
+
     async def test_get_returns_none_when_nothing_arrives(self, broker: ContractBroker) -> None:
         async with broker.subscribe(new_topic()) as subscription:
             assert await subscription.get(timeout=0.05) is None
@@ -169,10 +195,10 @@ class BrokerContract:
     async def test_slow_subscriber_is_bounded_and_told_to_resync_once(
         self, broker: ContractBroker
     ) -> None:
-        topic = new_topic()
+        topic, marker_topic = shard_topics()
         async with (
             broker.subscribe(topic, queue_size=2) as slow,
-            broker.subscribe(new_topic()) as marker,
+            broker.subscribe(marker_topic) as marker,
         ):
             dropped, resyncs = broker.fanout.dropped, broker.fanout.resyncs
             for n in range(10):
@@ -239,9 +265,10 @@ class BrokerContract:
             broker.consume("billing", consumer="b1", block_seconds=0.1) as billing,
             broker.consume("audit", consumer="a1", block_seconds=0.1) as audit,
         ):
+            topic = new_topic()  # order is per topic (see the module docstring)
             events = [valid_event() for _ in range(5)]
             for event in events:
-                await broker.publish(new_topic(), event)
+                await broker.publish(topic, event)
             for consumer in (billing, audit):
                 got = [await next_message(consumer) for _ in events]
                 assert [m.payload for m in got] == events
@@ -250,18 +277,19 @@ class BrokerContract:
                     await consumer.ack(message)
             # A repeat of any of the five would be read before an event published after them.
             marker = valid_event()
-            await broker.publish(new_topic(), marker)
+            await broker.publish(topic, marker)
             for consumer in (billing, audit):
                 assert (await next_message(consumer)).payload == marker
 
     async def test_a_group_sees_only_what_was_published_after_it_was_created(
         self, broker: ContractBroker
     ) -> None:
+        topic = new_topic()
         before = valid_event()
-        await broker.publish(new_topic(), before)
+        await broker.publish(topic, before)
         async with broker.consume("late", consumer="c", block_seconds=0.1) as late:
             after = valid_event()
-            await broker.publish(new_topic(), after)
+            await broker.publish(topic, after)
             assert (await next_message(late)).payload == after
         async with broker.consume(
             "replay", consumer="c", block_seconds=0.1, from_start=True
@@ -340,14 +368,15 @@ class BrokerContract:
         }
         good = valid_event()
         invalid_before = broker.stats().invalid
+        topic = new_topic()  # one topic: its messages are read in order
         async with broker.consume("g", consumer="c", block_seconds=0.05) as consumer:
             for payload in bad.values():
-                await broker.publish("task.bad", payload)
-            await broker.publish(new_topic(), good)
+                await broker.publish(topic, payload)
+            await broker.publish(topic, good)
             assert (await next_message(consumer)).payload == good
             # None of the invalid ones comes later: the next read is an event published after.
             marker = valid_event()
-            await broker.publish(new_topic(), marker)
+            await broker.publish(topic, marker)
             assert (await next_message(consumer)).payload == marker
         letters = await broker.dead_letters()
         assert [(d.reason.value, d.payload) for d in letters] == [

@@ -100,9 +100,16 @@ def _broker_stat(broker: EventBroker, name: str) -> float:
 
 @runtime_checkable
 class BacklogSource(Protocol):
-    """A broker with a durable stream whose backlog can be read (`RedisBroker`)."""
+    """A broker with a durable stream whose backlog can be read (Redis, or a Redis Cluster)."""
 
     async def stream_backlog(self) -> StreamBacklog: ...
+
+
+def _group_labels(backlog: GroupBacklog) -> dict[str, str]:
+    """`group`, and on a Redis Cluster the partition stream (`partition`: its index)."""
+    if backlog.partition is None:
+        return {"group": backlog.group}
+    return {"group": backlog.group, "partition": backlog.partition}
 
 
 def _register_backlog(metrics: Metrics, gauges: WorkerGauges) -> None:
@@ -114,7 +121,11 @@ def _register_backlog(metrics: Metrics, gauges: WorkerGauges) -> None:
 
     def length() -> LabelledValues:
         backlog = gauges.backlog
-        return [] if backlog is None else [(float(backlog.length), {})]
+        if backlog is None:
+            return []
+        if backlog.partition_lengths:  # a Redis Cluster: one per partition stream
+            return [(float(n), {"partition": p}) for p, n in backlog.partition_lengths]
+        return [(float(backlog.length), {})]
 
     metrics.gauges("taskplane_durable_stream_length", "entries in the durable stream", length)
     for name, description, field in (
@@ -130,7 +141,7 @@ def _register_backlog(metrics: Metrics, gauges: WorkerGauges) -> None:
 
         def read(field: str = field) -> LabelledValues:
             return [
-                (float(getattr(g, field)), {"group": g.group})
+                (float(getattr(g, field)), _group_labels(g))
                 for g in groups()
                 if getattr(g, field) is not None
             ]

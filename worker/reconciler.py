@@ -55,6 +55,7 @@ from store.locks import try_exclusive
 from telemetry.metrics import CountError, Metrics, ignore_error
 from temporal.closures import CLOSE_STATUS_NAMES, run_closure
 from temporal.health import FAILING_ATTEMPTS
+from worker.admission_keeper import AdmissionKeeper
 from worker.run_endings import (
     ENDINGS,
     VISIBILITY_NAMES,
@@ -107,8 +108,10 @@ class Reconciler:
         stale_after: float = 300.0,
         batch_size: int = 100,
         count_error: CountError = ignore_error,
+        admission: AdmissionKeeper | None = None,
     ) -> None:
         self._client = client
+        self._admission = admission
         self._count_error = count_error
         self._pool = pool
         self._recorder = recorder
@@ -146,6 +149,8 @@ class Reconciler:
         candidates = await self._recently_closed()
         self._since = started - LOOK_OVERLAP
         healed = await self._heal(candidates)
+        if self._admission is not None:  # slots of closed runs, lost wake-ups, stuck keys
+            await self._admission.round()
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_sweep:
             self._next_sweep = loop.time() + self._sweep_every
@@ -236,6 +241,8 @@ class Reconciler:
             )
         except ChapterClosedError:
             return 0  # the run recorded its own ending meanwhile
+        if self._admission is not None:  # no code of the run will give its slot back
+            await self._admission.release_closed(run.task_id)
         if result.duplicate:
             return 0
         reason = close_status.lower()
@@ -260,6 +267,7 @@ def build_reconciler(
     pool: AsyncConnectionPool,
     recorder: EventRecorder,
     count_error: CountError = ignore_error,
+    admission: AdmissionKeeper | None = None,
 ) -> Reconciler:
     return Reconciler(
         client,
@@ -271,4 +279,5 @@ def build_reconciler(
         stale_after=settings.reconcile_stale_seconds,
         batch_size=settings.reconcile_batch_size,
         count_error=count_error,
+        admission=admission,
     )

@@ -29,11 +29,13 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.admission import AdmissionActivities, Waker
 from activities.recorder import EventRecorder
-from broker.redis import RedisBroker
+from broker.factory import RedisFamilyBroker, make_broker
 from schemas.plugins import TaskTypePlugin, installed_plugins
 from settings import Settings
 from store import open_pool
+from store.admission import AdmissionStore
 from store.processed import ProcessedEvents
 from telemetry.metrics import Metrics, MetricsServer
 from temporal.client import connect_client, ensure_search_attributes
@@ -41,6 +43,7 @@ from temporal.closures import ResetDetailsFromHistory
 from temporal.runtime import metrics_runtime
 from webhooks.dispatcher import WebhookDispatcher
 from webhooks.metrics import register_webhook_metrics
+from worker.admission_keeper import AdmissionKeeper, register_admission_metrics
 from worker.bulk_worker import build_bulk_worker
 from worker.cancel import cancel_until_done
 from worker.event_handler import EventHandler
@@ -87,7 +90,7 @@ class WorkerRuntime:
         self.metrics_server: MetricsServer | None = None
         # Set by __aenter__:
         self.pool: AsyncConnectionPool
-        self.broker: RedisBroker
+        self.broker: RedisFamilyBroker
         self.client: Client
         self.recorder: EventRecorder
         self.relay: OutboxRelay
@@ -98,6 +101,8 @@ class WorkerRuntime:
         self.worker: Worker
         self.bulk_worker: Worker  # bulk operations, on a task queue of their own
         self.gauges: WorkerGauges
+        self.admission: AdmissionStore
+        self.waker: Waker
 
     async def __aenter__(self) -> WorkerRuntime:
         try:
@@ -142,11 +147,8 @@ class WorkerRuntime:
             prepared_statements=settings.database_prepared_statements,
         )
         stack.push_async_callback(self.pool.close)
-        self.broker = RedisBroker(
-            settings.require_redis_url(),
-            stream_maxlen=settings.broker_stream_maxlen,
-            publish_timeout=settings.publish_timeout_seconds,
-            client_name=f"{settings.redis_client_name}-{self._client_name}",
+        self.broker = make_broker(
+            settings, client_name=f"{settings.redis_client_name}-{self._client_name}"
         )
         stack.push_async_callback(self.broker.close)
         await self.broker.connect()
@@ -165,6 +167,8 @@ class WorkerRuntime:
         # Unwound after the Temporal worker stopped and before the pool and the broker
         # close: marks still gathering are written, not left for the relay to republish.
         stack.push_async_callback(self._flush_marks)
+        self.admission = AdmissionStore(self.pool, settings.tenant_weight_map)
+        self.waker = Waker(self.client, self.admission)
         self.handlers = build_handler_runner(
             self.broker, ProcessedEvents(self.pool), settings, self.metrics
         )
@@ -173,10 +177,19 @@ class WorkerRuntime:
         for handler in self._extra_handlers:
             self.handlers.register(handler)
         if settings.reconcile_enabled:
+            keeper = AdmissionKeeper(
+                self.client,
+                self.admission,
+                self.waker,
+                wake_after=settings.admission_wake_after_seconds,
+                check_after=settings.admission_check_after_seconds,
+                batch=settings.reconcile_batch_size,
+            )
             self.reconciler = build_reconciler(
-                settings, self.client, self.pool, self.recorder, self.metrics.count_error
+                settings, self.client, self.pool, self.recorder, self.metrics.count_error, keeper
             )
             register_reconciler_metrics(self.metrics, self.reconciler.stats)
+            register_admission_metrics(self.metrics, keeper, self.waker)
         if settings.retention_enabled:
             self.pruner = build_pruner(settings, self.client, self.pool, self.metrics.count_error)
             register_pruner_metrics(self.metrics, self.pruner)
@@ -194,6 +207,7 @@ class WorkerRuntime:
                 shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 plugins=installed_plugins() if self._plugins is None else self._plugins,
+                admission=AdmissionActivities(self.admission, self.waker),
             )
         self.bulk_worker = build_bulk_worker(settings, self.client, self.pool, self.metrics)
 

@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.admission import AdmissionActivities
 from activities.chat import ChatActivities
 from activities.control import ControlActivities
 from activities.demo import DemoActivities
@@ -54,13 +55,19 @@ def build_worker(
     shutdown_grace: timedelta = timedelta(seconds=10),
     max_cached_workflows: int = 1000,
     plugins: Sequence[TaskTypePlugin] = (),
+    admission: AdmissionActivities | None = None,
+    task_slots: int | None = None,
 ) -> Worker:
     """The Temporal worker with every workflow and activity; tests build theirs here too."""
     plugin_activities: list[Callable[..., Any]] = []
     for plugin in plugins:
-        register_runner(plugin.name, plugin.runner)
+        register_runner(plugin.name, plugin.runner, concurrency=plugin.concurrency)
         plugin_activities.extend(plugin.activities(recorder))
     register_input_models(plugins)
+    # Tasks with a concurrency limit need these (workflows/admission.py).
+    admission_activities: list[Callable[..., Any]] = (
+        [admission.acquire, admission.release] if admission is not None else []
+    )
     return Worker(
         client,
         task_queue=task_queue,
@@ -71,11 +78,17 @@ def build_worker(
             ChatActivities(recorder).answer,
             ControlActivities(client).request_cancellation,
             *plugin_activities,
+            *admission_activities,
         ],
         workflow_runner=workflow_runner([m for p in plugins for m in p.sandbox_modules]),
         interceptors=[LogContextInterceptor()],  # tracing, when on, comes with the client
         graceful_shutdown_timeout=shutdown_grace,
         max_cached_workflows=max_cached_workflows,
+        # Fewer tasks held inside the worker keep the backlog in Temporal's matching,
+        # where fairness orders it (docs/flow-control.md#fairness); None: the SDK's 100.
+        max_concurrent_workflow_tasks=task_slots,
+        max_concurrent_activities=task_slots,
+        max_concurrent_local_activities=task_slots,
         # Heartbeats reach the server at least every second, so a cancel (which
         # rides on the heartbeat response) stops a step within about a second.
         max_heartbeat_throttle_interval=timedelta(seconds=1),

@@ -35,6 +35,9 @@ PATCH_CANCEL_DURING_RECORD = "cancel-during-record"
 PATCH_LEAN_SEARCH_ATTRIBUTES = "lean-search-attributes"
 # A debounced task (workflows/debounce.py) says in `task.created.v1` what it collapsed.
 PATCH_DEBOUNCED = "debounced-created"
+# Concurrency keys (issue 24): a task whose input names a limit takes a slot of its key
+# before its first step and gives it back at its end (workflows/admission.py).
+PATCH_ADMISSION = "admission"
 
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),

@@ -54,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.registry import runner_for
 
-from workflows.inputs import TaskInputs
+from workflows.admission import TaskAdmission
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
@@ -64,7 +64,7 @@ class _CancelRequestedError(Exception):
 
 
 @workflow.defn(name=TASK_WORKFLOW)
-class TaskWorkflow(TaskInputs):  # TaskInputs: wait_for_input; it is a TaskControl
+class TaskWorkflow(TaskAdmission):  # admission; TaskInputs (wait_for_input); TaskControl
     def __init__(self) -> None:
         super().__init__()
         self._emit_lock = asyncio.Lock()
@@ -90,6 +90,9 @@ class TaskWorkflow(TaskInputs):  # TaskInputs: wait_for_input; it is a TaskContr
                 raise ApplicationError(
                     f"unknown task type {request.task_type!r}", type="UnknownTaskType"
                 )
+            await self._admit(request)
+            if self._admission is not None or self._admission_refused:
+                await self._step_boundary()  # refused or cancelled while queued: cancel
             result = await runner(self, request.input)
             await self._step_boundary()
         except _CancelRequestedError:
@@ -108,8 +111,10 @@ class TaskWorkflow(TaskInputs):  # TaskInputs: wait_for_input; it is a TaskContr
             await self._emit("task.failed.v1", {"error": message, "step": step})
             self._set_status(TaskStatus.FAILED)
             self._log("task failed", level=logging.WARNING, error=message, step=step)
+            await self._release_slot()
             raise ApplicationError(f"task failed: {message}", non_retryable=True) from exc
         await self._emit("task.completed.v1", {"result": result})
+        await self._release_slot()
         self._set_status(TaskStatus.COMPLETED)
         self._log("task completed")
         return TaskWorkflowResult(status=TaskStatus.COMPLETED, result=result)
@@ -227,6 +232,7 @@ class TaskWorkflow(TaskInputs):  # TaskInputs: wait_for_input; it is a TaskContr
 
     async def _finish_cancelled(self, reason: str | None) -> TaskWorkflowResult:
         await self._emit("task.cancelled.v1", {"reason": reason})
+        await self._release_slot()
         self._set_status(TaskStatus.CANCELLED)
         self._log("task cancelled", reason=reason)
         return TaskWorkflowResult(status=TaskStatus.CANCELLED, error=reason)

@@ -107,10 +107,6 @@ async def create_bulk_operation(
     returns the same operation (200)."""
     key = parse_idempotency_key(idempotency_key) if idempotency_key is not None else None
     store = BulkStore(services.pool)
-    if body.filter.concurrency_key is not None and not await store.has_task_column(
-        "concurrency_key"
-    ):
-        raise ProblemError(422, "this deployment does not record concurrency keys yet")
     op_id = str(uuid.uuid5(BULK_NAMESPACE, f"{tenant}\x00{key}")) if key else str(uuid.uuid4())
     fingerprint = request_fingerprint(body.model_dump(mode="json"))
     stored, created = await store.create(

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import ValidationError
 
+from api.admission import workflow_input
 from api.auth import TenantDep
 from api.budget import check_event_budget
 from api.debounce import create_debounced, debounce_of
@@ -28,10 +29,7 @@ from api.problems import ProblemError
 from api.rate_limits import StartRatesDep, answer_headers
 from api.snapshot import TaskSnapshot, build_snapshot
 from schemas.tasks import TASK_INPUT_MODELS, TaskStatus
-from schemas.workflow import (
-    TaskWorkflowInput,
-    workflow_id_for,
-)
+from schemas.workflow import workflow_id_for
 from store import InvalidCursorError
 from store.tenants import TaskOwners
 from temporal.tasks import TaskDescription
@@ -102,7 +100,7 @@ async def create_task(
     task_input = _validated_input(body, services.settings.max_events_per_task)
     # Keys are scoped per tenant: the same key in two tenants names two tasks.
     task_id = task_id_for_key(tenant, key) if key else str(uuid.uuid4())
-    fingerprint = request_fingerprint(body.model_dump(mode="json"))
+    fingerprint = request_fingerprint(body.fingerprint_fields())
     # A debounced type's creations collapse into one task (docs/rate-limits.md).
     if (debounce := debounce_of(services, body.type)) is not None:
         return await create_debounced(
@@ -131,7 +129,7 @@ async def create_task(
     # Names this request: if the workflow's memo carries it, this request started it.
     nonce = str(uuid.uuid4())
     await services.temporal.start(
-        TaskWorkflowInput(task_id=task_id, task_type=body.type, input=task_input, owner=tenant),
+        workflow_input(body, task_id, task_input, tenant, services.settings),
         request_hash=fingerprint,
         request_nonce=nonce,
         start_delay=timedelta(seconds=admission.delay_seconds) if admission.delay_seconds else None,

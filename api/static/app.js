@@ -382,6 +382,12 @@ class TaskView {
       case "task.input.requested.v1":
         this.status = "waiting";
         break;
+      case "task.queued.v1":
+        this.status = "queued";
+        break;
+      case "task.admitted.v1":
+        this.status = "running";
+        break;
       case "task.input.received.v1":
         this.status = "running";
         break;

@@ -213,6 +213,9 @@ async def test_idempotency_key_and_validation(
     assert theirs.json()["id"] != first.json()["id"]
     result = await finished(http_a, first.json()["id"])
     assert (result["matched"], result["done"]) == (0, 0)
+    keyed = await bulk(http_a, "pause", {"concurrency_key": "nobody", "created_after": now_iso()})
+    assert keyed.status_code == 202, keyed.text
+    assert (await finished(http_a, keyed.json()["id"]))["matched"] == 0
 
     for body in (
         {"action": "delete", "filter": {"type": "demo.pipeline"}},

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import output, rate_limits, replay, throughput
+from bench import flow, output, rate_limits, replay, throughput
 from bench.context import BenchContext, Sizes
 from bench.report import targets
 from bench.stack import Endpoints
@@ -83,7 +83,21 @@ async def test_output_slice_counts_every_token_of_every_chat(ctx: BenchContext) 
     assert only["tokens_live"] + only["tokens_as_history"] == 2 * 30
     assert only["output_events"] > 0
     assert result["write_to_client"]["count"] == only["tokens_live"]
-    assert "chunks/s" in "\n".join(output.render(result))
+    assert result["write_to_record"]["count"] == only["tokens_live"]
+    assert only["history_events_per_task"] > 0
+    flushes = result["flush_cost"]
+    assert flushes["one_transaction"]["count"] == flushes["one_per_event"]["count"] == 20
+    # The same output on Temporal Workflow Streams, in the same run: every token counted,
+    # carried by signals that each left events in the workflow's history.
+    (streamed,) = result["workflow_streams"]["rounds"]
+    assert streamed["tokens_live"] + streamed["tokens_as_history"] == 2 * 30
+    assert streamed["signals"] > 0
+    assert streamed["history_events_per_task"] > streamed["signals"] / 2
+    assert result["workflow_streams"]["write_to_client"]["count"] == streamed["tokens_live"]
+    table = "\n".join(output.render(result))
+    assert "chunks/s" in table
+    assert "Workflow Streams" in table
+    assert "Taskplane (SSE)" in table
 
 
 async def test_rate_limit_slice_stays_under_its_bound(ctx: BenchContext) -> None:
@@ -108,3 +122,32 @@ async def test_rate_limit_slice_stays_under_its_bound(ctx: BenchContext) -> None
     assert measured["debounce"]["tasks"] == 1
     assert measured["debounce"]["collapsed"] == 10
     assert rate_limits.render(measured)[1].startswith("Rate limits: 2 limiters")
+
+
+async def test_flow_slice_starts_every_quiet_task_and_never_overfills_a_key(
+    ctx: BenchContext,
+) -> None:
+    ctx.sizes.override(
+        [
+            "flow_noisy=16",
+            "flow_quiet=3",
+            "flow_limit=2",
+            "flow_step_seconds=0",
+            "flow_overhead_tasks=4",
+            "flow_overhead_rounds=1",
+            "flow_claims=10",
+            "flow_variants=no_fairness,fairness_limit",
+        ]
+    )
+    result = await flow.run(ctx)
+
+    assert result["claims"]["pairs"] == 10
+    assert set(result["overhead"]) >= {"no_limit", "limit"}
+    fairness = result["fairness"]
+    assert set(fairness) == {"idle", "no_fairness", "fairness_limit"}
+    for name, figures in fairness.items():
+        assert figures["quiet_started"] == figures["quiet_sent"] == 3, name
+        assert figures["noisy_sent"] == (0 if name == "idle" else 16), name
+    assert fairness["fairness_limit"]["key_samples"] >= 1
+    assert fairness["fairness_limit"]["most_held_per_key"] <= 2
+    assert "flow control" in "\n".join(flow.render(result))

@@ -210,9 +210,15 @@ async def test_a_hand_over_in_another_process_wakes_the_relay_at_once(
                 await Outbox(other_process).hand_over(second, "publish failed")
                 # Within 5 s: the relay's poll is 30 s away, so only the NOTIFY woke it.
                 assert await received(sub, 1, within=5) == [2]
-                await until(lambda: relay.stats.rounds > rounds)  # (counted after the commit)
-                # The round is over: what it left pending is what it did not publish.
-                assert await pending_sequences(other_process, task_id) == [1]  # the orphan
+
+                # What the woken round left pending is what it did not publish: the orphan.
+                # (Waited for, not read once: a round that began before the hand-over may
+                # be counted first, while the one publishing 2 has not yet marked it.)
+                async def only_the_orphan_pending() -> bool:
+                    return await pending_sequences(other_process, task_id) == [1]
+
+                await until(only_the_orphan_pending, what="2 marked published, 1 pending")
+                assert relay.stats.rounds > rounds
     finally:
         await other_process.close()
 

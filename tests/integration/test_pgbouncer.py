@@ -16,8 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from store import open_pool
+from store import EventStore, open_pool
 from store.locks import try_exclusive
+from tests.integration.test_store import event, new_task_id, progress
 from tests.pgbouncer import running_pgbouncer
 
 RUNS = 6  # past psycopg's default prepare_threshold (5)
@@ -96,3 +97,30 @@ async def test_exclusive_lock_excludes_other_holders_and_the_prune_cli_lock(
             assert after
     finally:
         await pool.close()
+
+
+async def test_a_batch_of_events_appends_in_one_pipelined_transaction_behind_the_pooler(
+    bouncer_url: str,
+) -> None:
+    """`EventStore.append_many` pipelines BEGIN, its statements and COMMIT: through the
+    pooler, on one server connection shared by two clients, each batch lands whole."""
+    pools = [
+        await open_pool(bouncer_url, min_size=1, max_size=1, prepared_statements=False)
+        for _ in range(2)
+    ]
+    try:
+        task_id = new_task_id()
+        first, second = (EventStore(pool) for pool in pools)
+        await first.append(event(task_id, "task.created.v1", {"task_type": "t", "input": {}}))
+        for round_ in range(RUNS):
+            for store in (first, second):
+                batch = [progress(task_id, round_ * 10 + n) for n in range(3)]
+                appended = await store.append_many(batch)
+                assert [r.duplicate for r in await store.append_many(batch)] == [True] * 3
+                assert [r.sequence for r in appended] == list(
+                    range(appended[0].sequence, appended[0].sequence + 3)
+                )
+        assert await first.last_sequence(task_id) == 1 + RUNS * 2 * 3
+    finally:
+        for pool in pools:
+            await pool.close()

@@ -27,6 +27,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
+from activities.admission import AdmissionActivities, Waker
 from activities.recorder import EventRecorder
 from broker.redis import RedisBroker
 from schemas.debounce import (
@@ -47,6 +48,7 @@ from schemas.workflow import (
 )
 from settings import Settings
 from store import EventStore, Outbox, open_pool
+from store.admission import AdmissionStore
 from temporal.client import connect_client
 from temporal.debounce import DebounceClient
 from temporal.tasks import start_search_attributes
@@ -78,12 +80,16 @@ class IncompatibleTaskWorkflow:
 
 
 async def _start(
-    client: Client, queue: str, task_input: dict[str, Any], task_type: str = "demo.pipeline"
+    client: Client,
+    queue: str,
+    task_input: dict[str, Any],
+    task_type: str = "demo.pipeline",
+    **concurrency: Any,
 ) -> WorkflowHandle[Any, Any]:
     task_id = str(uuid.uuid4())
     return await client.start_workflow(
         "TaskWorkflow",
-        TaskWorkflowInput(task_id=task_id, task_type=task_type, input=task_input),
+        TaskWorkflowInput(task_id=task_id, task_type=task_type, input=task_input, **concurrency),
         id=f"task-{task_id}",
         task_queue=queue,
         search_attributes=start_search_attributes("demo.pipeline"),  # as TaskClient starts it
@@ -97,6 +103,16 @@ async def _status(handle: WorkflowHandle[Any, Any], wanted: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise RuntimeError(f"never reached {wanted}")
+
+
+async def _in_step(handle: WorkflowHandle[Any, Any]) -> None:
+    """Past admission: its first step runs (it holds its key's slot)."""
+    for _ in range(400):
+        state = await handle.query("status")
+        if state["current_step"] == 1:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError("never reached its first step")
 
 
 async def _finish(handle: WorkflowHandle[Any, Any]) -> None:
@@ -259,6 +275,28 @@ async def debounced(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+def _limited(key: str, strategy: str = "queue") -> dict[str, Any]:
+    """A limit of 1 on `key` (v9, issue 24: admission before the first step)."""
+    return {
+        "owner": "acme",
+        "concurrency_key": key,
+        "concurrency_limit": 1,
+        "concurrency_strategy": strategy,
+    }
+
+
+async def queued_admitted(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """Queued behind a running task of its key, admitted when it ends, then completed."""
+    key = f"replay-{uuid.uuid4().hex[:8]}"
+    holder = await _start(client, queue, {"steps": 1, "step_seconds": 1}, **_limited(key))
+    await _in_step(holder)
+    handle = await _start(client, queue, {"steps": 1, "step_seconds": 0}, **_limited(key))
+    await _status(handle, "queued")
+    await _finish(holder)
+    await _finish(handle)
+    return handle
+
+
 async def debounce_window(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     """`DebounceWorkflow` (v11): two creations, then the window starts its task."""
     start = DebounceStart(
@@ -281,6 +319,30 @@ async def debounce_window(client: Client, queue: str) -> WorkflowHandle[Any, Any
     return handle
 
 
+async def cancelled_while_queued(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    key = f"replay-{uuid.uuid4().hex[:8]}"
+    holder = await _start(client, queue, {"steps": 1, "step_seconds": 1}, **_limited(key))
+    await _in_step(holder)
+    handle = await _start(client, queue, {"steps": 1, "step_seconds": 0}, **_limited(key))
+    await _status(handle, "queued")
+    await handle.signal("cancel", "not now")
+    await _finish(handle)
+    await _finish(holder)
+    return handle
+
+
+async def refused(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """`cancel_newest`: the key is full, the newcomer is cancelled."""
+    key = f"replay-{uuid.uuid4().hex[:8]}"
+    strategy = _limited(key, "cancel_newest")
+    holder = await _start(client, queue, {"steps": 1, "step_seconds": 1}, **strategy)
+    await _in_step(holder)
+    handle = await _start(client, queue, {"steps": 1, "step_seconds": 0}, **strategy)
+    await _finish(handle)
+    await _finish(holder)
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "completed": completed,
     "failed": failed,
@@ -297,6 +359,9 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "chat": chat,
     "debounced": debounced,
     "debounce_window": debounce_window,
+    "queued_admitted": queued_admitted,
+    "cancelled_while_queued": cancelled_while_queued,
+    "refused": refused,
 }
 
 
@@ -310,7 +375,9 @@ async def record(version: str) -> None:
     queue = f"record-{uuid.uuid4().hex[:8]}"
     HISTORIES.mkdir(exist_ok=True)
     try:
-        async with build_worker(client, recorder, task_queue=queue):
+        admission = AdmissionStore(pool, {})
+        activities = AdmissionActivities(admission, Waker(client, admission))
+        async with build_worker(client, recorder, task_queue=queue, admission=activities):
             only = [arg.removeprefix("--only=") for arg in sys.argv if arg.startswith("--only=")]
             for name, scenario in SCENARIOS.items():
                 if only and name not in only:

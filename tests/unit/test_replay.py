@@ -58,6 +58,11 @@ def test_there_are_histories_of_every_scenario() -> None:
         # debounce (issue 24, v11): a debounced task, and a debounce window.
         "debounced",
         "debounce_window",
+        # concurrency keys (issue 24, v9): queued then admitted, cancelled while queued,
+        # refused by cancel_newest.
+        "queued_admitted",
+        "cancelled_while_queued",
+        "refused",
     } <= names
 
 

@@ -35,6 +35,8 @@ CATALOGUE = {
     "task.output.v1",
     "task.input.requested.v1",
     "task.input.received.v1",
+    "task.queued.v1",
+    "task.admitted.v1",
 }
 
 

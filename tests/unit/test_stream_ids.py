@@ -22,3 +22,10 @@ def test_a_gap_of_one_entry_surrounds_it() -> None:
     gap = TrimGap.around("1700000000123-0")
     assert id_key(gap.after_id) < id_key("1700000000123-0") < id_key(gap.before_id)
     assert (gap.after_ms, gap.before_ms) == (1700000000122, 1700000000123)
+
+
+def test_a_partitioned_message_id_reads_as_its_stream_id() -> None:
+    # broker/cluster_streams.py: `<partition>:<stream id>`; a gone entry's gap still heals.
+    assert id_key("7:1700000000123-4") == (1700000000123, 4)
+    gap = TrimGap.around("7:1700000000123-0")
+    assert (gap.after_ms, gap.before_ms) == (1700000000122, 1700000000123)

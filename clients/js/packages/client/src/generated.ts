@@ -75,7 +75,7 @@ export type StreamTokenView = {
 export type WebhookSpec = {
   url: string;
   secret?: string | null;
-  events?: Array<"task.cancelled.v1" | "task.completed.v1" | "task.created.v1" | "task.failed.v1" | "task.input.received.v1" | "task.input.requested.v1" | "task.metadata.updated.v1" | "task.output.v1" | "task.paused.v1" | "task.progress.v1" | "task.reset.v1" | "task.resumed.v1" | "task.step.completed.v1" | "task.step.failed.v1" | "task.step.progress.v1" | "task.step.started.v1" | "task.terminated.v1" | "task.terminated.v2"> | null;
+  events?: Array<"task.admitted.v1" | "task.cancelled.v1" | "task.completed.v1" | "task.created.v1" | "task.failed.v1" | "task.input.received.v1" | "task.input.requested.v1" | "task.metadata.updated.v1" | "task.output.v1" | "task.paused.v1" | "task.progress.v1" | "task.queued.v1" | "task.reset.v1" | "task.resumed.v1" | "task.step.completed.v1" | "task.step.failed.v1" | "task.step.progress.v1" | "task.step.started.v1" | "task.terminated.v1" | "task.terminated.v2"> | null;
   [extension: string]: unknown;
 };
 
@@ -124,7 +124,7 @@ export type Problem = {
   [extension: string]: unknown;
 };
 
-export type TaskStatus = "pending" | "running" | "paused" | "waiting" | "completed" | "failed" | "cancelled" | "terminated";
+export type TaskStatus = "pending" | "queued" | "running" | "paused" | "waiting" | "completed" | "failed" | "cancelled" | "terminated";
 
 export type OutputState = {
   /** Characters (text) plus items (JSON) in the stream so far, leaving out the output of attempts that failed. */
@@ -158,6 +158,40 @@ export type WaitingInputView = {
 };
 
 // --- Events (schemas/json/) ---
+
+/** A slot of the key freed up and the queued task took it: it runs now. */
+export type TaskAdmittedV1 = {
+  /** A slot of the key freed up and the queued task took it: it runs now. */
+  data: {
+    /** The concurrency key the task counts against (by default its tenant). */
+    concurrency_key: string;
+    /** How long it was queued. */
+    waited_seconds: number;
+    [extension: string]: unknown;
+  };
+  datacontenttype: "application/json";
+  /** The `$id` of this schema (absent on events recorded before Taskplane set it). */
+  dataschema?: "urn:taskplane:schemas:events:task.admitted.v1";
+  /** Unique per event; redeliveries of one event keep its id. */
+  id: string;
+  /** CloudEvents extension (Integer): the event's 1-based position in its task, dense and increasing; the SSE frame id. */
+  sequence: number;
+  /** Who emitted it; Taskplane uses `/taskplane`. */
+  source: string;
+  /** CloudEvents version. */
+  specversion: "1.0";
+  /** The task id. */
+  subject: string;
+  /** When the event was recorded (RFC 3339; Taskplane writes UTC, `Z`). */
+  time: string;
+  /** CloudEvents distributed-tracing extension: the W3C Trace Context `traceparent` of the span that recorded the event (only while tracing is on). */
+  traceparent?: string;
+  /** CloudEvents distributed-tracing extension: W3C `tracestate`. */
+  tracestate?: string;
+  /** The event type, with its version. */
+  type: "task.admitted.v1";
+  [extension: string]: unknown;
+};
 
 /** The task was cancelled (by request or through Temporal). Terminal. */
 export type TaskCancelledV1 = {
@@ -517,6 +551,46 @@ export type TaskProgressV1 = {
   [extension: string]: unknown;
 };
 
+/** The task's concurrency key is at its limit: the task waits for a slot before its first step. The status is `queued` until `task.admitted.v1`. */
+export type TaskQueuedV1 = {
+  /** The task's concurrency key is at its limit: the task waits for a slot before its first step. The status is `queued` until `task.admitted.v1`. */
+  data: {
+    /** The concurrency key the task counts against (by default its tenant). */
+    concurrency_key: string;
+    /** How many tasks of the key may run at once. */
+    limit: number;
+    /** Its place in the key's line when it was queued (1: next), by priority then arrival; across tenants sharing a key, weighted round robin decides. */
+    position: number;
+    /** The task's priority (1 first). */
+    priority?: number;
+    /** How many held a slot then. */
+    running?: number;
+    [extension: string]: unknown;
+  };
+  datacontenttype: "application/json";
+  /** The `$id` of this schema (absent on events recorded before Taskplane set it). */
+  dataschema?: "urn:taskplane:schemas:events:task.queued.v1";
+  /** Unique per event; redeliveries of one event keep its id. */
+  id: string;
+  /** CloudEvents extension (Integer): the event's 1-based position in its task, dense and increasing; the SSE frame id. */
+  sequence: number;
+  /** Who emitted it; Taskplane uses `/taskplane`. */
+  source: string;
+  /** CloudEvents version. */
+  specversion: "1.0";
+  /** The task id. */
+  subject: string;
+  /** When the event was recorded (RFC 3339; Taskplane writes UTC, `Z`). */
+  time: string;
+  /** CloudEvents distributed-tracing extension: the W3C Trace Context `traceparent` of the span that recorded the event (only while tracing is on). */
+  traceparent?: string;
+  /** CloudEvents distributed-tracing extension: W3C `tracestate`. */
+  tracestate?: string;
+  /** The event type, with its version. */
+  type: "task.queued.v1";
+  [extension: string]: unknown;
+};
+
 /** An operator reset the task's workflow in Temporal: a new chapter begins. The first event of the new run. Sequences go on; the status is `running` again and progress restarts with the chapter. Every chapter ends with exactly one terminal event. */
 export type TaskResetV1 = {
   /** An operator reset the task's workflow in Temporal: a new chapter begins. The first event of the new run. Sequences go on; the status is `running` again and progress restarts with the chapter. Every chapter ends with exactly one terminal event. */
@@ -825,6 +899,7 @@ export type TaskTerminatedV2 = {
 
 /** Every event type this client knows. */
 export type TaskEvent =
+  | TaskAdmittedV1
   | TaskCancelledV1
   | TaskCompletedV1
   | TaskCreatedV1
@@ -835,6 +910,7 @@ export type TaskEvent =
   | TaskOutputV1
   | TaskPausedV1
   | TaskProgressV1
+  | TaskQueuedV1
   | TaskResetV1
   | TaskResumedV1
   | TaskStepCompletedV1
@@ -847,6 +923,7 @@ export type TaskEvent =
 export type TaskEventType = TaskEvent["type"];
 
 export const EVENT_TYPES: readonly TaskEventType[] = [
+  "task.admitted.v1",
   "task.cancelled.v1",
   "task.completed.v1",
   "task.created.v1",
@@ -857,6 +934,7 @@ export const EVENT_TYPES: readonly TaskEventType[] = [
   "task.output.v1",
   "task.paused.v1",
   "task.progress.v1",
+  "task.queued.v1",
   "task.reset.v1",
   "task.resumed.v1",
   "task.step.completed.v1",

@@ -51,6 +51,7 @@ export interface OutputStream {
 export type FoldedStatus =
   | "unknown"
   | "pending"
+  | "queued"
   | "running"
   | "paused"
   | "waiting"
@@ -143,6 +144,12 @@ export function foldTask(state: TaskState, event: AnyEvent): TaskState {
       break;
     case "task.progress.v1":
       return { ...next, progress: num(data.percent) ?? next.progress };
+    case "task.queued.v1": // over its concurrency key's limit: waits for a slot
+      next = { ...next, status: "queued" };
+      break;
+    case "task.admitted.v1":
+      next = { ...next, status: "running" };
+      break;
     case "task.paused.v1":
       next = { ...next, status: "paused", reason: str(data.reason) };
       break;

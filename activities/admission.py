@@ -1,0 +1,90 @@
+"""`admission_acquire` / `admission_release`: a task takes and gives back a slot of its
+concurrency key (store/admission.py), and the tasks its change admits or stops are
+told through Temporal signals after the commit (`Waker`).
+
+Both are local activities of the task's workflow: a claim is one short Postgres
+transaction, not worth a round trip through the task queue. A signal lost to a
+crash between commit and send is sent again by the reconciler's keeper
+(worker/admission_keeper.py): tickets stay `woken = false` until it went out.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from schemas.admission import (
+    ADMISSION_ACQUIRE,
+    ADMISSION_RELEASE,
+    SIGNAL_ADMITTED,
+    AdmissionDecision,
+    AdmissionRelease,
+    AdmissionRequest,
+)
+from schemas.workflow import SIGNAL_CANCEL, workflow_id_for
+from store.admission import Admission, AdmissionStore
+from store.admission_sweep import mark_woken
+from telemetry.logs import bind_log_context
+
+log = logging.getLogger(__name__)
+
+
+class Waker:
+    """Signals the tasks an admission change concerns. A task whose run is gone (closed
+    while it waited) gives its slot straight back, which may admit the next one."""
+
+    def __init__(self, client: Client, store: AdmissionStore) -> None:
+        self._client = client
+        self._store = store
+        self.woken = 0
+        self.cancelled = 0
+
+    async def tell(self, outcome: Admission) -> None:
+        for task_id, reason in outcome.to_cancel:
+            await self._signal(task_id, SIGNAL_CANCEL, reason)
+            self.cancelled += 1
+            log.info("admission cancels a task", extra={"task_id": task_id, "reason": reason})
+        pending = list(outcome.granted)
+        while pending:
+            task_id = pending.pop(0)
+            if await self._signal(task_id, SIGNAL_ADMITTED, None):
+                await mark_woken(self._store.pool, [task_id])
+                self.woken += 1
+            else:  # its run closed while it waited: the slot goes to the next in line
+                pending.extend((await self._store.release(task_id)).granted)
+
+    async def _signal(self, task_id: str, name: str, arg: str | None) -> bool:
+        handle = self._client.get_workflow_handle(workflow_id_for(task_id))
+        try:
+            if arg is None:
+                await handle.signal(name)
+            else:
+                await handle.signal(name, arg)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:  # closed: nothing to tell
+                return False
+            raise
+        return True
+
+
+class AdmissionActivities:
+    def __init__(self, store: AdmissionStore, waker: Waker) -> None:
+        self._store = store
+        self._waker = waker
+
+    @activity.defn(name=ADMISSION_ACQUIRE)
+    async def acquire(self, request: AdmissionRequest) -> AdmissionDecision:
+        bind_log_context(task_id=request.task_id, workflow_id=activity.info().workflow_id)
+        outcome = await self._store.acquire(request)
+        await self._waker.tell(outcome)
+        if outcome.decision is None:  # a claim always decides
+            raise RuntimeError("admission claim without a decision")
+        return outcome.decision
+
+    @activity.defn(name=ADMISSION_RELEASE)
+    async def release(self, request: AdmissionRelease) -> None:
+        bind_log_context(task_id=request.task_id, workflow_id=activity.info().workflow_id)
+        await self._waker.tell(await self._store.release(request.task_id))

@@ -1,0 +1,125 @@
+"""The task workflow's side of concurrency keys (docs/flow-control.md).
+
+`TaskAdmission` is a base class of `TaskWorkflow`: before its first step a task
+whose input names a concurrency limit asks `admission_acquire` for a slot of its
+key. Admitted, it runs on; queued, it records `task.queued.v1` (with its
+position), shows status `queued` and waits for the `admitted` signal (or a
+cancel), then records `task.admitted.v1`; refused (`cancel_newest`), it is
+cancelled with the reason. Whatever way the run ends in its own code, it gives
+the slot back (`admission_release`); a run that ends outside it (terminate,
+timeout) has its slot freed by the reconciler. Only inputs with a
+`concurrency_limit` reach any of this, and none existed before it, but the
+first command is still behind `PATCH_ADMISSION`.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from schemas.admission import (
+        ADMISSION_ACQUIRE,
+        ADMISSION_RELEASE,
+        SIGNAL_ADMITTED,
+        AdmissionDecision,
+        AdmissionRelease,
+        AdmissionRequest,
+    )
+    from schemas.tasks import TaskStatus
+    from schemas.workflow import TaskWorkflowInput
+    from workflows.policies import LOCAL_ACTIVITY_TIMEOUT, PATCH_ADMISSION, RECORD_RETRY
+
+from workflows.inputs import TaskInputs
+
+
+class TaskAdmission(TaskInputs):
+    def __init__(self) -> None:
+        super().__init__()
+        self._admission: AdmissionRequest | None = None
+        self._admitted = False
+        # Set only on the admission path (inputs with a limit): the run must not start.
+        self._admission_refused = False
+
+    @workflow.signal(name=SIGNAL_ADMITTED)
+    def admitted(self) -> None:
+        self._admitted = True
+
+    async def _admit(self, request: TaskWorkflowInput) -> None:
+        """Hold a slot of the task's key before the first step, waiting in line if needed.
+        A task that is not to run (refused, or cancelled while queued) returns with its
+        cancel reason set: the step boundary that follows takes the cancel path."""
+        if request.concurrency_limit is None or request.concurrency_key is None:
+            return
+        if not workflow.patched(PATCH_ADMISSION):
+            return
+        self._admission = AdmissionRequest(
+            task_id=request.task_id,
+            task_type=request.task_type,
+            concurrency_key=request.concurrency_key,
+            tenant=request.owner or "default",
+            limit=request.concurrency_limit,
+            strategy=request.concurrency_strategy,
+            priority=request.priority,
+        )
+        decision: AdmissionDecision = await workflow.execute_local_activity(
+            ADMISSION_ACQUIRE,
+            self._admission,
+            result_type=AdmissionDecision,
+            start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+            retry_policy=RECORD_RETRY,
+        )
+        if decision.outcome == "cancelled":  # no ticket was made: nothing to give back
+            self._admission = None
+            self._admission_refused = True
+            self._cancel_reason = decision.reason or "concurrency limit reached"
+            return
+        if decision.outcome == "admitted":
+            self._admitted = True
+            return
+        key = self._admission.concurrency_key
+        await self._emit(
+            "task.queued.v1",
+            {
+                "concurrency_key": key,
+                "position": decision.position or 1,
+                "limit": self._admission.limit,
+                "running": decision.running,
+                "priority": self._admission.priority,
+            },
+        )
+        self._set_status(TaskStatus.QUEUED)
+        self._log("task queued", concurrency_key=key, position=decision.position)
+        queued_at = workflow.now()
+        await workflow.wait_condition(lambda: self._admitted or self._cancel_reason is not None)
+        if not self._admitted:
+            self._admission_refused = True
+            return  # cancelled while queued
+        waited = (workflow.now() - queued_at).total_seconds()
+        await self._emit(
+            "task.admitted.v1", {"concurrency_key": key, "waited_seconds": round(waited, 3)}
+        )
+        self._set_status(TaskStatus.RUNNING)
+
+    async def _release_slot(self) -> None:
+        """Give the slot (or the place in line) back; nothing for a task without a key."""
+        if self._admission is None:
+            return
+        release = AdmissionRelease(task_id=self._admission.task_id)
+        try:
+            await self._run_release(release)
+        except ActivityError as exc:
+            # A Temporal-native cancel interrupted it: give the slot back anyway (a release
+            # is idempotent), as `_emit` records an interrupted event anyway.
+            if not is_cancelled_exception(exc) or workflow.cancellation_reason() is None:
+                raise
+            await self._run_release(release)
+        self._admission = None
+
+    async def _run_release(self, release: AdmissionRelease) -> None:
+        await workflow.execute_local_activity(
+            ADMISSION_RELEASE,
+            release,
+            start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+            retry_policy=RECORD_RETRY,
+        )
