@@ -47,6 +47,17 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _time_text(value: Any) -> Any:
+    """Times as RFC 3339 text only: a bare number is no time here (pydantic would read it
+    as Unix seconds, which the schema does not say)."""
+    if isinstance(value, int | float):
+        raise ValueError("a time must be an RFC 3339 string with a time zone")
+    return value
+
+
+FilterTime = Annotated[AwareDatetime | None, BeforeValidator(_time_text)]
+
+
 class BulkFilter(BaseModel):
     """Which of the caller's tasks the action applies to: every criterion given must hold.
 
@@ -62,8 +73,8 @@ class BulkFilter(BaseModel):
         description="One status or a list of them (any of).",
     )
     type: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^\x00]+$")
-    created_before: AwareDatetime | None = None
-    created_after: AwareDatetime | None = None
+    created_before: FilterTime = None
+    created_after: FilterTime = None
     concurrency_key: str | None = Field(
         default=None, min_length=1, max_length=200, pattern=r"^[^\x00]+$"
     )

@@ -27,6 +27,8 @@ def test_one_status_is_a_list_of_one() -> None:
         {"created_after": "2026-01-02T00:00:00Z", "created_before": "2026-01-01T00:00:00Z"},
         {"created_after": "2026-01-01T00:00:00Z", "created_before": "2026-01-01T00:00:00Z"},
         {"concurrency_key": "a\x00b"},
+        {"created_after": 0},
+        {"created_before": 1.5},
     ],
 )
 def test_refused(given: dict[str, object]) -> None:
