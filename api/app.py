@@ -11,7 +11,7 @@ from api.cors import install_cors
 from api.middleware import RequestContextMiddleware
 from api.problems import install_problem_handlers
 from api.rate_limits import register_plugin_rates, register_rate_metrics
-from api.routes import bulk, control, events, health, tasks
+from api.routes import bulk, control, events, health, schedules, tasks
 from api.routes import schemas as schema_routes
 from api.routes.ui import install_page
 from api.security import install_security
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(schema_routes.router)
+    app.include_router(schedules.router)
     install_page(app)  # the task page at `/` (api/static/)
     # Outside authentication: preflights need no key, refusals carry CORS headers.
     install_cors(app, settings.cors_origins)

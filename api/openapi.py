@@ -64,7 +64,7 @@ _DEPENDENCY_DOWN = (
     " retry after `Retry-After` seconds."
 )
 # Every operation under these paths reads the store or asks Temporal.
-_REACHES_DEPENDENCIES = ("/tasks",)
+_REACHES_DEPENDENCIES = ("/tasks", "/schedules")
 
 DESCRIPTION = (
     "Tasks on Temporal you can watch and steer: create one, follow its events as"
@@ -80,6 +80,10 @@ TAGS: list[dict[str, str]] = [
         "name": "events",
         "description": "A task's events as Server-Sent Events, and the stream tokens"
         " browsers open them with (docs/events.md).",
+    },
+    {
+        "name": "schedules",
+        "description": "Tasks on a cron or an interval, on Temporal Schedules (docs/schedules.md).",
     },
     {"name": "webhooks", "description": "A task's webhook and its deliveries (docs/webhooks.md)."},
     {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},

@@ -37,10 +37,15 @@ from activities.recorder import EventRecorder
 from bench.context import BenchContext, cpu_delta
 from bench.stats import median, percentile
 from schemas.admission import AdmissionRequest
-from schemas.workflow import TASK_WORKFLOW, TaskWorkflowInput, workflow_id_for
+from schemas.workflow import (
+    TASK_WORKFLOW,
+    TaskWorkflowInput,
+    start_search_attributes,
+    workflow_id_for,
+)
 from store import EventStore, Outbox
 from store.admission import AdmissionStore
-from temporal.tasks import start_priority, start_search_attributes
+from temporal.tasks import start_priority
 from worker.temporal_worker import build_worker
 
 _FIRST_STEPS = """

@@ -29,10 +29,9 @@ from bench.models import BenchPipelineInput
 from bench.recorders import BatchingRecorder, NoIoRecorder
 from bench.stats import median
 from bench.worker import bench_worker
-from schemas.workflow import TaskWorkflowInput, workflow_id_for
+from schemas.workflow import TaskWorkflowInput, start_search_attributes, workflow_id_for
 from settings import Settings
 from store import EventStore, Outbox
-from temporal.tasks import start_search_attributes
 from worker.runtime import WorkerRuntime
 
 STEPS = 5

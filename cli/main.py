@@ -9,6 +9,7 @@
     taskplane api          = python -m api
     taskplane tasks …      create, list, show, pause, resume, cancel, watch tasks (cli/tasks.py)
     taskplane prune …      delete closed tasks past a retention, or count them (cli/prune.py)
+    taskplane schedules …  tasks on a cron or an interval (cli/schedules.py)
 
 `up` is a small supervisor rather than a process manager: it owns its children
 (see devstack.process), stops them in order (proxy, APIs, workers, Temporal, Redis,
@@ -32,7 +33,7 @@ from types import FrameType
 import httpx
 import psycopg
 
-from cli import prune, tasks
+from cli import prune, schedules, tasks
 from cli.apps import AppProcesses
 from cli.stack_info import banner, write_env_file
 from devstack.aio import run_sync
@@ -247,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("api", cmd_api, "run the API server (python -m api)")
     tasks.register(commands)  # `taskplane tasks …`: cli/tasks.py
     prune.register(commands)  # `taskplane prune …`: cli/prune.py
+    schedules.register(commands)  # `taskplane schedules …`: cli/schedules.py
     return parser
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 from schemas.debounce import DebounceSummary
 from schemas.tasks import TaskStatus
@@ -65,6 +65,24 @@ SEARCH_ATTRIBUTE_CLI_TYPES = {
     TASK_TYPE.name: "Keyword",
     TASK_STEP.name: "Int",
 }
+
+
+def start_search_attributes(task_type: str) -> TypedSearchAttributes:
+    """What a task's run shows operators from its start: its type, and `running`.
+
+    Set in the start request, so the workflow needs no upsert command to show them
+    (issue 15: each upsert is a visibility write); it upserts `TaskStatus` only when it
+    changes from this. `running` from the start: whether a worker has picked the run up
+    yet is Temporal's to show (its history), and it is a matter of milliseconds.
+    Here (no I/O) so a schedule's run starts its task with the same attributes.
+    """
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(TASK_TYPE, task_type),
+            SearchAttributePair(TASK_STATUS, TaskStatus.RUNNING.value),
+        ]
+    )
+
 
 _WORKFLOW_ID_PREFIX = "task-"
 

@@ -21,8 +21,6 @@ from temporalio.client import (
 )
 from temporalio.common import (
     Priority,
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -37,8 +35,6 @@ from schemas.workflow import (
     MEMO_REQUEST_HASH,
     MEMO_REQUEST_NONCE,
     MEMO_TASK_TYPE,
-    TASK_STATUS,
-    TASK_TYPE,
     TASK_WORKFLOW,
     UPDATE_CONTROL,
     UPDATE_INPUT,
@@ -47,25 +43,10 @@ from schemas.workflow import (
     DeliverInputResult,
     TaskStatusView,
     TaskWorkflowInput,
+    start_search_attributes,
     workflow_id_for,
 )
 from temporal.health import workflow_task_failing
-
-
-def start_search_attributes(task_type: str) -> TypedSearchAttributes:
-    """What a task's run shows operators from its start: its type, and `running`.
-
-    Set in the start request, so the workflow needs no upsert command to show them
-    (issue 15: each upsert is a visibility write); it upserts `TaskStatus` only when it
-    changes from this. `running` from the start: whether a worker has picked the run up
-    yet is Temporal's to show (its history), and it is a matter of milliseconds.
-    """
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(TASK_TYPE, task_type),
-            SearchAttributePair(TASK_STATUS, TaskStatus.RUNNING.value),
-        ]
-    )
 
 
 class TaskGoneError(Exception):

@@ -207,6 +207,7 @@ class WorkerRuntime:
                 shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 plugins=installed_plugins() if self._plugins is None else self._plugins,
+                pool=self.pool,
                 admission=AdmissionActivities(self.admission, self.waker),
             )
         self.bulk_worker = build_bulk_worker(settings, self.client, self.pool, self.metrics)

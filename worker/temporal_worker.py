@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -16,12 +17,14 @@ from activities.control import ControlActivities
 from activities.demo import DemoActivities
 from activities.recorder import EventRecorder
 from activities.recording import RecordingActivities
+from activities.schedules import ScheduleActivities
 from schemas.plugins import TaskTypePlugin, register_input_models
 from temporal.interceptors import LogContextInterceptor
 from workflows import approval as _approval_runner  # noqa: F401 - registers `demo.approval`
 from workflows import chat as _chat_runner  # noqa: F401 - registers `demo.chat`
 from workflows.debounce import DebounceWorkflow
 from workflows.registry import register_runner
+from workflows.scheduled import ScheduledTaskWorkflow
 from workflows.task_workflow import TaskWorkflow
 
 # Our own pure modules and pydantic are imported once, not per workflow run.
@@ -55,11 +58,17 @@ def build_worker(
     shutdown_grace: timedelta = timedelta(seconds=10),
     max_cached_workflows: int = 1000,
     plugins: Sequence[TaskTypePlugin] = (),
+    pool: AsyncConnectionPool | None = None,
     admission: AdmissionActivities | None = None,
     task_slots: int | None = None,
 ) -> Worker:
-    """The Temporal worker with every workflow and activity; tests build theirs here too."""
+    """The Temporal worker with every workflow and activity; tests build theirs here too.
+    With the store's `pool`, it also runs schedules' runs (workflows/scheduled.py)."""
     plugin_activities: list[Callable[..., Any]] = []
+    workflows: list[type] = [TaskWorkflow, DebounceWorkflow]
+    if pool is not None:
+        workflows.append(ScheduledTaskWorkflow)
+        plugin_activities.append(ScheduleActivities(pool).claim)
     for plugin in plugins:
         register_runner(plugin.name, plugin.runner, concurrency=plugin.concurrency)
         plugin_activities.extend(plugin.activities(recorder))
@@ -71,7 +80,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[TaskWorkflow, DebounceWorkflow],
+        workflows=workflows,
         activities=[
             RecordingActivities(recorder).record_event,
             DemoActivities(recorder).run_step,

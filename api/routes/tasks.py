@@ -49,7 +49,7 @@ def _links(task_id: str) -> TaskLinks:
     return TaskLinks(self=base, events=f"{base}/events", history=f"{base}/history")
 
 
-def _validated_input(body: CreateTaskRequest, event_budget: int) -> dict[str, Any]:
+def validated_task_input(body: CreateTaskRequest, event_budget: int) -> dict[str, Any]:
     input_model = TASK_INPUT_MODELS.get(body.type)
     if input_model is None:
         raise ProblemError(
@@ -97,7 +97,7 @@ async def create_task(
     """Start a task; with an `Idempotency-Key`, a repeat returns the same task (200)."""
     check_creation_rate(limiter, tenant)
     key = parse_idempotency_key(idempotency_key) if idempotency_key is not None else None
-    task_input = _validated_input(body, services.settings.max_events_per_task)
+    task_input = validated_task_input(body, services.settings.max_events_per_task)
     # Keys are scoped per tenant: the same key in two tenants names two tasks.
     task_id = task_id_for_key(tenant, key) if key else str(uuid.uuid4())
     fingerprint = request_fingerprint(body.fingerprint_fields())

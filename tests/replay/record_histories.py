@@ -37,6 +37,7 @@ from schemas.debounce import (
     DebounceSummary,
     debounce_workflow_id,
 )
+from schemas.schedules import SCHEDULED_TASK_WORKFLOW, ScheduledTaskInput
 from schemas.tasks import DemoStepInput, DemoStepResult, TaskStatus
 from schemas.workflow import (
     DEMO_STEP,
@@ -44,6 +45,7 @@ from schemas.workflow import (
     DeliverInputRequest,
     TaskWorkflowInput,
     TaskWorkflowResult,
+    start_search_attributes,
     workflow_id_for,
 )
 from settings import Settings
@@ -51,7 +53,6 @@ from store import EventStore, Outbox, open_pool
 from store.admission import AdmissionStore
 from temporal.client import connect_client
 from temporal.debounce import DebounceClient
-from temporal.tasks import start_search_attributes
 from worker.temporal_worker import build_worker, workflow_runner
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -319,6 +320,21 @@ async def debounce_window(client: Client, queue: str) -> WorkflowHandle[Any, Any
     return handle
 
 
+async def scheduled(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """A schedule's run (workflows/scheduled.py), started as its Temporal Schedule would:
+    it claims its task and runs it as a child to the end."""
+    handle = await client.start_workflow(
+        SCHEDULED_TASK_WORKFLOW,
+        ScheduledTaskInput(
+            tenant="default", schedule_id="replay", task_type="demo.pipeline", input={"steps": 1}
+        ),
+        id=f"scheduled-{uuid.uuid4()}-2026-12-04T10:00:00Z",
+        task_queue=queue,
+    )
+    await _finish(handle)
+    return handle
+
+
 async def cancelled_while_queued(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     key = f"replay-{uuid.uuid4().hex[:8]}"
     holder = await _start(client, queue, {"steps": 1, "step_seconds": 1}, **_limited(key))
@@ -357,6 +373,7 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "approval_cancelled_while_waiting": approval_cancelled_while_waiting,
     "controlled": controlled,
     "chat": chat,
+    "scheduled": scheduled,
     "debounced": debounced,
     "debounce_window": debounce_window,
     "queued_admitted": queued_admitted,
@@ -377,7 +394,9 @@ async def record(version: str) -> None:
     try:
         admission = AdmissionStore(pool, {})
         activities = AdmissionActivities(admission, Waker(client, admission))
-        async with build_worker(client, recorder, task_queue=queue, admission=activities):
+        async with build_worker(
+            client, recorder, task_queue=queue, admission=activities, pool=pool
+        ):
             only = [arg.removeprefix("--only=") for arg in sys.argv if arg.startswith("--only=")]
             for name, scenario in SCENARIOS.items():
                 if only and name not in only:

@@ -19,7 +19,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from temporalio.client import WorkflowHistory
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -34,8 +33,10 @@ from telemetry.tracing import (
     tracer,
     tracing_enabled,
 )
+from tests.unit.test_replay import load as load_history
 from worker.temporal_worker import workflow_runner
 from workflows.debounce import DebounceWorkflow
+from workflows.scheduled import ScheduledTaskWorkflow
 from workflows.task_workflow import TaskWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
@@ -237,7 +238,7 @@ async def test_stored_histories_replay_with_the_tracing_interceptor(
 ) -> None:
     """Tracing adds headers and spans, never commands: old histories still replay."""
     replayer = Replayer(
-        workflows=[TaskWorkflow, DebounceWorkflow],
+        workflows=[TaskWorkflow, DebounceWorkflow, ScheduledTaskWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
         interceptors=[TracingInterceptor(tracer())],
@@ -245,8 +246,7 @@ async def test_stored_histories_replay_with_the_tracing_interceptor(
     paths = sorted(HISTORIES.glob("v*_*.json"))
     assert paths
     for path in paths:
-        history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
-        result = await replayer.replay_workflow(history)
+        result = await replayer.replay_workflow(load_history(path))
         assert result.replay_failure is None, path.name
 
 

@@ -19,6 +19,7 @@ from temporalio.workflow import NondeterminismError
 
 from worker.temporal_worker import workflow_runner
 from workflows.debounce import DebounceWorkflow
+from workflows.scheduled import ScheduledTaskWorkflow
 from workflows.task_workflow import TaskWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
@@ -26,13 +27,16 @@ COMPATIBLE = sorted(p for p in HISTORIES.glob("v*_*.json"))
 
 
 def load(path: Path) -> WorkflowHistory:
-    raw = path.read_text()
-    return WorkflowHistory.from_json(f"replay-{path.stem}", json.loads(raw))
+    """The history under its workflow's own id where it says it (a schedule's run derives
+    its task id from it), else a made-up one."""
+    history = json.loads(path.read_text())
+    started = history["events"][0].get("workflowExecutionStartedEventAttributes", {})
+    return WorkflowHistory.from_json(started.get("workflowId") or f"replay-{path.stem}", history)
 
 
 def replayer() -> Replayer:
     return Replayer(
-        workflows=[TaskWorkflow, DebounceWorkflow],
+        workflows=[TaskWorkflow, DebounceWorkflow, ScheduledTaskWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
     )
@@ -55,6 +59,8 @@ def test_there_are_histories_of_every_scenario() -> None:
         "approval_cancelled_while_waiting",
         "controlled",
         "chat",
+        # a schedule's run (issue 24): claims its task, runs it as a child
+        "scheduled",
         # debounce (issue 24, v11): a debounced task, and a debounce window.
         "debounced",
         "debounce_window",
