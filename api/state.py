@@ -22,6 +22,7 @@ from api.stream_ticker import StreamTicker
 from broker import BrokerStatus, EventBroker
 from broker.factory import make_broker
 from settings import Settings
+from settings.deployment import get_deployment_settings
 from store import EventStore, TaskReader, open_pool
 from telemetry.metrics import Metrics
 from temporal.client import connect_client
@@ -70,6 +71,7 @@ class ApiState:
                 task_queue=settings.task_queue,
                 rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
                 tenant_weights=settings.tenant_weight_map,
+                versioning=get_deployment_settings(),
             )
         except BaseException:
             await broker.close()

@@ -46,6 +46,7 @@ from schemas.workflow import (
     start_search_attributes,
     workflow_id_for,
 )
+from settings.deployment import DeploymentSettings
 from temporal.health import workflow_task_failing
 
 
@@ -126,11 +127,13 @@ class TaskClient:
         task_queue: str,
         rpc_timeout: timedelta,
         tenant_weights: Mapping[str, float] | None = None,
+        versioning: DeploymentSettings | None = None,
     ) -> None:
         self.client = client
         self._task_queue = task_queue
         self._rpc_timeout = rpc_timeout
         self._weights = dict(tenant_weights or {})
+        self._versioning = versioning or DeploymentSettings(versioning=False)
 
     def _handle(self, task_id: str) -> WorkflowHandle[object, object]:
         return self.client.get_workflow_handle(workflow_id_for(task_id))
@@ -162,6 +165,7 @@ class TaskClient:
                 search_attributes=start_search_attributes(request.task_type),
                 static_summary=f"{request.task_type} task {request.task_id}",
                 priority=start_priority(request, self._weights),
+                versioning_override=self._versioning.start_override(request.task_type),
                 rpc_timeout=self._rpc_timeout,
                 start_delay=start_delay,
             )

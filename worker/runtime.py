@@ -34,6 +34,7 @@ from activities.recorder import EventRecorder
 from broker.factory import RedisFamilyBroker, make_broker
 from schemas.plugins import TaskTypePlugin, installed_plugins
 from settings import Settings
+from settings.deployment import get_deployment_settings
 from store import open_pool
 from store.admission import AdmissionStore
 from store.processed import ProcessedEvents
@@ -209,6 +210,7 @@ class WorkerRuntime:
                 plugins=installed_plugins() if self._plugins is None else self._plugins,
                 pool=self.pool,
                 admission=AdmissionActivities(self.admission, self.waker),
+                deployment_config=get_deployment_settings().deployment_config(),
             )
         self.bulk_worker = build_bulk_worker(settings, self.client, self.pool, self.metrics)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.admission import AdmissionActivities
@@ -61,9 +61,13 @@ def build_worker(
     pool: AsyncConnectionPool | None = None,
     admission: AdmissionActivities | None = None,
     task_slots: int | None = None,
+    deployment_config: WorkerDeploymentConfig | None = None,
 ) -> Worker:
     """The Temporal worker with every workflow and activity; tests build theirs here too.
-    With the store's `pool`, it also runs schedules' runs (workflows/scheduled.py)."""
+
+    With the store's `pool`, it also runs schedules' runs (workflows/scheduled.py).
+    `deployment_config` makes it one version of a Worker Deployment (docs/deploys.md);
+    None keeps it unversioned."""
     plugin_activities: list[Callable[..., Any]] = []
     workflows: list[type] = [TaskWorkflow, DebounceWorkflow]
     if pool is not None:
@@ -98,6 +102,7 @@ def build_worker(
         max_concurrent_workflow_tasks=task_slots,
         max_concurrent_activities=task_slots,
         max_concurrent_local_activities=task_slots,
+        deployment_config=deployment_config,
         # Heartbeats reach the server at least every second, so a cancel (which
         # rides on the heartbeat response) stops a step within about a second.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
