@@ -22,7 +22,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-LINGER_SECONDS = 0.05
+# 40 ms, not the 50 ms promised as the most coalescing may add: the pump's timer fires a
+# little late and the flush stamps its envelopes after it wakes (measured on an idle
+# machine with 50 ms: write -> recorded p99 50.6-50.9 ms).
+LINGER_SECONDS = 0.04
 MAX_PENDING = 64 * 1024
 
 

@@ -11,7 +11,7 @@ from api.cors import install_cors
 from api.middleware import RequestContextMiddleware
 from api.problems import install_problem_handlers
 from api.rate_limits import register_plugin_rates, register_rate_metrics
-from api.routes import control, events, health, schedules, tasks
+from api.routes import bulk, control, events, health, schedules, tasks
 from api.routes import schemas as schema_routes
 from api.routes.ui import install_page
 from api.security import install_security
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
     install_security(app, settings)  # API keys, tenants, stream tokens, limits
     register_rate_metrics(state.metrics, app.state.start_rates)
     install_problem_handlers(app, state.metrics.count_error)
+    app.include_router(bulk.router)  # before `tasks`: `/tasks/bulk` is no task id
     app.include_router(tasks.router)
     app.include_router(control.router)
     app.include_router(events.router)

@@ -215,7 +215,7 @@ def _describe_parameters(schema: dict[str, Any], settings: Settings) -> None:
         for parameter in operation.get("parameters", []):
             if parameter.get("name") == "limit":
                 _set_maximum(parameter["schema"], maximum)
-    for path in ("/tasks", "/tasks/{task_id}/inputs/{name}"):
+    for path in ("/tasks", "/tasks/{task_id}/inputs/{name}", "/tasks/bulk"):
         operation = schema.get("paths", {}).get(path, {}).get("post", {})
         for parameter in operation.get("parameters", []):
             if parameter.get("name") == "idempotency-key":

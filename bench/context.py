@@ -43,7 +43,7 @@ class Sizes:
     output_tokens: int = 400
     output_token_seconds: float = 0.02  # 50 tokens/s per task
     output_streams: bool = True  # the same output on Temporal Workflow Streams too
-    output_streams_batch_ms: int = 50  # their publisher's batch interval; 0: flush per token
+    output_streams_batch_ms: int = 40  # their batch interval (our window); 0: per token
     output_flushes: int = 400  # recording a flush, one transaction vs one per event (ABAB)
     lifecycle_tasks: int = 500  # a round, each variant
     lifecycle_rounds: int = 3  # of the plain variant (the other runs one)

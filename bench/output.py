@@ -9,7 +9,7 @@ the step wrote it. The write time is read off the schedule: the step's
 `task.step.started.v1` stamp plus `k * output_token_seconds` for token k (the step
 starts its schedule just before it records that event, whose stamp is taken while the
 envelope is built, before the commit: the figure is optimistic by that fraction of a
-millisecond). It includes the coalescing (at most 50 ms by design) — the price of
+millisecond). It includes the coalescing (a 40 ms window, at most 50 ms added) — the price of
 writing many tokens per event. Tokens written before the client's stream was open are
 history, not live, and are left out. Write -> recorded (the envelope's stamp, taken when
 the flush builds it) is what the coalescing adds: the target is <= 50 ms.

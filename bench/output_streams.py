@@ -3,7 +3,7 @@
 `BenchStreamedChat` on `python -m bench.worker` publishes `demo.chat`'s tokens (the
 same `answer_tokens`, the same count, the same schedule) to its own Workflow Stream
 (`temporalio.contrib.workflow_streams`): the activity's publisher batches them into
-signals (`batch_ms`, 50 ms by default: Taskplane's own coalescing window; 0 =
+signals (`batch_ms`, 40 ms by default: Taskplane's own coalescing window; 0 =
 `force_flush` per token), one `WorkflowStreamClient.subscribe` per task in this
 process long-polls them through updates (the library's default 100 ms poll cooldown).
 

@@ -7,6 +7,8 @@
     taskplane tasks watch ID
     taskplane tasks input ID NAME VALUE [--idempotency-key KEY]
     taskplane tasks input-link ID NAME [--expires-in SECONDS]
+    taskplane tasks bulk cancel|pause|resume [--status S] [--type T] … [--wait]
+    taskplane tasks bulk show ID [--wait]
 
 Every command takes `--api URL` (default `TASKPLANE_API_URL`, else
 http://127.0.0.1:8000), `--key KEY` (default `TASKPLANE_API_KEY`; sent as
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from cli.api_client import ApiError, TaskApi
+from cli.bulk import add_bulk_command
 from cli.exit_codes import (
     EXIT_API_ERROR,
     EXIT_CODES_HELP,
@@ -254,6 +257,7 @@ def register(commands: Any) -> None:
         add(name, command, help_text).add_argument("task_id", metavar="ID")
 
     add_input_commands(add)
+    add_bulk_command(add)
 
     watch = add("watch", cmd_watch, "follow a task's events live, a bar per step")
     watch.add_argument("task_id", metavar="ID")

@@ -180,14 +180,22 @@ class TaskClient:
             raise
         return await TaskDescription.of(description)
 
-    async def control(self, task_id: str, request: ControlRequest) -> TaskStatusView:
+    async def control(
+        self, task_id: str, request: ControlRequest, *, update_id: str | None = None
+    ) -> TaskStatusView:
         """Pause, resume or cancel through the `control` update: applied by the workflow
         before this returns, so the next call sees it; `ControlRefusedError` when the
         workflow says the transition makes no sense now. A worker that does not take the
-        update within the deadline raises `WorkflowUpdateRPCTimeoutOrCancelledError`."""
+        update within the deadline raises `WorkflowUpdateRPCTimeoutOrCancelledError`.
+        A repeat with the same `update_id` (a bulk operation's retried page) is the same
+        update: Temporal answers it from the first, the workflow applies it once."""
         try:
             answer: TaskStatusView = await self._handle(task_id).execute_update(
-                UPDATE_CONTROL, request, result_type=TaskStatusView, rpc_timeout=self._rpc_timeout
+                UPDATE_CONTROL,
+                request,
+                id=update_id,
+                result_type=TaskStatusView,
+                rpc_timeout=self._rpc_timeout,
             )
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause

@@ -45,6 +45,7 @@ from temporal.runtime import metrics_runtime
 from webhooks.dispatcher import WebhookDispatcher
 from webhooks.metrics import register_webhook_metrics
 from worker.admission_keeper import AdmissionKeeper, register_admission_metrics
+from worker.bulk_worker import build_bulk_worker
 from worker.cancel import cancel_until_done
 from worker.event_handler import EventHandler
 from worker.handler_setup import build_handler_runner, stop_handlers
@@ -83,6 +84,7 @@ class WorkerRuntime:
         self._group: asyncio.TaskGroup | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._worker_task: asyncio.Task[None] | None = None
+        self._bulk_task: asyncio.Task[None] | None = None
         self._handlers_task: asyncio.Task[None] | None = None
         # Set when a part died: the group is already cancelling every other one.
         self._broken = False
@@ -98,6 +100,7 @@ class WorkerRuntime:
         self.reconciler: Reconciler | None = None
         self.pruner: Pruner | None = None
         self.worker: Worker
+        self.bulk_worker: Worker  # bulk operations, on a task queue of their own
         self.gauges: WorkerGauges
         self.admission: AdmissionStore
         self.waker: Waker
@@ -209,6 +212,7 @@ class WorkerRuntime:
                 admission=AdmissionActivities(self.admission, self.waker),
                 deployment_config=get_deployment_settings().deployment_config(),
             )
+        self.bulk_worker = build_bulk_worker(settings, self.client, self.pool, self.metrics)
 
     async def _flush_marks(self) -> None:
         try:
@@ -232,6 +236,7 @@ class WorkerRuntime:
             self._loop(self.pruner.run(), "pruner")
         self._handlers_task = self._loop(self.handlers.run(), "event-handlers")
         self._worker_task = self._loop(self.worker.run(), "temporal-worker")
+        self._bulk_task = self._loop(self.bulk_worker.run(), "bulk-worker")
 
     def _loop(self, loop: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         assert self._group is not None
@@ -250,8 +255,11 @@ class WorkerRuntime:
         if self._worker_task is not None and not self._worker_task.done():
             await self.worker.shutdown()  # running activities finish first
             log.info("temporal worker stopped")
+        if self._bulk_task is not None and not self._bulk_task.done():
+            await self.bulk_worker.shutdown()  # a page cut short is retried elsewhere
         if self._handlers_task is not None and not self._handlers_task.done():
             await stop_handlers(self.handlers, self._handlers_task)
             log.info("durable handlers stopped")
-        others = [t for t in self._loops if t not in (self._worker_task, self._handlers_task)]
+        stopped = (self._worker_task, self._bulk_task, self._handlers_task)
+        others = [t for t in self._loops if t not in stopped]
         await cancel_until_done(others)
