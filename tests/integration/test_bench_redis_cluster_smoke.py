@@ -6,21 +6,42 @@ only to the shard's replica. No timing is asserted.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
-from bench.redis_cluster import balance, bus_messages
-from tests.redis_cluster import LocalCluster, own_cluster, redis_cluster  # noqa: F401 -- fixtures
+from bench.redis_cluster import balance
+from tests.redis_cluster import LocalCluster, cluster_binaries, redis_cluster  # noqa: F401 -- a fixture
 
 pytestmark = pytest.mark.bench
 
 
-async def test_bus_messages_per_event_classic_against_sharded(
-    own_cluster: LocalCluster,  # noqa: F811
-) -> None:
-    # A cluster of its own: the counts are exact only while every shard has its replica
-    # linked and nothing else publishes. On the session's shared cluster, after the e2e
-    # tests, SPUBLISH once counted 0.0 bus messages (a shard without a linked replica).
-    figures = await bus_messages(own_cluster, 50)
+# Run in a process of its own, on a cluster of its own, as `python -m bench.redis_cluster`
+# runs: in the suite's process, after the cluster fault tests, SPUBLISH counted 0.0 bus
+# messages per event (every time, on a fresh cluster too) while it counts 1.0 alone; the
+# cause is not found yet (see docs/performance.md, "Redis Cluster").
+BUS_SCRIPT = """
+import asyncio, json, sys
+from bench.redis_cluster import bus_messages
+from devstack.redis_cluster import local_cluster
+with local_cluster(sys.argv[1], sys.argv[2]) as cluster:
+    print(json.dumps(asyncio.run(bus_messages(cluster, 50))))
+"""
+
+
+def test_bus_messages_per_event_classic_against_sharded() -> None:
+    server, cli = cluster_binaries()
+    done = subprocess.run(
+        [sys.executable, "-c", BUS_SCRIPT, server, cli],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["classic"]["publish_bus_messages_per_event"] == 5.0  # 6 nodes: 5 others
     assert figures["sharded"]["publish_bus_messages_per_event"] == 1.0  # its one replica
 
