@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from cli.api_client import ApiError, TaskApi
-from cli.exit_codes import EXIT_OK, EXIT_USAGE
-from cli.values import UsageError, parse_json_object, write_json
+from cli.api_client import TaskApi
+from cli.api_commands import run_api_command
+from cli.exit_codes import EXIT_OK
+from cli.values import parse_json_object, write_json
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -165,17 +165,5 @@ def register(commands: Any) -> None:
 
 def run(settings: Settings, args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the chosen `schedules` subcommand; failures become the documented exit codes."""
-    out = out or sys.stdout
-    key = args.key or (settings.api_key.get_secret_value() if settings.api_key else None)
-    api = TaskApi(args.api or settings.api_url, key)
     command: Command = args.schedule_handler
-    try:
-        return command(api, args, out)
-    except UsageError as exc:
-        log.error("%s", exc)
-        return EXIT_USAGE
-    except ApiError as exc:
-        log.error("%s", exc.detail)
-        return exc.exit_code
-    finally:
-        api.close()
+    return run_api_command(settings, args, command, out)

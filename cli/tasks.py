@@ -31,21 +31,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from cli.api_client import ApiError, TaskApi
+from cli.api_commands import run_api_command
 from cli.bulk import add_bulk_command
 from cli.exit_codes import (
     EXIT_API_ERROR,
     EXIT_CODES_HELP,
     EXIT_OK,
-    EXIT_USAGE,
     STATUS_EXIT,
 )
 from cli.inputs import add_input_commands
-from cli.values import UsageError, parse_json_object, write_json
+from cli.values import parse_json_object, write_json
 from cli.watch import StreamEnd, StreamGaveUpError, StreamRefusedError, follow
 from cli.watch_render import BarsRenderer, JsonRenderer, Renderer, TaskProgress, TextRenderer
 from settings import Settings
@@ -266,17 +265,5 @@ def register(commands: Any) -> None:
 
 def run(settings: Settings, args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the chosen `tasks` subcommand; every failure becomes a documented exit code."""
-    out = out or sys.stdout
-    key = args.key or (settings.api_key.get_secret_value() if settings.api_key else None)
-    api = TaskApi(args.api or settings.api_url, key)
     command: TaskCommand = args.task_handler
-    try:
-        return command(api, args, out)
-    except UsageError as exc:
-        log.error("%s", exc)
-        return EXIT_USAGE
-    except ApiError as exc:
-        log.error("%s", exc.detail)
-        return exc.exit_code
-    finally:
-        api.close()
+    return run_api_command(settings, args, command, out)
