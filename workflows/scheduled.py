@@ -17,7 +17,7 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         start_search_attributes,
         workflow_id_for,
     )
+    from workflows.policies import PATCH_SCHEDULED_FLOW
 
 CLAIM_TIMEOUT = timedelta(seconds=10)
 CLAIM_RETRY = RetryPolicy(
@@ -64,14 +65,20 @@ class ScheduledTaskWorkflow:
         if not claimed:  # the id is a pruned task's (a replayed old fire): start nothing
             workflow.logger.warning("scheduled task not claimed", extra={"task_id": task_id})
             return task_id
+        child = TaskWorkflowInput(
+            task_id=task_id, task_type=request.task_type, input=request.input, owner=request.tenant
+        )
+        priority = Priority.default
+        if workflow.patched(PATCH_SCHEDULED_FLOW):
+            child = _with_flow(child, request)
+            priority = Priority(
+                priority_key=request.priority,
+                fairness_key=request.tenant,
+                fairness_weight=request.fairness_weight,
+            )
         handle = await workflow.start_child_workflow(
             TASK_WORKFLOW,
-            TaskWorkflowInput(
-                task_id=task_id,
-                task_type=request.task_type,
-                input=request.input,
-                owner=request.tenant,
-            ),
+            child,
             id=workflow_id_for(task_id),
             result_type=TaskWorkflowResult,
             memo={MEMO_TASK_TYPE: request.task_type, MEMO_SCHEDULE_ID: request.schedule_id},
@@ -79,8 +86,22 @@ class ScheduledTaskWorkflow:
             static_summary=f"{request.task_type} task {task_id} (schedule {request.schedule_id})",
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,  # a task id is never reused
+            priority=priority,
         )
         # The task failed or was cancelled: its own events say so; this run just ends.
         with contextlib.suppress(ChildWorkflowError):
             await handle
         return task_id
+
+
+def _with_flow(child: TaskWorkflowInput, request: ScheduledTaskInput) -> TaskWorkflowInput:
+    """The task's input with the schedule's flow control: admission applies to it as to
+    a task `POST /tasks` creates (the key is set only when the type has a limit)."""
+    return child.model_copy(
+        update={
+            "concurrency_key": request.concurrency_key if request.concurrency_limit else None,
+            "concurrency_limit": request.concurrency_limit,
+            "concurrency_strategy": request.concurrency_strategy,
+            "priority": request.priority,
+        }
+    )

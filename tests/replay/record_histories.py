@@ -335,6 +335,27 @@ async def scheduled(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def scheduled_flow(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """A schedule's run with flow control (v14): its task takes a slot of the schedule's
+    concurrency key, with its priority, under Temporal Priority."""
+    handle = await client.start_workflow(
+        SCHEDULED_TASK_WORKFLOW,
+        ScheduledTaskInput(
+            tenant="default",
+            schedule_id="replay",
+            task_type="demo.pipeline",
+            input={"steps": 1},
+            concurrency_key=f"replay-{uuid.uuid4().hex[:8]}",
+            concurrency_limit=1,
+            priority=2,
+        ),
+        id=f"scheduled-{uuid.uuid4()}-2026-12-04T10:00:00Z",
+        task_queue=queue,
+    )
+    await _finish(handle)
+    return handle
+
+
 async def cancelled_while_queued(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     key = f"replay-{uuid.uuid4().hex[:8]}"
     holder = await _start(client, queue, {"steps": 1, "step_seconds": 1}, **_limited(key))
@@ -374,6 +395,7 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "controlled": controlled,
     "chat": chat,
     "scheduled": scheduled,
+    "scheduled_flow": scheduled_flow,
     "debounced": debounced,
     "debounce_window": debounce_window,
     "queued_admitted": queued_admitted,

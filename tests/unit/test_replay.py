@@ -61,6 +61,8 @@ def test_there_are_histories_of_every_scenario() -> None:
         "chat",
         # a schedule's run (issue 24): claims its task, runs it as a child
         "scheduled",
+        # … with the schedule's concurrency key and priority (v14)
+        "scheduled_flow",
         # debounce (issue 24, v11): a debounced task, and a debounce window.
         "debounced",
         "debounce_window",
