@@ -133,6 +133,7 @@ async def create_task(
         request_hash=fingerprint,
         request_nonce=nonce,
         start_delay=timedelta(seconds=admission.delay_seconds) if admission.delay_seconds else None,
+        deferred_by=admission.rule,
     )
     description: TaskDescription | None = None
     if key is not None:
