@@ -74,7 +74,7 @@ def definition_of(
         overlap=request.get("overlap") or "skip",
         catchup_window=seconds("catchup_window"),
         jitter=seconds("jitter"),
-        concurrency_key=key if policy else None,
+        concurrency_key=key,  # the task's admission uses it only under a limit
         concurrency_limit=policy.limit if policy else None,
         concurrency_strategy=policy.strategy if policy else "queue",
         priority=request.get("priority") or 3,

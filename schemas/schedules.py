@@ -67,3 +67,4 @@ class ScheduledTaskInput(BaseModel):
 class ClaimScheduledTask(BaseModel):
     task_id: str
     tenant: str
+    concurrency_key: str | None = None  # None: the tenant (schedules from before keys)

@@ -57,7 +57,9 @@ class ScheduledTaskWorkflow:
         task_id = scheduled_task_id(info.workflow_id, info.first_execution_run_id)
         claimed: bool = await workflow.execute_local_activity(
             CLAIM_SCHEDULED_TASK,
-            ClaimScheduledTask(task_id=task_id, tenant=request.tenant),
+            ClaimScheduledTask(
+                task_id=task_id, tenant=request.tenant, concurrency_key=request.concurrency_key
+            ),
             result_type=bool,
             start_to_close_timeout=CLAIM_TIMEOUT,
             retry_policy=CLAIM_RETRY,
