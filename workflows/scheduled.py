@@ -8,7 +8,9 @@ for the schedule's tenant (a local activity: the claim the API makes before
 `task-<id>` as its child and waits for it. Waiting is what gives the schedule's
 overlap policy its meaning: a run is "still running" while its task is; cancelling
 or terminating this run (policies `cancel_other`, `terminate_other`) cancels the task.
-`TaskWorkflow` itself is unchanged.
+The task carries the schedule's concurrency key, limit and priority, and Temporal
+Priority with the tenant as fairness key (`workflow.patched("scheduled-flow")`: runs
+recorded before replay without them). `TaskWorkflow` itself is unchanged.
 """
 
 from __future__ import annotations
