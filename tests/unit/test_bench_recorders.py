@@ -33,7 +33,10 @@ def test_no_io_recorder_has_every_public_attribute() -> None:
 
 def test_no_io_recorder_records_without_io() -> None:
     recorder = NoIoRecorder()
-    events = [NewEvent(f"e{i}", "task.step.started.v1", {"index": i, "name": "s"}) for i in (0, 1)]
+    events = [
+        NewEvent(f"e{i}", "task.step.started.v1", {"index": i, "name": "s", "attempt": 1})
+        for i in (1, 2)
+    ]
     results = asyncio.run(recorder.record_many("t", events))
     assert [r.duplicate for r in results] == [False, False]
     assert recorder.progress_rates is None
