@@ -44,9 +44,7 @@ class ActivityFailures(Interceptor):
     def check(self) -> None:
         """Raise `VariantFailedError` once the variant is clearly broken."""
         if self.count >= GIVE_UP_AFTER:
-            raise VariantFailedError(
-                f"{self.count} activity attempts failed, first: {self.first}"
-            )
+            raise VariantFailedError(f"{self.count} activity attempts failed, first: {self.first}")
 
 
 class _Counting(ActivityInboundInterceptor):

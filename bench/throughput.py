@@ -212,7 +212,7 @@ async def _closed_loop(
         # On a busy machine a short window can see no completion at all: that measures
         # nothing (0 tasks/s, and a ratio divided by zero), so it stays open until one.
         # A variant whose activities keep failing never completes: give up on it then.
-        await _until_counted(counted, failures, timeout=120)
+        await _until_counted(counted, failures, within=120)
         closed = time.monotonic()
         cpu = cpu_delta(before, ctx.cpu_snapshot())
         closing.set()
@@ -225,9 +225,9 @@ async def _closed_loop(
 
 
 async def _until_counted(
-    counted: asyncio.Event, failures: ActivityFailures, *, timeout: float
+    counted: asyncio.Event, failures: ActivityFailures, *, within: float
 ) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not counted.is_set():
         failures.check()
         left = deadline - time.monotonic()

@@ -21,8 +21,8 @@ from temporalio.worker import Worker
 from activities.demo import DemoActivities
 from activities.recorder import EventRecorder
 from activities.recording import RecordingActivities
-from bench.failures import ActivityFailures
 from bench.activities import noop_step, streamed_chat_step, streamed_step
+from bench.failures import ActivityFailures
 from bench.workflows import (
     BareWorkflow,
     EmitEveryEventWorkflow,
