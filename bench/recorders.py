@@ -31,7 +31,7 @@ from typing import Any, cast
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from activities.recorder import EventRecorder
+from activities.recorder import EventRecorder, NewEvent
 from broker import BrokerError, EventBroker, topic_for
 from schemas import EventEnvelope, check_size, validate_data
 from schemas.envelope import schema_id
@@ -110,8 +110,15 @@ async def mark_published(pool: AsyncConnectionPool, outbox_ids: list[int]) -> No
 
 
 class NoIoRecorder(EventRecorder):
-    def __init__(self) -> None:  # no store, outbox or broker: that is the point
-        pass
+    """Every public member of `EventRecorder` the activities use, with no I/O behind it.
+
+    It does not call `EventRecorder.__init__` (no store, outbox or broker: that is the
+    point), so each member the activities read is set or overridden here: a member the
+    production recorder gains must be added here too (`tests/unit/test_bench_recorders.py`).
+    """
+
+    def __init__(self) -> None:
+        self.progress_rates = None  # progress is never rate-limited here
 
     async def record(
         self,
@@ -124,6 +131,16 @@ class NoIoRecorder(EventRecorder):
     ) -> RecordEventResult:
         build_envelope(event_id, task_id, event_type, data).to_json()
         return RecordEventResult(sequence=1, duplicate=False)
+
+    async def record_many(
+        self, task_id: str, events: Sequence[NewEvent], *, run_id: str | None = None
+    ) -> list[RecordEventResult]:
+        for event in events:
+            build_envelope(event.event_id, task_id, event.event_type, event.data).to_json()
+        return [RecordEventResult(sequence=1, duplicate=False) for _ in events]
+
+    async def flush_marks(self) -> None:
+        pass
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ the machine is shared and its noise moves whole rounds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from temporalio.worker import Worker
 
 from activities.recorder import EventRecorder
 from bench.context import BenchContext, cpu_delta
+from bench.failures import ActivityFailures
 from bench.models import BenchPipelineInput
 from bench.recorders import BatchingRecorder, NoIoRecorder
 from bench.stats import median
@@ -171,6 +173,7 @@ async def _closed_loop(
     lanes: int,
     warmup: float,
     window: float,
+    failures: ActivityFailures,
 ) -> Window:
     """`lanes` workflows in flight at all times; count what completes inside the window.
 
@@ -208,7 +211,8 @@ async def _closed_loop(
         await asyncio.sleep(window)
         # On a busy machine a short window can see no completion at all: that measures
         # nothing (0 tasks/s, and a ratio divided by zero), so it stays open until one.
-        await asyncio.wait_for(counted.wait(), timeout=120)
+        # A variant whose activities keep failing never completes: give up on it then.
+        await _until_counted(counted, failures, within=120)
         closed = time.monotonic()
         cpu = cpu_delta(before, ctx.cpu_snapshot())
         closing.set()
@@ -218,6 +222,19 @@ async def _closed_loop(
             task.cancel()
     completed = [task_id for at, task_id in completions if opened <= at <= closed]
     return Window(closed - opened, completed, cpu)
+
+
+async def _until_counted(
+    counted: asyncio.Event, failures: ActivityFailures, *, within: float
+) -> None:
+    deadline = time.monotonic() + within
+    while not counted.is_set():
+        failures.check()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no workflow completed inside the window")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(counted.wait(), timeout=min(1.0, left))
 
 
 async def _count_events(ctx: BenchContext, task_ids: list[str]) -> int:
@@ -234,9 +251,10 @@ async def run_variant(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
     if variant.worker_loops:
         return await _with_worker_runtime(ctx, variant, task_queue)
     recorder = _recorder(ctx, variant.recorder)
+    failures = ActivityFailures()
     try:
-        async with bench_worker(ctx.client, recorder, task_queue=task_queue):
-            window = await _window(ctx, variant, task_queue)
+        async with bench_worker(ctx.client, recorder, task_queue=task_queue, failures=failures):
+            window = await _window(ctx, variant, task_queue, failures)
     finally:
         if isinstance(recorder, BatchingRecorder):
             await recorder.close()
@@ -258,15 +276,19 @@ async def _with_worker_runtime(
         worker_metrics_temporal_port=None,
     )
 
+    failures = ActivityFailures()
+
     def make_worker(client: Client, recorder: EventRecorder, queue: str) -> Worker:
-        return bench_worker(client, recorder, task_queue=queue)
+        return bench_worker(client, recorder, task_queue=queue, failures=failures)
 
     async with WorkerRuntime(settings, make_worker=make_worker) as runtime:
-        window = await _window(ctx, variant, task_queue)
+        window = await _window(ctx, variant, task_queue, failures)
     return await _result(ctx, variant, window, runtime.recorder)
 
 
-async def _window(ctx: BenchContext, variant: Variant, task_queue: str) -> Window:
+async def _window(
+    ctx: BenchContext, variant: Variant, task_queue: str, failures: ActivityFailures
+) -> Window:
     sizes = ctx.sizes
     return await _closed_loop(
         ctx,
@@ -275,6 +297,7 @@ async def _window(ctx: BenchContext, variant: Variant, task_queue: str) -> Windo
         lanes=sizes.throughput_concurrency,
         warmup=sizes.throughput_warmup_seconds,
         window=sizes.throughput_window_seconds,
+        failures=failures,
     )
 
 

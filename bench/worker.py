@@ -22,6 +22,7 @@ from activities.demo import DemoActivities
 from activities.recorder import EventRecorder
 from activities.recording import RecordingActivities
 from bench.activities import noop_step, streamed_chat_step, streamed_step
+from bench.failures import ActivityFailures
 from bench.workflows import (
     BareWorkflow,
     EmitEveryEventWorkflow,
@@ -32,7 +33,13 @@ from worker.temporal_worker import workflow_runner
 from workflows.task_workflow import TaskWorkflow
 
 
-def bench_worker(client: Client, recorder: EventRecorder, *, task_queue: str) -> Worker:
+def bench_worker(
+    client: Client,
+    recorder: EventRecorder,
+    *,
+    task_queue: str,
+    failures: ActivityFailures | None = None,
+) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
@@ -55,6 +62,7 @@ def bench_worker(client: Client, recorder: EventRecorder, *, task_queue: str) ->
         max_cached_workflows=1000,
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
+        interceptors=[failures] if failures is not None else [],
     )
 
 

@@ -42,6 +42,12 @@ SANDBOX_PASSTHROUGH = (
     "workflows.approval",
     # `wait_for_input` and the exception a runner catches: one class, in and out.
     "workflows.waiting",
+    # TaskWorkflow's helpers (admission, input waits, control signals): classes built per
+    # run, no module state. Re-importing them in every run's sandbox was ~30 % of a
+    # replayed task's worker CPU (docs/performance.md, issue 15).
+    "workflows.admission",
+    "workflows.inputs",
+    "workflows.control",
 )
 
 
