@@ -24,7 +24,6 @@ tenant as fairness key). `demo.pipeline` of one step of `flow_step_seconds`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from temporalio.common import Priority
 
 from activities.admission import AdmissionActivities, Waker
 from activities.recorder import EventRecorder
+from bench import flow_tenants
 from bench.context import BenchContext, cpu_delta
 from bench.stats import median, percentile
 from schemas.admission import AdmissionRequest
@@ -209,15 +209,21 @@ async def _claims(ctx: BenchContext) -> dict[str, float]:
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
     sizes = ctx.sizes
-    result: dict[str, Any] = {"claims": await _claims(ctx)}
+    result: dict[str, Any] = {"claims": await _claims(ctx)} if sizes.flow_claims else {}
     rounds: dict[str, list[dict[str, float]]] = {"no_limit": [], "limit": []}
     for _ in range(sizes.flow_overhead_rounds):
         rounds["no_limit"].append(await _overhead_round(ctx, None))
         rounds["limit"].append(await _overhead_round(ctx, 1_000_000))
-    result["overhead"] = {
-        name: {k: round(median([r[k] for r in runs]), 1) for k in runs[0]}
-        for name, runs in rounds.items()
-    }
+    if sizes.flow_overhead_rounds:
+        result["overhead"] = {
+            name: {k: round(median([r[k] for r in runs]), 1) for k in runs[0]}
+            for name, runs in rounds.items()
+        }
+        result["overhead"]["first_step_p50_added_ms"] = round(
+            result["overhead"]["limit"]["first_step_p50_ms"]
+            - result["overhead"]["no_limit"]["first_step_p50_ms"],
+            1,
+        )
     slots = sizes.flow_worker_slots
     variants = {
         "idle": (False, None, 0, None),  # fairness does not matter alone
@@ -227,41 +233,42 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         "fairness_slots": (True, None, sizes.flow_noisy, slots),
         "fairness_limit_slots": (True, sizes.flow_limit, sizes.flow_noisy, slots),
     }
-    chosen = [v for v in sizes.flow_variants.split(",") if v] or list(variants)
+    chosen = [v for v in sizes.flow_variants.split(",") if v]
+    in_process = [v for v in chosen if v in variants] if chosen else list(variants)
     fairness: dict[str, Any] = {}
     for name, (fair, limit, noisy, worker_slots) in variants.items():
-        if name not in chosen and name != "idle":  # idle is every ratio's baseline
-            continue
+        if not in_process or (name not in in_process and name != "idle"):
+            continue  # idle is every in-process ratio's baseline
         began = time.monotonic()
         run_ = Run(ctx, fairness=fair, limit=limit, slots=worker_slots)
         fairness[name] = await _noisy_and_quiet(ctx, run_, noisy)
         fairness[name]["seconds"] = round(time.monotonic() - began, 1)
         if worker_slots:
             fairness[name]["worker_slots"] = worker_slots
-    idle = fairness["idle"]["quiet_first_step_p99_ms"]
-    for name in [v for v in fairness if v != "idle"]:
-        fairness[name]["p99_to_idle"] = round(fairness[name]["quiet_first_step_p99_ms"] / idle, 2)
+    if fairness:
+        idle = fairness["idle"]["quiet_first_step_p99_ms"]
+        for name in [v for v in fairness if v != "idle"]:
+            ratio = fairness[name]["quiet_first_step_p99_ms"] / idle
+            fairness[name]["p99_to_idle"] = round(ratio, 2)
+    wanted = [v for v in chosen if v.startswith("api_")]
+    if wanted or not chosen:  # the deployment topology (bench/flow_tenants.py)
+        fairness.update(await flow_tenants.run(ctx, wanted))
     result["fairness"] = fairness
     result["measured_at"] = datetime.now(UTC).isoformat()
-    with contextlib.suppress(KeyError):
-        result["overhead"]["first_step_p50_added_ms"] = round(
-            result["overhead"]["limit"]["first_step_p50_ms"]
-            - result["overhead"]["no_limit"]["first_step_p50_ms"],
-            1,
-        )
     return result
 
 
 def render(result: dict[str, Any]) -> list[str]:
     """The part's figures as lines under the bench's table."""
     lines = ["", "flow control (issue 24):"]
-    claims = result["claims"]
-    lines.append(
-        f"  claim+release of a free slot: {claims['wall_us_per_pair']} us wall,"
-        f" {claims['client_cpu_us_per_pair']} us client CPU,"
-        f" {claims['postgres_cpu_us_per_pair']} us Postgres CPU per pair"
-    )
-    for name, figures in result["overhead"].items():
+    claims = result.get("claims")
+    if claims:
+        lines.append(
+            f"  claim+release of a free slot: {claims['wall_us_per_pair']} us wall,"
+            f" {claims['client_cpu_us_per_pair']} us client CPU,"
+            f" {claims['postgres_cpu_us_per_pair']} us Postgres CPU per pair"
+        )
+    for name, figures in result.get("overhead", {}).items():
         lines.append(f"  overhead {name}: {figures}")
     for name, figures in result["fairness"].items():
         lines.append(f"  {name}: {figures}")

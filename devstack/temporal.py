@@ -38,8 +38,16 @@ log = logging.getLogger(__name__)
 SEARCH_ATTRIBUTES = SEARCH_ATTRIBUTE_CLI_TYPES
 # Priority and Fairness in matching (the tenant is every task's fairness key, its
 # weight from TASKPLANE_TENANT_WEIGHTS): off by default in a self-hosted server; a
-# cluster needs the same two dynamic config values (docs/flow-control.md#fairness).
-FAIRNESS_DYNAMIC_CONFIG = ("matching.useNewMatcher=true", "matching.enableFairness=true")
+# cluster needs the same dynamic config values (docs/flow-control.md#fairness).
+# One partition per task queue: fairness orders each partition on its own, and a
+# busy worker's polls left a quiet tenant's first workflow task seconds behind in a
+# partition nobody polled (the bench's flow part, docs/performance.md#flow-control).
+FAIRNESS_DYNAMIC_CONFIG = (
+    "matching.useNewMatcher=true",
+    "matching.enableFairness=true",
+    "matching.numTaskqueueReadPartitions=1",
+    "matching.numTaskqueueWritePartitions=1",
+)
 
 
 def temporal_binary() -> Path:

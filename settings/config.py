@@ -94,6 +94,10 @@ class Settings(RedisClusterSettings, AdmissionSettings):  # sections: settings/*
     # makes every workflow task replay from history (a determinism check).
     worker_shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
+    # Workflow tasks, activities and local activities one worker holds at once (each);
+    # unset: the SDK's 100. Fewer keep a backlog in Temporal's matching, where the
+    # tenant fairness key orders it (docs/flow-control.md#fairness).
+    worker_task_slots: int | None = Field(default=None, ge=1)
 
     # Reconciler (worker): records the ending of runs that closed without recording one
     # (terminate, a workflow timeout, a failed run). Every `interval` it lists runs closed

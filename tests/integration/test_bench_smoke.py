@@ -136,7 +136,8 @@ async def test_flow_slice_starts_every_quiet_task_and_never_overfills_a_key(
             "flow_overhead_tasks=4",
             "flow_overhead_rounds=1",
             "flow_claims=10",
-            "flow_variants=no_fairness,fairness_limit",
+            "flow_variants=no_fairness,fairness_limit,api_fairness_limit_slots,"
+            "api_held_outside_limit",
         ]
     )
     result = await flow.run(ctx)
@@ -144,10 +145,17 @@ async def test_flow_slice_starts_every_quiet_task_and_never_overfills_a_key(
     assert result["claims"]["pairs"] == 10
     assert set(result["overhead"]) >= {"no_limit", "limit"}
     fairness = result["fairness"]
-    assert set(fairness) == {"idle", "no_fairness", "fairness_limit"}
+    in_process = {"idle", "no_fairness", "fairness_limit"}
+    # The deployment topology: a worker and an API process, both tenants through POST /tasks.
+    api = {"api_idle", "api_fairness_limit_slots", "api_held_outside_limit"}
+    assert set(fairness) == in_process | api
     for name, figures in fairness.items():
         assert figures["quiet_started"] == figures["quiet_sent"] == 3, name
-        assert figures["noisy_sent"] == (0 if name == "idle" else 16), name
-    assert fairness["fairness_limit"]["key_samples"] >= 1
-    assert fairness["fairness_limit"]["most_held_per_key"] <= 2
+        if name != "api_held_outside_limit":  # its closed loop stops once the quiet are in
+            assert figures["noisy_sent"] == (0 if name.endswith("idle") else 16), name
+    for name in ("fairness_limit", "api_fairness_limit_slots", "api_held_outside_limit"):
+        assert fairness[name]["key_samples"] >= 1, name
+        assert fairness[name]["most_held_per_key"] <= 2, name
+    assert fairness["api_held_outside_limit"]["noisy_started_by_then"] >= 1
+    assert fairness["api_fairness_limit_slots"]["slowest_quiet_history_ms"]
     assert "flow control" in "\n".join(flow.render(result))

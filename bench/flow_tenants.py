@@ -1,0 +1,235 @@
+"""Part `flow`, the deployment topology: a noisy and a quiet tenant through a real API.
+
+The in-process variants of bench/flow.py start workflows from the bench process,
+which also runs the worker: the quiet tenant's start requests and first workflow
+tasks queue behind the noisy ones in one Python event loop. Here the processes
+are the ones `make up` runs: one `python -m worker` (its workflow-task, activity and
+local-activity slots from `TASKPLANE_WORKER_TASK_SLOTS`) and one `python -m api`,
+each its own process; the bench only sends `POST /tasks` — the noisy tenant from one
+HTTP client (`STARTERS` requests in flight), the quiet tenant from another, each
+with its own API key, so tenant, fairness key, admission and rate paths are the
+production ones. Time to first step: the quiet tenant's `POST` sent → its first
+`task.step.started.v1` (the store's `recorded_at`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+import httpx
+from temporalio.api.enums.v1 import EventType
+
+from bench.context import BenchContext
+from bench.procs import ChildProcess, tree_cpu_seconds
+from bench.stats import percentile
+from schemas.workflow import workflow_id_for
+
+STARTERS = 32  # the noisy tenant's creations in flight at once
+_FIRST = """
+SELECT task_id, min(recorded_at) FROM events
+WHERE task_id = ANY(%s) AND event_type = %s GROUP BY task_id
+"""
+_MOST_HELD = """
+SELECT coalesce(max(running), 0) FROM admission_keys WHERE concurrency_key = ANY(%s)
+"""
+
+
+@dataclass(frozen=True)
+class Variant:
+    noisy: int
+    limit: int | None = None
+    slots: int | None = None
+    # The noisy tenant keeps only `limit` tasks open (a new one when one ends): what
+    # the worker and Temporal would see if over-limit tasks waited outside them.
+    held_outside: bool = False
+
+
+def variants(ctx: BenchContext) -> dict[str, Variant]:
+    sizes = ctx.sizes
+    slots, limit = sizes.flow_worker_slots, sizes.flow_limit
+    return {
+        "api_idle": Variant(0, slots=slots),  # every api_* ratio's baseline
+        "api_fairness": Variant(sizes.flow_noisy),  # the SDK's 100 slots
+        "api_fairness_slots": Variant(sizes.flow_noisy, slots=slots),
+        "api_fairness_limit_slots": Variant(sizes.flow_noisy, limit=limit, slots=slots),
+        "api_held_outside_limit": Variant(sizes.flow_noisy, limit=limit, held_outside=True),
+        "api_held_outside_limit_slots": Variant(
+            sizes.flow_noisy, limit=limit, slots=slots, held_outside=True
+        ),
+    }
+
+
+@contextlib.asynccontextmanager
+async def _stack(
+    ctx: BenchContext, variant: Variant, keys: str
+) -> AsyncIterator[tuple[ChildProcess, ChildProcess]]:
+    common = {"log_level": "WARNING", "api_keys": keys}
+    if variant.limit:
+        common["concurrency_limit"] = str(variant.limit)
+    worker_settings = {**common, "retention_enabled": "false"}
+    if variant.slots:
+        worker_settings["worker_task_slots"] = str(variant.slots)
+    worker = ChildProcess("worker", ctx.endpoints, ctx.log_dir, **worker_settings)
+    api = ChildProcess("api", ctx.endpoints, ctx.log_dir, task_queue=worker.task_queue, **common)
+    for child in (worker, api):
+        # As deployed (the image's `pip install` compiles bytecode): the workflow sandbox
+        # re-imports the workflow modules for every new run, from source when no .pyc
+        # may be written (PYTHONDONTWRITEBYTECODE=1 here): 12 % of the worker's samples.
+        child.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        child.start()
+    try:
+        await asyncio.to_thread(api.wait_ready)
+        await asyncio.sleep(3)  # the worker's pollers are up well before this
+        yield worker, api
+    finally:
+        for child in (api, worker):
+            child.stop()
+
+
+async def _first_steps(
+    ctx: BenchContext, sent: dict[str, float], event_type: str = "task.step.started.v1"
+) -> dict[str, float]:
+    """Seconds from each task's `POST` to its first `event_type`."""
+    async with ctx.pool.connection() as conn:
+        rows = await (await conn.execute(_FIRST, (list(sent), event_type))).fetchall()
+    return {str(t): at.timestamp() - sent[str(t)] for t, at in rows}
+
+
+async def _timeline(ctx: BenchContext, task_id: str, sent_at: float) -> list[str]:
+    """The first Temporal history events of one task, ms after its `POST`: where it waited."""
+    lines: list[str] = []
+    handle = ctx.client.get_workflow_handle(workflow_id_for(task_id))
+    async for event in handle.fetch_history_events():
+        at = event.event_time.ToDatetime(tzinfo=UTC).timestamp()
+        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+        lines.append(f"{(at - sent_at) * 1000:.0f} {name}")
+        if len(lines) >= 16:
+            break
+    return lines
+
+
+async def _create(
+    http: httpx.AsyncClient, seconds: float, sent: dict[str, float], answered: list[float]
+) -> str:
+    began = time.time()
+    body = {"type": "demo.pipeline", "input": {"steps": 1, "step_seconds": seconds}}
+    response = await http.post("/tasks", json=body)
+    response.raise_for_status()
+    sent[str(response.json()["task_id"])] = began
+    answered.append(time.time() - began)
+    return str(response.json()["task_id"])
+
+
+async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
+    """One variant on a fresh worker + API pair; stops once every quiet task has stepped."""
+    sizes, tag = ctx.sizes, uuid.uuid4().hex[:6]
+    loud, calm = f"noisy-{tag}", f"quiet-{tag}"
+    keys = f"{loud}:k-{loud},{calm}:k-{calm}"
+    noisy_sent: dict[str, float] = {}
+    quiet_sent: dict[str, float] = {}
+    quiet_answered: list[float] = []
+    noisy_answered: list[float] = []
+    half = asyncio.Event()
+    most_held = samples = 0
+    async with _stack(ctx, variant, keys) as (worker, api):
+        cpu_before = {"worker": tree_cpu_seconds(worker.pid), "api": tree_cpu_seconds(api.pid)}
+        began = time.monotonic()
+        limits = httpx.Limits(max_connections=STARTERS)
+        async with (
+            httpx.AsyncClient(
+                base_url=api.base_url,
+                headers={"Authorization": f"Bearer k-{loud}"},
+                timeout=120,
+                limits=limits,
+            ) as noisy_http,
+            httpx.AsyncClient(
+                base_url=api.base_url, headers={"Authorization": f"Bearer k-{calm}"}, timeout=120
+            ) as quiet_http,
+        ):
+            held = variant.limit if variant.held_outside and variant.limit else 0
+            gate = asyncio.Semaphore(held or STARTERS)
+            # Held outside, the noisy tenant is in its steady state after a few rounds.
+            quiet_after = min(variant.noisy // 2, 5 * held) if held else variant.noisy // 2
+
+            async def one_noisy() -> None:
+                async with gate:
+                    task_id = await _create(
+                        noisy_http, sizes.flow_step_seconds, noisy_sent, noisy_answered
+                    )
+                    if variant.held_outside:  # the slot is the task's whole run
+                        await ctx.client.get_workflow_handle(workflow_id_for(task_id)).result()
+                if len(noisy_sent) >= quiet_after:
+                    half.set()
+
+            flood = asyncio.gather(*(one_noisy() for _ in range(variant.noisy)))
+            if variant.noisy:
+                await half.wait()
+            for _ in range(sizes.flow_quiet):
+                await _create(quiet_http, sizes.flow_step_seconds, quiet_sent, quiet_answered)
+                await asyncio.sleep(0.05)
+            deadline = time.monotonic() + sizes.flow_deadline_seconds
+            while True:
+                if variant.limit:
+                    async with ctx.pool.connection() as conn:
+                        cursor = await conn.execute(_MOST_HELD, ([loud, calm],))
+                        row = await cursor.fetchone()
+                    most_held, samples = max(most_held, int(row[0]) if row else 0), samples + 1
+                started = await _first_steps(ctx, quiet_sent)
+                if len(started) == len(quiet_sent) or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+            if held:  # the rest of the closed loop would only take time
+                flood.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flood
+        cpu = {
+            "worker_cpu_s": round(tree_cpu_seconds(worker.pid) - cpu_before["worker"], 1),
+            "api_cpu_s": round(tree_cpu_seconds(api.pid) - cpu_before["api"], 1),
+        }
+        noisy_started = len(await _first_steps(ctx, noisy_sent)) if noisy_sent else 0
+        created = list((await _first_steps(ctx, quiet_sent, "task.created.v1")).values())
+        if started:
+            slowest = max(started, key=lambda t: started[t])
+            timeline = await _timeline(ctx, slowest, quiet_sent[slowest])
+    waits = list(started.values())
+    result: dict[str, Any] = {
+        "quiet_started": len(started),
+        "quiet_sent": len(quiet_sent),
+        "quiet_first_step_p50_ms": round(percentile(waits, 50) * 1000, 1),
+        "quiet_first_step_p99_ms": round(percentile(waits, 99) * 1000, 1),
+        # Where the quiet tenant's time goes: the API's answer, its first event.
+        "quiet_post_p99_ms": round(percentile(quiet_answered, 99) * 1000, 1),
+        "quiet_created_p99_ms": round(percentile(created, 99) * 1000, 1),
+        "noisy_sent": len(noisy_sent),
+        "noisy_post_p50_ms": round(percentile(noisy_answered, 50) * 1000, 1)
+        if noisy_answered
+        else 0,
+        "noisy_started_by_then": noisy_started,
+        "seconds": round(time.monotonic() - began, 1),
+        "worker_slots": variant.slots or 100,
+        **cpu,
+        "slowest_quiet_history_ms": timeline if started else [],
+    }
+    if variant.limit:
+        result.update(limit=variant.limit, most_held_per_key=most_held, key_samples=samples)
+    return result
+
+
+async def run(ctx: BenchContext, chosen: list[str]) -> dict[str, Any]:
+    """The api_* variants named in `chosen` (all when empty), with api_idle as baseline."""
+    results: dict[str, Any] = {}
+    for name, variant in variants(ctx).items():
+        if chosen and name not in chosen and name != "api_idle":
+            continue
+        results[name] = await measure(ctx, variant)
+    idle = results["api_idle"]["quiet_first_step_p99_ms"]
+    for name in [v for v in results if v != "api_idle"]:
+        results[name]["p99_to_idle"] = round(results[name]["quiet_first_step_p99_ms"] / idle, 2)
+    return results
