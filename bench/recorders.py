@@ -111,7 +111,7 @@ async def mark_published(pool: AsyncConnectionPool, outbox_ids: list[int]) -> No
 
 class NoIoRecorder(EventRecorder):
     def __init__(self) -> None:  # no store, outbox or broker: that is the point
-        pass
+        self.progress_rates = None  # read by the steps (activities/steps.py): no coalescing
 
     async def record(
         self,
