@@ -105,6 +105,11 @@ class RedisClusterBroker:
         return self._shared
 
     @property
+    def failover_poll(self) -> float:
+        """Seconds between slot-map reads and durable retries while a primary is lost."""
+        return self._failover_poll
+
+    @property
     def partitions(self) -> Partitions:
         """The partition streams every publish appends to (one per topic)."""
         return self._partitions
