@@ -41,7 +41,7 @@ def slot_of(name: str) -> int:
 
 
 # redis-py 8.2 re-reads the slot map after a connection error at most once a second by
-# default (`topology_refresh_min_interval`); older releases have no such limit (nor knob).
+# default (`topology_refresh_min_interval`); a release without that argument is left as is.
 _REFRESH_LIMITED = "topology_refresh_min_interval" in inspect.signature(RedisCluster).parameters
 
 
