@@ -11,9 +11,7 @@ A reader lives for ONE connection. Whatever ends it — the connection lost, no 
 within two health-check intervals, a MOVED reply to an SSUBSCRIBE (the slot map was
 stale), or an SUNSUBSCRIBE the server sent unasked (Redis 7 sends one for every shard
 channel of a slot the node no longer serves: a failover, a migration) — it tells its
-topics' subscribers to resync (if it ever connected: one that could not, on a primary
-the map still names during its failover, delivered nothing), marks itself failed and
-calls `on_failure`; the
+topics' subscribers to resync, marks itself failed and calls `on_failure`; the
 watchdog re-reads the slot map and hands the topics to a new reader on their current
 primary, whose confirmations bring a second resync (the store heals the gap).
 
@@ -164,15 +162,12 @@ class NodeReader:
             )
         except Exception:
             logger.exception("Redis Cluster pub/sub reader failed")
-        delivered = self.connected
         self.connected = False
         self.failed = True
         self._pubsub = None
         # What was published during the break is gone: re-read the store now (the
         # topics' next confirmation, on whichever node serves them then, brings another).
-        # A reader that never connected delivered nothing: its topics were told when
-        # their last reader went, and are told again once confirmed elsewhere.
-        for topic in self.topics.wanted() if delivered else ():
+        for topic in self.topics.wanted():
             self._fanout.resync_topic(topic)
         if self._owned is not None:
             await discard_pubsub(self._owned)
