@@ -17,19 +17,20 @@ BACKOFF_CAP = 5.0
 
 
 class ReconnectBackoff:
-    def __init__(self) -> None:
-        self.delay = BACKOFF_INITIAL
+    def __init__(self, cap: float = BACKOFF_CAP) -> None:
+        self.cap = cap
+        self.delay = min(BACKOFF_INITIAL, cap)
 
     def after_failed_connect(self) -> float:
         """The pause after a connect attempt failed; the next one waits twice as long."""
         pause = jittered(self.delay)
-        self.delay = min(self.delay * 2, BACKOFF_CAP)
+        self.delay = min(self.delay * 2, self.cap)
         return pause
 
     def after_lost(self, connected_for: float) -> float:
         """The pause after a connection that held `connected_for` seconds was lost."""
-        stable = connected_for > BACKOFF_CAP
-        self.delay = BACKOFF_INITIAL if stable else min(self.delay * 2, BACKOFF_CAP)
+        stable = connected_for > self.cap
+        self.delay = BACKOFF_INITIAL if stable else min(self.delay * 2, self.cap)
         return jittered(self.delay)
 
 

@@ -151,7 +151,10 @@ class NodeReader:
             self.connected = True
             await self._read(pubsub)
         except (RedisError, OSError) as exc:
-            logger.warning(
+            # A connection that never opened is a primary the map still names while its
+            # failover runs: the watchdog retries every poll, so only a lost one warns.
+            logger.log(
+                logging.WARNING if self.connected else logging.DEBUG,
                 "Redis Cluster pub/sub connection to %s:%d ended (%s: %s)",
                 *self.address,
                 type(exc).__name__,

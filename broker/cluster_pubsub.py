@@ -18,7 +18,9 @@ subscribers were told to resync when its old reader went, and are told again onc
 new subscription is confirmed: what pub/sub dropped in between (at most once, as
 Redis documents) is read from the store, which stays the truth. A reader that cannot
 connect (the map still names a dead primary) fails at once and the watchdog tries
-again after a backoff, until the map names the new primary.
+again: while any reader is failing (or a topic has none), the map is re-read every
+`failover_poll` seconds (0.2 by default, jittered down to half), until it names the
+new primary.
 
 `subscription()` returns once the topic's current reader confirmed it; a topic with no
 reader yet (no map, its primary unreachable) waits for the watchdog, up to
@@ -43,8 +45,7 @@ from broker.protocol import BrokerNotConnectedError, BrokerStatus, BrokerUnavail
 logger = logging.getLogger(__name__)
 
 CONFIRMATION_CHECK_SECONDS = 0.1
-# The watchdog's longest pause between attempts: a re-read of the slot map is one cheap
-# command, and how soon it sees the failover is how soon live delivery resumes.
+# The watchdog's longest pause between failed reads of the map (no node answered).
 WATCHDOG_BACKOFF_CAP = 0.5
 
 
@@ -57,6 +58,7 @@ class ShardedPubSub:
         subscribe_timeout: float,
         health_check_interval: float,
         topology_interval: float,
+        failover_poll: float = 0.2,
         client_name: str,
         credentials: tuple[str | None, str | None] = (None, None),
     ) -> None:
@@ -65,6 +67,7 @@ class ShardedPubSub:
         self._subscribe_timeout = subscribe_timeout
         self._health_check_interval = health_check_interval
         self._topology_interval = topology_interval
+        self._failover_poll = failover_poll
         self._client_name = client_name
         self._credentials = credentials
         self._readers: dict[Address, NodeReader] = {}
@@ -77,7 +80,6 @@ class ShardedPubSub:
         self.resubscriptions = 0  # topics moved to a new reader (metrics, figures)
         self.reader_failures = 0  # readers whose connection ended
         self.readers_replaced = 0  # readers dropped: failed, or their node serves no slots
-        self._failures_seen = 0
 
     @property
     def started(self) -> bool:
@@ -190,25 +192,25 @@ class ShardedPubSub:
         self._repair.set()
 
     async def _watch(self) -> None:
-        delay = BACKOFF_INITIAL
+        loop = asyncio.get_running_loop()
+        delay = BACKOFF_INITIAL  # between failed reads of the map (no node answered)
+        next_read = 0.0  # while unhealthy, the map is read at most every `failover_poll`
         while True:
             if not self._readers and not self._unassigned:
                 await self._repair.wait()  # nothing subscribed: no polling
-            with suppress(TimeoutError):
-                async with asyncio.timeout(self._topology_interval):
-                    await self._repair.wait()
-            self._repair.clear()
             if self._healthy():
-                delay = BACKOFF_INITIAL
-            elif self._failures_seen != self.reader_failures:
-                # A reader failed since the last look: its primary may still be in the map
-                # (a failover takes the node timeout); back off, so as not to spin on it.
-                await asyncio.sleep(jittered(delay))
-                delay = min(delay * 2, WATCHDOG_BACKOFF_CAP)
-            self._failures_seen = self.reader_failures
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(self._topology_interval):
+                        await self._repair.wait()
+            # A reader failing or a topic without one: poll the map until it names the
+            # new primary (a failover takes the node timeout), one read a poll period.
+            await asyncio.sleep(max(0.0, next_read - loop.time()))
+            self._repair.clear()
+            next_read = loop.time() + jittered(self._failover_poll)
             try:
                 await self._topology.refresh()
                 self._map_failed = False
+                delay = BACKOFF_INITIAL
             except (RedisError, OSError) as exc:
                 self._map_failed = True
                 logger.warning("Redis Cluster slot map not read (%s); retrying", exc)
@@ -217,8 +219,6 @@ class ShardedPubSub:
                 self._repair.set()
                 continue
             await self._rebalance()
-            if self._unassigned:
-                self._repair.set()
 
     def _healthy(self) -> bool:
         return not self._unassigned and all(r.connected for r in self._readers.values())

@@ -15,6 +15,7 @@ the `RedisCluster` class is named.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 from contextlib import suppress
@@ -39,8 +40,27 @@ def slot_of(name: str) -> int:
     return int(key_slot(name.encode()))
 
 
-def cluster_client(url: str, *, timeout: float, client_name: str, **options: Any) -> RedisCluster:
-    """A redis-py cluster client for commands (publish, streams): it follows MOVED itself."""
+# redis-py 8.2 re-reads the slot map after a connection error at most once a second by
+# default (`topology_refresh_min_interval`); a release without that argument is left as is.
+_REFRESH_LIMITED = "topology_refresh_min_interval" in inspect.signature(RedisCluster).parameters
+
+
+def cluster_client(
+    url: str,
+    *,
+    timeout: float,
+    client_name: str,
+    refresh_interval: float | None = None,
+    **options: Any,
+) -> RedisCluster:
+    """A redis-py cluster client for commands (publish, streams): it follows MOVED itself.
+
+    `refresh_interval`: the least time between two re-reads of its slot map after errors
+    (a failover is seen that much after it happened at worst); redis-py's own default
+    when None.
+    """
+    if refresh_interval is not None and _REFRESH_LIMITED:
+        options["topology_refresh_min_interval"] = refresh_interval
     return RedisCluster.from_url(
         url,
         socket_timeout=timeout,

@@ -16,8 +16,9 @@ One `__anext__`, in order of preference:
 
 An entry claimed more than `max_deliveries` times, or that is not a valid
 event (`schemas.decode_event` says why), is dead-lettered and acknowledged;
-the consumer goes on. Broker outages are waited out with backoff: nothing is
-lost, since an entry leaves the group only when acknowledged.
+the consumer goes on. Broker outages are waited out with backoff (doubling up to
+`retry_cap`: 5 s, or on a Redis Cluster its failover poll): nothing is lost,
+since an entry leaves the group only when acknowledged.
 
 Trimming is the one way entries leave a stream unread: a group that falls
 behind the stream's cap. A backend reports it as a `TrimGap` (its position
@@ -33,10 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 
-from broker.backoff import BACKOFF_INITIAL, ReconnectBackoff
+from broker.backoff import BACKOFF_CAP, BACKOFF_INITIAL, ReconnectBackoff
 from broker.group_backend import (
     ConsumeSettings,
     DurableCounters,
@@ -70,6 +72,7 @@ class GroupConsumer:
         counters: DurableCounters,
         is_closed: Callable[[], bool],
         settings: ConsumeSettings,
+        retry_cap: float = BACKOFF_CAP,
     ) -> None:
         self._backend = backend
         self._group = group
@@ -88,7 +91,8 @@ class GroupConsumer:
         self._own_pending_read = False
         self._next_claim = 0.0
         self._next_forget = 0.0
-        self._backoff = ReconnectBackoff()
+        self._backoff = ReconnectBackoff(retry_cap)
+        self._warned_at = -math.inf
         self._heal_backoff = ReconnectBackoff()
         self._fields = {"group": group, "consumer": consumer}
 
@@ -134,7 +138,12 @@ class GroupConsumer:
                 # group and is claimed again: waiting out the outage loses nothing.
                 if self._stopped():
                     break
-                log.warning(
+                now = asyncio.get_running_loop().time()
+                warn = now - self._warned_at >= BACKOFF_CAP  # short retries: one line a while
+                if warn:
+                    self._warned_at = now
+                log.log(
+                    logging.WARNING if warn else logging.DEBUG,
                     "durable consumer cannot reach the broker; retrying in %.1f s",
                     self._backoff.delay,
                     extra={**self._fields, "error": str(exc)},

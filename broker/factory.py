@@ -20,6 +20,7 @@ def make_broker(settings: Settings, *, client_name: str) -> RedisFamilyBroker:
             partitions=settings.redis_cluster_partitions,
             publish_timeout=settings.publish_timeout_seconds,
             topology_interval=settings.redis_cluster_topology_seconds,
+            failover_poll=settings.redis_cluster_failover_poll_seconds,
             client_name=client_name,
         )
     return RedisBroker(

@@ -66,6 +66,7 @@ class RedisClusterBroker:
         subscribe_timeout: float = 5.0,
         health_check_interval: float = 15.0,
         topology_interval: float = 1.0,
+        failover_poll: float = 0.2,
         client_name: str = "taskplane",
     ) -> None:
         self._url = url
@@ -74,6 +75,7 @@ class RedisClusterBroker:
         self._stream_maxlen = max(1, -(-stream_maxlen // partitions))
         self._publish_timeout = publish_timeout
         self._client_name = client_name
+        self._failover_poll = failover_poll
         self._fanout = Fanout(default_queue_size)
         self._durable = DurableCounters()
         parts = urlsplit(url)
@@ -84,6 +86,7 @@ class RedisClusterBroker:
             subscribe_timeout=subscribe_timeout,
             health_check_interval=health_check_interval,
             topology_interval=topology_interval,
+            failover_poll=failover_poll,
             client_name=client_name,
             credentials=(parts.username, parts.password),
         )
@@ -102,6 +105,11 @@ class RedisClusterBroker:
         return self._shared
 
     @property
+    def failover_poll(self) -> float:
+        """Seconds between slot-map reads and durable retries while a primary is lost."""
+        return self._failover_poll
+
+    @property
     def partitions(self) -> Partitions:
         """The partition streams every publish appends to (one per topic)."""
         return self._partitions
@@ -116,7 +124,10 @@ class RedisClusterBroker:
             raise BrokerNotConnectedError("the broker was closed")
         if self._commands is None:
             self._commands = cluster_client(
-                self._url, timeout=self._publish_timeout, client_name=f"{self._client_name}-publish"
+                self._url,
+                timeout=self._publish_timeout,
+                client_name=f"{self._client_name}-publish",
+                refresh_interval=self._failover_poll,
             )
             with suppress(*COMMAND_ERRORS):
                 await self._topology.refresh()
@@ -231,6 +242,7 @@ class RedisClusterBroker:
             # A blocked XREAD answers within `block_seconds`; the margin covers the trip.
             timeout=settings.block_seconds + self._publish_timeout + 1.0,
             client_name=f"{self._client_name}-consume",
+            refresh_interval=self._failover_poll,
         )
         backend = PartitionedGroupBackend(
             [
@@ -254,6 +266,9 @@ class RedisClusterBroker:
             counters=self._durable,
             is_closed=lambda: self._closed,
             settings=settings,
+            # A primary lost is back (its replica promoted) within seconds: retry at the
+            # failover poll, not the single Redis's backoff of up to 5 s.
+            retry_cap=self._failover_poll,
         )
         self._readers.add(reader)
         try:

@@ -24,3 +24,7 @@ class RedisClusterSettings(BaseSettings):
     # at once on any reader error (a stopped primary breaks no connection; its failover
     # shows only in the map).
     redis_cluster_topology_seconds: float = Field(default=1.0, gt=0)
+    # While a primary is unreachable (a failover under way), how often live fan-out re-reads
+    # the slot map and a durable consumer retries its reads (jittered down to half): how
+    # soon either sees the replica that took over is at most this after Redis promoted it.
+    redis_cluster_failover_poll_seconds: float = Field(default=0.2, gt=0, le=5.0)
