@@ -31,9 +31,10 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from api.event_versions import EventVersion, as_requested
+from api.sse_handoff import HANDOFF, Handoff
 from api.sse_client import ClientGoneError, ServerClosingError, SseClient
 from api.stream_ticker import StreamTicker
 from api.streaming import OutgoingEvent
@@ -97,24 +98,47 @@ class TaskEventResponse(EventStreamResponse):
         self._on_send_timeout = on_send_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        slot: list[ASGIApp] | None = scope.get(HANDOFF)
-        if slot is not None and not slot:
-            slot.append(self._serve)  # served by StreamHandoffMiddleware, below
+        handoff: Handoff | None = scope.get(HANDOFF)
+        if handoff is None or handoff.taken:  # no `StreamHandoff` outside: served in place
+            await self._serve(scope, receive, send)
             return
-        await self._serve(scope, receive, send)
+        # Admission and the response start go through every middleware (refusals and
+        # headers are theirs); the stream itself is served by `StreamHandoff`, in front.
+        release = await self._admit(scope, receive, send)
+        if release is None:
+            return
+        try:
+            await self._start(scope, send)
+        except BaseException:
+            release()
+            raise
+        if scope["method"] == "HEAD":
+            release()
+            return
+
+        async def serve() -> None:
+            try:
+                await self._stream(handoff.receive, handoff.send)
+            finally:
+                release()
+
+        handoff.hand(serve, release)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         release = await self._admit(scope, receive, send)
         if release is None:
             return
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            if scope["method"] == "HEAD":
-                await send({"type": "http.response.body", "body": b""})
-                return
-            await self._stream(receive, send)
+            await self._start(scope, send)
+            if scope["method"] != "HEAD":
+                await self._stream(receive, send)
         finally:
             release()
+
+    async def _start(self, scope: Scope, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
 
     async def _stream(self, receive: Receive, send: Send) -> None:
         client = SseClient(receive, send, self._ticker)
@@ -186,39 +210,3 @@ def delivery_spans(batch: list[OutgoingEvent]) -> Iterator[None]:
             }
             stack.enter_context(event_span("sse deliver", event.envelope_json, fields))
         yield
-
-
-# --- serving a stream outside the framework's frames ---------------------------------
-
-HANDOFF = "taskplane.stream_handoff"
-
-
-class StreamHandoffMiddleware:
-    """Runs a handed-off response after FastAPI's request machinery has unwound.
-
-    A stream lives for minutes; whatever frames are above it live as long. FastAPI's
-    (routing, dependency solving, its exit stacks, the `Request`, the exception
-    wrappers) cost ~10 KiB per idle stream, a third of the whole. Installed as the
-    innermost middleware, this offers every request a slot in its scope; a
-    `TaskEventResponse` that finds the slot puts its serving coroutine in it and
-    returns at once, and the stream is served from here, below the app's own
-    middlewares (request id, auth, limits: their `send` wrappers still apply) and
-    above nothing else. Without this middleware the response serves itself in place.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        slot: list[ASGIApp] = []
-        scope[HANDOFF] = slot
-        await self.app(scope, receive, send)
-        if slot:
-            # FastAPI's request state (its exit stacks, closed by now) would stay with
-            # the scope for the stream's life: only the framework reads it.
-            for key in [key for key in scope if key.startswith("fastapi")]:
-                del scope[key]
-            await slot.pop()(scope, receive, send)

@@ -1,0 +1,122 @@
+"""Serving an SSE stream in front of the app's middlewares (api/sse_response.py).
+
+A stream lives for minutes, and every frame above it lives as long: FastAPI's
+(routing, dependency solving, its exit stacks, the `Request`), Starlette's and
+the app's own middlewares (request id and log context, auth, CORS, body limit,
+exception handling) — ~15 KiB per idle stream, and six `send` wrappers that
+every delivery crossed (docs/performance.md, "API side of issue 15").
+
+`StreamHandoff` is the OUTERMOST ASGI app. It offers every HTTP request a
+`Handoff` in its scope. The request goes through the whole stack as any other:
+authentication, stream tokens, tenancy, limits, routing, the route's checks; a
+refusal (401, 404, 429, 503 ...) is answered there, by whoever refuses. A
+`TaskEventResponse` that is admitted sends its response start through that
+stack too (every middleware adds its headers: `X-Request-ID`, CORS), then hands
+the stream (`Handoff.hand`) and returns, so all those frames unwind. The stream
+is then served here, with the server's own `receive` and `send`:
+
+- in the context the route saw (its log fields: `request_id`, `task_id`,
+  `tenant`; the current span), restored from a copy taken at the handoff;
+- and a middleware that has something to do when the request ends (the access
+  log line, the request histogram, the SERVER span) registers it with
+  `Handoff.on_finish` instead of doing it when the app returns: it runs when
+  the stream ends, with the exception the stream ended on, if any.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Awaitable, Callable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+HANDOFF = "taskplane.stream_handoff"
+
+Finisher = Callable[[BaseException | None], None]
+
+
+class Handoff:
+    """One request's offer to serve its stream in front of the middlewares."""
+
+    __slots__ = ("_abandon", "_context", "_finishers", "_serve", "receive", "send")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self.receive = receive  # the server's own: no middleware's wrapper
+        self.send = send
+        self._serve: Callable[[], Awaitable[None]] | None = None
+        self._abandon: Callable[[], None] | None = None
+        self._context: contextvars.Context | None = None
+        self._finishers: list[Finisher] = []
+
+    @property
+    def taken(self) -> bool:
+        """A stream was handed: the request is not over when the app returns."""
+        return self._serve is not None
+
+    def hand(self, serve: Callable[[], Awaitable[None]], abandon: Callable[[], None]) -> None:
+        """Serve `serve()` once the app has returned; `abandon()` if that never happens."""
+        self._serve = serve
+        self._abandon = abandon
+        self._context = contextvars.copy_context()
+
+    def on_finish(self, finish: Finisher) -> None:
+        self._finishers.append(finish)
+
+    async def run(self) -> None:
+        serve, self._serve, self._abandon = self._serve, None, None
+        assert serve is not None and self._context is not None
+        for var, value in self._context.items():  # the route's context, set again
+            var.set(value)
+        self._context = None
+        error: BaseException | None = None
+        try:
+            await serve()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.finish(error)
+
+    def abandon(self, error: BaseException | None) -> None:
+        """The app failed after the stream was handed: it is never served."""
+        abandon, self._serve, self._abandon = self._abandon, None, None
+        if abandon is not None:
+            abandon()
+        self.finish(error)
+
+    def finish(self, error: BaseException | None) -> None:
+        finishers, self._finishers = self._finishers, []
+        for finish in reversed(finishers):  # the innermost middleware's first
+            finish(error)
+
+
+class StreamHandoff:
+    """The outermost ASGI app: serves the streams handed to it (see the module)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await serve_handing_off(self.app, scope, receive, send)
+
+
+async def serve_handing_off(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run `app` for one request, then the stream it handed, if any."""
+    if scope["type"] != "http":
+        await app(scope, receive, send)
+        return
+    handoff = Handoff(receive, send)
+    scope[HANDOFF] = handoff
+    try:
+        await app(scope, receive, send)
+    except BaseException as exc:
+        if handoff.taken:
+            handoff.abandon(exc)
+        raise
+    if not handoff.taken:
+        return
+    # FastAPI's request state (its exit stacks, closed by now) would stay with the
+    # scope for the stream's life: only the framework reads it.
+    for key in [key for key in scope if key.startswith("fastapi")]:
+        del scope[key]
+    await handoff.run()
