@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
 
 from api.cors import install_cors
 from api.middleware import RequestContextMiddleware
@@ -16,7 +15,7 @@ from api.routes import bulk, control, events, health, schedules, tasks
 from api.routes import schemas as schema_routes
 from api.routes.ui import install_page
 from api.security import install_security
-from api.sse_handoff import serve_handing_off
+from api.sse_handoff import StreamHandoffApp
 from api.state import ApiState
 from broker import EventBroker
 from schemas.plugins import installed_plugins, register_input_models
@@ -24,12 +23,9 @@ from settings import Settings, get_settings
 from webhooks import api as webhooks
 
 
-class TaskplaneApp(FastAPI):
+class TaskplaneApp(StreamHandoffApp, FastAPI):
     """FastAPI, with SSE streams served in front of every middleware, Starlette's
-    own included (`api.sse_handoff`): the stream's frames are ours and uvicorn's."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await serve_handing_off(super().__call__, scope, receive, send)
+    own included (`api.sse_handoff`): a stream's frames are ours and uvicorn's."""
 
 
 def create_app(settings: Settings | None = None, *, broker: EventBroker | None = None) -> FastAPI:

@@ -138,7 +138,10 @@ class RequestContextMiddleware:
             finish(None)
 
     def _stream_ended(
-        self, scope: Scope, finish: Callable[[BaseException | None], None], error: BaseException | None
+        self,
+        scope: Scope,
+        finish: Callable[[BaseException | None], None],
+        error: BaseException | None,
     ) -> None:
         if isinstance(error, Exception):  # what `except Exception` above says of a request
             log.error(

@@ -6,14 +6,15 @@ the app's own middlewares (request id and log context, auth, CORS, body limit,
 exception handling) — ~15 KiB per idle stream, and six `send` wrappers that
 every delivery crossed (docs/performance.md, "API side of issue 15").
 
-`StreamHandoff` is the OUTERMOST ASGI app. It offers every HTTP request a
+`StreamHandoffApp` is the OUTERMOST ASGI app: the app itself (`api.app.TaskplaneApp`
+is FastAPI with it), in front of Starlette's own middlewares too. It offers every HTTP request a
 `Handoff` in its scope. The request goes through the whole stack as any other:
 authentication, stream tokens, tenancy, limits, routing, the route's checks; a
 refusal (401, 404, 429, 503 ...) is answered there, by whoever refuses. A
 `TaskEventResponse` that is admitted sends its response start through that
 stack too (every middleware adds its headers: `X-Request-ID`, CORS), then hands
 the stream (`Handoff.hand`) and returns, so all those frames unwind. The stream
-is then served here, with the server's own `receive` and `send`:
+is then served there, with the server's own `receive` and `send`:
 
 - in the context the route saw (its log fields: `request_id`, `task_id`,
   `tenant`; the current span), restored from a copy taken at the handoff;
@@ -28,11 +29,13 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Awaitable, Callable
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
 
 HANDOFF = "taskplane.stream_handoff"
 
 Finisher = Callable[[BaseException | None], None]
+_UNSET = object()
 
 
 class Handoff:
@@ -62,24 +65,20 @@ class Handoff:
     def on_finish(self, finish: Finisher) -> None:
         self._finishers.append(finish)
 
-    async def run(self) -> None:
-        serve, self._serve, self._abandon = self._serve, None, None
-        assert serve is not None and self._context is not None
-        for var, value in self._context.items():  # the route's context, set again
-            var.set(value)
-        self._context = None
-        error: BaseException | None = None
-        try:
-            await serve()
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self.finish(error)
+    def take(self) -> Callable[[], Awaitable[None]] | None:
+        """What to serve now (None: nothing was handed), in the route's context again."""
+        serve, context = self._serve, self._context
+        self._serve = self._abandon = self._context = None
+        if context is not None:
+            for var, value in context.items():
+                if var.get(_UNSET) is not value:
+                    var.set(value)
+        return serve
 
     def abandon(self, error: BaseException | None) -> None:
         """The app failed after the stream was handed: it is never served."""
-        abandon, self._serve, self._abandon = self._abandon, None, None
+        abandon = self._abandon
+        self._serve = self._abandon = self._context = None
         if abandon is not None:
             abandon()
         self.finish(error)
@@ -90,33 +89,32 @@ class Handoff:
             finish(error)
 
 
-class StreamHandoff:
-    """The outermost ASGI app: serves the streams handed to it (see the module)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+class StreamHandoffApp(Starlette):
+    """Mixed in before FastAPI: each request, then the stream it handed, if any."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await serve_handing_off(self.app, scope, receive, send)
-
-
-async def serve_handing_off(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """Run `app` for one request, then the stream it handed, if any."""
-    if scope["type"] != "http":
-        await app(scope, receive, send)
-        return
-    handoff = Handoff(receive, send)
-    scope[HANDOFF] = handoff
-    try:
-        await app(scope, receive, send)
-    except BaseException as exc:
-        if handoff.taken:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        handoff = Handoff(receive, send)
+        scope[HANDOFF] = handoff
+        try:
+            await super().__call__(scope, receive, send)
+        except BaseException as exc:
             handoff.abandon(exc)
-        raise
-    if not handoff.taken:
-        return
-    # FastAPI's request state (its exit stacks, closed by now) would stay with the
-    # scope for the stream's life: only the framework reads it.
-    for key in [key for key in scope if key.startswith("fastapi")]:
-        del scope[key]
-    await handoff.run()
+            raise
+        serve = handoff.take()
+        if serve is None:
+            return
+        # FastAPI's request state (its exit stacks, closed by now) would stay with the
+        # scope for the stream's life: only the framework reads it.
+        for key in [key for key in scope if key.startswith("fastapi")]:
+            del scope[key]
+        error: BaseException | None = None
+        try:
+            await serve()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            handoff.finish(error)

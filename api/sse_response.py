@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
@@ -34,8 +35,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from api.event_versions import EventVersion, as_requested
-from api.sse_handoff import HANDOFF, Handoff
 from api.sse_client import ClientGoneError, ServerClosingError, SseClient
+from api.sse_handoff import HANDOFF, Handoff
 from api.stream_ticker import StreamTicker
 from api.streaming import OutgoingEvent
 from telemetry.tracing import event_span, tracing_enabled
@@ -99,11 +100,11 @@ class TaskEventResponse(EventStreamResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handoff: Handoff | None = scope.get(HANDOFF)
-        if handoff is None or handoff.taken:  # no `StreamHandoff` outside: served in place
+        if handoff is None or handoff.taken:  # no `StreamHandoffApp` outside: served in place
             await self._serve(scope, receive, send)
             return
         # Admission and the response start go through every middleware (refusals and
-        # headers are theirs); the stream itself is served by `StreamHandoff`, in front.
+        # headers are theirs); the stream itself is served by `StreamHandoffApp`, in front.
         release = await self._admit(scope, receive, send)
         if release is None:
             return
@@ -115,14 +116,9 @@ class TaskEventResponse(EventStreamResponse):
         if scope["method"] == "HEAD":
             release()
             return
-
-        async def serve() -> None:
-            try:
-                await self._stream(handoff.receive, handoff.send)
-            finally:
-                release()
-
-        handoff.hand(serve, release)
+        handoff.hand(
+            functools.partial(self._stream, handoff.receive, handoff.send, release), release
+        )
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         release = await self._admit(scope, receive, send)
@@ -130,51 +126,63 @@ class TaskEventResponse(EventStreamResponse):
             return
         try:
             await self._start(scope, send)
-            if scope["method"] != "HEAD":
-                await self._stream(receive, send)
-        finally:
+        except BaseException:
             release()
+            raise
+        if scope["method"] == "HEAD":
+            release()
+            return
+        await self._stream(receive, send, release)
 
     async def _start(self, scope: Scope, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         if scope["method"] == "HEAD":
             await send({"type": "http.response.body", "body": b""})
 
-    async def _stream(self, receive: Receive, send: Send) -> None:
-        client = SseClient(receive, send, self._ticker)
-        self._ticker.add(client)
+    async def _stream(self, receive: Receive, send: Send, release: Callable[[], None]) -> None:
+        """The stream, then `release()` (its slots), however it ends."""
         try:
-            if self._opening:
-                await client.write(self._opening)
+            client = SseClient(receive, send, self._ticker)
+            self._ticker.add(client)
             try:
-                if self._first_frames is not None:  # the snapshot (no `id`), then the events
-                    first = await self._first_frames()
-                    if first:
-                        await client.write(first)
-                await self._write_events(client)
+                if self._opening:
+                    await client.write(self._opening)
+                try:
+                    if self._first_frames is not None:  # the snapshot (no `id`), then the events
+                        first_frames, self._first_frames = self._first_frames, None
+                        first = await first_frames()
+                        if first:
+                            await client.write(first)
+                    await self._write_events(client)
+                except ClientGoneError:
+                    return
+                except ServerClosingError:
+                    pass  # the body ends below: the client reconnects (to another process)
+                except Exception as exc:  # noqa: BLE001 -- the headers are out: it goes in-stream
+                    await client.write(error_frame(self._on_error(exc)))
+                await send({"type": "http.response.body", "body": b""})
             except ClientGoneError:
                 return
-            except ServerClosingError:
-                pass  # the body ends below: the client reconnects (to another process)
-            except Exception as exc:  # noqa: BLE001 -- the headers are out: it goes in-stream
-                await client.write(error_frame(self._on_error(exc)))
-            await send({"type": "http.response.body", "body": b""})
-        except ClientGoneError:
-            return
-        except asyncio.CancelledError:
-            if not client.timed_out or client.task.uncancel() > 0:
-                raise
-            self._on_send_timeout()
+            except asyncio.CancelledError:
+                if not client.timed_out or client.task.uncancel() > 0:
+                    raise
+                self._on_send_timeout()
+            finally:
+                self._ticker.discard(client)
         finally:
-            self._ticker.discard(client)
+            release()
 
     async def _write_events(self, client: SseClient) -> None:
         version = self._version
         async with contextlib.aclosing(self._body(client)) as batches:
             async for batch in batches:
                 frames = [frame_of(event, version) for event in batch]
-                with delivery_spans(batch):
-                    await client.write(frames[0] if len(frames) == 1 else b"".join(frames))
+                body = frames[0] if len(frames) == 1 else b"".join(frames)
+                if tracing_enabled():
+                    with delivery_spans(batch):
+                        await client.write(body)
+                else:
+                    await client.write(body)
 
 
 def frame_of(event: OutgoingEvent, version: EventVersion) -> bytes:
