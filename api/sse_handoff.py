@@ -36,6 +36,7 @@ HANDOFF = "taskplane.stream_handoff"
 
 Finisher = Callable[[BaseException | None], None]
 _UNSET = object()
+DROPPED_SCOPE_KEYS = ("fastapi", "path_params", "starlette.exception_handlers")
 
 
 class Handoff:
@@ -106,9 +107,9 @@ class StreamHandoffApp(Starlette):
         serve = handoff.take()
         if serve is None:
             return
-        # FastAPI's request state (its exit stacks, closed by now) would stay with the
-        # scope for the stream's life: only the framework reads it.
-        for key in [key for key in scope if key.startswith("fastapi")]:
+        # FastAPI's request state (its exit stacks, closed by now) and the parsed path
+        # would stay with the scope for the stream's life: only the framework reads them.
+        for key in [key for key in scope if key.startswith(DROPPED_SCOPE_KEYS)]:
             del scope[key]
         error: BaseException | None = None
         try:

@@ -51,6 +51,9 @@ HEADERS = [
 ]
 
 
+SENT: list[tuple[bytes, bytes]] = []  # a response's headers once sent (never appended to)
+
+
 def encode_frame(sequence: int, event_type: str, data: str) -> bytes:
     """One SSE event: `id`, `event`, and `data` (one line per line of `data`)."""
     if "\n" in data or "\r" in data:
@@ -135,7 +138,8 @@ class TaskEventResponse(EventStreamResponse):
         await self._stream(receive, send, release)
 
     async def _start(self, scope: Scope, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        headers, self.raw_headers = self.raw_headers, SENT  # not kept for the stream's life
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         if scope["method"] == "HEAD":
             await send({"type": "http.response.body", "body": b""})
 
