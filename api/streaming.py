@@ -171,7 +171,11 @@ class TaskEventStream:
             self._counters.store_fallbacks += 1
             log.info(
                 "no live subscription; streaming from the store",
-                extra={"task_id": self._task_id, "sequence": self._last, "error": str(exc) or "timeout"},
+                extra={
+                    "task_id": self._task_id,
+                    "sequence": self._last,
+                    "error": str(exc) or "timeout",
+                },
             )
             return None
 
@@ -245,7 +249,9 @@ class TaskEventStream:
                 continue
             if delivery is None:
                 self._counters.idle_timeouts += 1
-                log.info("idle stream ended", extra={"task_id": self._task_id, "sequence": self._last})
+                log.info(
+                    "idle stream ended", extra={"task_id": self._task_id, "sequence": self._last}
+                )
                 return None
             event = self._live(delivery)
             if event is not None:
@@ -256,7 +262,9 @@ class TaskEventStream:
         if delivery.resync or delivery.payload is None:
             self._counters.heals += 1
             self._counters.resync_heals += 1
-            log.info("stream resync from store", extra={"task_id": self._task_id, "sequence": self._last})
+            log.info(
+                "stream resync from store", extra={"task_id": self._task_id, "sequence": self._last}
+            )
             self._catching_up = True
             return None
         # Strict (`schemas.decode_event`, once per message in this process): the payload
