@@ -42,7 +42,7 @@ DROPPED_SCOPE_KEYS = ("fastapi", "path_params", "starlette.exception_handlers")
 class Handoff:
     """One request's offer to serve its stream in front of the middlewares."""
 
-    __slots__ = ("_abandon", "_context", "_finishers", "_serve", "receive", "send")
+    __slots__ = ("_abandon", "_context", "_finishers", "_serve", "_tokens", "receive", "send")
 
     def __init__(self, receive: Receive, send: Send) -> None:
         self.receive = receive  # the server's own: no middleware's wrapper
@@ -51,6 +51,7 @@ class Handoff:
         self._abandon: Callable[[], None] | None = None
         self._context: contextvars.Context | None = None
         self._finishers: list[Finisher] = []
+        self._tokens: list[contextvars.Token[object]] = []
 
     @property
     def taken(self) -> bool:
@@ -73,7 +74,7 @@ class Handoff:
         if context is not None:
             for var, value in context.items():
                 if var.get(_UNSET) is not value:
-                    var.set(value)
+                    self._tokens.append(var.set(value))
         return serve
 
     def abandon(self, error: BaseException | None) -> None:
@@ -85,9 +86,15 @@ class Handoff:
         self.finish(error)
 
     def finish(self, error: BaseException | None) -> None:
+        """The request ends: its middlewares' finishers, then the context as it was."""
         finishers, self._finishers = self._finishers, []
-        for finish in reversed(finishers):  # the innermost middleware's first
-            finish(error)
+        try:
+            for finish in reversed(finishers):  # the innermost middleware's first
+                finish(error)
+        finally:
+            tokens, self._tokens = self._tokens, []
+            for token in reversed(tokens):
+                token.var.reset(token)
 
 
 class StreamHandoffApp(Starlette):
