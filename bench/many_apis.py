@@ -18,15 +18,23 @@ and per API process its clients, its deliveries a second and its CPU over the wi
 (nginx's too). Which API served a proxied client comes from nginx's access log
 (`upstream=`), each client carrying a query parameter of its own.
 
+With `--cluster` the three rounds run twice in one run: first on the bench's one Redis,
+then on a local Redis Cluster of its own (devstack/redis_cluster.py: 3 primaries + 3
+replicas) with three fresh APIs (`TASKPLANE_REDIS_CLUSTER=true`, `TASKPLANE_REDIS_URL`
+naming one node) and nginx in front of them; the recorder's broker comes from the same
+factory the API and worker use (`broker.factory.make_broker`). Each round says its
+`broker`.
+
 On a 2-core machine shared with the servers, more APIs cannot make delivery faster; what
 the figures show is whether the load spreads (clients and CPU per API) and what the proxy
-costs. The JSON goes to `bench/results/many-apis[-quick].json`.
+costs. The JSON goes to `bench/results/many-apis[-cluster][-quick].json`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -48,8 +56,10 @@ from bench.recorders import BatchAppender, build_envelope, mark_published
 from bench.sse_client import Frame, SseConnection, open_stream
 from bench.stack import BenchServers, Endpoints, server_versions
 from bench.stats import summary_ms
-from broker.redis import RedisBroker
+from broker.factory import make_broker
 from devstack.nginx import NginxProxy
+from devstack.redis_cluster import LocalCluster, find_binaries, local_cluster
+from settings import Settings
 from store import EventStore, Outbox, open_pool
 
 RESULTS = Path(__file__).parent / "results"
@@ -67,10 +77,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="recording window a round (default 20)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the servers' temp dir and logs")
+    parser.add_argument(
+        "--cluster", action="store_true", help="the rounds again on a local Redis Cluster"
+    )
     args = parser.parse_args(argv)
     args.clients = args.clients or (300 if args.quick else 1000)
     args.seconds = args.seconds or (5.0 if args.quick else 20.0)
-    args.out = args.out or RESULTS / ("many-apis-quick.json" if args.quick else "many-apis.json")
+    name = "many-apis" + ("-cluster" if args.cluster else "") + ("-quick" if args.quick else "")
+    args.out = args.out or RESULTS / f"{name}.json"
     return args
 
 
@@ -255,7 +269,8 @@ def print_round(result: dict[str, Any]) -> None:
         for a in result["per_api"]
     )
     print(
-        f"  {result['round']:<22} {result['clients']} clients, p50 {lat['p50_ms']} ms,"
+        f"  {result['broker']:<13} {result['round']:<22} {result['clients']} clients,"
+        f" p50 {lat['p50_ms']} ms,"
         f" p99 {lat['p99_ms']} ms, missing {result['missing_deliveries']}; {apis};"
         f" nginx CPU {result['nginx_cpu_seconds']} s; CPU/delivery API"
         f" {result['api_cpu_us_per_delivery']} µs, nginx {result['nginx_cpu_us_per_delivery']} µs;"
@@ -264,18 +279,55 @@ def print_round(result: dict[str, Any]) -> None:
     )
 
 
-async def measure(endpoints: Endpoints, log_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+ONE_REDIS, REDIS_CLUSTER = "one Redis", "Redis Cluster"
+
+
+async def measure(
+    endpoints: Endpoints,
+    log_dir: Path,
+    args: argparse.Namespace,
+    cluster: LocalCluster | None = None,
+) -> dict[str, Any]:
+    """The three rounds on the one Redis of `endpoints`, then again on `cluster` if given."""
+    pool = await open_pool(endpoints.database_url, min_size=1, max_size=4)
+    try:
+        rounds = await measure_broker(endpoints, log_dir, args, pool, None)
+        if cluster is not None:
+            rounds += await measure_broker(endpoints, log_dir, args, pool, cluster.url)
+        return {"rounds": rounds}
+    finally:
+        await pool.close()
+
+
+async def measure_broker(
+    endpoints: Endpoints,
+    log_dir: Path,
+    args: argparse.Namespace,
+    pool: AsyncConnectionPool,
+    cluster_url: str | None,
+) -> list[dict[str, Any]]:
+    """Three fresh APIs and nginx on one broker (the cluster at `cluster_url` if given)."""
     settings = {
         "sse_max_streams": str(args.clients + 100),
         "stream_token_secret": "b" * 32,
         "log_level": "WARNING",
     }
+    if cluster_url is not None:
+        settings |= {"redis_url": cluster_url, "redis_cluster": "true"}
+    label = REDIS_CLUSTER if cluster_url is not None else ONE_REDIS
+    suffix = "-cluster" if cluster_url is not None else ""
     apis = [ChildProcess("api", endpoints, log_dir, **settings) for _ in range(APIS)]
     proxy = NginxProxy(
-        log_dir / "nginx", [("127.0.0.1", api.port) for api in apis], log_path=log_dir / "nginx.log"
+        log_dir / f"nginx{suffix}",
+        [("127.0.0.1", api.port) for api in apis],
+        log_path=log_dir / f"nginx{suffix}.log",
     )
-    pool = await open_pool(endpoints.database_url, min_size=1, max_size=4)
-    broker = RedisBroker(endpoints.redis_url)
+    broker = make_broker(
+        Settings(
+            redis_url=cluster_url or endpoints.redis_url, redis_cluster=cluster_url is not None
+        ),
+        client_name="bench-recorder",
+    )
     await broker.connect()
     try:
         for api in apis:
@@ -299,16 +351,16 @@ async def measure(endpoints: Endpoints, log_dir: Path, args: argparse.Namespace)
                 pool=pool,
                 args=args,
             )
+            result = {"round": name, "broker": label, **result}
             print_round(result)
             rounds.append(result)
             await asyncio.sleep(2)
-        return {"rounds": rounds}
+        return rounds
     finally:
         proxy.stop()
         for api in apis:
             api.stop()
         await broker.close()
-        await pool.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -317,10 +369,16 @@ def main(argv: list[str] | None = None) -> None:
     raise_open_files_limit()
     started = datetime.now(UTC).isoformat(timespec="seconds")
     load_start = load_average()
-    with BenchServers(keep=args.keep) as servers:
+    with BenchServers(keep=args.keep) as servers, contextlib.ExitStack() as stack:
         endpoints = servers.start()
         versions = server_versions(endpoints)
-        result = asyncio.run(measure(endpoints, servers.logs, args))
+        cluster = None
+        if args.cluster:
+            found = find_binaries()
+            if isinstance(found, str):
+                raise SystemExit(found)
+            cluster = stack.enter_context(local_cluster(*found))
+        result = asyncio.run(measure(endpoints, servers.logs, args, cluster))
     report = {
         "started": started,
         "machine": machine_info(versions),
@@ -332,6 +390,7 @@ def main(argv: list[str] | None = None) -> None:
             "rate": args.rate,
             "seconds": args.seconds,
             "quick": args.quick,
+            "brokers": [ONE_REDIS, REDIS_CLUSTER] if args.cluster else [ONE_REDIS],
         },
         **result,
     }

@@ -60,30 +60,8 @@ def bus_counters(cluster: LocalCluster) -> Counter[str]:
     return total
 
 
-def bus_mesh_complete(cluster: LocalCluster) -> bool:
-    """Whether every running node has a connected bus link to every other one: a PUBLISH
-    reaches only the nodes linked at that moment, and the links of a new cluster (or of
-    one after a fault) come up by gossip, after its replicas already report in sync."""
-    running = [node for node in cluster.nodes if node.process.running]
-    for node in running:
-        with node.client() as client:
-            seen: dict[str, dict[str, Any]] = client.cluster("nodes")
-        linked = [n for n in seen.values() if n.get("connected") and "fail" not in n["flags"]]
-        if len(linked) < len(running):
-            return False
-    return True
-
-
-def wait_bus_mesh(cluster: LocalCluster, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not bus_mesh_complete(cluster):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the cluster bus was not a full mesh within {within} s")
-        time.sleep(0.05)
-
-
 async def bus_messages(cluster: LocalCluster, events: int) -> dict[str, Any]:
-    await asyncio.to_thread(wait_bus_mesh, cluster)
+    await asyncio.to_thread(cluster.wait_healthy)  # the bus settled: links and roles
     commands = cluster_client(cluster.url, timeout=2.0, client_name="bench-bus")
     results: dict[str, Any] = {"events": events}
     try:

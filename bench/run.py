@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import logging
 import shutil
 import tempfile
 import time
-import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ from bench import (
     throughput,
 )
 from bench.context import BenchContext, Sizes
+from bench.entry import run_bench
 from bench.machine import load_average, machine_info
 from bench.procs import raise_open_files_limit
 from bench.report import render_table, targets, write_plot
@@ -39,7 +37,6 @@ from bench.stack import BenchServers, Endpoints, server_versions
 from broker.redis import RedisBroker
 from settings import Settings
 from store import open_pool
-from telemetry import configure_logging
 from temporal.client import connect_client
 
 PARTS = (
@@ -173,31 +170,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from telemetry.exit import exit_now
-
     args = parse_args(argv)
-    configure_logging("WARNING")
-    logging.getLogger("temporalio").setLevel(logging.ERROR)
-    try:
-        report = run(args)
-    except KeyboardInterrupt:
-        exit_now(130)
-    except Exception:
-        # The servers are stopped by now; report the failure and leave without
-        # interpreter finalisation, which the Temporal SDK's threads can abort.
-        traceback.print_exc()
-        exit_now(1)
-    out = args.out or RESULTS_DIR / f"{report['mode']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    run_bench(
+        lambda: run(args),
+        lambda report: args.out or RESULTS_DIR / f"{report['mode']}.json",
+        lambda report, out: _show(report, out, args.plot),
+    )
+
+
+def _show(report: dict[str, Any], out: Path, plot_arg: Path | None) -> None:
     print(render_table(report))
     if "output" in report:
         print("\n".join(output.render(report["output"])))
     if "flow" in report:
         print("\n".join(flow.render(report["flow"])))
     print(f"\nresults: {out}")
-    plot = args.plot or (DEFAULT_PLOT if report["mode"] == "full" else None)
+    plot = plot_arg or (DEFAULT_PLOT if report["mode"] == "full" else None)
     if plot is not None and "latency" in report and write_plot(report, plot):
         print(f"plot: {plot}")
-    # The Temporal SDK's threads can abort interpreter finalisation (see telemetry.exit).
-    exit_now(0)

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import logging
 import time
-import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from bench import dbsize, drive
+from bench.entry import run_bench
 from bench.machine import load_average, machine_info
 from bench.procs import ChildProcess, raise_open_files_limit, rss_kib
 from bench.soak_report import render, summarise
@@ -235,24 +233,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from telemetry import configure_logging
-    from telemetry.exit import exit_now
-
     args = parse_args(argv)
-    configure_logging("WARNING")
-    logging.getLogger("temporalio").setLevel(logging.ERROR)
-    try:
-        report = run(args)
-    except KeyboardInterrupt:
-        exit_now(130)
-    except Exception:
-        traceback.print_exc()
-        exit_now(1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    run_bench(lambda: run(args), lambda _report: args.out, _show)
+
+
+def _show(report: dict[str, Any], out: Path) -> None:
     print(render(report))
-    print(f"\nresults: {args.out}")
-    exit_now(0)
+    print(f"\nresults: {out}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Each node runs with `--cluster-enabled yes` on free ports (client and bus), its files in
 a folder of its own; `redis-cli --cluster create … --cluster-replicas 1 --cluster-yes`
 joins them, and the cluster is ready once every running node says `cluster_state:ok`,
-three primaries own slots, and every replica reports `master_link_status:up`. Up in
-~2.4 s (replicas sync at once: `repl-diskless-sync-delay 0`) at ~8 MB a node.
+three primaries own slots, every replica reports `master_link_status:up`, and the bus
+has settled (every node linked to every other, all agreeing who replicates whom). Up in
+~3 s (replicas sync at once: `repl-diskless-sync-delay 0`) at ~8 MB a node.
 
 Set for faults: `cluster-node-timeout` 2000 ms (a stopped primary is failed over in a
 few seconds) and `cluster-replica-validity-factor 0` (a replica may always take over,
@@ -199,43 +200,43 @@ class LocalCluster:
         return found
 
     def healthy(self, *, primaries: int = 3) -> bool:
-        """Every running node says `cluster_state:ok`, the expected count of primaries,
-        and every replica's link to its primary is up."""
+        """Every running node says `cluster_state:ok`, every replica's link to its primary
+        is up, `primaries` primaries own slots, and the cluster bus has settled: every
+        running node has a connected bus link to every other one and says of it what that
+        node says of itself (master, or replica of which primary). Bus links and roles
+        spread by gossip (a ping a second here), after the replicas already report in
+        sync: until a primary knows its replica, it sends its shard's SPUBLISHes to no
+        replica, and a PUBLISH reaches only the nodes linked at that moment."""
+        views: list[list[list[str]]] = []
         try:
-            serving = 0
             for node in self.nodes:
                 if not node.process.running:
                     continue
                 with node.client() as client:
-                    info = client.cluster("info")
-                    if info.get("cluster_state") != "ok":
+                    if client.cluster("info").get("cluster_state") != "ok":
                         return False
                     replication = client.info("replication")
-                    if replication["role"] == "master":
-                        serving += 1 if int(str(info.get("cluster_slots_assigned", 0))) else 0
-                    elif replication.get("master_link_status") != "up":
+                    if replication["role"] != "master" and (
+                        replication.get("master_link_status") != "up"
+                    ):
                         return False
-            masters = [
-                n
-                for n in self.nodes
-                if n.process.running and n.info("replication")["role"] == "master"
-            ]
-            owning = [n for n in masters if self._owns_slots(n)]
-            return len(owning) == primaries
+                    text = client.execute_command("CLUSTER", "NODES")
+                text = text.decode() if isinstance(text, bytes) else str(text)
+                views.append([line.split() for line in text.splitlines() if line.strip()])
         except (redis.RedisError, OSError):
             return False
-
-    def _owns_slots(self, node: ClusterNode) -> bool:
-        with node.client() as client:
-            myself = client.execute_command("CLUSTER", "MYID")
-            nodes = client.execute_command("CLUSTER", "NODES")
-        text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
-        node_id = myself.decode() if isinstance(myself, bytes) else str(myself)
-        for line in text.splitlines():
-            fields = line.split()
-            if fields and fields[0] == node_id:
-                return len(fields) > 8
-        return False
+        # node id -> (role, primary id or "-") as each running node says of itself
+        selves = {f[0]: _role(f) for view in views for f in view if "myself" in f[2].split(",")}
+        owning = [f for view in views for f in view if "myself" in f[2].split(",") and f[8:]]
+        for view in views:
+            said = {f[0]: f for f in view}
+            for node_id, role in selves.items():
+                fields = said.get(node_id)
+                if fields is None or _role(fields) != role or fields[7] != "connected":
+                    return False
+                if {"fail", "fail?", "handshake", "noaddr"} & set(fields[2].split(",")):
+                    return False
+        return len(owning) == primaries
 
     def wait_healthy(self, *, within: float = 30.0, primaries: int = 3) -> float:
         """Wait until `healthy()`; return the seconds it took (fails after `within`)."""
@@ -262,6 +263,11 @@ class LocalCluster:
                 and key != "cluster_stats_messages_sent"
             )
         return total
+
+
+def _role(fields: list[str]) -> tuple[str, str]:
+    """(role, primary id or "-") of one CLUSTER NODES line."""
+    return ("master" if "master" in fields[2].split(",") else "replica", fields[3])
 
 
 @contextmanager

@@ -40,9 +40,9 @@ def test_bus_messages_per_event_classic_against_sharded() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["classic"]["publish_bus_messages_per_event"] == 5.0  # 6 nodes: 5 others
-    # SPUBLISH is never broadcast: at most its shard's one replica. (Exactly 1.0 in most
-    # runs; some runs read 0.0 — unexplained, left open: docs/performance.md.)
-    assert figures["sharded"]["publish_bus_messages_per_event"] <= 1.0
+    # SPUBLISH goes to its shard's one replica only. (It read 0.0 when counted before the
+    # primaries knew their replicas: `LocalCluster.healthy` now waits for that.)
+    assert figures["sharded"]["publish_bus_messages_per_event"] == 1.0
 
 
 async def test_balance_figures_cover_every_primary(
