@@ -25,7 +25,7 @@ class ScheduleActivities:
 
     @activity.defn(name=CLAIM_SCHEDULED_TASK)
     async def claim(self, request: ClaimScheduledTask) -> bool:
-        owner = await self._owners.claim(request.task_id, request.tenant)
+        owner = await self._owners.claim(request.task_id, request.tenant, request.concurrency_key)
         if owner is None:
             log.warning(
                 "a schedule's fire names a pruned task: not started",

@@ -91,7 +91,7 @@ async def create_debounced(
             ),
         )
         if answer.task_id == proposed:  # this creation opened the window: its task's owner
-            await TaskOwners(services.pool).claim(proposed, tenant)
+            await TaskOwners(services.pool).claim(proposed, tenant, body.concurrency_key)
         log.info(
             "task creation debounced",
             extra={

@@ -83,6 +83,7 @@ class Admission:
     delay_seconds: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     decided_at_ms: float = 0.0  # Redis's clock; 0 when no rule applied
+    rule: str | None = None  # the rule that deferred the start (its policy name)
 
 
 NO_LIMIT = Admission()
@@ -188,6 +189,7 @@ class StartRates:
             self.refused += 1
             raise self._refusal(tenant, key, rules[decision.rule], decision, headers)
         delay = decision.delay_ms / 1000
+        rule = rules[decision.rule].name if delay > 0 else None
         if delay > 0:
             self.deferred += 1
             headers[START_DELAY_HEADER] = f"{delay:.3f}"
@@ -197,7 +199,9 @@ class StartRates:
             )
         else:
             self.admitted += 1
-        return Admission(delay_seconds=delay, headers=headers, decided_at_ms=decision.at_ms)
+        return Admission(
+            delay_seconds=delay, headers=headers, decided_at_ms=decision.at_ms, rule=rule
+        )
 
     async def admit_new(
         self,

@@ -66,7 +66,29 @@ class ScheduleSpecFields(BaseModel):
     )
 
 
-class CreateScheduleRequest(ScheduleSpecFields):
+ConcurrencyKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00]+$",
+        description="Each fire's task's concurrency key, as in `POST /tasks` (default: the"
+        " tenant; docs/flow-control.md).",
+    ),
+]
+Priority = Annotated[
+    int, Field(ge=1, le=5, description="Each fire's task's priority, 1 first, 5 last.")
+]
+
+
+class ScheduleFlowFields(BaseModel):
+    """Flow control of each fire's task, as `POST /tasks` takes it."""
+
+    concurrency_key: ConcurrencyKey | None = None
+    priority: Priority = 3
+
+
+class CreateScheduleRequest(ScheduleSpecFields, ScheduleFlowFields):
     model_config = ConfigDict(extra="forbid")
 
     id: ScheduleId | None = None
@@ -89,6 +111,8 @@ class UpdateScheduleRequest(BaseModel):
     catchup_window: Annotated[int, Field(ge=10, le=MAX_SECONDS)] | None = None
     jitter: Annotated[int, Field(ge=0, le=MAX_SECONDS)] | None = None
     paused: bool | None = None
+    concurrency_key: ConcurrencyKey | None = None
+    priority: Priority | None = Field(default=None, description="`null`: back to 3.")
 
 
 class NoteRequest(BaseModel):
@@ -120,7 +144,7 @@ class ScheduleLinks(BaseModel):
     tasks: str = Field(description="The tenant's tasks (each run is one).")
 
 
-class ScheduleSummary(ScheduleSpecFields):
+class ScheduleSummary(ScheduleSpecFields, ScheduleFlowFields):
     """A schedule as last written (`GET /schedules` lists these)."""
 
     id: str

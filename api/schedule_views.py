@@ -13,6 +13,8 @@ from api.problems import ProblemError
 from api.routes.tasks import validated_task_input
 from api.schedule_models import CreateScheduleRequest, ScheduleRunView, ScheduleView
 from api.services import Services
+from schemas.admission import concurrency_policy
+from settings import Settings
 from store.schedules import ScheduleRow, ScheduleRows
 from temporal.schedules import (
     ScheduleClient,
@@ -41,14 +43,25 @@ def validated_request(services: Services, body: CreateScheduleRequest) -> dict[s
             raise ProblemError(422, f"unknown time zone {body.timezone!r}") from None
     task = CreateTaskRequest(type=body.type, input=body.input)
     task_input = validated_task_input(task, services.settings.max_events_per_task)
-    return body.model_dump(mode="json") | {"input": task_input}
+    request = body.model_dump(mode="json") | {"input": task_input}
+    # Flow-control fields at their defaults are left out, so a schedule stored before they
+    # existed and its repeat with the same body have the same fingerprint (idempotent id).
+    return {k: v for k, v in request.items() if k not in FLOW_DEFAULTS or v != FLOW_DEFAULTS[k]}
 
 
-def definition_of(tenant: str, request: dict[str, Any], temporal_id: str) -> ScheduleDefinition:
+FLOW_DEFAULTS: dict[str, Any] = {"concurrency_key": None, "priority": 3}
+
+
+def definition_of(
+    tenant: str, request: dict[str, Any], temporal_id: str, settings: Settings
+) -> ScheduleDefinition:
     def seconds(name: str) -> timedelta | None:
         value = request.get(name)
         return None if value is None else timedelta(seconds=value)
 
+    # As `POST /tasks` decides it (api/admission.py), when the schedule is written.
+    policy = concurrency_policy(request["type"], settings.concurrency_limit)
+    key = request.get("concurrency_key") or tenant
     return ScheduleDefinition(
         tenant=tenant,
         schedule_id=request["id"],
@@ -61,6 +74,11 @@ def definition_of(tenant: str, request: dict[str, Any], temporal_id: str) -> Sch
         overlap=request.get("overlap") or "skip",
         catchup_window=seconds("catchup_window"),
         jitter=seconds("jitter"),
+        concurrency_key=key,  # the task's admission uses it only under a limit
+        concurrency_limit=policy.limit if policy else None,
+        concurrency_strategy=policy.strategy if policy else "queue",
+        priority=request.get("priority") or 3,
+        fairness_weight=settings.tenant_weight_map.get(tenant, 1.0),
     )
 
 

@@ -14,6 +14,7 @@ the pruners' lock, so it never runs beside a worker's round.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import sys
@@ -56,13 +57,8 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     # Imported here: the launcher's other commands need neither the store nor the worker.
     from worker.pruner import RetentionPolicy
 
-    policy = RetentionPolicy.from_settings(settings)
-    policy = RetentionPolicy(
-        closed_tasks_seconds=args.closed_before,
-        outbox_published_seconds=policy.outbox_published_seconds,
-        tombstones_seconds=policy.tombstones_seconds,
-        orphan_grace_seconds=policy.orphan_grace_seconds,
-        batch_size=policy.batch_size,
+    policy = dataclasses.replace(
+        RetentionPolicy.from_settings(settings), closed_tasks_seconds=args.closed_before
     )
     counts = run_sync(
         # It waits on the pruners' lock as a session lock: the direct URL, not a pooler.
@@ -114,7 +110,13 @@ async def prune(
 
 async def _prune_all(pool: AsyncConnectionPool, policy: RetentionPolicy) -> PruneCounts:
     from store.retention import PruneCounts, expire_tombstones, prune_published_outbox
-    from worker.pruner import MAX_BATCHES, ROW_BATCH_FACTOR, drain, prune_closed
+    from worker.prune_steps import (
+        MAX_BATCHES,
+        ROW_BATCH_FACTOR,
+        drain,
+        prune_closed,
+        prune_flow_rows,
+    )
 
     counts = PruneCounts()
     while True:  # a round takes at most MAX_BATCHES batches: go on until the end
@@ -142,13 +144,15 @@ async def _prune_all(pool: AsyncConnectionPool, policy: RetentionPolicy) -> Prun
         counts.rows["pruned_tasks"] += deleted
         if deleted < MAX_BATCHES * rows:
             break
+    counts.rows.update(await prune_flow_rows(pool, policy))  # debounce, bulk operations
     return counts
 
 
 def render(counts: PruneCounts, *, dry_run: bool) -> str:
     """One line a table: what was deleted (or would be)."""
     what = "would delete" if dry_run else "deleted"
-    rows = {**counts.by_table(), "event_partitions": counts.rows["event_partitions"]}
+    others = {t: n for t, n in counts.rows.items() if t not in counts.by_table()}
+    rows = {**counts.by_table(), **others, "event_partitions": counts.rows["event_partitions"]}
     width = max(len(table) for table in rows)
     lines = [f"{'table':<{width}}  {what}"]
     lines += [f"{table:<{width}}  {n}" for table, n in rows.items()]

@@ -3,6 +3,7 @@
     taskplane schedules create TYPE (--cron EXPR | --every DURATION) [--input JSON] [--id ID]
                                [--timezone TZ] [--overlap POLICY] [--catchup-window DURATION]
                                [--jitter DURATION] [--paused]
+                               [--concurrency-key KEY] [--priority 1-5]
     taskplane schedules list
     taskplane schedules get|pause|resume|trigger|delete ID
     taskplane schedules backfill ID --start TIME --end TIME
@@ -80,6 +81,8 @@ def cmd_create(api: TaskApi, args: argparse.Namespace, out: TextIO) -> int:
         "timezone": args.timezone,
         "catchup_window": args.catchup_window,
         "jitter": args.jitter,
+        "concurrency_key": args.concurrency_key,
+        "priority": args.priority,
     }
     body |= {name: value for name, value in optional.items() if value is not None}
     return _answer(out, args, api.call("POST", "/schedules", json=body))
@@ -148,6 +151,8 @@ def register(commands: Any) -> None:
     create.add_argument("--catchup-window", type=parse_duration, metavar="DURATION")
     create.add_argument("--jitter", type=parse_duration, metavar="DURATION")
     create.add_argument("--paused", action="store_true", help="create it paused")
+    create.add_argument("--concurrency-key", metavar="KEY", help="each task's concurrency key")
+    create.add_argument("--priority", type=int, choices=range(1, 6), help="1 first, 5 last")
     add("list", cmd_list, "the tenant's schedules")
     for name, method, action, help_text in (
         ("get", "GET", None, "a schedule, its next fires and recent runs"),

@@ -64,6 +64,8 @@ class TaskProgress:
             self.status, self.steps = "running", {}
         elif event_type in {"task.queued.v1", "task.admitted.v1"}:
             self.status = "queued" if event_type == "task.queued.v1" else "running"
+        elif event_type == "task.deferred.v1" and self.status == "pending":
+            self.status = "queued"  # before `task.created.v1`: its start is booked
         elif event_type in {"task.paused.v1", "task.resumed.v1"}:
             self.status = "paused" if event_type == "task.paused.v1" else "running"
         elif event_type.startswith("task.input."):

@@ -49,6 +49,12 @@ EXAMPLE_DATA: dict[str, dict[str, Any]] = {
         "priority": 3,
     },
     "task.admitted.v1": {"concurrency_key": "acme", "waited_seconds": 12.5},
+    "task.deferred.v1": {
+        "until": "2026-12-04T10:00:30Z",
+        "reason": "rate_limit",
+        "rule": "type-m",
+        "task_type": "demo.fanout",
+    },
     "task.paused.v1": {"reason": "maintenance window"},
     "task.resumed.v1": {},
     "task.completed.v1": {"result": {"steps": 3}},

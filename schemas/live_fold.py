@@ -42,6 +42,8 @@ class FoldedTask:
             self.status, self.progress = "running", 0.0
         elif kind in ("task.queued.v1", "task.admitted.v1"):
             self.status = "queued" if kind == "task.queued.v1" else "running"
+        elif kind == "task.deferred.v1" and self.status == "pending":
+            self.status = "queued"  # before `task.created.v1`: its start is booked
         elif kind in ("task.paused.v1", "task.resumed.v1"):
             self.status = "paused" if kind == "task.paused.v1" else "running"
         elif kind == "task.reset.v1":

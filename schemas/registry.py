@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from schemas.admission_events import TaskAdmittedV1, TaskQueuedV1
+from schemas.deferral import TaskDeferredV1
 from schemas.errors import (
     InvalidEventDataError,
     InvalidEventError,
@@ -53,6 +54,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         InputReceivedV1,
         TaskQueuedV1,
         TaskAdmittedV1,
+        TaskDeferredV1,
     )
 }
 

@@ -12,9 +12,9 @@ through the sandbox. Add, never rename.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 SCHEDULED_TASK_WORKFLOW: Final = "ScheduledTaskWorkflow"
 CLAIM_SCHEDULED_TASK: Final = "claim_scheduled_task"
@@ -54,8 +54,17 @@ class ScheduledTaskInput(BaseModel):
     schedule_id: str
     task_type: str
     input: dict[str, Any]
+    # Flow control (issue 24), decided by the API when the schedule is created or
+    # changed, as `POST /tasks` decides it at creation; each fire's task carries it.
+    # Optional with defaults: actions stored before them decode (no limit, priority 3).
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = Field(default=None, ge=1)
+    concurrency_strategy: Literal["queue", "cancel_newest", "cancel_in_progress"] = "queue"
+    priority: int = Field(default=3, ge=1, le=5)
+    fairness_weight: float = Field(default=1.0, gt=0)
 
 
 class ClaimScheduledTask(BaseModel):
     task_id: str
     tenant: str
+    concurrency_key: str | None = None  # None: the tenant (schedules from before keys)

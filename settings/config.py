@@ -119,6 +119,11 @@ class Settings(RedisClusterSettings, AdmissionSettings):  # sections: settings/*
     retention_outbox_published_seconds: float = Field(default=86_400.0, ge=0)
     retention_tombstones_seconds: float = Field(default=30 * 86_400.0, ge=0)
     retention_orphan_grace_seconds: float = Field(default=3600.0, ge=0)
+    # Flow control's own rows (issue 24): a debounced creation's Idempotency-Key answer
+    # once its window closed (its task started) this long ago; a finished bulk operation
+    # (with its per-task outcomes) this long after it finished.
+    retention_debounced_requests_seconds: float = Field(default=30 * 86_400.0, ge=0)
+    retention_bulk_operations_seconds: float = Field(default=30 * 86_400.0, ge=0)
     retention_interval_seconds: float = Field(default=60.0, gt=0)
     retention_batch_size: int = Field(default=100, ge=1, le=10_000)
     # Partitions of `events` (store/partitions.py; docs/operations.md#partitions): by the

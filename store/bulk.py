@@ -225,11 +225,12 @@ def _matching(operation: BulkOperation) -> tuple[list[str], list[Any]]:
         conditions.append("tasks.created_at >= %s")
         params.append(wanted.created_after)
     if wanted.concurrency_key is not None:
-        # Keys are known for open tasks of a type with a concurrency limit: their
-        # admission tickets (migration 0014), queued or holding a slot.
+        # Every task's key is on its owner row (`o`, migration 0021); a task claimed
+        # before that has it only on an admission ticket (open, of a limited type).
         conditions.append(
-            "EXISTS (SELECT 1 FROM admission_tickets a"
-            " WHERE a.task_id = tasks.task_id AND a.concurrency_key = %s)"
+            "(o.concurrency_key = %s OR (o.concurrency_key IS NULL AND EXISTS"
+            " (SELECT 1 FROM admission_tickets a"
+            " WHERE a.task_id = tasks.task_id AND a.concurrency_key = %s)))"
         )
-        params.append(wanted.concurrency_key)
+        params.extend([wanted.concurrency_key, wanted.concurrency_key])
     return conditions, params

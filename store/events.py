@@ -84,7 +84,9 @@ WITH task AS (
     ON CONFLICT (task_id) DO UPDATE SET
         last_seq   = t.last_seq + 1,
         task_type  = COALESCE(EXCLUDED.task_type, t.task_type),
-        status     = COALESCE(%(status)s::text, t.status),
+        -- a deferral noticed late (its task started already) leaves the status alone
+        status     = CASE WHEN %(event_type)s::text = 'task.deferred.v1' THEN t.status
+                          ELSE COALESCE(%(status)s::text, t.status) END,
         run_id     = COALESCE(t.run_id, EXCLUDED.run_id),
         runs       = CASE WHEN t.run_id IS NULL AND EXCLUDED.run_id IS NOT NULL
                           THEN array_append(t.runs, EXCLUDED.run_id) ELSE t.runs END,
@@ -100,8 +102,13 @@ WITH task AS (
         updated_at = EXCLUDED.updated_at,
         workflow_task_failing_since = NULL
     -- Only an open task, and only its current run (or any run while none is known);
-    -- never a second `task.created.v1` (a reset run starting over: see `_settle`).
-    WHERE t.status NOT IN {closed} AND %(event_type)s::text <> 'task.created.v1'
+    -- never a second `task.created.v1` (a reset run starting over: see `_settle`); the
+    -- first may follow a `task.deferred.v1`, recorded before the task's run began.
+    WHERE t.status NOT IN {closed}
+      AND (%(event_type)s::text <> 'task.created.v1'
+           OR (t.run_id IS NULL AND NOT EXISTS (SELECT FROM events e
+                WHERE e.task_id = t.task_id AND e.event_type = 'task.created.v1'
+                  AND e.task_created_at = t.created_at)))
       AND (%(run_id)s::text IS NULL OR t.run_id IS NULL OR t.run_id = %(run_id)s::text)
       -- the task's event budget (store/budget.py): NULL for an exempt event or no budget
       AND (%(budget)s::bigint IS NULL OR t.last_seq < %(budget)s::bigint)

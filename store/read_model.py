@@ -62,6 +62,11 @@ def update_for(envelope: EventEnvelope) -> TaskUpdate:
             return TaskUpdate(progress=float(data.get("percent", 0)))
         case "task.queued.v1":
             return TaskUpdate(status=TaskStatus.QUEUED)
+        # A start deferred by the rate limit (schemas/deferral.py): recorded before
+        # `task.created.v1`; `queued` (accepted, waiting its turn) until it starts. The
+        # store applies its status to a new row only (store/events.py).
+        case "task.deferred.v1":
+            return TaskUpdate(task_type=data.get("task_type"), status=TaskStatus.QUEUED)
         case "task.admitted.v1":
             return TaskUpdate(status=TaskStatus.RUNNING)
         case "task.paused.v1":

@@ -20,8 +20,8 @@ DEFAULT_TENANT = "default"
 # of a task with no event yet.
 _CLAIM = """
 WITH owner AS (
-    INSERT INTO task_owners (task_id, tenant)
-    SELECT %(task_id)s, %(tenant)s
+    INSERT INTO task_owners (task_id, tenant, concurrency_key)
+    SELECT %(task_id)s, %(tenant)s, %(key)s
     WHERE NOT EXISTS (SELECT 1 FROM pruned_tasks WHERE task_id = %(task_id)s)
     ON CONFLICT (task_id) DO UPDATE SET tenant = task_owners.tenant
     RETURNING tenant
@@ -40,9 +40,13 @@ class TaskOwners:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
-    async def claim(self, task_id: str, tenant: str) -> str | None:
+    async def claim(
+        self, task_id: str, tenant: str, concurrency_key: str | None = None
+    ) -> str | None:
         """Record `tenant` as the task's owner unless it has one; return the owner, or
         None when the id belongs to a pruned task (its tombstone is kept: retention).
+        The row keeps the task's concurrency key too (default: the tenant; migration
+        0021), which bulk operations filter on.
 
         Idempotent: a repeat by the same tenant (an Idempotency-Key replay) finds
         its own row. The caller compares the result with the tenant it asked for.
@@ -51,7 +55,8 @@ class TaskOwners:
         one claimed within its grace period.
         """
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(_CLAIM, {"task_id": task_id, "tenant": tenant})
+            params = {"task_id": task_id, "tenant": tenant, "key": concurrency_key or tenant}
+            cursor = await conn.execute(_CLAIM, params)
             row = await cursor.fetchone()
         return None if row is None else str(row[0])
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio.client import (
     Client,
@@ -29,6 +29,7 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.common import Priority
 from temporalio.service import RPCError, RPCStatusCode
 
 from schemas.schedules import (
@@ -71,6 +72,12 @@ class ScheduleDefinition:
     overlap: str
     catchup_window: timedelta | None
     jitter: timedelta | None
+    # Each fire's task (issue 24): as `POST /tasks` would decide it (api/admission.py).
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    concurrency_strategy: Literal["queue", "cancel_newest", "cancel_in_progress"] = "queue"
+    priority: int = 3
+    fairness_weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +146,19 @@ class ScheduleClient:
                 schedule_id=definition.schedule_id,
                 task_type=definition.task_type,
                 input=definition.input,
+                concurrency_key=definition.concurrency_key,
+                concurrency_limit=definition.concurrency_limit,
+                concurrency_strategy=definition.concurrency_strategy,
+                priority=definition.priority,
+                fairness_weight=definition.fairness_weight,
             ),
             id=action_workflow_id(definition.temporal_id),
+            # The fire's own run is dispatched fairly too (its task's run: workflows/scheduled.py).
+            priority=Priority(
+                priority_key=definition.priority,
+                fairness_key=definition.tenant,
+                fairness_weight=definition.fairness_weight,
+            ),
             task_queue=self._task_queue,
             static_summary=f"{definition.task_type} tasks of schedule {definition.schedule_id}"
             f" (tenant {definition.tenant})",

@@ -8,9 +8,10 @@ Temporal that does not answer costs a request `rpc_timeout`, never more.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -27,6 +28,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from schemas.deferral import DEFERRAL_NOTICE_WORKFLOW, DeferralNotice, deferral_workflow_id
 from schemas.tasks import TaskStatus
 from schemas.workflow import (
     CONTROL_REFUSED,
@@ -48,6 +50,8 @@ from schemas.workflow import (
 )
 from settings.deployment import DeploymentSettings
 from temporal.health import workflow_task_failing
+
+log = logging.getLogger(__name__)
 
 
 class TaskGoneError(Exception):
@@ -145,10 +149,12 @@ class TaskClient:
         request_hash: str,
         request_nonce: str,
         start_delay: timedelta | None = None,
+        deferred_by: str | None = None,
     ) -> None:
         """Start the task's workflow, or leave the one already running (or closed) under
         its id: the memo says which request started it (`describe`). `start_delay`: its
-        first workflow task waits that long (a start deferred by the rate limit)."""
+        first workflow task waits that long (a start deferred by the rate limit, the
+        rule `deferred_by`), and `task.deferred.v1` says so (`_notice_deferral`)."""
         with contextlib.suppress(WorkflowAlreadyStartedError):  # closed under the same id
             await self.client.start_workflow(
                 TASK_WORKFLOW,
@@ -168,6 +174,40 @@ class TaskClient:
                 versioning_override=self._versioning.start_override(request.task_type),
                 rpc_timeout=self._rpc_timeout,
                 start_delay=start_delay,
+            )
+        if start_delay is not None:
+            await self._notice_deferral(request, start_delay, deferred_by)
+
+    async def _notice_deferral(
+        self, request: TaskWorkflowInput, delay: timedelta, rule: str | None
+    ) -> None:
+        """Start `DeferralNoticeWorkflow` (workflows/deferral.py), which records the
+        task's `task.deferred.v1`; once per task (its id is the task's). The task is
+        started already: a Temporal that refuses this costs the event, not the task."""
+        notice = DeferralNotice(
+            task_id=request.task_id,
+            task_type=request.task_type,
+            until=datetime.now(UTC) + delay,
+            rule=rule,
+        )
+        try:
+            await self.client.start_workflow(
+                DEFERRAL_NOTICE_WORKFLOW,
+                notice,
+                id=deferral_workflow_id(request.task_id),
+                task_queue=self._task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"deferral of task {request.task_id}",
+                priority=start_priority(request, self._weights),
+                rpc_timeout=self._rpc_timeout,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # noticed already (a repeat)
+        except RPCError as exc:
+            log.warning(
+                "deferral event not started: the task starts as booked",
+                extra={"task_id": request.task_id, "error": str(exc)},
             )
 
     async def describe(self, task_id: str) -> TaskDescription | None:

@@ -8,8 +8,14 @@ A round (the SQL and its rules: store/retention.py, store/orphans.py):
    transaction, until a batch comes back short (at most `MAX_BATCHES` a round);
 2. outbox rows published more than `TASKPLANE_RETENTION_OUTBOX_PUBLISHED_SECONDS` ago;
 3. tombstones older than `TASKPLANE_RETENTION_TOMBSTONES_SECONDS`;
-4. orphans: ids the API accepted more than `TASKPLANE_RETENTION_ORPHAN_GRACE_SECONDS`
+4. debounced creations whose window closed more than
+   `TASKPLANE_RETENTION_DEBOUNCED_REQUESTS_SECONDS` ago, and bulk operations (with
+   their per-task outcomes) finished more than `TASKPLANE_RETENTION_BULK_OPERATIONS_SECONDS`
+   ago (store/flow_retention.py);
+5. orphans: ids the API accepted more than `TASKPLANE_RETENTION_ORPHAN_GRACE_SECONDS`
    ago with no event, whose workflow Temporal does not know (their start failed).
+
+The steps themselves (policy, batches, `drain`): worker/prune_steps.py.
 
 One pruner at a time across workers (and `taskplane prune`): a Postgres advisory
 lock, as the reconciler's; the others skip the round. Each batch is its own short
@@ -22,16 +28,14 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
-from schemas.workflow import workflow_id_for
 from settings import Settings
 from store.locks import try_exclusive
 from store.orphans import forget_started, remove_orphan, unstarted_tasks
@@ -40,44 +44,24 @@ from store.retention import (
     PRUNE_LOCK_KEY,
     PruneCounts,
     expire_tombstones,
-    prune_closed_batch,
     prune_published_outbox,
 )
 from telemetry.metrics import CountError, ignore_error
+from worker.prune_steps import (
+    ROW_BATCH_FACTOR,
+    RetentionPolicy,
+    WorkflowKnown,
+    drain,
+    prune_closed,
+    prune_flow_rows,
+    temporal_knows,
+)
+
+__all__ = ["Pruner", "PrunerStats", "RetentionPolicy", "build_pruner", "temporal_knows"]
 
 log = logging.getLogger(__name__)
 
-# Batches of closed tasks in one round: a backlog is worked off over several rounds.
-MAX_BATCHES = 100
-# Outbox rows and tombstones are small: this many times `batch` a statement.
-ROW_BATCH_FACTOR = 10
-# After each batch the pruner rests as long as the batch took: it never takes more than
-# half of what Postgres gives it, however large the backlog (a batch of 100 tasks took
-# 30-40 ms on the 2-core test machine: over 1,000 tasks/s still, 1M a day is 12/s).
-REST_FACTOR = 1.0
 _START = (datetime.min.replace(tzinfo=UTC), "")
-
-# Whether Temporal knows the task's workflow (any run, open or closed).
-WorkflowKnown = Callable[[str], Awaitable[bool]]
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionPolicy:
-    closed_tasks_seconds: float = 30 * 86_400.0
-    outbox_published_seconds: float = 86_400.0
-    tombstones_seconds: float = 30 * 86_400.0
-    orphan_grace_seconds: float = 3600.0
-    batch_size: int = 100
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RetentionPolicy:
-        return cls(
-            closed_tasks_seconds=settings.retention_closed_tasks_seconds,
-            outbox_published_seconds=settings.retention_outbox_published_seconds,
-            tombstones_seconds=settings.retention_tombstones_seconds,
-            orphan_grace_seconds=settings.retention_orphan_grace_seconds,
-            batch_size=settings.retention_batch_size,
-        )
 
 
 @dataclass
@@ -153,6 +137,7 @@ class Pruner:
             ),
             rows,
         )
+        counts.rows.update(await prune_flow_rows(self._pool, self.policy))
         orphans = await self._orphans()
         elapsed = time.monotonic() - started
         self.stats.rounds += 1
@@ -228,58 +213,6 @@ class Pruner:
                 )
             counts.add(removed)
         return counts
-
-
-async def prune_closed(pool: AsyncConnectionPool, policy: RetentionPolicy) -> PruneCounts:
-    """Closed tasks past retention, a batch a transaction, until a short batch."""
-    counts = PruneCounts()
-    for _ in range(MAX_BATCHES):
-        started = time.monotonic()
-        async with pool.connection() as conn, conn.transaction():
-            batch = await prune_closed_batch(
-                conn, keep_seconds=policy.closed_tasks_seconds, limit=policy.batch_size
-            )
-        if batch.task_ids:
-            log.debug(
-                "pruned closed tasks",
-                extra={"tasks": len(batch.task_ids), "task_ids": batch.task_ids},
-            )
-        counts.add(batch)
-        if batch.tasks < policy.batch_size:
-            break
-        await asyncio.sleep((time.monotonic() - started) * REST_FACTOR)
-    return counts
-
-
-async def drain(delete: Callable[[], Awaitable[int]], limit: int) -> int:
-    """Repeat a bounded delete until it takes fewer than `limit` rows (at most MAX_BATCHES)."""
-    total = 0
-    for _ in range(MAX_BATCHES):
-        started = time.monotonic()
-        deleted = await delete()
-        total += deleted
-        if deleted < limit:
-            break
-        await asyncio.sleep((time.monotonic() - started) * REST_FACTOR)
-    return total
-
-
-def temporal_knows(client: Client, *, rpc_timeout: float = 10.0) -> WorkflowKnown:
-    """`WorkflowKnown` from a Temporal client: a describe; NOT_FOUND is False. A Temporal
-    that does not answer fails the round within `rpc_timeout` (the lock is let go)."""
-
-    async def known(task_id: str) -> bool:
-        try:
-            await client.get_workflow_handle(workflow_id_for(task_id)).describe(
-                rpc_timeout=timedelta(seconds=rpc_timeout)
-            )
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return True
-
-    return known
 
 
 def build_pruner(

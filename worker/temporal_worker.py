@@ -14,6 +14,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.admission import AdmissionActivities
 from activities.chat import ChatActivities
 from activities.control import ControlActivities
+from activities.deferral import DeferralActivities
 from activities.demo import DemoActivities
 from activities.recorder import EventRecorder
 from activities.recording import RecordingActivities
@@ -23,6 +24,7 @@ from temporal.interceptors import LogContextInterceptor
 from workflows import approval as _approval_runner  # noqa: F401 - registers `demo.approval`
 from workflows import chat as _chat_runner  # noqa: F401 - registers `demo.chat`
 from workflows.debounce import DebounceWorkflow
+from workflows.deferral import DeferralNoticeWorkflow
 from workflows.registry import register_runner
 from workflows.scheduled import ScheduledTaskWorkflow
 from workflows.task_workflow import TaskWorkflow
@@ -69,7 +71,7 @@ def build_worker(
     `deployment_config` makes it one version of a Worker Deployment (docs/deploys.md);
     None keeps it unversioned."""
     plugin_activities: list[Callable[..., Any]] = []
-    workflows: list[type] = [TaskWorkflow, DebounceWorkflow]
+    workflows: list[type] = [TaskWorkflow, DebounceWorkflow, DeferralNoticeWorkflow]
     if pool is not None:
         workflows.append(ScheduledTaskWorkflow)
         plugin_activities.append(ScheduleActivities(pool).claim)
@@ -87,6 +89,7 @@ def build_worker(
         workflows=workflows,
         activities=[
             RecordingActivities(recorder).record_event,
+            DeferralActivities(recorder).record,
             DemoActivities(recorder).run_step,
             ChatActivities(recorder).answer,
             ControlActivities(client).request_cancellation,

@@ -38,6 +38,9 @@ PATCH_DEBOUNCED = "debounced-created"
 # Concurrency keys (issue 24): a task whose input names a limit takes a slot of its key
 # before its first step and gives it back at its end (workflows/admission.py).
 PATCH_ADMISSION = "admission"
+# Scheduled tasks' flow control (issue 24): a schedule's run passes its concurrency key,
+# limit, priority and Temporal Priority (fairness key: the tenant) to its task.
+PATCH_SCHEDULED_FLOW = "scheduled-flow"
 
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),

@@ -8,7 +8,9 @@ for the schedule's tenant (a local activity: the claim the API makes before
 `task-<id>` as its child and waits for it. Waiting is what gives the schedule's
 overlap policy its meaning: a run is "still running" while its task is; cancelling
 or terminating this run (policies `cancel_other`, `terminate_other`) cancels the task.
-`TaskWorkflow` itself is unchanged.
+The task carries the schedule's concurrency key, limit and priority, and Temporal
+Priority with the tenant as fairness key (`workflow.patched("scheduled-flow")`: runs
+recorded before replay without them). `TaskWorkflow` itself is unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
@@ -38,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         start_search_attributes,
         workflow_id_for,
     )
+    from workflows.policies import PATCH_SCHEDULED_FLOW
 
 CLAIM_TIMEOUT = timedelta(seconds=10)
 CLAIM_RETRY = RetryPolicy(
@@ -56,7 +59,9 @@ class ScheduledTaskWorkflow:
         task_id = scheduled_task_id(info.workflow_id, info.first_execution_run_id)
         claimed: bool = await workflow.execute_local_activity(
             CLAIM_SCHEDULED_TASK,
-            ClaimScheduledTask(task_id=task_id, tenant=request.tenant),
+            ClaimScheduledTask(
+                task_id=task_id, tenant=request.tenant, concurrency_key=request.concurrency_key
+            ),
             result_type=bool,
             start_to_close_timeout=CLAIM_TIMEOUT,
             retry_policy=CLAIM_RETRY,
@@ -64,14 +69,20 @@ class ScheduledTaskWorkflow:
         if not claimed:  # the id is a pruned task's (a replayed old fire): start nothing
             workflow.logger.warning("scheduled task not claimed", extra={"task_id": task_id})
             return task_id
+        child = TaskWorkflowInput(
+            task_id=task_id, task_type=request.task_type, input=request.input, owner=request.tenant
+        )
+        priority = Priority.default
+        if workflow.patched(PATCH_SCHEDULED_FLOW):
+            child = _with_flow(child, request)
+            priority = Priority(
+                priority_key=request.priority,
+                fairness_key=request.tenant,
+                fairness_weight=request.fairness_weight,
+            )
         handle = await workflow.start_child_workflow(
             TASK_WORKFLOW,
-            TaskWorkflowInput(
-                task_id=task_id,
-                task_type=request.task_type,
-                input=request.input,
-                owner=request.tenant,
-            ),
+            child,
             id=workflow_id_for(task_id),
             result_type=TaskWorkflowResult,
             memo={MEMO_TASK_TYPE: request.task_type, MEMO_SCHEDULE_ID: request.schedule_id},
@@ -79,8 +90,22 @@ class ScheduledTaskWorkflow:
             static_summary=f"{request.task_type} task {task_id} (schedule {request.schedule_id})",
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,  # a task id is never reused
+            priority=priority,
         )
         # The task failed or was cancelled: its own events say so; this run just ends.
         with contextlib.suppress(ChildWorkflowError):
             await handle
         return task_id
+
+
+def _with_flow(child: TaskWorkflowInput, request: ScheduledTaskInput) -> TaskWorkflowInput:
+    """The task's input with the schedule's flow control: admission applies to it as to
+    a task `POST /tasks` creates (the key is set only when the type has a limit)."""
+    return child.model_copy(
+        update={
+            "concurrency_key": request.concurrency_key if request.concurrency_limit else None,
+            "concurrency_limit": request.concurrency_limit,
+            "concurrency_strategy": request.concurrency_strategy,
+            "priority": request.priority,
+        }
+    )

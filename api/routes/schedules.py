@@ -94,7 +94,8 @@ async def create_schedule(
         response.status_code = 200
     try:  # also when the row existed: a creation interrupted before this line completes
         await schedule_client(services).create(
-            definition_of(tenant, row.request, temporal_id), paused=bool(row.request.get("paused"))
+            definition_of(tenant, row.request, temporal_id, services.settings),
+            paused=bool(row.request.get("paused")),
         )
     except ScheduleRefusedError as exc:
         if inserted:
@@ -154,13 +155,15 @@ async def update_schedule(
     merged = {k: v for k, v in row.request.items() if k != "paused"} | {
         k: v for k, v in change.items() if not (k in {"type", "input", "overlap"} and v is None)
     }
+    if merged.get("priority", 3) is None:  # `null`: back to the default
+        del merged["priority"]
     try:
         updated = CreateScheduleRequest.model_validate(merged)
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         raise ProblemError(422, "invalid schedule", errors=errors) from None
     request = validated_request(services, updated) | {"paused": row.request.get("paused")}
-    definition = definition_of(tenant, request, row.temporal_id)
+    definition = definition_of(tenant, request, row.temporal_id, services.settings)
     await steer(services, row, schedule_client(services).update(definition, paused=paused))
     await ScheduleRows(services.pool).update(tenant, schedule_id, request)
     return await view_of(services, await stored_row(services, tenant, schedule_id))

@@ -118,7 +118,7 @@ async def create_task(
     admission = await start_rates.admit_new(services.pool, task_id, key, tenant, body)
     answer_headers(response, admission)
     # Ownership first, before the workflow (or anything else about it) exists.
-    owner = await TaskOwners(services.pool).claim(task_id, tenant)
+    owner = await TaskOwners(services.pool).claim(task_id, tenant, body.concurrency_key)
     if owner is None:
         raise ProblemError(409, f"task id {task_id} belongs to a task that was pruned (retention)")
     if owner != tenant:
@@ -133,6 +133,7 @@ async def create_task(
         request_hash=fingerprint,
         request_nonce=nonce,
         start_delay=timedelta(seconds=admission.delay_seconds) if admission.delay_seconds else None,
+        deferred_by=admission.rule,
     )
     description: TaskDescription | None = None
     if key is not None:

@@ -385,6 +385,9 @@ class TaskView {
       case "task.queued.v1":
         this.status = "queued";
         break;
+      case "task.deferred.v1": // its start is booked (noticed late: the status stays)
+        if (this.status === "pending") this.status = "queued";
+        break;
       case "task.admitted.v1":
         this.status = "running";
         break;

@@ -195,6 +195,47 @@ async def test_pause_then_resume_by_filter(http_a: httpx.AsyncClient) -> None:
     assert result["done"] == 4
 
 
+async def test_cancel_by_concurrency_key_matches_tasks_of_any_type(
+    http_a: httpx.AsyncClient, http_b: httpx.AsyncClient
+) -> None:
+    """The key is on every task's owner row (migration 0021): a type with no limit, and
+    the default key (the tenant), match too; another key or tenant does not."""
+    since = now_iso()
+    key = f"reports-{uuid.uuid4().hex[:6]}"
+
+    async def keyed(http: httpx.AsyncClient, concurrency_key: str | None) -> str:
+        body: dict[str, Any] = {"type": "demo.pipeline", "input": LONG}
+        if concurrency_key is not None:
+            body["concurrency_key"] = concurrency_key
+        response = await http.post("/tasks", json=body)
+        assert response.status_code == 202, response.text
+        return str(response.json()["task_id"])
+
+    targets = [await keyed(http_a, key) for _ in range(2)]
+    default_key = [await keyed(http_a, None)]
+    other_key = [await keyed(http_a, f"{key}-other")]
+    other_tenant = [await keyed(http_b, key)]
+    everything = targets + default_key + other_key
+    await wait_statuses(http_a, everything, "running")
+    await wait_statuses(http_b, other_tenant, "running")
+
+    cancelled = await bulk(http_a, "cancel", {"concurrency_key": key, "created_after": since})
+    assert cancelled.status_code == 202, cancelled.text
+    result = await finished(http_a, cancelled.json()["id"])
+    assert (result["matched"], result["done"], result["failed"]) == (2, 2, 0)
+    await wait_statuses(http_a, targets, "cancelled")
+    # The default key is the tenant's name.
+    by_tenant = await bulk(http_a, "cancel", {"concurrency_key": TENANT_A, "created_after": since})
+    result = await finished(http_a, by_tenant.json()["id"])
+    assert (result["matched"], result["done"]) == (1, 1)
+    await wait_statuses(http_a, default_key, "cancelled")
+    assert await statuses(http_a, other_key) == ["running"]
+    assert await statuses(http_b, other_tenant) == ["running"]
+    for http, task_ids in ((http_a, other_key), (http_b, other_tenant)):
+        for task_id in task_ids:
+            assert (await http.post(f"/tasks/{task_id}/cancel")).status_code == 202
+
+
 async def test_idempotency_key_and_validation(
     http_a: httpx.AsyncClient, http_b: httpx.AsyncClient
 ) -> None:

@@ -82,6 +82,9 @@ class Sampler:
             await asyncio.sleep(0.1)
 
 
+VICTIM_STEPS = 60  # 60 s of steps: the terminate always finds it running
+
+
 async def create(client: httpx.AsyncClient, key: str, steps: int = 2) -> str:
     body = {
         "type": "demo.pipeline",
@@ -102,6 +105,10 @@ async def test_the_limit_holds_across_a_worker_kill_and_a_terminate(
     sampling = asyncio.create_task(sampler.run())
     try:
         async with httpx.AsyncClient(base_url=limited.base_url, timeout=30) as client:
+            # The task to terminate runs far longer than the others, so that it is
+            # still running whenever the CLI reaches it (a 2-step one could finish first).
+            victim = await create(client, key, steps=VICTIM_STEPS)
+            sampler.ids.append(victim)
             for _ in range(6):
                 sampler.ids.append(await create(client, key))
             # Which two start first is the dispatch's choice; the other four wait.
@@ -111,7 +118,7 @@ async def test_the_limit_holds_across_a_worker_kill_and_a_terminate(
             limited.stop("worker", kill=True)
             limited.start("worker")
             await _with_status(client, sampler.ids, "completed", 1, within=90)
-            victim = await _a_task_in_a_step(db, sampler.ids)
+            await _a_task_in_a_step(db, [victim])
             await temporal_cli(
                 address_of(limited),
                 *("workflow", "terminate", "--workflow-id", workflow_id_for(victim)),

@@ -6,6 +6,7 @@ tests see is the burst and the refusal after it, never a race with the refill.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -19,6 +20,7 @@ import pytest
 
 from tests.e2e.conftest import ProcessStack, api_beside, running_stack
 from tests.polling import until
+from tests.sse import collect_events, payload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -160,7 +162,20 @@ async def test_a_deferring_type_accepts_and_starts_later(
         # The next start would be ~60 s out, beyond max_defer_seconds (40): refused.
         assert_refused(await http.post("/tasks", json=fanout, headers=auth(DEFERRING)), "type-m")
         task_id = deferred.json()["task_id"]
-        assert (await _task(http, task_id, DEFERRING))["status"] == "pending"
+
+        # The deferral is an event of the task (`task.deferred.v1`): `queued` until it
+        # starts, and its stream is there from the start.
+        async def queued() -> bool:
+            status: str = (await _task(http, task_id, DEFERRING))["status"]
+            assert status in {"pending", "queued"}, status
+            return status == "queued"
+
+        await until(queued, within=30, what="the deferral recorded")
+        stream = asyncio.create_task(
+            collect_events(
+                http, f"/tasks/{task_id}/events", headers=auth(DEFERRING), read_timeout=90
+            )
+        )
 
         async def completed() -> bool:
             status: str = (await _task(http, task_id, DEFERRING))["status"]
@@ -168,10 +183,24 @@ async def test_a_deferring_type_accepts_and_starts_later(
 
         await until(completed, within=90, what="the deferred task to complete")
         history = await http.get(f"/tasks/{task_id}/history", headers=auth(DEFERRING))
-        created_at = datetime.fromisoformat(history.json()["events"][0]["time"])
+        events = history.json()["events"]
+        assert [e["type"] for e in events[:2]] == ["task.deferred.v1", "task.created.v1"]
+        assert events[-1]["type"] == "task.completed.v1"
+        noticed = events[0]["data"]
+        assert noticed["reason"] == "rate_limit"
+        assert noticed["rule"] == "type-m"
+        assert noticed["task_type"] == "demo.fanout"
+        until_at = datetime.fromisoformat(noticed["until"]).timestamp()
+        assert asked + delay - 1.0 <= until_at
+        created_at = datetime.fromisoformat(events[1]["time"])
         # Temporal held its first workflow task back until the booked start (less the
         # clock's second of rounding between this host's and the server's times).
         assert created_at.timestamp() >= asked + delay - 1.0
+        status, frames = await stream
+        assert status == 200
+        streamed = [payload(frame)["type"] for frame in frames]
+        assert streamed[:2] == ["task.deferred.v1", "task.created.v1"]
+        assert streamed[-1] == "task.completed.v1"
 
 
 def chat(prompt: str, key: str) -> dict[str, Any]:

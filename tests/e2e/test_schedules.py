@@ -321,6 +321,79 @@ async def test_overlap_cancel_other_cancels_the_running_task(tenant_a: httpx.Asy
     assert (await tenant_a.post(f"/tasks/{second}/cancel")).status_code == 202
 
 
+async def test_fires_carry_the_schedules_concurrency_key_and_priority(
+    services: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A schedule's `concurrency_key` and `priority` reach each fire's task: with a limit
+    of 1 per key, two overlapping fires share the key, so the second is queued behind the
+    first (its `task.queued.v1` names the key and the priority) and runs after it."""
+    with running_stack(
+        services,
+        tmp_path_factory.mktemp("schedules-flow-logs"),
+        api_keys=f"tenant_a:{KEY_A}",
+        concurrency_limit="1",
+    ) as stack:
+        headers = {"Authorization": f"Bearer {KEY_A}"}
+        async with httpx.AsyncClient(base_url=stack.base_url, headers=headers, timeout=30) as c:
+            schedule_id = _id()
+            body = {
+                "id": schedule_id,
+                "type": "demo.pipeline",
+                "input": {"steps": 1, "step_seconds": 3},
+                "every": 3600,
+                "paused": True,
+                "overlap": "allow_all",
+                "concurrency_key": "nightly-reports",
+                "priority": 2,
+            }
+            path = f"/schedules/{schedule_id}"
+            created = await c.post("/schedules", json=body)
+            assert created.status_code == 201, created.text
+            assert created.json()["concurrency_key"] == "nightly-reports"
+            assert created.json()["priority"] == 2
+            runs: list[dict[str, Any]] = []
+
+            async def fired(count: int) -> bool:
+                runs[:] = await _runs(c, schedule_id)
+                return len(runs) == count
+
+            assert (await c.post(f"{path}/trigger")).status_code == 202
+            await until(lambda: fired(1), within=60, what="the first fire")
+            # Temporal names a fire's run by the second: the second fire in a later one.
+            later = datetime.fromisoformat(runs[0]["started_at"]) + timedelta(seconds=1.1)
+
+            async def next_second() -> bool:
+                return datetime.now(UTC) >= later
+
+            await until(next_second, within=10, what="the next second")
+            assert (await c.post(f"{path}/trigger")).status_code == 202
+            await until(lambda: fired(2), within=60, what="the second fire")
+            histories: dict[str, list[dict[str, Any]]] = {}
+
+            async def both_completed() -> bool:
+                for run in runs:
+                    answer = await c.get(f"/tasks/{run['task_id']}/history")
+                    if answer.status_code != 200:
+                        return False
+                    histories[run["task_id"]] = answer.json()["events"]
+                return all(
+                    events[-1]["type"] == "task.completed.v1" for events in histories.values()
+                )
+
+            await until(both_completed, within=90, what="both fires' tasks completed")
+            queued = [
+                event["data"]
+                for events in histories.values()
+                for event in events
+                if event["type"] == "task.queued.v1"
+            ]
+            assert len(queued) == 1, histories
+            assert queued[0]["concurrency_key"] == "nightly-reports"
+            assert queued[0]["priority"] == 2
+            assert queued[0]["limit"] == 1
+            assert (await c.delete(path)).status_code == 204
+
+
 def _cli(stack: ProcessStack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [

@@ -37,6 +37,7 @@ from schemas.debounce import (
     DebounceSummary,
     debounce_workflow_id,
 )
+from schemas.deferral import DEFERRAL_NOTICE_WORKFLOW, DeferralNotice, deferral_workflow_id
 from schemas.schedules import SCHEDULED_TASK_WORKFLOW, ScheduledTaskInput
 from schemas.tasks import DemoStepInput, DemoStepResult, TaskStatus
 from schemas.workflow import (
@@ -335,6 +336,45 @@ async def scheduled(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def scheduled_flow(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """A schedule's run with flow control (v14): its task takes a slot of the schedule's
+    concurrency key, with its priority, under Temporal Priority."""
+    handle = await client.start_workflow(
+        SCHEDULED_TASK_WORKFLOW,
+        ScheduledTaskInput(
+            tenant="default",
+            schedule_id="replay",
+            task_type="demo.pipeline",
+            input={"steps": 1},
+            concurrency_key=f"replay-{uuid.uuid4().hex[:8]}",
+            concurrency_limit=1,
+            priority=2,
+        ),
+        id=f"scheduled-{uuid.uuid4()}-2026-12-04T10:00:00Z",
+        task_queue=queue,
+    )
+    await _finish(handle)
+    return handle
+
+
+async def deferral_notice(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """A start the rate limit deferred (v14): `task.deferred.v1` recorded beside it."""
+    task_id = str(uuid.uuid4())
+    handle = await client.start_workflow(
+        DEFERRAL_NOTICE_WORKFLOW,
+        DeferralNotice(
+            task_id=task_id,
+            task_type="demo.pipeline",
+            until=datetime.now(UTC) + timedelta(seconds=30),
+            rule="type-m",
+        ),
+        id=deferral_workflow_id(task_id),
+        task_queue=queue,
+    )
+    await _finish(handle)
+    return handle
+
+
 async def cancelled_while_queued(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     key = f"replay-{uuid.uuid4().hex[:8]}"
     holder = await _start(client, queue, {"steps": 1, "step_seconds": 1}, **_limited(key))
@@ -374,6 +414,8 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "controlled": controlled,
     "chat": chat,
     "scheduled": scheduled,
+    "scheduled_flow": scheduled_flow,
+    "deferral_notice": deferral_notice,
     "debounced": debounced,
     "debounce_window": debounce_window,
     "queued_admitted": queued_admitted,

@@ -36,6 +36,7 @@ from telemetry.tracing import (
 from tests.unit.test_replay import load as load_history
 from worker.temporal_worker import workflow_runner
 from workflows.debounce import DebounceWorkflow
+from workflows.deferral import DeferralNoticeWorkflow
 from workflows.scheduled import ScheduledTaskWorkflow
 from workflows.task_workflow import TaskWorkflow
 
@@ -238,7 +239,7 @@ async def test_stored_histories_replay_with_the_tracing_interceptor(
 ) -> None:
     """Tracing adds headers and spans, never commands: old histories still replay."""
     replayer = Replayer(
-        workflows=[TaskWorkflow, DebounceWorkflow, ScheduledTaskWorkflow],
+        workflows=[TaskWorkflow, DebounceWorkflow, ScheduledTaskWorkflow, DeferralNoticeWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
         interceptors=[TracingInterceptor(tracer())],

@@ -19,6 +19,7 @@ from temporalio.workflow import NondeterminismError
 
 from worker.temporal_worker import workflow_runner
 from workflows.debounce import DebounceWorkflow
+from workflows.deferral import DeferralNoticeWorkflow
 from workflows.scheduled import ScheduledTaskWorkflow
 from workflows.task_workflow import TaskWorkflow
 
@@ -36,7 +37,7 @@ def load(path: Path) -> WorkflowHistory:
 
 def replayer() -> Replayer:
     return Replayer(
-        workflows=[TaskWorkflow, DebounceWorkflow, ScheduledTaskWorkflow],
+        workflows=[TaskWorkflow, DebounceWorkflow, ScheduledTaskWorkflow, DeferralNoticeWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
     )
@@ -61,6 +62,10 @@ def test_there_are_histories_of_every_scenario() -> None:
         "chat",
         # a schedule's run (issue 24): claims its task, runs it as a child
         "scheduled",
+        # … with the schedule's concurrency key and priority (v14)
+        "scheduled_flow",
+        # a rate-limit deferral recorded as the task's event (v14)
+        "deferral_notice",
         # debounce (issue 24, v11): a debounced task, and a debounce window.
         "debounced",
         "debounce_window",

@@ -37,6 +37,7 @@ CATALOGUE = {
     "task.input.received.v1",
     "task.queued.v1",
     "task.admitted.v1",
+    "task.deferred.v1",
 }
 
 

@@ -75,7 +75,7 @@ export type StreamTokenView = {
 export type WebhookSpec = {
   url: string;
   secret?: string | null;
-  events?: Array<"task.admitted.v1" | "task.cancelled.v1" | "task.completed.v1" | "task.created.v1" | "task.failed.v1" | "task.input.received.v1" | "task.input.requested.v1" | "task.metadata.updated.v1" | "task.output.v1" | "task.paused.v1" | "task.progress.v1" | "task.queued.v1" | "task.reset.v1" | "task.resumed.v1" | "task.step.completed.v1" | "task.step.failed.v1" | "task.step.progress.v1" | "task.step.started.v1" | "task.terminated.v1" | "task.terminated.v2"> | null;
+  events?: Array<"task.admitted.v1" | "task.cancelled.v1" | "task.completed.v1" | "task.created.v1" | "task.deferred.v1" | "task.failed.v1" | "task.input.received.v1" | "task.input.requested.v1" | "task.metadata.updated.v1" | "task.output.v1" | "task.paused.v1" | "task.progress.v1" | "task.queued.v1" | "task.reset.v1" | "task.resumed.v1" | "task.step.completed.v1" | "task.step.failed.v1" | "task.step.progress.v1" | "task.step.started.v1" | "task.terminated.v1" | "task.terminated.v2"> | null;
   [extension: string]: unknown;
 };
 
@@ -292,6 +292,44 @@ export type TaskCreatedV1 = {
   tracestate?: string;
   /** The event type, with its version. */
   type: "task.created.v1";
+  [extension: string]: unknown;
+};
+
+/** The task's start was deferred: it is accepted and starts at `until` (Temporal holds its workflow back until then). The status is `queued` until `task.created.v1`, which follows when it starts. */
+export type TaskDeferredV1 = {
+  /** The task's start was deferred: it is accepted and starts at `until` (Temporal holds its workflow back until then). The status is `queued` until `task.created.v1`, which follows when it starts. */
+  data: {
+    /** Why: a start rate of its type says `defer`. */
+    reason?: "rate_limit";
+    /** The rate rule that deferred it, as named in `RateLimit-Policy` (e.g. `type-m`). */
+    rule?: string | null;
+    /** The task's type. */
+    task_type?: string | null;
+    /** When the task starts (its booked start), RFC 3339. */
+    until: string;
+    [extension: string]: unknown;
+  };
+  datacontenttype: "application/json";
+  /** The `$id` of this schema (absent on events recorded before Taskplane set it). */
+  dataschema?: "urn:taskplane:schemas:events:task.deferred.v1";
+  /** Unique per event; redeliveries of one event keep its id. */
+  id: string;
+  /** CloudEvents extension (Integer): the event's 1-based position in its task, dense and increasing; the SSE frame id. */
+  sequence: number;
+  /** Who emitted it; Taskplane uses `/taskplane`. */
+  source: string;
+  /** CloudEvents version. */
+  specversion: "1.0";
+  /** The task id. */
+  subject: string;
+  /** When the event was recorded (RFC 3339; Taskplane writes UTC, `Z`). */
+  time: string;
+  /** CloudEvents distributed-tracing extension: the W3C Trace Context `traceparent` of the span that recorded the event (only while tracing is on). */
+  traceparent?: string;
+  /** CloudEvents distributed-tracing extension: W3C `tracestate`. */
+  tracestate?: string;
+  /** The event type, with its version. */
+  type: "task.deferred.v1";
   [extension: string]: unknown;
 };
 
@@ -903,6 +941,7 @@ export type TaskEvent =
   | TaskCancelledV1
   | TaskCompletedV1
   | TaskCreatedV1
+  | TaskDeferredV1
   | TaskFailedV1
   | TaskInputReceivedV1
   | TaskInputRequestedV1
@@ -927,6 +966,7 @@ export const EVENT_TYPES: readonly TaskEventType[] = [
   "task.cancelled.v1",
   "task.completed.v1",
   "task.created.v1",
+  "task.deferred.v1",
   "task.failed.v1",
   "task.input.received.v1",
   "task.input.requested.v1",

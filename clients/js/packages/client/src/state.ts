@@ -147,6 +147,10 @@ export function foldTask(state: TaskState, event: AnyEvent): TaskState {
     case "task.queued.v1": // over its concurrency key's limit: waits for a slot
       next = { ...next, status: "queued" };
       break;
+    case "task.deferred.v1": // its start rate deferred it: starts at `until`
+      // (noticed late, after its start: the status stays)
+      next = { ...next, status: next.status === "unknown" ? "queued" : next.status };
+      break;
     case "task.admitted.v1":
       next = { ...next, status: "running" };
       break;
