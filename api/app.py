@@ -15,12 +15,17 @@ from api.routes import bulk, control, events, health, schedules, tasks
 from api.routes import schemas as schema_routes
 from api.routes.ui import install_page
 from api.security import install_security
-from api.sse_response import StreamHandoffMiddleware
+from api.sse_handoff import StreamHandoffApp
 from api.state import ApiState
 from broker import EventBroker
 from schemas.plugins import installed_plugins, register_input_models
 from settings import Settings, get_settings
 from webhooks import api as webhooks
+
+
+class TaskplaneApp(StreamHandoffApp, FastAPI):
+    """FastAPI, with SSE streams served in front of every middleware, Starlette's
+    own included (`api.sse_handoff`): a stream's frames are ours and uvicorn's."""
 
 
 def create_app(settings: Settings | None = None, *, broker: EventBroker | None = None) -> FastAPI:
@@ -36,7 +41,7 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
             app.state.services = services
             yield
 
-    app = FastAPI(
+    app = TaskplaneApp(
         title="Taskplane",
         version="0.1.0",
         summary="Observable, controllable, never-lose-an-event tasks on Temporal.",
@@ -46,8 +51,6 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
     # The cap on concurrent SSE streams: one gate per app, and one app per process.
     app.state.stream_gate = state.gate
     app.state.stream_ticker = state.stream_ticker
-    # First, so the innermost: SSE streams are served below it, out of FastAPI's frames.
-    app.add_middleware(StreamHandoffMiddleware)
     install_security(app, settings)  # API keys, tenants, stream tokens, limits
     register_rate_metrics(state.metrics, app.state.start_rates)
     install_problem_handlers(app, state.metrics.count_error)

@@ -20,21 +20,24 @@ that is one per SSE frame). It:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
+import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, use_span
 from prometheus_client import Histogram
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import PROBLEM_JSON, problem_body
+from api.sse_handoff import HANDOFF, Handoff
 from telemetry.logs import bound_log_context
 from telemetry.metrics import CountError, Metrics
 from telemetry.tracing import context_from_headers, tracer, tracing_enabled
@@ -92,37 +95,62 @@ class RequestContextMiddleware:
         # A request about one task: every line it logs carries the task's id as a field.
         task = _TASK_PATH.match(scope["path"])
         fields = {"task_id": task.group(1)} if task else {}
-        with (
-            bound_log_context(request_id=request_id, **fields),
-            _server_span(method, headers) as span,
-        ):
+
+        def finish(error: BaseException | None) -> None:
+            route = _route(scope)
+            elapsed = time.perf_counter() - started
+            self._request_seconds.labels(method, route, str(status)).observe(elapsed)
+            if span is not None:
+                _finish_span(span, method, route, status, error)
+            level = logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO
+            log.log(
+                level,
+                "request",
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
+            )
+
+        span = _start_server_span(method, headers)
+        handoff: Handoff | None = scope.get(HANDOFF)
+        with bound_log_context(request_id=request_id, **fields), _current(span):
             try:
                 await self.app(scope, receive, send_with_id)
             except Exception:
                 log.exception("request failed", extra={"method": method, "path": scope["path"]})
                 self._count_error("api", "unhandled")
                 if status:
+                    finish(sys.exc_info()[1])
                     raise  # the response has started: nothing can be said any more
                 status = 500
                 await _internal_error(scope, send, request_id)
-            finally:
-                route = _route(scope)
-                elapsed = time.perf_counter() - started
-                self._request_seconds.labels(method, route, str(status)).observe(elapsed)
-                if span is not None:
-                    _finish_span(span, method, route, status)
-                level = logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO
-                log.log(
-                    level,
-                    "request",
-                    extra={
-                        "method": method,
-                        "path": scope["path"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                    },
-                )
+            except BaseException:
+                finish(None)
+                raise
+            if handoff is not None and handoff.taken:
+                # The stream goes on in front of this middleware: the request ends with it.
+                handoff.on_finish(functools.partial(self._stream_ended, scope, finish))
+                return
+            finish(None)
+
+    def _stream_ended(
+        self,
+        scope: Scope,
+        finish: Callable[[BaseException | None], None],
+        error: BaseException | None,
+    ) -> None:
+        if isinstance(error, Exception):  # what `except Exception` above says of a request
+            log.error(
+                "request failed",
+                exc_info=error,
+                extra={"method": scope["method"], "path": scope["path"]},
+            )
+            self._count_error("api", "unhandled")
+        finish(error)
 
 
 _TASK_PATH = re.compile(r"^/tasks/([0-9a-fA-F-]{36})(?:/|$)")
@@ -142,26 +170,39 @@ def _route(scope: Scope) -> str:
     return path if isinstance(path, str) and path else "unmatched"
 
 
-@contextmanager
-def _server_span(method: str, headers: dict[str, str]) -> Iterator[Span | None]:
+def _start_server_span(method: str, headers: dict[str, str]) -> Span | None:
+    """The request's SERVER span (tracing on only), ended by `_finish_span`."""
     if not tracing_enabled():
-        yield None
-        return
-    with tracer().start_as_current_span(
+        return None
+    return tracer().start_span(
         method,  # renamed to "METHOD /route/{template}" once routing has matched
         context=context_from_headers(headers),
         kind=SpanKind.SERVER,
         attributes={"http.request.method": method},
-    ) as span:
-        yield span
+    )
 
 
-def _finish_span(span: Span, method: str, route: str, status: int) -> None:
+@contextmanager
+def _current(span: Span | None) -> Iterator[None]:
+    if span is None:
+        yield
+        return
+    with use_span(span, end_on_exit=False):
+        yield
+
+
+def _finish_span(
+    span: Span, method: str, route: str, status: int, error: BaseException | None
+) -> None:
     span.update_name(f"{method} {route}")
     span.set_attribute("http.route", route)
     span.set_attribute("http.response.status_code", status)
-    if status >= 500:
+    if isinstance(error, Exception):
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    elif status >= 500:
         span.set_status(Status(StatusCode.ERROR))
+    span.end()
 
 
 async def _internal_error(scope: Scope, send: Send, request_id: str) -> None:

@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from api.event_versions import EventVersion, as_requested
 from api.sse_client import ClientGoneError, ServerClosingError, SseClient
+from api.sse_handoff import HANDOFF, Handoff
 from api.stream_ticker import StreamTicker
 from api.streaming import OutgoingEvent
 from telemetry.tracing import event_span, tracing_enabled
@@ -47,6 +49,9 @@ HEADERS = [
     (b"connection", b"keep-alive"),
     (b"x-accel-buffering", b"no"),
 ]
+
+
+SENT: list[tuple[bytes, bytes]] = []  # a response's headers once sent (never appended to)
 
 
 def encode_frame(sequence: int, event_type: str, data: str) -> bytes:
@@ -97,60 +102,91 @@ class TaskEventResponse(EventStreamResponse):
         self._on_send_timeout = on_send_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        slot: list[ASGIApp] | None = scope.get(HANDOFF)
-        if slot is not None and not slot:
-            slot.append(self._serve)  # served by StreamHandoffMiddleware, below
+        handoff: Handoff | None = scope.get(HANDOFF)
+        if handoff is None or handoff.taken:  # no `StreamHandoffApp` outside: served in place
+            await self._serve(scope, receive, send)
             return
-        await self._serve(scope, receive, send)
+        # Admission and the response start go through every middleware (refusals and
+        # headers are theirs); the stream itself is served by `StreamHandoffApp`, in front.
+        release = await self._admit(scope, receive, send)
+        if release is None:
+            return
+        try:
+            await self._start(scope, send)
+        except BaseException:
+            release()
+            raise
+        if scope["method"] == "HEAD":
+            release()
+            return
+        handoff.hand(
+            functools.partial(self._stream, handoff.receive, handoff.send, release), release
+        )
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         release = await self._admit(scope, receive, send)
         if release is None:
             return
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            if scope["method"] == "HEAD":
-                await send({"type": "http.response.body", "body": b""})
-                return
-            await self._stream(receive, send)
-        finally:
+            await self._start(scope, send)
+        except BaseException:
             release()
+            raise
+        if scope["method"] == "HEAD":
+            release()
+            return
+        await self._stream(receive, send, release)
 
-    async def _stream(self, receive: Receive, send: Send) -> None:
-        client = SseClient(receive, send, self._ticker)
-        self._ticker.add(client)
+    async def _start(self, scope: Scope, send: Send) -> None:
+        headers, self.raw_headers = self.raw_headers, SENT  # not kept for the stream's life
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+
+    async def _stream(self, receive: Receive, send: Send, release: Callable[[], None]) -> None:
+        """The stream, then `release()` (its slots), however it ends."""
         try:
-            if self._opening:
-                await client.write(self._opening)
+            client = SseClient(receive, send, self._ticker)
+            self._ticker.add(client)
             try:
-                if self._first_frames is not None:  # the snapshot (no `id`), then the events
-                    first = await self._first_frames()
-                    if first:
-                        await client.write(first)
-                await self._write_events(client)
+                if self._opening:
+                    await client.write(self._opening)
+                try:
+                    if self._first_frames is not None:  # the snapshot (no `id`), then the events
+                        first_frames, self._first_frames = self._first_frames, None
+                        first = await first_frames()
+                        if first:
+                            await client.write(first)
+                    await self._write_events(client)
+                except ClientGoneError:
+                    return
+                except ServerClosingError:
+                    pass  # the body ends below: the client reconnects (to another process)
+                except Exception as exc:  # noqa: BLE001 -- the headers are out: it goes in-stream
+                    await client.write(error_frame(self._on_error(exc)))
+                await send({"type": "http.response.body", "body": b""})
             except ClientGoneError:
                 return
-            except ServerClosingError:
-                pass  # the body ends below: the client reconnects (to another process)
-            except Exception as exc:  # noqa: BLE001 -- the headers are out: it goes in-stream
-                await client.write(error_frame(self._on_error(exc)))
-            await send({"type": "http.response.body", "body": b""})
-        except ClientGoneError:
-            return
-        except asyncio.CancelledError:
-            if not client.timed_out or client.task.uncancel() > 0:
-                raise
-            self._on_send_timeout()
+            except asyncio.CancelledError:
+                if not client.timed_out or client.task.uncancel() > 0:
+                    raise
+                self._on_send_timeout()
+            finally:
+                self._ticker.discard(client)
         finally:
-            self._ticker.discard(client)
+            release()
 
     async def _write_events(self, client: SseClient) -> None:
         version = self._version
         async with contextlib.aclosing(self._body(client)) as batches:
             async for batch in batches:
                 frames = [frame_of(event, version) for event in batch]
-                with delivery_spans(batch):
-                    await client.write(frames[0] if len(frames) == 1 else b"".join(frames))
+                body = frames[0] if len(frames) == 1 else b"".join(frames)
+                if tracing_enabled():
+                    with delivery_spans(batch):
+                        await client.write(body)
+                else:
+                    await client.write(body)
 
 
 def frame_of(event: OutgoingEvent, version: EventVersion) -> bytes:
@@ -186,39 +222,3 @@ def delivery_spans(batch: list[OutgoingEvent]) -> Iterator[None]:
             }
             stack.enter_context(event_span("sse deliver", event.envelope_json, fields))
         yield
-
-
-# --- serving a stream outside the framework's frames ---------------------------------
-
-HANDOFF = "taskplane.stream_handoff"
-
-
-class StreamHandoffMiddleware:
-    """Runs a handed-off response after FastAPI's request machinery has unwound.
-
-    A stream lives for minutes; whatever frames are above it live as long. FastAPI's
-    (routing, dependency solving, its exit stacks, the `Request`, the exception
-    wrappers) cost ~10 KiB per idle stream, a third of the whole. Installed as the
-    innermost middleware, this offers every request a slot in its scope; a
-    `TaskEventResponse` that finds the slot puts its serving coroutine in it and
-    returns at once, and the stream is served from here, below the app's own
-    middlewares (request id, auth, limits: their `send` wrappers still apply) and
-    above nothing else. Without this middleware the response serves itself in place.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        slot: list[ASGIApp] = []
-        scope[HANDOFF] = slot
-        await self.app(scope, receive, send)
-        if slot:
-            # FastAPI's request state (its exit stacks, closed by now) would stay with
-            # the scope for the stream's life: only the framework reads it.
-            for key in [key for key in scope if key.startswith("fastapi")]:
-                del scope[key]
-            await slot.pop()(scope, receive, send)

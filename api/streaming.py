@@ -109,7 +109,6 @@ class TaskEventStream:
         self._poll_interval = poll_interval
         self._catching_up = True  # history first: everything after the client's cursor
         self._idle_deadline = 0.0
-        self._fields = {"task_id": task_id}
         self._held: contextlib.AbstractAsyncContextManager[Subscription] | None = None
 
     async def events(self) -> AsyncGenerator[OutgoingEvent, None]:
@@ -172,7 +171,11 @@ class TaskEventStream:
             self._counters.store_fallbacks += 1
             log.info(
                 "no live subscription; streaming from the store",
-                extra={**self._fields, "sequence": self._last, "error": str(exc) or "timeout"},
+                extra={
+                    "task_id": self._task_id,
+                    "sequence": self._last,
+                    "error": str(exc) or "timeout",
+                },
             )
             return None
 
@@ -185,7 +188,7 @@ class TaskEventStream:
             self._counters.store_retries += 1
             log.warning(
                 "store read failed; the stream reads again",
-                extra={**self._fields, "sequence": self._last, "error": str(exc)},
+                extra={"task_id": self._task_id, "sequence": self._last, "error": str(exc)},
             )
 
         return await read_patiently(
@@ -201,7 +204,7 @@ class TaskEventStream:
         remaining = self._idle_deadline - _now()
         if remaining <= 0:
             self._counters.idle_timeouts += 1
-            log.info("idle stream ended", extra={**self._fields, "sequence": self._last})
+            log.info("idle stream ended", extra={"task_id": self._task_id, "sequence": self._last})
             return None
         self._counters.store_polls += 1
         await self._wait.pause(min(self._poll_interval, remaining))
@@ -246,7 +249,9 @@ class TaskEventStream:
                 continue
             if delivery is None:
                 self._counters.idle_timeouts += 1
-                log.info("idle stream ended", extra={**self._fields, "sequence": self._last})
+                log.info(
+                    "idle stream ended", extra={"task_id": self._task_id, "sequence": self._last}
+                )
                 return None
             event = self._live(delivery)
             if event is not None:
@@ -257,7 +262,9 @@ class TaskEventStream:
         if delivery.resync or delivery.payload is None:
             self._counters.heals += 1
             self._counters.resync_heals += 1
-            log.info("stream resync from store", extra={**self._fields, "sequence": self._last})
+            log.info(
+                "stream resync from store", extra={"task_id": self._task_id, "sequence": self._last}
+            )
             self._catching_up = True
             return None
         # Strict (`schemas.decode_event`, once per message in this process): the payload
@@ -268,7 +275,7 @@ class TaskEventStream:
             self._counters.invalid_messages += 1
             log.warning(
                 "invalid broker message skipped",
-                extra={**self._fields, "raw": delivery.payload[:2000]},
+                extra={"task_id": self._task_id, "raw": delivery.payload[:2000]},
             )
             return None
         sequence = live.sequence
@@ -280,7 +287,7 @@ class TaskEventStream:
             self._counters.gap_heals += 1
             log.info(
                 "sequence gap healed from store",
-                extra={**self._fields, "sequence": sequence, "after": self._last},
+                extra={"task_id": self._task_id, "sequence": sequence, "after": self._last},
             )
             self._catching_up = True
             return None
