@@ -108,25 +108,23 @@ class TaskEventResponse(EventStreamResponse):
             return
         # Admission and the response start go through every middleware (refusals and
         # headers are theirs); the stream itself is served by `StreamHandoffApp`, in front.
-        release = await self._admit(scope, receive, send)
-        if release is None:
-            return
-        try:
-            await self._start(scope, send)
-        except BaseException:
-            release()
-            raise
-        if scope["method"] == "HEAD":
-            release()
-            return
-        handoff.hand(
-            functools.partial(self._stream, handoff.receive, handoff.send, release), release
-        )
+        release = await self._open(scope, receive, send)
+        if release is not None:
+            handoff.hand(
+                functools.partial(self._stream, handoff.receive, handoff.send, release), release
+            )
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        release = await self._open(scope, receive, send)
+        if release is not None:
+            await self._stream(receive, send, release)
+
+    async def _open(self, scope: Scope, receive: Receive, send: Send) -> Callable[[], None] | None:
+        """Admit the stream and send the response start; the stream's release, or None
+        when there is nothing to stream (refused, or a HEAD request: released already)."""
         release = await self._admit(scope, receive, send)
         if release is None:
-            return
+            return None
         try:
             await self._start(scope, send)
         except BaseException:
@@ -134,8 +132,8 @@ class TaskEventResponse(EventStreamResponse):
             raise
         if scope["method"] == "HEAD":
             release()
-            return
-        await self._stream(receive, send, release)
+            return None
+        return release
 
     async def _start(self, scope: Scope, send: Send) -> None:
         headers, self.raw_headers = self.raw_headers, SENT  # not kept for the stream's life
