@@ -14,6 +14,8 @@ servers. To test against servers you already run, set
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,10 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from devstack import EmbeddedPostgres, EmbeddedRedis, TemporalDevServer
 from devstack.aio import run_sync
 from devstack.ports import free_port
+from telemetry.logs import JsonFormatter
+from telemetry.tracing import install_tracer_provider
 from tests.postgres_home import postgres_home
 
 SERVER_FIXTURES = frozenset({"database_url", "redis_url", "temporal_address", "services"})
@@ -141,3 +148,35 @@ def _exported(name: str, value: str) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = previous
+
+
+# Captures for the API's request logs and spans (observability, SSE handoff, tracing).
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """What `api.middleware` logs during the test, as JSON lines."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("api.middleware")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield out
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Every span ended during the test, through the process's tracer provider."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    install_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        install_tracer_provider(None)
+        provider.shutdown()

@@ -27,15 +27,13 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from activities.recorder import EventRecorder
 from settings import Settings
 from telemetry.logs import JsonFormatter, quiet_temporal_loggers
-from telemetry.tracing import install_tracer_provider
 from temporal.client import connect_client
 from tests.integration.live_api import live_api
 from tests.polling import until
@@ -43,19 +41,6 @@ from tests.sse import payload, read_frames
 from worker.temporal_worker import build_worker
 
 TERMINAL = "task.completed.v1"
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    install_tracer_provider(provider)
-    try:
-        yield exporter
-    finally:
-        install_tracer_provider(None)
-        provider.shutdown()
 
 
 @pytest.fixture

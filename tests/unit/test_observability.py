@@ -6,13 +6,10 @@ import io
 import json
 import logging
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -29,7 +26,6 @@ from telemetry.logs import JsonFormatter, bound_log_context, log_context
 from telemetry.metrics import Metrics
 from telemetry.tracing import (
     current_trace_headers,
-    install_tracer_provider,
     tracer,
     tracing_enabled,
 )
@@ -41,34 +37,6 @@ from workflows.scheduled import ScheduledTaskWorkflow
 from workflows.task_workflow import TaskWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("api.middleware")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield out
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    install_tracer_provider(provider)
-    try:
-        yield exporter
-    finally:
-        install_tracer_provider(None)
 
 
 def small_app(metrics: Metrics | None = None) -> Starlette:

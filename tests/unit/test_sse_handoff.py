@@ -6,12 +6,8 @@ import contextlib
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import httpx
-import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -22,39 +18,10 @@ from starlette.types import Receive, Scope, Send
 
 from api.middleware import RequestContextMiddleware, request_seconds
 from api.sse_handoff import HANDOFF, Handoff, StreamHandoffApp
-from telemetry.logs import JsonFormatter, log_context
+from telemetry.logs import log_context
 from telemetry.metrics import Metrics
-from telemetry.tracing import install_tracer_provider
 
 TASK = "0b6f8f7e-2f6a-4c3e-9a0e-3d2b1c0a9f8e"
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("api.middleware")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield out
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    install_tracer_provider(provider)
-    try:
-        yield exporter
-    finally:
-        install_tracer_provider(None)
 
 
 class HandedStream(Response):
