@@ -9,22 +9,45 @@ clear error instead of a child dying with "address already in use".
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 
 
 def free_port(host: str = LOOPBACK) -> int:
-    """A port that nothing listens on right now (the kernel's choice).
+    """A port that nothing listens on right now, below the kernel's ephemeral range.
 
-    There is a window between this call and the server's bind in which another
-    process could take the port; for a developer machine that is acceptable,
-    and the server's own bind error (in its log) explains it if it happens.
+    Not the kernel's own choice (`bind(0)`): that comes from the ephemeral range, where
+    every outgoing connection also takes its local port, so between this call and the
+    server's bind a client's connection could take it ("Address already in use"; seen
+    with a Redis Cluster node's bus port under the test suite). Below that range only
+    listeners bind; a port handed out before by this process is not handed out again.
     """
+    low, high = _LISTENER_PORTS
+    for _ in range(500):
+        port = random.randint(low, high)  # noqa: S311 (spreads ports, no secret)
+        if port not in _handed_out and not port_in_use(port, host):
+            _handed_out.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        kernel_port: int = sock.getsockname()[1]
+        return kernel_port
+
+
+def _listener_ports() -> tuple[int, int]:
+    """Ports below the ephemeral range (Linux: /proc/sys/net/ipv4/ip_local_port_range)."""
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768
+    return (min(20000, first // 2), first - 1)
+
+
+_LISTENER_PORTS = _listener_ports()
+_handed_out: set[int] = set()
 
 
 def port_in_use(port: int, host: str = LOOPBACK) -> bool:
