@@ -1,6 +1,7 @@
 """`admission_acquire` / `admission_release`: a task takes and gives back a slot of its
 concurrency key (store/admission.py), and the tasks its change admits or stops are
-told through Temporal signals after the commit (`Waker`).
+told through Temporal signals after the commit (`Waker`): a parked task
+(store/admission_park.py) with Signal-With-Start, which ends its start delay.
 
 Both are local activities of the task's workflow: a claim is one short Postgres
 transaction, not worth a round trip through the task queue. A signal lost to a
@@ -11,6 +12,7 @@ crash between commit and send is sent again by the reconciler's keeper
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from temporalio import activity
 from temporalio.client import Client
@@ -24,21 +26,36 @@ from schemas.admission import (
     AdmissionRelease,
     AdmissionRequest,
 )
-from schemas.workflow import SIGNAL_CANCEL, workflow_id_for
+from schemas.workflow import SIGNAL_CANCEL, TaskWorkflowInput, workflow_id_for
 from store.admission import Admission, AdmissionStore
+from store.admission_park import ParkedStart, parked_starts
 from store.admission_sweep import mark_woken
 from telemetry.logs import bind_log_context
 
 log = logging.getLogger(__name__)
 
 
+class Starter(Protocol):
+    """Starts a parked task's run with Signal-With-Start (temporal/tasks.py `TaskClient`):
+    False when its run is closed and must not start again."""
+
+    async def wake(
+        self, request: TaskWorkflowInput, *, request_hash: str, request_nonce: str, signal: str
+    ) -> bool: ...
+
+
 class Waker:
     """Signals the tasks an admission change concerns. A task whose run is gone (closed
     while it waited) gives its slot straight back, which may admit the next one."""
 
-    def __init__(self, client: Client, store: AdmissionStore) -> None:
+    def __init__(
+        self, client: Client, store: AdmissionStore, starter: Starter | None = None
+    ) -> None:
         self._client = client
         self._store = store
+        # Wakes parked tasks (store/admission_park.py); without it they are signalled,
+        # and run when their start delay ends.
+        self._starter = starter
         self.woken = 0
         self.cancelled = 0
 
@@ -48,13 +65,31 @@ class Waker:
             self.cancelled += 1
             log.info("admission cancels a task", extra={"task_id": task_id, "reason": reason})
         pending = list(outcome.granted)
+        parked = await self._parked(pending)
         while pending:
             task_id = pending.pop(0)
-            if await self._signal(task_id, SIGNAL_ADMITTED, None):
+            if await self._wake(task_id, parked.get(task_id)):
                 await mark_woken(self._store.pool, [task_id])
                 self.woken += 1
             else:  # its run closed while it waited: the slot goes to the next in line
-                pending.extend((await self._store.release(task_id)).granted)
+                more = (await self._store.release(task_id)).granted
+                parked.update(await self._parked(more))
+                pending.extend(more)
+
+    async def _parked(self, task_ids: list[str]) -> dict[str, ParkedStart]:
+        if self._starter is None or not task_ids:
+            return {}
+        return await parked_starts(self._store.pool, task_ids)
+
+    async def _wake(self, task_id: str, parked: ParkedStart | None) -> bool:
+        if parked is None or self._starter is None:
+            return await self._signal(task_id, SIGNAL_ADMITTED, None)
+        return await self._starter.wake(
+            TaskWorkflowInput.model_validate(parked.input),
+            request_hash=parked.request_hash,
+            request_nonce=parked.request_nonce,
+            signal=SIGNAL_ADMITTED,
+        )
 
     async def _signal(self, task_id: str, name: str, arg: str | None) -> bool:
         handle = self._client.get_workflow_handle(workflow_id_for(task_id))

@@ -5,12 +5,16 @@ replay of it, knows whether it takes a slot before its first step."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
+
 from api.models import CreateTaskRequest
-from schemas.admission import concurrency_policy
+from schemas.admission import AdmissionRequest, concurrency_policy
 from schemas.workflow import TaskWorkflowInput
 from settings import Settings
+from store.admission_park import ParkedStart, park
 
 
 def workflow_input(
@@ -31,3 +35,41 @@ def workflow_input(
         concurrency_strategy=policy.strategy if policy else "queue",
         priority=body.priority,
     )
+
+
+async def park_if_full(
+    pool: AsyncConnectionPool,
+    request: TaskWorkflowInput,
+    settings: Settings,
+    *,
+    request_hash: str,
+    request_nonce: str,
+) -> timedelta | None:
+    """Park a `queue` task whose key is full (store/admission_park.py): its start delay,
+    with `request.parked_position` set; None: start it now (its claim decides)."""
+    if (
+        settings.admission_park_seconds <= 0
+        or request.concurrency_limit is None
+        or request.concurrency_key is None
+        or request.concurrency_strategy != "queue"
+    ):
+        return None
+    claim = AdmissionRequest(
+        task_id=request.task_id,
+        task_type=request.task_type,
+        concurrency_key=request.concurrency_key,
+        tenant=request.owner or "default",
+        limit=request.concurrency_limit,
+        strategy=request.concurrency_strategy,
+        priority=request.priority,
+    )
+    start = ParkedStart(
+        input=request.model_dump(mode="json"),
+        request_hash=request_hash,
+        request_nonce=request_nonce,
+    )
+    position = await park(pool, claim, start)
+    if position is None:
+        return None
+    request.parked_position = position
+    return timedelta(seconds=settings.admission_park_seconds)

@@ -113,6 +113,9 @@ class TaskWorkflowInput(BaseModel):
     concurrency_strategy: Literal["queue", "cancel_newest", "cancel_in_progress"] = "queue"
     # 1 (first) to 5; queued order within a tenant, and Temporal's priority key.
     priority: int = Field(default=3, ge=1, le=5)
+    # Parked (store/admission_park.py): the API queued the task before its workflow ran,
+    # at this position; the run records its `task.queued.v1` / `task.admitted.v1` then.
+    parked_position: int | None = Field(default=None, ge=1)
 
 
 class TaskWorkflowResult(BaseModel):

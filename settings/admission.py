@@ -43,6 +43,11 @@ class AdmissionSettings(BaseSettings):
     # Temporal (a run that closed without giving its slot back frees it).
     admission_wake_after_seconds: float = Field(default=5.0, gt=0)
     admission_check_after_seconds: float = Field(default=30.0, ge=0)
+    # A task created while its key is full (strategy `queue`) is parked: its workflow is
+    # started with this start delay and woken (Signal-With-Start) when it is admitted,
+    # so it takes no worker time while it waits. Should the delay run out first, the
+    # run claims its slot as an unparked task does. 0: never park.
+    admission_park_seconds: float = Field(default=86400.0, ge=0)
 
     @field_validator("concurrency_limit", mode="before")
     @classmethod

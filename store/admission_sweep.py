@@ -29,6 +29,13 @@ SELECT task_id FROM admission_tickets
 WHERE state = 'running' AND NOT woken AND admitted_at < now() - %(after)s
 ORDER BY admitted_at LIMIT %(limit)s
 """
+# Waiting tickets whose task ended already (a parked run cancelled in Temporal before its
+# claim: it closes with no slot to give back, and its place in line would wait for its turn).
+_ENDED_WAITERS = """
+SELECT a.task_id FROM admission_tickets a JOIN tasks t USING (task_id)
+WHERE a.state = 'queued' AND t.status IN ('completed', 'failed', 'cancelled', 'terminated')
+LIMIT %(limit)s
+"""
 _WOKEN = "UPDATE admission_tickets SET woken = true WHERE task_id = ANY(%s)"
 _HOLDERS = """
 SELECT task_id, admitted_at FROM admission_tickets
@@ -60,6 +67,13 @@ async def unwoken(pool: AsyncConnectionPool, older_than: float, limit: int) -> l
     async with pool.connection() as conn:
         params = {"after": keep_interval(older_than), "limit": limit}
         rows = await (await conn.execute(UNWOKEN, params)).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+async def ended_waiters(pool: AsyncConnectionPool, limit: int) -> list[str]:
+    """Tasks still in a key's line whose task has ended."""
+    async with pool.connection() as conn:
+        rows = await (await conn.execute(_ENDED_WAITERS, {"limit": limit})).fetchall()
     return [str(r[0]) for r in rows]
 
 

@@ -142,6 +142,28 @@ class TaskClient:
     def _handle(self, task_id: str) -> WorkflowHandle[object, object]:
         return self.client.get_workflow_handle(workflow_id_for(task_id))
 
+    def _start_options(
+        self, request: TaskWorkflowInput, request_hash: str, request_nonce: str
+    ) -> dict[str, Any]:
+        """How every run of a task is started (the API's start, a parked task's wake-up):
+        never a second run under a task's id, whatever closed the first."""
+        return {
+            "id": workflow_id_for(request.task_id),
+            "task_queue": self._task_queue,
+            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            "memo": {
+                MEMO_REQUEST_HASH: request_hash,
+                MEMO_REQUEST_NONCE: request_nonce,
+                MEMO_TASK_TYPE: request.task_type,
+            },
+            "search_attributes": start_search_attributes(request.task_type),
+            "static_summary": f"{request.task_type} task {request.task_id}",
+            "priority": start_priority(request, self._weights),
+            "versioning_override": self._versioning.start_override(request.task_type),
+            "rpc_timeout": self._rpc_timeout,
+        }
+
     async def start(
         self,
         request: TaskWorkflowInput,
@@ -150,33 +172,40 @@ class TaskClient:
         request_nonce: str,
         start_delay: timedelta | None = None,
         deferred_by: str | None = None,
+        parked: bool = False,
     ) -> None:
         """Start the task's workflow, or leave the one already running (or closed) under
         its id: the memo says which request started it (`describe`). `start_delay`: its
         first workflow task waits that long (a start deferred by the rate limit, the
-        rule `deferred_by`), and `task.deferred.v1` says so (`_notice_deferral`)."""
+        rule `deferred_by`), and `task.deferred.v1` says so (`_notice_deferral`); a
+        `parked` task's delay is its wait for a slot (`wake` ends it), noticed by nobody."""
         with contextlib.suppress(WorkflowAlreadyStartedError):  # closed under the same id
             await self.client.start_workflow(
                 TASK_WORKFLOW,
                 request,
-                id=workflow_id_for(request.task_id),
-                task_queue=self._task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                memo={
-                    MEMO_REQUEST_HASH: request_hash,
-                    MEMO_REQUEST_NONCE: request_nonce,
-                    MEMO_TASK_TYPE: request.task_type,
-                },
-                search_attributes=start_search_attributes(request.task_type),
-                static_summary=f"{request.task_type} task {request.task_id}",
-                priority=start_priority(request, self._weights),
-                versioning_override=self._versioning.start_override(request.task_type),
-                rpc_timeout=self._rpc_timeout,
                 start_delay=start_delay,
+                **self._start_options(request, request_hash, request_nonce),
             )
-        if start_delay is not None:
+        if start_delay is not None and not parked:
             await self._notice_deferral(request, start_delay, deferred_by)
+
+    async def wake(
+        self, request: TaskWorkflowInput, *, request_hash: str, request_nonce: str, signal: str
+    ) -> bool:
+        """Signal-With-Start: a parked run's first workflow task is dispatched now (the
+        rest of its start delay is skipped; a plain signal would wait for it), and a run
+        never started (the API died after parking it) is started. False: the task's run
+        is closed (an operator terminated it): it is never started again."""
+        try:
+            await self.client.start_workflow(
+                TASK_WORKFLOW,
+                request,
+                start_signal=signal,
+                **self._start_options(request, request_hash, request_nonce),
+            )
+        except WorkflowAlreadyStartedError:
+            return False
+        return True
 
     async def _notice_deferral(
         self, request: TaskWorkflowInput, delay: timedelta, rule: str | None

@@ -10,7 +10,13 @@ A run's own code gives its slot back at every ending it sees; these cases it can
   and frees those whose workflow is closed;
 - a wake-up signal lost to a crash between commit and send: tickets stay
   `woken = false`, and are signalled again after `wake_after`;
-- a key with a free slot and a line (any of the above half done): dispatched.
+- a key with a free slot and a line (any of the above half done): dispatched;
+- a task still in line whose task ended (a parked run cancelled in Temporal before
+  its claim): its place is given back.
+
+Admitted parked tasks (store/admission_park.py) are woken by the `Waker` with
+Signal-With-Start, the re-sent wake-ups included, so a parked task whose API or
+worker died after parking or admitting it is started all the same.
 
 It runs inside the reconciler's round, so under its advisory lock: one keeper at a
 time across workers. Each question is bounded (`batch` rows).
@@ -28,7 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.admission import Waker
 from schemas.workflow import workflow_id_for
 from store.admission import Admission, AdmissionStore
-from store.admission_sweep import slot_holders, stuck_keys, unwoken
+from store.admission_sweep import ended_waiters, slot_holders, stuck_keys, unwoken
 from telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -101,6 +107,8 @@ class AdmissionKeeper:
 
     async def round(self) -> None:
         pool = self._store.pool
+        for task_id in await ended_waiters(pool, self._batch):
+            await self.release_closed(task_id)
         for task_type, key in await stuck_keys(pool, self._batch):
             granted = await self._store.dispatch(task_type, key)
             self.stats.unstuck += len(granted)

@@ -42,6 +42,7 @@ from telemetry.metrics import Metrics, MetricsServer
 from temporal.client import connect_client, ensure_search_attributes
 from temporal.closures import ResetDetailsFromHistory
 from temporal.runtime import metrics_runtime
+from temporal.tasks import TaskClient
 from webhooks.dispatcher import WebhookDispatcher
 from webhooks.metrics import register_webhook_metrics
 from worker.admission_keeper import AdmissionKeeper, register_admission_metrics
@@ -169,7 +170,15 @@ class WorkerRuntime:
         # close: marks still gathering are written, not left for the relay to republish.
         stack.push_async_callback(self._flush_marks)
         self.admission = AdmissionStore(self.pool, settings.tenant_weight_map)
-        self.waker = Waker(self.client, self.admission)
+        # A parked task is woken with Signal-With-Start, started as the API starts tasks.
+        starter = TaskClient(
+            self.client,
+            task_queue=settings.task_queue,
+            rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
+            tenant_weights=settings.tenant_weight_map,
+            versioning=get_deployment_settings(),
+        )
+        self.waker = Waker(self.client, self.admission, starter)
         self.handlers = build_handler_runner(
             self.broker, ProcessedEvents(self.pool), settings, self.metrics
         )

@@ -9,7 +9,9 @@ cancelled with the reason. Whatever way the run ends in its own code, it gives
 the slot back (`admission_release`); a run that ends outside it (terminate,
 timeout) has its slot freed by the reconciler. Only inputs with a
 `concurrency_limit` reach any of this, and none existed before it, but the
-first command is still behind `PATCH_ADMISSION`.
+first command is still behind `PATCH_ADMISSION`. A parked task (queued by the API
+before its run began, `parked_position` in its input) records its line once admitted,
+behind `PATCH_PARKED_ADMISSION`; not admitted yet, it waits as any queued task.
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.tasks import TaskStatus
     from schemas.workflow import TaskWorkflowInput
-    from workflows.policies import LOCAL_ACTIVITY_TIMEOUT, PATCH_ADMISSION, RECORD_RETRY
+    from workflows.policies import (
+        LOCAL_ACTIVITY_TIMEOUT,
+        PATCH_ADMISSION,
+        PATCH_PARKED_ADMISSION,
+        RECORD_RETRY,
+    )
 
 from workflows.inputs import TaskInputs
 
@@ -74,10 +81,12 @@ class TaskAdmission(TaskInputs):
             self._admission_refused = True
             self._cancel_reason = decision.reason or "concurrency limit reached"
             return
+        key = self._admission.concurrency_key
         if decision.outcome == "admitted":
             self._admitted = True
+            if request.parked_position is not None and workflow.patched(PATCH_PARKED_ADMISSION):
+                await self._admitted_parked(request.parked_position, decision)
             return
-        key = self._admission.concurrency_key
         await self._emit(
             "task.queued.v1",
             {
@@ -100,6 +109,28 @@ class TaskAdmission(TaskInputs):
             "task.admitted.v1", {"concurrency_key": key, "waited_seconds": round(waited, 3)}
         )
         self._set_status(TaskStatus.RUNNING)
+
+    async def _admitted_parked(self, position: int, decision: AdmissionDecision) -> None:
+        """A parked task (store/admission_park.py) woken with its slot: the line it
+        waited in before its run began, as events of the run, in order."""
+        if self._admission is None:
+            return
+        key = self._admission.concurrency_key
+        await self._emit(
+            "task.queued.v1",
+            {
+                "concurrency_key": key,
+                "position": position,
+                "limit": self._admission.limit,
+                "running": decision.running,
+                "priority": self._admission.priority,
+            },
+        )
+        waited = (workflow.now() - workflow.info().start_time).total_seconds()
+        await self._emit(
+            "task.admitted.v1", {"concurrency_key": key, "waited_seconds": round(waited, 3)}
+        )
+        self._log("parked task admitted", concurrency_key=key, position=position)
 
     async def _release_slot(self) -> None:
         """Give the slot (or the place in line) back; nothing for a task without a key."""

@@ -41,6 +41,9 @@ PATCH_ADMISSION = "admission"
 # Scheduled tasks' flow control (issue 24): a schedule's run passes its concurrency key,
 # limit, priority and Temporal Priority (fairness key: the tenant) to its task.
 PATCH_SCHEDULED_FLOW = "scheduled-flow"
+# Parked tasks (issue 24): the API queued the task before its run began; admitted when
+# woken, the run records its `task.queued.v1` (its parked position) and `task.admitted.v1`.
+PATCH_PARKED_ADMISSION = "parked-admission"
 
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),

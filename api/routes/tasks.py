@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import ValidationError
 
-from api.admission import workflow_input
+from api.admission import park_if_full, workflow_input
 from api.auth import TenantDep
 from api.budget import check_event_budget
 from api.debounce import create_debounced, debounce_of
@@ -128,12 +128,22 @@ async def create_task(
     )
     # Names this request: if the workflow's memo carries it, this request started it.
     nonce = str(uuid.uuid4())
+    request = workflow_input(body, task_id, task_input, tenant, services.settings)
+    delay = timedelta(seconds=admission.delay_seconds) if admission.delay_seconds else None
+    # Over its key's limit: parked, its workflow woken when a slot frees (docs/flow-control.md).
+    parked = False
+    if delay is None:
+        delay = await park_if_full(
+            services.pool, request, services.settings, request_hash=fingerprint, request_nonce=nonce
+        )
+        parked = delay is not None
     await services.temporal.start(
-        workflow_input(body, task_id, task_input, tenant, services.settings),
+        request,
         request_hash=fingerprint,
         request_nonce=nonce,
-        start_delay=timedelta(seconds=admission.delay_seconds) if admission.delay_seconds else None,
+        start_delay=delay,
         deferred_by=admission.rule,
+        parked=parked,
     )
     description: TaskDescription | None = None
     if key is not None:

@@ -1,0 +1,137 @@
+"""Parked tasks: queued before their workflow runs (docs/flow-control.md#parked-tasks).
+
+`POST /tasks` of a type with a limit (strategy `queue`) asks `park` first: when the
+key is full (every slot held, or someone already waits), the task's ticket joins the
+key's line in the same tables and under the same key lock as a workflow's claim, so
+priority, the tenants' round robin and arrival order stay one logic, and the ticket
+keeps what starting the workflow needs (`ParkedStart`). The task's `tasks` row is
+written in the same transaction (status `queued`, no event yet): it reads and lists
+as queued until its workflow records `task.created.v1`. Whoever admits a parked
+ticket wakes its workflow with Signal-With-Start (activities/admission.py `Waker`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from schemas.admission import AdmissionRequest
+
+_CLAIM_KEY = """
+INSERT INTO admission_keys (task_type, concurrency_key, max_running)
+VALUES (%(task_type)s, %(key)s, %(limit)s)
+ON CONFLICT (task_type, concurrency_key)
+DO UPDATE SET max_running = EXCLUDED.max_running, updated_at = now()
+RETURNING running, max_running
+"""
+# A repeat (an Idempotency-Key's): the task has a ticket or a row already.
+_KNOWN = """
+SELECT 1 FROM admission_tickets WHERE task_id = %(id)s
+UNION ALL SELECT 1 FROM tasks WHERE task_id = %(id)s
+"""
+_WAITING = """
+SELECT count(*) FROM admission_tickets
+WHERE task_type = %(task_type)s AND concurrency_key = %(key)s AND state = 'queued'
+"""
+# Its place in its line: the waiting tickets before it (priority, then arrival); it is
+# the newest, so every waiting ticket of its priority or better.
+_AHEAD = """
+SELECT count(*) FROM admission_tickets
+WHERE task_type = %(task_type)s AND concurrency_key = %(key)s AND state = 'queued'
+  AND priority <= %(priority)s
+"""
+_PARK = """
+INSERT INTO admission_tickets
+    (task_id, task_type, concurrency_key, tenant, priority, state, parked)
+VALUES (%(task_id)s, %(task_type)s, %(key)s, %(tenant)s, %(priority)s, 'queued', %(parked)s)
+"""
+_TASK_ROW = """
+INSERT INTO tasks (task_id, task_type, status, input, owner)
+VALUES (%(task_id)s, %(task_type)s, 'queued', %(input)s, %(tenant)s)
+ON CONFLICT (task_id) DO NOTHING
+"""
+_PARKED = (
+    "SELECT task_id, parked FROM admission_tickets WHERE task_id = ANY(%s) AND parked IS NOT NULL"
+)
+_POSITION = """
+SELECT me.state, (SELECT count(*) + 1 FROM admission_tickets a
+    WHERE a.task_type = me.task_type AND a.concurrency_key = me.concurrency_key
+      AND a.state = 'queued' AND (a.priority, a.seq) < (me.priority, me.seq))
+FROM admission_tickets me WHERE me.task_id = %s
+"""
+
+
+@dataclass
+class ParkedStart:
+    """What starting a parked task's workflow takes, stored with its ticket: the
+    workflow's input (`TaskWorkflowInput` as JSON) and the request's memo."""
+
+    input: dict[str, Any]
+    request_hash: str
+    request_nonce: str
+
+
+async def park(
+    pool: AsyncConnectionPool, request: AdmissionRequest, start: ParkedStart
+) -> int | None:
+    """Queue the task before its workflow runs if its key is full: its position (1: next),
+    also stored as the input's `parked_position`. None: a slot is free (or the
+    task has a ticket already, a repeat): start it as usual, its claim decides."""
+    key = {"task_type": request.task_type, "key": request.concurrency_key}
+    async with pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute(_CLAIM_KEY, {**key, "limit": request.limit})
+        row = await cursor.fetchone()
+        if row is None or await (await conn.execute(_KNOWN, {"id": request.task_id})).fetchone():
+            return None
+        running, limit = int(row[0]), int(row[1])
+        waiting = await (await conn.execute(_WAITING, key)).fetchone()
+        if running < limit and (waiting is None or int(waiting[0]) == 0):
+            return None
+        ahead = await (await conn.execute(_AHEAD, {**key, "priority": request.priority})).fetchone()
+        position = (int(ahead[0]) if ahead else 0) + 1
+        start.input["parked_position"] = position
+        await conn.execute(
+            _PARK,
+            {
+                **key,
+                "task_id": request.task_id,
+                "tenant": request.tenant,
+                "priority": request.priority,
+                "parked": Jsonb(asdict(start)),
+            },
+        )
+        await conn.execute(
+            _TASK_ROW,
+            {
+                "task_id": request.task_id,
+                "task_type": request.task_type,
+                "input": Jsonb(start.input.get("input")),
+                "tenant": request.tenant,
+            },
+        )
+    return position
+
+
+async def parked_starts(
+    pool: AsyncConnectionPool, task_ids: Sequence[str]
+) -> dict[str, ParkedStart]:
+    """The stored starts of those of `task_ids` that were parked."""
+    if not task_ids:
+        return {}
+    async with pool.connection() as conn:
+        rows = await (await conn.execute(_PARKED, (list(task_ids),))).fetchall()
+    found: dict[str, Any] = {str(t): p for t, p in rows}
+    return {t: ParkedStart(**p) for t, p in found.items()}
+
+
+async def queue_position(pool: AsyncConnectionPool, task_id: str) -> int | None:
+    """The task's place in its key's line now (1: next), or None: not waiting."""
+    async with pool.connection() as conn:
+        row = await (await conn.execute(_POSITION, (task_id,))).fetchone()
+    if row is None or row[0] != "queued":
+        return None
+    return int(row[1])
