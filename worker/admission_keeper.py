@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.admission import Waker
@@ -97,6 +98,10 @@ class AdmissionKeeper:
         self._cursor = ""
         self._next_check = 0.0
         self.stats = KeeperStats()
+        # Set by the reconciler: records a closed holder's ending before its slot goes, so
+        # the store never shows the run open once its slot is someone else's.
+        self.record_ending: Callable[[str, WorkflowExecutionDescription], Awaitable[object]] | None
+        self.record_ending = None
 
     async def release_closed(self, task_id: str) -> None:
         """The task's current run closed without its own code (the reconciler saw it)."""
@@ -126,15 +131,19 @@ class AdmissionKeeper:
         )
         self._cursor = holders[-1][0] if len(holders) == self._batch else ""
         for task_id, _ in holders:
-            if await self._closed(task_id):
-                await self.release_closed(task_id)
+            described = await self._describe(task_id)
+            if described is not None and described.status is WorkflowExecutionStatus.RUNNING:
+                continue
+            if described is not None and self.record_ending is not None:
+                await self.record_ending(task_id, described)  # releases once recorded
+            await self.release_closed(task_id)  # idempotent: nothing if released already
 
-    async def _closed(self, task_id: str) -> bool:
+    async def _describe(self, task_id: str) -> WorkflowExecutionDescription | None:
+        """The run, or None: gone from Temporal altogether."""
         handle = self._client.get_workflow_handle(workflow_id_for(task_id))
         try:
-            described = await handle.describe()
+            return await handle.describe()
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                return True  # gone from Temporal altogether
+                return None
             raise
-        return described.status is not WorkflowExecutionStatus.RUNNING

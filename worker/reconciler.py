@@ -36,7 +36,7 @@ from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from activities.recorder import EventRecorder
@@ -112,6 +112,8 @@ class Reconciler:
     ) -> None:
         self._client = client
         self._admission = admission
+        if admission is not None:
+            admission.record_ending = self._record_described
         self._count_error = count_error
         self._pool = pool
         self._recorder = recorder
@@ -220,6 +222,15 @@ class Reconciler:
                 "run_id": raw.workflow_execution_info.execution.run_id,
             },
         )
+
+    async def _record_described(self, task_id: str, described: WorkflowExecutionDescription) -> int:
+        """The keeper found a slot holder's run closed: its ending first, if it has none."""
+        if described.status not in ENDINGS:
+            return 0
+        chapters = await chapters_of(self._pool, [task_id])
+        if not needs_ending(chapters.get(task_id), described.run_id):
+            return 0
+        return await self._record_ending(ClosedRun(task_id, described.run_id, described.status))
 
     async def _is_current_run(self, run: ClosedRun) -> bool:
         described = await self._client.get_workflow_handle(workflow_id_for(run.task_id)).describe()

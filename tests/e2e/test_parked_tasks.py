@@ -1,0 +1,147 @@
+"""Parked tasks with the real processes on the real servers (docs/flow-control.md#parked-tasks).
+
+A task created while its key is full waits as a ticket whose workflow has not run (its
+history is only its start); it reads and lists as `queued`; it starts in its line's
+order when a slot frees, recording `task.created.v1`, `task.queued.v1` (its parked
+position) and `task.admitted.v1` in that order; the limit holds, sampled every 100 ms,
+through a worker SIGKILL; a parked task an operator terminates (the `temporal` CLI)
+reads terminated and gives its place back, and one an operator cancels in Temporal
+(which ends the start delay) reads cancelled; no ticket is left."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from psycopg_pool import AsyncConnectionPool
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from schemas.workflow import workflow_id_for
+from store import open_pool
+from tests.e2e.conftest import ProcessStack, running_stack
+from tests.e2e.operator_cli import address_of, temporal_cli
+from tests.e2e.test_concurrency_keys import (
+    _HOLDERS,
+    _TICKETS,
+    Sampler,
+    _ended,
+    _with_status,
+    create,
+    scalar,
+)
+from tests.polling import until
+
+pytestmark = pytest.mark.e2e
+
+LIMIT = 2
+_PARKED = (
+    "SELECT count(*) FROM admission_tickets"
+    " WHERE concurrency_key = %(key)s AND parked IS NOT NULL AND task_id = ANY(%(ids)s)"
+)
+_ADMITTED_ORDER = """
+SELECT task_id FROM events WHERE task_id = ANY(%(ids)s) AND event_type = 'task.admitted.v1'
+ORDER BY recorded_at
+"""
+_TYPES = "SELECT event_type FROM events WHERE task_id = %s ORDER BY seq"
+
+
+@pytest.fixture(scope="module")
+def parking(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStack]:
+    with running_stack(
+        services,
+        tmp_path_factory.mktemp("e2e-parked"),
+        concurrency_limit=str(LIMIT),
+        reconcile_interval_seconds="0.5",
+        admission_check_after_seconds="1",
+    ) as processes:
+        yield processes
+
+
+@pytest.fixture
+async def db(parking: ProcessStack) -> AsyncIterator[AsyncConnectionPool]:
+    pool = await open_pool(parking.env["TASKPLANE_DATABASE_URL"], min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+async def _history_types(parking: ProcessStack, task_id: str) -> list[int]:
+    namespace = parking.env.get("TASKPLANE_TEMPORAL_NAMESPACE", "default")
+    client = await Client.connect(address_of(parking), namespace=namespace)
+    handle = client.get_workflow_handle(workflow_id_for(task_id))
+    return [event.event_type async for event in handle.fetch_history_events()]
+
+
+async def test_parked_tasks_wait_outside_the_worker_and_start_in_order(
+    parking: ProcessStack, db: AsyncConnectionPool
+) -> None:
+    key = f"park-{uuid.uuid4().hex[:8]}"
+    sampler = Sampler(db, key)
+    sampling = asyncio.create_task(sampler.run())
+    try:
+        async with httpx.AsyncClient(base_url=parking.base_url, timeout=30) as client:
+            holders = [await create(client, key, steps=3) for _ in range(LIMIT)]
+
+            async def full() -> bool:  # both holders took their slot: the key is full
+                return await scalar(db, _HOLDERS, {"key": key}) == LIMIT
+
+            await until(full, within=60, what="the holders to take every slot")
+            parked = [await create(client, key) for _ in range(5)]
+            sampler.ids.extend([*holders, *parked])
+            # Parked: a ticket with its start, a run that has not taken a workflow task.
+            ids = {"key": key, "ids": parked}
+            assert await scalar(db, _PARKED, ids) == len(parked)
+            for task_id in parked:
+                history = await _history_types(parking, task_id)
+                assert history == [EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED]
+            assert set(await _with_status(client, parked, "queued", len(parked))) == set(parked)
+            listed = await client.get("/tasks", params={"status": "queued", "limit": 100})
+            assert set(parked) <= {t["task_id"] for t in listed.json()["tasks"]}
+            # An operator terminates one parked task and cancels another in Temporal.
+            terminated, cancelled = parked[1], parked[3]
+            await temporal_cli(
+                address_of(parking),
+                *("workflow", "terminate", "--workflow-id", workflow_id_for(terminated)),
+                *("--reason", "operator check"),
+            )
+            await temporal_cli(
+                address_of(parking),
+                *("workflow", "cancel", "--workflow-id", workflow_id_for(cancelled)),
+            )
+            parking.stop("worker", kill=True)
+            parking.start("worker")
+            statuses = {task_id: await _ended(client, task_id) for task_id in sampler.ids}
+        assert statuses.pop(terminated) == "terminated"
+        assert statuses.pop(cancelled) == "cancelled"
+        assert set(statuses.values()) == {"completed"}
+
+        async def slots_free() -> bool:
+            return await scalar(db, _TICKETS, {"key": key}) == 0
+
+        await until(slots_free, within=30, what="every ticket of the key to be given back")
+        async with db.connection() as conn:
+            cursor = await conn.execute(_ADMITTED_ORDER, {"ids": parked})
+            order = [str(r[0]) for r in await cursor.fetchall()]
+            started = [t for t in parked if t not in (terminated, cancelled)]
+            assert order == started  # one tenant, one priority: arrival order
+            types = [
+                str(r[0]) for r in await (await conn.execute(_TYPES, (started[-1],))).fetchall()
+            ]
+        assert types[:4] == [
+            "task.created.v1",
+            "task.queued.v1",
+            "task.admitted.v1",
+            "task.step.started.v1",
+        ]
+    finally:
+        sampling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampling
+    assert sampler.samples > 10
+    assert sampler.max_holders == LIMIT
+    assert sampler.max_running <= LIMIT
