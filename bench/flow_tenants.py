@@ -49,6 +49,10 @@ class Variant:
     # The noisy tenant keeps only `limit` tasks open (a new one when one ends): what
     # the worker and Temporal would see if over-limit tasks waited outside them.
     held_outside: bool = False
+    # Over-limit tasks parked by the API (store/admission_park.py, the product's default
+    # with a limit); False: `TASKPLANE_ADMISSION_PARK_SECONDS=0`, every queued task's
+    # workflow started at once (how a limit worked before parking).
+    parked: bool = False
 
 
 def variants(ctx: BenchContext) -> dict[str, Variant]:
@@ -59,6 +63,9 @@ def variants(ctx: BenchContext) -> dict[str, Variant]:
         "api_fairness": Variant(sizes.flow_noisy),  # the SDK's 100 slots
         "api_fairness_slots": Variant(sizes.flow_noisy, slots=slots),
         "api_fairness_limit_slots": Variant(sizes.flow_noisy, limit=limit, slots=slots),
+        # The lever built: over-limit tasks parked, the noisy tenant sending all it has.
+        "api_parked_limit": Variant(sizes.flow_noisy, limit=limit, parked=True),
+        "api_parked_limit_slots": Variant(sizes.flow_noisy, limit=limit, slots=slots, parked=True),
         "api_held_outside_limit": Variant(sizes.flow_noisy, limit=limit, held_outside=True),
         "api_held_outside_limit_slots": Variant(
             sizes.flow_noisy, limit=limit, slots=slots, held_outside=True
@@ -73,6 +80,8 @@ async def _stack(
     common = {"log_level": "WARNING", "api_keys": keys}
     if variant.limit:
         common["concurrency_limit"] = str(variant.limit)
+        if not variant.parked:
+            common["admission_park_seconds"] = "0"
     worker_settings = {**common, "retention_enabled": "false"}
     if variant.slots:
         worker_settings["worker_task_slots"] = str(variant.slots)
@@ -219,6 +228,7 @@ async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
     }
     if variant.limit:
         result.update(limit=variant.limit, most_held_per_key=most_held, key_samples=samples)
+        result["parked"] = variant.parked
     return result
 
 

@@ -29,6 +29,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from activities.admission import AdmissionActivities, Waker
 from activities.recorder import EventRecorder
+from api.admission import park_if_full
 from broker.redis import RedisBroker
 from schemas.debounce import (
     DebounceCreation,
@@ -54,6 +55,7 @@ from store import EventStore, Outbox, open_pool
 from store.admission import AdmissionStore
 from temporal.client import connect_client
 from temporal.debounce import DebounceClient
+from temporal.tasks import TaskClient
 from worker.temporal_worker import build_worker, workflow_runner
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -299,6 +301,39 @@ async def queued_admitted(client: Client, queue: str) -> WorkflowHandle[Any, Any
     return handle
 
 
+async def parked_admitted(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
+    """Parked by the API behind a running task of its key (v15: its workflow started with a
+    long delay), woken with Signal-With-Start when the holder ends, then completed."""
+    key = f"replay-{uuid.uuid4().hex[:8]}"
+    holder = await _start(client, queue, {"steps": 1, "step_seconds": 1}, **_limited(key))
+    await _in_step(holder)
+    task_id = str(uuid.uuid4())
+    request = TaskWorkflowInput(
+        task_id=task_id,
+        task_type="demo.pipeline",
+        input={"steps": 1, "step_seconds": 0},
+        **_limited(key),
+    )
+    settings = Settings()
+    pool = await open_pool(settings.require_database_url())
+    try:
+        delay = await park_if_full(
+            pool, request, settings, request_hash="replay", request_nonce="replay"
+        )
+    finally:
+        await pool.close()
+    if delay is None:
+        raise RuntimeError("the key was not full: nothing parked")
+    starter = TaskClient(client, task_queue=queue, rpc_timeout=timedelta(seconds=10))
+    await starter.start(
+        request, request_hash="replay", request_nonce="replay", start_delay=delay, parked=True
+    )
+    await _finish(holder)
+    handle = client.get_workflow_handle(workflow_id_for(task_id))
+    await _finish(handle)
+    return handle
+
+
 async def debounce_window(client: Client, queue: str) -> WorkflowHandle[Any, Any]:
     """`DebounceWorkflow` (v11): two creations, then the window starts its task."""
     start = DebounceStart(
@@ -419,6 +454,7 @@ SCENARIOS: dict[str, Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]
     "debounced": debounced,
     "debounce_window": debounce_window,
     "queued_admitted": queued_admitted,
+    "parked_admitted": parked_admitted,
     "cancelled_while_queued": cancelled_while_queued,
     "refused": refused,
 }
@@ -435,7 +471,8 @@ async def record(version: str) -> None:
     HISTORIES.mkdir(exist_ok=True)
     try:
         admission = AdmissionStore(pool, {})
-        activities = AdmissionActivities(admission, Waker(client, admission))
+        starter = TaskClient(client, task_queue=queue, rpc_timeout=timedelta(seconds=10))
+        activities = AdmissionActivities(admission, Waker(client, admission, starter))
         async with build_worker(
             client, recorder, task_queue=queue, admission=activities, pool=pool
         ):
