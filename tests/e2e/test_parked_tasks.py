@@ -36,6 +36,7 @@ from tests.e2e.test_concurrency_keys import (
     scalar,
 )
 from tests.polling import until
+from tests.sse import collect_events
 
 pytestmark = pytest.mark.e2e
 
@@ -145,3 +146,58 @@ async def test_parked_tasks_wait_outside_the_worker_and_start_in_order(
     assert sampler.samples > 10
     assert sampler.max_holders == LIMIT
     assert sampler.max_running <= LIMIT
+
+
+async def test_a_parked_tasks_stream_and_a_bulk_cancel_of_parked_tasks(
+    parking: ProcessStack, db: AsyncConnectionPool
+) -> None:
+    """The stream of a parked task waits, then delivers its line in order; `POST
+    /tasks/bulk` cancels parked tasks (its `control` update ends their start delay)."""
+    key = f"park-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=parking.base_url, timeout=30) as client:
+        holders = [await create(client, key, steps=8) for _ in range(LIMIT)]
+
+        async def full() -> bool:
+            return await scalar(db, _HOLDERS, {"key": key}) == LIMIT
+
+        await until(full, within=60, what="the holders to take every slot")
+        watched = await create(client, key)
+        doomed = [await create(client, key) for _ in range(3)]
+        assert await scalar(db, _PARKED, {"key": key, "ids": [watched, *doomed]}) == 4
+        stream = asyncio.create_task(collect_events(client, f"/tasks/{watched}/events"))
+        since = (await client.get(f"/tasks/{doomed[0]}")).json()["created_at"]
+        response = await client.post(
+            "/tasks/bulk",
+            json={
+                "action": "cancel",
+                "filter": {"status": ["queued"], "concurrency_key": key, "created_after": since},
+            },
+        )
+        assert response.status_code == 202, response.text
+        bulk_id = response.json()["id"]
+
+        async def bulk_done() -> bool:
+            return (await client.get(f"/bulk/{bulk_id}")).json()["status"] == "completed"
+
+        await until(bulk_done, within=90, what="the bulk cancel to complete")
+        result = (await client.get(f"/bulk/{bulk_id}")).json()
+        assert (result["matched"], result["done"], result["failed"]) == (3, 3, 0)
+        for task_id in doomed:
+            assert await _ended(client, task_id) == "cancelled"
+        status, frames = await stream
+        assert status == 200
+        for task_id in holders:
+            assert await _ended(client, task_id) == "completed"
+    types = [frame.event for frame in frames]
+    assert types[:4] == [
+        "task.created.v1",
+        "task.queued.v1",
+        "task.admitted.v1",
+        "task.step.started.v1",
+    ]
+    assert types[-1] == "task.completed.v1"
+
+    async def slots_free() -> bool:
+        return await scalar(db, _TICKETS, {"key": key}) == 0
+
+    await until(slots_free, within=30, what="every ticket of the key to be given back")
