@@ -57,12 +57,6 @@ ON CONFLICT (task_id) DO NOTHING
 _PARKED = (
     "SELECT task_id, parked FROM admission_tickets WHERE task_id = ANY(%s) AND parked IS NOT NULL"
 )
-_POSITION = """
-SELECT me.state, (SELECT count(*) + 1 FROM admission_tickets a
-    WHERE a.task_type = me.task_type AND a.concurrency_key = me.concurrency_key
-      AND a.state = 'queued' AND (a.priority, a.seq) < (me.priority, me.seq))
-FROM admission_tickets me WHERE me.task_id = %s
-"""
 
 
 @dataclass
@@ -126,12 +120,3 @@ async def parked_starts(
         rows = await (await conn.execute(_PARKED, (list(task_ids),))).fetchall()
     found: dict[str, Any] = {str(t): p for t, p in rows}
     return {t: ParkedStart(**p) for t, p in found.items()}
-
-
-async def queue_position(pool: AsyncConnectionPool, task_id: str) -> int | None:
-    """The task's place in its key's line now (1: next), or None: not waiting."""
-    async with pool.connection() as conn:
-        row = await (await conn.execute(_POSITION, (task_id,))).fetchone()
-    if row is None or row[0] != "queued":
-        return None
-    return int(row[1])
