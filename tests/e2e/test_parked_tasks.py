@@ -177,7 +177,8 @@ async def test_a_parked_tasks_stream_and_a_bulk_cancel_of_parked_tasks(
         bulk_id = response.json()["id"]
 
         async def bulk_done() -> bool:
-            return (await client.get(f"/bulk/{bulk_id}")).json()["status"] == "completed"
+            answer: dict[str, Any] = (await client.get(f"/bulk/{bulk_id}")).json()
+            return bool(answer["status"] == "completed")
 
         await until(bulk_done, within=90, what="the bulk cancel to complete")
         result = (await client.get(f"/bulk/{bulk_id}")).json()
