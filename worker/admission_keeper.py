@@ -100,7 +100,7 @@ class AdmissionKeeper:
         self.stats = KeeperStats()
         # Set by the reconciler: records a closed holder's ending before its slot goes, so
         # the store never shows the run open once its slot is someone else's.
-        self.record_ending: Callable[[str, WorkflowExecutionDescription], Awaitable[object]] | None
+        self.record_ending: Callable[[str, WorkflowExecutionDescription], Awaitable[int]] | None
         self.record_ending = None
 
     async def release_closed(self, task_id: str) -> None:
@@ -134,9 +134,10 @@ class AdmissionKeeper:
             described = await self._describe(task_id)
             if described is not None and described.status is WorkflowExecutionStatus.RUNNING:
                 continue
-            if described is not None and self.record_ending is not None:
-                await self.record_ending(task_id, described)  # releases once recorded
-            await self.release_closed(task_id)  # idempotent: nothing if released already
+            record = self.record_ending
+            if described is not None and record is not None and await record(task_id, described):
+                continue  # its ending recorded, and its slot released with it
+            await self.release_closed(task_id)
 
     async def _describe(self, task_id: str) -> WorkflowExecutionDescription | None:
         """The run, or None: gone from Temporal altogether."""
