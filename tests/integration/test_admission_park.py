@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 from psycopg_pool import AsyncConnectionPool
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
+from activities.admission import AdmissionActivities, Waker
+from activities.recorder import EventRecorder
 from schemas.admission import AdmissionRequest
+from schemas.workflow import TaskWorkflowInput, workflow_id_for
 from store.admission import AdmissionStore
 from store.admission_park import ParkedStart, park, parked_starts
+from temporal.tasks import TaskClient
 from tests.integration.test_admission_store import ask, held, outcome
+from worker.temporal_worker import build_worker
 
 
 def start_of(request: AdmissionRequest) -> ParkedStart:
@@ -72,3 +81,72 @@ async def test_racing_parks_and_claims_never_exceed_the_limit(pool: AsyncConnect
         granted += (await store.release(request.task_id)).granted
     assert len(granted) == 2
     assert await held(pool, key) == 3
+
+
+async def test_a_wake_up_starts_a_parked_task_the_api_never_started(
+    temporal_address: str, recorder: EventRecorder, pool: AsyncConnectionPool
+) -> None:
+    """The API died between parking a task and starting its workflow: the wake-up
+    (Signal-With-Start) starts it, and it records its line; a parked task an operator
+    terminated is never started again (its slot goes to the next)."""
+    client = await Client.connect(temporal_address, data_converter=pydantic_data_converter)
+    queue = f"park-{uuid.uuid4().hex[:8]}"
+    starter = TaskClient(client, task_queue=queue, rpc_timeout=timedelta(seconds=10))
+    store = AdmissionStore(pool, {})
+    waker = Waker(client, store, starter)
+    admission = AdmissionActivities(store, waker)
+    key = f"park-wake-{uuid.uuid4().hex[:8]}"
+    async with build_worker(client, recorder, task_queue=queue, admission=admission):
+        holder = claim_of(task_input(key))
+        assert outcome(await store.acquire(holder)) == "admitted"
+        terminated, orphan = (task_input(key) for _ in range(2))
+        for request in (terminated, orphan):
+            start = ParkedStart(request.model_dump(mode="json"), "h", "n")
+            assert await park(pool, claim_of(request), start)
+        gone = await client.start_workflow(
+            "TaskWorkflow",
+            terminated,
+            id=workflow_id_for(terminated.task_id),
+            task_queue=queue,
+            start_delay=timedelta(days=1),
+        )
+        await gone.terminate("operator")
+        await waker.tell(await store.release(holder.task_id))  # `orphan` was never started
+        handle = client.get_workflow_handle(workflow_id_for(orphan.task_id))
+        await handle.result()
+        history = [e.event_type async for e in gone.fetch_history_events()]
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED not in history  # never ran
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT event_type FROM events WHERE task_id = %s ORDER BY seq", (orphan.task_id,)
+        )
+        recorded = [str(r[0]) for r in await cursor.fetchall()]
+    assert recorded[:3] == ["task.created.v1", "task.queued.v1", "task.admitted.v1"]
+    assert recorded[-1] == "task.completed.v1"
+    assert await held(pool, key) == 0
+
+
+def task_input(key: str) -> TaskWorkflowInput:
+    return TaskWorkflowInput(
+        task_id=str(uuid.uuid4()),
+        task_type="demo.pipeline",
+        input={"steps": 1, "step_seconds": 0},
+        owner="acme",
+        concurrency_key=key,
+        concurrency_limit=1,
+    )
+
+
+def claim_of(request: TaskWorkflowInput) -> AdmissionRequest:
+    """The claim the task's run makes (its type's slots, not the store tests' type)."""
+    assert request.concurrency_key is not None
+    assert request.concurrency_limit is not None
+    return AdmissionRequest(
+        task_id=request.task_id,
+        task_type=request.task_type,
+        concurrency_key=request.concurrency_key,
+        tenant=request.owner or "default",
+        limit=request.concurrency_limit,
+        strategy=request.concurrency_strategy,
+        priority=request.priority,
+    )
