@@ -154,11 +154,16 @@ async def create_task(
             )
         if description is not None and description.request_nonce != nonce:
             response.status_code = 200
-    view = await find_task(services, task_id, tenant, description=description)
+    # Without a key this request created the task: pending, or queued if it parked; asking
+    # the store and Temporal again would cost every creation three more round trips.
+    if key is None:
+        status = TaskStatus.QUEUED if parked else TaskStatus.PENDING
+    else:
+        status = (await find_task(services, task_id, tenant, description=description)).status
     return CreateTaskResponse(
         task_id=task_id,
         workflow_id=workflow_id_for(task_id),
-        status=view.status,
+        status=status,
         links=_links(task_id),
         webhook=webhook,
     )
