@@ -50,6 +50,7 @@ SELECT task_id FROM events WHERE task_id = ANY(%(ids)s) AND event_type = 'task.a
 ORDER BY recorded_at
 """
 _TYPES = "SELECT event_type FROM events WHERE task_id = %s ORDER BY seq"
+_ADMITTED = "SELECT count(*) FROM events WHERE task_id = %(id)s AND event_type = 'task.admitted.v1'"
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,9 @@ async def test_parked_tasks_wait_outside_the_worker_and_start_in_order(
     sampling = asyncio.create_task(sampler.run())
     try:
         async with httpx.AsyncClient(base_url=parking.base_url, timeout=30) as client:
-            holders = [await create(client, key, steps=3) for _ in range(LIMIT)]
+            # The holders outlast every check below (60 one-second steps): the test ends
+            # them itself (cancel), so no parked task is admitted before it is looked at.
+            holders = [await create(client, key, steps=60) for _ in range(LIMIT)]
 
             async def full() -> bool:  # both holders took their slot: the key is full
                 return await scalar(db, _HOLDERS, {"key": key}) == LIMIT
@@ -114,11 +117,22 @@ async def test_parked_tasks_wait_outside_the_worker_and_start_in_order(
                 address_of(parking),
                 *("workflow", "cancel", "--workflow-id", workflow_id_for(cancelled)),
             )
-            parking.stop("worker", kill=True)
+            # One slot at a time, each next in line admitted before the next slot frees, so
+            # the order of their `task.admitted.v1` is the line's order, not a race.
+            for holder, admitted in zip(holders, (parked[0], parked[2]), strict=True):
+                cancelled_holder = await client.post(f"/tasks/{holder}/cancel")
+                assert cancelled_holder.status_code == 202, cancelled_holder.text
+
+                async def in_a_slot(task_id: str = admitted) -> bool:
+                    return await scalar(db, _ADMITTED, {"id": task_id}) == 1
+
+                await until(in_a_slot, within=60, what="the next parked task to be admitted")
+            parking.stop("worker", kill=True)  # parked[4] waits through it
             parking.start("worker")
             statuses = {task_id: await _ended(client, task_id) for task_id in sampler.ids}
         assert statuses.pop(terminated) == "terminated"
         assert statuses.pop(cancelled) == "cancelled"
+        assert [statuses.pop(holder) for holder in holders] == ["cancelled"] * LIMIT
         assert set(statuses.values()) == {"completed"}
 
         async def slots_free() -> bool:
@@ -155,7 +169,7 @@ async def test_a_parked_tasks_stream_and_a_bulk_cancel_of_parked_tasks(
     /tasks/bulk` cancels parked tasks (its `control` update ends their start delay)."""
     key = f"park-{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=parking.base_url, timeout=30) as client:
-        holders = [await create(client, key, steps=8) for _ in range(LIMIT)]
+        holders = [await create(client, key, steps=60) for _ in range(LIMIT)]  # ended below
 
         async def full() -> bool:
             return await scalar(db, _HOLDERS, {"key": key}) == LIMIT
@@ -185,10 +199,13 @@ async def test_a_parked_tasks_stream_and_a_bulk_cancel_of_parked_tasks(
         assert (result["matched"], result["done"], result["failed"]) == (3, 3, 0)
         for task_id in doomed:
             assert await _ended(client, task_id) == "cancelled"
+        for task_id in holders:  # only now may the watched task take a slot
+            cancelled = await client.post(f"/tasks/{task_id}/cancel")
+            assert cancelled.status_code == 202, cancelled.text
         status, frames = await stream
         assert status == 200
         for task_id in holders:
-            assert await _ended(client, task_id) == "completed"
+            assert await _ended(client, task_id) == "cancelled"
     types = [frame.event for frame in frames]
     assert types[:4] == [
         "task.created.v1",
