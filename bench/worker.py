@@ -29,7 +29,8 @@ from bench.workflows import (
     StreamedChatWorkflow,
     StreamedPipelineWorkflow,
 )
-from worker.temporal_worker import workflow_runner
+from settings import get_settings
+from worker.temporal_worker import production_runner
 from workflows.task_workflow import TaskWorkflow
 
 
@@ -39,7 +40,10 @@ def bench_worker(
     *,
     task_queue: str,
     failures: ActivityFailures | None = None,
+    sandboxed: bool | None = None,
 ) -> Worker:
+    if sandboxed is None:
+        sandboxed = get_settings().workflow_sandbox
     return Worker(
         client,
         task_queue=task_queue,
@@ -57,7 +61,8 @@ def bench_worker(
             streamed_step,
             streamed_chat_step,
         ],
-        workflow_runner=workflow_runner(),
+        # Production's runner (`TASKPLANE_WORKFLOW_SANDBOX`) unless the variant names one.
+        workflow_runner=production_runner(sandboxed),
         graceful_shutdown_timeout=timedelta(seconds=5),
         max_cached_workflows=1000,
         max_heartbeat_throttle_interval=timedelta(seconds=1),
@@ -68,7 +73,6 @@ def bench_worker(
 
 async def _main() -> None:
     from bench.recorders import NoIoRecorder
-    from settings import get_settings
     from telemetry import configure_logging
     from temporal.client import connect_client
 
