@@ -134,6 +134,15 @@ VARIANTS = (
         sandboxed=True,
     ),
     Variant(
+        "taskplane_sandboxed",
+        "production, its workflow in Temporal's sandbox (TASKPLANE_WORKFLOW_SANDBOX=true)",
+        "TaskWorkflow",
+        "production",
+        _task_input,
+        diagnostic=True,
+        sandboxed=True,
+    ),
+    Variant(
         "bare_plus_task_events",
         "bare + production's 2 task-level local activities (recorder without I/O)",
         "BenchBare",

@@ -1,8 +1,9 @@
 """The bench's Temporal worker: production workflows and activities plus the bench's own.
 
-Built with the production worker's settings (`worker.temporal_worker`: the same sandbox
-runner with the same pass-through modules, workflow cache, heartbeat
-throttling), so a variant differs from production only in what it names.
+Built with the production worker's settings (`worker.temporal_worker`: the same workflow
+runner, `TASKPLANE_WORKFLOW_SANDBOX`, the sandbox's pass-through modules when it is on,
+workflow cache, heartbeat throttling), so a variant differs from production only in what
+it names (or in its runner: `sandboxed`, for the `bare_temporal_sandboxed` diagnostic).
 
 `python -m bench.worker` runs it as a process of its own (the latency part's
 Workflow Streams side), configured by the same `TASKPLANE_*` variables as
