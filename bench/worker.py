@@ -3,7 +3,7 @@
 Built with the production worker's settings (`worker.temporal_worker`: the same workflow
 runner, `TASKPLANE_WORKFLOW_SANDBOX`, the sandbox's pass-through modules when it is on,
 workflow cache, heartbeat throttling), so a variant differs from production only in what
-it names (or in its runner: `sandboxed`, for the `bare_temporal_sandboxed` diagnostic).
+it names (or in its runner: `sandboxed`, for the `*_sandboxed` diagnostics).
 
 `python -m bench.worker` runs it as a process of its own (the latency part's
 Workflow Streams side), configured by the same `TASKPLANE_*` variables as
