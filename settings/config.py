@@ -100,7 +100,7 @@ class Settings(RedisClusterSettings, AdmissionSettings):  # sections: settings/*
     worker_task_slots: int | None = Field(default=None, ge=1)
     # Run workflow code in Temporal's sandbox (true) or without it (false, the default):
     # the sandbox's per-run module table and its per-payload calls into it cost the worker
-    # 10-17 ms of CPU a task (docs/performance.md, issue 15). Determinism stays guarded by
+    # 7-17 ms of CPU a task (docs/performance.md, issue 15). Determinism stays guarded by
     # the replay tests, which run every stored history through the sandbox.
     workflow_sandbox: bool = False
 

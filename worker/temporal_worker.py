@@ -73,7 +73,7 @@ def workflow_runner(extra_passthrough: Sequence[str] = ()) -> SandboxedWorkflowR
 def production_runner(sandboxed: bool, extra_passthrough: Sequence[str] = ()) -> WorkflowRunner:
     """What the workers run workflows in (`TASKPLANE_WORKFLOW_SANDBOX`, off by default).
 
-    Without the sandbox a run costs the worker 10-17 ms less CPU (issue 15): no module
+    Without the sandbox a run costs the worker 7-17 ms less CPU (issue 15): no module
     table built per run, no call into the sandbox for every payload encoded or decoded.
     What it gives up is the run-time guard (a clock, random or I/O call in workflow code
     raising at once); the replay tests keep that guard for every stored history."""
