@@ -52,6 +52,8 @@ class Variant:
     diagnostic: bool = False
     # Run in the production `WorkerRuntime`, with every loop `python -m worker` runs.
     worker_loops: bool = False
+    # The workflow runner: None is production's (`TASKPLANE_WORKFLOW_SANDBOX`).
+    sandboxed: bool | None = None
 
 
 def _task_input(task_id: str) -> TaskWorkflowInput:
@@ -121,6 +123,24 @@ VARIANTS = (
         "TaskWorkflow",
         "no_io",
         _task_input,
+    ),
+    Variant(
+        "bare_temporal_sandboxed",
+        "bare Temporal in Temporal's sandbox (the SDK's default runner)",
+        "BenchBare",
+        "none",
+        _bench_input("local_activity"),
+        diagnostic=True,
+        sandboxed=True,
+    ),
+    Variant(
+        "taskplane_sandboxed",
+        "production, its workflow in Temporal's sandbox (TASKPLANE_WORKFLOW_SANDBOX=true)",
+        "TaskWorkflow",
+        "production",
+        _task_input,
+        diagnostic=True,
+        sandboxed=True,
     ),
     Variant(
         "bare_plus_task_events",
@@ -253,7 +273,13 @@ async def run_variant(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
     recorder = _recorder(ctx, variant.recorder)
     failures = ActivityFailures()
     try:
-        async with bench_worker(ctx.client, recorder, task_queue=task_queue, failures=failures):
+        async with bench_worker(
+            ctx.client,
+            recorder,
+            task_queue=task_queue,
+            failures=failures,
+            sandboxed=variant.sandboxed,
+        ):
             window = await _window(ctx, variant, task_queue, failures)
     finally:
         if isinstance(recorder, BatchingRecorder):

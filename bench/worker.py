@@ -1,8 +1,9 @@
 """The bench's Temporal worker: production workflows and activities plus the bench's own.
 
-Built with the production worker's settings (`worker.temporal_worker`: the same sandbox
-runner with the same pass-through modules, workflow cache, heartbeat
-throttling), so a variant differs from production only in what it names.
+Built with the production worker's settings (`worker.temporal_worker`: the same workflow
+runner, `TASKPLANE_WORKFLOW_SANDBOX`, the sandbox's pass-through modules when it is on,
+workflow cache, heartbeat throttling), so a variant differs from production only in what
+it names (or in its runner: `sandboxed`, for the `*_sandboxed` diagnostics).
 
 `python -m bench.worker` runs it as a process of its own (the latency part's
 Workflow Streams side), configured by the same `TASKPLANE_*` variables as
@@ -29,7 +30,8 @@ from bench.workflows import (
     StreamedChatWorkflow,
     StreamedPipelineWorkflow,
 )
-from worker.temporal_worker import workflow_runner
+from settings import get_settings
+from worker.temporal_worker import production_runner
 from workflows.task_workflow import TaskWorkflow
 
 
@@ -39,7 +41,10 @@ def bench_worker(
     *,
     task_queue: str,
     failures: ActivityFailures | None = None,
+    sandboxed: bool | None = None,
 ) -> Worker:
+    if sandboxed is None:
+        sandboxed = get_settings().workflow_sandbox
     return Worker(
         client,
         task_queue=task_queue,
@@ -57,7 +62,8 @@ def bench_worker(
             streamed_step,
             streamed_chat_step,
         ],
-        workflow_runner=workflow_runner(),
+        # Production's runner (`TASKPLANE_WORKFLOW_SANDBOX`) unless the variant names one.
+        workflow_runner=production_runner(sandboxed),
         graceful_shutdown_timeout=timedelta(seconds=5),
         max_cached_workflows=1000,
         max_heartbeat_throttle_interval=timedelta(seconds=1),
@@ -68,7 +74,6 @@ def bench_worker(
 
 async def _main() -> None:
     from bench.recorders import NoIoRecorder
-    from settings import get_settings
     from telemetry import configure_logging
     from temporal.client import connect_client
 

@@ -98,6 +98,11 @@ class Settings(RedisClusterSettings, AdmissionSettings):  # sections: settings/*
     # unset: the SDK's 100. Fewer keep a backlog in Temporal's matching, where the
     # tenant fairness key orders it (docs/flow-control.md#fairness).
     worker_task_slots: int | None = Field(default=None, ge=1)
+    # Run workflow code in Temporal's sandbox (true) or without it (false, the default):
+    # the sandbox's per-run module table and its per-payload calls into it cost the worker
+    # 7-17 ms of CPU a task (docs/performance.md, issue 15). Determinism stays guarded by
+    # the replay tests, which run every stored history through the sandbox.
+    workflow_sandbox: bool = False
 
     # Reconciler (worker): records the ending of runs that closed without recording one
     # (terminate, a workflow timeout, a failed run). Every `interval` it lists runs closed

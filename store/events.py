@@ -41,6 +41,7 @@ from store.event_errors import DuplicateEventConflictError as DuplicateEventConf
 from store.event_errors import NewRunError as NewRunError
 from store.event_errors import TaskPrunedError as TaskPrunedError
 from store.pool import read_twice
+from store.sql_text import compact
 from store.tombstones import PRUNED_SQLSTATE
 from webhooks.enqueue import DELIVERY_CTE, WAKE_COLUMN
 
@@ -120,6 +121,8 @@ WITH task AS (
 """
     + _EVENT_AND_OUTBOX
 ).replace("{closed}", _CLOSED)
+# Under psycopg's cached length (store/sql_text.py): the source above keeps its comments.
+APPEND_STATEMENT = compact(APPEND_STATEMENT)
 
 # The first event of a new run: the task row moves to the new chapter in the same
 # statement that appends `task.reset.v1` (unless another event of that run did it first).

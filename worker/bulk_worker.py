@@ -24,7 +24,7 @@ from telemetry.metrics import LabelledValues, Metrics
 from temporal.bulk import control_for_bulk
 from temporal.interceptors import LogContextInterceptor
 from temporal.tasks import TaskClient
-from worker.temporal_worker import workflow_runner
+from worker.temporal_worker import production_runner
 from workflows.bulk import BulkOperationWorkflow
 
 # Bulk activities at once on one worker (each acts on a page of tasks, at its own rate).
@@ -46,7 +46,7 @@ def build_bulk_worker(
         task_queue=bulk_task_queue(settings.task_queue),
         workflows=[BulkOperationWorkflow],
         activities=[bulk.select, bulk.act, bulk.finish],
-        workflow_runner=workflow_runner(),
+        workflow_runner=production_runner(settings.workflow_sandbox),
         interceptors=[LogContextInterceptor()],
         max_concurrent_activities=MAX_BULK_ACTIVITIES,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),

@@ -221,6 +221,7 @@ class WorkerRuntime:
                 pool=self.pool,
                 admission=AdmissionActivities(self.admission, self.waker),
                 deployment_config=get_deployment_settings().deployment_config(),
+                sandboxed=settings.workflow_sandbox,
             )
         self.bulk_worker = build_bulk_worker(settings, self.client, self.pool, self.metrics)
 

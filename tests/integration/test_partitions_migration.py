@@ -26,16 +26,18 @@ from webhooks.store import WebhookStore
 _LEDGER = "CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz)"
 # Today's statement minus the partition key is the statement as 0008's store ran it (each
 # piece must be found: a change to the statement shows here instead of passing unseen).
+# The statement as sent: compacted (store/sql_text.py), one clause a line, no indentation.
 _WITHOUT_PARTITION_KEY = (
     (", envelope, task_created_at)", ", envelope)"),
-    ("'}',\n           task.created_at\n", "'}'\n"),
+    ("'}',\ntask.created_at\n", "'}'\n"),
     ("ON CONFLICT (event_id, task_created_at)", "ON CONFLICT (event_id)"),
     ("RETURNING last_seq, created_at\n", "RETURNING last_seq\n"),
+    ("\nAND e.task_created_at = t.created_at)", "\n)"),
     (" AND e.task_created_at = t.created_at)", ")"),
     # The raced-duplicate guard calls a function of migration 0013: not there at 0008.
     (
         "WHERE (SELECT CASE WHEN EXISTS (SELECT FROM task) AND NOT EXISTS (SELECT FROM event)\n"
-        "                   THEN taskplane_append_raced(%(event_id)s) ELSE 0 END) = 0\n",
+        "THEN taskplane_append_raced(%(event_id)s) ELSE 0 END) = 0\n",
         "",
     ),
 )
