@@ -24,7 +24,7 @@ from api.services import Services
 from schemas.tasks import TaskStatus
 from schemas.workflow import INPUT_INVALID, DeliverInputRequest
 from store.inputs import TaskInputs
-from temporal.tasks import InputRefusedError, TaskGoneError
+from temporal.task_errors import InputRefusedError, TaskGoneError
 
 log = logging.getLogger(__name__)
 

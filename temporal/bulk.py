@@ -19,7 +19,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from schemas.bulk import BULK_WORKFLOW, BulkWorkflowInput
 from schemas.size import cap_text
 from schemas.workflow import ControlRequest
-from temporal.tasks import ControlRefusedError, TaskClient, TaskGoneError
+from temporal.task_errors import ControlRefusedError, TaskGoneError
+from temporal.tasks import TaskClient
 
 
 def bulk_workflow_id(bulk_id: str) -> str:

@@ -50,32 +50,9 @@ from schemas.workflow import (
 )
 from settings.deployment import DeploymentSettings
 from temporal.health import workflow_task_failing
+from temporal.task_errors import ControlRefusedError, InputRefusedError, TaskGoneError
 
 log = logging.getLogger(__name__)
-
-
-class TaskGoneError(Exception):
-    """The task's workflow is not there any more (it ended and its history is gone)."""
-
-
-class InputRefusedError(Exception):
-    """The task did not take the input: `kind` is `InputNotWaiting` or `InputInvalid`
-    (then `errors` says where the value is wrong)."""
-
-    def __init__(self, kind: str, message: str, errors: list[object] | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.errors = errors or []
-
-
-class ControlRefusedError(Exception):
-    """The workflow refused a pause/resume/cancel: it makes no sense in its state."""
-
-    def __init__(self, reason: str, status: TaskStatus | None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

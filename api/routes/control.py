@@ -25,7 +25,7 @@ from api.problems import (
 )
 from schemas.tasks import TaskStatus
 from schemas.workflow import ControlRequest
-from temporal.tasks import ControlRefusedError, TaskGoneError
+from temporal.task_errors import ControlRefusedError, TaskGoneError
 
 router = APIRouter(tags=["tasks"])
 
