@@ -104,6 +104,13 @@ async def test_use_task_follows_a_task_to_its_end_across_origins(
         )
         assert created.status_code == 202, created.text
         task_id = created.json()["task_id"]
+
+        async def listed() -> bool:  # lists read the store: a task is in them once its
+            # workflow recorded task.created.v1 (until then only GET /tasks/{id} knows it)
+            page_of_tasks = (await http.get("/tasks", params={"limit": 5})).json()
+            return task_id in {task["task_id"] for task in page_of_tasks["tasks"]}
+
+        await until(listed, within=30, what="the task in the list")  # useTaskList reads once
         await page.goto(f"{page_origin}/?api={cors_api.base_url}&task={task_id}&key={KEY}")
         await expect(page.locator("#ended")).to_have_text("true", timeout=60_000)
         stored = (await http.get(f"/tasks/{task_id}/history", params={"limit": 1000})).json()
