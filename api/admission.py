@@ -11,7 +11,8 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from api.models import CreateTaskRequest
-from schemas.admission import AdmissionRequest, concurrency_policy
+from schemas.admission import concurrency_policy
+from schemas.admission_claim import admission_claim
 from schemas.workflow import TaskWorkflowInput
 from settings import Settings
 from store.admission_park import ParkedStart, park
@@ -47,22 +48,9 @@ async def park_if_full(
 ) -> timedelta | None:
     """Park a `queue` task whose key is full (store/admission_park.py): its start delay,
     with `request.parked_position` set; None: start it now (its claim decides)."""
-    if (
-        settings.admission_park_seconds <= 0
-        or request.concurrency_limit is None
-        or request.concurrency_key is None
-        or request.concurrency_strategy != "queue"
-    ):
+    claim = admission_claim(request)
+    if settings.admission_park_seconds <= 0 or claim is None or claim.strategy != "queue":
         return None
-    claim = AdmissionRequest(
-        task_id=request.task_id,
-        task_type=request.task_type,
-        concurrency_key=request.concurrency_key,
-        tenant=request.owner or "default",
-        limit=request.concurrency_limit,
-        strategy=request.concurrency_strategy,
-        priority=request.priority,
-    )
     start = ParkedStart(
         input=request.model_dump(mode="json"),
         request_hash=request_hash,

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         AdmissionRelease,
         AdmissionRequest,
     )
+    from schemas.admission_claim import admission_claim
     from schemas.tasks import TaskStatus
     from schemas.workflow import TaskWorkflowInput
     from workflows.policies import (
@@ -56,19 +57,12 @@ class TaskAdmission(TaskInputs):
         """Hold a slot of the task's key before the first step, waiting in line if needed.
         A task that is not to run (refused, or cancelled while queued) returns with its
         cancel reason set: the step boundary that follows takes the cancel path."""
-        if request.concurrency_limit is None or request.concurrency_key is None:
+        admission = admission_claim(request)
+        if admission is None:
             return
         if not workflow.patched(PATCH_ADMISSION):
             return
-        self._admission = AdmissionRequest(
-            task_id=request.task_id,
-            task_type=request.task_type,
-            concurrency_key=request.concurrency_key,
-            tenant=request.owner or "default",
-            limit=request.concurrency_limit,
-            strategy=request.concurrency_strategy,
-            priority=request.priority,
-        )
+        self._admission = admission
         decision: AdmissionDecision = await workflow.execute_local_activity(
             ADMISSION_ACQUIRE,
             self._admission,

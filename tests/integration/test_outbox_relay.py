@@ -25,6 +25,7 @@ from broker.redis import RedisBroker
 from schemas import EventEnvelope
 from store import EventStore, Outbox, open_pool
 from telemetry.metrics import Metrics
+from tests.faults.harness import pending_rows
 from tests.faults.proxy import fault_proxy
 from tests.metrics_text import required
 from tests.own_database import own_database
@@ -136,16 +137,6 @@ async def received_in_order(subscription: Subscription, count: int, within: floa
     return kept
 
 
-async def unpublished(pool: AsyncConnectionPool, task_ids: list[str]) -> int:
-    async with pool.connection() as conn:
-        cursor = await conn.execute(
-            "SELECT count(*) FROM outbox WHERE task_id = ANY(%s) AND published_at IS NULL",
-            (task_ids,),
-        )
-        row = await cursor.fetchone()
-    return int(row[0]) if row else 0
-
-
 async def test_handed_over_rows_skip_the_grace_period_orphans_wait_for_it(
     pool: AsyncConnectionPool,
 ) -> None:
@@ -210,7 +201,7 @@ async def test_two_relays_publish_each_task_once_in_order(
                 while True:
                     if (await relay.relay_once()).published:
                         continue
-                    if not await unpublished(pool, task_ids):
+                    if not await pending_rows(pool, task_ids):
                         return
                     await asyncio.sleep(0.01)
 
