@@ -20,14 +20,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from schemas.admission import AdmissionRequest
+from store.admission import CLAIM_KEY  # the key's row, created or locked as a claim does
 
-_CLAIM_KEY = """
-INSERT INTO admission_keys (task_type, concurrency_key, max_running)
-VALUES (%(task_type)s, %(key)s, %(limit)s)
-ON CONFLICT (task_type, concurrency_key)
-DO UPDATE SET max_running = EXCLUDED.max_running, updated_at = now()
-RETURNING running, max_running
-"""
 # A repeat (an Idempotency-Key's): the task has a ticket or a row already.
 _KNOWN = """
 SELECT 1 FROM admission_tickets WHERE task_id = %(id)s
@@ -77,7 +71,7 @@ async def park(
     task has a ticket already, a repeat): start it as usual, its claim decides."""
     key = {"task_type": request.task_type, "key": request.concurrency_key}
     async with pool.connection() as conn, conn.transaction():
-        cursor = await conn.execute(_CLAIM_KEY, {**key, "limit": request.limit})
+        cursor = await conn.execute(CLAIM_KEY, {**key, "limit": request.limit})
         row = await cursor.fetchone()
         if row is None or await (await conn.execute(_KNOWN, {"id": request.task_id})).fetchone():
             return None
