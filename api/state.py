@@ -9,7 +9,6 @@ bench get the same object from `app.state.api`.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from functools import partial
 from types import TracebackType
 
@@ -22,7 +21,6 @@ from api.stream_ticker import StreamTicker
 from broker import BrokerStatus, EventBroker
 from broker.factory import make_broker
 from settings import Settings
-from settings.deployment import get_deployment_settings
 from store import EventStore, TaskReader, open_pool
 from telemetry.metrics import Metrics
 from temporal.client import connect_client
@@ -66,13 +64,7 @@ class ApiState:
         )
         try:
             await broker.connect()
-            temporal = TaskClient(
-                await connect_client(settings),
-                task_queue=settings.task_queue,
-                rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
-                tenant_weights=settings.tenant_weight_map,
-                versioning=get_deployment_settings(),
-            )
+            temporal = TaskClient.from_settings(await connect_client(settings), settings)
         except BaseException:
             await broker.close()
             await pool.close()

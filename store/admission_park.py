@@ -27,16 +27,11 @@ _KNOWN = """
 SELECT 1 FROM admission_tickets WHERE task_id = %(id)s
 UNION ALL SELECT 1 FROM tasks WHERE task_id = %(id)s
 """
-_WAITING = """
-SELECT count(*) FROM admission_tickets
+# The key's line: how many wait, and how many of them go before this task (priority,
+# then arrival: it is the newest, so every waiting ticket of its priority or better).
+_LINE = """
+SELECT count(*), count(*) FILTER (WHERE priority <= %(priority)s) FROM admission_tickets
 WHERE task_type = %(task_type)s AND concurrency_key = %(key)s AND state = 'queued'
-"""
-# Its place in its line: the waiting tickets before it (priority, then arrival); it is
-# the newest, so every waiting ticket of its priority or better.
-_AHEAD = """
-SELECT count(*) FROM admission_tickets
-WHERE task_type = %(task_type)s AND concurrency_key = %(key)s AND state = 'queued'
-  AND priority <= %(priority)s
 """
 _PARK = """
 INSERT INTO admission_tickets
@@ -76,11 +71,11 @@ async def park(
         if row is None or await (await conn.execute(_KNOWN, {"id": request.task_id})).fetchone():
             return None
         running, limit = int(row[0]), int(row[1])
-        waiting = await (await conn.execute(_WAITING, key)).fetchone()
-        if running < limit and (waiting is None or int(waiting[0]) == 0):
+        line = await (await conn.execute(_LINE, {**key, "priority": request.priority})).fetchone()
+        waiting, ahead = (int(line[0]), int(line[1])) if line else (0, 0)
+        if running < limit and waiting == 0:
             return None
-        ahead = await (await conn.execute(_AHEAD, {**key, "priority": request.priority})).fetchone()
-        position = (int(ahead[0]) if ahead else 0) + 1
+        position = ahead + 1
         start.input["parked_position"] = position
         await conn.execute(
             _PARK,
@@ -112,5 +107,4 @@ async def parked_starts(
         return {}
     async with pool.connection() as conn:
         rows = await (await conn.execute(_PARKED, (list(task_ids),))).fetchall()
-    found: dict[str, Any] = {str(t): p for t, p in rows}
-    return {t: ParkedStart(**p) for t, p in found.items()}
+    return {str(task_id): ParkedStart(**parked) for task_id, parked in rows}

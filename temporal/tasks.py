@@ -48,7 +48,8 @@ from schemas.workflow import (
     start_search_attributes,
     workflow_id_for,
 )
-from settings.deployment import DeploymentSettings
+from settings import Settings
+from settings.deployment import DeploymentSettings, get_deployment_settings
 from temporal.health import workflow_task_failing
 from temporal.task_errors import ControlRefusedError, InputRefusedError, TaskGoneError
 
@@ -115,6 +116,17 @@ class TaskClient:
         self._rpc_timeout = rpc_timeout
         self._weights = dict(tenant_weights or {})
         self._versioning = versioning or DeploymentSettings(versioning=False)
+
+    @classmethod
+    def from_settings(cls, client: Client, settings: Settings) -> TaskClient:
+        """As the API and the worker's wake-ups start tasks: one queue, deadline, weights."""
+        return cls(
+            client,
+            task_queue=settings.task_queue,
+            rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
+            tenant_weights=settings.tenant_weight_map,
+            versioning=get_deployment_settings(),
+        )
 
     def _handle(self, task_id: str) -> WorkflowHandle[object, object]:
         return self.client.get_workflow_handle(workflow_id_for(task_id))

@@ -171,14 +171,9 @@ class WorkerRuntime:
         stack.push_async_callback(self._flush_marks)
         self.admission = AdmissionStore(self.pool, settings.tenant_weight_map)
         # A parked task is woken with Signal-With-Start, started as the API starts tasks.
-        starter = TaskClient(
-            self.client,
-            task_queue=settings.task_queue,
-            rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
-            tenant_weights=settings.tenant_weight_map,
-            versioning=get_deployment_settings(),
+        self.waker = Waker(
+            self.client, self.admission, TaskClient.from_settings(self.client, settings)
         )
-        self.waker = Waker(self.client, self.admission, starter)
         self.handlers = build_handler_runner(
             self.broker, ProcessedEvents(self.pool), settings, self.metrics
         )
