@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -39,11 +40,12 @@ _HOLDERS = (
 _TICKETS = "SELECT count(*) FROM admission_tickets WHERE concurrency_key = %(key)s"
 
 
-@pytest.fixture(scope="module")
-def limited(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStack]:
+@contextlib.contextmanager
+def limited_stack(services: Any, folder: Path) -> Iterator[ProcessStack]:
+    """The real processes with a limit of LIMIT per key and a keeper that acts fast."""
     with running_stack(
         services,
-        tmp_path_factory.mktemp("e2e-concurrency"),
+        folder,
         concurrency_limit=str(LIMIT),
         reconcile_interval_seconds="0.5",
         admission_check_after_seconds="1",
@@ -51,11 +53,25 @@ def limited(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield processes
 
 
+@contextlib.asynccontextmanager
+async def store_of(stack: ProcessStack) -> AsyncIterator[AsyncConnectionPool]:
+    pool = await open_pool(stack.env["TASKPLANE_DATABASE_URL"], min_size=1, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="module")
+def limited(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStack]:
+    with limited_stack(services, tmp_path_factory.mktemp("e2e-concurrency")) as processes:
+        yield processes
+
+
 @pytest.fixture
 async def db(limited: ProcessStack) -> AsyncIterator[AsyncConnectionPool]:
-    pool = await open_pool(limited.env["TASKPLANE_DATABASE_URL"], min_size=1, max_size=2)
-    yield pool
-    await pool.close()
+    async with store_of(limited) as pool:
+        yield pool
 
 
 async def scalar(pool: AsyncConnectionPool, statement: str, params: dict[str, Any]) -> int:

@@ -23,24 +23,25 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from schemas.workflow import workflow_id_for
-from store import open_pool
-from tests.e2e.conftest import ProcessStack, running_stack
+from tests.e2e.conftest import ProcessStack
 from tests.e2e.operator_cli import address_of, temporal_cli
 from tests.e2e.test_concurrency_keys import (
     _HOLDERS,
     _TICKETS,
+    LIMIT,
     Sampler,
     _ended,
     _with_status,
     create,
+    limited_stack,
     scalar,
+    store_of,
 )
 from tests.polling import until
 from tests.sse import collect_events
 
 pytestmark = pytest.mark.e2e
 
-LIMIT = 2
 _PARKED = (
     "SELECT count(*) FROM admission_tickets"
     " WHERE concurrency_key = %(key)s AND parked IS NOT NULL AND task_id = ANY(%(ids)s)"
@@ -55,21 +56,14 @@ _ADMITTED = "SELECT count(*) FROM events WHERE task_id = %(id)s AND event_type =
 
 @pytest.fixture(scope="module")
 def parking(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStack]:
-    with running_stack(
-        services,
-        tmp_path_factory.mktemp("e2e-parked"),
-        concurrency_limit=str(LIMIT),
-        reconcile_interval_seconds="0.5",
-        admission_check_after_seconds="1",
-    ) as processes:
+    with limited_stack(services, tmp_path_factory.mktemp("e2e-parked")) as processes:
         yield processes
 
 
 @pytest.fixture
 async def db(parking: ProcessStack) -> AsyncIterator[AsyncConnectionPool]:
-    pool = await open_pool(parking.env["TASKPLANE_DATABASE_URL"], min_size=1, max_size=2)
-    yield pool
-    await pool.close()
+    async with store_of(parking) as pool:
+        yield pool
 
 
 async def _history_types(parking: ProcessStack, task_id: str) -> list[int]:

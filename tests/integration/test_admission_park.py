@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from activities.admission import AdmissionActivities, Waker
 from activities.recorder import EventRecorder
 from schemas.admission import AdmissionRequest
+from schemas.admission_claim import admission_claim
 from schemas.workflow import TaskWorkflowInput, workflow_id_for
 from store.admission import AdmissionStore
 from store.admission_park import ParkedStart, park, parked_starts
@@ -139,14 +140,6 @@ def task_input(key: str) -> TaskWorkflowInput:
 
 def claim_of(request: TaskWorkflowInput) -> AdmissionRequest:
     """The claim the task's run makes (its type's slots, not the store tests' type)."""
-    assert request.concurrency_key is not None
-    assert request.concurrency_limit is not None
-    return AdmissionRequest(
-        task_id=request.task_id,
-        task_type=request.task_type,
-        concurrency_key=request.concurrency_key,
-        tenant=request.owner or "default",
-        limit=request.concurrency_limit,
-        strategy=request.concurrency_strategy,
-        priority=request.priority,
-    )
+    claim = admission_claim(request)
+    assert claim is not None
+    return claim
