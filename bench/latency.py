@@ -21,6 +21,10 @@ reads the commit time Postgres recorded for the event's transaction
 before the client's stream was open are history, not live, and are left out.
 Task-level events are left out on both sides (the streamed workflow stamps
 them with workflow time).
+
+The clients stamp a receipt when this process's loop reads the socket, so a round
+runs with this process's cyclic GC off and reports how late its loop ran
+(`bench.quiet_client`): a stall of the measuring process is not the product's.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from temporalio.contrib.workflow_streams import WorkflowStreamClient
 from bench.context import BenchContext
 from bench.models import BenchPipelineInput
 from bench.procs import ChildProcess
+from bench.quiet_client import measuring
 from bench.sse_client import SseConnection, open_stream
 from bench.stats import distribution_ms, epoch, median, summary_ms
 from bench.workflows import STREAM_TOPIC
@@ -62,7 +67,10 @@ def _shape(ctx: BenchContext) -> dict[str, Any]:
 async def _taskplane_round(ctx: BenchContext, api: ChildProcess) -> dict[str, Any]:
     shape = _shape(ctx)
     streams: list[tuple[str, SseConnection]] = []
-    async with httpx.AsyncClient(base_url=api.base_url, timeout=30) as http:
+    async with (
+        httpx.AsyncClient(base_url=api.base_url, timeout=30) as http,
+        measuring() as client_lag,
+    ):
         began = time.monotonic()
         for _ in range(ctx.sizes.latency_tasks):
             created = await http.post("/tasks", json={"type": "demo.pipeline", "input": shape})
@@ -101,6 +109,7 @@ async def _taskplane_round(ctx: BenchContext, api: ChildProcess) -> dict[str, An
         "seconds": round(elapsed, 2),
         "events_per_s": _rate(produced),
         "excluded_as_history": excluded,
+        **client_lag.summary(),
         "record_to_client": record_lat,
         "commit_to_client": commit_lat,
         "record_to_commit": to_commit,
@@ -140,19 +149,20 @@ async def _streams_round(ctx: BenchContext, task_queue: str) -> dict[str, Any]:
         return count
 
     watchers = []
-    began = time.monotonic()
-    for _ in range(ctx.sizes.latency_tasks):
-        task_id = str(uuid.uuid4())
-        workflow_id = workflow_id_for(task_id)
-        await ctx.client.start_workflow(
-            "BenchStreamedPipeline",
-            BenchPipelineInput(task_id=task_id, **shape),
-            id=workflow_id,
-            task_queue=task_queue,
-        )
-        watchers.append(asyncio.create_task(watch(workflow_id)))
-    counts = await asyncio.gather(*watchers)
-    elapsed = time.monotonic() - began
+    async with measuring() as client_lag:  # the same conditions as Taskplane's rounds
+        began = time.monotonic()
+        for _ in range(ctx.sizes.latency_tasks):
+            task_id = str(uuid.uuid4())
+            workflow_id = workflow_id_for(task_id)
+            await ctx.client.start_workflow(
+                "BenchStreamedPipeline",
+                BenchPipelineInput(task_id=task_id, **shape),
+                id=workflow_id,
+                task_queue=task_queue,
+            )
+            watchers.append(asyncio.create_task(watch(workflow_id)))
+        counts = await asyncio.gather(*watchers)
+        elapsed = time.monotonic() - began
     latencies: list[float] = []
     produced: list[float] = []
     excluded = 0
@@ -170,6 +180,7 @@ async def _streams_round(ctx: BenchContext, task_queue: str) -> dict[str, Any]:
         "seconds": round(elapsed, 2),
         "events_per_s": _rate(produced),
         "excluded_as_history": excluded,
+        **client_lag.summary(),
         "publish_to_client": latencies,
     }
 
@@ -215,7 +226,11 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
 def _brief(result: dict[str, Any], key: str) -> str:
     s = summary_ms(result[key])
     rate = result["events_per_s"]
-    return f"{rate:6.1f} events/s  p50 {s['p50_ms']:.1f} ms  p99 {s['p99_ms']:.1f} ms"
+    lag = result["client_loop_max_lag_ms"]
+    return (
+        f"{rate:6.1f} events/s  p50 {s['p50_ms']:.1f} ms  p99 {s['p99_ms']:.1f} ms"
+        f"  (bench loop max lag {lag:.1f} ms)"
+    )
 
 
 def summarise(
