@@ -39,6 +39,7 @@ import orjson
 from psycopg_pool import AsyncConnectionPool
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
 
+from bench import wal_flush
 from bench.context import BenchContext
 from bench.models import BenchPipelineInput
 from bench.procs import ChildProcess
@@ -67,6 +68,7 @@ def _shape(ctx: BenchContext) -> dict[str, Any]:
 async def _taskplane_round(ctx: BenchContext, api: ChildProcess) -> dict[str, Any]:
     shape = _shape(ctx)
     streams: list[tuple[str, SseConnection]] = []
+    wal_before = await wal_flush.wal_syncs(ctx.pool)
     async with (
         httpx.AsyncClient(base_url=api.base_url, timeout=30) as http,
         measuring() as client_lag,
@@ -80,6 +82,7 @@ async def _taskplane_round(ctx: BenchContext, api: ChildProcess) -> dict[str, An
             streams.append((task_id, stream))
         await asyncio.gather(*(s.closed for _, s in streams))
         elapsed = time.monotonic() - began
+    wal = wal_flush.during(wal_before, await wal_flush.wal_syncs(ctx.pool))
     commit_times = await read_commit_times(ctx.pool, [task_id for task_id, _ in streams])
     record_lat: list[float] = []
     commit_lat: list[float] = []
@@ -110,6 +113,7 @@ async def _taskplane_round(ctx: BenchContext, api: ChildProcess) -> dict[str, An
         "events_per_s": _rate(produced),
         "excluded_as_history": excluded,
         **client_lag.summary(),
+        **wal,
         "record_to_client": record_lat,
         "commit_to_client": commit_lat,
         "record_to_commit": to_commit,
@@ -227,9 +231,11 @@ def _brief(result: dict[str, Any], key: str) -> str:
     s = summary_ms(result[key])
     rate = result["events_per_s"]
     lag = result["client_loop_max_lag_ms"]
+    wal = result.get("wal_sync_mean_ms")
+    flush = f", WAL sync mean {wal:.2f} ms" if wal is not None else ""
     return (
         f"{rate:6.1f} events/s  p50 {s['p50_ms']:.1f} ms  p99 {s['p99_ms']:.1f} ms"
-        f"  (bench loop max lag {lag:.1f} ms)"
+        f"  (bench loop max lag {lag:.1f} ms{flush})"
     )
 
 

@@ -127,6 +127,10 @@ class InMemoryTemporal(TemporalDevServer):
 def enable_commit_timestamps(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("ALTER SYSTEM SET track_commit_timestamp = on")
+        # The latency part reports the WAL flush time of its rounds (bench/wal_flush.py):
+        # Postgres stamps a commit before flushing it, so that flush is part of the
+        # commit -> client latency it measures. A clock read per WAL write and sync.
+        conn.execute("ALTER SYSTEM SET track_wal_io_timing = on")
 
 
 def server_versions(endpoints: Endpoints) -> dict[str, str | None]:
