@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from types import FrameType
 
 import uvicorn
@@ -49,6 +50,11 @@ def main() -> None:
         settings.api_host, settings.api_port, user_timeout_seconds=settings.sse_send_timeout_seconds
     )
     server = StreamsClosingServer(config, app.state.stream_ticker)
+    # Modules, schemas, routes: everything built so far lives as long as the process.
+    # Out of the collector's sight, a full collection no longer rescans it while
+    # thousands of streams open (docs/performance.md, "Idle stream memory (session 9)").
+    gc.collect()
+    gc.freeze()
     server.run(sockets=[sock])
     shutdown_tracing()
     exit_now(0 if server.started else 3)

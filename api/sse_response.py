@@ -37,8 +37,8 @@ from starlette.types import Receive, Scope, Send
 from api.event_versions import EventVersion, as_requested
 from api.sse_client import ClientGoneError, ServerClosingError, SseClient
 from api.sse_handoff import HANDOFF, Handoff
+from api.stream_events import OutgoingEvent
 from api.stream_ticker import StreamTicker
-from api.streaming import OutgoingEvent
 from telemetry.tracing import event_span, tracing_enabled
 
 log = logging.getLogger(__name__)
@@ -110,14 +110,26 @@ class TaskEventResponse(EventStreamResponse):
         # headers are theirs); the stream itself is served by `StreamHandoffApp`, in front.
         release = await self._open(scope, receive, send)
         if release is not None:
-            handoff.hand(
-                functools.partial(self._stream, handoff.receive, handoff.send, release), release
-            )
+            stream = self._streaming(release)  # this response is dropped with the frames
+            handoff.hand(functools.partial(stream.run, handoff.receive, handoff.send), release)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         release = await self._open(scope, receive, send)
         if release is not None:
-            await self._stream(receive, send, release)
+            await self._streaming(release).run(receive, send)
+
+    def _streaming(self, release: Callable[[], None]) -> _Streaming:
+        first_frames, self._first_frames = self._first_frames, None
+        return _Streaming(
+            self._body,
+            self._opening,
+            first_frames,
+            self._version,
+            self._ticker,
+            self._on_error,
+            self._on_send_timeout,
+            release,
+        )
 
     async def _open(self, scope: Scope, receive: Receive, send: Send) -> Callable[[], None] | None:
         """Admit the stream and send the response start; the stream's release, or None
@@ -141,8 +153,49 @@ class TaskEventResponse(EventStreamResponse):
         if scope["method"] == "HEAD":
             await send({"type": "http.response.body", "body": b""})
 
-    async def _stream(self, receive: Receive, send: Send, release: Callable[[], None]) -> None:
-        """The stream, then `release()` (its slots), however it ends."""
+
+class _Streaming:
+    """What a stream needs for its life, and no more: the response object (a Starlette
+    `Response`, with a `__dict__`) and its admission are gone once the stream runs.
+
+    No frame of it keeps a sent batch, frame or snapshot while the stream waits: an idle
+    stream would otherwise hold its last history page (up to a page of events) and its
+    snapshot for its whole life.
+    """
+
+    __slots__ = (
+        "_body",
+        "_first_frames",
+        "_on_error",
+        "_on_send_timeout",
+        "_opening",
+        "_release",
+        "_ticker",
+        "_version",
+    )
+
+    def __init__(
+        self,
+        body: Callable[[SseClient], AsyncGenerator[list[OutgoingEvent], None]],
+        opening: bytes,
+        first_frames: Callable[[], Awaitable[bytes]] | None,
+        version: EventVersion,
+        ticker: StreamTicker,
+        on_error: Callable[[Exception], dict[str, object]],
+        on_send_timeout: Callable[[], None],
+        release: Callable[[], None],
+    ) -> None:
+        self._body = body
+        self._opening = opening
+        self._first_frames = first_frames
+        self._version = version
+        self._ticker = ticker
+        self._on_error = on_error
+        self._on_send_timeout = on_send_timeout
+        self._release = release
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        """The stream, then its release (its slots), however it ends."""
         try:
             client = SseClient(receive, send, self._ticker)
             self._ticker.add(client)
@@ -151,10 +204,7 @@ class TaskEventResponse(EventStreamResponse):
                     await client.write(self._opening)
                 try:
                     if self._first_frames is not None:  # the snapshot (no `id`), then the events
-                        first_frames, self._first_frames = self._first_frames, None
-                        first = await first_frames()
-                        if first:
-                            await client.write(first)
+                        await self._write_first(client)
                     await self._write_events(client)
                 except ClientGoneError:
                     return
@@ -172,7 +222,14 @@ class TaskEventResponse(EventStreamResponse):
             finally:
                 self._ticker.discard(client)
         finally:
-            release()
+            self._release()
+
+    async def _write_first(self, client: SseClient) -> None:
+        first_frames, self._first_frames = self._first_frames, None
+        if first_frames is not None:
+            first = await first_frames()
+            if first:
+                await client.write(first)
 
     async def _write_events(self, client: SseClient) -> None:
         version = self._version
@@ -185,6 +242,7 @@ class TaskEventResponse(EventStreamResponse):
                         await client.write(body)
                 else:
                     await client.write(body)
+                del batch, frames, body  # not held while the next batch is awaited
 
 
 def frame_of(event: OutgoingEvent, version: EventVersion) -> bytes:

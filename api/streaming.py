@@ -29,11 +29,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
-from api.live_events import LIVE, LiveEvent
+from api.live_events import LIVE
 from api.store_retry import read_patiently
+from api.stream_events import EventHistory, OutgoingEvent
 from api.stream_gate import StreamCounters
 from api.stream_wait import PlainWaiter, StreamWaiter
 from broker import (
@@ -45,8 +45,6 @@ from broker import (
     Subscription,
     topic_for,
 )
-from schemas import is_terminal
-from store import StoredEvent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,29 +56,25 @@ SUBSCRIBE_WAIT_WHILE_DOWN = 1.0
 RESUBSCRIBE_EVERY_POLLS = 3
 
 
-class EventHistory(Protocol):
-    """What a stream reads from the store (`store.EventStore` in production)."""
-
-    async def history(
-        self, task_id: str, *, after: int = 0, limit: int = 100
-    ) -> list[StoredEvent]: ...
-
-    async def last_sequence(self, task_id: str) -> int | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingEvent:
-    sequence: int
-    event_type: str
-    envelope_json: str
-    shared: LiveEvent | None = None  # a live event: its message's one decoding (and frames)
-
-    @property
-    def terminal(self) -> bool:
-        return is_terminal(self.event_type)
-
-
 class TaskEventStream:
+    # One per open stream, thousands per process: no `__dict__`.
+    __slots__ = (
+        "_broker",
+        "_catching_up",
+        "_counters",
+        "_held",
+        "_history",
+        "_idle_deadline",
+        "_idle_timeout",
+        "_last",
+        "_page_size",
+        "_poll_interval",
+        "_queue_size",
+        "_store",
+        "_task_id",
+        "_wait",
+    )
+
     def __init__(
         self,
         task_id: str,
@@ -145,6 +139,7 @@ class TaskEventStream:
                 # Only the last of a batch can end the task: a reset may follow a terminal.
                 if batch[-1].terminal and await self._ends_task(batch[-1]):
                     return
+                batch = None  # not held while the next one is awaited (an idle stream's wait)
                 self._idle_deadline = _now() + self._idle_timeout
         finally:
             self._counters.open_streams -= 1

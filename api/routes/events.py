@@ -15,6 +15,7 @@ how long a browser's `EventSource` waits before it reconnects.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated
@@ -29,13 +30,15 @@ from api.event_versions import VersionQuery
 from api.limits import MAX_SEQUENCE, TenantStreamGate, TenantStreamsDep, parse_sequence
 from api.lookup import find_task, parse_task_id
 from api.problems import PROBLEM_JSON, ProblemError, problem_body
+from api.services import Services
 from api.snapshot import current_snapshot, snapshot_bytes
 from api.sse_client import SseClient
 from api.sse_contract import SSE_RESPONSES
 from api.sse_response import EventStreamResponse, TaskEventResponse
 from api.store_retry import read_patiently
-from api.stream_gate import StreamGate
-from api.streaming import OutgoingEvent, TaskEventStream
+from api.stream_events import OutgoingEvent
+from api.stream_gate import StreamCounters, StreamGate
+from api.streaming import TaskEventStream
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["events"])
@@ -157,30 +160,95 @@ async def task_events(
         last_sequence = await services.events.last_sequence(task_id) or 0
         if resume_after >= last_sequence or not history:
             return Response(status_code=204)
+    source = _StreamSource(
+        task_id,
+        tenant,
+        resume_after,
+        history,
+        services,
+        gate.counters,
+        request.app.state.api.metrics.count_error,
+    )
     settings = services.settings
-    counters = gate.counters
-    count_error = request.app.state.api.metrics.count_error
-    ticker = request.app.state.stream_ticker  # the closures below hold no `request`
+    ticker = request.app.state.stream_ticker  # nothing below holds the `request`
+    return TaskEventResponse(
+        source.body,
+        opening=_opening(settings.sse_retry_ms),
+        first_frames=source.first_frames if snapshot else None,
+        version=version,
+        ticker=ticker,
+        admit=_admission(gate, tenant_gate, tenant),
+        on_error=source.on_error,
+        on_send_timeout=source.on_send_timeout,
+    )
 
-    def body(waiter: SseClient) -> AsyncGenerator[list[OutgoingEvent], None]:
+
+@functools.cache
+def _opening(retry_ms: int) -> bytes:
+    """`retry:` (EventSource's reconnection delay): one bytes object per process."""
+    return f"retry: {retry_ms}\n\n".encode() if retry_ms else b""
+
+
+class _StreamSource:
+    """One stream's events, snapshot and error reporting, for the stream's whole life.
+
+    One slotted object whose bound methods the response calls: thousands of idle streams
+    per process, and closures over the route's locals cost ~1 KiB more each (a function,
+    its closure tuple and a cell per variable, for every callback).
+    """
+
+    __slots__ = (
+        "_after",
+        "_count_error",
+        "_counters",
+        "_history",
+        "_services",
+        "_task_id",
+        "_tenant",
+    )
+
+    def __init__(
+        self,
+        task_id: str,
+        tenant: str,
+        after: int,
+        history: bool,
+        services: Services,
+        counters: StreamCounters,
+        count_error: Callable[[str, str], None],
+    ) -> None:
+        self._task_id = task_id
+        self._tenant = tenant
+        self._after = after
+        self._history = history
+        self._services = services
+        self._counters = counters
+        self._count_error = count_error
+
+    def body(self, waiter: SseClient) -> AsyncGenerator[list[OutgoingEvent], None]:
+        settings = self._services.settings
         return TaskEventStream(
-            task_id,
-            after=resume_after,
-            history=history,
-            store=services.events,
-            broker=services.broker,
+            self._task_id,
+            after=self._after,
+            history=self._history,
+            store=self._services.events,
+            broker=self._services.broker,
             queue_size=settings.sse_client_queue_size,
             page_size=settings.sse_history_page_size,
             idle_timeout=settings.sse_idle_timeout_seconds,
             poll_interval=settings.sse_store_poll_seconds,
-            counters=counters,
+            counters=self._counters,
             waiter=waiter,
         ).batches()
 
-    async def first_frames() -> bytes:
+    async def first_frames(self) -> bytes:
         """The snapshot: the task's state at once, before its events (api/snapshot.py)."""
-        if not snapshot:
-            return b""
+        services, task_id, tenant, counters = (
+            self._services,
+            self._task_id,
+            self._tenant,
+            self._counters,
+        )
 
         def retrying(exc: Exception) -> None:
             counters.store_retries += 1
@@ -190,31 +258,18 @@ async def task_events(
         # waited out as the stream's own store reads are, not an `event: error`.
         state = await read_patiently(
             lambda: current_snapshot(services, task_id, tenant),
-            deadline=asyncio.get_running_loop().time() + settings.sse_idle_timeout_seconds,
+            deadline=asyncio.get_running_loop().time() + services.settings.sse_idle_timeout_seconds,
             pause=asyncio.sleep,
             on_retry=retrying,
         )
         return snapshot_bytes(state)
 
-    def on_error(exc: Exception) -> dict[str, object]:
-        log.error("stream failed", exc_info=exc, extra={"task_id": task_id})
-        counters.stream_errors += 1
-        count_error("sse", type(exc).__name__)
+    def on_error(self, exc: Exception) -> dict[str, object]:
+        log.error("stream failed", exc_info=exc, extra={"task_id": self._task_id})
+        self._counters.stream_errors += 1
+        self._count_error("sse", type(exc).__name__)
         return problem_body(503, f"the stream failed: {type(exc).__name__}")
 
-    def on_send_timeout() -> None:
-        counters.send_timeouts += 1
-        log.info("client stopped reading; stream dropped", extra={"task_id": task_id})
-
-    # The frames before the first event: `retry:` (EventSource's reconnection delay).
-    opening = f"retry: {settings.sse_retry_ms}\n\n".encode() if settings.sse_retry_ms else b""
-    return TaskEventResponse(
-        body,
-        opening=opening,
-        first_frames=first_frames,
-        version=version,
-        ticker=ticker,
-        admit=_admission(gate, tenant_gate, tenant),
-        on_error=on_error,
-        on_send_timeout=on_send_timeout,
-    )
+    def on_send_timeout(self) -> None:
+        self._counters.send_timeouts += 1
+        log.info("client stopped reading; stream dropped", extra={"task_id": self._task_id})

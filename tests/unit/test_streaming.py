@@ -14,8 +14,9 @@ import orjson
 import pytest
 from psycopg_pool import PoolTimeout
 
+from api.stream_events import OutgoingEvent
 from api.stream_gate import StreamCounters, StreamGate
-from api.streaming import OutgoingEvent, TaskEventStream
+from api.streaming import TaskEventStream
 from broker import MemoryBroker, topic_for
 from schemas import EventEnvelope
 from schemas.examples import EXAMPLE_DATA
