@@ -264,6 +264,7 @@ def build_recorder_and_relay(
         reset_details=reset_details,
         publish_timer=PublishTimer(metrics),
         progress_rates=progress_rates,
+        max_group=settings.record_group_max,
     )
     if metrics is not None:
         register_relay_metrics(metrics, relay)

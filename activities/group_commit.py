@@ -1,0 +1,151 @@
+"""Group commit: recordings that arrive while another is in flight share one round trip.
+
+A worker process records the events of many tasks at once (steps record their own,
+the workflows' `record_event` local activities the rest), each an append (a pool
+checkout, a statement, a commit) and a publish (a redis-py pipeline), whose Python
+costs more of the worker's CPU than the work itself (docs/performance.md, issue 15).
+
+No timer, no added wait: a recording that finds nothing in flight goes straight
+through, alone, exactly as without groups. Recordings that arrive while one is in
+flight queue; when it ends, those queued (up to `max_group`) go as one group: one
+transaction for all their events (store/event_groups.py: each event still gets its
+own sequence, outbox row and so on), one publish for the group's events, and each
+caller returns only after its own event is committed (and published, best effort).
+While a group is in flight the next one gathers, so under load groups form by
+themselves, and with no concurrency there is never one.
+
+A group that is anything but plain (a duplicate, a closed chapter, a new run, the
+budget, a pruned task, an error) is rolled back whole, nothing written, and each of
+its recordings then runs alone, as without groups: so each meets its own outcome
+(`ChapterClosedError`, `NewRunError`, ... reach exactly the caller whose event caused
+them) and no recording's error fails another's event.
+
+A caller cancelled while queued (an activity's timeout) is dropped from its group;
+one cancelled while its group is in flight may still have its event committed, as an
+append cancelled mid-statement may: the retry finds it by id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from schemas import EventEnvelope
+from schemas.workflow import RecordEventResult
+from store import AppendResult, EventStore
+
+log = logging.getLogger(__name__)
+
+# One recording alone (the recorder's own path): (envelope, run id) -> its result.
+RecordAlone = Callable[[EventEnvelope, str | None], Awaitable[RecordEventResult]]
+# After a group's commit: publish its events ((appended, envelope) pairs), best effort.
+GroupCommitted = Callable[[Sequence[tuple[AppendResult, EventEnvelope]]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Waiting:
+    envelope: EventEnvelope
+    run_id: str | None
+    # Its group's result, or None: the group was not plain, record alone (or the error
+    # of its recording when it went alone in its turn).
+    outcome: asyncio.Future[RecordEventResult | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def resolve(self, result: RecordEventResult | None) -> None:
+        if not self.outcome.done():  # a cancelled caller's future is done already
+            self.outcome.set_result(result)
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        max_group: int,
+        alone: RecordAlone,
+        committed: GroupCommitted,
+    ) -> None:
+        if max_group < 2:
+            raise ValueError("a group holds at least two recordings (1: no groups)")
+        self._store = store
+        self._max_group = max_group
+        self._alone = alone
+        self._committed = committed
+        self._busy = False  # a recording or a group is in flight
+        self._queue: list[_Waiting] = []
+        self._rounds: set[asyncio.Task[None]] = set()
+        self.groups = 0  # groups committed whole
+        self.grouped = 0  # recordings in them
+        self.fallbacks = 0  # groups that went one by one
+
+    async def record(self, envelope: EventEnvelope, run_id: str | None) -> RecordEventResult:
+        """Record `envelope` (of run `run_id`): alone now, or in the next group."""
+        if not self._busy:
+            self._busy = True
+            try:
+                return await self._alone(envelope, run_id)
+            finally:
+                self._next()
+        waiting = _Waiting(envelope, run_id)
+        self._queue.append(waiting)
+        result = await waiting.outcome
+        if result is None:
+            return await self._alone(envelope, run_id)
+        return result
+
+    def _next(self) -> None:
+        """The round trip in flight ended: send what queued meanwhile, or go idle."""
+        group: list[_Waiting] = []
+        while self._queue and len(group) < self._max_group:
+            waiting = self._queue.pop(0)
+            if not waiting.outcome.done():
+                group.append(waiting)
+        if not group:
+            self._busy = False
+            return
+        # One alone needs no transaction: it goes as it would have, still in turn.
+        round_trip = self._lone(group[0]) if len(group) == 1 else self._round(group)
+        task = asyncio.create_task(round_trip, name="taskplane-group-commit")
+        self._rounds.add(task)
+        task.add_done_callback(self._rounds.discard)
+
+    async def _lone(self, waiting: _Waiting) -> None:
+        try:
+            result = await self._alone(waiting.envelope, waiting.run_id)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, it is its caller's
+            if not waiting.outcome.done():
+                waiting.outcome.set_exception(exc)  # its own outcome, to its own caller
+        else:
+            waiting.resolve(result)
+        finally:
+            waiting.resolve(None)  # cancelled in flight (shutdown): it tries alone itself
+            self._next()
+
+    async def _round(self, group: list[_Waiting]) -> None:
+        try:
+            await self._commit(group)
+        except Exception:
+            log.exception("group commit failed; its recordings go one by one")
+        finally:
+            for waiting in group:
+                waiting.resolve(None)  # any not resolved yet: alone
+            self._next()
+
+    async def _commit(self, group: list[_Waiting]) -> None:
+        appended = await self._store.append_group([(w.envelope, w.run_id) for w in group])
+        if appended is None:
+            self.fallbacks += 1
+            log.info("group not plain; its recordings go one by one", extra={"size": len(group)})
+            return
+        self.groups += 1
+        self.grouped += len(group)
+        try:
+            await self._committed(
+                [(result, w.envelope) for result, w in zip(appended, group, strict=True)]
+            )
+        finally:  # committed: whatever the publish did, each caller's event is recorded
+            for result, waiting in zip(appended, group, strict=True):
+                waiting.resolve(RecordEventResult(sequence=result.sequence, duplicate=False))
