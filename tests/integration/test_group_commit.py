@@ -88,10 +88,13 @@ async def test_concurrent_recordings_share_a_commit_each_once_in_order_and_publi
         for sub in subs:
             for _ in range(3):
                 delivery = await sub.get(timeout=5)
-                assert delivery is not None and delivery.payload is not None
+                assert delivery is not None
+                assert delivery.payload is not None
                 received.append(orjson.loads(delivery.payload))
     groups, grouped, fallbacks = _counts(recorder)
-    assert groups >= 3 and grouped >= 3 * 5 and fallbacks == 0
+    assert groups >= 3
+    assert grouped >= 3 * 5
+    assert fallbacks == 0
     history = await load_history(pool, tasks)
     assert len(history) == 6 * 4
     assert find_violations(history, tasks=tasks, require_terminal=False) == []
@@ -174,7 +177,8 @@ async def test_a_caller_cancelled_while_queued_records_nothing(
     await asyncio.sleep(0)  # queued behind it
     gone.cancel()
     kept = await _record(recorder, task_id, *_started(3))
-    assert (await first).sequence == 2 and kept.sequence == 3
+    assert (await first).sequence == 2
+    assert kept.sequence == 3
     with pytest.raises(asyncio.CancelledError):
         await gone
     history = await load_history(pool, [task_id])
