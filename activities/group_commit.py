@@ -14,11 +14,12 @@ caller returns only after its own event is committed (and published, best effort
 While a group is in flight the next one gathers, so under load groups form by
 themselves, and with no concurrency there is never one.
 
-A group that is anything but plain (a duplicate, a closed chapter, a new run, the
-budget, a pruned task, an error) is rolled back whole, nothing written, and each of
-its recordings then runs alone, as without groups: so each meets its own outcome
-(`ChapterClosedError`, `NewRunError`, ... reach exactly the caller whose event caused
-them) and no recording's error fails another's event.
+An event the group's statements could not simply take (a duplicate, a closed chapter,
+a new run, the budget) is left out of the commit and its recording then runs alone, as
+without groups, so it meets its own outcome (`ChapterClosedError`, `NewRunError`, ...
+reach exactly the caller whose event caused them); a group whose transaction fails (a
+raced id, a pruned task, a lost connection) writes nothing and all of its recordings
+run alone. No recording's error fails another's event.
 
 A caller cancelled while queued (an activity's timeout) is dropped from its group;
 one cancelled while its group is in flight may still have its event committed, as an
@@ -138,14 +139,17 @@ class GroupCommitter:
         appended = await self._store.append_group([(w.envelope, w.run_id) for w in group])
         if appended is None:
             self.fallbacks += 1
-            log.info("group not plain; its recordings go one by one", extra={"size": len(group)})
-            return
-        self.groups += 1
-        self.grouped += len(group)
-        try:
-            await self._committed(
-                [(result, w.envelope) for result, w in zip(appended, group, strict=True)]
+            log.info(
+                "group commit failed; its recordings go one by one", extra={"size": len(group)}
             )
+            return
+        taken = [(a, w) for a, w in zip(appended, group, strict=True) if a is not None]
+        self.groups += 1
+        self.grouped += len(taken)
+        try:
+            if taken:
+                await self._committed([(a, w.envelope) for a, w in taken])
         finally:  # committed: whatever the publish did, each caller's event is recorded
-            for result, waiting in zip(appended, group, strict=True):
+            for result, waiting in taken:
                 waiting.resolve(RecordEventResult(sequence=result.sequence, duplicate=False))
+        # The others (not resolved: their statement took nothing) go alone in `_round`.

@@ -1,20 +1,22 @@
-"""Group commit: the events of several recordings (any tasks) in ONE transaction, one
-round trip, or nothing.
+"""Group commit: the events of several recordings (any tasks) in ONE transaction and
+one round trip.
 
 A worker process records events of many tasks at once; each append alone is a pool
 checkout, one statement and one commit. `append_group` takes the appends that queued
 while another was in flight (activities/group_commit.py) and sends them in psycopg's
-pipeline mode inside one transaction: BEGIN, the single append's statement
-(`store.events.APPEND_STATEMENT`) once per event, COMMIT, all before the first result
-is read. Each event keeps everything the statement gives it alone: its dense
-`sequence` under its task row's lock, its outbox row, webhook delivery, triggers,
-dedupe, budget.
+pipeline mode: BEGIN, the single append's statement (`store.events.APPEND_STATEMENT`)
+once per event, COMMIT, all before the first result is read. Each event keeps
+everything the statement gives it alone: its dense `sequence` under its task row's
+lock, its outbox row, webhook delivery, triggers, dedupe, budget.
 
-Only the plain case is taken here: when any statement takes nothing (a duplicate, a
-closed chapter, a new run, the budget) or fails (a raced id, a pruned task, a lost
-connection), the whole transaction is rolled back and the caller is told so (`None`),
-so each recording then runs alone and meets its own outcome, and no recording's error
-touches another's event.
+The statement either writes its whole event or nothing at all, so a statement that
+takes nothing (a duplicate, a closed chapter, a new run, the budget) leaves the others
+to commit: the group is then exactly those statements run one after another, and that
+recording is told to go alone (`None` in its place), where it meets its own outcome
+(`EventStore.append`: a duplicate, `ChapterClosedError`, `NewRunError`, ...). A
+statement that fails (a raced id, a pruned task, a lost connection) aborts the
+transaction: nothing of the group is written and every recording goes alone. So no
+recording's error touches another's event.
 
 Lock order: a group holds the row locks of several tasks until its commit, so the
 statements are sent in task id order (each task's events in their given order): two
@@ -34,19 +36,16 @@ from store.append_rules import AppendResult, append_params
 from store.budget import EventBudget
 
 
-class _NotAllTaken(Exception):
-    """A statement took nothing: roll the group back."""
-
-
 async def append_group(
     pool: AsyncConnectionPool,
     appends: Sequence[tuple[EventEnvelope, str | None]],
     statement: LiteralString,
     *,
     budget: EventBudget | None,
-) -> list[AppendResult] | None:
-    """Append every (envelope, run id) of `appends` in one transaction; the results in
-    the order of `appends`, or None when nothing was written (see the module)."""
+) -> list[AppendResult | None] | None:
+    """Append every (envelope, run id) of `appends` in one transaction: their results in
+    the order of `appends`, None for one its statement did not take; None for the lot
+    when the transaction failed and nothing was written (see the module)."""
     if any(envelope.sequence is not None for envelope, _ in appends):
         raise ValueError("the store assigns `sequence`; the envelope must not carry one")
     order = sorted(range(len(appends)), key=lambda index: appends[index][0].subject)
@@ -54,22 +53,21 @@ async def append_group(
     try:
         async with pool.connection() as conn:
             rows = await _all_at_once(conn, statement, params)
-    except (_NotAllTaken, psycopg.Error):
+    except psycopg.Error:
         return None  # rolled back (or never committed): each recording goes alone
     results: list[AppendResult | None] = [None] * len(appends)
     for index, row in zip(order, rows, strict=True):
-        outbox_id, sequence, envelope_json, _ = row
-        results[index] = AppendResult(int(sequence), str(envelope_json), False, int(outbox_id))
-    return [result for result in results if result is not None]
+        if row is not None:
+            outbox_id, sequence, envelope_json, _ = row
+            results[index] = AppendResult(int(sequence), str(envelope_json), False, int(outbox_id))
+    return results
 
 
 async def _all_at_once(
     conn: psycopg.AsyncConnection[Any], statement: LiteralString, params: list[dict[str, Any]]
 ) -> list[Any]:
     async with conn.pipeline(), conn.transaction():
-        # Every statement is sent before the first result is read: one round trip.
         cursors = [await conn.execute(statement, p) for p in params]
-        rows = [await cursor.fetchone() for cursor in cursors]
-        if any(row is None for row in rows):
-            raise _NotAllTaken
-    return rows
+        # BEGIN, the statements and COMMIT are queued; leaving the pipeline sends them
+        # with one Sync and reads every result: one round trip. An error raises here.
+    return [await cursor.fetchone() for cursor in cursors]

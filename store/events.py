@@ -201,10 +201,10 @@ class EventStore:
 
     async def append_group(
         self, appends: Sequence[tuple[EventEnvelope, str | None]]
-    ) -> list[AppendResult] | None:
-        """Append (envelope, run id) pairs of any tasks in ONE transaction when every one
-        is a plain append; None, nothing written, otherwise (store/event_groups.py): each
-        goes through `append` then."""
+    ) -> list[AppendResult | None] | None:
+        """Append (envelope, run id) pairs of any tasks in ONE transaction, one round trip
+        (store/event_groups.py): each one's result, None where the statement took nothing
+        (that one goes through `append`); None when nothing was written at all."""
         return await append_group(self._pool, appends, APPEND_STATEMENT, budget=self._budget)
 
     async def begin_chapter(self, envelope: EventEnvelope, *, run_id: str) -> AppendResult | None:

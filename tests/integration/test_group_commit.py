@@ -19,7 +19,7 @@ from broker import topic_for
 from broker.redis import RedisBroker
 from schemas.workflow import RecordEventResult
 from store import EventStore, Outbox
-from store.events import ChapterClosedError
+from store.events import ChapterClosedError, TaskPrunedError
 from tests.invariants import find_violations, load_history
 
 
@@ -110,7 +110,7 @@ async def test_concurrent_recordings_share_a_commit_each_once_in_order_and_publi
         assert await cursor.fetchone() == (0,)
 
 
-async def test_a_refused_event_fails_only_its_own_caller_and_the_group_goes_one_by_one(
+async def test_a_refused_event_fails_only_its_own_caller_and_the_rest_commit_together(
     pool: AsyncConnectionPool, broker: RedisBroker
 ) -> None:
     recorder = _recorder(pool, broker, max_group=32)
@@ -138,7 +138,9 @@ async def test_a_refused_event_fails_only_its_own_caller_and_the_group_goes_one_
         (3, False),
         (3, False),
     ]
-    assert _counts(recorder)[2] == 1  # the group behind the first went one by one
+    # The group behind the first committed its two plain events; the refused one and
+    # the retry (took nothing there) went alone.
+    assert _counts(recorder) == (1, 2, 0)
     tasks = [open_task, closed_task, other]
     history = await load_history(pool, tasks)
     assert find_violations(history, tasks=tasks, require_terminal=False) == []
@@ -146,6 +148,28 @@ async def test_a_refused_event_fails_only_its_own_caller_and_the_group_goes_one_
         "task.created.v1",
         "task.completed.v1",
     ]
+
+
+async def test_a_failed_group_writes_nothing_and_each_recording_goes_alone(
+    pool: AsyncConnectionPool, broker: RedisBroker
+) -> None:
+    recorder = _recorder(pool, broker, max_group=32)
+    tasks = [await _created(recorder) for _ in range(3)]
+    pruned = str(uuid.uuid4())  # a tombstone and no row: its insert fails the transaction
+    async with pool.connection() as conn:
+        await conn.execute("INSERT INTO pruned_tasks (task_id) VALUES (%s)", (pruned,))
+    outcomes = await asyncio.gather(
+        _record(recorder, tasks[0], *_started(1)),  # alone: nothing in flight
+        _record(recorder, tasks[1], *_started(1)),
+        _record(recorder, pruned, *_started(1)),
+        _record(recorder, tasks[2], *_started(1)),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[2], TaskPrunedError)
+    assert [o.sequence for o in outcomes if isinstance(o, RecordEventResult)] == [2, 2, 2]
+    assert _counts(recorder) == (0, 0, 1)
+    history = await load_history(pool, [*tasks, pruned])
+    assert find_violations(history, tasks=tasks, require_terminal=False) == []
 
 
 async def test_a_new_run_in_a_group_begins_one_chapter(
