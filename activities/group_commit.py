@@ -39,8 +39,11 @@ from store import AppendResult, EventStore
 
 log = logging.getLogger(__name__)
 
-# One recording alone (the recorder's own path): (envelope, run id) -> its result.
-RecordAlone = Callable[[EventEnvelope, str | None], Awaitable[RecordEventResult]]
+# One recording alone (the recorder's own path): (envelope, run id, turn over) -> its
+# result; it calls `turn over` once its commit is done, before its publish.
+RecordAlone = Callable[
+    [EventEnvelope, str | None, Callable[[], None]], Awaitable[RecordEventResult]
+]
 # After a group's commit: publish its events ((appended, envelope) pairs), best effort.
 GroupCommitted = Callable[[Sequence[tuple[AppendResult, EventEnvelope]]], Awaitable[None]]
 
@@ -75,7 +78,7 @@ class GroupCommitter:
         self._max_group = max_group
         self._alone = alone
         self._committed = committed
-        self._busy = False  # a recording or a group is in flight
+        self._busy = False  # a recording's or a group's commit is in flight
         self._queue: list[_Waiting] = []
         self._rounds: set[asyncio.Task[None]] = set()
         self.groups = 0  # groups committed whole
@@ -86,19 +89,21 @@ class GroupCommitter:
         """Record `envelope` (of run `run_id`): alone now, or in the next group."""
         if not self._busy:
             self._busy = True
+            turn = _Turn(self._next)
             try:
-                return await self._alone(envelope, run_id)
+                return await self._alone(envelope, run_id, turn.over)
             finally:
-                self._next()
+                turn.over()
         waiting = _Waiting(envelope, run_id)
         self._queue.append(waiting)
         result = await waiting.outcome
         if result is None:
-            return await self._alone(envelope, run_id)
+            return await self._alone(envelope, run_id, _no_turn)
         return result
 
     def _next(self) -> None:
-        """The round trip in flight ended: send what queued meanwhile, or go idle."""
+        """The commit in flight ended: send what queued meanwhile, or go idle. Its
+        publish may still be on its way: the next commit does not wait for it."""
         group: list[_Waiting] = []
         while self._queue and len(group) < self._max_group:
             waiting = self._queue.pop(0)
@@ -114,8 +119,9 @@ class GroupCommitter:
         task.add_done_callback(self._rounds.discard)
 
     async def _lone(self, waiting: _Waiting) -> None:
+        turn = _Turn(self._next)
         try:
-            result = await self._alone(waiting.envelope, waiting.run_id)
+            result = await self._alone(waiting.envelope, waiting.run_id, turn.over)
         except Exception as exc:  # noqa: BLE001 - whatever it is, it is its caller's
             if not waiting.outcome.done():
                 waiting.outcome.set_exception(exc)  # its own outcome, to its own caller
@@ -123,20 +129,22 @@ class GroupCommitter:
             waiting.resolve(result)
         finally:
             waiting.resolve(None)  # cancelled in flight (shutdown): it tries alone itself
-            self._next()
+            turn.over()
 
     async def _round(self, group: list[_Waiting]) -> None:
+        turn = _Turn(self._next)
         try:
-            await self._commit(group)
+            await self._commit(group, turn)
         except Exception:
             log.exception("group commit failed; its recordings go one by one")
         finally:
             for waiting in group:
                 waiting.resolve(None)  # any not resolved yet: alone
-            self._next()
+            turn.over()
 
-    async def _commit(self, group: list[_Waiting]) -> None:
+    async def _commit(self, group: list[_Waiting], turn: _Turn) -> None:
         appended = await self._store.append_group([(w.envelope, w.run_id) for w in group])
+        turn.over()  # the next group may commit while this one publishes
         if appended is None:
             self.fallbacks += 1
             log.info(
@@ -153,3 +161,23 @@ class GroupCommitter:
             for result, waiting in taken:
                 waiting.resolve(RecordEventResult(sequence=result.sequence, duplicate=False))
         # The others (not resolved: their statement took nothing) go alone in `_round`.
+
+
+class _Turn:
+    """The turn of one commit in flight: over once (after its commit, or however it
+    ends), then the next group goes."""
+
+    __slots__ = ("_next", "_over")
+
+    def __init__(self, next_turn: Callable[[], None]) -> None:
+        self._next = next_turn
+        self._over = False
+
+    def over(self) -> None:
+        if not self._over:
+            self._over = True
+            self._next()
+
+
+def _no_turn() -> None:
+    """A recording that goes alone after its group: it holds no turn."""

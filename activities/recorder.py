@@ -129,10 +129,13 @@ class EventRecorder:
         envelope = self._envelope(event_id, task_id, event_type, data)
         if self.groups is not None:
             return await self.groups.record(envelope, run_id)
-        return await self._record_alone(envelope, run_id)
+        return await self._record_alone(envelope, run_id, _nothing)
 
-    async def _record_alone(self, envelope: EventEnvelope, run_id: str | None) -> RecordEventResult:
-        """`record` for one event in its own round trip (chapters handled here)."""
+    async def _record_alone(
+        self, envelope: EventEnvelope, run_id: str | None, committed: Callable[[], None]
+    ) -> RecordEventResult:
+        """`record` for one event in its own round trip (chapters handled here);
+        `committed` is called once the store's part is done, before the publish."""
         task_id, event_type, event_id = envelope.subject, envelope.type, envelope.id
         try:
             appended = await self._store.append(envelope, run_id=run_id)
@@ -143,6 +146,7 @@ class EventRecorder:
             appended = await self._store.append(envelope, run_id=run_id)
         except AlreadyCreatedError:
             return self._superseded(task_id, event_id)
+        committed()
         return await self._committed(appended, task_id, event_type, event_id)
 
     async def _grouped(self, group: Sequence[tuple[AppendResult, EventEnvelope]]) -> None:
@@ -275,3 +279,7 @@ def _fields(appended: AppendResult, envelope: EventEnvelope) -> dict[str, Any]:
         "sequence": appended.sequence,
         "event_id": envelope.id,
     }
+
+
+def _nothing() -> None:
+    """No group commit: nobody waits for this recording's commit."""

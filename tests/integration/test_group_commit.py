@@ -217,3 +217,44 @@ async def test_max_group_one_records_every_event_alone(
     task_id = await _created(recorder)
     results = await asyncio.gather(*(_record(recorder, task_id, *_started(i)) for i in (1, 2)))
     assert sorted(r.sequence for r in results) == [2, 3]
+
+
+class _HeldBroker(RedisBroker):
+    """The real broker, whose publishes wait until `release` is set."""
+
+    def __init__(self, redis_url: str) -> None:
+        super().__init__(redis_url, client_name="taskplane-group-held")
+        self.release = asyncio.Event()
+        self.waiting = 0
+        self.two_held = asyncio.Event()
+
+    async def publish(self, topic: str, payload: str) -> None:
+        self.waiting += 1
+        if self.waiting == 3:  # the created event's (let through), then two held
+            self.two_held.set()
+        await self.release.wait()
+        await super().publish(topic, payload)
+
+
+async def test_the_next_commit_does_not_wait_for_a_publish(
+    pool: AsyncConnectionPool, redis_url: str
+) -> None:
+    held = _HeldBroker(redis_url)
+    await held.connect()
+    try:
+        recorder = _recorder(pool, held, max_group=32)
+        held.release.set()
+        task_id = await _created(recorder)
+        held.release.clear()
+        first_id, second_id = str(uuid.uuid4()), str(uuid.uuid4())
+        first = asyncio.create_task(_record(recorder, task_id, *_started(1), event_id=first_id))
+        second = asyncio.create_task(_record(recorder, task_id, *_started(2), event_id=second_id))
+        await held.two_held.wait()  # both committed, both publishes held
+        stored = {e.event_id for e in await load_history(pool, [task_id])}
+        assert {first_id, second_id} <= stored
+        assert not first.done()
+        assert not second.done()
+        held.release.set()
+        assert sorted([(await first).sequence, (await second).sequence]) == [2, 3]
+    finally:
+        await held.close()
