@@ -1,18 +1,20 @@
-"""Group commit: recordings that arrive while another is in flight share one round trip.
+"""Group commit: recordings that arrive while commits are in flight share one round trip.
 
 A worker process records the events of many tasks at once (steps record their own,
 the workflows' `record_event` local activities the rest), each an append (a pool
 checkout, a statement, a commit) and a publish (a redis-py pipeline), whose Python
 costs more of the worker's CPU than the work itself (docs/performance.md, issue 15).
 
-No timer, no added wait: a recording that finds nothing in flight goes straight
-through, alone, exactly as without groups. Recordings that arrive while one is in
-flight queue; when it ends, those queued (up to `max_group`) go as one group: one
-transaction for all their events (store/event_groups.py: each event still gets its
-own sequence, outbox row and so on), one publish for the group's events, and each
-caller returns only after its own event is committed (and published, best effort).
-While a group is in flight the next one gathers, so under load groups form by
-themselves, and with no concurrency there is never one.
+No timer, no added wait: a recording that finds fewer than `in_flight` commits in
+flight (2 by default) goes straight through, alone, exactly as without groups.
+Recordings that arrive while that many are in flight queue; when one of those is
+committed (its publish may still be on its way), those queued (up to `max_group`) go
+as one group: one transaction for all their events (store/event_groups.py: each event
+still gets its own sequence, outbox row and so on), one publish for the group's
+events, and each caller returns only after its own event is committed (and published,
+best effort). Under load groups form by themselves; with no concurrency there is
+never one. One commit in flight groups the most (the least CPU a recording), two keep
+a burst's first two recordings from waiting (docs/performance.md, "Group commit").
 
 An event the group's statements could not simply take (a duplicate, a closed chapter,
 a new run, the budget) is left out of the commit and its recording then runs alone, as
@@ -69,6 +71,7 @@ class GroupCommitter:
         store: EventStore,
         *,
         max_group: int,
+        in_flight: int = 1,
         alone: RecordAlone,
         committed: GroupCommitted,
     ) -> None:
@@ -76,9 +79,11 @@ class GroupCommitter:
             raise ValueError("a group holds at least two recordings (1: no groups)")
         self._store = store
         self._max_group = max_group
+        # Commits (alone or grouped) this process lets run at once before recordings queue.
+        self._max_in_flight = in_flight
         self._alone = alone
         self._committed = committed
-        self._busy = False  # a recording's or a group's commit is in flight
+        self._in_flight = 0  # recordings' or groups' commits in flight
         self._queue: list[_Waiting] = []
         self._rounds: set[asyncio.Task[None]] = set()
         self.groups = 0  # groups committed whole
@@ -87,8 +92,8 @@ class GroupCommitter:
 
     async def record(self, envelope: EventEnvelope, run_id: str | None) -> RecordEventResult:
         """Record `envelope` (of run `run_id`): alone now, or in the next group."""
-        if not self._busy:
-            self._busy = True
+        if self._in_flight < self._max_in_flight:
+            self._in_flight += 1
             turn = _Turn(self._next)
             try:
                 return await self._alone(envelope, run_id, turn.over)
@@ -110,7 +115,7 @@ class GroupCommitter:
             if not waiting.outcome.done():
                 group.append(waiting)
         if not group:
-            self._busy = False
+            self._in_flight -= 1
             return
         # One alone needs no transaction: it goes as it would have, still in turn.
         round_trip = self._lone(group[0]) if len(group) == 1 else self._round(group)

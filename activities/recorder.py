@@ -8,9 +8,9 @@ After the commit everything is best effort (activities/publisher.py): the event 
 safe in the store and its outbox row pending, so a publish that fails never fails the
 activity; the relay takes it.
 
-Group commit (activities/group_commit.py): recordings that arrive while another is in
-flight in this process share the next round trip (one transaction, one publish); a
-recording that finds none in flight goes straight through. `max_group=1`: never.
+Group commit (activities/group_commit.py): recordings that arrive while this process
+has `commits_in_flight` commits in flight share the next round trip (one transaction,
+one publish); a recording that finds fewer goes straight through. `max_group=1`: never.
 
 Chapters: every event names the Temporal run that caused it. The first event of
 a run the task has not seen (an operator's reset) is preceded by `task.reset.v1`
@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 # Recordings one group commit takes at most (`TASKPLANE_RECORD_GROUP_MAX`; 1: no groups).
 DEFAULT_MAX_GROUP = 32
+# Commits in flight at once before recordings queue for a group
+# (`TASKPLANE_RECORD_COMMITS_IN_FLIGHT`).
+DEFAULT_COMMITS_IN_FLIGHT = 2
 
 # Fault injection for tests only (see activities/faults.py): runs right after the commit,
 # before the publish. Production never passes one.
@@ -86,6 +89,7 @@ class EventRecorder:
         progress_rates: RateGates | None = None,
         mark_delay: float = MARK_DELAY_SECONDS,
         max_group: int = DEFAULT_MAX_GROUP,
+        commits_in_flight: int = DEFAULT_COMMITS_IN_FLIGHT,
     ) -> None:
         self._store = store
         # How often steps of a task may record progress (activities/coalesce.py); None: always.
@@ -103,7 +107,11 @@ class EventRecorder:
         # Recordings that arrive while one is in flight share a round trip (None: never).
         self.groups = (
             GroupCommitter(
-                store, max_group=max_group, alone=self._record_alone, committed=self._grouped
+                store,
+                max_group=max_group,
+                in_flight=commits_in_flight,
+                alone=self._record_alone,
+                committed=self._grouped,
             )
             if max_group > 1
             else None

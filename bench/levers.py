@@ -29,6 +29,7 @@ from bench.recorders import unmarked_recorder
 from bench.stats import median
 from broker.redis import RedisBroker
 from schemas import decode_event
+from settings.config import Settings
 from store import EventStore, Outbox, open_pool
 
 RECORDERS = ("production", "production_uvloop", "unmarked")
@@ -108,7 +109,14 @@ async def _record_concurrently(
     broker = RedisBroker(ctx.endpoints.redis_url)
     await broker.connect()
     try:
-        recorder = EventRecorder(EventStore(pool), Outbox(pool), broker, max_group=max_group)
+        in_flight = Settings().record_commits_in_flight  # TASKPLANE_RECORD_COMMITS_IN_FLIGHT
+        recorder = EventRecorder(
+            EventStore(pool),
+            Outbox(pool),
+            broker,
+            max_group=max_group,
+            commits_in_flight=in_flight,
+        )
         created = {"task_type": "demo.pipeline", "input": {}}
         tasks = [str(uuid.uuid4()) for _ in range(lanes)]
         for task_id in tasks:

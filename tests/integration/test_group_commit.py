@@ -31,8 +31,13 @@ async def broker(redis_url: str) -> AsyncIterator[RedisBroker]:
     await the_broker.close()
 
 
-def _recorder(pool: AsyncConnectionPool, broker: RedisBroker, max_group: int) -> EventRecorder:
-    return EventRecorder(EventStore(pool), Outbox(pool), broker, max_group=max_group)
+def _recorder(
+    pool: AsyncConnectionPool, broker: RedisBroker, max_group: int, in_flight: int = 1
+) -> EventRecorder:
+    """One commit in flight unless told: which recordings group is then exact."""
+    return EventRecorder(
+        EventStore(pool), Outbox(pool), broker, max_group=max_group, commits_in_flight=in_flight
+    )
 
 
 async def _record(
@@ -258,3 +263,15 @@ async def test_the_next_commit_does_not_wait_for_a_publish(
         assert sorted([(await first).sequence, (await second).sequence]) == [2, 3]
     finally:
         await held.close()
+
+
+async def test_with_two_in_flight_two_go_straight_through_and_the_rest_group(
+    pool: AsyncConnectionPool, broker: RedisBroker
+) -> None:
+    recorder = _recorder(pool, broker, max_group=32, in_flight=2)
+    tasks = [await _created(recorder) for _ in range(6)]
+    results = await asyncio.gather(*(_record(recorder, t, *_started(1)) for t in tasks))
+    assert [r.sequence for r in results] == [2] * 6
+    assert _counts(recorder) == (1, 4, 0)  # the first two alone, the four queued: one group
+    history = await load_history(pool, tasks)
+    assert find_violations(history, tasks=tasks, require_terminal=False) == []
