@@ -35,6 +35,8 @@ class PublishedMarks:
         self._timeout = timeout
         self._pending: list[int] = []
         self._flusher: asyncio.Task[None] | None = None
+        # Held while marking: a `flush` returns only once marks already on their way landed.
+        self._marking = asyncio.Lock()
 
     def add(self, outbox_id: int) -> None:
         """Mark this published row soon (with the others of the next `delay`)."""
@@ -45,7 +47,12 @@ class PublishedMarks:
             )
 
     async def flush(self) -> None:
-        """Mark what is pending now (a stopping process, a test that reads the outbox)."""
+        """Mark what is pending now (a stopping process, a test that reads the outbox),
+        after any marks the delayed flush is sending."""
+        async with self._marking:
+            await self._mark_pending()
+
+    async def _mark_pending(self) -> None:
         while self._pending:
             ids, self._pending = self._pending, []
             try:

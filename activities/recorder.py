@@ -4,13 +4,13 @@ Used by the `record_event` local activity (task-level events from the
 workflow) and directly by step activities (their own step events), so a
 progress tick costs no Temporal round trip.
 
-After the commit everything is best effort and bounded by the publish timeout:
-the event is safe in the store and its outbox row pending, so a publish that
-fails (or a mark that fails) never fails the activity. A failed publish hands
-the row to the outbox relay at once (`Outbox.hand_over`, which also wakes the
-relays of every worker through NOTIFY) and tells this process's relay; the
-first publish that works again after failures says so too, so relays backing
-off retry the backlog now rather than at their next poll.
+After the commit everything is best effort (activities/publisher.py): the event is
+safe in the store and its outbox row pending, so a publish that fails never fails the
+activity; the relay takes it.
+
+Group commit (activities/group_commit.py): recordings that arrive while this process
+has `commits_in_flight` commits in flight share the next round trip (one transaction,
+one publish); a recording that finds fewer goes straight through. `max_group=1`: never.
 
 Chapters: every event names the Temporal run that caused it. The first event of
 a run the task has not seen (an operator's reset) is preceded by `task.reset.v1`
@@ -22,29 +22,35 @@ refused with `ChapterClosedError`, so nothing follows a chapter's terminal event
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import psycopg
-
 from activities.coalesce import RateGates
-from activities.published_marks import MARK_DELAY_SECONDS, PublishedMarks
-from broker import BrokerError, EventBroker, topic_for
+from activities.group_commit import GroupCommitter
+from activities.published_marks import MARK_DELAY_SECONDS
+from activities.publisher import CommitPublisher, Fresh
+from activities.publisher import PublishListener as PublishListener
+from broker import EventBroker
 from schemas import EventEnvelope, check_size, validate_data
 from schemas.envelope import schema_id
 from schemas.ids import reset_event_id
 from schemas.size import cap_free_text
 from schemas.workflow import RecordEventResult
-from store import AppendResult, EventStore, Outbox, OutboxNotice
+from store import AppendResult, EventStore, Outbox
 from store.events import AlreadyCreatedError, NewRunError
 from telemetry.publish import PublishTimer
 from telemetry.tracing import current_trace_headers
 
 log = logging.getLogger(__name__)
+
+# Recordings one group commit takes at most (`TASKPLANE_RECORD_GROUP_MAX`; 1: no groups).
+DEFAULT_MAX_GROUP = 32
+# Commits in flight at once before recordings queue for a group
+# (`TASKPLANE_RECORD_COMMITS_IN_FLIGHT`).
+DEFAULT_COMMITS_IN_FLIGHT = 2
 
 # Fault injection for tests only (see activities/faults.py): runs right after the commit,
 # before the publish. Production never passes one.
@@ -56,18 +62,6 @@ class ResetDetails(Protocol):
 
     async def __call__(self, task_id: str, run_id: str) -> tuple[str | None, str | None]:
         """(reset point, reason), each None when Temporal cannot say."""
-        ...
-
-
-class PublishListener(Protocol):
-    """This process's outbox relay, as the recorder sees it (`worker.relay.OutboxRelay`)."""
-
-    def publish_failed(self) -> None:
-        """A row was handed over: publish it soon."""
-        ...
-
-    def publish_recovered(self) -> None:
-        """The broker took a publish again after failures: stop backing off."""
         ...
 
 
@@ -94,20 +88,34 @@ class EventRecorder:
         publish_timer: PublishTimer | None = None,
         progress_rates: RateGates | None = None,
         mark_delay: float = MARK_DELAY_SECONDS,
+        max_group: int = DEFAULT_MAX_GROUP,
+        commits_in_flight: int = DEFAULT_COMMITS_IN_FLIGHT,
     ) -> None:
         self._store = store
         # How often steps of a task may record progress (activities/coalesce.py); None: always.
         self.progress_rates = progress_rates
-        self._publish_timer = publish_timer or PublishTimer()
-        self._outbox = outbox
-        self._broker = broker
-        self._publish_timeout = publish_timeout
-        self._listener = publish_listener
         self._after_commit = after_commit
         self._reset_details = reset_details
-        # Set by a failed publish, cleared (and announced) by the next one that works.
-        self._publish_failing = False
-        self._marks = PublishedMarks(outbox, delay=mark_delay, timeout=publish_timeout)
+        self._publisher = CommitPublisher(
+            outbox,
+            broker,
+            publish_timeout=publish_timeout,
+            listener=publish_listener,
+            timer=publish_timer or PublishTimer(),
+            mark_delay=mark_delay,
+        )
+        # Recordings that arrive while one is in flight share a round trip (None: never).
+        self.groups = (
+            GroupCommitter(
+                store,
+                max_group=max_group,
+                in_flight=commits_in_flight,
+                alone=self._record_alone,
+                committed=self._grouped,
+            )
+            if max_group > 1
+            else None
+        )
 
     async def record(
         self,
@@ -127,6 +135,16 @@ class EventRecorder:
         when the event's chapter has ended.
         """
         envelope = self._envelope(event_id, task_id, event_type, data)
+        if self.groups is not None:
+            return await self.groups.record(envelope, run_id)
+        return await self._record_alone(envelope, run_id, _nothing)
+
+    async def _record_alone(
+        self, envelope: EventEnvelope, run_id: str | None, committed: Callable[[], None]
+    ) -> RecordEventResult:
+        """`record` for one event in its own round trip (chapters handled here);
+        `committed` is called once the store's part is done, before the publish."""
+        task_id, event_type, event_id = envelope.subject, envelope.type, envelope.id
         try:
             appended = await self._store.append(envelope, run_id=run_id)
         except NewRunError as new_run:
@@ -136,7 +154,14 @@ class EventRecorder:
             appended = await self._store.append(envelope, run_id=run_id)
         except AlreadyCreatedError:
             return self._superseded(task_id, event_id)
+        committed()
         return await self._committed(appended, task_id, event_type, event_id)
+
+    async def _grouped(self, group: Sequence[tuple[AppendResult, EventEnvelope]]) -> None:
+        """After a group's commit (every event new): publish them together."""
+        await self._after_commit_publish(
+            [(appended, _fields(appended, envelope)) for appended, envelope in group]
+        )
 
     async def record_many(
         self, task_id: str, events: Sequence[NewEvent], *, run_id: str | None = None
@@ -163,7 +188,7 @@ class EventRecorder:
 
     async def flush_marks(self) -> None:
         """Mark now the published rows whose marks are still gathering."""
-        await self._marks.flush()
+        await self._publisher.flush_marks()
 
     def _envelope(
         self, event_id: str, task_id: str, event_type: str, data: dict[str, Any]
@@ -224,7 +249,7 @@ class EventRecorder:
     ) -> list[RecordEventResult]:
         """After the commit of `recorded` ((appended, type, id)): publish the new ones."""
         results: list[RecordEventResult] = []
-        fresh: list[tuple[AppendResult, dict[str, Any]]] = []
+        fresh: list[Fresh] = []
         for appended, event_type, event_id in recorded:
             fields = {
                 "task_id": task_id,
@@ -238,63 +263,31 @@ class EventRecorder:
                 log.info("event already recorded", extra=fields)
                 results.append(RecordEventResult(sequence=appended.sequence, duplicate=True))
                 continue
-            if self._after_commit is not None:
-                self._after_commit(event_type, appended)
             fresh.append((appended, fields))
             results.append(RecordEventResult(sequence=appended.sequence, duplicate=False))
-        if fresh:
-            await self._publish(task_id, fresh)
-        for _, fields in fresh:
-            log.debug("event recorded", extra=fields)
+        await self._after_commit_publish(fresh)
         return results
 
-    async def _publish(
-        self, task_id: str, fresh: list[tuple[AppendResult, dict[str, Any]]]
-    ) -> None:
-        """One publish (one round trip) for the events of one commit; on failure, all
-        of them go to the outbox relay."""
-        first = fresh[0][1]
-        payloads = [appended.envelope_json for appended, _ in fresh]
-        try:
-            with self._publish_timer.timed(task_id, first["event_type"]):
-                async with asyncio.timeout(self._publish_timeout):
-                    if len(payloads) == 1:
-                        await self._broker.publish(topic_for(task_id), payloads[0])
-                    else:
-                        await self._broker.publish_many(topic_for(task_id), payloads)
-        except (BrokerError, TimeoutError) as exc:
-            self._publish_failing = True
-            error = str(exc) or type(exc).__name__
-            for appended, fields in fresh:
-                assert appended.outbox_id is not None
-                log.warning(
-                    "publish failed; handed to the outbox relay", extra={**fields, "error": error}
-                )
-                await self._bookkeep(self._outbox.hand_over(appended.outbox_id, error), fields)
-            if self._listener is not None:
-                self._listener.publish_failed()
+    async def _after_commit_publish(self, fresh: Sequence[Fresh]) -> None:
+        """The fault hook (tests only), then one publish for the new events of a commit."""
+        if not fresh:
             return
-        if self._publish_failing:
-            self._publish_failing = False
-            log.info("publishing works again; waking the outbox relays", extra=first)
-            await self._bookkeep(self._outbox.notify(OutboxNotice.BROKER_BACK), first)
-            if self._listener is not None:
-                self._listener.publish_recovered()
-        for appended, _ in fresh:
-            assert appended.outbox_id is not None
-            self._marks.add(appended.outbox_id)  # marked with others, a moment later
+        if self._after_commit is not None:
+            for appended, fields in fresh:
+                self._after_commit(fields["event_type"], appended)
+        await self._publisher.publish(fresh)
+        for _, fields in fresh:
+            log.debug("event recorded", extra=fields)
 
-    async def _bookkeep(self, update: Awaitable[None], fields: dict[str, Any]) -> None:
-        """An outbox update after the commit: bounded, and never an activity failure.
 
-        If it does not happen the row just stays pending (or keeps waiting for the
-        grace period), and the relay publishes it, at worst once more.
-        """
-        try:
-            async with asyncio.timeout(self._publish_timeout):
-                await update
-        except (psycopg.Error, TimeoutError) as exc:
-            log.warning(
-                "outbox update failed; the relay will see to the row",
-                extra={**fields, "error": str(exc) or type(exc).__name__},
-            )
+def _fields(appended: AppendResult, envelope: EventEnvelope) -> dict[str, Any]:
+    return {
+        "task_id": envelope.subject,
+        "event_type": envelope.type,
+        "sequence": appended.sequence,
+        "event_id": envelope.id,
+    }
+
+
+def _nothing() -> None:
+    """No group commit: nobody waits for this recording's commit."""

@@ -5,6 +5,8 @@
   thread of its own, so `time.thread_time()` is the recording's CPU alone:
   production on asyncio's loop; production on uvloop; and production without
   the outbox marks (`unmarked_recorder`, a bound).
+- Group commit (activities/group_commit.py): 20 tasks recording at once, with and
+  without groups, alternating: CPU per event of the recording loop's thread.
 - Decoding one live message in the API: `schemas.decode_event` (what each SSE
   stream does with every broker message, so a fan-out to N clients decodes the
   same message N times) against a bare `orjson.loads`.
@@ -21,12 +23,13 @@ from typing import Any
 import orjson
 import uvloop
 
-from activities.recorder import EventRecorder
+from activities.recorder import DEFAULT_MAX_GROUP, EventRecorder
 from bench.context import BenchContext, cpu_delta
 from bench.recorders import unmarked_recorder
 from bench.stats import median
 from broker.redis import RedisBroker
 from schemas import decode_event
+from settings.config import Settings
 from store import EventStore, Outbox, open_pool
 
 RECORDERS = ("production", "production_uvloop", "unmarked")
@@ -97,6 +100,79 @@ async def _recording(ctx: BenchContext) -> dict[str, Any]:
     return summary
 
 
+async def _record_concurrently(
+    ctx: BenchContext, max_group: int, lanes: int, events: int
+) -> dict[str, float]:
+    """`lanes` tasks recording progress at once (each its events one after another, as a
+    step does), `events` in all, group commit up to `max_group` (1: none); per event."""
+    pool = await open_pool(ctx.endpoints.database_url, min_size=2, max_size=10)
+    broker = RedisBroker(ctx.endpoints.redis_url)
+    await broker.connect()
+    try:
+        in_flight = Settings().record_commits_in_flight  # TASKPLANE_RECORD_COMMITS_IN_FLIGHT
+        recorder = EventRecorder(
+            EventStore(pool),
+            Outbox(pool),
+            broker,
+            max_group=max_group,
+            commits_in_flight=in_flight,
+        )
+        created = {"task_type": "demo.pipeline", "input": {}}
+        tasks = [str(uuid.uuid4()) for _ in range(lanes)]
+        for task_id in tasks:
+            await recorder.record(
+                event_id=str(uuid.uuid4()),
+                task_id=task_id,
+                event_type="task.created.v1",
+                data=created,
+            )
+
+        async def lane(task_id: str) -> None:
+            for tick in range(1, events // lanes + 1):
+                await recorder.record(
+                    event_id=str(uuid.uuid4()),
+                    task_id=task_id,
+                    event_type="task.step.progress.v1",
+                    data={"index": 1, "name": "step-1", "percent": tick, "total_steps": 1},
+                )
+
+        servers = ctx.cpu_snapshot()
+        wall, cpu = time.perf_counter(), time.thread_time()
+        await asyncio.gather(*(lane(task_id) for task_id in tasks))
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        servers = cpu_delta(servers, ctx.cpu_snapshot())
+        await recorder.flush_marks()
+    finally:
+        await broker.close()
+        await pool.close()
+    done = events // lanes * lanes
+    groups = recorder.groups
+    result = {
+        "wall_ms": wall * 1000 / done,
+        "cpu_ms": cpu * 1000 / done,
+        "grouped_share": (groups.grouped / done) if groups else 0.0,
+        "mean_group": (groups.grouped / groups.groups) if groups and groups.groups else 0.0,
+    }
+    for name in ("postgres", "redis"):
+        if name in servers:
+            result[f"{name}_cpu_ms"] = servers[name] * 1000 / done
+    return result
+
+
+async def _grouping(ctx: BenchContext, lanes: int = 20) -> dict[str, Any]:
+    """Group commit against none, alternating, each run on a loop of its own thread."""
+    kinds = {"group_commit": DEFAULT_MAX_GROUP, "one_by_one": 1}
+    runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    for _ in range(ctx.sizes.lever_rounds):
+        for kind, max_group in kinds.items():
+            run_one = _record_concurrently(ctx, max_group, lanes, ctx.sizes.lever_events)
+            runs[kind].append(await asyncio.to_thread(asyncio.run, run_one))
+    summary: dict[str, Any] = {"lanes": lanes, "rounds": ctx.sizes.lever_rounds}
+    for kind, results in runs.items():
+        summary[kind] = {key: round(median([r[key] for r in results]), 3) for key in results[0]}
+    return summary
+
+
 def _decode_cost(iterations: int = 2000) -> dict[str, float]:
     payload = orjson.dumps(
         {
@@ -139,9 +215,16 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
     for kind in RECORDERS:
         r = recording[kind]
         print(f"  record() {kind:<18} {r['wall_ms']:.3f} ms wall  {r['cpu_ms']:.3f} ms CPU /event")
+    grouping = await _grouping(ctx)
+    for kind in ("group_commit", "one_by_one"):
+        r = grouping[kind]
+        print(
+            f"  {grouping['lanes']} lanes {kind:<14} {r['wall_ms']:.3f} ms wall"
+            f"  {r['cpu_ms']:.3f} ms CPU /event (mean group {r['mean_group']:.1f})"
+        )
     decode = _decode_cost()
     print(
         f"  decode_event {decode['decode_event_us']} µs/message"
         f" (orjson.loads {decode['orjson_loads_us']} µs)"
     )
-    return {"record": recording, "decode": decode}
+    return {"record": recording, "grouping": grouping, "decode": decode}

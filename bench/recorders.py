@@ -119,6 +119,7 @@ class NoIoRecorder(EventRecorder):
 
     def __init__(self) -> None:
         self.progress_rates = None  # progress is never rate-limited here
+        self.groups = None  # no group commit: nothing to commit
 
     async def record(
         self,
@@ -160,7 +161,11 @@ class BatchingRecorder(EventRecorder):
         publish_timeout: float = 1.0,
         max_batch: int = 100,
     ) -> None:
-        super().__init__(EventStore(pool), Outbox(pool), broker, publish_timeout=publish_timeout)
+        super().__init__(
+            EventStore(pool), Outbox(pool), broker, publish_timeout=publish_timeout, max_group=1
+        )
+        self._broker = broker
+        self._publish_timeout = publish_timeout
         self._appender = BatchAppender(pool)
         self._pool = pool
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()

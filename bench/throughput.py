@@ -346,6 +346,11 @@ async def _result(
     }
     if isinstance(recorder, BatchingRecorder) and recorder.batch_sizes:
         result["mean_batch_size"] = round(sum(recorder.batch_sizes) / len(recorder.batch_sizes), 2)
+    groups = getattr(recorder, "groups", None)  # group commit (the run's whole life)
+    if groups is not None and groups.groups:
+        result["grouped_recordings"] = groups.grouped
+        result["mean_group_size"] = round(groups.grouped / groups.groups, 2)
+        result["group_fallbacks"] = groups.fallbacks
     return result
 
 

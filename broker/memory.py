@@ -77,6 +77,10 @@ class MemoryBroker:
         for payload in payloads:
             await self.publish(topic, payload)
 
+    async def publish_batch(self, messages: Sequence[tuple[str, str]]) -> None:
+        for topic, payload in messages:
+            await self.publish(topic, payload)
+
     def subscribe(
         self, topic: str, *, queue_size: int | None = None
     ) -> AbstractAsyncContextManager[Subscription]:

@@ -263,6 +263,12 @@ class EventBroker(Protocol):
         """
         ...
 
+    async def publish_batch(self, messages: Sequence[tuple[str, str]]) -> None:
+        """`publish` for (topic, payload) pairs of any topics, in this order, at once (one
+        round trip for a network broker: a group commit's events). Raises as
+        `publish_many` does, with the same meaning."""
+        ...
+
     def subscribe(
         self, topic: str, *, queue_size: int | None = None
     ) -> AbstractAsyncContextManager[Subscription]:

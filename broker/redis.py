@@ -158,15 +158,19 @@ class RedisBroker:
         await self.publish_many(topic, (payload,))
 
     async def publish_many(self, topic: str, payloads: Sequence[str]) -> None:
+        await self.publish_batch([(topic, payload) for payload in payloads])
+
+    async def publish_batch(self, messages: Sequence[tuple[str, str]]) -> None:
         commands = self._require_commands()
+        topic = messages[0][0] if messages else ""  # named in errors: the first
         try:
             async with asyncio.timeout(self._publish_timeout):
                 async with commands.pipeline(transaction=False) as pipe:
-                    for payload in payloads:
-                        pipe.publish(topic, payload)
+                    for to, payload in messages:
+                        pipe.publish(to, payload)
                         pipe.xadd(
                             self._stream_key,
-                            {"topic": topic, "payload": payload},
+                            {"topic": to, "payload": payload},
                             maxlen=self._stream_maxlen,
                             approximate=True,
                         )

@@ -168,16 +168,19 @@ class RedisClusterBroker:
         await self.publish_many(topic, (payload,))
 
     async def publish_many(self, topic: str, payloads: Sequence[str]) -> None:
+        await self.publish_batch([(topic, payload) for payload in payloads])
+
+    async def publish_batch(self, messages: Sequence[tuple[str, str]]) -> None:
         commands = self._require_commands()
-        stream = self._partitions.key(self._partitions.of(topic))
+        topic = messages[0][0] if messages else ""  # named in errors: the first
         try:
             async with asyncio.timeout(self._publish_timeout):
                 async with commands.pipeline(transaction=False) as pipe:
-                    for payload in payloads:
-                        pipe.spublish(topic, payload)
+                    for to, payload in messages:
+                        pipe.spublish(to, payload)
                         pipe.xadd(
-                            stream,
-                            {"topic": topic, "payload": payload},
+                            self._partitions.key(self._partitions.of(to)),
+                            {"topic": to, "payload": payload},
                             maxlen=self._stream_maxlen,
                             approximate=True,
                         )

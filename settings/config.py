@@ -46,6 +46,11 @@ class Settings(RedisClusterSettings, AdmissionSettings):  # sections: settings/*
 
     # Event path tuning.
     publish_timeout_seconds: float = Field(default=1.0, gt=0)
+    # Group commit (activities/group_commit.py): recordings one worker process queues while
+    # `record_commits_in_flight` commits are in flight go as one transaction and one
+    # publish, at most `record_group_max` of them; a group max of 1: never.
+    record_group_max: int = Field(default=32, ge=1)
+    record_commits_in_flight: int = Field(default=2, ge=1)
     outbox_grace_seconds: float = Field(default=2.0, ge=0)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)

@@ -40,6 +40,7 @@ from store.event_errors import ChapterClosedError as ChapterClosedError
 from store.event_errors import DuplicateEventConflictError as DuplicateEventConflictError
 from store.event_errors import NewRunError as NewRunError
 from store.event_errors import TaskPrunedError as TaskPrunedError
+from store.event_groups import append_group
 from store.pool import read_twice
 from store.sql_text import compact
 from store.tombstones import PRUNED_SQLSTATE
@@ -197,6 +198,14 @@ class EventStore:
         return await append_batch(
             self._pool, envelopes, APPEND_STATEMENT, run_id=run_id, budget=self._budget
         )
+
+    async def append_group(
+        self, appends: Sequence[tuple[EventEnvelope, str | None]]
+    ) -> list[AppendResult | None] | None:
+        """Append (envelope, run id) pairs of any tasks in ONE transaction, one round trip
+        (store/event_groups.py): each one's result, None where the statement took nothing
+        (that one goes through `append`); None when nothing was written at all."""
+        return await append_group(self._pool, appends, APPEND_STATEMENT, budget=self._budget)
 
     async def begin_chapter(self, envelope: EventEnvelope, *, run_id: str) -> AppendResult | None:
         """Append `task.reset.v1` and move the task to run `run_id`; None when another

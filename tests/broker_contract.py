@@ -151,6 +151,25 @@ class BrokerContract:
             durable = [(await next_message(consumer)).payload for _ in events]
         assert received == durable == events
 
+    async def test_publish_batch_delivers_each_to_its_topic_in_order_live_and_durably(
+        self, broker: ContractBroker
+    ) -> None:
+        topic_a, topic_b = new_topic(), new_topic()
+        events = [valid_event() for _ in range(4)]
+        messages = [(topic_a, events[0]), (topic_b, events[1]), (topic_a, events[2])]
+        messages.append((topic_b, events[3]))
+        async with (
+            broker.consume("groups", consumer="c1", block_seconds=0.1) as consumer,
+            broker.subscribe(topic_a) as sub_a,
+            broker.subscribe(topic_b) as sub_b,
+        ):
+            await broker.publish_batch(messages)
+            got_a = [(await receive(sub_a)).payload for _ in range(2)]
+            got_b = [(await receive(sub_b)).payload for _ in range(2)]
+            durable = [(await next_message(consumer)).payload for _ in events]
+        assert (got_a, got_b) == ([events[0], events[2]], [events[1], events[3]])
+        assert sorted(durable, key=events.index) == events
+
     async def test_get_returns_none_when_nothing_arrives(self, broker: ContractBroker) -> None:
         async with broker.subscribe(new_topic()) as subscription:
             assert await subscription.get(timeout=0.05) is None

@@ -264,6 +264,8 @@ def build_recorder_and_relay(
         reset_details=reset_details,
         publish_timer=PublishTimer(metrics),
         progress_rates=progress_rates,
+        max_group=settings.record_group_max,
+        commits_in_flight=settings.record_commits_in_flight,
     )
     if metrics is not None:
         register_relay_metrics(metrics, relay)

@@ -143,7 +143,7 @@ async def test_it_writes_the_published_marks_still_gathering_when_it_stops(
         def __init__(self, outbox: Outbox, *, delay: float, timeout: float) -> None:
             super().__init__(outbox, delay=3600.0, timeout=timeout)
 
-    monkeypatch.setattr("activities.recorder.PublishedMarks", SlowMarks)
+    monkeypatch.setattr("activities.publisher.PublishedMarks", SlowMarks)
     task_id = str(uuid.uuid4())
     async with WorkerRuntime(runtime_settings(database_url, redis_url, temporal_address)) as rt:
         await rt.recorder.record(
