@@ -58,7 +58,12 @@ _BODY = {"type": "demo.pipeline", "input": {"steps": 2, "step_seconds": 1.0}}
 
 @pytest.fixture(scope="module")
 def parking(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStack]:
-    with limited_stack(services, tmp_path_factory.mktemp("e2e-parked-store")) as processes:
+    # The reconciler's store sweep looks at every open task untouched for a second, each
+    # second: parked tasks (no run, so NOT_FOUND) included. It must leave them alone.
+    folder = tmp_path_factory.mktemp("e2e-parked-store")
+    with limited_stack(
+        services, folder, reconcile_sweep_seconds="1", reconcile_stale_seconds="1"
+    ) as processes:
         yield processes
 
 
@@ -155,14 +160,15 @@ async def test_tasks_parked_in_the_store_have_no_run_until_admitted(
             assert (result["matched"], result["done"], result["failed"]) == (2, 2, 0)
             for task_id in doomed:
                 assert await _ended(client, task_id) == "cancelled"
-            # The API restarts between park and wake; the reconciler (every 0.5 s, its
-            # keeper checking slot holders after 1 s) has seen the parked tasks meanwhile.
+            # The API restarts between park and wake; the reconciler (its sweep every
+            # second, its keeper checking slot holders after 1 s) has seen them meanwhile.
             parking.stop("api")
             parking.start("api")
             parking.wait_ready()
             for task_id in (first, keyed):
                 assert not await _has_run(parking, task_id)
             assert await scalar(db, _PARKED, {"key": key, "ids": [first, keyed]}) == 2
+            assert set(await _with_status(client, [first, keyed], "queued", 2)) == {first, keyed}
             # Its stream waits with nothing to send (the restart cut any stream before it).
             stream = asyncio.create_task(collect_events(client, f"/tasks/{first}/events"))
             # One slot at a time: the wake-ups start the runs in the line's order. The
