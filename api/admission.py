@@ -11,11 +11,13 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from api.models import CreateTaskRequest
+from api.services import Services
 from schemas.admission import concurrency_policy
 from schemas.admission_claim import admission_claim
 from schemas.workflow import TaskWorkflowInput
 from settings import Settings
-from store.admission_park import ParkedStart, park
+from store.admission_park import ParkedStart, park, parked_starts
+from temporal.tasks import TaskDescription
 
 
 def workflow_input(
@@ -61,3 +63,30 @@ async def park_if_full(
         return None
     request.parked_position = position
     return timedelta(seconds=settings.admission_park_seconds)
+
+
+async def parked_start(
+    services: Services,
+    request: TaskWorkflowInput,
+    *,
+    parked: bool,
+    repeat: bool,
+    fingerprint: str,
+    nonce: str,
+) -> TaskDescription | None:
+    """What a task parked in the store (`TASKPLANE_ADMISSION_PARK_IN=store`) says of the
+    request that created it, as a run's memo would: this request's, when it has just
+    parked it; the stored start's, for a repeat (an Idempotency-Key's) of a task with a
+    parked ticket. None: start the workflow as usual (it leaves an existing run alone)."""
+    if parked:
+        if services.settings.admission_park_in != "store":
+            return None
+        return TaskDescription(None, request.task_type, fingerprint, nonce, failing=None)
+    if not repeat:
+        return None
+    stored = (await parked_starts(services.pool, [request.task_id])).get(request.task_id)
+    if stored is None:
+        return None
+    return TaskDescription(
+        None, request.task_type, stored.request_hash, stored.request_nonce, failing=None
+    )

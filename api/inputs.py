@@ -100,6 +100,8 @@ async def deliver_input(
                 return earlier, True
         raise ProblemError(409, f"task {task_id} is not waiting for input {name!r}") from None
     except TaskGoneError:
+        if view.status is TaskStatus.QUEUED:  # parked in the store: no run to wait for it yet
+            raise ProblemError(409, f"task {task_id} is not waiting for input {name!r}") from None
         raise ProblemError(409, f"task {task_id} has already ended") from None
     except WorkflowUpdateRPCTimeoutOrCancelledError:
         # The update may still land; a retry with the same Idempotency-Key is the same one.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,11 @@ class AdmissionSettings(BaseSettings):
     # so it takes no worker time while it waits. Should the delay run out first, the
     # run claims its slot as an unparked task does. 0: never park.
     admission_park_seconds: float = Field(default=86400.0, ge=0)
+    # Where a parked task waits. `store`: only its ticket and `tasks` row exist (no
+    # workflow until its wake-up starts it, so a flood of creations costs Temporal
+    # nothing); `temporal`: its workflow is started at once with the delay above (the
+    # Temporal UI lists it; each creation is a Temporal start).
+    admission_park_in: Literal["store", "temporal"] = "store"
 
     @field_validator("concurrency_limit", mode="before")
     @classmethod

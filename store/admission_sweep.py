@@ -39,7 +39,7 @@ LIMIT %(limit)s
 _WOKEN = "UPDATE admission_tickets SET woken = true WHERE task_id = ANY(%s)"
 _HOLDERS = """
 SELECT task_id, admitted_at FROM admission_tickets
-WHERE state = 'running' AND admitted_at < now() - %(after)s AND task_id > %(cursor)s
+WHERE state = 'running' AND woken AND admitted_at < now() - %(after)s AND task_id > %(cursor)s
 ORDER BY task_id LIMIT %(limit)s
 """
 _RUNNING = """
@@ -86,7 +86,8 @@ async def mark_woken(pool: AsyncConnectionPool, task_ids: Sequence[str]) -> None
 async def slot_holders(
     pool: AsyncConnectionPool, *, older_than: float, after: str, limit: int
 ) -> list[tuple[str, datetime]]:
-    """A page of tasks holding a slot for more than `older_than` s, in task id order."""
+    """A page of tasks holding a slot for more than `older_than` s, in task id order;
+    not one whose wake-up is still due (a task parked in the store has no run before it)."""
     async with pool.connection() as conn:
         params = {"after": keep_interval(older_than), "cursor": after, "limit": limit}
         rows = await (await conn.execute(_HOLDERS, params)).fetchall()

@@ -19,8 +19,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from schemas.bulk import BULK_WORKFLOW, BulkWorkflowInput
 from schemas.size import cap_text
 from schemas.workflow import ControlRequest
+from temporal.parked_runs import ParkedRuns
 from temporal.task_errors import ControlRefusedError, TaskGoneError
-from temporal.tasks import TaskClient
 
 
 def bulk_workflow_id(bulk_id: str) -> str:
@@ -57,11 +57,11 @@ _TEMPORAL_AWAY = frozenset(
 
 
 async def control_for_bulk(
-    tasks: TaskClient, task_id: str, request: ControlRequest, update_id: str
+    tasks: ParkedRuns, task_id: str, request: ControlRequest, update_id: str
 ) -> tuple[str, str | None]:
     """Send one task the `control` update as `POST /tasks/{id}/<action>` does; (kind,
-    reason). Temporal being away raises (the caller's page is retried, not the task
-    counted as failed)."""
+    reason); a task parked in the store is started to take it. Temporal being away
+    raises (the caller's page is retried, not the task counted as failed)."""
     try:
         await tasks.control(task_id, request, update_id=update_id)
     except ControlRefusedError as exc:

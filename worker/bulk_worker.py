@@ -23,6 +23,7 @@ from settings.bulk import BulkSettings
 from telemetry.metrics import LabelledValues, Metrics
 from temporal.bulk import control_for_bulk
 from temporal.interceptors import LogContextInterceptor
+from temporal.parked_runs import ParkedRuns
 from temporal.tasks import TaskClient
 from worker.temporal_worker import production_runner
 from workflows.bulk import BulkOperationWorkflow
@@ -34,11 +35,8 @@ MAX_BULK_ACTIVITIES = 10
 def build_bulk_worker(
     settings: Settings, client: Client, pool: AsyncConnectionPool, metrics: Metrics
 ) -> Worker:
-    tasks = TaskClient(
-        client,
-        task_queue=settings.task_queue,
-        rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
-    )
+    # Started as the API starts tasks: a task parked in the store has no run to ask yet.
+    tasks = ParkedRuns(TaskClient.from_settings(client, settings), pool)
     bulk = BulkActivities(pool, partial(control_for_bulk, tasks), BulkSettings())
     register_bulk_metrics(metrics, bulk.stats)
     return Worker(

@@ -25,6 +25,7 @@ from api.problems import (
 )
 from schemas.tasks import TaskStatus
 from schemas.workflow import ControlRequest
+from temporal.parked_runs import ParkedRuns
 from temporal.task_errors import ControlRefusedError, TaskGoneError
 
 router = APIRouter(tags=["tasks"])
@@ -42,16 +43,18 @@ async def _control(
         # A run whose workflow task keeps failing would never take the update: say so
         # at once instead of waiting out the deadline.
         description = await services.temporal.describe(task_id)
-        if description is None:  # its history is gone (retention)
+        runs = ParkedRuns(services.temporal, services.pool)
+        # No run: parked in the store (started now, to take it), or gone (retention).
+        if description is None and not await runs.start(task_id):
             raise TaskGoneError(task_id)
-        if description.failing is not None:
+        if description is not None and description.failing is not None:
             raise ProblemError(
                 409,
                 f"task {task_id} cannot be controlled now: {description.failing}; it moves"
                 " again once a fixed worker runs it, or end it with `temporal workflow terminate`",
                 task_status=view.status.value,
             )
-        await services.temporal.control(task_id, request)
+        await runs.control(task_id, request)
     except ControlRefusedError as exc:
         status = (exc.status or view.status).value
         raise ProblemError(409, f"task {task_id} {exc.reason}", task_status=status) from None

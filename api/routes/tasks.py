@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import ValidationError
 
-from api.admission import park_if_full, workflow_input
+from api.admission import park_if_full, parked_start, workflow_input
 from api.auth import TenantDep
 from api.budget import check_event_budget
 from api.debounce import create_debounced, debounce_of
@@ -137,17 +137,28 @@ async def create_task(
             services.pool, request, services.settings, request_hash=fingerprint, request_nonce=nonce
         )
         parked = delay is not None
-    await services.temporal.start(
+    # Parked in the store: no workflow until its wake-up starts it. A repeat of a task
+    # parked so finds its stored start (the request's memo), run or not, and starts nothing.
+    held = await parked_start(
+        services,
         request,
-        request_hash=fingerprint,
-        request_nonce=nonce,
-        start_delay=delay,
-        deferred_by=admission.rule,
         parked=parked,
+        repeat=key is not None,
+        fingerprint=fingerprint,
+        nonce=nonce,
     )
+    if held is None:
+        await services.temporal.start(
+            request,
+            request_hash=fingerprint,
+            request_nonce=nonce,
+            start_delay=delay,
+            deferred_by=admission.rule,
+            parked=parked,
+        )
     description: TaskDescription | None = None
     if key is not None:
-        description = await services.temporal.describe(task_id)
+        description = held or await services.temporal.describe(task_id)
         if description is not None and description.request_hash != fingerprint:
             raise ProblemError(
                 422, "this Idempotency-Key was already used with a different request body"

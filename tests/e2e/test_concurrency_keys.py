@@ -41,7 +41,7 @@ _TICKETS = "SELECT count(*) FROM admission_tickets WHERE concurrency_key = %(key
 
 
 @contextlib.contextmanager
-def limited_stack(services: Any, folder: Path) -> Iterator[ProcessStack]:
+def limited_stack(services: Any, folder: Path, **settings: str) -> Iterator[ProcessStack]:
     """The real processes with a limit of LIMIT per key and a keeper that acts fast."""
     with running_stack(
         services,
@@ -49,6 +49,7 @@ def limited_stack(services: Any, folder: Path) -> Iterator[ProcessStack]:
         concurrency_limit=str(LIMIT),
         reconcile_interval_seconds="0.5",
         admission_check_after_seconds="1",
+        **settings,
     ) as processes:
         yield processes
 

@@ -56,7 +56,10 @@ _ADMITTED = "SELECT count(*) FROM events WHERE task_id = %(id)s AND event_type =
 
 @pytest.fixture(scope="module")
 def parking(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStack]:
-    with limited_stack(services, tmp_path_factory.mktemp("e2e-parked")) as processes:
+    # Parked in Temporal (a run with a start delay) unless a test restarts the API with
+    # `store` (`in_the_store`, the default setting).
+    folder = tmp_path_factory.mktemp("e2e-parked")
+    with limited_stack(services, folder, admission_park_in="temporal") as processes:
         yield processes
 
 

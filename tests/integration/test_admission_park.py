@@ -10,13 +10,16 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.admission import AdmissionActivities, Waker
 from activities.recorder import EventRecorder
+from devstack.ports import free_port
 from schemas.admission import AdmissionRequest
 from schemas.admission_claim import admission_claim
 from schemas.workflow import TaskWorkflowInput, workflow_id_for
@@ -24,6 +27,8 @@ from store.admission import AdmissionStore
 from store.admission_park import ParkedStart, park, parked_starts
 from temporal.tasks import TaskClient
 from tests.integration.test_admission_store import ask, held, outcome
+from tests.polling import until
+from worker.admission_keeper import AdmissionKeeper
 from worker.temporal_worker import build_worker
 
 
@@ -120,6 +125,62 @@ async def test_a_wake_up_starts_a_parked_task_the_api_never_started(
     async with pool.connection() as conn:
         cursor = await conn.execute(
             "SELECT event_type FROM events WHERE task_id = %s ORDER BY seq", (orphan.task_id,)
+        )
+        recorded = [str(r[0]) for r in await cursor.fetchall()]
+    assert recorded[:3] == ["task.created.v1", "task.queued.v1", "task.admitted.v1"]
+    assert recorded[-1] == "task.completed.v1"
+    assert await held(pool, key) == 0
+
+
+async def test_a_wake_up_lost_to_a_temporal_away_is_sent_again_by_the_keeper(
+    temporal_address: str, recorder: EventRecorder, pool: AsyncConnectionPool
+) -> None:
+    """A task parked in the store has no run; its admission's wake-up finds Temporal
+    away (a client of a port nothing serves): the slot stays the task's, unconfirmed,
+    and the keeper's re-sent wake-up starts the run, which records its line."""
+    client = await Client.connect(temporal_address, data_converter=pydantic_data_converter)
+    # Nothing serves this port: the lazy client's first call fails to connect (a
+    # RuntimeError; a connected client during an outage raises RPCError UNAVAILABLE).
+    # The Waker lets both through alike: it handles only NOT_FOUND (a closed run).
+    away_at = f"127.0.0.1:{free_port()}"
+    away = await Client.connect(away_at, lazy=True, data_converter=pydantic_data_converter)
+    queue = f"park-{uuid.uuid4().hex[:8]}"
+    store = AdmissionStore(pool, {})
+    waker = Waker(client, store, TaskClient(client, task_queue=queue, rpc_timeout=timedelta(5)))
+    lost = Waker(away, store, TaskClient(away, task_queue=queue, rpc_timeout=timedelta(2)))
+    keeper = AdmissionKeeper(client, store, waker, wake_after=0.1, check_after=0)
+    key = f"park-away-{uuid.uuid4().hex[:8]}"
+    async with build_worker(
+        client, recorder, task_queue=queue, admission=AdmissionActivities(store, waker)
+    ):
+        holder = claim_of(task_input(key))
+        assert outcome(await store.acquire(holder)) == "admitted"
+        parked = task_input(key)
+        start = ParkedStart(parked.model_dump(mode="json"), "h", "n")
+        assert await park(pool, claim_of(parked), start)
+        with pytest.raises((RPCError, RuntimeError)):
+            await lost.tell(await store.release(holder.task_id))
+        assert await held(pool, key) == 1  # the parked task's slot, its run not started
+        handle = client.get_workflow_handle(workflow_id_for(parked.task_id))
+        with pytest.raises(RPCError) as missing:
+            await handle.describe()
+        assert missing.value.status == RPCStatusCode.NOT_FOUND
+
+        async def rewoken() -> bool:  # its run exists (the keeper sees the whole store)
+            await keeper.round()
+            try:
+                await handle.describe()
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    return False
+                raise
+            return True
+
+        await until(rewoken, within=30, what="the keeper to send the wake-up again")
+        await handle.result()
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT event_type FROM events WHERE task_id = %s ORDER BY seq", (parked.task_id,)
         )
         recorded = [str(r[0]) for r in await cursor.fetchall()]
     assert recorded[:3] == ["task.created.v1", "task.queued.v1", "task.admitted.v1"]
