@@ -38,6 +38,7 @@ from tests.e2e.test_concurrency_keys import (
     scalar,
     store_of,
 )
+from tests.e2e.test_parked_tasks import _ADMITTED, _ADMITTED_ORDER, _TYPES
 from tests.polling import until
 from tests.sse import collect_events
 
@@ -47,12 +48,6 @@ _PARKED = (
     "SELECT count(*) FROM admission_tickets WHERE concurrency_key = %(key)s"
     " AND state = 'queued' AND parked IS NOT NULL AND task_id = ANY(%(ids)s)"
 )
-_ADMITTED_ORDER = """
-SELECT task_id FROM events WHERE task_id = ANY(%(ids)s) AND event_type = 'task.admitted.v1'
-ORDER BY recorded_at
-"""
-_TYPES = "SELECT event_type FROM events WHERE task_id = %s ORDER BY seq"
-_ADMITTED = "SELECT count(*) FROM events WHERE task_id = %(id)s AND event_type = 'task.admitted.v1'"
 _BODY = {"type": "demo.pipeline", "input": {"steps": 2, "step_seconds": 1.0}}
 
 
