@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.auth import install_auth
+from api.creation_turns import CreationTurns
 from api.input_links import InputLinks
 from api.limits import BodyLimitMiddleware, RateLimiter, TenantStreamGate
 from api.openapi import document_problems
@@ -26,6 +27,7 @@ def install_security(app: FastAPI, settings: Settings) -> None:
     app.state.creation_limiter = RateLimiter(
         settings.limit_task_create_per_second, settings.limit_task_create_burst
     )
+    app.state.creation_turns = CreationTurns(settings.limit_task_create_concurrency)
     app.state.start_rates = StartRates.from_settings(settings)  # shared: Redis
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limit_body_bytes)
     keys = install_auth(app, settings, tokens)  # added last: the outermost of the two

@@ -230,6 +230,8 @@ class Settings(RedisClusterSettings, AdmissionSettings):  # sections: settings/*
     limit_streams_per_tenant: int = Field(default=1000, ge=1)
     limit_task_create_per_second: float = Field(default=50.0, gt=0)
     limit_task_create_burst: int = Field(default=200, ge=1)
+    # Creations of one tenant past validation at once in one API process (api/creation_turns.py).
+    limit_task_create_concurrency: int = Field(default=8, ge=0)
     # Start rates shared by every API process (JSON; settings/rate_limits.py).
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
 

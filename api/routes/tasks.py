@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from api.admission import park_if_full, parked_start, workflow_input
 from api.auth import TenantDep
 from api.budget import check_event_budget
+from api.creation_turns import CreationTurnsDep
 from api.debounce import create_debounced, debounce_of
 from api.deps import ServicesDep
 from api.event_versions import VersionQuery, as_requested
@@ -92,6 +93,7 @@ async def create_task(
     tenant: TenantDep,
     limiter: CreationLimiterDep,
     start_rates: StartRatesDep,
+    turns: CreationTurnsDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> CreateTaskResponse:
     """Start a task; with an `Idempotency-Key`, a repeat returns the same task (200)."""
@@ -113,71 +115,80 @@ async def create_task(
             fingerprint=fingerprint,
             response=response,
         )
-    # Shared start rates (docs/rate-limits.md): a 429 here, or a start deferred;
-    # a repeat of an Idempotency-Key whose task exists is answered, never limited.
-    admission = await start_rates.admit_new(services.pool, task_id, key, tenant, body)
-    answer_headers(response, admission)
-    # Ownership first, before the workflow (or anything else about it) exists.
-    owner = await TaskOwners(services.pool).claim(task_id, tenant, body.concurrency_key)
-    if owner is None:
-        raise ProblemError(409, f"task id {task_id} belongs to a task that was pruned (retention)")
-    if owner != tenant:
-        raise ProblemError(409, f"task id {task_id} is taken")
-    webhook = await subscribe_webhook(  # stored before the task's first event can exist
-        services, task_id, body.webhook, request_hash=fingerprint, idempotent=key is not None
-    )
-    # Names this request: if the workflow's memo carries it, this request started it.
-    nonce = str(uuid.uuid4())
-    request = workflow_input(body, task_id, task_input, tenant, services.settings)
-    delay = timedelta(seconds=admission.delay_seconds) if admission.delay_seconds else None
-    # Over its key's limit: parked, its workflow woken when a slot frees (docs/flow-control.md).
-    parked = False
-    if delay is None:
-        delay = await park_if_full(
-            services.pool, request, services.settings, request_hash=fingerprint, request_nonce=nonce
-        )
-        parked = delay is not None
-    # Parked in the store: no workflow until its wake-up starts it. A repeat of a task
-    # parked so finds its stored start (the request's memo), run or not, and starts nothing.
-    held = await parked_start(
-        services,
-        request,
-        parked=parked,
-        repeat=key is not None,
-        fingerprint=fingerprint,
-        nonce=nonce,
-    )
-    if held is None:
-        await services.temporal.start(
-            request,
-            request_hash=fingerprint,
-            request_nonce=nonce,
-            start_delay=delay,
-            deferred_by=admission.rule,
-            parked=parked,
-        )
-    description: TaskDescription | None = None
-    if key is not None:
-        description = held or await services.temporal.describe(task_id)
-        if description is not None and description.request_hash != fingerprint:
+    # One tenant's flood waits here for its turn, not in front of other tenants'
+    # creations (api/creation_turns.py).
+    async with turns.turn(tenant):
+        # Shared start rates (docs/rate-limits.md): a 429 here, or a start deferred;
+        # a repeat of an Idempotency-Key whose task exists is answered, never limited.
+        admission = await start_rates.admit_new(services.pool, task_id, key, tenant, body)
+        answer_headers(response, admission)
+        # Ownership first, before the workflow (or anything else about it) exists.
+        owner = await TaskOwners(services.pool).claim(task_id, tenant, body.concurrency_key)
+        if owner is None:
             raise ProblemError(
-                422, "this Idempotency-Key was already used with a different request body"
+                409, f"task id {task_id} belongs to a task that was pruned (retention)"
             )
-        if description is not None and description.request_nonce != nonce:
-            response.status_code = 200
-    # Without a key this request created the task: pending, or queued if it parked; asking
-    # the store and Temporal again would cost every creation three more round trips.
-    if key is None:
-        status = TaskStatus.QUEUED if parked else TaskStatus.PENDING
-    else:
-        status = (await find_task(services, task_id, tenant, description=description)).status
-    return CreateTaskResponse(
-        task_id=task_id,
-        workflow_id=workflow_id_for(task_id),
-        status=status,
-        links=_links(task_id),
-        webhook=webhook,
-    )
+        if owner != tenant:
+            raise ProblemError(409, f"task id {task_id} is taken")
+        webhook = await subscribe_webhook(  # stored before the task's first event can exist
+            services, task_id, body.webhook, request_hash=fingerprint, idempotent=key is not None
+        )
+        # Names this request: if the workflow's memo carries it, this request started it.
+        nonce = str(uuid.uuid4())
+        request = workflow_input(body, task_id, task_input, tenant, services.settings)
+        delay = timedelta(seconds=admission.delay_seconds) if admission.delay_seconds else None
+        # Over its key's limit: parked, its workflow woken when a slot frees (docs/flow-control.md).
+        parked = False
+        if delay is None:
+            delay = await park_if_full(
+                services.pool,
+                request,
+                services.settings,
+                request_hash=fingerprint,
+                request_nonce=nonce,
+            )
+            parked = delay is not None
+        # Parked in the store: no workflow until its wake-up starts it. A repeat of a task
+        # parked so finds its stored start (the request's memo), run or not, and starts nothing.
+        held = await parked_start(
+            services,
+            request,
+            parked=parked,
+            repeat=key is not None,
+            fingerprint=fingerprint,
+            nonce=nonce,
+        )
+        if held is None:
+            await services.temporal.start(
+                request,
+                request_hash=fingerprint,
+                request_nonce=nonce,
+                start_delay=delay,
+                deferred_by=admission.rule,
+                parked=parked,
+            )
+        description: TaskDescription | None = None
+        if key is not None:
+            description = held or await services.temporal.describe(task_id)
+            if description is not None and description.request_hash != fingerprint:
+                raise ProblemError(
+                    422, "this Idempotency-Key was already used with a different request body"
+                )
+            if description is not None and description.request_nonce != nonce:
+                response.status_code = 200
+        # Without a key this request created the task: pending, or queued if it parked; asking
+        # the store and Temporal again would cost every creation three more round trips.
+        if key is None:
+            status = TaskStatus.QUEUED if parked else TaskStatus.PENDING
+        else:
+            status = (await find_task(services, task_id, tenant, description=description)).status
+        return CreateTaskResponse(
+            task_id=task_id,
+            workflow_id=workflow_id_for(task_id),
+            status=status,
+            links=_links(task_id),
+            webhook=webhook,
+        )
 
 
 @router.get("/tasks/{task_id}", response_model=TaskSnapshot)
