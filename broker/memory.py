@@ -74,8 +74,7 @@ class MemoryBroker:
         self._fanout.deliver(topic, payload)
 
     async def publish_many(self, topic: str, payloads: Sequence[str]) -> None:
-        for payload in payloads:
-            await self.publish(topic, payload)
+        await self.publish_batch([(topic, payload) for payload in payloads])
 
     async def publish_batch(self, messages: Sequence[tuple[str, str]]) -> None:
         for topic, payload in messages:

@@ -54,7 +54,7 @@ async def _control(
                 " again once a fixed worker runs it, or end it with `temporal workflow terminate`",
                 task_status=view.status.value,
             )
-        await runs.control(task_id, request)
+        await services.temporal.control(task_id, request)  # a parked task's run is started
     except ControlRefusedError as exc:
         status = (exc.status or view.status).value
         raise ProblemError(409, f"task {task_id} {exc.reason}", task_status=status) from None
