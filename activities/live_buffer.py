@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.cancelling import cancel_until_done
+
 # 40 ms, not the 50 ms promised as the most coalescing may add: the pump's timer fires a
 # little late and the flush stamps its envelopes after it wakes (measured on an idle
 # machine with 50 ms: write -> recorded p99 50.6-50.9 ms).
@@ -112,11 +114,8 @@ class LiveBuffer:
         try:
             await self.flush()
         finally:
-            if self._pump is not None:
-                self._pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._pump
-                self._pump = None
+            await cancel_until_done((self._pump,))
+            self._pump = None
 
     async def _added_one(self, full: bool) -> None:
         self._raise_failure()

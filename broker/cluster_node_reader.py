@@ -36,6 +36,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from broker.cancelling import cancel_until_done
 from broker.cluster_topology import Address
 from broker.fanout import Fanout
 from broker.pubsub_topics import TopicConfirmations
@@ -110,10 +111,7 @@ class NodeReader:
         """Close the connection; the topics still held are the caller's to move."""
         self._stopped = True
         self.topics.release_waiters()
-        tasks = [task for task in (self._reader, self._commander) if task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_until_done((self._reader, self._commander))
         self._pubsub = None
         if self._owned is not None:
             await discard_pubsub(self._owned)

@@ -37,6 +37,7 @@ from contextlib import asynccontextmanager, suppress
 from redis.exceptions import RedisError
 
 from broker.backoff import BACKOFF_INITIAL, jittered
+from broker.cancelling import cancel_until_done
 from broker.cluster_node_reader import NodeReader
 from broker.cluster_topology import Address, ClusterTopology
 from broker.fanout import Fanout, FanoutSubscription
@@ -109,9 +110,8 @@ class ShardedPubSub:
             return
         self._stopped = True
         self._fanout.close_all()
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            await asyncio.gather(self._watchdog, return_exceptions=True)
+        self._repair.set()  # a watchdog that swallowed its cancel sees `_stopped` at once
+        await cancel_until_done((self._watchdog,))
         readers = list(self._readers.values())
         self._readers.clear()
         await asyncio.gather(*(reader.stop() for reader in readers), return_exceptions=True)
@@ -166,6 +166,8 @@ class ShardedPubSub:
             reader.remove(topic)
 
     def _assign(self, topic: str, *, resync: bool) -> None:
+        if self._stopped:
+            return  # a watchdog that swallowed its cancel must not open readers anew
         address = self._topology.primary_for(topic) if self._topology.ready else None
         if address is None:
             self._unassigned.add(topic)
@@ -195,7 +197,7 @@ class ShardedPubSub:
         loop = asyncio.get_running_loop()
         delay = BACKOFF_INITIAL  # between failed reads of the map (no node answered)
         next_read = 0.0  # while unhealthy, the map is read at most every `failover_poll`
-        while True:
+        while not self._stopped:
             if not self._readers and not self._unassigned:
                 await self._repair.wait()  # nothing subscribed: no polling
             if self._healthy():

@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 
+from broker.cancelling import cancel_until_done
 from broker.cluster_topology import SLOTS, slot_of
 from broker.group_backend import StreamEntry
 from broker.protocol import BrokerUnavailableError, DeadLetterReason, TrimGap
@@ -175,13 +176,7 @@ class PartitionedGroupBackend:
         """Cancel the waits in flight (the consumer is leaving)."""
         waiters = list(self._waiters.values())
         self._waiters.clear()
-        for task in waiters:
-            task.cancel()
-        if waiters:
-            await asyncio.wait(waiters, timeout=5)
-        for task in waiters:
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: a wait that failed as the consumer left
+        await cancel_until_done(waiters)  # what a wait raised as the consumer left is dropped
 
     async def close_gap(self, gap: TrimGap) -> None:
         index = self._gaps.pop(gap, None)

@@ -57,6 +57,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from broker.backoff import ReconnectBackoff
+from broker.cancelling import cancel_until_done
 from broker.fanout import Fanout, FanoutSubscription
 from broker.protocol import BrokerNotConnectedError, BrokerStatus, BrokerUnavailableError
 from broker.pubsub_topics import TopicConfirmations
@@ -119,10 +120,7 @@ class SharedPubSub:
         self._stopped = True
         self._topics.release_waiters()  # waiters see `_stopped` and raise, not time out
         self._fanout.close_all()
-        tasks = [task for task in (self._reader, self._commander) if task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_until_done((self._reader, self._commander))
         self._pubsub = None
         if self._owned is not None:
             await discard_pubsub(self._owned)

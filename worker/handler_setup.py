@@ -10,10 +10,10 @@ import asyncio
 import logging
 
 from broker import EventBroker
+from broker.cancelling import cancel_until_done
 from settings import Settings
 from store.processed import ProcessedEvents
 from telemetry.metrics import Metrics
-from worker.cancel import cancel_until_done
 from worker.event_handler import load_handlers
 from worker.handlers import HandlerRunner, handler_seconds
 

@@ -37,6 +37,7 @@ from activities.coalesce import RateGates
 from activities.faults import kill_after_commit
 from activities.recorder import EventRecorder, ResetDetails
 from broker import BrokerError, EventBroker, topic_for
+from broker.cancelling import cancel_until_done
 from settings import Settings
 from store import EventStore, Outbox, OutboxBacklog, OutboxNotice
 from store.budget import EventBudget
@@ -181,10 +182,7 @@ class OutboxRelay:
         try:
             await self._loop()
         finally:
-            if listener is not None:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+            await cancel_until_done((listener,))
 
     async def _loop(self) -> None:
         delay = self._poll_interval

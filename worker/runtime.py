@@ -31,6 +31,7 @@ from temporalio.worker import Worker
 
 from activities.admission import AdmissionActivities, Waker
 from activities.recorder import EventRecorder
+from broker.cancelling import cancel_until_done
 from broker.factory import RedisFamilyBroker, make_broker
 from schemas.plugins import TaskTypePlugin, installed_plugins
 from settings import Settings
@@ -47,7 +48,6 @@ from webhooks.dispatcher import WebhookDispatcher
 from webhooks.metrics import register_webhook_metrics
 from worker.admission_keeper import AdmissionKeeper, register_admission_metrics
 from worker.bulk_worker import build_bulk_worker
-from worker.cancel import cancel_until_done
 from worker.event_handler import EventHandler
 from worker.handler_setup import build_handler_runner, stop_handlers
 from worker.handlers import HandlerRunner

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from worker.cancel import cancel_until_done
+from broker.cancelling import cancel_until_done
 
 
 async def test_a_loop_that_swallows_a_cancel_is_cancelled_again_until_it_ends() -> None:
