@@ -43,5 +43,9 @@ async def cancel_until_done(
             )
             task.cancel()
     for task in started:
-        if not task.cancelled():
-            task.exception()
+        if not task.cancelled() and (failure := task.exception()) is not None:
+            log.debug(
+                "a stopped loop had ended on an error",
+                extra={"loop": task.get_name()},
+                exc_info=failure,
+            )
