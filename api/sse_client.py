@@ -5,18 +5,33 @@ and what the process's `StreamTicker` looks at every tick (`Ticked`). It lives i
 the one task that serves the request: parked in `receive()` while it waits, woken
 by a cancellation of its own (flagged, then `Task.uncancel()`), so an idle stream
 holds no second task and no timer.
+
+A live event for a stream that waits with nothing queued is written by the fan-out
+itself (`take`, called from the broker's dispatch): when the stream accepts it as its
+next event (in order, valid, not its task's last), its frame goes through the server's
+`send` at once and the stream stays parked, no wake, no batch. A `send` that has to
+wait (the client's socket buffer is full: uvicorn's flow control) is handed to the
+stream's task, which finishes it under the usual send timeout before anything else.
+Everything else (a gap, a resync, a duplicate, a terminal event, a stream busy
+writing or about to wake) is queued and taken by the stream's task as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import Any
 
 from starlette.types import Receive, Send
 
+from api.event_versions import EventVersion
+from api.sse_frames import live_frame
 from api.stream_ticker import StreamTicker
+from api.stream_wait import Accept
 from broker import Delivery, Subscription
 from broker.fanout import FanoutSubscription
+from telemetry.tracing import tracing_enabled
 
 PING = b": ping\n\n"
 
@@ -37,12 +52,15 @@ class SseClient:
     """
 
     __slots__ = (
+        "_accept",
         "_loop",
+        "_pending",
         "_receive",
         "_send",
         "_task",
         "_ticker",
         "_timer",
+        "_version",
         "closing",
         "deadline",
         "next_ping",
@@ -53,7 +71,15 @@ class SseClient:
         "woken",
     )
 
-    def __init__(self, receive: Receive, send: Send, ticker: StreamTicker) -> None:
+    def __init__(
+        self,
+        receive: Receive,
+        send: Send,
+        ticker: StreamTicker,
+        version: EventVersion | None = None,
+    ) -> None:
+        """`version`: the frames' version when the fan-out may write live events through
+        `send` directly (the server's own `send`); None: always through this task."""
         task = asyncio.current_task()
         assert task is not None  # an ASGI app always runs in a task
         self._task = task
@@ -62,6 +88,11 @@ class SseClient:
         self._send = send
         self._ticker = ticker
         self._timer: asyncio.TimerHandle | None = None
+        self._version = version
+        # While waiting in `next_delivery`: the stream's test of a live delivery.
+        self._accept: Accept | None = None
+        # A direct write this task must finish (or its error), before anything else.
+        self._pending: Awaitable[None] | Exception | None = None
         self.parked = False  # suspended in receive(), and only there
         self.woken = False  # a cancellation of ours is on its way
         self.timed_out = False
@@ -110,13 +141,23 @@ class SseClient:
 
     # --- the stream's side (StreamWaiter) ------------------------------------------
 
-    async def next_delivery(self, subscription: Subscription, timeout: float) -> Delivery | None:  # noqa: ASYNC109 -- see StreamWaiter
+    async def next_delivery(
+        self,
+        subscription: Subscription,
+        timeout: float,  # noqa: ASYNC109 -- see StreamWaiter
+        accept: Accept | None = None,
+    ) -> Delivery | None:
         if not isinstance(subscription, FanoutSubscription):  # not a broker of this repo
             return await self._plain_next(subscription, timeout)
         deadline = self._loop.time() + timeout
         subscription.waker = self.wake
+        if accept is not None and self._version is not None:
+            self._accept = accept
+            subscription.taker = self.take
         try:
             while True:
+                if self._pending is not None:
+                    await self._finish_write()
                 if self.closing:
                     raise ServerClosingError
                 delivery = subscription.get_nowait()
@@ -130,6 +171,63 @@ class SseClient:
                     await self._park(deadline)
         finally:
             subscription.waker = None
+            subscription.taker = None
+            self._accept = None
+            pending, self._pending = self._pending, None
+            if isinstance(pending, _RestOfSend):  # the stream ends: its write with it
+                pending.close()
+
+    def take(self, delivery: Delivery) -> bool:
+        """Write a live delivery now, from the fan-out (the subscription's `taker`): True
+        when it is written, or handed to this task to finish; False leaves it to the queue.
+
+        Only while parked (no write of this task in flight, nothing queued before it: the
+        fan-out asks only with an empty queue) and not about to wake; only what the stream
+        accepts as its next event (`accept` moves its cursor). Never raises: the fan-out
+        goes on to the other subscribers."""
+        accept = self._accept
+        version = self._version
+        if (
+            not self.parked
+            or self.woken
+            or self.closing
+            or accept is None
+            or version is None
+            or tracing_enabled()  # a CONSUMER span per write: the task writes, in its context
+        ):
+            return False
+        try:
+            live = accept(delivery)
+            if live is None:
+                return False
+            sending = self._send(
+                {"type": "http.response.body", "body": live_frame(live, version), "more_body": True}
+            )
+            if not isinstance(sending, Coroutine):  # not one to drive by hand: the task awaits it
+                self._pending = sending
+                self.wake()
+                return True
+            try:
+                waiting = sending.send(None)
+            except StopIteration:
+                return True  # written (the common case: nothing to wait for)
+            # The transport is paused: this task finishes the send, under the send timeout.
+            self._pending = _RestOfSend(sending, waiting)
+            self.sending_since = self._loop.time()
+        except Exception as exc:  # noqa: BLE001 -- raised in the stream's task, as its own write's
+            self._pending = exc
+        self.wake()
+        return True
+
+    async def _finish_write(self) -> None:
+        pending, self._pending = self._pending, None
+        if isinstance(pending, Exception):
+            raise pending
+        if pending is not None:
+            try:
+                await pending
+            finally:
+                self.sending_since = 0.0
 
     async def pause(self, seconds: float) -> None:
         deadline = self._loop.time() + seconds
@@ -184,3 +282,37 @@ class SseClient:
         if message["type"] == "http.disconnect":
             raise ClientGoneError
         self.woken = False  # an `http.request` (the GET's empty body): wait on
+
+
+class _RestOfSend:
+    """The rest of a `send` coroutine that the fan-out started and that had to wait:
+    awaited by the stream's task, which waits on what the coroutine waits on (the same
+    future) and passes a cancellation (a send timeout, shutdown) into it."""
+
+    __slots__ = ("_sending", "_waiting")
+
+    def __init__(self, sending: Coroutine[Any, Any, None], waiting: Any) -> None:
+        self._sending = sending
+        self._waiting = waiting
+
+    def __await__(self) -> Generator[Any, None, None]:
+        sending, waiting = self._sending, self._waiting
+        while True:
+            try:
+                yield waiting
+            except GeneratorExit:
+                sending.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 -- passed into the send, which raises it
+                try:
+                    waiting = sending.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting = sending.send(None)
+                except StopIteration:
+                    return
+
+    def close(self) -> None:
+        self._sending.close()

@@ -34,8 +34,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from api.event_versions import EventVersion, as_requested
+from api.event_versions import EventVersion
 from api.sse_client import ClientGoneError, ServerClosingError, SseClient
+from api.sse_frames import event_frame, live_frame
 from api.sse_handoff import HANDOFF, Handoff
 from api.stream_events import OutgoingEvent
 from api.stream_ticker import StreamTicker
@@ -52,14 +53,6 @@ HEADERS = [
 
 
 SENT: list[tuple[bytes, bytes]] = []  # a response's headers once sent (never appended to)
-
-
-def encode_frame(sequence: int, event_type: str, data: str) -> bytes:
-    """One SSE event: `id`, `event`, and `data` (one line per line of `data`)."""
-    if "\n" in data or "\r" in data:
-        lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        data = "\ndata: ".join(lines)
-    return f"id: {sequence}\nevent: {event_type}\ndata: {data}\n\n".encode()
 
 
 class EventStreamResponse(Response):
@@ -111,7 +104,9 @@ class TaskEventResponse(EventStreamResponse):
         release = await self._open(scope, receive, send)
         if release is not None:
             stream = self._streaming(release)  # this response is dropped with the frames
-            handoff.hand(functools.partial(stream.run, handoff.receive, handoff.send), release)
+            # The server's own `send`: the fan-out may write a live frame through it directly.
+            serve = functools.partial(stream.run, handoff.receive, handoff.send, direct=True)
+            handoff.hand(serve, release)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         release = await self._open(scope, receive, send)
@@ -194,10 +189,13 @@ class _Streaming:
         self._on_send_timeout = on_send_timeout
         self._release = release
 
-    async def run(self, receive: Receive, send: Send) -> None:
-        """The stream, then its release (its slots), however it ends."""
+    async def run(self, receive: Receive, send: Send, *, direct: bool = False) -> None:
+        """The stream, then its release (its slots), however it ends.
+
+        `direct`: `send` is the server's own (no middleware's wrapper), so the fan-out
+        may write a live event through it while the stream waits (`SseClient.take`)."""
         try:
-            client = SseClient(receive, send, self._ticker)
+            client = SseClient(receive, send, self._ticker, self._version if direct else None)
             self._ticker.add(client)
             try:
                 if self._opening:
@@ -248,16 +246,8 @@ class _Streaming:
 def frame_of(event: OutgoingEvent, version: EventVersion) -> bytes:
     """The event's frame; a live event's is built once for every stream of its task."""
     if event.shared is not None:
-        return event.shared.frame(
-            version,
-            lambda: event_frame(event.sequence, event.event_type, event.envelope_json, version),
-        )
+        return live_frame(event.shared, version)
     return event_frame(event.sequence, event.event_type, event.envelope_json, version)
-
-
-def event_frame(sequence: int, event_type: str, envelope_json: str, version: EventVersion) -> bytes:
-    shown_type, data = as_requested(envelope_json, event_type, version)
-    return encode_frame(sequence, shown_type, data)
 
 
 def error_frame(problem: dict[str, object]) -> bytes:

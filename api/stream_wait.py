@@ -11,14 +11,30 @@ idle (the process's `StreamTicker` keeps the time for every stream).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
+from api.live_events import LiveEvent
 from broker import Delivery, Subscription
+
+# A stream's test of a live delivery it may be handed while it waits: the event when it
+# is the stream's next (the stream's cursor has moved past it: it MUST be sent), None to
+# leave the delivery to `next_delivery`'s caller.
+Accept = Callable[[Delivery], LiveEvent | None]
 
 
 class StreamWaiter(Protocol):
-    async def next_delivery(self, subscription: Subscription, timeout: float) -> Delivery | None:  # noqa: ASYNC109 -- a wait with a deadline, like Subscription.get
+    async def next_delivery(
+        self,
+        subscription: Subscription,
+        timeout: float,  # noqa: ASYNC109 -- a wait with a deadline, like Subscription.get
+        accept: Accept | None = None,
+    ) -> Delivery | None:
         """The subscription's next delivery, or None after `timeout` seconds without one.
+
+        Meanwhile a waiter may send live events itself: each delivery that `accept`
+        takes (cursor moved) is sent by the waiter, in order, and not returned. Hence
+        None may come before `timeout` when events went out that way.
 
         Raises `BrokerNotConnectedError` when the subscription closed."""
         ...
@@ -31,7 +47,12 @@ class StreamWaiter(Protocol):
 class PlainWaiter:
     """Waiting with nothing else to do meanwhile."""
 
-    async def next_delivery(self, subscription: Subscription, timeout: float) -> Delivery | None:  # noqa: ASYNC109 -- see StreamWaiter
+    async def next_delivery(
+        self,
+        subscription: Subscription,
+        timeout: float,  # noqa: ASYNC109 -- see StreamWaiter
+        accept: Accept | None = None,
+    ) -> Delivery | None:
         return await subscription.get(timeout=timeout)
 
     async def pause(self, seconds: float) -> None:

@@ -31,7 +31,7 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
-from api.live_events import LIVE
+from api.live_events import LIVE, LiveEvent
 from api.store_retry import read_patiently
 from api.stream_events import EventHistory, OutgoingEvent
 from api.stream_gate import StreamCounters
@@ -45,6 +45,7 @@ from broker import (
     Subscription,
     topic_for,
 )
+from schemas import is_terminal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -233,11 +234,15 @@ class TaskEventStream:
             degraded = self._broker.status() is not BrokerStatus.CONNECTED
             try:
                 delivery = await self._wait.next_delivery(
-                    subscription, min(remaining, self._poll_interval) if degraded else remaining
+                    subscription,
+                    min(remaining, self._poll_interval) if degraded else remaining,
+                    self._take_live,
                 )
             except BrokerNotConnectedError:
                 return None  # the broker closed (shutdown): the client resumes elsewhere
             if delivery is None and _now() < self._idle_deadline:
+                if not degraded and self._broker.status() is BrokerStatus.CONNECTED:
+                    continue  # events went out while it waited (`_take_live`): wait on
                 # Redis is away: nothing live can come, so read the store instead.
                 self._counters.store_polls += 1
                 self._catching_up = True
@@ -251,6 +256,27 @@ class TaskEventStream:
             event = self._live(delivery)
             if event is not None:
                 return [event]
+
+    def _take_live(self, delivery: Delivery) -> LiveEvent | None:
+        """A live delivery the waiter may send itself while the stream waits (the fan-out
+        writes it: `api.sse_client.SseClient.take`): only the very next event, valid and
+        for this task, and not a terminal one (the stream checks whether that ends it).
+        Taken, it is sent: the cursor and the idle deadline move here. Anything else is
+        None and reaches `_live` the usual way (skipped, healed, counted, logged there)."""
+        payload = delivery.payload
+        if payload is None:
+            return None
+        live = LIVE.decode(payload)
+        if (
+            live is None
+            or live.sequence != self._last + 1
+            or live.subject != self._task_id
+            or is_terminal(live.event_type)
+        ):
+            return None
+        self._last = live.sequence
+        self._idle_deadline = _now() + self._idle_timeout
+        return live
 
     def _live(self, delivery: Delivery) -> OutgoingEvent | None:
         """The delivery as the next event to send, or None (skipped, or a catch-up is due)."""

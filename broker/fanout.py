@@ -55,6 +55,7 @@ class FanoutSubscription:
         "_items",
         "_resync_queued",
         "_topic",
+        "taker",
         "waker",
     )
 
@@ -70,6 +71,7 @@ class FanoutSubscription:
         self._resync_queued = False
         self._closed = False
         self.waker: Callable[[], None] | None = None
+        self.taker: Callable[[Delivery], bool] | None = None
 
     @property
     def topic(self) -> str:
@@ -98,8 +100,10 @@ class FanoutSubscription:
             self._counters.dropped += 1
             self.push_resync()
         else:
-            self._items.append(delivery)
             self._counters.delivered += 1
+            if not self._items and self.taker is not None and self.taker(delivery):
+                return  # handled by the consumer at once: in order, nothing was queued
+            self._items.append(delivery)
             self._notify()
 
     def push_resync(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from api.live_events import LiveDecoder
-from api.sse_response import encode_frame
+from api.sse_frames import encode_frame
 from broker.fanout import Fanout
 from schemas import EventEnvelope
 from schemas.examples import EXAMPLE_DATA
