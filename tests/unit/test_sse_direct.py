@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -75,7 +75,9 @@ class Stream:
         self.released = 0
         self.send_timeouts = 0
         self.ticker = StreamTicker(
-            heartbeat_seconds=15, idle_timeout_seconds=idle_timeout, send_timeout_seconds=send_timeout
+            heartbeat_seconds=15,
+            idle_timeout_seconds=idle_timeout,
+            send_timeout_seconds=send_timeout,
         )
         self.task: asyncio.Task[None] | None = None
 
@@ -93,7 +95,7 @@ class Stream:
             waiter=client,
         ).batches()
 
-    async def admit(self, scope: Scope, receive: Receive, send: Send) -> object:
+    async def admit(self, scope: Scope, receive: Receive, send: Send) -> Callable[[], None] | None:
         return self.release
 
     def release(self) -> None:
@@ -108,7 +110,7 @@ class Stream:
             opening=b"",
             version="latest",
             ticker=self.ticker,
-            admit=self.admit,  # type: ignore[arg-type]
+            admit=self.admit,
             on_error=lambda exc: {"detail": str(exc)},
             on_send_timeout=self.on_send_timeout,
         )
