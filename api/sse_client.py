@@ -28,7 +28,7 @@ from starlette.types import Receive, Send
 from api.event_versions import EventVersion
 from api.sse_frames import live_frame
 from api.stream_ticker import StreamTicker
-from api.stream_wait import Accept
+from api.stream_wait import Accepts
 from broker import Delivery, Subscription
 from broker.fanout import FanoutSubscription
 from telemetry.tracing import tracing_enabled
@@ -90,7 +90,7 @@ class SseClient:
         self._timer: asyncio.TimerHandle | None = None
         self._version = version
         # While waiting in `next_delivery`: the stream's test of a live delivery.
-        self._accept: Accept | None = None
+        self._accept: Accepts | None = None
         # A direct write this task must finish (or its error), before anything else.
         self._pending: Awaitable[None] | Exception | None = None
         self.parked = False  # suspended in receive(), and only there
@@ -145,7 +145,7 @@ class SseClient:
         self,
         subscription: Subscription,
         timeout: float,  # noqa: ASYNC109 -- see StreamWaiter
-        accept: Accept | None = None,
+        accept: Accepts | None = None,
     ) -> Delivery | None:
         if not isinstance(subscription, FanoutSubscription):  # not a broker of this repo
             return await self._plain_next(subscription, timeout)
@@ -153,7 +153,7 @@ class SseClient:
         subscription.waker = self.wake
         if accept is not None and self._version is not None:
             self._accept = accept
-            subscription.taker = self.take
+            subscription.taker = self  # `take`
         try:
             while True:
                 if self._pending is not None:
@@ -183,7 +183,7 @@ class SseClient:
 
         Only while parked (no write of this task in flight, nothing queued before it: the
         fan-out asks only with an empty queue) and not about to wake; only what the stream
-        accepts as its next event (`accept` moves its cursor). Never raises: the fan-out
+        accepts as its next event (`accept_live` moves its cursor). Never raises: the fan-out
         goes on to the other subscribers."""
         accept = self._accept
         version = self._version
@@ -197,7 +197,7 @@ class SseClient:
         ):
             return False
         try:
-            live = accept(delivery)
+            live = accept.accept_live(delivery)
             if live is None:
                 return False
             sending = self._send(

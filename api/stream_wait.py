@@ -11,16 +11,19 @@ idle (the process's `StreamTicker` keeps the time for every stream).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Protocol
 
 from api.live_events import LiveEvent
 from broker import Delivery, Subscription
 
-# A stream's test of a live delivery it may be handed while it waits: the event when it
-# is the stream's next (the stream's cursor has moved past it: it MUST be sent), None to
-# leave the delivery to `next_delivery`'s caller.
-Accept = Callable[[Delivery], LiveEvent | None]
+
+class Accepts(Protocol):
+    """A stream that a waiter may hand live deliveries while it waits."""
+
+    def accept_live(self, delivery: Delivery) -> LiveEvent | None:
+        """The event when it is the stream's next (its cursor has moved past it: the waiter
+        MUST send it), None to leave the delivery to `next_delivery`'s caller."""
+        ...
 
 
 class StreamWaiter(Protocol):
@@ -28,11 +31,11 @@ class StreamWaiter(Protocol):
         self,
         subscription: Subscription,
         timeout: float,  # noqa: ASYNC109 -- a wait with a deadline, like Subscription.get
-        accept: Accept | None = None,
+        accept: Accepts | None = None,
     ) -> Delivery | None:
         """The subscription's next delivery, or None after `timeout` seconds without one.
 
-        Meanwhile a waiter may send live events itself: each delivery that `accept`
+        Meanwhile a waiter may send live events itself: each delivery that `accept.accept_live`
         takes (cursor moved) is sent by the waiter, in order, and not returned. Hence
         None may come before `timeout` when events went out that way.
 
@@ -51,7 +54,7 @@ class PlainWaiter:
         self,
         subscription: Subscription,
         timeout: float,  # noqa: ASYNC109 -- see StreamWaiter
-        accept: Accept | None = None,
+        accept: Accepts | None = None,
     ) -> Delivery | None:
         return await subscription.get(timeout=timeout)
 

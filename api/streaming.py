@@ -236,13 +236,13 @@ class TaskEventStream:
                 delivery = await self._wait.next_delivery(
                     subscription,
                     min(remaining, self._poll_interval) if degraded else remaining,
-                    self._take_live,
+                    self,  # `accept_live`
                 )
             except BrokerNotConnectedError:
                 return None  # the broker closed (shutdown): the client resumes elsewhere
             if delivery is None and _now() < self._idle_deadline:
                 if not degraded and self._broker.status() is BrokerStatus.CONNECTED:
-                    continue  # events went out while it waited (`_take_live`): wait on
+                    continue  # events went out while it waited (`accept_live`): wait on
                 # Redis is away: nothing live can come, so read the store instead.
                 self._counters.store_polls += 1
                 self._catching_up = True
@@ -257,7 +257,7 @@ class TaskEventStream:
             if event is not None:
                 return [event]
 
-    def _take_live(self, delivery: Delivery) -> LiveEvent | None:
+    def accept_live(self, delivery: Delivery) -> LiveEvent | None:
         """A live delivery the waiter may send itself while the stream waits (the fan-out
         writes it: `api.sse_client.SseClient.take`): only the very next event, valid and
         for this task, and not a terminal one (the stream checks whether that ends it).

@@ -18,10 +18,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from broker.protocol import BrokerNotConnectedError, Delivery
 
 RESYNC = Delivery(payload=None, resync=True)
+
+
+class Taker(Protocol):
+    def take(self, delivery: Delivery) -> bool:
+        """Handle `delivery` now (True), or leave it to the queue (False). Never raises."""
+        ...
 
 
 @dataclass(slots=True)
@@ -40,7 +47,11 @@ class FanoutSubscription:
     belong to the fan-out; consumers call `get` (or iterate), or — an event loop
     of their own, such as an SSE response parked in `receive()` — set `waker`
     (called, synchronously, whenever something arrives or the subscription
-    closes) and drain with `get_nowait`.
+    closes) and drain with `get_nowait`. Such a consumer may also set `taker`:
+    its `take` is offered each message that finds the queue empty, before it
+    is queued; when it returns True the consumer has handled the message
+    itself (an SSE response wrote it while it waits): nothing is queued, nobody
+    woken.
 
     A plain list and at most one waiting future: an idle subscription (the
     common case, thousands per API process) holds no `asyncio.Queue`, no timer
@@ -71,7 +82,7 @@ class FanoutSubscription:
         self._resync_queued = False
         self._closed = False
         self.waker: Callable[[], None] | None = None
-        self.taker: Callable[[Delivery], bool] | None = None
+        self.taker: Taker | None = None  # an object, not a bound method: no allocation
 
     @property
     def topic(self) -> str:
@@ -101,7 +112,7 @@ class FanoutSubscription:
             self.push_resync()
         else:
             self._counters.delivered += 1
-            if not self._items and self.taker is not None and self.taker(delivery):
+            if not self._items and self.taker is not None and self.taker.take(delivery):
                 return  # handled by the consumer at once: in order, nothing was queued
             self._items.append(delivery)
             self._notify()

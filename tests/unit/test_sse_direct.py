@@ -254,11 +254,12 @@ def test_a_taker_handles_a_message_only_when_nothing_is_queued_before_it() -> No
     woken: list[int] = []
     subscription.waker = lambda: woken.append(1)
 
-    def taker(delivery: Delivery) -> bool:
-        taken.append(delivery.payload)
-        return delivery.payload != "refused"
+    class Taker:
+        def take(self, delivery: Delivery) -> bool:
+            taken.append(delivery.payload)
+            return delivery.payload != "refused"
 
-    subscription.taker = taker
+    subscription.taker = Taker()
     fanout.deliver("task.x", "a")  # taken: not queued, nobody woken
     assert (subscription.buffered, woken) == (0, [])
     fanout.deliver("task.x", "refused")  # queued, the consumer woken
