@@ -35,7 +35,7 @@ class Taker(Protocol):
 class FanoutCounters:
     """Process-wide counts, shared by every subscriber of one fan-out (for metrics)."""
 
-    delivered: int = 0  # messages queued to a subscriber
+    delivered: int = 0  # messages handed to a subscriber (queued, or taken at once)
     dropped: int = 0  # messages a subscriber's full (or resyncing) queue could not take
     resyncs: int = 0  # resync notices queued (overflows and reconnects)
 
