@@ -25,6 +25,7 @@ from schemas.admission_claim import admission_claim
 from schemas.workflow import TaskWorkflowInput, workflow_id_for
 from store.admission import AdmissionStore
 from store.admission_park import ParkedStart, park, parked_starts
+from store.chapters import stale_open_tasks
 from temporal.tasks import TaskClient
 from tests.integration.test_admission_store import ask, held, outcome
 from tests.polling import until
@@ -204,3 +205,27 @@ def claim_of(request: TaskWorkflowInput) -> AdmissionRequest:
     claim = admission_claim(request)
     assert claim is not None
     return claim
+
+
+async def test_the_reconcilers_sweep_leaves_parked_tasks_to_admission(
+    pool: AsyncConnectionPool,
+) -> None:
+    store, key = AdmissionStore(pool, {}), f"park-sweep-{uuid.uuid4().hex[:8]}"
+    holder = ask(key, limit=1)
+    assert outcome(await store.acquire(holder)) == "admitted"
+    parked = ask(key, limit=1)
+    assert await park(pool, parked, start_of(parked)) == 1
+
+    async def first_open_from_parked() -> list[str]:
+        # The page starts just before the parked task's id: it is first when it is in.
+        page = await stale_open_tasks(pool, stale_seconds=0, limit=1, after=parked.task_id[:-1])
+        return [chapter.task_id for chapter in page]
+
+    assert parked.task_id not in await first_open_from_parked()  # no run: the keeper's
+    assert (await store.release(holder.task_id)).granted == [parked.task_id]
+    assert parked.task_id not in await first_open_from_parked()  # admitted, not yet woken
+    async with pool.connection() as conn:  # what the Waker marks once its signal landed
+        await conn.execute(
+            "UPDATE admission_tickets SET woken = true WHERE task_id = %s", (parked.task_id,)
+        )
+    assert await first_open_from_parked() == [parked.task_id]  # a run now: the sweep's
