@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Coroutine, Generator
-from typing import Any
+from collections.abc import Awaitable, Coroutine
 
 from starlette.types import Receive, Send
 
 from api.event_versions import EventVersion
 from api.sse_frames import live_frame
+from api.sse_rest_of_send import RestOfSend
 from api.stream_ticker import StreamTicker
 from api.stream_wait import Accepts
 from broker import Delivery, Subscription
@@ -174,7 +174,7 @@ class SseClient:
             subscription.taker = None
             self._accept = None
             pending, self._pending = self._pending, None
-            if isinstance(pending, _RestOfSend):  # the stream ends: its write with it
+            if isinstance(pending, RestOfSend):  # the stream ends: its write with it
                 pending.close()
 
     def take(self, delivery: Delivery) -> bool:
@@ -212,7 +212,7 @@ class SseClient:
             except StopIteration:
                 return True  # written (the common case: nothing to wait for)
             # The transport is paused: this task finishes the send, under the send timeout.
-            self._pending = _RestOfSend(sending, waiting)
+            self._pending = RestOfSend(sending, waiting)
             self.sending_since = self._loop.time()
         except Exception as exc:  # noqa: BLE001 -- raised in the stream's task, as its own write's
             self._pending = exc
@@ -282,37 +282,3 @@ class SseClient:
         if message["type"] == "http.disconnect":
             raise ClientGoneError
         self.woken = False  # an `http.request` (the GET's empty body): wait on
-
-
-class _RestOfSend:
-    """The rest of a `send` coroutine that the fan-out started and that had to wait:
-    awaited by the stream's task, which waits on what the coroutine waits on (the same
-    future) and passes a cancellation (a send timeout, shutdown) into it."""
-
-    __slots__ = ("_sending", "_waiting")
-
-    def __init__(self, sending: Coroutine[Any, Any, None], waiting: Any) -> None:
-        self._sending = sending
-        self._waiting = waiting
-
-    def __await__(self) -> Generator[Any, None, None]:
-        sending, waiting = self._sending, self._waiting
-        while True:
-            try:
-                yield waiting
-            except GeneratorExit:
-                sending.close()
-                raise
-            except BaseException as exc:  # noqa: BLE001 -- passed into the send, which raises it
-                try:
-                    waiting = sending.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    waiting = sending.send(None)
-                except StopIteration:
-                    return
-
-    def close(self) -> None:
-        self._sending.close()

@@ -35,25 +35,16 @@ from api.live_events import LIVE, LiveEvent
 from api.store_retry import read_patiently
 from api.stream_events import EventHistory, OutgoingEvent
 from api.stream_gate import StreamCounters
+from api.stream_subscribe import live_subscription
 from api.stream_wait import PlainWaiter, StreamWaiter
-from broker import (
-    BrokerNotConnectedError,
-    BrokerStatus,
-    BrokerUnavailableError,
-    Delivery,
-    EventBroker,
-    Subscription,
-    topic_for,
-)
+from broker import BrokerNotConnectedError, BrokerStatus, Delivery, EventBroker, Subscription
 from schemas import is_terminal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-# While Redis is away: how long a new stream waits for a confirmation before it reads
-# the store instead, and how many store polls pass between attempts to subscribe again.
-SUBSCRIBE_WAIT_WHILE_DOWN = 1.0
+# While Redis is away: how many store polls pass between attempts to subscribe again.
 RESUBSCRIBE_EVERY_POLLS = 3
 
 
@@ -152,28 +143,13 @@ class TaskEventStream:
         """The live subscription (confirmed), or None while Redis is away: the stream
         then reads the store. Either way a catch-up from the store comes next."""
         self._catching_up = True
-        connected = self._broker.status() is BrokerStatus.CONNECTED
-        entering = self._broker.subscribe(topic_for(self._task_id), queue_size=self._queue_size)
-        try:
-            if connected:
-                subscription = await entering.__aenter__()
-            else:
-                # Down already: do not keep the client waiting for the broker's full timeout.
-                subscribing = entering.__aenter__()
-                subscription = await asyncio.wait_for(subscribing, SUBSCRIBE_WAIT_WHILE_DOWN)
-            self._held = entering
-            return subscription
-        except (BrokerUnavailableError, TimeoutError) as exc:
-            self._counters.store_fallbacks += 1
-            log.info(
-                "no live subscription; streaming from the store",
-                extra={
-                    "task_id": self._task_id,
-                    "sequence": self._last,
-                    "error": str(exc) or "timeout",
-                },
-            )
+        held = await live_subscription(
+            self._broker, self._task_id, self._queue_size, self._counters, self._last
+        )
+        if held is None:
             return None
+        self._held, subscription = held
+        return subscription
 
     async def _from_store(self, read: Callable[[], Awaitable[T]]) -> T:
         """`read()`, waiting out a store that does not answer (api/store_retry.py): the
