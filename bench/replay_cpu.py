@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 
 from bench.stats import median
+from temporal.converter import data_converter as pydantic_data_converter
 from worker.temporal_worker import workflow_runner
 from workflows.task_workflow import TaskWorkflow
 

@@ -21,13 +21,13 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client, Interceptor
 from temporalio.common import SearchAttributeIndexedValueType
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from schemas.workflow import SEARCH_ATTRIBUTES
 from settings import ConfigurationError, Settings
 from telemetry.tracing import tracer, tracing_enabled
+from temporal.converter import data_converter as taskplane_data_converter
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ async def connect_client(
     return await Client.connect(
         settings.require_temporal_address(),
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=taskplane_data_converter,
         tls=security.tls,
         api_key=security.api_key,
         interceptors=client_interceptors(),
