@@ -134,13 +134,19 @@ def frame(history: ListHistory, sequence: int) -> bytes:
     return event_frame(event.sequence, event.event_type, event.envelope_json, "latest")
 
 
-async def test_live_events_are_written_by_the_fan_out_while_the_stream_waits() -> None:
+async def waiting_stream(**options: float) -> tuple[MemoryBroker, ListHistory, Stream]:
+    """A stream of TASK that sent its history (`task.created.v1`) and waits for live events."""
     broker, history = MemoryBroker(), ListHistory()
     await broker.connect()
     history.add("task.created.v1")
-    stream = Stream(history, broker)
+    stream = Stream(history, broker, **options)
     await stream.start()
-    await stream.until_sent(1)  # the history page: the stream waits for live events now
+    await stream.until_sent(1)
+    return broker, history, stream
+
+
+async def test_live_events_are_written_by_the_fan_out_while_the_stream_waits() -> None:
+    broker, history, stream = await waiting_stream()  # history sent: it waits for live events
     for sequence in (2, 3, 4):
         await broker.publish(TOPIC, history.add())
         # On the wire already: the fan-out wrote it, the stream's task did not run.
@@ -154,12 +160,7 @@ async def test_live_events_are_written_by_the_fan_out_while_the_stream_waits() -
 
 
 async def test_what_is_not_the_next_event_still_goes_through_the_stream() -> None:
-    broker, history = MemoryBroker(), ListHistory()
-    await broker.connect()
-    history.add("task.created.v1")
-    stream = Stream(history, broker)
-    await stream.start()
-    await stream.until_sent(1)
+    broker, history, stream = await waiting_stream()
     await broker.publish(TOPIC, history.events[0].envelope_json)  # a repeat: dropped
     await until(lambda: stream.counters.dropped_duplicates == 1, within=5, what="the drop")
     history.add()  # never published: the next one shows a gap
@@ -177,12 +178,7 @@ async def test_what_is_not_the_next_event_still_goes_through_the_stream() -> Non
 
 
 async def test_a_write_that_has_to_wait_is_finished_by_the_stream_before_what_follows() -> None:
-    broker, history = MemoryBroker(), ListHistory()
-    await broker.connect()
-    history.add("task.created.v1")
-    stream = Stream(history, broker)
-    await stream.start()
-    await stream.until_sent(1)
+    broker, history, stream = await waiting_stream()
     stream.wire.writable.clear()  # the client's socket buffer is full
     await broker.publish(TOPIC, history.add())  # its send waits: handed to the stream
     await broker.publish(TOPIC, history.add())  # queued behind it
@@ -198,12 +194,7 @@ async def test_a_write_that_has_to_wait_is_finished_by_the_stream_before_what_fo
 
 
 async def test_a_client_that_stops_reading_during_a_direct_write_is_dropped() -> None:
-    broker, history = MemoryBroker(), ListHistory()
-    await broker.connect()
-    history.add("task.created.v1")
-    stream = Stream(history, broker, send_timeout=0.2)
-    await stream.start()
-    await stream.until_sent(1)
+    broker, history, stream = await waiting_stream(send_timeout=0.2)
     stream.wire.writable.clear()  # and it never drains
     await broker.publish(TOPIC, history.add())
     await stream.ended()
@@ -212,12 +203,7 @@ async def test_a_client_that_stops_reading_during_a_direct_write_is_dropped() ->
 
 
 async def test_a_client_that_leaves_while_waiting_releases_everything() -> None:
-    broker, history = MemoryBroker(), ListHistory()
-    await broker.connect()
-    history.add("task.created.v1")
-    stream = Stream(history, broker)
-    await stream.start()
-    await stream.until_sent(1)
+    broker, history, stream = await waiting_stream()
     await broker.publish(TOPIC, history.add())
     stream.wire.gone.set()
     await stream.ended()
@@ -230,18 +216,17 @@ async def test_a_client_that_leaves_while_waiting_releases_everything() -> None:
 
 
 async def test_direct_writes_restart_the_idle_clock_without_reading_the_store() -> None:
-    broker, history = MemoryBroker(), ListHistory()
-    await broker.connect()
-    history.add("task.created.v1")
-    stream = Stream(history, broker, idle_timeout=0.3)
-    await stream.start()
-    await stream.until_sent(1)
-    # Time itself is what this shows: the event comes after 2/3 of the idle timeout,
-    # and the stream outlives the first 0.3 s because the event restarted its clock.
-    await asyncio.sleep(0.2)
+    broker, history, stream = await waiting_stream(idle_timeout=2.0)
+    # Time itself is what this shows: the event comes halfway through the idle timeout
+    # (a second of margin for a busy machine), and the stream idles out a whole timeout
+    # after it, not at its first deadline, without its early wakes counting as store polls.
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(1.0)
+    published = loop.time()
     await broker.publish(TOPIC, history.add())
     assert stream.wire.sequences == [1, 2]
     await stream.ended()
+    assert loop.time() - published >= 2.0 - 0.01  # a lower bound: a busy box only adds
     assert stream.counters.idle_timeouts == 1
     assert stream.counters.store_polls == 0  # the early end of its wait was not Redis away
     assert (stream.released, broker.fanout.subscriber_count) == (1, 0)
