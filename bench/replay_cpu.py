@@ -22,7 +22,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 
 from bench.stats import median
-from temporal.converter import data_converter as pydantic_data_converter
+from temporal.converter import data_converter
 from worker.temporal_worker import workflow_runner
 from workflows.task_workflow import TaskWorkflow
 
@@ -31,7 +31,7 @@ DEFAULT_HISTORY = Path("tests/replay/histories/v8_completed.json")
 
 async def cpu_ms_per_replay(runner: WorkflowRunner, history: dict[str, Any], replays: int) -> float:
     replayer = Replayer(
-        workflows=[TaskWorkflow], data_converter=pydantic_data_converter, workflow_runner=runner
+        workflows=[TaskWorkflow], data_converter=data_converter, workflow_runner=runner
     )
 
     async def histories() -> AsyncIterator[WorkflowHistory]:
