@@ -7,6 +7,8 @@
   the outbox marks (`unmarked_recorder`, a bound).
 - Group commit (activities/group_commit.py): 20 tasks recording at once, with and
   without groups, alternating: CPU per event of the recording loop's thread.
+- Publishing one event: the production script against a redis-py pipeline
+  (bench/publish_cost.py).
 - Decoding one live message in the API: `schemas.decode_event` (what each SSE
   stream does with every broker message, so a fan-out to N clients decodes the
   same message N times) against a bare `orjson.loads`.
@@ -25,6 +27,7 @@ import uvloop
 
 from activities.recorder import DEFAULT_MAX_GROUP, EventRecorder
 from bench.context import BenchContext, cpu_delta
+from bench.publish_cost import publish_cost
 from bench.recorders import unmarked_recorder
 from bench.stats import median
 from broker.redis import RedisBroker
@@ -222,9 +225,15 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
             f"  {grouping['lanes']} lanes {kind:<14} {r['wall_ms']:.3f} ms wall"
             f"  {r['cpu_ms']:.3f} ms CPU /event (mean group {r['mean_group']:.1f})"
         )
+    publishing = await publish_cost(ctx)
+    print(
+        f"  publish one event: script {publishing['script_cpu_us']} µs CPU"
+        f" ({publishing['script_no_read_timeout_cpu_us']} without the read timeout),"
+        f" pipeline {publishing['pipeline_cpu_us']} µs CPU"
+    )
     decode = _decode_cost()
     print(
         f"  decode_event {decode['decode_event_us']} µs/message"
         f" (orjson.loads {decode['orjson_loads_us']} µs)"
     )
-    return {"record": recording, "grouping": grouping, "decode": decode}
+    return {"record": recording, "grouping": grouping, "publish": publishing, "decode": decode}

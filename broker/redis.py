@@ -1,7 +1,7 @@
 """`RedisBroker`: Redis pub/sub for live fan-out plus a Redis stream for durable consumers.
 
-`publish` is one round trip (a non-transactional pipeline): PUBLISH to the live
-topic, and XADD to one capped stream that durable consumers read with consumer
+`publish` is one round trip, one command (a script, broker.redis_publish): PUBLISH to
+the live topic, and XADD to one capped stream that durable consumers read with consumer
 groups (`consume`, see `broker.redis_streams`). Live subscriptions all share one
 pub/sub connection (`SharedPubSub`), opened with the first subscription.
 
@@ -35,6 +35,7 @@ from broker.protocol import (
     Subscription,
 )
 from broker.redis_clients import command_client, consume_client, pubsub_client
+from broker.redis_publish import PublishScript
 from broker.redis_pubsub import SharedPubSub
 from broker.redis_stream_reports import StreamBacklog, read_backlog, read_dead_letters
 from broker.redis_streams import RedisGroupBackend
@@ -66,6 +67,7 @@ class RedisBroker:
         self._fanout = Fanout(default_queue_size)
         self._durable = DurableCounters()
         self._commands: Redis | None = None
+        self._publish_script: PublishScript | None = None
         self._pubsub_client: Redis | None = None
         self._shared: SharedPubSub | None = None
         self._readers: set[Redis] = set()
@@ -106,6 +108,9 @@ class RedisBroker:
             raise BrokerNotConnectedError("the broker was closed")
         if self._shared is None:
             self._commands = command_client(self._url, self._publish_timeout, self._client_name)
+            self._publish_script = PublishScript(
+                self._commands, stream_key=self._stream_key, stream_maxlen=self._stream_maxlen
+            )
             self._pubsub_client = pubsub_client(
                 self._url, self._subscribe_timeout, self.pubsub_client_name
             )
@@ -161,20 +166,14 @@ class RedisBroker:
         await self.publish_batch([(topic, payload) for payload in payloads])
 
     async def publish_batch(self, messages: Sequence[tuple[str, str]]) -> None:
-        commands = self._require_commands()
-        topic = messages[0][0] if messages else ""  # named in errors: the first
+        self._require_commands()
+        assert self._publish_script is not None  # made with the command client
+        if not messages:
+            return
+        topic = messages[0][0]  # named in errors: the first
         try:
             async with asyncio.timeout(self._publish_timeout):
-                async with commands.pipeline(transaction=False) as pipe:
-                    for to, payload in messages:
-                        pipe.publish(to, payload)
-                        pipe.xadd(
-                            self._stream_key,
-                            {"topic": to, "payload": payload},
-                            maxlen=self._stream_maxlen,
-                            approximate=True,
-                        )
-                    await pipe.execute()
+                await self._publish_script(messages)
         except TimeoutError as exc:
             self._command_status = BrokerStatus.DISCONNECTED
             raise BrokerUnavailableError(

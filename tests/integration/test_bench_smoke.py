@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import flow, output, rate_limits, replay, throughput
+from bench.publish_cost import KINDS, publish_cost
 from bench.context import BenchContext, Sizes
 from bench.report import targets
 from bench.stack import Endpoints
@@ -65,6 +66,14 @@ async def test_throughput_slice_measures_both_variants_and_their_ratio(
     assert variants["taskplane_worker_loops"]["events_per_task"] == 12
     (target,) = targets({"throughput": result})
     assert target["measured"] == variants["taskplane"]["median_ratio_to_bare"]
+
+
+async def test_publish_cost_measures_every_way_of_publishing(ctx: BenchContext) -> None:
+    result = await publish_cost(ctx)
+
+    assert result["publishes_per_run"] == 4 * ctx.sizes.lever_events
+    for kind in KINDS:
+        assert result[f"{kind}_cpu_us"] > 0, kind
 
 
 async def test_replay_slice_reads_every_event_over_sse_and_history(ctx: BenchContext) -> None:

@@ -151,6 +151,61 @@ async def test_publish_appends_to_the_stream(redis_url: str, admin: Redis) -> No
         await admin.delete(stream_key)
 
 
+async def test_publishing_survives_a_script_flush(redis_url: str, admin: Redis) -> None:
+    """The publish script (broker.redis_publish): a server that forgot it (SCRIPT FLUSH,
+    as after a restart) is sent it again, and each message's PUBLISH and XADD stay in
+    order, nothing lost."""
+    stream_key = f"taskplane:test:{uuid.uuid4()}"
+    broker = RedisBroker(redis_url, stream_key=stream_key)
+    await broker.connect()
+    first, second = new_topic(), new_topic()
+    batch = [(first, '{"n": 1}'), (second, '{"n": 2}'), (first, '{"n": 3}')]
+    try:
+        async with broker.subscribe(first) as one, broker.subscribe(second) as other:
+            await broker.publish_batch(batch)
+            await admin.script_flush()
+            await broker.publish_batch([(second, '{"n": 4}')])
+            assert [(await receive(one)).payload for _ in range(2)] == ['{"n": 1}', '{"n": 3}']
+            assert [(await receive(other)).payload for _ in range(2)] == ['{"n": 2}', '{"n": 4}']
+        entries = await admin.xrange(stream_key)
+        assert [(fields["topic"], fields["payload"]) for _id, fields in entries] == [
+            *batch,
+            (second, '{"n": 4}'),
+        ]
+    finally:
+        await broker.close()
+        await admin.delete(stream_key)
+
+
+async def test_publishes_where_scripts_are_refused(redis_url: str, admin: Redis) -> None:
+    """An ACL user without EVALSHA (or SCRIPT): publishing falls back to the pipeline."""
+    user = f"tp-noscript-{uuid.uuid4().hex[:8]}"
+    await admin.acl_setuser(
+        user,
+        enabled=True,
+        nopass=True,
+        commands=["+@all", "-evalsha", "-eval", "-script"],
+        keys=["*"],
+        channels=["*"],
+    )
+    stream_key = f"taskplane:test:{uuid.uuid4()}"
+    scheme, rest = redis_url.split("://", 1)
+    broker = RedisBroker(f"{scheme}://{user}:any@{rest}", stream_key=stream_key)
+    await broker.connect()
+    topic = new_topic()
+    try:
+        async with broker.subscribe(topic) as subscription:
+            await broker.publish(topic, '{"n": 1}')
+            await broker.publish_batch([(topic, '{"n": 2}'), (topic, '{"n": 3}')])
+            received = [(await receive(subscription)).payload for _ in range(3)]
+        assert received == ['{"n": 1}', '{"n": 2}', '{"n": 3}']
+        assert await admin.xlen(stream_key) == 3
+    finally:
+        await broker.close()
+        await admin.delete(stream_key)
+        await admin.acl_deluser(user)
+
+
 async def test_stream_is_capped(redis_url: str, admin: Redis) -> None:
     stream_key = f"taskplane:test:{uuid.uuid4()}"
     broker = RedisBroker(redis_url, stream_key=stream_key, stream_maxlen=10)
