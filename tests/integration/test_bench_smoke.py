@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench import flow, output, rate_limits, replay, throughput
-from bench.publish_cost import KINDS, publish_cost
 from bench.context import BenchContext, Sizes
+from bench.publish_cost import KINDS, publish_cost
 from bench.report import targets
 from bench.stack import Endpoints
 from broker.redis import RedisBroker
