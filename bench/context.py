@@ -61,6 +61,8 @@ class Sizes:
     flow_noisy: int = 2000  # the noisy tenant's burst (bench/flow.py)
     flow_quiet: int = 20
     flow_step_seconds: float = 0.05
+    # The quiet tenant's step; < 0: `flow_step_seconds` (noisy long tasks, quiet short ones).
+    flow_quiet_step_seconds: float = -1.0
     flow_limit: int = 10  # per tenant key in the `fairness_limit` variant
     flow_variants: str = ""  # comma-separated (bench/flow.py); empty: every variant
     flow_worker_slots: int = 10  # the `*_slots` variants' worker task slots (SDK default 100)
@@ -69,6 +71,13 @@ class Sizes:
     flow_overhead_concurrency: int = 5
     flow_overhead_rounds: int = 2
     flow_claims: int = 500
+
+    @property
+    def quiet_step_seconds(self) -> float:
+        """The quiet tenant's step length in the flow part."""
+        if self.flow_quiet_step_seconds < 0:
+            return self.flow_step_seconds
+        return self.flow_quiet_step_seconds
 
     def override(self, assignments: list[str]) -> Sizes:
         """`name=value` strings (from `--set`); tuples as comma-separated integers."""

@@ -128,7 +128,7 @@ async def _noisy_and_quiet(ctx: BenchContext, run: Run, noisy: int) -> dict[str,
             await half.wait()
         quiet_ids = []
         for _ in range(sizes.flow_quiet):
-            quiet_ids.append(await run.start(calm, sizes.flow_step_seconds))
+            quiet_ids.append(await run.start(calm, sizes.quiet_step_seconds))
             await asyncio.sleep(0.05)
         deadline = time.monotonic() + sizes.flow_deadline_seconds
         while True:

@@ -188,7 +188,7 @@ async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
             if variant.noisy:
                 await half.wait()
             for _ in range(sizes.flow_quiet):
-                await _create(quiet_http, sizes.flow_step_seconds, quiet_sent, quiet_answered)
+                await _create(quiet_http, sizes.quiet_step_seconds, quiet_sent, quiet_answered)
                 await asyncio.sleep(0.05)
             deadline = time.monotonic() + sizes.flow_deadline_seconds
             while True:
