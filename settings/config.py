@@ -103,6 +103,11 @@ class Settings(RedisClusterSettings, AdmissionSettings):  # sections: settings/*
     # unset: the SDK's 100. Fewer keep a backlog in Temporal's matching, where the
     # tenant fairness key orders it (docs/flow-control.md#fairness).
     worker_task_slots: int | None = Field(default=None, ge=1)
+    # Activities one worker runs at once; unset: `worker_task_slots`. A task's step is
+    # an activity that mostly waits, and with as few activity slots as a concurrency
+    # limit the limited tenant's running steps hold every one of them: another tenant's
+    # first step waits for a free slot (docs/flow-control.md#fairness).
+    worker_activity_slots: int | None = Field(default=None, ge=1)
     # Run workflow code in Temporal's sandbox (true) or without it (false, the default):
     # the sandbox's per-run module table and its per-payload calls into it cost the worker
     # 7-17 ms of CPU a task (docs/performance.md, issue 15). Determinism stays guarded by

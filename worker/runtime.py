@@ -212,6 +212,7 @@ class WorkerRuntime:
                 shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 task_slots=settings.worker_task_slots,
+                activity_slots=settings.worker_activity_slots,
                 plugins=installed_plugins() if self._plugins is None else self._plugins,
                 pool=self.pool,
                 admission=AdmissionActivities(self.admission, self.waker),

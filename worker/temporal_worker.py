@@ -93,6 +93,7 @@ def build_worker(
     pool: AsyncConnectionPool | None = None,
     admission: AdmissionActivities | None = None,
     task_slots: int | None = None,
+    activity_slots: int | None = None,
     deployment_config: WorkerDeploymentConfig | None = None,
     sandboxed: bool = False,
 ) -> Worker:
@@ -136,8 +137,9 @@ def build_worker(
         # Fewer tasks held inside the worker keep the backlog in Temporal's matching,
         # where fairness orders it (docs/flow-control.md#fairness); None: the SDK's 100.
         max_concurrent_workflow_tasks=task_slots,
-        max_concurrent_activities=task_slots,
-        max_concurrent_local_activities=task_slots,
+        # Activities and local activities: `activity_slots` (None: `task_slots`).
+        max_concurrent_activities=activity_slots or task_slots,
+        max_concurrent_local_activities=activity_slots or task_slots,
         deployment_config=deployment_config,
         # Heartbeats reach the server at least every second, so a cancel (which
         # rides on the heartbeat response) stops a step within about a second.
