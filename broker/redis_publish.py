@@ -2,8 +2,9 @@
 in a server-side script.
 
 The same two commands in a redis-py pipeline cost the publishing thread more CPU (two
-replies to parse and the pipeline's own bookkeeping: 12 to 24 µs an event here, measured by
-`python -m bench --parts levers`, docs/performance.md "Session 11"). The script is loaded
+replies to parse and the pipeline's own bookkeeping: 11 to 31 µs a publish here, measured
+by `python -m bench --parts levers`, docs/performance.md "Session 11: one command a
+publish"; Redis's own CPU the same). The script is loaded
 once per server: redis-py's `AsyncScript` sends EVALSHA and, when the server does not
 know the script (a restart, SCRIPT FLUSH), loads it and tries again.
 
@@ -58,11 +59,6 @@ class PublishScript:
         self._stream_key = stream_key
         self._maxlen = stream_maxlen
         self._use_pipeline = False
-
-    @property
-    def uses_pipeline(self) -> bool:
-        """True once the server refused the script: every publish is a pipeline then."""
-        return self._use_pipeline
 
     async def __call__(self, messages: Sequence[tuple[str, str]]) -> None:
         if not self._use_pipeline:
