@@ -23,7 +23,7 @@ from bench.context import BenchContext
 from bench.stats import median
 from broker.redis import RedisBroker
 from broker.redis_clients import command_client
-from broker.redis_publish import PublishScript
+from broker.redis_publish import PublishScript, publish_in_pipeline
 
 KINDS = ("script", "script_no_read_timeout", "pipeline")
 _TOPIC = "taskplane:bench:publish"
@@ -59,10 +59,10 @@ async def _per_publish(ctx: BenchContext, kind: str, publishes: int) -> float:
     else:
 
         async def publish() -> None:
-            async with asyncio.timeout(1.0), client.pipeline(transaction=False) as pipe:
-                pipe.publish(_TOPIC, _PAYLOAD)
-                pipe.xadd(stream, {"topic": _TOPIC, "payload": _PAYLOAD}, maxlen=100_000)
-                await pipe.execute()
+            async with asyncio.timeout(1.0):
+                await publish_in_pipeline(
+                    client, [(_TOPIC, _PAYLOAD)], stream_key=stream, stream_maxlen=100_000
+                )
 
     try:
         for _ in range(100):  # connections open, script loaded

@@ -49,6 +49,23 @@ def _scripts_refused(exc: ResponseError) -> bool:
     return refused and names_scripting
 
 
+async def publish_in_pipeline(
+    client: Redis, messages: Sequence[tuple[str, str]], *, stream_key: str, stream_maxlen: int
+) -> None:
+    """The same writes as the script, as two commands a message in one non-transactional
+    pipeline: the fallback, and the bench's baseline (bench/publish_cost.py)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for topic, payload in messages:
+            pipe.publish(topic, payload)
+            pipe.xadd(
+                stream_key,
+                {"topic": topic, "payload": payload},
+                maxlen=stream_maxlen,
+                approximate=True,
+            )
+        await pipe.execute()
+
+
 class PublishScript:
     """PUBLISH + XADD for a batch of (topic, payload): one EVALSHA, or a pipeline where
     scripts are refused."""
@@ -77,16 +94,6 @@ class PublishScript:
                     "Redis refuses scripts; publishing with a pipeline from now on",
                     extra={"error": str(exc)},
                 )
-        await self._pipeline(messages)
-
-    async def _pipeline(self, messages: Sequence[tuple[str, str]]) -> None:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for topic, payload in messages:
-                pipe.publish(topic, payload)
-                pipe.xadd(
-                    self._stream_key,
-                    {"topic": topic, "payload": payload},
-                    maxlen=self._maxlen,
-                    approximate=True,
-                )
-            await pipe.execute()
+        await publish_in_pipeline(
+            self._client, messages, stream_key=self._stream_key, stream_maxlen=self._maxlen
+        )
