@@ -46,7 +46,7 @@ WITH k AS (
 )
 SELECT running FROM k
 """
-CLAIM_KEY = """
+_CLAIM_KEY = """
 INSERT INTO admission_keys (task_type, concurrency_key, max_running)
 VALUES (%(task_type)s, %(key)s, %(limit)s)
 ON CONFLICT (task_type, concurrency_key)
@@ -139,7 +139,7 @@ class AdmissionStore:
             fast = await self._fast_claim(conn, request)
             if fast is not None:
                 return Admission(decision=AdmissionDecision(outcome="admitted", running=fast))
-            await conn.execute(CLAIM_KEY, {**key, "limit": request.limit})
+            await conn.execute(_CLAIM_KEY, {**key, "limit": request.limit})
             existing = await (await conn.execute(_TICKET, (request.task_id,))).fetchone()
             outcome = Admission()
             if existing is None:

@@ -5,7 +5,8 @@ key is full (every slot held, or someone already waits), the task's ticket joins
 key's line in the same tables and under the same key lock as a workflow's claim, so
 priority, the tenants' round robin and arrival order stay one logic, and the ticket
 keeps what starting the workflow needs (`ParkedStart`). The task's `tasks` row is
-written in the same transaction (status `queued`, no event yet): it reads and lists
+written in the same transaction, one function call (migration 0023: one round trip where
+six statements took eight; status `queued`, no event yet): it reads and lists
 as queued until its workflow records `task.created.v1`. Whoever admits a parked
 ticket wakes its workflow with Signal-With-Start (activities/admission.py `Waker`).
 """
@@ -20,28 +21,13 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from schemas.admission import AdmissionRequest
-from store.admission import CLAIM_KEY  # the key's row, created or locked as a claim does
+from store.autocommit import autocommit
 
-# A repeat (an Idempotency-Key's): the task has a ticket or a row already.
-_KNOWN = """
-SELECT 1 FROM admission_tickets WHERE task_id = %(id)s
-UNION ALL SELECT 1 FROM tasks WHERE task_id = %(id)s
-"""
-# The key's line: how many wait, and how many of them go before this task (priority,
-# then arrival: it is the newest, so every waiting ticket of its priority or better).
-_LINE = """
-SELECT count(*), count(*) FILTER (WHERE priority <= %(priority)s) FROM admission_tickets
-WHERE task_type = %(task_type)s AND concurrency_key = %(key)s AND state = 'queued'
-"""
+# Migration 0023: the key's row locked, the id checked new, the line counted, the
+# ticket and the task's row written, in one round trip.
 _PARK = """
-INSERT INTO admission_tickets
-    (task_id, task_type, concurrency_key, tenant, priority, state, parked)
-VALUES (%(task_id)s, %(task_type)s, %(key)s, %(tenant)s, %(priority)s, 'queued', %(parked)s)
-"""
-_TASK_ROW = """
-INSERT INTO tasks (task_id, task_type, status, input, owner)
-VALUES (%(task_id)s, %(task_type)s, 'queued', %(input)s, %(tenant)s)
-ON CONFLICT (task_id) DO NOTHING
+SELECT taskplane_park(%(task_id)s, %(task_type)s, %(key)s, %(tenant)s, %(priority)s::smallint,
+                      %(limit)s, %(parked)s, %(input)s)
 """
 _PARKED = (
     "SELECT task_id, parked FROM admission_tickets WHERE task_id = ANY(%s) AND parked IS NOT NULL"
@@ -64,38 +50,21 @@ async def park(
     """Queue the task before its workflow runs if its key is full: its position (1: next),
     also stored as the input's `parked_position`. None: a slot is free (or the
     task has a ticket already, a repeat): start it as usual, its claim decides."""
-    key = {"task_type": request.task_type, "key": request.concurrency_key}
-    async with pool.connection() as conn, conn.transaction():
-        cursor = await conn.execute(CLAIM_KEY, {**key, "limit": request.limit})
-        row = await cursor.fetchone()
-        if row is None or await (await conn.execute(_KNOWN, {"id": request.task_id})).fetchone():
-            return None
-        running, limit = int(row[0]), int(row[1])
-        line = await (await conn.execute(_LINE, {**key, "priority": request.priority})).fetchone()
-        waiting, ahead = (int(line[0]), int(line[1])) if line else (0, 0)
-        if running < limit and waiting == 0:
-            return None
-        position = ahead + 1
+    params = {
+        "task_id": request.task_id,
+        "task_type": request.task_type,
+        "key": request.concurrency_key,
+        "tenant": request.tenant,
+        "priority": request.priority,
+        "limit": request.limit,
+        "parked": Jsonb(asdict(start)),
+        "input": Jsonb(start.input.get("input")),
+    }
+    async with pool.connection() as conn, autocommit(conn):
+        row = await (await conn.execute(_PARK, params)).fetchone()
+    position = None if row is None or row[0] is None else int(row[0])
+    if position is not None:
         start.input["parked_position"] = position
-        await conn.execute(
-            _PARK,
-            {
-                **key,
-                "task_id": request.task_id,
-                "tenant": request.tenant,
-                "priority": request.priority,
-                "parked": Jsonb(asdict(start)),
-            },
-        )
-        await conn.execute(
-            _TASK_ROW,
-            {
-                "task_id": request.task_id,
-                "task_type": request.task_type,
-                "input": Jsonb(start.input.get("input")),
-                "tenant": request.tenant,
-            },
-        )
     return position
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool
 
+from store.autocommit import autocommit
 from store.pool import read_twice
 
 # The tenant of the open API (no keys configured) and of tasks with no owner row.
@@ -54,7 +55,8 @@ class TaskOwners:
         the orphan sweep (worker/pruner.py) removes an id whose start failed, never
         one claimed within its grace period.
         """
-        async with self._pool.connection() as conn:
+        # One statement, atomic on its own: one round trip (store/autocommit.py).
+        async with self._pool.connection() as conn, autocommit(conn):
             params = {"task_id": task_id, "tenant": tenant, "key": concurrency_key or tenant}
             cursor = await conn.execute(_CLAIM, params)
             row = await cursor.fetchone()

@@ -90,6 +90,16 @@ async def test_racing_parks_and_claims_never_exceed_the_limit(pool: AsyncConnect
     assert await held(pool, key) == 3
 
 
+async def test_racing_parks_each_take_their_own_place(pool: AsyncConnectionPool) -> None:
+    """Each park counts the line once the key's row lock is its own (migration 0023): no
+    two share a position, whatever the interleaving."""
+    store, key = AdmissionStore(pool, {}), f"park-places-{uuid.uuid4().hex[:8]}"
+    assert outcome(await store.acquire(ask(key, limit=1))) == "admitted"
+    waiting = [ask(key, limit=1) for _ in range(20)]
+    positions = await asyncio.gather(*(park(pool, r, start_of(r)) for r in waiting))
+    assert sorted(p or 0 for p in positions) == list(range(1, 21))
+
+
 async def test_a_wake_up_starts_a_parked_task_the_api_never_started(
     temporal_address: str, recorder: EventRecorder, pool: AsyncConnectionPool
 ) -> None:
