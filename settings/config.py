@@ -99,15 +99,15 @@ class Settings(RedisClusterSettings, AdmissionSettings):  # sections: settings/*
     # makes every workflow task replay from history (a determinism check).
     worker_shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
-    # Workflow tasks, activities and local activities one worker holds at once (each);
-    # unset: the SDK's 100. Fewer keep a backlog in Temporal's matching, where the
-    # tenant fairness key orders it (docs/flow-control.md#fairness).
+    # Workflow tasks one worker holds at once; unset: the SDK's 100. Fewer keep a backlog
+    # in Temporal's matching, where the tenant fairness key orders it
+    # (docs/flow-control.md#fairness).
     worker_task_slots: int | None = Field(default=None, ge=1)
-    # Activities one worker runs at once; unset: `worker_task_slots`. A task's step is
-    # an activity that mostly waits, and with as few activity slots as a concurrency
-    # limit the limited tenant's running steps hold every one of them: another tenant's
-    # first step waits for a free slot (docs/flow-control.md#fairness).
-    worker_activity_slots: int | None = Field(default=None, ge=1)
+    # Activities (and, apart, local activities) one worker runs at once, whatever the task
+    # slots: 100, the SDK's default. A task's step is an activity that mostly waits; with
+    # as few activity slots as a concurrency limit, the limited tenant's running steps
+    # would hold every one of them and another tenant's first step wait for a free slot.
+    worker_activity_slots: int = Field(default=100, ge=1)
     # Run workflow code in Temporal's sandbox (true) or without it (false, the default):
     # the sandbox's per-run module table and its per-payload calls into it cost the worker
     # 7-17 ms of CPU a task (docs/performance.md, issue 15). Determinism stays guarded by

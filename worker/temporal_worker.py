@@ -137,9 +137,10 @@ def build_worker(
         # Fewer tasks held inside the worker keep the backlog in Temporal's matching,
         # where fairness orders it (docs/flow-control.md#fairness); None: the SDK's 100.
         max_concurrent_workflow_tasks=task_slots,
-        # Activities and local activities: `activity_slots` (None: `task_slots`).
-        max_concurrent_activities=activity_slots or task_slots,
-        max_concurrent_local_activities=activity_slots or task_slots,
+        # Activities and local activities: `activity_slots` (None: the SDK's 100), apart
+        # from the workflow-task slots (settings.worker_activity_slots says why).
+        max_concurrent_activities=activity_slots,
+        max_concurrent_local_activities=activity_slots,
         deployment_config=deployment_config,
         # Heartbeats reach the server at least every second, so a cancel (which
         # rides on the heartbeat response) stops a step within about a second.

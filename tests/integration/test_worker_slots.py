@@ -1,8 +1,9 @@
 """The worker's slots as the settings give them to the SDK (`build_worker`).
 
-`TASKPLANE_WORKER_TASK_SLOTS` caps workflow tasks; `TASKPLANE_WORKER_ACTIVITY_SLOTS`,
-when set, caps activities and local activities on their own, so a tenant whose limit
-fills the workflow-task slots' worth of long steps cannot hold every activity slot.
+`TASKPLANE_WORKER_TASK_SLOTS` caps workflow tasks; `TASKPLANE_WORKER_ACTIVITY_SLOTS`
+(default 100, whatever the task slots) caps activities and local activities on their
+own, so a tenant whose limit fills the workflow-task slots' worth of long steps cannot
+hold every activity slot.
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ async def test_activity_slots_apart_from_workflow_task_slots(
     assert _slots(Settings(), client, recorder) == (10, 100, 100)
 
 
-async def test_activity_slots_default_to_the_task_slots(
+async def test_activity_slots_default_to_the_sdks_100_whatever_the_task_slots(
     client: Client, recorder: EventRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TASKPLANE_WORKER_TASK_SLOTS", "10")
     monkeypatch.delenv("TASKPLANE_WORKER_ACTIVITY_SLOTS", raising=False)
-    assert _slots(Settings(), client, recorder) == (10, 10, 10)
+    assert _slots(Settings(), client, recorder) == (10, 100, 100)
