@@ -195,14 +195,14 @@ _stream_token_query = APIKeyQuery(
 )
 
 
-def get_tenant(
+async def get_tenant(
     request: Request,
     _key: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     return _tenant_of(request)
 
 
-def get_stream_tenant(
+async def get_stream_tenant(
     request: Request,
     _key: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     _token: Annotated[str | None, Depends(_stream_token_query)],

@@ -53,7 +53,7 @@ class CreationTurns:
                 del self._turns[tenant]
 
 
-def get_creation_turns(request: Request) -> CreationTurns:
+async def get_creation_turns(request: Request) -> CreationTurns:
     turns: CreationTurns = request.app.state.creation_turns
     return turns
 

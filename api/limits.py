@@ -217,12 +217,12 @@ class RateLimiter:
         return (1 - tokens) / self.rate
 
 
-def get_creation_limiter(request: Request) -> RateLimiter:
+async def get_creation_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.creation_limiter
     return limiter
 
 
-def get_tenant_streams(request: Request) -> TenantStreamGate:
+async def get_tenant_streams(request: Request) -> TenantStreamGate:
     gate: TenantStreamGate = request.app.state.tenant_streams
     return gate
 

@@ -255,7 +255,7 @@ def register_rate_metrics(metrics: Metrics, rates: StartRates) -> None:
     )
 
 
-def get_start_rates(request: Request) -> StartRates:
+async def get_start_rates(request: Request) -> StartRates:
     rates: StartRates = request.app.state.start_rates
     return rates
 

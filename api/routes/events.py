@@ -47,7 +47,7 @@ router = APIRouter(tags=["events"])
 RETRY_AFTER_SECONDS = 5
 
 
-def get_stream_gate(request: Request) -> StreamGate:
+async def get_stream_gate(request: Request) -> StreamGate:
     gate: StreamGate = request.app.state.stream_gate
     return gate
 

@@ -41,7 +41,7 @@ ValueBody = Annotated[
 ]
 
 
-def get_input_links(request: Request) -> InputLinks:
+async def get_input_links(request: Request) -> InputLinks:
     links: InputLinks = request.app.state.input_links
     return links
 

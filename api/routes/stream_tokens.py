@@ -30,7 +30,7 @@ class StreamTokenView(BaseModel):
     events_url: str = Field(description="The task's events URL with the token, ready to open.")
 
 
-def get_stream_tokens(request: Request) -> StreamTokens:
+async def get_stream_tokens(request: Request) -> StreamTokens:
     tokens: StreamTokens = request.app.state.stream_tokens
     return tokens
 
