@@ -1,9 +1,13 @@
 """The one Postgres pool a process owns, and the one retry its reads get.
 
-The API's pool checks every connection (`check_connection`: a round trip) as it
-leaves the pool: after a Postgres restart or a network cut the pool holds dead
-connections, and without the check each of them fails one caller's request;
-with it, readiness recovers as soon as Postgres is back. The worker's pool does
+The API's pool checks every connection as it leaves the pool: after a Postgres
+restart or a network cut the pool holds dead connections, and without the check each
+of them fails one caller's request; with it, readiness recovers as soon as Postgres is
+back. The check (`check_if_readable`) looks at the socket first: an idle connection
+in good health has nothing to read, while one the server closed or reset has its end
+of file (or the server's FATAL) waiting. Only then does it pay psycopg's round trip
+(`check_connection`), which every checkout paid before: ~6 % of the API's CPU under a
+flood of creations (docs/performance.md, "Session 12"). The worker's pool does
 not: its checkouts are on the recording path (two per event), where the round
 trip would cost every event, and an activity that meets a dead connection is
 retried by Temporal anyway.
@@ -18,8 +22,9 @@ pools are opened with `prepared_statements=False`.
 from __future__ import annotations
 
 import logging
+import select
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -27,6 +32,13 @@ from psycopg_pool import AsyncConnectionPool
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+async def check_if_readable(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check of a connection it hands out: raises if it is dead."""
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
 
 
 async def open_pool(
@@ -52,7 +64,7 @@ async def open_pool(
         max_size=max_size,
         open=False,
         name="taskplane",
-        check=AsyncConnectionPool.check_connection if check else None,
+        check=check_if_readable if check else None,
         timeout=timeout,
     )
     await pool.open(wait=True, timeout=30)
