@@ -71,6 +71,8 @@ class Sizes:
     flow_overhead_concurrency: int = 5
     flow_overhead_rounds: int = 2
     flow_claims: int = 500
+    # Lines parked into from empty (bench/park_cost.py), comma-separated; empty: none.
+    flow_park_lines: str = "200,2000"
 
     @property
     def quiet_step_seconds(self) -> float:
@@ -131,6 +133,7 @@ class Sizes:
             flow_overhead_tasks=20,
             flow_overhead_rounds=1,
             flow_claims=100,
+            flow_park_lines="100,500",
         )
 
 

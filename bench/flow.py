@@ -33,7 +33,7 @@ from temporalio.common import Priority
 
 from activities.admission import AdmissionActivities, Waker
 from activities.recorder import EventRecorder
-from bench import flow_tenants
+from bench import flow_tenants, park_cost
 from bench.context import BenchContext, cpu_delta
 from bench.stats import median, percentile
 from schemas.admission import AdmissionRequest
@@ -210,6 +210,8 @@ async def _claims(ctx: BenchContext) -> dict[str, float]:
 async def run(ctx: BenchContext) -> dict[str, Any]:
     sizes = ctx.sizes
     result: dict[str, Any] = {"claims": await _claims(ctx)} if sizes.flow_claims else {}
+    if sizes.flow_park_lines:
+        result["parks"] = await park_cost.measure(ctx)
     rounds: dict[str, list[dict[str, float]]] = {"no_limit": [], "limit": []}
     for _ in range(sizes.flow_overhead_rounds):
         rounds["no_limit"].append(await _overhead_round(ctx, None))
@@ -268,6 +270,8 @@ def render(result: dict[str, Any]) -> list[str]:
             f" {claims['client_cpu_us_per_pair']} us client CPU,"
             f" {claims['postgres_cpu_us_per_pair']} us Postgres CPU per pair"
         )
+    if "parks" in result:
+        lines += park_cost.render(result["parks"])
     for name, figures in result.get("overhead", {}).items():
         lines.append(f"  overhead {name}: {figures}")
     for name, figures in result["fairness"].items():

@@ -58,9 +58,10 @@ SELECT running, max_running, vtime FROM admission_keys
 WHERE task_type = %(task_type)s AND concurrency_key = %(key)s FOR UPDATE
 """
 _TICKET = "SELECT task_type, concurrency_key, state FROM admission_tickets WHERE task_id = %s"
+# The line's length from its counters (migration 0023), not by counting its rows.
 _QUEUED = """
-SELECT count(*) FROM admission_tickets
-WHERE task_type = %(task_type)s AND concurrency_key = %(key)s AND state = 'queued'
+SELECT coalesce(sum(queued), 0) FROM admission_line
+WHERE task_type = %(task_type)s AND concurrency_key = %(key)s
 """
 _ENQUEUE = """
 INSERT INTO admission_tickets (task_id, task_type, concurrency_key, tenant, priority, state)

@@ -27,7 +27,7 @@ from store.admission import AdmissionStore
 from store.admission_park import ParkedStart, park, parked_starts
 from store.chapters import stale_open_tasks
 from temporal.tasks import TaskClient
-from tests.integration.test_admission_store import ask, held, outcome
+from tests.integration.test_admission_store import ask, held, line_of, outcome
 from tests.polling import until
 from worker.admission_keeper import AdmissionKeeper
 from worker.temporal_worker import build_worker
@@ -88,6 +88,7 @@ async def test_racing_parks_and_claims_never_exceed_the_limit(pool: AsyncConnect
         granted += (await store.release(request.task_id)).granted
     assert len(granted) == 2
     assert await held(pool, key) == 3
+    assert sum((await line_of(pool, key)).values()) == 20 - 3
 
 
 async def test_racing_parks_each_take_their_own_place(pool: AsyncConnectionPool) -> None:
@@ -98,6 +99,7 @@ async def test_racing_parks_each_take_their_own_place(pool: AsyncConnectionPool)
     waiting = [ask(key, limit=1) for _ in range(20)]
     positions = await asyncio.gather(*(park(pool, r, start_of(r)) for r in waiting))
     assert sorted(p or 0 for p in positions) == list(range(1, 21))
+    assert await line_of(pool, key) == {3: 20}
 
 
 async def test_a_wake_up_starts_a_parked_task_the_api_never_started(

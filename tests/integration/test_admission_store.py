@@ -55,6 +55,24 @@ async def held(pool: AsyncConnectionPool, key: str) -> int:
     return int(row[0])
 
 
+async def line_of(pool: AsyncConnectionPool, key: str) -> dict[int, int]:
+    """The key's waiting tickets by priority, from its counters (migration 0023), after
+    checking them against the tickets themselves."""
+    async with pool.connection() as conn:
+        counted = await conn.execute(
+            "SELECT priority, queued FROM admission_line WHERE concurrency_key = %s AND queued > 0",
+            (key,),
+        )
+        line = {int(p): int(n) for p, n in await counted.fetchall()}
+        rows = await conn.execute(
+            "SELECT priority, count(*) FROM admission_tickets WHERE concurrency_key = %s"
+            " AND state = 'queued' GROUP BY priority",
+            (key,),
+        )
+        assert line == {int(p): int(n) for p, n in await rows.fetchall()}
+    return line
+
+
 async def test_racing_claims_never_take_more_than_the_limit(pool: AsyncConnectionPool) -> None:
     store, key = AdmissionStore(pool, {}), f"race-{uuid.uuid4().hex[:8]}"
     outcomes = await asyncio.gather(*(store.acquire(ask(key, limit=3)) for _ in range(40)))
@@ -65,6 +83,7 @@ async def test_racing_claims_never_take_more_than_the_limit(pool: AsyncConnectio
     assert (counts[key].running, counts[key].limit) == (3, 3)
     positions = sorted(o.decision.position or 0 for o in outcomes if o.decision)
     assert positions[-37:] == list(range(1, 38))  # every queued task has its own place
+    assert await line_of(pool, key) == {3: 37}
 
 
 async def test_a_repeated_claim_answers_the_same(pool: AsyncConnectionPool) -> None:
@@ -85,6 +104,7 @@ async def test_releases_admit_by_priority_then_arrival(pool: AsyncConnectionPool
     waiters = [ask(key, limit=1, priority=p) for p in (3, 3, 5, 1, 3)]
     for waiter in waiters:
         await store.acquire(waiter)
+    assert await line_of(pool, key) == {1: 1, 3: 3, 5: 1}
     order, current = [], holder.task_id
     for _ in waiters:
         granted = (await store.release(current)).granted
@@ -96,6 +116,7 @@ async def test_releases_admit_by_priority_then_arrival(pool: AsyncConnectionPool
     assert await held(pool, key) == 1
     assert (await store.release(current)).granted == []
     assert await held(pool, key) == 0
+    assert await line_of(pool, key) == {}
 
 
 async def test_tenants_sharing_a_key_get_slots_by_weight(pool: AsyncConnectionPool) -> None:
@@ -145,6 +166,7 @@ async def test_cancel_in_progress_stops_the_oldest_and_older_waiters(
     # The waiter it supersedes; the holder already asked to stop makes room for it, so
     # the newest `limit` tasks (running[1] and it) are the ones left.
     assert [t for t, _ in second.to_cancel] == [newest.task_id]
+    assert await line_of(pool, key) == {3: 1}  # the dropped waiter left the line
     assert await held(pool, key) == 2  # nobody runs over the limit meanwhile
     granted = (await store.release(running[0].task_id)).granted
     assert granted == [newer.task_id]

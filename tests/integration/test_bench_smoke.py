@@ -145,6 +145,7 @@ async def test_flow_slice_starts_every_quiet_task_and_never_overfills_a_key(
             "flow_overhead_tasks=4",
             "flow_overhead_rounds=1",
             "flow_claims=10",
+            "flow_park_lines=20,40",
             "flow_variants=no_fairness,fairness_limit,api_fairness_limit_slots,"
             "api_held_outside_limit",
         ]
@@ -152,6 +153,8 @@ async def test_flow_slice_starts_every_quiet_task_and_never_overfills_a_key(
     result = await flow.run(ctx)
 
     assert result["claims"]["pairs"] == 10
+    assert [line["parks"] for line in result["parks"]["lines"]] == [20, 40]
+    assert all(line["client_cpu_us_per_park"] > 0 for line in result["parks"]["lines"])
     assert set(result["overhead"]) >= {"no_limit", "limit"}
     fairness = result["fairness"]
     in_process = {"idle", "no_fairness", "fairness_limit"}
