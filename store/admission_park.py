@@ -23,8 +23,8 @@ from psycopg_pool import AsyncConnectionPool
 from schemas.admission import AdmissionRequest
 from store.autocommit import autocommit
 
-# Migration 0023: the key's row locked, the id checked new, the line counted, the
-# ticket and the task's row written, in one round trip.
+# Migration 0023: the key's row locked, the id checked new, the line read (its counters),
+# the ticket and the task's row written, in one round trip.
 _PARK = """
 SELECT taskplane_park(%(task_id)s, %(task_type)s, %(key)s, %(tenant)s, %(priority)s::smallint,
                       %(limit)s, %(parked)s, %(input)s)
