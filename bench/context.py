@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import resource
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,3 +161,19 @@ class BenchContext:
 
 def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {name: after[name] - before[name] for name in before if name in after}
+
+
+async def cost_per(
+    ctx: BenchContext, work: Awaitable[object], count: int, unit: str
+) -> dict[str, float]:
+    """Wall time, this process's CPU and Postgres's CPU (NaN where the bench does not run
+    it) per `unit`, `work` being `count` of them, in µs."""
+    before, cpu, began = ctx.cpu_snapshot(), time.process_time(), time.perf_counter()
+    await work
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    postgres = cpu_delta(before, ctx.cpu_snapshot()).get("postgres", float("nan"))
+    return {
+        f"wall_us_per_{unit}": round(wall / count * 1e6, 1),
+        f"client_cpu_us_per_{unit}": round(cpu / count * 1e6, 1),
+        f"postgres_cpu_us_per_{unit}": round(postgres / count * 1e6, 1),
+    }

@@ -34,7 +34,7 @@ from temporalio.common import Priority
 from activities.admission import AdmissionActivities, Waker
 from activities.recorder import EventRecorder
 from bench import flow_tenants, park_cost
-from bench.context import BenchContext, cpu_delta
+from bench.context import BenchContext, cost_per, cpu_delta
 from bench.stats import median, percentile
 from schemas.admission import AdmissionRequest
 from schemas.workflow import (
@@ -193,18 +193,13 @@ async def _claims(ctx: BenchContext) -> dict[str, float]:
         )
         for _ in range(pairs)
     ]
-    before, cpu, began = ctx.cpu_snapshot(), time.process_time(), time.perf_counter()
-    for request in requests:
-        await store.acquire(request)
-        await store.release(request.task_id)
-    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
-    spent = cpu_delta(before, ctx.cpu_snapshot())
-    return {
-        "pairs": pairs,
-        "wall_us_per_pair": round(wall / pairs * 1e6, 1),
-        "client_cpu_us_per_pair": round(cpu / pairs * 1e6, 1),
-        "postgres_cpu_us_per_pair": round(spent.get("postgres", float("nan")) / pairs * 1e6, 1),
-    }
+
+    async def pairs_in_turn() -> None:
+        for request in requests:
+            await store.acquire(request)
+            await store.release(request.task_id)
+
+    return {"pairs": pairs, **await cost_per(ctx, pairs_in_turn(), pairs, "pair")}
 
 
 async def run(ctx: BenchContext) -> dict[str, Any]:

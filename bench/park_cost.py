@@ -12,11 +12,10 @@ counting the line's rows, as before session 12, made it grow with the line).
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import Any
 
-from bench.context import BenchContext, cpu_delta
+from bench.context import BenchContext, cost_per
 from bench.flow_tenants import STARTERS
 from schemas.admission import AdmissionRequest
 from store.admission import AdmissionStore
@@ -45,16 +44,10 @@ async def _line(ctx: BenchContext, length: int) -> dict[str, float]:
             if await park(ctx.pool, request, start) is None:
                 raise RuntimeError("a park of a full key was not parked")
 
-    before, cpu, began = ctx.cpu_snapshot(), time.process_time(), time.perf_counter()
-    await asyncio.gather(*(one(r) for r in requests))
-    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
-    spent = cpu_delta(before, ctx.cpu_snapshot())
-    return {
-        "parks": length,
-        "wall_us_per_park": round(wall / length * 1e6, 1),
-        "client_cpu_us_per_park": round(cpu / length * 1e6, 1),
-        "postgres_cpu_us_per_park": round(spent.get("postgres", float("nan")) / length * 1e6, 1),
-    }
+    async def all_parks() -> None:
+        await asyncio.gather(*(one(r) for r in requests))
+
+    return {"parks": length, **await cost_per(ctx, all_parks(), length, "park")}
 
 
 async def measure(ctx: BenchContext) -> dict[str, Any]:
