@@ -31,7 +31,7 @@ from bench.workflows import (
     StreamedPipelineWorkflow,
 )
 from settings import get_settings
-from worker.temporal_worker import production_runner
+from worker.temporal_worker import production_runner, workflow_polling
 from workflows.task_workflow import TaskWorkflow
 
 
@@ -66,6 +66,7 @@ def bench_worker(
         workflow_runner=production_runner(sandboxed),
         graceful_shutdown_timeout=timedelta(seconds=5),
         max_cached_workflows=1000,
+        **workflow_polling(get_settings()),
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
         interceptors=[failures] if failures is not None else [],

@@ -108,6 +108,11 @@ class Settings(RedisClusterSettings, AdmissionSettings):  # sections: settings/*
     # as few activity slots as a concurrency limit, the limited tenant's running steps
     # would hold every one of them and another tenant's first step wait for a free slot.
     worker_activity_slots: int = Field(default=100, ge=1)
+    # Workflow-task polls one worker keeps open, and the share of them on the task queue
+    # (a new run's first workflow task) rather than on its sticky queue; the SDK's 5 and
+    # 0.2 left one poll for every new task (worker/temporal_worker.py workflow_polling).
+    worker_workflow_polls: int = Field(default=10, ge=2)
+    worker_new_run_poll_share: float = Field(default=0.5, gt=0, le=1)
     # Run workflow code in Temporal's sandbox (true) or without it (false, the default):
     # the sandbox's per-run module table and its per-payload calls into it cost the worker
     # 7-17 ms of CPU a task (docs/performance.md, issue 15). Determinism stays guarded by

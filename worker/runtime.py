@@ -56,7 +56,7 @@ from worker.pruner import Pruner, build_pruner
 from worker.pruner_metrics import register_pruner_metrics
 from worker.reconciler import Reconciler, build_reconciler, register_reconciler_metrics
 from worker.relay import OutboxRelay, build_recorder_and_relay
-from worker.temporal_worker import build_worker
+from worker.temporal_worker import build_worker, workflow_polling
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,7 @@ class WorkerRuntime:
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 task_slots=settings.worker_task_slots,
                 activity_slots=settings.worker_activity_slots,
+                polling=workflow_polling(settings),
                 plugins=installed_plugins() if self._plugins is None else self._plugins,
                 pool=self.pool,
                 admission=AdmissionActivities(self.admission, self.waker),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.worker import (
+    PollerBehaviorSimpleMaximum,
     UnsandboxedWorkflowRunner,
     Worker,
     WorkerDeploymentConfig,
@@ -25,6 +26,7 @@ from activities.recorder import EventRecorder
 from activities.recording import RecordingActivities
 from activities.schedules import ScheduleActivities
 from schemas.plugins import TaskTypePlugin, register_input_models
+from settings import Settings, get_settings
 from temporal.interceptors import LogContextInterceptor
 from workflows import approval as _approval_runner  # noqa: F401 - registers `demo.approval`
 from workflows import chat as _chat_runner  # noqa: F401 - registers `demo.chat`
@@ -82,6 +84,22 @@ def production_runner(sandboxed: bool, extra_passthrough: Sequence[str] = ()) ->
     return UnsandboxedWorkflowRunner()
 
 
+def workflow_polling(settings: Settings) -> dict[str, Any]:
+    """How many workflow-task polls a worker keeps open, and the share of them on the task
+    queue (`TASKPLANE_WORKER_WORKFLOW_POLLS`, `TASKPLANE_WORKER_NEW_RUN_POLL_SHARE`).
+
+    A new task's first workflow task lands on the task queue, later ones on the worker's
+    sticky queue. The SDK's 5 polls and 0.2 share leave one poll for every new run;
+    10 and 0.5 took a quiet tenant's first-step p99 under another tenant's flood from a
+    median of 357 to 282 ms (docs/flow-control.md, "Workflow-task polls")."""
+    return {
+        "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(
+            settings.worker_workflow_polls
+        ),
+        "nonsticky_to_sticky_poll_ratio": settings.worker_new_run_poll_share,
+    }
+
+
 def build_worker(
     client: Client,
     recorder: EventRecorder,
@@ -96,12 +114,14 @@ def build_worker(
     activity_slots: int | None = None,
     deployment_config: WorkerDeploymentConfig | None = None,
     sandboxed: bool = False,
+    polling: Mapping[str, Any] | None = None,
 ) -> Worker:
     """The Temporal worker with every workflow and activity; tests build theirs here too.
 
     With the store's `pool`, it also runs schedules' runs (workflows/scheduled.py).
     `deployment_config` makes it one version of a Worker Deployment (docs/deploys.md);
-    None keeps it unversioned. `sandboxed`: `TASKPLANE_WORKFLOW_SANDBOX` (`production_runner`)."""
+    None keeps it unversioned. `sandboxed`: `TASKPLANE_WORKFLOW_SANDBOX` (`production_runner`).
+    `polling`: `workflow_polling`'s, by default from the process's settings."""
     plugin_activities: list[Callable[..., Any]] = []
     workflows: list[type] = [TaskWorkflow, DebounceWorkflow, DeferralNoticeWorkflow]
     if pool is not None:
@@ -137,6 +157,7 @@ def build_worker(
         # Fewer tasks held inside the worker keep the backlog in Temporal's matching,
         # where fairness orders it (docs/flow-control.md#fairness); None: the SDK's 100.
         max_concurrent_workflow_tasks=task_slots,
+        **(workflow_polling(get_settings()) if polling is None else polling),
         # Activities and local activities: `activity_slots` (None: the SDK's 100), apart
         # from the workflow-task slots (settings.worker_activity_slots says why).
         max_concurrent_activities=activity_slots,
