@@ -48,10 +48,10 @@ FAIRNESS_DYNAMIC_CONFIG = (
     "matching.numTaskqueueReadPartitions=1",
     "matching.numTaskqueueWritePartitions=1",
 )
-# The dev server has one history shard, and a shard's transfer queue (which hands a new
-# run's first workflow task, and each activity task, to matching) is read at most 20
-# times a second by default: a task waited up to 50 ms there before any worker could
-# see it, 51-137 ms when starts came 50 ms apart. At 200 the quiet tenant's first step
+# The dev server has one history shard, and a shard's transfer queue (which hands tasks
+# such as a new run's first workflow task to matching) is read at most 20 times a
+# second by default: such a task could wait 50 ms there before any worker saw it, and
+# 51-137 ms when starts came 50 ms apart. At 200 the quiet tenant's first step
 # fell from a p99 of 76-78 ms to 47-53 ms idle, throughput unchanged (docs/performance.md,
 # "Session 13"); a cluster with many shards waits less per shard (docs/scaling.md).
 LATENCY_DYNAMIC_CONFIG = ("history.transferProcessorMaxPollRPS=200",)
