@@ -45,6 +45,7 @@ def bench_worker(
 ) -> Worker:
     if sandboxed is None:
         sandboxed = get_settings().workflow_sandbox
+    polling = workflow_polling(get_settings())
     return Worker(
         client,
         task_queue=task_queue,
@@ -66,7 +67,8 @@ def bench_worker(
         workflow_runner=production_runner(sandboxed),
         graceful_shutdown_timeout=timedelta(seconds=5),
         max_cached_workflows=1000,
-        **workflow_polling(get_settings()),
+        workflow_task_poller_behavior=polling.behavior,
+        nonsticky_to_sticky_poll_ratio=polling.new_run_share,
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
         interceptors=[failures] if failures is not None else [],

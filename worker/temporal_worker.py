@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -84,7 +85,8 @@ def production_runner(sandboxed: bool, extra_passthrough: Sequence[str] = ()) ->
     return UnsandboxedWorkflowRunner()
 
 
-def workflow_polling(settings: Settings) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class WorkflowPolling:
     """How many workflow-task polls a worker keeps open, and the share of them on the task
     queue (`TASKPLANE_WORKER_WORKFLOW_POLLS`, `TASKPLANE_WORKER_NEW_RUN_POLL_SHARE`).
 
@@ -92,12 +94,16 @@ def workflow_polling(settings: Settings) -> dict[str, Any]:
     sticky queue. The SDK's 5 polls and 0.2 share leave one poll for every new run;
     10 and 0.5 took a quiet tenant's first-step p99 under another tenant's flood from a
     median of 357 to 282 ms (docs/flow-control.md, "Workflow-task polls")."""
-    return {
-        "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(
-            settings.worker_workflow_polls
-        ),
-        "nonsticky_to_sticky_poll_ratio": settings.worker_new_run_poll_share,
-    }
+
+    behavior: PollerBehaviorSimpleMaximum
+    new_run_share: float
+
+
+def workflow_polling(settings: Settings) -> WorkflowPolling:
+    return WorkflowPolling(
+        PollerBehaviorSimpleMaximum(settings.worker_workflow_polls),
+        settings.worker_new_run_poll_share,
+    )
 
 
 def build_worker(
@@ -114,7 +120,7 @@ def build_worker(
     activity_slots: int | None = None,
     deployment_config: WorkerDeploymentConfig | None = None,
     sandboxed: bool = False,
-    polling: Mapping[str, Any] | None = None,
+    polling: WorkflowPolling | None = None,
 ) -> Worker:
     """The Temporal worker with every workflow and activity; tests build theirs here too.
 
@@ -122,6 +128,7 @@ def build_worker(
     `deployment_config` makes it one version of a Worker Deployment (docs/deploys.md);
     None keeps it unversioned. `sandboxed`: `TASKPLANE_WORKFLOW_SANDBOX` (`production_runner`).
     `polling`: `workflow_polling`'s, by default from the process's settings."""
+    polling = polling or workflow_polling(get_settings())
     plugin_activities: list[Callable[..., Any]] = []
     workflows: list[type] = [TaskWorkflow, DebounceWorkflow, DeferralNoticeWorkflow]
     if pool is not None:
@@ -157,7 +164,8 @@ def build_worker(
         # Fewer tasks held inside the worker keep the backlog in Temporal's matching,
         # where fairness orders it (docs/flow-control.md#fairness); None: the SDK's 100.
         max_concurrent_workflow_tasks=task_slots,
-        **(workflow_polling(get_settings()) if polling is None else polling),
+        workflow_task_poller_behavior=polling.behavior,
+        nonsticky_to_sticky_poll_ratio=polling.new_run_share,
         # Activities and local activities: `activity_slots` (None: the SDK's 100), apart
         # from the workflow-task slots (settings.worker_activity_slots says why).
         max_concurrent_activities=activity_slots,
