@@ -113,6 +113,10 @@ class AdmissionActivities:
     @activity.defn(name=ADMISSION_ACQUIRE)
     async def acquire(self, request: AdmissionRequest) -> AdmissionDecision:
         bind_log_context(task_id=request.task_id, workflow_id=activity.info().workflow_id)
+        return await self.claim(request)
+
+    async def claim(self, request: AdmissionRequest) -> AdmissionDecision:
+        """`admission_acquire`'s work, also done by a task's opening (activities/opening.py)."""
         outcome = await self._store.acquire(request)
         await self._waker.tell(outcome)
         if outcome.decision is None:  # a claim always decides
@@ -122,4 +126,8 @@ class AdmissionActivities:
     @activity.defn(name=ADMISSION_RELEASE)
     async def release(self, request: AdmissionRelease) -> None:
         bind_log_context(task_id=request.task_id, workflow_id=activity.info().workflow_id)
+        await self.give_back(request)
+
+    async def give_back(self, request: AdmissionRelease) -> None:
+        """`admission_release`'s work, also done by a task's closing (activities/opening.py)."""
         await self._waker.tell(await self._store.release(request.task_id))

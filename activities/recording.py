@@ -31,24 +31,32 @@ class RecordingActivities:
     async def record_event(self, request: RecordEventInput) -> RecordEventResult:
         info = activity.info()
         bind_log_context(task_id=request.task_id, workflow_id=info.workflow_id)
-        try:
-            return await self._recorder.record(
-                event_id=request.event_id,
-                task_id=request.task_id,
-                event_type=request.event_type,
-                data=request.data,
-                run_id=info.workflow_run_id,
-            )
-        except InvalidEventError as exc:
-            raise ApplicationError(str(exc), type=INVALID_EVENT, non_retryable=True) from exc
-        except EventBudgetExceededError as exc:
-            raise budget_failure(exc) from exc
-        except ChapterClosedError as exc:
-            # Only a run Temporal already closed, or one a reset left behind, gets here.
-            raise ApplicationError(str(exc), type=CHAPTER_CLOSED, non_retryable=True) from exc
-        except psycopg.Error as exc:
-            if exc.sqlstate != METADATA_TOO_LARGE_SQLSTATE:
-                raise
-            # Workflow code's set_metadata would grow the metadata past its cap: the same
-            # patch would be refused on every attempt (workflows/authoring.py).
-            raise MetadataTooLargeError(None) from exc
+        return await record_for_workflow(self._recorder, request, info.workflow_run_id)
+
+
+async def record_for_workflow(
+    recorder: EventRecorder, request: RecordEventInput, run_id: str | None
+) -> RecordEventResult:
+    """Record one of a run's events from a local activity, its failures typed as the
+    workflow reads them (`record_event`, and the opening in activities/opening.py)."""
+    try:
+        return await recorder.record(
+            event_id=request.event_id,
+            task_id=request.task_id,
+            event_type=request.event_type,
+            data=request.data,
+            run_id=run_id,
+        )
+    except InvalidEventError as exc:
+        raise ApplicationError(str(exc), type=INVALID_EVENT, non_retryable=True) from exc
+    except EventBudgetExceededError as exc:
+        raise budget_failure(exc) from exc
+    except ChapterClosedError as exc:
+        # Only a run Temporal already closed, or one a reset left behind, gets here.
+        raise ApplicationError(str(exc), type=CHAPTER_CLOSED, non_retryable=True) from exc
+    except psycopg.Error as exc:
+        if exc.sqlstate != METADATA_TOO_LARGE_SQLSTATE:
+            raise
+        # Workflow code's set_metadata would grow the metadata past its cap: the same
+        # patch would be refused on every attempt (workflows/authoring.py).
+        raise MetadataTooLargeError(None) from exc

@@ -23,6 +23,7 @@ from activities.chat import ChatActivities
 from activities.control import ControlActivities
 from activities.deferral import DeferralActivities
 from activities.demo import DemoActivities
+from activities.opening import OpeningActivities
 from activities.recorder import EventRecorder
 from activities.recording import RecordingActivities
 from activities.schedules import ScheduleActivities
@@ -56,6 +57,7 @@ SANDBOX_PASSTHROUGH = (
     "workflows.control",
     "workflows.inputs",
     "workflows.admission",
+    "workflows.recording",
     # Never used by workflow code, but a redis-py pool collected by the garbage collector
     # on a workflow thread imports redis and OpenTelemetry modules from its `__del__`:
     # inside the sandbox that re-executes them in the run's own module table.
@@ -142,12 +144,16 @@ def build_worker(
     admission_activities: list[Callable[..., Any]] = (
         [admission.acquire, admission.release] if admission is not None else []
     )
+    # A run's first and last local activity (activities/opening.py).
+    opening = OpeningActivities(recorder, admission)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=workflows,
         activities=[
             RecordingActivities(recorder).record_event,
+            opening.open_task,
+            opening.close_task,
             DeferralActivities(recorder).record,
             DemoActivities(recorder).run_step,
             ChatActivities(recorder).answer,

@@ -29,8 +29,15 @@ with workflow.unsafe.imports_passed_through():
         AdmissionRequest,
     )
     from schemas.admission_claim import admission_claim
+    from schemas.opening import (
+        ParkedLine,
+        TaskOpened,
+        TaskOpening,
+        admitted_data,
+        queued_data,
+    )
     from schemas.tasks import TaskStatus
-    from schemas.workflow import TaskWorkflowInput
+    from schemas.workflow import RecordEventInput, TaskWorkflowInput
     from workflows.policies import (
         LOCAL_ACTIVITY_TIMEOUT,
         PATCH_ADMISSION,
@@ -53,23 +60,30 @@ class TaskAdmission(TaskInputs):
     def admitted(self) -> None:
         self._admitted = True
 
-    async def _admit(self, request: TaskWorkflowInput) -> None:
+    async def _admit(self, request: TaskWorkflowInput, opened: TaskOpened | None = None) -> None:
         """Hold a slot of the task's key before the first step, waiting in line if needed.
         A task that is not to run (refused, or cancelled while queued) returns with its
-        cancel reason set: the step boundary that follows takes the cancel path."""
+        cancel reason set: the step boundary that follows takes the cancel path.
+        `opened`: the run's opening (`_open`) claimed already; None: claim here."""
         admission = admission_claim(request)
         if admission is None:
             return
-        if not workflow.patched(PATCH_ADMISSION):
-            return
-        self._admission = admission
-        decision: AdmissionDecision = await workflow.execute_local_activity(
-            ADMISSION_ACQUIRE,
-            self._admission,
-            result_type=AdmissionDecision,
-            start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
-            retry_policy=RECORD_RETRY,
-        )
+        if opened is not None:
+            if opened.decision is None:  # the opening was not asked to claim
+                return
+            self._admission = admission
+            decision = opened.decision
+        else:
+            if not workflow.patched(PATCH_ADMISSION):
+                return
+            self._admission = admission
+            decision = await workflow.execute_local_activity(
+                ADMISSION_ACQUIRE,
+                self._admission,
+                result_type=AdmissionDecision,
+                start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+                retry_policy=RECORD_RETRY,
+            )
         if decision.outcome == "cancelled":  # no ticket was made: nothing to give back
             self._admission = None
             self._admission_refused = True
@@ -78,18 +92,14 @@ class TaskAdmission(TaskInputs):
         key = self._admission.concurrency_key
         if decision.outcome == "admitted":
             self._admitted = True
-            if request.parked_position is not None and workflow.patched(PATCH_PARKED_ADMISSION):
-                await self._admitted_parked(request.parked_position, decision)
+            position = request.parked_position
+            if opened is not None and opened.parked_recorded:
+                self._log("parked task admitted", concurrency_key=key, position=position)
+            elif position is not None and workflow.patched(PATCH_PARKED_ADMISSION):
+                await self._admitted_parked(position, decision)
             return
         await self._emit(
-            "task.queued.v1",
-            {
-                "concurrency_key": key,
-                "position": decision.position or 1,
-                "limit": self._admission.limit,
-                "running": decision.running,
-                "priority": self._admission.priority,
-            },
+            "task.queued.v1", queued_data(self._admission, decision.position or 1, decision.running)
         )
         self._set_status(TaskStatus.QUEUED)
         self._log("task queued", concurrency_key=key, position=decision.position)
@@ -99,32 +109,36 @@ class TaskAdmission(TaskInputs):
             self._admission_refused = True
             return  # cancelled while queued
         waited = (workflow.now() - queued_at).total_seconds()
-        await self._emit(
-            "task.admitted.v1", {"concurrency_key": key, "waited_seconds": round(waited, 3)}
-        )
+        await self._emit("task.admitted.v1", admitted_data(self._admission, waited))
         self._set_status(TaskStatus.RUNNING)
+
+    def _opening(self, request: TaskWorkflowInput, created: RecordEventInput) -> TaskOpening:
+        """What `_open` asks of `open_task`: the claim, and a parked task's line with the
+        ids and wait its events would have had from `_admitted_parked`."""
+        admission = admission_claim(request)
+        parked = None
+        if admission is not None and request.parked_position is not None:
+            parked = ParkedLine(
+                position=request.parked_position,
+                queued_event_id=str(workflow.uuid4()),
+                admitted_event_id=str(workflow.uuid4()),
+                waited_seconds=(workflow.now() - workflow.info().start_time).total_seconds(),
+            )
+        return TaskOpening(created=created, admission=admission, parked=parked)
 
     async def _admitted_parked(self, position: int, decision: AdmissionDecision) -> None:
         """A parked task (store/admission_park.py) woken with its slot: the line it
         waited in before its run began, as events of the run, in order."""
         if self._admission is None:
             return
-        key = self._admission.concurrency_key
-        await self._emit(
-            "task.queued.v1",
-            {
-                "concurrency_key": key,
-                "position": position,
-                "limit": self._admission.limit,
-                "running": decision.running,
-                "priority": self._admission.priority,
-            },
-        )
+        await self._emit("task.queued.v1", queued_data(self._admission, position, decision.running))
         waited = (workflow.now() - workflow.info().start_time).total_seconds()
-        await self._emit(
-            "task.admitted.v1", {"concurrency_key": key, "waited_seconds": round(waited, 3)}
+        await self._emit("task.admitted.v1", admitted_data(self._admission, waited))
+        self._log(
+            "parked task admitted",
+            concurrency_key=self._admission.concurrency_key,
+            position=position,
         )
-        self._log("parked task admitted", concurrency_key=key, position=position)
 
     async def _release_slot(self) -> None:
         """Give the slot (or the place in line) back; nothing for a task without a key."""

@@ -44,6 +44,11 @@ PATCH_SCHEDULED_FLOW = "scheduled-flow"
 # Parked tasks (issue 24): the API queued the task before its run began; admitted when
 # woken, the run records its `task.queued.v1` (its parked position) and `task.admitted.v1`.
 PATCH_PARKED_ADMISSION = "parked-admission"
+# A run's opening in one local activity (`open_task`, issue 24): `task.created.v1`, the
+# claim, and a woken parked task's line were one local activity each.
+PATCH_ONE_OPENING = "one-opening"
+# … and its closing: the terminal event and the slot's release (`close_task`).
+PATCH_ONE_CLOSING = "one-closing"
 
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),

@@ -1,8 +1,7 @@
 """`TaskWorkflow`: one task = one workflow run. Deterministic code only.
 
 The workflow owns what every task type shares: task-level events through
-`_emit` (the `record_event` local activity, under a lock, so events from the
-main loop and from handlers come out in one defined order), pause and cancel at
+`_emit` and the run's opening through `_open` (workflows/recording.py), pause and cancel at
 step boundaries, search attributes and details for operators, and the failure
 events of attempts that could not report themselves. What a task *does* is its
 type's runner (`workflows.registry`), which calls `run_step`. The signals, the
@@ -20,20 +19,18 @@ from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    from schemas.admission_claim import admission_claim
     from schemas.ids import step_failed_event_id
     from schemas.size import cap_text
     from schemas.tasks import TaskStatus
     from schemas.workflow import (
-        RECORD_EVENT,
         REQUEST_CANCELLATION,
         TASK_STEP,
         TASK_WORKFLOW,
-        RecordEventInput,
-        RecordEventResult,
         RequestCancellationInput,
         TaskWorkflowInput,
         TaskWorkflowResult,
@@ -42,9 +39,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.policies import (
         LOCAL_ACTIVITY_TIMEOUT,
         PATCH_CANCEL_CLOSES_CANCELED,
-        PATCH_CANCEL_DURING_RECORD,
         PATCH_DEBOUNCED,
         PATCH_LEAN_SEARCH_ATTRIBUTES,
+        PATCH_ONE_OPENING,
         PATCH_TASK_STEP_ATTRIBUTE,
         PATCH_TIMEOUT_STEP_FAILED,
         RECORD_RETRY,
@@ -54,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.registry import runner_for
 
-from workflows.admission import TaskAdmission
+from workflows.recording import TaskRecording
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
@@ -64,10 +61,9 @@ class _CancelRequestedError(Exception):
 
 
 @workflow.defn(name=TASK_WORKFLOW)
-class TaskWorkflow(TaskAdmission):  # admission; TaskInputs (wait_for_input); TaskControl
+class TaskWorkflow(TaskRecording):  # _emit; admission; TaskInputs (wait_for_input); TaskControl
     def __init__(self) -> None:
         super().__init__()
-        self._emit_lock = asyncio.Lock()
         self._boundary_lock = asyncio.Lock()
 
     @workflow.run
@@ -81,16 +77,26 @@ class TaskWorkflow(TaskAdmission):  # admission; TaskInputs (wait_for_input); Ta
         }
         if request.debounced is not None and workflow.patched(PATCH_DEBOUNCED):
             created["debounced"] = request.debounced.model_dump(mode="json")
-        await self._emit("task.created.v1", created)
+        runner = runner_for(request.task_type)
+        opened = None
+        # Only a task with a limit has more than its event to open with: others keep one
+        # `record_event` and issue no patch marker (a history event per task, issue 15).
+        if (
+            runner is not None
+            and admission_claim(request) is not None
+            and workflow.patched(PATCH_ONE_OPENING)
+        ):
+            opened = await self._open(request, created)
+        else:
+            await self._emit("task.created.v1", created)
         self._set_status(TaskStatus.RUNNING)
         self._log("task started", task_type=request.task_type)
         try:
-            runner = runner_for(request.task_type)
             if runner is None:
                 raise ApplicationError(
                     f"unknown task type {request.task_type!r}", type="UnknownTaskType"
                 )
-            await self._admit(request)
+            await self._admit(request, opened)
             if self._admission is not None or self._admission_refused:
                 await self._step_boundary()  # refused or cancelled while queued: cancel
             result = await runner(self, request.input)
@@ -108,13 +114,16 @@ class TaskWorkflow(TaskAdmission):  # admission; TaskInputs (wait_for_input); Ta
             cause = exc.cause if isinstance(exc, ActivityError) and exc.cause else exc
             message = cap_text(str(cause) or type(cause).__name__)
             step = self._failed_step or self._current_step
-            await self._emit("task.failed.v1", {"error": message, "step": step})
+            failed = {"error": message, "step": step}
+            closed = await self._close_in_one("task.failed.v1", failed)
+            if not closed:
+                await self._emit("task.failed.v1", failed)
             self._set_status(TaskStatus.FAILED)
             self._log("task failed", level=logging.WARNING, error=message, step=step)
-            await self._release_slot()
+            if not closed:
+                await self._release_slot()
             raise ApplicationError(f"task failed: {message}", non_retryable=True) from exc
-        await self._emit("task.completed.v1", {"result": result})
-        await self._release_slot()
+        await self._close("task.completed.v1", {"result": result})
         self._set_status(TaskStatus.COMPLETED)
         self._log("task completed")
         return TaskWorkflowResult(status=TaskStatus.COMPLETED, result=result)
@@ -231,8 +240,7 @@ class TaskWorkflow(TaskAdmission):  # admission; TaskInputs (wait_for_input); Ta
                 self._log("task resumed", step=self._current_step)
 
     async def _finish_cancelled(self, reason: str | None) -> TaskWorkflowResult:
-        await self._emit("task.cancelled.v1", {"reason": reason})
-        await self._release_slot()
+        await self._close("task.cancelled.v1", {"reason": reason})
         self._set_status(TaskStatus.CANCELLED)
         self._log("task cancelled", reason=reason)
         return TaskWorkflowResult(status=TaskStatus.CANCELLED, error=reason)
@@ -251,40 +259,3 @@ class TaskWorkflow(TaskAdmission):  # admission; TaskInputs (wait_for_input); Ta
         )
         await workflow.wait_condition(lambda: False)  # ends with the cancellation
         raise AssertionError("a wait for nothing returned")
-
-    async def _emit(
-        self, event_type: str, data: dict[str, Any], *, event_id: str | None = None
-    ) -> RecordEventResult:
-        async with self._emit_lock:
-            record = RecordEventInput(
-                event_id=event_id or str(workflow.uuid4()),
-                task_id=self._task_id,
-                event_type=event_type,
-                data=data,
-            )
-            try:
-                return await self._record(record)
-            except ActivityError as exc:
-                if not (
-                    is_cancelled_exception(exc)
-                    and workflow.cancellation_reason() is not None
-                    and workflow.patched(PATCH_CANCEL_DURING_RECORD)
-                ):
-                    raise
-            # A Temporal-native cancel interrupted the recording. Record it anyway (same
-            # event id: recorded once even if the interrupted attempt committed), then let
-            # the cancel take effect where every cancel does, at the next step boundary.
-            if self._cancel_reason is None:
-                self._cancel_reason = native_cancel_reason()
-            self._log("native cancel reached a recording", event_type=event_type)
-            return await self._record(record)
-
-    async def _record(self, record: RecordEventInput) -> RecordEventResult:
-        result: RecordEventResult = await workflow.execute_local_activity(
-            RECORD_EVENT,
-            record,
-            result_type=RecordEventResult,
-            start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
-            retry_policy=RECORD_RETRY,
-        )
-        return result

@@ -21,12 +21,16 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.admission import AdmissionActivities, Waker
 from activities.control import ControlActivities
 from activities.demo import DemoActivities
+from activities.opening import OpeningActivities
 from activities.recorder import EventRecorder
 from activities.recording import RecordingActivities
+from schemas.opening import OPEN_TASK, TaskOpened, TaskOpening
 from schemas.workflow import RECORD_EVENT, RecordEventInput, RecordEventResult, TaskWorkflowInput
 from store import EventStore
+from store.admission import AdmissionStore
 from tests.unit.test_replay import replayer
 from worker.temporal_worker import workflow_runner
 from workflows.policies import PATCH_CANCEL_DURING_RECORD
@@ -106,4 +110,82 @@ async def test_a_native_cancel_during_the_first_recording_ends_cancelled(
     assert [e["sequence"] for e in events] == [1, 2]
     assert events[-1]["data"]["reason"]
     # The run replays with today's code (a copy is kept as v5_cancelled_during_record).
+    assert (await replayer().replay_workflow(history)).replay_failure is None
+
+
+class HeldOpening:
+    """`open_task` whose first attempt holds (after recording nothing) until cancelled."""
+
+    def __init__(self, inner: OpeningActivities) -> None:
+        self._inner = inner
+        self.reached = asyncio.Event()
+        self.interrupted = asyncio.Event()
+
+    @activity.defn(name=OPEN_TASK)
+    async def open_task(self, request: TaskOpening) -> TaskOpened:
+        if not self.reached.is_set():
+            self.reached.set()
+            try:
+                await asyncio.Event().wait()  # only the cancel ends this attempt
+            except asyncio.CancelledError:
+                self.interrupted.set()
+                raise
+        return await self._inner.open_task(request)
+
+
+async def test_a_native_cancel_during_a_limited_tasks_opening_gives_its_slot_back(
+    client: Client, recorder: EventRecorder, pool: AsyncConnectionPool
+) -> None:
+    """A task with a limit opens (`task.created.v1` and its claim) in one local activity,
+    `open_task`: interrupted by a native cancel, it opens anyway, then ends cancelled
+    and gives back the slot it claimed (through `close_task`)."""
+    store = AdmissionStore(pool, {})
+    opening = OpeningActivities(recorder, AdmissionActivities(store, Waker(client, store)))
+    held = HeldOpening(opening)
+    task_id = str(uuid.uuid4())
+    key = f"held-{uuid.uuid4().hex[:8]}"
+    queue = f"cancel-opening-{uuid.uuid4().hex[:8]}"
+    worker = Worker(
+        client,
+        task_queue=queue,
+        workflows=[TaskWorkflow],
+        activities=[
+            held.open_task,
+            opening.close_task,
+            RecordingActivities(recorder).record_event,
+            DemoActivities(recorder).run_step,
+            ControlActivities(client).request_cancellation,
+        ],
+        workflow_runner=workflow_runner(),
+    )
+    async with worker:
+        request = TaskWorkflowInput(
+            task_id=task_id,
+            task_type="demo.pipeline",
+            input={"steps": 2, "step_seconds": 30},
+            owner="acme",
+            concurrency_key=key,
+            concurrency_limit=1,
+        )
+        handle = await client.start_workflow(
+            "TaskWorkflow", request, id=f"task-{task_id}", task_queue=queue
+        )
+        await held.reached.wait()
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        assert held.interrupted.is_set()
+        assert (await handle.describe()).status is WorkflowExecutionStatus.CANCELED
+        history = await handle.fetch_history()
+
+    events = [
+        orjson.loads(e.envelope_json)["type"]
+        for e in await EventStore(pool).history(task_id, limit=100)
+    ]
+    assert events == ["task.created.v1", "task.cancelled.v1"]
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) FROM admission_tickets WHERE concurrency_key = %s", (key,)
+        )
+        assert await cursor.fetchone() == (0,)
     assert (await replayer().replay_workflow(history)).replay_failure is None
