@@ -41,10 +41,10 @@ class OpeningActivities:
         created = request.created
         bind_log_context(task_id=created.task_id, workflow_id=info.workflow_id)
         run_id = info.workflow_run_id
-        opened = TaskOpened(created=await record_for_workflow(self._recorder, created, run_id))
-        if request.admission is None:
-            return opened
-        opened.decision = await self._claim(request.admission)
+        opened = TaskOpened(
+            created=await record_for_workflow(self._recorder, created, run_id),
+            decision=await self._admission_activities().claim(request.admission),
+        )
         if request.parked is not None and opened.decision.outcome == "admitted":
             for event in _parked_line(
                 created.task_id, request.admission, request.parked, opened.decision
@@ -60,9 +60,6 @@ class OpeningActivities:
         recorded = await record_for_workflow(self._recorder, request.ending, info.workflow_run_id)
         await self._admission_activities().give_back(request.release)
         return recorded
-
-    async def _claim(self, request: AdmissionRequest) -> AdmissionDecision:
-        return await self._admission_activities().claim(request)
 
     def _admission_activities(self) -> AdmissionActivities:
         if self._admission is None:

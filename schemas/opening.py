@@ -37,15 +37,16 @@ class ParkedLine(BaseModel):
 
 
 class TaskOpening(BaseModel):
+    """Only a task with a limit opens this way; others record `task.created.v1` alone."""
+
     created: RecordEventInput
-    admission: AdmissionRequest | None = None
+    admission: AdmissionRequest
     parked: ParkedLine | None = None
 
 
 class TaskOpened(BaseModel):
     created: RecordEventResult
-    # None when the opening claimed nothing (no limit on the task).
-    decision: AdmissionDecision | None = None
+    decision: AdmissionDecision
     # The parked line's two events were recorded (the claim admitted the task).
     parked_recorded: bool = False
 

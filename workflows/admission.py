@@ -69,8 +69,6 @@ class TaskAdmission(TaskInputs):
         if admission is None:
             return
         if opened is not None:
-            if opened.decision is None:  # the opening was not asked to claim
-                return
             self._admission = admission
             decision = opened.decision
         else:
@@ -112,19 +110,20 @@ class TaskAdmission(TaskInputs):
         await self._emit("task.admitted.v1", admitted_data(self._admission, waited))
         self._set_status(TaskStatus.RUNNING)
 
-    def _opening(self, request: TaskWorkflowInput, created: RecordEventInput) -> TaskOpening:
+    def _opening(
+        self, request: TaskWorkflowInput, created: RecordEventInput, claim: AdmissionRequest
+    ) -> TaskOpening:
         """What `_open` asks of `open_task`: the claim, and a parked task's line with the
         ids and wait its events would have had from `_admitted_parked`."""
-        admission = admission_claim(request)
         parked = None
-        if admission is not None and request.parked_position is not None:
+        if request.parked_position is not None:
             parked = ParkedLine(
                 position=request.parked_position,
                 queued_event_id=str(workflow.uuid4()),
                 admitted_event_id=str(workflow.uuid4()),
                 waited_seconds=(workflow.now() - workflow.info().start_time).total_seconds(),
             )
-        return TaskOpening(created=created, admission=admission, parked=parked)
+        return TaskOpening(created=created, admission=claim, parked=parked)
 
     async def _admitted_parked(self, position: int, decision: AdmissionDecision) -> None:
         """A parked task (store/admission_park.py) woken with its slot: the line it

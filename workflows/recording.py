@@ -18,7 +18,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from schemas.admission import AdmissionRelease
+    from schemas.admission import AdmissionRelease, AdmissionRequest
     from schemas.opening import CLOSE_TASK, OPEN_TASK, TaskClosing, TaskOpened
     from schemas.workflow import (
         RECORD_EVENT,
@@ -56,7 +56,9 @@ class TaskRecording(TaskAdmission):
             )
             return await self._despite_native_cancel(lambda: self._record(record), event_type)
 
-    async def _open(self, request: TaskWorkflowInput, created: dict[str, Any]) -> TaskOpened:
+    async def _open(
+        self, request: TaskWorkflowInput, created: dict[str, Any], claim: AdmissionRequest
+    ) -> TaskOpened:
         """`task.created.v1` and the claim in one local activity (schemas/opening.py)."""
         async with self._emit_lock:
             record = RecordEventInput(
@@ -65,7 +67,7 @@ class TaskRecording(TaskAdmission):
                 event_type="task.created.v1",
                 data=created,
             )
-            opening = self._opening(request, record)
+            opening = self._opening(request, record, claim)
             return await self._despite_native_cancel(
                 lambda: workflow.execute_local_activity(
                     OPEN_TASK,

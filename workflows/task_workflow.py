@@ -81,12 +81,9 @@ class TaskWorkflow(TaskRecording):  # _emit; admission; TaskInputs (wait_for_inp
         opened = None
         # Only a task with a limit has more than its event to open with: others keep one
         # `record_event` and issue no patch marker (a history event per task, issue 15).
-        if (
-            runner is not None
-            and admission_claim(request) is not None
-            and workflow.patched(PATCH_ONE_OPENING)
-        ):
-            opened = await self._open(request, created)
+        claim = admission_claim(request)
+        if runner is not None and claim is not None and workflow.patched(PATCH_ONE_OPENING):
+            opened = await self._open(request, created, claim)
         else:
             await self._emit("task.created.v1", created)
         self._set_status(TaskStatus.RUNNING)
