@@ -17,7 +17,13 @@ import orjson
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowHistory,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
@@ -37,23 +43,46 @@ from workflows.policies import PATCH_CANCEL_DURING_RECORD
 from workflows.task_workflow import TaskWorkflow
 
 
-class HeldCreation:
-    """`record_event` that holds the first recording of `task.created.v1` until cancelled."""
+class Hold:
+    """Holds the first attempt it is asked to hold until the cancel interrupts it."""
 
-    def __init__(self, recorder: EventRecorder) -> None:
-        self._inner = RecordingActivities(recorder)
+    def __init__(self) -> None:
         self.reached = asyncio.Event()
         self.interrupted = asyncio.Event()
 
+    async def first_attempt(self) -> None:
+        if self.reached.is_set():
+            return
+        self.reached.set()
+        try:
+            await asyncio.Event().wait()  # only the cancel ends this attempt
+        except asyncio.CancelledError:
+            self.interrupted.set()
+            raise
+
+    async def cancel_reached(self, handle: WorkflowHandle[Any, Any]) -> WorkflowHistory:
+        """Cancel the run natively once the hold is reached; its history once it closed
+        Canceled with the held attempt interrupted."""
+        await self.reached.wait()
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        assert self.interrupted.is_set()
+        assert (await handle.describe()).status is WorkflowExecutionStatus.CANCELED
+        return await handle.fetch_history()
+
+
+class HeldCreation(Hold):
+    """`record_event` that holds the first recording of `task.created.v1` until cancelled."""
+
+    def __init__(self, recorder: EventRecorder) -> None:
+        super().__init__()
+        self._inner = RecordingActivities(recorder)
+
     @activity.defn(name=RECORD_EVENT)
     async def record_event(self, request: RecordEventInput) -> RecordEventResult:
-        if request.event_type == "task.created.v1" and not self.reached.is_set():
-            self.reached.set()
-            try:
-                await asyncio.Event().wait()  # only the cancel ends this attempt
-            except asyncio.CancelledError:
-                self.interrupted.set()
-                raise
+        if request.event_type == "task.created.v1":
+            await self.first_attempt()
         return await self._inner.record_event(request)
 
 
@@ -88,13 +117,7 @@ async def test_a_native_cancel_during_the_first_recording_ends_cancelled(
             id=f"task-{task_id}",
             task_queue=queue,
         )
-        await held.reached.wait()
-        await handle.cancel()
-        with pytest.raises(WorkflowFailureError):
-            await handle.result()
-        assert held.interrupted.is_set()
-        assert (await handle.describe()).status is WorkflowExecutionStatus.CANCELED
-        history = await handle.fetch_history()
+        history = await held.cancel_reached(handle)
 
     markers = [
         e.marker_recorded_event_attributes.SerializeToString()
@@ -113,23 +136,16 @@ async def test_a_native_cancel_during_the_first_recording_ends_cancelled(
     assert (await replayer().replay_workflow(history)).replay_failure is None
 
 
-class HeldOpening:
+class HeldOpening(Hold):
     """`open_task` whose first attempt holds (after recording nothing) until cancelled."""
 
     def __init__(self, inner: OpeningActivities) -> None:
+        super().__init__()
         self._inner = inner
-        self.reached = asyncio.Event()
-        self.interrupted = asyncio.Event()
 
     @activity.defn(name=OPEN_TASK)
     async def open_task(self, request: TaskOpening) -> TaskOpened:
-        if not self.reached.is_set():
-            self.reached.set()
-            try:
-                await asyncio.Event().wait()  # only the cancel ends this attempt
-            except asyncio.CancelledError:
-                self.interrupted.set()
-                raise
+        await self.first_attempt()
         return await self._inner.open_task(request)
 
 
@@ -170,13 +186,7 @@ async def test_a_native_cancel_during_a_limited_tasks_opening_gives_its_slot_bac
         handle = await client.start_workflow(
             "TaskWorkflow", request, id=f"task-{task_id}", task_queue=queue
         )
-        await held.reached.wait()
-        await handle.cancel()
-        with pytest.raises(WorkflowFailureError):
-            await handle.result()
-        assert held.interrupted.is_set()
-        assert (await handle.describe()).status is WorkflowExecutionStatus.CANCELED
-        history = await handle.fetch_history()
+        history = await held.cancel_reached(handle)
 
     events = [
         orjson.loads(e.envelope_json)["type"]
