@@ -10,6 +10,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from api.creation_turns import CreationTurns
 from api.models import CreateTaskRequest
 from api.services import Services
 from schemas.admission import concurrency_policy
@@ -44,12 +45,14 @@ async def park_if_full(
     pool: AsyncConnectionPool,
     request: TaskWorkflowInput,
     settings: Settings,
+    turns: CreationTurns,
     *,
     request_hash: str,
     request_nonce: str,
 ) -> timedelta | None:
     """Park a `queue` task whose key is full (store/admission_park.py): its start delay,
-    with `request.parked_position` set; None: start it now (its claim decides)."""
+    with `request.parked_position` set; None: start it now (its claim decides). One
+    park of a key at a time in this process (`CreationTurns.park_turn`)."""
     claim = admission_claim(request)
     if settings.admission_park_seconds <= 0 or claim is None or claim.strategy != "queue":
         return None
@@ -58,7 +61,8 @@ async def park_if_full(
         request_hash=request_hash,
         request_nonce=request_nonce,
     )
-    position = await park(pool, claim, start)
+    async with turns.park_turn(claim.task_type, claim.concurrency_key):
+        position = await park(pool, claim, start)
     if position is None:
         return None
     request.parked_position = position

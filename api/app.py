@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.cors import install_cors
+from api.creation_turns import register_turn_metrics
 from api.middleware import RequestContextMiddleware
 from api.problems import install_problem_handlers
 from api.rate_limits import register_plugin_rates, register_rate_metrics
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, *, broker: EventBroker | None =
     app.state.stream_ticker = state.stream_ticker
     install_security(app, settings)  # API keys, tenants, stream tokens, limits
     register_rate_metrics(state.metrics, app.state.start_rates)
+    register_turn_metrics(state.metrics, app.state.creation_turns)
     install_problem_handlers(app, state.metrics.count_error)
     app.include_router(bulk.router)  # before `tasks`: `/tasks/bulk` is no task id
     app.include_router(tasks.router)

@@ -144,6 +144,7 @@ async def create_task(
                 services.pool,
                 request,
                 services.settings,
+                turns,
                 request_hash=fingerprint,
                 request_nonce=nonce,
             )

@@ -30,6 +30,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from activities.admission import AdmissionActivities, Waker
 from activities.recorder import EventRecorder
 from api.admission import park_if_full
+from api.creation_turns import CreationTurns
 from broker.redis import RedisBroker
 from schemas.debounce import (
     DebounceCreation,
@@ -318,7 +319,12 @@ async def parked_admitted(client: Client, queue: str) -> WorkflowHandle[Any, Any
     pool = await open_pool(settings.require_database_url())
     try:
         delay = await park_if_full(
-            pool, request, settings, request_hash="replay", request_nonce="replay"
+            pool,
+            request,
+            settings,
+            CreationTurns(0),
+            request_hash="replay",
+            request_nonce="replay",
         )
     finally:
         await pool.close()
