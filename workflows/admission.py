@@ -28,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
         AdmissionRelease,
         AdmissionRequest,
     )
-    from schemas.admission_claim import admission_claim
     from schemas.opening import (
         ParkedLine,
         TaskOpened,
@@ -60,12 +59,17 @@ class TaskAdmission(TaskInputs):
     def admitted(self) -> None:
         self._admitted = True
 
-    async def _admit(self, request: TaskWorkflowInput, opened: TaskOpened | None = None) -> None:
+    async def _admit(
+        self,
+        request: TaskWorkflowInput,
+        admission: AdmissionRequest | None,
+        opened: TaskOpened | None = None,
+    ) -> None:
         """Hold a slot of the task's key before the first step, waiting in line if needed.
         A task that is not to run (refused, or cancelled while queued) returns with its
         cancel reason set: the step boundary that follows takes the cancel path.
+        `admission`: the run's claim (`admission_claim`), None for a task without a limit;
         `opened`: the run's opening (`_open`) claimed already; None: claim here."""
-        admission = admission_claim(request)
         if admission is None:
             return
         if opened is not None:

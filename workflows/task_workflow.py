@@ -93,7 +93,7 @@ class TaskWorkflow(TaskRecording):  # _emit; admission; TaskInputs (wait_for_inp
                 raise ApplicationError(
                     f"unknown task type {request.task_type!r}", type="UnknownTaskType"
                 )
-            await self._admit(request, opened)
+            await self._admit(request, claim, opened)
             if self._admission is not None or self._admission_refused:
                 await self._step_boundary()  # refused or cancelled while queued: cancel
             result = await runner(self, request.input)
