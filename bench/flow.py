@@ -35,6 +35,7 @@ from activities.admission import AdmissionActivities, Waker
 from activities.recorder import EventRecorder
 from bench import flow_tenants, park_cost
 from bench.context import BenchContext, cost_per, cpu_delta
+from bench.quiet_segments import render_segments
 from bench.stats import median, percentile
 from schemas.admission import AdmissionRequest
 from schemas.workflow import (
@@ -271,4 +272,6 @@ def render(result: dict[str, Any]) -> list[str]:
         lines.append(f"  overhead {name}: {figures}")
     for name, figures in result["fairness"].items():
         lines.append(f"  {name}: {figures}")
+        if figures.get("quiet_segments_ms"):
+            lines.append(f"    {render_segments(figures['quiet_segments_ms'])}")
     return lines

@@ -34,6 +34,7 @@ from temporalio.api.enums.v1 import EventType
 from bench.context import BenchContext
 from bench.flood import run_flood
 from bench.procs import ChildProcess, tree_cpu_seconds
+from bench.quiet_segments import quiet_segments
 from bench.stats import percentile
 from schemas.workflow import workflow_id_for
 
@@ -235,10 +236,14 @@ async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
             "flood_client_cpu_s": None if flood_cpu is None else round(flood_cpu, 1),
         }
         noisy_started = len(await _first_steps(ctx, noisy_sent)) if noisy_sent else 0
-        created = list((await _first_steps(ctx, quiet_sent, "task.created.v1")).values())
+        created_at = await _first_steps(ctx, quiet_sent, "task.created.v1")
+        created = list(created_at.values())
         if started:
             slowest = max(started, key=lambda t: started[t])
             timeline = await _timeline(ctx, slowest, quiet_sent[slowest])
+            # The quiet creations are sequential: answers come in the order of `quiet_sent`.
+            answers = dict(zip(quiet_sent, quiet_answered, strict=True))
+            segments = await quiet_segments(ctx.client, quiet_sent, answers, started, created_at)
     waits = list(started.values())
     result: dict[str, Any] = {
         "quiet_started": len(started),
@@ -257,6 +262,7 @@ async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
         "worker_slots": variant.slots or 100,
         **cpu,
         "slowest_quiet_history_ms": timeline if started else [],
+        "quiet_segments_ms": segments if started else {},
     }
     if variant.limit:
         result.update(limit=variant.limit, most_held_per_key=most_held, key_samples=samples)

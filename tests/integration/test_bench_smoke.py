@@ -170,4 +170,8 @@ async def test_flow_slice_starts_every_quiet_task_and_never_overfills_a_key(
         assert fairness[name]["most_held_per_key"] <= 2, name
     assert fairness["api_held_outside_limit"]["noisy_started_by_then"] >= 1
     assert fairness["api_fairness_limit_slots"]["slowest_quiet_history_ms"]
+    segments = fairness["api_fairness_limit_slots"]["quiet_segments_ms"]
+    assert {"post", "poll", "first_workflow_task", "step_event", "total"} <= set(segments)
+    assert all(0 <= span["p50"] <= span["max"] for span in segments.values())
+    assert segments["total"]["max"] >= segments["first_workflow_task"]["max"]
     assert "flow control" in "\n".join(flow.render(result))
