@@ -1,8 +1,10 @@
 """Admission slots per concurrency key (migration 0014, docs/flow-control.md).
 
-Every claim and release takes the key's `admission_keys` row lock first (the
-upsert of a claim takes it too), then changes `running` and the tickets it
-counts in the same transaction: a slot is never given twice, whatever races.
+Every claim that may take a slot and every release take the key's `admission_keys`
+row lock first (the upsert of a claim takes it too), then change `running` and the
+tickets it counts in the same transaction: a slot is never given twice, whatever
+races. A claim repeated by a task whose ticket holds a slot changes no count and takes
+no key lock: it reads its answer from the ticket.
 Who goes next when a slot frees is decided here too, under the same lock:
 weighted round robin across the tenants waiting on the key (start-time fair
 queueing over `admission_served`), then priority (1 first), then arrival.
@@ -22,21 +24,29 @@ from psycopg_pool import AsyncConnectionPool
 
 from schemas.admission import AdmissionDecision, AdmissionRequest
 
-# The common case in one statement: the key has a free slot and nobody waits, so the
-# task takes it. The upsert locks the key's row and checks `running` on its latest
-# version; nothing is returned (and nothing changed) when the slot is not free, when
-# someone waits, or when the task has a ticket already: then `acquire` goes the long way.
+# The common cases in one statement. A task with no ticket whose key has a free slot and
+# nobody waiting takes the slot: the upsert locks the key's row and checks `running` on
+# its latest version. A task whose ticket already holds a slot (a retried opening, or the
+# run a release woke: it was granted before its run existed) is answered `admitted` again
+# from its ticket alone, without the key's row lock, which the key's parks and releases
+# hold in turn under a flood. Nothing is returned (and nothing changed) when the slot is
+# not free, when someone waits, or when the task waits in line: then `acquire` goes the
+# long way.
 _FAST_CLAIM = """
-WITH k AS (
+WITH mine AS (
+    UPDATE admission_tickets SET woken = true
+    WHERE task_id = %(task_id)s AND state = 'running'
+    RETURNING task_type, concurrency_key
+), k AS (
     INSERT INTO admission_keys AS a (task_type, concurrency_key, max_running, running)
-    VALUES (%(task_type)s, %(key)s, %(limit)s, 1)
+    SELECT %(task_type)s, %(key)s, %(limit)s, 1
+    WHERE NOT EXISTS (SELECT 1 FROM admission_tickets m WHERE m.task_id = %(task_id)s)
     ON CONFLICT (task_type, concurrency_key) DO UPDATE
     SET running = a.running + 1, max_running = EXCLUDED.max_running, updated_at = now()
     WHERE a.running < EXCLUDED.max_running
       AND NOT EXISTS (SELECT 1 FROM admission_tickets q
                       WHERE q.task_type = a.task_type AND q.concurrency_key = a.concurrency_key
                         AND q.state = 'queued')
-      AND NOT EXISTS (SELECT 1 FROM admission_tickets m WHERE m.task_id = %(task_id)s)
     RETURNING running
 ), ticket AS (
     INSERT INTO admission_tickets
@@ -45,6 +55,8 @@ WITH k AS (
     FROM k
 )
 SELECT running FROM k
+UNION ALL
+SELECT a.running FROM admission_keys a JOIN mine USING (task_type, concurrency_key)
 """
 _CLAIM_KEY = """
 INSERT INTO admission_keys (task_type, concurrency_key, max_running)

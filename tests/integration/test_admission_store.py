@@ -97,6 +97,39 @@ async def test_a_repeated_claim_answers_the_same(pool: AsyncConnectionPool) -> N
     assert await held(pool, key) == 1
 
 
+async def test_a_granted_task_claims_again_without_waiting_for_its_key(
+    pool: AsyncConnectionPool,
+) -> None:
+    """The run a release woke claims a slot it already holds: answered from its ticket,
+    while the key's row is locked (as a flood's parks lock it in turn)."""
+    store, key = AdmissionStore(pool, {}), f"woken-{uuid.uuid4().hex[:8]}"
+    holder, waiter = ask(key, limit=1), ask(key, limit=1)
+    assert outcome(await store.acquire(holder)) == "admitted"
+    assert outcome(await store.acquire(waiter)) == "queued"
+    released = await store.release(holder.task_id)
+    assert released.granted == [waiter.task_id]  # its ticket holds the slot, not woken yet
+    async with pool.connection() as locker, locker.transaction():
+        await locker.execute(
+            "SELECT 1 FROM admission_keys WHERE task_type = %s AND concurrency_key = %s FOR UPDATE",
+            (TYPE, key),
+        )
+        # Waiting for the lock would never end while this transaction holds it.
+        woken = await asyncio.wait_for(store.acquire(waiter), timeout=10)
+    assert outcome(woken) == "admitted"
+    assert woken.granted == []
+    assert woken.to_cancel == []
+    assert woken.decision is not None
+    assert woken.decision.running == 1
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT woken FROM admission_tickets WHERE task_id = %s", (waiter.task_id,)
+        )
+        assert await cursor.fetchone() == (True,)  # the keeper will not wake it again
+    assert await held(pool, key) == 1
+    counts = await running_per_key(pool, TYPE, [key])
+    assert counts[key].running == 1
+
+
 async def test_releases_admit_by_priority_then_arrival(pool: AsyncConnectionPool) -> None:
     store, key = AdmissionStore(pool, {}), f"fifo-{uuid.uuid4().hex[:8]}"
     holder = ask(key, limit=1)
