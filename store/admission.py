@@ -23,6 +23,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from schemas.admission import AdmissionDecision, AdmissionRequest
+from store.autocommit import autocommit
 
 # The common cases in one statement. A task with no ticket whose key has a free slot and
 # nobody waiting takes the slot: the upsert locks the key's row and checks `running` on
@@ -148,49 +149,52 @@ class AdmissionStore:
     async def acquire(self, request: AdmissionRequest) -> Admission:
         """Ask for a slot; a repeat (a retried activity, a reset run) answers the same."""
         key = {"task_type": request.task_type, "key": request.concurrency_key}
-        async with self.pool.connection() as conn, conn.transaction():
-            fast = await self._fast_claim(conn, request)
+        async with self.pool.connection() as conn:
+            # The common cases: one statement, atomic on its own, one round trip.
+            async with autocommit(conn):
+                fast = await self._fast_claim(conn, request)
             if fast is not None:
                 return Admission(decision=AdmissionDecision(outcome="admitted", running=fast))
-            await conn.execute(_CLAIM_KEY, {**key, "limit": request.limit})
-            existing = await (await conn.execute(_TICKET, (request.task_id,))).fetchone()
-            outcome = Admission()
-            if existing is None:
-                running, limit, _ = await self._locked(conn, key)
-                queued = await self._scalar(conn, _QUEUED, key)
-                full = running + queued >= limit
-                if full and request.strategy == "cancel_newest":
-                    reason = (
-                        f"concurrency key {request.concurrency_key!r} is at its limit of"
-                        f" {limit} (strategy cancel_newest)"
+            async with conn.transaction():
+                await conn.execute(_CLAIM_KEY, {**key, "limit": request.limit})
+                existing = await (await conn.execute(_TICKET, (request.task_id,))).fetchone()
+                outcome = Admission()
+                if existing is None:
+                    running, limit, _ = await self._locked(conn, key)
+                    queued = await self._scalar(conn, _QUEUED, key)
+                    full = running + queued >= limit
+                    if full and request.strategy == "cancel_newest":
+                        reason = (
+                            f"concurrency key {request.concurrency_key!r} is at its limit of"
+                            f" {limit} (strategy cancel_newest)"
+                        )
+                        outcome.decision = AdmissionDecision(
+                            outcome="cancelled", running=running, reason=reason
+                        )
+                        return outcome
+                    if full and request.strategy == "cancel_in_progress":
+                        outcome.to_cancel = await self._preempt(conn, key, limit, request.task_id)
+                    await conn.execute(
+                        _ENQUEUE,
+                        {
+                            **key,
+                            "task_id": request.task_id,
+                            "tenant": request.tenant,
+                            "priority": request.priority,
+                        },
                     )
+                outcome.granted = await self._dispatch(conn, key)
+                state = await (await conn.execute(_TICKET, (request.task_id,))).fetchone()
+                running = (await self._locked(conn, key))[0]
+                if state is not None and state[2] == "running":
+                    outcome.granted = [t for t in outcome.granted if t != request.task_id]
+                    await conn.execute(_WOKEN, (request.task_id,))  # it hears it from us
+                    outcome.decision = AdmissionDecision(outcome="admitted", running=running)
+                else:
+                    position = await self._scalar(conn, _POSITION, {"task_id": request.task_id})
                     outcome.decision = AdmissionDecision(
-                        outcome="cancelled", running=running, reason=reason
+                        outcome="queued", position=position, running=running
                     )
-                    return outcome
-                if full and request.strategy == "cancel_in_progress":
-                    outcome.to_cancel = await self._preempt(conn, key, limit, request.task_id)
-                await conn.execute(
-                    _ENQUEUE,
-                    {
-                        **key,
-                        "task_id": request.task_id,
-                        "tenant": request.tenant,
-                        "priority": request.priority,
-                    },
-                )
-            outcome.granted = await self._dispatch(conn, key)
-            state = await (await conn.execute(_TICKET, (request.task_id,))).fetchone()
-            running = (await self._locked(conn, key))[0]
-            if state is not None and state[2] == "running":
-                outcome.granted = [t for t in outcome.granted if t != request.task_id]
-                await conn.execute(_WOKEN, (request.task_id,))  # it hears it from us
-                outcome.decision = AdmissionDecision(outcome="admitted", running=running)
-            else:
-                position = await self._scalar(conn, _POSITION, {"task_id": request.task_id})
-                outcome.decision = AdmissionDecision(
-                    outcome="queued", position=position, running=running
-                )
         return outcome
 
     @staticmethod
