@@ -13,7 +13,7 @@ from temporalio import activity
 
 from activities.admission import AdmissionActivities
 from activities.recorder import EventRecorder
-from activities.recording import record_for_workflow
+from activities.recording import record_for_workflow, record_many_for_workflow
 from schemas.admission import AdmissionDecision, AdmissionRequest
 from schemas.opening import (
     CLOSE_TASK,
@@ -46,10 +46,9 @@ class OpeningActivities:
             decision=await self._admission_activities().claim(request.admission),
         )
         if request.parked is not None and opened.decision.outcome == "admitted":
-            for event in _parked_line(
-                created.task_id, request.admission, request.parked, opened.decision
-            ):
-                await record_for_workflow(self._recorder, event, run_id)
+            # Both in one transaction: `task.queued.v1` then `task.admitted.v1`.
+            line = _parked_line(created.task_id, request.admission, request.parked, opened.decision)
+            await record_many_for_workflow(self._recorder, created.task_id, line, run_id)
             opened.parked_recorded = True
         return opened
 

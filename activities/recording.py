@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
 import psycopg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.authoring import MetadataTooLargeError
 from activities.budget import budget_failure
-from activities.recorder import EventRecorder
+from activities.recorder import EventRecorder, NewEvent
 from schemas import InvalidEventError
 from schemas.workflow import (
     CHAPTER_CLOSED,
@@ -39,7 +42,7 @@ async def record_for_workflow(
 ) -> RecordEventResult:
     """Record one of a run's events from a local activity, its failures typed as the
     workflow reads them (`record_event`, and the opening in activities/opening.py)."""
-    try:
+    with _typed_failures():
         return await recorder.record(
             event_id=request.event_id,
             task_id=request.task_id,
@@ -47,6 +50,24 @@ async def record_for_workflow(
             data=request.data,
             run_id=run_id,
         )
+
+
+async def record_many_for_workflow(
+    recorder: EventRecorder, task_id: str, events: Sequence[RecordEventInput], run_id: str | None
+) -> list[RecordEventResult]:
+    """`record_for_workflow` for several events of one task, in one transaction (all or
+    none, in order: `EventRecorder.record_many`); never `task.created.v1`."""
+    batch = [NewEvent(e.event_id, e.event_type, e.data) for e in events]
+    with _typed_failures():
+        return await recorder.record_many(task_id, batch, run_id=run_id)
+
+
+@contextmanager
+def _typed_failures() -> Iterator[None]:
+    """A recording's failures as the workflow reads them: the ones no retry can mend are
+    non-retryable `ApplicationError`s of a known type."""
+    try:
+        yield
     except InvalidEventError as exc:
         raise ApplicationError(str(exc), type=INVALID_EVENT, non_retryable=True) from exc
     except EventBudgetExceededError as exc:
