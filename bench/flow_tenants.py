@@ -25,24 +25,20 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
 import httpx
-from temporalio.api.enums.v1 import EventType
 
 from bench.context import BenchContext
-from bench.flood import run_flood
+from bench.flood import FloodOutcome, run_flood
+from bench.flow_probes import create_task, first_steps, timeline, warm_up
+from bench.machine import busy_share, cpu_busy_seconds
 from bench.procs import ChildProcess, tree_cpu_seconds
 from bench.quiet_segments import quiet_segments
 from bench.stats import percentile
 from schemas.workflow import workflow_id_for
 
 STARTERS = 32  # the noisy tenant's creations in flight at once
-_FIRST = """
-SELECT task_id, min(recorded_at) FROM events
-WHERE task_id = ANY(%s) AND event_type = %s GROUP BY task_id
-"""
 _MOST_HELD = """
 SELECT coalesce(max(running), 0) FROM admission_keys WHERE concurrency_key = ANY(%s)
 """
@@ -60,6 +56,11 @@ class Variant:
     # with a limit); False: `TASKPLANE_ADMISSION_PARK_SECONDS=0`, every queued task's
     # workflow started at once (how a limit worked before parking).
     parked: bool = False
+    # The API's per-tenant creation rate as shipped (`TASKPLANE_LIMIT_TASK_CREATE_*`,
+    # 50/s, burst 200, per API process): the noisy tenant's excess is answered 429 and
+    # its client retries after `Retry-After`. False: lifted, so the flood comes as fast
+    # as the API can take it.
+    default_creation_rate: bool = False
 
 
 def variants(ctx: BenchContext) -> dict[str, Variant]:
@@ -73,6 +74,10 @@ def variants(ctx: BenchContext) -> dict[str, Variant]:
         # The lever built: over-limit tasks parked, the noisy tenant sending all it has.
         "api_parked_limit": Variant(sizes.flow_noisy, limit=limit, parked=True),
         "api_parked_limit_slots": Variant(sizes.flow_noisy, limit=limit, slots=slots, parked=True),
+        # The same with the creation rate every tenant gets by default.
+        "api_parked_limit_slots_default_rate": Variant(
+            sizes.flow_noisy, limit=limit, slots=slots, parked=True, default_creation_rate=True
+        ),
         "api_held_outside_limit": Variant(sizes.flow_noisy, limit=limit, held_outside=True),
         "api_held_outside_limit_slots": Variant(
             sizes.flow_noisy, limit=limit, slots=slots, held_outside=True
@@ -84,14 +89,11 @@ def variants(ctx: BenchContext) -> dict[str, Variant]:
 async def _stack(
     ctx: BenchContext, variant: Variant, keys: str
 ) -> AsyncIterator[tuple[ChildProcess, ChildProcess]]:
-    # The flood is the point: the per-process creation bucket (50/s by default, which an
-    # idle machine's API exceeds) would refuse the noisy tenant's burst with 429s.
-    common = {
-        "log_level": "WARNING",
-        "api_keys": keys,
-        "limit_task_create_per_second": "1000",
-        "limit_task_create_burst": "5000",
-    }
+    common = {"log_level": "WARNING", "api_keys": keys}
+    if not variant.default_creation_rate:
+        # The flood as fast as the API takes it: the per-tenant creation bucket (50/s by
+        # default, which an idle machine's API exceeds) would refuse most of it with 429s.
+        common.update(limit_task_create_per_second="1000", limit_task_create_burst="5000")
     if variant.limit:
         common["concurrency_limit"] = str(variant.limit)
         if not variant.parked:
@@ -116,45 +118,11 @@ async def _stack(
             child.stop()
 
 
-async def _first_steps(
-    ctx: BenchContext, sent: dict[str, float], event_type: str = "task.step.started.v1"
-) -> dict[str, float]:
-    """Seconds from each task's `POST` to its first `event_type`."""
-    async with ctx.pool.connection() as conn:
-        rows = await (await conn.execute(_FIRST, (list(sent), event_type))).fetchall()
-    return {str(t): at.timestamp() - sent[str(t)] for t, at in rows}
-
-
-async def _timeline(ctx: BenchContext, task_id: str, sent_at: float) -> list[str]:
-    """The first Temporal history events of one task, ms after its `POST`: where it waited."""
-    lines: list[str] = []
-    handle = ctx.client.get_workflow_handle(workflow_id_for(task_id))
-    async for event in handle.fetch_history_events():
-        at = event.event_time.ToDatetime(tzinfo=UTC).timestamp()
-        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
-        lines.append(f"{(at - sent_at) * 1000:.0f} {name}")
-        if len(lines) >= 16:
-            break
-    return lines
-
-
-async def _create(
-    http: httpx.AsyncClient, seconds: float, sent: dict[str, float], answered: list[float]
-) -> str:
-    began = time.time()
-    body = {"type": "demo.pipeline", "input": {"steps": 1, "step_seconds": seconds}}
-    response = await http.post("/tasks", json=body)
-    response.raise_for_status()
-    sent[str(response.json()["task_id"])] = began
-    answered.append(time.time() - began)
-    return str(response.json()["task_id"])
-
-
 async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
     """One variant on a fresh worker + API pair; stops once every quiet task has stepped."""
     sizes, tag = ctx.sizes, uuid.uuid4().hex[:6]
-    loud, calm = f"noisy-{tag}", f"quiet-{tag}"
-    keys = f"{loud}:k-{loud},{calm}:k-{calm}"
+    loud, calm, warm = f"noisy-{tag}", f"quiet-{tag}", f"warm-{tag}"
+    keys = f"{loud}:k-{loud},{calm}:k-{calm},{warm}:k-{warm}"
     noisy_sent: dict[str, float] = {}
     quiet_sent: dict[str, float] = {}
     quiet_answered: list[float] = []
@@ -162,6 +130,7 @@ async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
     half = asyncio.Event()
     most_held = samples = 0
     async with _stack(ctx, variant, keys) as (worker, api):
+        await warm_up(ctx, api.base_url, f"k-{warm}")
         cpu_before = {"worker": tree_cpu_seconds(worker.pid), "api": tree_cpu_seconds(api.pid)}
         began = time.monotonic()
         limits = httpx.Limits(max_connections=STARTERS)
@@ -183,7 +152,7 @@ async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
 
             async def one_noisy() -> None:
                 async with gate:
-                    task_id = await _create(
+                    task_id = await create_task(
                         noisy_http, sizes.flow_step_seconds, noisy_sent, noisy_answered
                     )
                     if variant.held_outside:  # the slot is the task's whole run
@@ -209,8 +178,9 @@ async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
                 flood = asyncio.gather(*(one_noisy() for _ in range(variant.noisy)))
             if variant.noisy:
                 await half.wait()
+            busy_before = cpu_busy_seconds()
             for _ in range(sizes.flow_quiet):
-                await _create(quiet_http, sizes.quiet_step_seconds, quiet_sent, quiet_answered)
+                await create_task(quiet_http, sizes.quiet_step_seconds, quiet_sent, quiet_answered)
                 await asyncio.sleep(0.05)
             deadline = time.monotonic() + sizes.flow_deadline_seconds
             while True:
@@ -219,28 +189,31 @@ async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
                         cursor = await conn.execute(_MOST_HELD, ([loud, calm],))
                         row = await cursor.fetchone()
                     most_held, samples = max(most_held, int(row[0]) if row else 0), samples + 1
-                started = await _first_steps(ctx, quiet_sent)
+                started = await first_steps(ctx, quiet_sent)
                 if len(started) == len(quiet_sent) or time.monotonic() > deadline:
+                    busy = busy_share(busy_before, cpu_busy_seconds())
                     break
                 await asyncio.sleep(0.1)
             if held:  # the rest of the closed loop would only take time
                 flood.cancel()
             flood_cpu: float | None = None
+            refused: int | None = None
             with contextlib.suppress(asyncio.CancelledError):
                 outcome = await flood
-                flood_cpu = outcome if isinstance(outcome, float) else None
+                if isinstance(outcome, FloodOutcome):
+                    flood_cpu, refused = outcome
         cpu = {
             "worker_cpu_s": round(tree_cpu_seconds(worker.pid) - cpu_before["worker"], 1),
             "api_cpu_s": round(tree_cpu_seconds(api.pid) - cpu_before["api"], 1),
             # The noisy client's own CPU, on the same two cores (its own process).
             "flood_client_cpu_s": None if flood_cpu is None else round(flood_cpu, 1),
         }
-        noisy_started = len(await _first_steps(ctx, noisy_sent)) if noisy_sent else 0
-        created_at = await _first_steps(ctx, quiet_sent, "task.created.v1")
+        noisy_started = len(await first_steps(ctx, noisy_sent)) if noisy_sent else 0
+        created_at = await first_steps(ctx, quiet_sent, "task.created.v1")
         created = list(created_at.values())
         if started:
             slowest = max(started, key=lambda t: started[t])
-            timeline = await _timeline(ctx, slowest, quiet_sent[slowest])
+            history = await timeline(ctx, slowest, quiet_sent[slowest])
             # The quiet creations are sequential: answers come in the order of `quiet_sent`.
             answers = dict(zip(quiet_sent, quiet_answered, strict=True))
             segments = await quiet_segments(ctx.client, quiet_sent, answers, started, created_at)
@@ -253,7 +226,10 @@ async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
         # Where the quiet tenant's time goes: the API's answer, its first event.
         "quiet_post_p99_ms": round(percentile(quiet_answered, 99) * 1000, 1),
         "quiet_created_p99_ms": round(percentile(created, 99) * 1000, 1),
+        # How busy the two cores were while the quiet tenant's tasks went through.
+        "busy_while_quiet": busy,
         "noisy_sent": len(noisy_sent),
+        "noisy_refused": refused,
         "noisy_post_p50_ms": round(percentile(noisy_answered, 50) * 1000, 1)
         if noisy_answered
         else 0,
@@ -261,7 +237,7 @@ async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
         "seconds": round(time.monotonic() - began, 1),
         "worker_slots": variant.slots or 100,
         **cpu,
-        "slowest_quiet_history_ms": timeline if started else [],
+        "slowest_quiet_history_ms": history if started else [],
         "quiet_segments_ms": segments if started else {},
     }
     if variant.limit:

@@ -32,6 +32,22 @@ def load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
 
+def cpu_busy_seconds() -> tuple[float, float]:
+    """(busy, elapsed) CPU seconds of the whole machine since boot, all cores summed
+    (/proc/stat; busy is everything but idle and iowait): two readings give how busy the
+    cores were between them."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    total = sum(fields[:8])  # guest time is already counted in user and nice
+    return (total - fields[3] - fields[4]) / tick, total / tick
+
+
+def busy_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """How busy the cores were between two `cpu_busy_seconds()` readings, 0..1."""
+    elapsed = after[1] - before[1]
+    return round((after[0] - before[0]) / elapsed, 2) if elapsed > 0 else 0.0
+
+
 def _meminfo_kib(field: str) -> int | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

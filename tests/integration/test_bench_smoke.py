@@ -147,7 +147,7 @@ async def test_flow_slice_starts_every_quiet_task_and_never_overfills_a_key(
             "flow_claims=10",
             "flow_park_lines=20,40",
             "flow_variants=no_fairness,fairness_limit,api_fairness_limit_slots,"
-            "api_held_outside_limit",
+            "api_held_outside_limit,api_parked_limit_slots_default_rate",
         ]
     )
     result = await flow.run(ctx)
@@ -159,12 +159,21 @@ async def test_flow_slice_starts_every_quiet_task_and_never_overfills_a_key(
     fairness = result["fairness"]
     in_process = {"idle", "no_fairness", "fairness_limit"}
     # The deployment topology: a worker and an API process, both tenants through POST /tasks.
-    api = {"api_idle", "api_fairness_limit_slots", "api_held_outside_limit"}
+    api = {
+        "api_idle",
+        "api_fairness_limit_slots",
+        "api_held_outside_limit",
+        "api_parked_limit_slots_default_rate",
+    }
     assert set(fairness) == in_process | api
     for name, figures in fairness.items():
         assert figures["quiet_started"] == figures["quiet_sent"] == 3, name
         if name != "api_held_outside_limit":  # its closed loop stops once the quiet are in
             assert figures["noisy_sent"] == (0 if name.endswith("idle") else 16), name
+    for name in api:  # how busy the cores were while the quiet tenant's tasks went through
+        assert 0 < fairness[name]["busy_while_quiet"] <= 1, name
+    # As shipped, 16 creations are within a tenant's burst: nothing to wait out.
+    assert fairness["api_parked_limit_slots_default_rate"]["noisy_refused"] == 0
     for name in ("fairness_limit", "api_fairness_limit_slots", "api_held_outside_limit"):
         assert fairness[name]["key_samples"] >= 1, name
         assert fairness[name]["most_held_per_key"] <= 2, name

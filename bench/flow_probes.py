@@ -1,0 +1,73 @@
+"""The quiet side of the `flow` part's API variants: creating tasks through the API,
+and reading from the store and from Temporal when and where each one went."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC
+
+import httpx
+from temporalio.api.enums.v1 import EventType
+
+from bench.context import BenchContext
+from schemas.workflow import workflow_id_for
+
+FIRST_EVENT = """
+SELECT task_id, min(recorded_at) FROM events
+WHERE task_id = ANY(%s) AND event_type = %s GROUP BY task_id
+"""
+
+
+async def first_steps(
+    ctx: BenchContext, sent: dict[str, float], event_type: str = "task.step.started.v1"
+) -> dict[str, float]:
+    """Seconds from each task's `POST` to its first `event_type`."""
+    async with ctx.pool.connection() as conn:
+        rows = await (await conn.execute(FIRST_EVENT, (list(sent), event_type))).fetchall()
+    return {str(t): at.timestamp() - sent[str(t)] for t, at in rows}
+
+
+async def timeline(ctx: BenchContext, task_id: str, sent_at: float) -> list[str]:
+    """The first Temporal history events of one task, ms after its `POST`: where it waited."""
+    lines: list[str] = []
+    handle = ctx.client.get_workflow_handle(workflow_id_for(task_id))
+    async for event in handle.fetch_history_events():
+        at = event.event_time.ToDatetime(tzinfo=UTC).timestamp()
+        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+        lines.append(f"{(at - sent_at) * 1000:.0f} {name}")
+        if len(lines) >= 16:
+            break
+    return lines
+
+
+async def create_task(
+    http: httpx.AsyncClient, seconds: float, sent: dict[str, float], answered: list[float]
+) -> str:
+    began = time.time()
+    body = {"type": "demo.pipeline", "input": {"steps": 1, "step_seconds": seconds}}
+    response = await http.post("/tasks", json=body)
+    response.raise_for_status()
+    sent[str(response.json()["task_id"])] = began
+    answered.append(time.time() - began)
+    return str(response.json()["task_id"])
+
+
+async def warm_up(ctx: BenchContext, base_url: str, key: str) -> None:
+    """One task of a third tenant, to its first step, before anything is measured.
+
+    A fresh API process answers its first `POST /tasks` 3-4x slower than the next ones
+    (its first Temporal start, first pooled statements), and the worker runs its first
+    workflow slower too. Without this the idle baseline's p99 was that one cold task
+    (session 16), a cost of the process's first minute, not of an idle system.
+    """
+    sent: dict[str, float] = {}
+    async with httpx.AsyncClient(
+        base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    ) as http:
+        await create_task(http, 0.0, sent, [])
+    for _ in range(300):
+        if await first_steps(ctx, sent):
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the warm-up task did not reach its first step in 15 s")
