@@ -62,6 +62,11 @@ class Sizes:
     debounce_period_seconds: float = 2.0
     flow_noisy: int = 2000  # the noisy tenant's burst (bench/flow.py)
     flow_quiet: int = 20
+    # Between one quiet answer and the next quiet `POST` (the API variants): ~4 tasks a
+    # second. At 0.05 (until session 17) the "quiet" tenant sent ~16 a second, more than
+    # the noisy tenant's limit admits, and alone kept two cores 55-63 % busy
+    # (`busy_while_quiet`): its idle baseline was no idle system (docs/performance.md).
+    flow_quiet_gap_seconds: float = 0.25
     flow_step_seconds: float = 0.05
     # The quiet tenant's step; < 0: `flow_step_seconds` (noisy long tasks, quiet short ones).
     flow_quiet_step_seconds: float = -1.0

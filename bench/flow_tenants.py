@@ -181,7 +181,7 @@ async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
             busy_before = cpu_busy_seconds()
             for _ in range(sizes.flow_quiet):
                 await create_task(quiet_http, sizes.quiet_step_seconds, quiet_sent, quiet_answered)
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(sizes.flow_quiet_gap_seconds)
             deadline = time.monotonic() + sizes.flow_deadline_seconds
             while True:
                 if variant.limit:
