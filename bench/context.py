@@ -64,7 +64,7 @@ class Sizes:
     flow_quiet: int = 20
     # Between one quiet answer and the next quiet `POST` (the API variants): ~4 tasks a
     # second. At 0.05 (until session 17) the "quiet" tenant sent ~16 a second, more than
-    # the noisy tenant's limit admits, and alone kept two cores 55-63 % busy
+    # the noisy tenant's limit admits, and alone kept two cores 54-63 % busy
     # (`busy_while_quiet`): its idle baseline was no idle system (docs/performance.md).
     flow_quiet_gap_seconds: float = 0.25
     flow_step_seconds: float = 0.05

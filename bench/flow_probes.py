@@ -56,10 +56,11 @@ async def create_task(
 async def warm_up(ctx: BenchContext, base_url: str, key: str) -> None:
     """One task of a third tenant, to its first step, before anything is measured.
 
-    A fresh API process answers its first `POST /tasks` 3-4x slower than the next ones
-    (its first Temporal start, first pooled statements), and the worker runs its first
-    workflow slower too. Without this the idle baseline's p99 was that one cold task
-    (session 16), a cost of the process's first minute, not of an idle system.
+    A fresh API process answers its first `POST /tasks` slower than the next ones (21-23
+    ms against 5-6 on session 16's machine, ~20 against ~12 on session 17's). Without
+    this the idle baseline's p99 was that one cold task (session 16): a cost of a new
+    process, not of an idle system, which the flood variants never paid (the noisy
+    tenant's requests warmed their API first).
     """
     sent: dict[str, float] = {}
     async with httpx.AsyncClient(
