@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC
 
 import httpx
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 
 from bench.context import BenchContext
 from schemas.workflow import workflow_id_for
@@ -28,14 +30,22 @@ async def first_steps(
     return {str(t): at.timestamp() - sent[str(t)] for t, at in rows}
 
 
+async def history_after(
+    client: Client, task_id: str, sent_at: float
+) -> AsyncIterator[tuple[str, float]]:
+    """A task's Temporal history, in order: each event's name (`WORKFLOW_TASK_STARTED`)
+    and its time in seconds after `sent_at` (the server's clock, this machine's)."""
+    handle = client.get_workflow_handle(workflow_id_for(task_id))
+    async for event in handle.fetch_history_events():
+        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+        yield name, event.event_time.ToDatetime(tzinfo=UTC).timestamp() - sent_at
+
+
 async def timeline(ctx: BenchContext, task_id: str, sent_at: float) -> list[str]:
     """The first Temporal history events of one task, ms after its `POST`: where it waited."""
     lines: list[str] = []
-    handle = ctx.client.get_workflow_handle(workflow_id_for(task_id))
-    async for event in handle.fetch_history_events():
-        at = event.event_time.ToDatetime(tzinfo=UTC).timestamp()
-        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
-        lines.append(f"{(at - sent_at) * 1000:.0f} {name}")
+    async for name, after in history_after(ctx.client, task_id, sent_at):
+        lines.append(f"{after * 1000:.0f} {name}")
         if len(lines) >= 16:
             break
     return lines

@@ -20,14 +20,12 @@ machine's one clock.
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from bench.flow_probes import history_after
 from bench.stats import percentile
-from schemas.workflow import workflow_id_for
 
 # (segment, from, to): history event names, or "sent" / "step" / "created".
 SEGMENTS = (
@@ -45,10 +43,8 @@ async def _first_times(client: Client, task_id: str, sent_at: float) -> dict[str
     """Seconds after `sent_at` of the first of each history event, up to the first step's
     activity starting."""
     times: dict[str, float] = {}
-    handle = client.get_workflow_handle(workflow_id_for(task_id))
-    async for event in handle.fetch_history_events():
-        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
-        times.setdefault(name, event.event_time.ToDatetime(tzinfo=UTC).timestamp() - sent_at)
+    async for name, after in history_after(client, task_id, sent_at):
+        times.setdefault(name, after)
         if name == "ACTIVITY_TASK_STARTED":
             break
     return times
