@@ -4,7 +4,8 @@
   mark published), sequentially for one task, on a loop of its own in a
   thread of its own, so `time.thread_time()` is the recording's CPU alone:
   production on asyncio's loop; production on uvloop; and production without
-  the outbox marks (`unmarked_recorder`, a bound).
+  the outbox marks (`unmarked_recorder`, a bound); and the contract's floor
+  (bench/event_floor.py: one statement, one EVALSHA, no rules), the yardstick.
 - Group commit (activities/group_commit.py): 20 tasks recording at once, with and
   without groups, alternating: CPU per event of the recording loop's thread.
 - Publishing one event: the production script against a redis-py pipeline
@@ -27,6 +28,7 @@ import uvloop
 
 from activities.recorder import DEFAULT_MAX_GROUP, EventRecorder
 from bench.context import BenchContext, cpu_delta
+from bench.event_floor import FloorRecorder
 from bench.publish_cost import publish_cost
 from bench.recorders import unmarked_recorder
 from bench.stats import median
@@ -35,47 +37,57 @@ from schemas import decode_event
 from settings.config import Settings
 from store import EventStore, Outbox, open_pool
 
-RECORDERS = ("production", "production_uvloop", "unmarked")
+RECORDERS = ("production", "production_uvloop", "unmarked", "floor")
 
 
-async def _record_many(ctx: BenchContext, kind: str, events: int) -> dict[str, float]:
+async def record_events(ctx: BenchContext, kind: str, events: int) -> dict[str, float]:
     """Record `events` progress events of one new task; wall and CPU per event (ms)."""
     pool = await open_pool(ctx.endpoints.database_url, min_size=2, max_size=4)
     broker = RedisBroker(ctx.endpoints.redis_url)
     await broker.connect()
+    recorder: EventRecorder
+    if kind == "floor":
+        recorder = FloorRecorder(pool, ctx.endpoints.redis_url, stream_key=broker.stream_key)
+    elif kind == "unmarked":
+        recorder = unmarked_recorder(broker, pool)
+    else:
+        recorder = EventRecorder(EventStore(pool), Outbox(pool), broker)
     try:
-        recorder: EventRecorder
-        if kind == "unmarked":
-            recorder = unmarked_recorder(broker, pool)
-        else:
-            recorder = EventRecorder(EventStore(pool), Outbox(pool), broker)
-        task_id = str(uuid.uuid4())
+        return await _timed_records(ctx, recorder, events)
+    finally:
+        if isinstance(recorder, FloorRecorder):
+            await recorder.close()
+        await broker.close()
+        await pool.close()
+
+
+async def _timed_records(
+    ctx: BenchContext, recorder: EventRecorder, events: int
+) -> dict[str, float]:
+    task_id = str(uuid.uuid4())
+    await recorder.record(
+        event_id=str(uuid.uuid4()),
+        task_id=task_id,
+        event_type="task.created.v1",
+        data={"task_type": "demo.pipeline", "input": {}},
+    )
+    servers = ctx.cpu_snapshot()  # before the pools close: backends' CPU dies with them
+    wall, cpu = time.perf_counter(), time.thread_time()
+    for tick in range(1, events + 1):
         await recorder.record(
             event_id=str(uuid.uuid4()),
             task_id=task_id,
-            event_type="task.created.v1",
-            data={"task_type": "demo.pipeline", "input": {}},
+            event_type="task.step.progress.v1",
+            data={
+                "index": 1,
+                "name": "step-1",
+                "percent": round(tick * 100 / events, 3),
+                "message": f"tick {tick}/{events}",
+                "total_steps": 1,
+            },
         )
-        servers = ctx.cpu_snapshot()  # before the pools close: backends' CPU dies with them
-        wall, cpu = time.perf_counter(), time.thread_time()
-        for tick in range(1, events + 1):
-            await recorder.record(
-                event_id=str(uuid.uuid4()),
-                task_id=task_id,
-                event_type="task.step.progress.v1",
-                data={
-                    "index": 1,
-                    "name": "step-1",
-                    "percent": round(tick * 100 / events, 3),
-                    "message": f"tick {tick}/{events}",
-                    "total_steps": 1,
-                },
-            )
-        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-        servers = cpu_delta(servers, ctx.cpu_snapshot())
-    finally:
-        await broker.close()
-        await pool.close()
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    servers = cpu_delta(servers, ctx.cpu_snapshot())
     result = {"wall_ms": wall * 1000 / events, "cpu_ms": cpu * 1000 / events}
     for name in ("postgres", "redis"):
         if name in servers:
@@ -87,8 +99,8 @@ def _in_thread(ctx: BenchContext, kind: str, events: int) -> dict[str, float]:
     """One run on a fresh loop in this (worker) thread: uvloop's or asyncio's."""
     recorder = kind.removesuffix("_uvloop")
     if kind.endswith("_uvloop"):
-        return uvloop.run(_record_many(ctx, recorder, events))
-    return asyncio.run(_record_many(ctx, recorder, events))
+        return uvloop.run(record_events(ctx, recorder, events))
+    return asyncio.run(record_events(ctx, recorder, events))
 
 
 async def _recording(ctx: BenchContext) -> dict[str, Any]:
@@ -217,7 +229,15 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
     recording = await _recording(ctx)
     for kind in RECORDERS:
         r = recording[kind]
-        print(f"  record() {kind:<18} {r['wall_ms']:.3f} ms wall  {r['cpu_ms']:.3f} ms CPU /event")
+        servers = "".join(
+            f"  {name} {r[f'{name}_cpu_ms']:.3f}"
+            for name in ("postgres", "redis")
+            if f"{name}_cpu_ms" in r
+        )
+        print(
+            f"  record() {kind:<18} {r['wall_ms']:.3f} ms wall  {r['cpu_ms']:.3f} ms CPU /event"
+            + (f"  (servers' CPU ms /event:{servers})" if servers else "")
+        )
     grouping = await _grouping(ctx)
     for kind in ("group_commit", "one_by_one"):
         r = grouping[kind]

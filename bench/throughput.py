@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 
 from activities.recorder import EventRecorder
 from bench.context import BenchContext, cpu_delta
+from bench.event_floor import FloorRecorder
 from bench.failures import ActivityFailures
 from bench.models import BenchPipelineInput
 from bench.recorders import BatchingRecorder, NoIoRecorder
@@ -45,7 +46,7 @@ class Variant:
     name: str
     description: str
     workflow: str
-    recorder: str  # "none" | "production" | "no_io" | "batched"
+    recorder: str  # "none" | "production" | "no_io" | "batched" | "floor"
     make_input: Callable[[str], Any]
     # Diagnostics take production's cost apart (part of a full run; skipped
     # by --quick unless named in `throughput_variants`).
@@ -125,6 +126,15 @@ VARIANTS = (
         _task_input,
     ),
     Variant(
+        "taskplane_floor",
+        "production workflow and activities, each event at the contract's floor"
+        " (bench/event_floor.py: one statement, one EVALSHA, no rules)",
+        "TaskWorkflow",
+        "floor",
+        _task_input,
+        diagnostic=True,
+    ),
+    Variant(
         "bare_temporal_sandboxed",
         "bare Temporal in Temporal's sandbox (the SDK's default runner)",
         "BenchBare",
@@ -175,6 +185,8 @@ def _recorder(ctx: BenchContext, kind: str) -> EventRecorder:
         return EventRecorder(store, outbox, ctx.broker)
     if kind == "batched":
         return BatchingRecorder(ctx.broker, ctx.pool)
+    if kind == "floor":
+        return FloorRecorder(ctx.pool, ctx.endpoints.redis_url, stream_key=ctx.broker.stream_key)
     return NoIoRecorder()
 
 
@@ -282,7 +294,7 @@ async def run_variant(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
         ):
             window = await _window(ctx, variant, task_queue, failures)
     finally:
-        if isinstance(recorder, BatchingRecorder):
+        if isinstance(recorder, BatchingRecorder | FloorRecorder):
             await recorder.close()
     return await _result(ctx, variant, window, recorder)
 
@@ -330,7 +342,7 @@ async def _window(
 async def _result(
     ctx: BenchContext, variant: Variant, window: Window, recorder: EventRecorder
 ) -> dict[str, Any]:
-    records = variant.recorder in ("production", "batched")
+    records = variant.recorder in ("production", "batched", "floor")
     events = await _count_events(ctx, window.completed) if records else 0
     tasks = len(window.completed)
     per_task = max(tasks, 1)

@@ -6,16 +6,20 @@ sane (positive, complete) figures. The full bench is `make bench`.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 
-from bench import flow, output, rate_limits, replay, throughput
+from bench import flow, levers, output, rate_limits, replay, throughput
 from bench.context import BenchContext, Sizes
+from bench.event_floor import FloorRecorder
 from bench.publish_cost import KINDS, publish_cost
 from bench.report import targets
 from bench.stack import Endpoints
+from broker import topic_for
 from broker.redis import RedisBroker
 from settings import Settings
 from store import open_pool
@@ -37,7 +41,7 @@ async def ctx(
     )
     sizes = Sizes.quick().override(
         [
-            "throughput_variants=taskplane,taskplane_worker_loops",
+            "throughput_variants=taskplane,taskplane_worker_loops,taskplane_floor",
             "throughput_concurrency=4",
             "throughput_warmup_seconds=0.5",
             "throughput_window_seconds=2",
@@ -56,7 +60,12 @@ async def test_throughput_slice_measures_both_variants_and_their_ratio(
     result = await throughput.run(ctx)
 
     variants = result["variants"]
-    assert set(variants) == {"bare_temporal", "taskplane", "taskplane_worker_loops"}
+    assert set(variants) == {
+        "bare_temporal",
+        "taskplane",
+        "taskplane_worker_loops",
+        "taskplane_floor",
+    }
     assert variants["bare_temporal"]["median_tasks_per_s"] > 0
     assert variants["taskplane"]["median_tasks_per_s"] > 0
     # Every completed demo.pipeline of 5 steps recorded its 12 events.
@@ -64,8 +73,51 @@ async def test_throughput_slice_measures_both_variants_and_their_ratio(
     assert variants["taskplane"]["median_ratio_to_bare"] > 0
     # The same tasks run by the production WorkerRuntime, its loops beside them.
     assert variants["taskplane_worker_loops"]["events_per_task"] == 12
+    # The same tasks with each event at the contract's floor: all 12 written too.
+    assert variants["taskplane_floor"]["events_per_task"] == 12
     (target,) = targets({"throughput": result})
     assert target["measured"] == variants["taskplane"]["median_ratio_to_bare"]
+
+
+async def test_floor_recorder_writes_numbered_events_and_publishes_them(
+    ctx: BenchContext,
+) -> None:
+    task_id = str(uuid.uuid4())
+    recorder = FloorRecorder(ctx.pool, ctx.endpoints.redis_url, stream_key=ctx.broker.stream_key)
+    async with ctx.broker.subscribe(topic_for(task_id)) as live:
+        sequences = [
+            (
+                await recorder.record(
+                    event_id=str(uuid.uuid4()),
+                    task_id=task_id,
+                    event_type="task.step.progress.v1",
+                    data={"index": 1, "name": "step-1", "percent": percent, "total_steps": 1},
+                )
+            ).sequence
+            for percent in (10, 20, 30)
+        ]
+        heard = []
+        for _ in sequences:
+            delivery = await live.get(timeout=5)
+            assert delivery is not None
+            assert delivery.payload is not None
+            heard.append(orjson.loads(delivery.payload)["sequence"])
+    await recorder.close()
+
+    assert sequences == heard == [1, 2, 3]
+    async with ctx.pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) FILTER (WHERE published_at IS NULL), count(*)"
+            " FROM outbox WHERE task_id = %s",
+            (task_id,),
+        )
+        assert await cursor.fetchone() == (0, 3)  # close() marked them: no relay resends
+
+
+async def test_levers_record_at_the_floor_beside_production(ctx: BenchContext) -> None:
+    for kind in ("production", "floor"):
+        result = await levers.record_events(ctx, kind, 20)
+        assert result["cpu_ms"] > 0, kind
 
 
 async def test_publish_cost_measures_every_way_of_publishing(ctx: BenchContext) -> None:
