@@ -3,16 +3,17 @@
 What a step writes in one flush (activities/live_buffer.py: output chunks, the merged
 metadata, the latest progress) is recorded at once: one commit (one WAL flush) instead
 of one per event, and, in psycopg's pipeline mode, one round trip for the lot. The
-statement is the single append's (`store.events.APPEND_STATEMENT`), run once per event
+statement is the single append's (`store.events.append_statement`), run once per event
 in order, so each event keeps everything it has alone: its dense `sequence` under the
 task row's lock (held until the commit, so nothing of another recording lands between
 two events of a batch), its outbox row, its webhook delivery, the read-model and
 live-state triggers, dedupe by id, the event budget.
 
 Two paths. The fast one sends every statement, then reads every result: when each
-took its event, commit. When one took nothing (a duplicate: the batch, or part of it,
-was recorded before and this is a retry; a closed chapter; a new run; the budget) or a
-concurrent recording of the same id won a race, the transaction is rolled back and the
+took its event, commit. When one took nothing (a closed chapter; a new run; the budget)
+or failed on an id that exists (a duplicate: the batch, or part of it, was recorded
+before and this is a retry, or a concurrent recording of it won), the transaction is
+rolled back and the
 careful path runs the statements one at a time in a new transaction, each followed by
 `settle` when it took nothing (duplicates come back as such; a refusal is raised and
 rolls everything back, so no part of a batch is ever written alone).
@@ -20,7 +21,7 @@ rolls everything back, so no part of a batch is ever written alone).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, LiteralString
 
 import psycopg
@@ -41,13 +42,13 @@ class _NotAllTaken(Exception):
 async def append_batch(
     pool: AsyncConnectionPool,
     envelopes: Sequence[EventEnvelope],
-    statement: LiteralString,
+    statement_for: Callable[[str], LiteralString],
     *,
     run_id: str | None,
     budget: EventBudget | None,
 ) -> list[AppendResult]:
-    """Append `envelopes` (one task's, in this order) with `statement` (the single
-    append's SQL) in one transaction; results in the same order."""
+    """Append `envelopes` (one task's, in this order) with `statement_for` their types
+    (the single append's SQL) in one transaction; results in the same order."""
     if not envelopes:
         return []
     if len({envelope.subject for envelope in envelopes}) != 1:
@@ -55,9 +56,10 @@ async def append_batch(
     if any(envelope.sequence is not None for envelope in envelopes):
         raise ValueError("the store assigns `sequence`; the envelope must not carry one")
     params = [append_params(envelope, run_id, budget) for envelope in envelopes]
+    statements = [statement_for(envelope.type) for envelope in envelopes]
     async with pool.connection() as conn:
         try:
-            return await _all_at_once(conn, statement, params)
+            return await _all_at_once(conn, statements, params)
         except _NotAllTaken:
             pass  # rolled back: nothing of the batch was written
         except psycopg.DatabaseError as exc:
@@ -65,16 +67,21 @@ async def append_batch(
         async with conn.transaction():
             return [
                 await _one(conn, statement, envelope, p, run_id, budget)
-                for envelope, p in zip(envelopes, params, strict=True)
+                for envelope, statement, p in zip(envelopes, statements, params, strict=True)
             ]
 
 
 async def _all_at_once(
-    conn: psycopg.AsyncConnection[Any], statement: LiteralString, params: list[dict[str, Any]]
+    conn: psycopg.AsyncConnection[Any],
+    statements: list[LiteralString],
+    params: list[dict[str, Any]],
 ) -> list[AppendResult]:
     async with conn.pipeline(), conn.transaction():
         # Every statement is sent before the first result is read: one round trip.
-        cursors = [await conn.execute(statement, p) for p in params]
+        cursors = [
+            await conn.execute(statement, p)
+            for statement, p in zip(statements, params, strict=True)
+        ]
         rows = [await cursor.fetchone() for cursor in cursors]
         if any(row is None for row in rows):
             raise _NotAllTaken

@@ -4,19 +4,19 @@ one round trip.
 A worker process records events of many tasks at once; each append alone is a pool
 checkout, one statement and one commit. `append_group` takes the appends that queued
 while another was in flight (activities/group_commit.py) and sends them in psycopg's
-pipeline mode: BEGIN, the single append's statement (`store.events.APPEND_STATEMENT`)
+pipeline mode: BEGIN, the single append's statement (`store.events.append_statement`)
 once per event, COMMIT, all before the first result is read. Each event keeps
 everything the statement gives it alone: its dense `sequence` under its task row's
 lock, its outbox row, webhook delivery, triggers, dedupe, budget.
 
 The statement either writes its whole event or nothing at all, so a statement that
-takes nothing (a duplicate, a closed chapter, a new run, the budget) leaves the others
-to commit: the group is then exactly those statements run one after another, and that
-recording is told to go alone (`None` in its place), where it meets its own outcome
-(`EventStore.append`: a duplicate, `ChapterClosedError`, `NewRunError`, ...). A
-statement that fails (a raced id, a pruned task, a lost connection) aborts the
-transaction: nothing of the group is written and every recording goes alone. So no
-recording's error touches another's event.
+takes nothing (a closed chapter, a new run, the budget) leaves the others to commit:
+the group is then exactly those statements run one after another, and that recording
+is told to go alone (`None` in its place), where it meets its own outcome
+(`EventStore.append`: `ChapterClosedError`, `NewRunError`, ...). A statement that fails
+(an id that exists: a retry or a raced duplicate; a pruned task; a lost connection)
+aborts the transaction: nothing of the group is written and every recording goes alone
+(a duplicate is then told as such). So no recording's error touches another's event.
 
 Lock order: a group holds the row locks of several tasks until its commit, so the
 statements are sent in task id order (each task's events in their given order): two
@@ -25,7 +25,7 @@ groups, in this process or another, never wait on each other in a cycle.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, LiteralString
 
 import psycopg
@@ -39,7 +39,7 @@ from store.budget import EventBudget
 async def append_group(
     pool: AsyncConnectionPool,
     appends: Sequence[tuple[EventEnvelope, str | None]],
-    statement: LiteralString,
+    statement_for: Callable[[str], LiteralString],
     *,
     budget: EventBudget | None,
 ) -> list[AppendResult | None] | None:
@@ -50,9 +50,10 @@ async def append_group(
         raise ValueError("the store assigns `sequence`; the envelope must not carry one")
     order = sorted(range(len(appends)), key=lambda index: appends[index][0].subject)
     params = [append_params(appends[i][0], appends[i][1], budget) for i in order]
+    statements = [statement_for(appends[i][0].type) for i in order]
     try:
         async with pool.connection() as conn:
-            rows = await _all_at_once(conn, statement, params)
+            rows = await _all_at_once(conn, statements, params)
     except psycopg.Error:
         return None  # rolled back (or never committed): each recording goes alone
     results: list[AppendResult | None] = [None] * len(appends)
@@ -64,10 +65,15 @@ async def append_group(
 
 
 async def _all_at_once(
-    conn: psycopg.AsyncConnection[Any], statement: LiteralString, params: list[dict[str, Any]]
+    conn: psycopg.AsyncConnection[Any],
+    statements: list[LiteralString],
+    params: list[dict[str, Any]],
 ) -> list[Any]:
     async with conn.pipeline(), conn.transaction():
-        cursors = [await conn.execute(statement, p) for p in params]
+        cursors = [
+            await conn.execute(statement, p)
+            for statement, p in zip(statements, params, strict=True)
+        ]
         # BEGIN, the statements and COMMIT are queued; leaving the pipeline sends them
         # with one Sync and reads every result: one round trip. An error raises here.
     return [await cursor.fetchone() for cursor in cursors]

@@ -5,8 +5,10 @@ events in one transaction: store/event_batches.py): it bumps the task
 row's `last_seq` (the row lock, held until commit, keeps sequences in commit order),
 inserts the event with that sequence spliced into its JSON, its webhook delivery when
 the task's webhook wants it (webhooks/enqueue.py), and the outbox row. A duplicate id
-writes nothing and the stored copy is returned; one committed while the statement
-waited on the row lock fails it whole (`taskplane_append_raced`): no sequence gap.
+(a retry, or one committed while the statement waited on the row lock) is found by the
+event's unique key, in its task's partition only; it fails the statement whole
+(`taskplane_append_raced`), so nothing is written and no sequence is skipped, and
+`settle` returns the stored copy.
 
 Chapters (a Temporal reset): an event names the run that caused it. The fast
 statement takes it only when the task is open and the run is the task's
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import LiteralString
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -51,7 +54,8 @@ _CLOSED = "(" + ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STAT
 
 # After a `task` CTE returning `last_seq` and `created_at`: the event (JSON with `sequence`
 # spliced in; partition key: its task's `created_at`, store/partitions.py), its webhook
-# delivery if wanted (webhooks/enqueue.py), its outbox row; nothing when the id exists.
+# delivery if wanted (webhooks/enqueue.py), its outbox row; when the id exists, nothing
+# (the guard fails the statement, undoing the task row's bump).
 _EVENT_AND_OUTBOX = (
     """, event AS (
     INSERT INTO events (task_id, seq, event_id, event_type, recorded_at, envelope, task_created_at)
@@ -66,14 +70,14 @@ _EVENT_AND_OUTBOX = (
     + f"""
 INSERT INTO outbox (event_id, task_id, seq)
 SELECT event_id, task_id, seq FROM event
--- A bump with no event (a concurrent append of the same id won the race) fails it all.
+-- A bump with no event (the id exists: a retry, or a concurrent append won) fails it all.
 WHERE (SELECT CASE WHEN EXISTS (SELECT FROM task) AND NOT EXISTS (SELECT FROM event)
                    THEN taskplane_append_raced(%(event_id)s) ELSE 0 END) = 0
 RETURNING id, seq, (SELECT envelope FROM event), {WAKE_COLUMN}
 """
 )
 
-# Public for the migration test only, which runs it as the schema before 0009 had it.
+# Public for the migration test only, which runs them as the schema before 0009 had them.
 APPEND_STATEMENT = (
     """
 WITH task AS (
@@ -103,27 +107,33 @@ WITH task AS (
         error      = COALESCE(EXCLUDED.error, t.error),
         updated_at = EXCLUDED.updated_at,
         workflow_task_failing_since = NULL
-    -- Only an open task, and only its current run (or any run while none is known);
-    -- never a second `task.created.v1` (a reset run starting over: see `_settle`); the
-    -- first may follow a `task.deferred.v1`, recorded before the task's run began.
-    WHERE t.status NOT IN {closed}
-      AND (%(event_type)s::text <> 'task.created.v1'
-           OR (t.run_id IS NULL AND NOT EXISTS (SELECT FROM events e
-                WHERE e.task_id = t.task_id AND e.event_type = 'task.created.v1'
-                  AND e.task_created_at = t.created_at)))
+    -- Only an open task, and only its current run (or any run while none is known).
+    WHERE t.status NOT IN {closed}{created}
       AND (%(run_id)s::text IS NULL OR t.run_id IS NULL OR t.run_id = %(run_id)s::text)
       -- the task's event budget (store/budget.py): NULL for an exempt event or no budget
       AND (%(budget)s::bigint IS NULL OR t.last_seq < %(budget)s::bigint)
-      -- a duplicate bumps nothing (the statement is its own transaction: nothing to undo)
-      AND NOT EXISTS (SELECT FROM events e
-                      WHERE e.event_id = %(event_id)s AND e.task_created_at = t.created_at)
     RETURNING last_seq, created_at
 )
 """
     + _EVENT_AND_OUTBOX
 ).replace("{closed}", _CLOSED)
+# `task.created.v1` only: never a second one (a reset run starting over: see `settle`); the
+# first may follow a `task.deferred.v1`, recorded before the task's run began. A probe of
+# `events` is set up over every partition at each execution, whether it runs or not, so
+# the other events' statement has none (docs/performance.md, "Session 18").
+_ONLY_THE_FIRST_CREATED = """
+      AND t.run_id IS NULL AND NOT EXISTS (SELECT FROM events e
+          WHERE e.task_id = t.task_id AND e.event_type = 'task.created.v1'
+            AND e.task_created_at = t.created_at)"""
 # Under psycopg's cached length (store/sql_text.py): the source above keeps its comments.
-APPEND_STATEMENT = compact(APPEND_STATEMENT)
+APPEND_CREATED_STATEMENT = compact(APPEND_STATEMENT.replace("{created}", _ONLY_THE_FIRST_CREATED))
+APPEND_STATEMENT = compact(APPEND_STATEMENT.replace("{created}", ""))
+
+
+def append_statement(event_type: str) -> LiteralString:
+    """The append statement for an event of `event_type` (module globals, read per call)."""
+    return APPEND_CREATED_STATEMENT if event_type == "task.created.v1" else APPEND_STATEMENT
+
 
 # The first event of a new run: the task row moves to the new chapter in the same
 # statement that appends `task.reset.v1` (unless another event of that run did it first).
@@ -174,7 +184,8 @@ class EventStore:
         async with self._pool.connection() as conn, autocommit(conn):
             while True:
                 try:  # one round trip, its own transaction
-                    row = await (await conn.execute(APPEND_STATEMENT, params)).fetchone()
+                    statement = append_statement(envelope.type)
+                    row = await (await conn.execute(statement, params)).fetchone()
                 except psycopg.DatabaseError as exc:
                     if exc.sqlstate == PRUNED_SQLSTATE:  # the trigger found a tombstone
                         raise TaskPrunedError(f"task {envelope.subject} was pruned") from None
@@ -196,7 +207,7 @@ class EventStore:
         """Append events of one task and run in ONE transaction, in order: all or none
         (store/event_batches.py). Raises what `append` raises; nothing is written then."""
         return await append_batch(
-            self._pool, envelopes, APPEND_STATEMENT, run_id=run_id, budget=self._budget
+            self._pool, envelopes, append_statement, run_id=run_id, budget=self._budget
         )
 
     async def append_group(
@@ -205,7 +216,7 @@ class EventStore:
         """Append (envelope, run id) pairs of any tasks in ONE transaction, one round trip
         (store/event_groups.py): each one's result, None where the statement took nothing
         (that one goes through `append`); None when nothing was written at all."""
-        return await append_group(self._pool, appends, APPEND_STATEMENT, budget=self._budget)
+        return await append_group(self._pool, appends, append_statement, budget=self._budget)
 
     async def begin_chapter(self, envelope: EventEnvelope, *, run_id: str) -> AppendResult | None:
         """Append `task.reset.v1` and move the task to run `run_id`; None when another

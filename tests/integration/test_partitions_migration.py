@@ -31,9 +31,12 @@ _WITHOUT_PARTITION_KEY = (
     (", envelope, task_created_at)", ", envelope)"),
     ("'}',\ntask.created_at\n", "'}'\n"),
     ("ON CONFLICT (event_id, task_created_at)", "ON CONFLICT (event_id)"),
-    ("RETURNING last_seq, created_at\n", "RETURNING last_seq\n"),
-    ("\nAND e.task_created_at = t.created_at)", "\n)"),
-    (" AND e.task_created_at = t.created_at)", ")"),
+    # 0008's store probed for a duplicate id before the bump (it had no raced guard).
+    (
+        "RETURNING last_seq, created_at\n",
+        "AND NOT EXISTS (SELECT FROM events e WHERE e.event_id = %(event_id)s)\n"
+        "RETURNING last_seq\n",
+    ),
     # The raced-duplicate guard calls a function of migration 0013: not there at 0008.
     (
         "WHERE (SELECT CASE WHEN EXISTS (SELECT FROM task) AND NOT EXISTS (SELECT FROM event)\n"
@@ -47,8 +50,13 @@ _EVENTS = (
 )
 
 
-def _before_0009(statement: str) -> str:
-    for now, then in _WITHOUT_PARTITION_KEY:
+# `task.created.v1`'s statement only: its probe for an earlier one.
+_CREATED_WITHOUT_PARTITION_KEY = (("\nAND e.task_created_at = t.created_at)", "\n)"),)
+
+
+def _before_0009(statement: str, *, created: bool = False) -> str:
+    pieces = _WITHOUT_PARTITION_KEY + (_CREATED_WITHOUT_PARTITION_KEY if created else ())
+    for now, then in pieces:
         assert now in statement, now
         statement = statement.replace(now, then)
     return statement
@@ -131,6 +139,8 @@ async def test_0009_converts_a_filled_0008_database_without_losing_an_event(
         with monkeypatch.context() as patch:  # the store as 0008 ran it
             old_statement = _before_0009(store.events.APPEND_STATEMENT)
             patch.setattr(store.events, "APPEND_STATEMENT", old_statement)
+            old_created = _before_0009(store.events.APPEND_CREATED_STATEMENT, created=True)
+            patch.setattr(store.events, "APPEND_CREATED_STATEMENT", old_created)
             tasks = await _fill(pool, now)
         before = await _all(pool, _EVENTS)
         outbox_before = await _all(pool, "SELECT * FROM outbox ORDER BY id")
