@@ -40,6 +40,10 @@ class Sizes:
     replay_repeats: int = 5
     lever_events: int = 500
     lever_rounds: int = 5
+    # Daily partitions of `events` the levers part makes ahead before it records (0: the
+    # fresh database's own). ~33 is a month's retention at the defaults: what a store in
+    # steady state holds. They stay for the rest of the run.
+    lever_partitions_ahead: int = 0
     output_rounds: int = 2
     output_tasks: int = 8
     output_tokens: int = 400

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 import uvloop
+from psycopg import AsyncConnection
 
 from activities.recorder import DEFAULT_MAX_GROUP, EventRecorder
 from bench.context import BenchContext, cpu_delta
@@ -36,6 +37,7 @@ from broker.redis import RedisBroker
 from schemas import decode_event
 from settings.config import Settings
 from store import EventStore, Outbox, open_pool
+from store.partitions import PartitionPolicy, make_ahead, partitions
 
 RECORDERS = ("production", "production_uvloop", "unmarked", "floor")
 
@@ -103,13 +105,27 @@ def _in_thread(ctx: BenchContext, kind: str, events: int) -> dict[str, float]:
     return asyncio.run(record_events(ctx, recorder, events))
 
 
+async def _partitions_ahead(ctx: BenchContext, days: int) -> int:
+    """Make `days` daily partitions of `events` ahead (production's `make_ahead`); how many
+    `events` has then."""
+    async with await AsyncConnection.connect(ctx.endpoints.database_url, autocommit=True) as conn:
+        if days:
+            await make_ahead(conn, PartitionPolicy(ahead_seconds=days * 86_400.0))
+        return len(await partitions(conn))
+
+
 async def _recording(ctx: BenchContext) -> dict[str, Any]:
     runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in RECORDERS}
     events = ctx.sizes.lever_events
+    partition_count = await _partitions_ahead(ctx, ctx.sizes.lever_partitions_ahead)
     for _ in range(ctx.sizes.lever_rounds):
         for kind in RECORDERS:
             runs[kind].append(await asyncio.to_thread(_in_thread, ctx, kind, events))
-    summary: dict[str, Any] = {"events_per_run": events, "rounds": ctx.sizes.lever_rounds}
+    summary: dict[str, Any] = {
+        "events_per_run": events,
+        "rounds": ctx.sizes.lever_rounds,
+        "events_partitions": partition_count,
+    }
     for kind, results in runs.items():
         summary[kind] = {key: round(median([r[key] for r in results]), 3) for key in results[0]}
     return summary
@@ -227,6 +243,7 @@ def _decode_cost(iterations: int = 2000) -> dict[str, float]:
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
     recording = await _recording(ctx)
+    print(f"  recording into `events` of {recording['events_partitions']} partitions")
     for kind in RECORDERS:
         r = recording[kind]
         servers = "".join(
