@@ -13,10 +13,10 @@ Two paths. The fast one sends every statement, then reads every result: when eac
 took its event, commit. When one took nothing (a closed chapter; a new run; the budget)
 or failed on an id that exists (a duplicate: the batch, or part of it, was recorded
 before and this is a retry, or a concurrent recording of it won), the transaction is
-rolled back and the
-careful path runs the statements one at a time in a new transaction, each followed by
-`settle` when it took nothing (duplicates come back as such; a refusal is raised and
-rolls everything back, so no part of a batch is ever written alone).
+rolled back and the careful path runs the statements one at a time in a new
+transaction, each followed by `settle` when it took nothing (duplicates come back as
+such; a refusal is raised and rolls everything back, so no part of a batch is ever
+written alone).
 """
 
 from __future__ import annotations
