@@ -9,7 +9,7 @@ upsert, the event, the outbox row: one round trip, one commit), and one EVALSHA 
 production's publish script (`broker.redis_publish.PublishScript`). Left out, on purpose:
 the data's validation, chapters, the event budget, deduplication by id, the raced-id
 check, webhook deliveries, group commit, timeouts, logs, metrics and the outbox marks
-(its rows stay pending until `settle`, outside what is measured).
+(its rows stay pending until `close`, outside what is measured).
 
 It is never a way to record: production's `EventRecorder.record` is measured beside it,
 in the same rounds (bench/levers.py `record() floor`, bench/throughput.py
@@ -115,7 +115,7 @@ class FloorRecorder(EventRecorder):
         ]
 
     async def flush_marks(self) -> None:
-        pass  # no marks: see `settle`
+        pass  # no marks: see `close`
 
     async def close(self) -> None:
         """Mark every pending outbox row published, so no relay publishes them again

@@ -181,10 +181,10 @@ class EventStore:
         if envelope.sequence is not None:
             raise ValueError("the store assigns `sequence`; the envelope must not carry one")
         params = append_params(envelope, run_id, self._budget)
+        statement = append_statement(envelope.type)
         async with self._pool.connection() as conn, autocommit(conn):
             while True:
                 try:  # one round trip, its own transaction
-                    statement = append_statement(envelope.type)
                     row = await (await conn.execute(statement, params)).fetchone()
                 except psycopg.DatabaseError as exc:
                     if exc.sqlstate == PRUNED_SQLSTATE:  # the trigger found a tombstone
