@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC
 
 import httpx
@@ -13,6 +13,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from bench.context import BenchContext
+from bench.procs import ChildProcess
 from schemas.workflow import workflow_id_for
 
 FIRST_EVENT = """
@@ -63,22 +64,47 @@ async def create_task(
     return str(response.json()["task_id"])
 
 
-async def warm_up(ctx: BenchContext, base_url: str, key: str) -> None:
+async def warm_up(ctx: BenchContext, base_url: str, key: str, *children: ChildProcess) -> None:
     """One task of a third tenant, to its first step, before anything is measured.
 
     A fresh API process answers its first `POST /tasks` slower than the next ones (21-23
     ms against 5-6 on session 16's machine, ~20 against ~12 on session 17's). Without
     this the idle baseline's p99 was that one cold task (session 16): a cost of a new
     process, not of an idle system, which the flood variants never paid (the noisy
-    tenant's requests warmed their API first).
+    tenant's requests warmed their API first). Should the task not step in time, the
+    error says where it stood: its Temporal history, its stored events, the children's logs.
     """
     sent: dict[str, float] = {}
     async with httpx.AsyncClient(
         base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60
     ) as http:
-        await create_task(http, 0.0, sent, [])
+        task_id = await create_task(http, 0.0, sent, [])
     for _ in range(300):
         if await first_steps(ctx, sent):
             return
         await asyncio.sleep(0.05)
-    raise RuntimeError("the warm-up task did not reach its first step in 15 s")
+    raise RuntimeError(
+        f"the warm-up task {task_id} did not reach its first step in 15 s\n"
+        + await where_it_stands(ctx, task_id, sent[task_id], children)
+    )
+
+
+STORED_EVENTS = "SELECT sequence, event_type, recorded_at FROM events WHERE task_id = %s ORDER BY 1"
+
+
+async def where_it_stands(
+    ctx: BenchContext, task_id: str, sent_at: float, children: Sequence[ChildProcess]
+) -> str:
+    """A stuck task's Temporal history and stored events, and the tails of the logs."""
+    lines = ["Temporal history (ms after POST):"]
+    try:
+        lines += await timeline(ctx, task_id, sent_at)
+    except Exception as error:  # a report of a failure: it says what it met
+        lines.append(f"  not read: {error!r}")
+    async with ctx.pool.connection() as conn:
+        rows = await (await conn.execute(STORED_EVENTS, (task_id,))).fetchall()
+    lines.append("stored events (ms after POST):")
+    lines += [f"{seq} {kind} {(at.timestamp() - sent_at) * 1000:.0f}" for seq, kind, at in rows]
+    for child in children:
+        lines += [f"{child.module}'s log ({child.log_path}):", child.log_tail()]
+    return "\n".join(lines)

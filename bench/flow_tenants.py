@@ -130,7 +130,7 @@ async def measure(ctx: BenchContext, variant: Variant) -> dict[str, Any]:
     half = asyncio.Event()
     most_held = samples = 0
     async with _stack(ctx, variant, keys) as (worker, api):
-        await warm_up(ctx, api.base_url, f"k-{warm}")
+        await warm_up(ctx, api.base_url, f"k-{warm}", worker, api)
         cpu_before = {"worker": tree_cpu_seconds(worker.pid), "api": tree_cpu_seconds(api.pid)}
         began = time.monotonic()
         limits = httpx.Limits(max_connections=STARTERS)
