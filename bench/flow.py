@@ -24,8 +24,10 @@ tenant as fairness key). `demo.pipeline` of one step of `flow_step_seconds`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,13 +102,18 @@ class Run:
         return {str(t): at.timestamp() - self.submitted[str(t)] for t, at in rows}
 
 
-def _worker(ctx: BenchContext, run: Run) -> Any:
+@contextlib.asynccontextmanager
+async def _worker(ctx: BenchContext, run: Run) -> AsyncIterator[None]:
+    """An in-process worker; its last marks are written before the bench's pool closes
+    (else they fail, and the relay of a later part publishes those events again)."""
     store = AdmissionStore(ctx.pool, {})
     recorder = EventRecorder(EventStore(ctx.pool), Outbox(ctx.pool), ctx.broker)
     admission = AdmissionActivities(store, Waker(ctx.client, store))
-    return build_worker(
+    async with build_worker(
         ctx.client, recorder, task_queue=run.queue, admission=admission, task_slots=run.slots
-    )
+    ):
+        yield
+    await recorder.flush_marks()
 
 
 async def _noisy_and_quiet(ctx: BenchContext, run: Run, noisy: int) -> dict[str, Any]:

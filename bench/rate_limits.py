@@ -204,6 +204,7 @@ async def _debounce(ctx: BenchContext) -> dict[str, Any]:
         )
         description = await task.describe()
         await task.result()
+    await recorder.flush_marks()  # before the bench's pool closes: see bench/flow.py
     started = description.start_time.timestamp() if description.start_time else 0.0
     lag = started - (time.time() - (time.monotonic() - last))
     return {
