@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -46,7 +47,9 @@ class Starter(Protocol):
 
 class Waker:
     """Signals the tasks an admission change concerns. A task whose run is gone (closed
-    while it waited) gives its slot straight back, which may admit the next one."""
+    while it waited), or a parked one whose stored start does not validate (a row that
+    no release of the API could have written), gives its slot straight back, which may
+    admit the next one."""
 
     def __init__(
         self, client: Client, store: AdmissionStore, starter: Starter | None = None
@@ -58,6 +61,7 @@ class Waker:
         self._starter = starter
         self.woken = 0
         self.cancelled = 0
+        self.unreadable = 0
 
     async def tell(self, outcome: Admission) -> None:
         for task_id, reason in outcome.to_cancel:
@@ -84,8 +88,20 @@ class Waker:
     async def _wake(self, task_id: str, parked: ParkedStart | None) -> bool:
         if parked is None or self._starter is None:
             return await self._signal(task_id, SIGNAL_ADMITTED, None)
+        try:
+            request = TaskWorkflowInput.model_validate(parked.input)
+        except ValidationError as exc:
+            # Never started, and it cannot be: were this raised, the keeper's every round
+            # would meet the ticket again and stop its worker (each worker's, in turn).
+            self.unreadable += 1
+            log.error(
+                "a parked task's stored start is unreadable: it cannot start, and its slot"
+                " goes to the next in line",
+                extra={"task_id": task_id, "error": str(exc)},
+            )
+            return False
         return await self._starter.wake(
-            TaskWorkflowInput.model_validate(parked.input),
+            request,
             request_hash=parked.request_hash,
             request_nonce=parked.request_nonce,
             signal=SIGNAL_ADMITTED,

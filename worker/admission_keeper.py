@@ -62,6 +62,11 @@ def register_admission_metrics(metrics: Metrics, keeper: AdmissionKeeper, waker:
         lambda: waker.cancelled,
     )
     metrics.counter(
+        "taskplane_admission_unreadable_parked",
+        "Parked tasks never started: their stored start did not validate (logged)",
+        lambda: waker.unreadable,
+    )
+    metrics.counter(
         "taskplane_admission_released_closed",
         "Slots freed by the reconciler: their run closed without giving them back",
         lambda: keeper.stats.released_closed,

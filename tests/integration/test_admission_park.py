@@ -201,6 +201,34 @@ async def test_a_wake_up_lost_to_a_temporal_away_is_sent_again_by_the_keeper(
     assert await held(pool, key) == 0
 
 
+async def test_a_parked_start_that_does_not_validate_passes_its_slot_on(
+    temporal_address: str, pool: AsyncConnectionPool
+) -> None:
+    """A stored start no API writes (no `task_type`: a bench once parked such rows) is
+    never started: the wake-up does not raise (it stopped every worker's reconciler, in
+    turn), the ticket's slot goes to the next in line, whose run is started."""
+    client = await Client.connect(temporal_address, data_converter=pydantic_data_converter)
+    queue = f"park-{uuid.uuid4().hex[:8]}"  # no worker: a started run waits, untouched
+    store = AdmissionStore(pool, {})
+    waker = Waker(client, store, TaskClient(client, task_queue=queue, rpc_timeout=timedelta(5)))
+    key = f"park-bad-{uuid.uuid4().hex[:8]}"
+    holder = claim_of(task_input(key))
+    assert outcome(await store.acquire(holder)) == "admitted"
+    unreadable, good = task_input(key), task_input(key)
+    body = {"task_id": unreadable.task_id, "input": {"steps": 1}}
+    assert await park(pool, claim_of(unreadable), ParkedStart(body, "h", "n")) == 1
+    start = ParkedStart(good.model_dump(mode="json"), "h", "n")
+    assert await park(pool, claim_of(good), start) == 2
+    await waker.tell(await store.release(holder.task_id))
+    assert (waker.unreadable, waker.woken) == (1, 1)
+    handle = client.get_workflow_handle(workflow_id_for(good.task_id))
+    assert (await handle.describe()).run_id  # started by its wake-up
+    assert await parked_starts(pool, [unreadable.task_id]) == {}  # its ticket is gone
+    assert await held(pool, key) == 1  # the good one's
+    await handle.terminate("test over")
+    await store.release(good.task_id)
+
+
 def task_input(key: str) -> TaskWorkflowInput:
     return TaskWorkflowInput(
         task_id=str(uuid.uuid4()),
