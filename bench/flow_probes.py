@@ -89,7 +89,7 @@ async def warm_up(ctx: BenchContext, base_url: str, key: str, *children: ChildPr
     )
 
 
-STORED_EVENTS = "SELECT sequence, event_type, recorded_at FROM events WHERE task_id = %s ORDER BY 1"
+STORED_EVENTS = "SELECT seq, event_type, recorded_at FROM events WHERE task_id = %s ORDER BY 1"
 
 
 async def where_it_stands(

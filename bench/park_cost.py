@@ -18,36 +18,64 @@ from typing import Any
 from bench.context import BenchContext, cost_per
 from bench.flow_tenants import STARTERS
 from schemas.admission import AdmissionRequest
+from schemas.workflow import TaskWorkflowInput
 from store.admission import AdmissionStore
 from store.admission_park import ParkedStart, park
+
+TASK_TYPE = "bench"
+# What a line leaves, removed once measured: a worker's admission keeper sharing the
+# store would find the held slot without a run, free it, and start the parked tasks.
+_FORGET = (
+    "DELETE FROM admission_tickets WHERE task_type = %(type)s AND concurrency_key = %(key)s",
+    "DELETE FROM admission_line WHERE task_type = %(type)s AND concurrency_key = %(key)s",
+    "DELETE FROM admission_keys WHERE task_type = %(type)s AND concurrency_key = %(key)s",
+    "DELETE FROM tasks WHERE task_id = ANY(%(ids)s)",
+)
 
 
 def _request(key: str) -> AdmissionRequest:
     return AdmissionRequest(
-        task_id=str(uuid.uuid4()), task_type="bench", concurrency_key=key, tenant="t", limit=1
+        task_id=str(uuid.uuid4()), task_type=TASK_TYPE, concurrency_key=key, tenant="t", limit=1
+    )
+
+
+def _start(request: AdmissionRequest) -> ParkedStart:
+    """What the API parks (api/admission.py): the run's whole input, as it would start."""
+    body = TaskWorkflowInput(
+        task_id=request.task_id,
+        task_type=request.task_type,
+        input={"steps": 1},
+        owner=request.tenant,
+        concurrency_key=request.concurrency_key,
+        concurrency_limit=request.limit,
+    )
+    return ParkedStart(
+        input=body.model_dump(mode="json"), request_hash="bench", request_nonce=request.task_id
     )
 
 
 async def _line(ctx: BenchContext, length: int) -> dict[str, float]:
     key = f"parks-{uuid.uuid4().hex[:6]}"
-    await AdmissionStore(ctx.pool, {}).acquire(_request(key))  # the one slot: held
+    holder = _request(key)
+    await AdmissionStore(ctx.pool, {}).acquire(holder)  # the one slot: held
     requests = [_request(key) for _ in range(length)]
     gate = asyncio.Semaphore(STARTERS)
 
     async def one(request: AdmissionRequest) -> None:
-        start = ParkedStart(
-            input={"task_id": request.task_id, "input": {"steps": 1}},
-            request_hash="bench",
-            request_nonce=request.task_id,
-        )
         async with gate:
-            if await park(ctx.pool, request, start) is None:
+            if await park(ctx.pool, request, _start(request)) is None:
                 raise RuntimeError("a park of a full key was not parked")
 
     async def all_parks() -> None:
         await asyncio.gather(*(one(r) for r in requests))
 
-    return {"parks": length, **await cost_per(ctx, all_parks(), length, "park")}
+    try:
+        return {"parks": length, **await cost_per(ctx, all_parks(), length, "park")}
+    finally:
+        params = {"type": TASK_TYPE, "key": key, "ids": [r.task_id for r in [holder, *requests]]}
+        async with ctx.pool.connection() as conn, conn.transaction():
+            for statement in _FORGET:
+                await conn.execute(statement, params)
 
 
 async def measure(ctx: BenchContext) -> dict[str, Any]:

@@ -207,6 +207,11 @@ async def test_flow_slice_starts_every_quiet_task_and_never_overfills_a_key(
     assert result["claims"]["pairs"] == 10
     assert [line["parks"] for line in result["parks"]["lines"]] == [20, 40]
     assert all(line["client_cpu_us_per_park"] > 0 for line in result["parks"]["lines"])
+    async with ctx.pool.connection() as conn:  # the lines leave nothing for a worker's keeper
+        cursor = await conn.execute(
+            "SELECT count(*) FROM admission_keys WHERE concurrency_key LIKE 'parks-%'"
+        )
+        assert await cursor.fetchone() == (0,)
     assert set(result["overhead"]) >= {"no_limit", "limit"}
     fairness = result["fairness"]
     in_process = {"idle", "no_fairness", "fairness_limit"}
