@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -84,9 +84,34 @@ class ProcessStack:
         path = self.log_dir / f"{name}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
+    def post_mortem(self) -> list[tuple[str, str]]:
+        """Each of its processes' logs (the tail), saying whether it still runs."""
+        sections = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            process = self.processes.get(path.stem)
+            code = None if process is None else process.poll()
+            state = "stopped" if process is None else "running" if code is None else f"exit {code}"
+            sections.append((f"{path.stem} ({state}), its log's tail", self.log_tail(path.stem)))
+        return sections
+
     def stop_all(self) -> None:
         for name in list(self.processes):
             self.stop(name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report carries its stacks' state and log tails: CI's temp folders,
+    where the logs are, are gone by the time anyone reads the failure."""
+    report: pytest.TestReport = yield
+    if report.when == "call" and report.failed:
+        for fixture, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, ProcessStack):
+                for title, text in value.post_mortem():
+                    report.sections.append((f"{fixture}: {title}", text))
+    return report
 
 
 @contextmanager
